@@ -1,0 +1,108 @@
+//! A moto server (`moto_server`, Python package moto) on 127.0.0.1 for
+//! tests. Each [`MotoServer`] is its own process on a free port, killed on
+//! drop, so tests never share AWS state.
+//!
+//! When `moto_server` is missing the test is skipped with a loud message,
+//! unless `EOS_SEC_REQUIRE_ORACLES` or `CI` is set: then it fails, so a
+//! missing install step in `.ci/run` can never pass silently.
+#![allow(clippy::print_stderr, clippy::expect_used, clippy::unwrap_used)]
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::AwsOptions;
+
+/// A running moto server.
+#[derive(Debug)]
+pub struct MotoServer {
+    child: Child,
+    port: u16,
+}
+
+/// True when a missing oracle must fail the test instead of skipping it.
+pub fn oracles_required() -> bool {
+    std::env::var_os("EOS_SEC_REQUIRE_ORACLES").is_some_and(|v| !v.is_empty() && v != "0")
+        || std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false")
+}
+
+impl MotoServer {
+    /// Start a server, or `None` (after a loud message) when moto is not
+    /// installed and oracles are not required.
+    pub fn start() -> Option<MotoServer> {
+        let port = free_port();
+        let spawned = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let child = match spawned {
+            Ok(c) => c,
+            Err(e) => {
+                if oracles_required() {
+                    panic!(
+                        "moto_server is required (EOS_SEC_REQUIRE_ORACLES/CI set) but could not start: {e}"
+                    );
+                }
+                eprintln!(
+                    "\n*** SKIPPING: moto_server not available ({e}); install with `pip install 'moto[server]'` ***\n"
+                );
+                return None;
+            }
+        };
+        let server = MotoServer { child, port };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(server);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("moto_server did not listen on 127.0.0.1:{port} within 30 s");
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Options pointing the SDK at this server with dummy static
+    /// credentials (moto accepts any).
+    pub fn aws_options(&self) -> AwsOptions {
+        AwsOptions {
+            region: Some("us-east-1".to_owned()),
+            profile: None,
+            endpoint_url: Some(self.endpoint()),
+            static_credentials: Some(("testing".to_owned(), "testing".to_owned())),
+        }
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl MotoServer {
+    /// Environment for child processes (e.g. the `eos-sec` binary under
+    /// test) that should talk to this server.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+            ("AWS_REGION", "us-east-1".to_owned()),
+            ("AWS_ENDPOINT_URL", self.endpoint()),
+            ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+        ]
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port on 127.0.0.1")
+}

@@ -1,0 +1,4 @@
+//! One module per command group: parse arguments into library options, make
+//! one library call, format the result.
+
+pub mod ipset;

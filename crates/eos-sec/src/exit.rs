@@ -1,0 +1,31 @@
+//! Exit codes: 0 success, 1 operational failure, 2 bad input or usage.
+
+/// A problem with what the user gave us (arguments, files, config). Maps to
+/// exit code 2. The message names what was wrong and where.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadInput(pub String);
+
+/// Shorthand for returning a [`BadInput`].
+macro_rules! bad_input {
+    ($($arg:tt)*) => {
+        ::anyhow::Error::new($crate::exit::BadInput(format!($($arg)*)))
+    };
+}
+pub(crate) use bad_input;
+
+/// Exit code for an error: 2 when anything in its chain is a bad-input error
+/// of ours or of a library, 1 otherwise.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    let bad = err.chain().any(|e| {
+        e.is::<BadInput>()
+            || e.is::<eos_ipset::LineError>()
+            || e.is::<eos_ipset::ParseError>()
+            || matches!(
+                e.downcast_ref::<eos_ipset::ReadError>(),
+                Some(eos_ipset::ReadError::Line(_))
+            )
+            || e.is::<toml::de::Error>()
+    });
+    if bad { 2 } else { 1 }
+}

@@ -1,0 +1,101 @@
+//! `eos-sec`: the thin command line over the eos-sec libraries. Argument
+//! parsing, wiring and output only; every decision is made in a library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+mod config;
+mod exit;
+mod output;
+
+/// IP allowlists (AWS WAF IPSets) and mTLS client certificates for
+/// entityOS.cloud spaces.
+#[derive(Debug, Parser)]
+#[command(name = "eos-sec", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    /// Print machine-readable JSON instead of the human report
+    #[arg(long, global = true)]
+    json: bool,
+
+    /// State directory (SQLite database and exports) [default: `[state] dir`
+    /// from the config, else ./.eos-sec]
+    #[arg(long, global = true, env = "EOS_SEC_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+
+    /// Config file (TOML) [default: ./eos-sec.toml when it exists]
+    #[arg(long, global = true, env = "EOS_SEC_CONFIG")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Exact IP sets: aggregate addresses and CIDRs to the minimal CIDR list
+    #[command(subcommand)]
+    Ipset(cmd::ipset::IpsetCommand),
+}
+
+/// What every command gets besides its own arguments.
+#[derive(Debug)]
+pub struct Ctx {
+    /// `--json`.
+    pub json: bool,
+    /// The loaded config.
+    pub config: config::Config,
+    /// The state directory to use.
+    pub state_dir: PathBuf,
+}
+
+impl Ctx {
+    /// Open (creating if needed) the state store.
+    #[allow(dead_code)] // used by the state-backed commands
+    pub fn store(&self) -> anyhow::Result<eos_store::Store> {
+        eos_store::Store::open(&self.state_dir)
+            .map_err(|e| anyhow::Error::new(e).context("opening the state store"))
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let (config, _path) = config::load(cli.config.as_deref())?;
+    let state_dir = cli
+        .state_dir
+        .or_else(|| config.state.dir.clone())
+        .unwrap_or_else(|| PathBuf::from(".eos-sec"));
+    let ctx = Ctx {
+        json: cli.json,
+        config,
+        state_dir,
+    };
+    match cli.command {
+        Command::Ipset(c) => cmd::ipset::run(c, &ctx),
+    }
+}
+
+#[allow(clippy::print_stderr)]
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap prints help/version on stdout (exit 0) and usage errors on
+            // stderr; usage errors are bad input: exit 2.
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(exit::exit_code(&err))
+        }
+    }
+}

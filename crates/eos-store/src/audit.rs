@@ -1,0 +1,103 @@
+//! The append-only audit log.
+
+use rusqlite::{Connection, Transaction, params};
+use serde::Serialize;
+
+use crate::{StoreError, now_rfc3339};
+
+/// An entry to append. `detail` is JSON and must never carry a secret (code,
+/// pepper, key, passphrase): callers pass ids and fingerprints instead.
+#[derive(Debug, Clone)]
+pub struct AuditEntry<'a> {
+    /// Who: OS user, service name, or a code id.
+    pub actor: &'a str,
+    /// Stable dotted action name, e.g. `ipset.apply`.
+    pub action: &'a str,
+    /// What it acted on.
+    pub subject: &'a str,
+    /// JSON details.
+    pub detail: serde_json::Value,
+}
+
+impl<'a> AuditEntry<'a> {
+    /// An entry with empty details.
+    pub fn new(actor: &'a str, action: &'a str, subject: &'a str) -> Self {
+        Self {
+            actor,
+            action,
+            subject,
+            detail: serde_json::Value::Object(Default::default()),
+        }
+    }
+
+    /// Attach JSON details.
+    pub fn with_detail(mut self, detail: serde_json::Value) -> Self {
+        self.detail = detail;
+        self
+    }
+}
+
+/// A stored audit entry.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AuditRecord {
+    /// Monotonic id.
+    pub id: i64,
+    /// RFC 3339 UTC.
+    pub at: String,
+    /// Who.
+    pub actor: String,
+    /// What.
+    pub action: String,
+    /// On what.
+    pub subject: String,
+    /// JSON details.
+    pub detail: serde_json::Value,
+}
+
+pub(crate) fn append(tx: &Transaction<'_>, e: &AuditEntry<'_>) -> Result<i64, StoreError> {
+    tx.execute(
+        "INSERT INTO audit_log(at, actor, action, subject, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            now_rfc3339(),
+            e.actor,
+            e.action,
+            e.subject,
+            e.detail.to_string()
+        ],
+    )?;
+    Ok(tx.last_insert_rowid())
+}
+
+pub(crate) fn list(conn: &Connection, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut stmt = conn.prepare(
+        "SELECT id, at, actor, action, subject, detail FROM audit_log ORDER BY id DESC LIMIT ?1",
+    )?;
+    let rows = stmt.query_map(params![limit], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, String>(5)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, at, actor, action, subject, detail) = row?;
+        let detail = serde_json::from_str(&detail).map_err(|e| StoreError::Corrupt {
+            what: "audit detail",
+            detail: e.to_string(),
+        })?;
+        out.push(AuditRecord {
+            id,
+            at,
+            actor,
+            action,
+            subject,
+            detail,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,320 @@
+//! eos-sec's state: one SQLite database (`state.db`) in a state directory.
+//!
+//! Everything eos-sec decides is recorded here, in transactions, so a killed
+//! process leaves the store consistent. The schema is versioned from the
+//! first release: [`MIGRATIONS`] is applied in order and `PRAGMA
+//! user_version` records how far a database has come. A database from a newer
+//! eos-sec is refused rather than guessed at.
+//!
+//! Each domain owns its tables and the SQL that reads and writes them (a
+//! module of this crate per domain); the domain crates themselves never see
+//! SQLite.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde::Serialize;
+
+mod audit;
+
+pub use audit::{AuditEntry, AuditRecord};
+pub use rusqlite;
+
+/// The database file inside the state directory.
+pub const DB_FILE: &str = "state.db";
+
+/// Versioned schema migrations, applied in order. Never edit a released one:
+/// add a new version. Versions are reserved per domain while work is in
+/// flight (2: rules/observations/plans, 3: security codes, 4: certificates).
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "base",
+    sql: include_str!("migrations/0001_base.sql"),
+}];
+
+/// One schema step.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// Stored in `PRAGMA user_version` once applied.
+    pub version: i64,
+    /// Short name for messages.
+    pub name: &'static str,
+    /// The SQL, applied in one transaction with the version bump.
+    pub sql: &'static str,
+}
+
+/// Errors of the state store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The state directory could not be created or opened.
+    #[error("state directory {path}: {source}")]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// SQLite failed.
+    #[error("state database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The database was written by a newer eos-sec.
+    #[error(
+        "state database {path} has schema version {found}, newer than this eos-sec knows ({known}); upgrade eos-sec"
+    )]
+    TooNew {
+        /// The database.
+        path: String,
+        /// Its version.
+        found: i64,
+        /// The newest this build knows.
+        known: i64,
+    },
+    /// A stored value could not be decoded.
+    #[error("state database: corrupt {what}: {detail}")]
+    Corrupt {
+        /// What was being read.
+        what: &'static str,
+        /// Details.
+        detail: String,
+    },
+    /// A record that was asked for does not exist.
+    #[error("{what} not found: {key}")]
+    NotFound {
+        /// What kind of record.
+        what: &'static str,
+        /// Its key.
+        key: String,
+    },
+}
+
+/// An open state store.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+    path: String,
+}
+
+impl Store {
+    /// Open (creating if needed) the store in `dir`. The directory is created
+    /// with mode 0700: it holds the audit log and, for some deployments, keys.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        create_private_dir(dir)?;
+        let path = dir.join(DB_FILE);
+        let conn = Connection::open(&path)?;
+        Self::init(conn, path.display().to_string())
+    }
+
+    /// A throwaway in-memory store (tests, dry runs).
+    pub fn open_in_memory() -> Result<Store, StoreError> {
+        Self::init(Connection::open_in_memory()?, ":memory:".to_owned())
+    }
+
+    fn init(conn: Connection, path: String) -> Result<Store, StoreError> {
+        // WAL: readers (sync status, serve) never block the writer; a killed
+        // writer's transaction is rolled back on next open.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let mut store = Store { conn, path };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// The newest schema version this build knows.
+    pub fn latest_version() -> i64 {
+        MIGRATIONS.iter().map(|m| m.version).max().unwrap_or(0)
+    }
+
+    /// The schema version of the open database.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))?)
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let current = self.schema_version()?;
+        let known = Self::latest_version();
+        if current > known {
+            return Err(StoreError::TooNew {
+                path: self.path.clone(),
+                found: current,
+                known,
+            });
+        }
+        let mut pending: Vec<&Migration> =
+            MIGRATIONS.iter().filter(|m| m.version > current).collect();
+        pending.sort_by_key(|m| m.version);
+        for m in pending {
+            // IMMEDIATE: two processes opening a fresh store at once must not
+            // both run the same migration.
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let now: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+            if now >= m.version {
+                continue;
+            }
+            tx.execute_batch(m.sql)?;
+            tx.pragma_update(None, "user_version", m.version)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    /// The connection, for reads.
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Begin a write transaction (IMMEDIATE: takes the write lock now, so a
+    /// read-then-write inside it cannot be invalidated by another writer).
+    pub fn transaction(&mut self) -> Result<Transaction<'_>, StoreError> {
+        Ok(self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?)
+    }
+
+    /// Append one audit entry in its own transaction.
+    pub fn audit(&mut self, entry: &AuditEntry<'_>) -> Result<i64, StoreError> {
+        let tx = self.transaction()?;
+        let id = audit::append(&tx, entry)?;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// The audit log, newest first.
+    pub fn audit_log(&self, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
+        audit::list(&self.conn, limit)
+    }
+}
+
+/// Append an audit entry inside a caller's transaction, so the entry and the
+/// change it records commit together or not at all.
+pub fn audit_in(tx: &Transaction<'_>, entry: &AuditEntry<'_>) -> Result<i64, StoreError> {
+    audit::append(tx, entry)
+}
+
+/// Current time as RFC 3339 UTC, the format every timestamp column uses.
+pub fn now_rfc3339() -> String {
+    format_rfc3339(time::OffsetDateTime::now_utc())
+}
+
+/// Format a time as RFC 3339 UTC with second precision.
+pub fn format_rfc3339(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    t.format(&fmt)
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
+    let err = |source| StoreError::Dir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(err)?;
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir).map_err(err)?;
+    Ok(())
+}
+
+/// A small key/value table for settings that belong to the state (not the
+/// config), e.g. the CRL number or the last sync cursor.
+pub fn kv_get(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .query_row("SELECT value FROM kv WHERE key = ?1", params![key], |r| {
+            r.get(0)
+        })
+        .optional()?)
+}
+
+/// Set a key in the key/value table (inside the caller's transaction).
+pub fn kv_set(tx: &Transaction<'_>, key: &str, value: &str) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO kv(key, value) VALUES (?1, ?2)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        params![key, value],
+    )?;
+    Ok(())
+}
+
+/// Serialise a value to JSON for a `detail` or payload column.
+pub fn to_json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "{}".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.schema_version().unwrap(), Store::latest_version());
+        drop(s);
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.schema_version().unwrap(), Store::latest_version());
+    }
+
+    #[test]
+    fn refuses_newer_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        s.conn().pragma_update(None, "user_version", 9999).unwrap();
+        drop(s);
+        let err = Store::open(dir.path()).unwrap_err();
+        assert!(
+            matches!(err, StoreError::TooNew { found: 9999, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn audit_is_append_only() {
+        let mut s = Store::open_in_memory().unwrap();
+        s.audit(&AuditEntry::new("tester", "test.thing", "x"))
+            .unwrap();
+        assert_eq!(s.audit_log(10).unwrap().len(), 1);
+        let err = s.conn().execute("DELETE FROM audit_log", []).unwrap_err();
+        assert!(err.to_string().contains("append-only"));
+        let err = s
+            .conn()
+            .execute("UPDATE audit_log SET actor = 'x'", [])
+            .unwrap_err();
+        assert!(err.to_string().contains("append-only"));
+    }
+
+    #[test]
+    fn kv_round_trip() {
+        let mut s = Store::open_in_memory().unwrap();
+        let tx = s.transaction().unwrap();
+        kv_set(&tx, "a", "1").unwrap();
+        kv_set(&tx, "a", "2").unwrap();
+        tx.commit().unwrap();
+        assert_eq!(kv_get(s.conn(), "a").unwrap().as_deref(), Some("2"));
+        assert_eq!(kv_get(s.conn(), "b").unwrap(), None);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn state_dir_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("state");
+        Store::open(&sub).unwrap();
+        let mode = std::fs::metadata(&sub).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+    }
+}

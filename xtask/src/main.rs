@@ -1,0 +1,86 @@
+//! Project automation (the cargo-xtask pattern): `cargo xtask <task>`.
+//!
+//! - `ci`: everything CI checks — fmt, clippy with warnings denied, tests,
+//!   doc tests, examples, tidy.
+//! - `tidy`: architecture rules — which crate may depend on which, and every
+//!   crate described in docs/ARCHITECTURE.md.
+//! - `bench-peers`: eos-sec against the tools a user would otherwise reach
+//!   for, on the same inputs in the same run (see docs/PERFORMANCE.md).
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+mod bench_peers;
+mod tidy;
+
+fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => ci(),
+        Some("tidy") => tidy::run(&root()),
+        Some("bench-peers") => bench_peers::run(&root(), &args[1..]),
+        _ => {
+            eprintln!("usage: cargo xtask <ci|tidy|bench-peers [--quick]>");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+pub(crate) fn root() -> PathBuf {
+    let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".to_owned());
+    Path::new(&dir)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+pub(crate) fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
+    c.current_dir(root());
+    c
+}
+
+pub(crate) fn run_cmd(mut cmd: Command) -> Result<()> {
+    eprintln!("$ {cmd:?}");
+    let status = cmd.status().with_context(|| format!("spawning {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+fn ci() -> Result<()> {
+    let locked = std::env::var_os("CI").is_some();
+    let with_locked = |mut c: Command| {
+        if locked {
+            c.arg("--locked");
+        }
+        c
+    };
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--check"]);
+    run_cmd(fmt)?;
+    tidy::run(&root())?;
+    let mut clippy = cargo();
+    clippy.args(["clippy", "--workspace", "--all-targets"]);
+    let mut clippy = with_locked(clippy);
+    clippy.args(["--", "-D", "warnings"]);
+    run_cmd(clippy)?;
+    let mut test = cargo();
+    test.args(["test", "--workspace", "--all-targets"]);
+    run_cmd(with_locked(test))?;
+    let mut doc = cargo();
+    doc.args(["test", "--workspace", "--doc"]);
+    run_cmd(with_locked(doc))?;
+    Ok(())
+}
