@@ -18,6 +18,7 @@ use anyhow::{Context, Result, bail};
 #[derive(Debug)]
 pub struct Bench {
     /// Repository root.
+    #[allow(dead_code)] // for workloads that read shipped examples
     pub root: PathBuf,
     /// Smaller inputs and fewer repetitions (a smoke run).
     pub quick: bool,
@@ -64,6 +65,7 @@ pub fn time_cmd(mut make: impl FnMut() -> Command, runs: usize) -> Result<(Durat
 }
 
 /// A shell pipeline as a command.
+#[allow(dead_code)] // for workloads whose peers are pipelines
 pub fn sh(script: &str) -> Command {
     let mut c = Command::new("bash");
     c.args(["-o", "pipefail", "-c", script]);
