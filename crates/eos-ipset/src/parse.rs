@@ -1,7 +1,7 @@
 //! Parsing addresses and CIDRs the way an allowlist must: strictly, with every
 //! normalisation reported and every ambiguity refused.
 
-use std::io::BufRead;
+use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
@@ -31,6 +31,9 @@ pub enum ParseErrorKind {
     /// More than one token on a line.
     #[error("unexpected text after the address")]
     TrailingText,
+    /// A line of megabytes: not an address list.
+    #[error("line too long")]
+    LineTooLong,
     /// The line is not UTF-8.
     #[error("line is not valid UTF-8")]
     NotUtf8,
@@ -250,41 +253,168 @@ pub struct ReadStats {
 /// Read one address or CIDR per line into `builder`. Blank lines and `#`
 /// comments (whole-line or trailing) are skipped, CRLF line ends accepted.
 /// The first bad line stops the read with its file, line and token.
-pub fn read_list<R: BufRead>(
+///
+/// The input is read in large blocks; each block is split at line ends and
+/// parsed on all available cores. Memory stays bounded by the block size
+/// plus the collected addresses.
+pub fn read_list<R: Read>(
     mut reader: R,
     source_name: &str,
     builder: &mut IpSetBuilder,
     stats: &mut ReadStats,
 ) -> Result<(), ReadError> {
-    let mut line = Vec::with_capacity(64);
-    let mut lineno = 0u64;
-    loop {
-        line.clear();
-        let n = reader
-            .read_until(b'\n', &mut line)
-            .map_err(|source| ReadError::Io {
-                source_name: source_name.to_owned(),
-                source,
-            })?;
-        if n == 0 {
-            return Ok(());
+    const BLOCK: usize = 8 << 20;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    let mut buf: Vec<u8> = Vec::with_capacity(BLOCK + 4096);
+    let mut base_line = 0u64;
+    let mut eof = false;
+    while !eof {
+        // Fill the block (the carried-over partial line is already at the front).
+        let mut filled = buf.len();
+        buf.resize(BLOCK, 0);
+        while filled < buf.len() {
+            match reader.read(&mut buf[filled..]) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(source) => {
+                    return Err(ReadError::Io {
+                        source_name: source_name.to_owned(),
+                        source,
+                    });
+                }
+            }
         }
-        lineno += 1;
-        stats.lines += 1;
-        let mut body: &[u8] = &line;
-        if let Some((b'\n', rest)) = body.split_last() {
-            body = rest;
+        buf.truncate(filled);
+        // Complete lines only; the tail waits for the next block (or EOF).
+        let cut = if eof {
+            buf.len()
+        } else {
+            match memchr::memrchr(b'\n', &buf) {
+                Some(i) => i + 1,
+                // No line end in a whole block: no address is that long.
+                None => {
+                    return Err(ReadError::Line(LineError {
+                        source_name: source_name.to_owned(),
+                        line: base_line + 1,
+                        error: ParseError::new(
+                            ParseErrorKind::LineTooLong,
+                            &String::from_utf8_lossy(buf.get(..80).unwrap_or_default()),
+                        ),
+                    }));
+                }
+            }
+        };
+        let pieces = split_at_lines(&buf[..cut], if cut < (256 << 10) { 1 } else { threads });
+        let results: Vec<Piece> = if pieces.len() == 1 {
+            pieces.iter().map(|p| parse_piece(p, source_name)).collect()
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = pieces
+                    .iter()
+                    .map(|p| scope.spawn(move || parse_piece(p, source_name)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                    .collect()
+            })
+        };
+        for mut piece in results {
+            if let Some(mut err) = piece.error.take() {
+                err.line += base_line;
+                return Err(ReadError::Line(err));
+            }
+            builder.append(&mut piece.builder);
+            stats.lines += piece.lines;
+            stats.entries += piece.entries;
+            stats.normalised += piece.normalised;
+            for mut n in piece.notices {
+                if stats.notices.len() < MAX_NOTICES {
+                    n.line += base_line;
+                    stats.notices.push(n);
+                }
+            }
+            base_line += piece.lines;
         }
-        if let Some((b'\r', rest)) = body.split_last() {
-            body = rest;
+        buf.drain(..cut);
+    }
+    Ok(())
+}
+
+/// Split `data` into at most `n` pieces, each ending at a line end.
+fn split_at_lines(data: &[u8], n: usize) -> Vec<&[u8]> {
+    let mut out = Vec::with_capacity(n);
+    let mut rest = data;
+    for i in 0..n {
+        if rest.is_empty() {
+            break;
         }
+        let left = n - i;
+        if left == 1 {
+            out.push(rest);
+            break;
+        }
+        let target = rest.len() / left;
+        let cut = match memchr::memchr(b'\n', rest.get(target..).unwrap_or_default()) {
+            Some(j) => target + j + 1,
+            None => rest.len(),
+        };
+        let (head, tail) = rest.split_at(cut);
+        out.push(head);
+        rest = tail;
+    }
+    out
+}
+
+/// What one worker parsed; line numbers are relative to the piece.
+#[derive(Default)]
+struct Piece {
+    builder: IpSetBuilder,
+    lines: u64,
+    entries: u64,
+    normalised: u64,
+    notices: Vec<Notice>,
+    error: Option<LineError>,
+}
+
+fn parse_piece(data: &[u8], source_name: &str) -> Piece {
+    let mut piece = Piece::default();
+    let mut stats = ReadStats::default();
+    let mut rest = data;
+    while !rest.is_empty() {
+        let (line, next) = match memchr::memchr(b'\n', rest) {
+            Some(i) => (&rest[..i], &rest[i + 1..]),
+            None => (rest, &rest[rest.len()..]),
+        };
+        rest = next;
+        piece.lines += 1;
+        let body = line.strip_suffix(b"\r").unwrap_or(line);
         if let Some(v) = parse_v4_fast(body) {
-            builder.insert_v4_u32(v);
-            stats.entries += 1;
+            piece.builder.insert_v4_u32(v);
+            piece.entries += 1;
             continue;
         }
-        parse_slow_line(body, source_name, lineno, builder, stats)?;
+        if let Err(e) = parse_slow_line(
+            body,
+            source_name,
+            piece.lines,
+            &mut piece.builder,
+            &mut stats,
+        ) {
+            piece.error = Some(e);
+            break;
+        }
     }
+    piece.entries += stats.entries;
+    piece.normalised = stats.normalised;
+    piece.notices = stats.notices;
+    piece
 }
 
 fn parse_slow_line(
@@ -418,6 +548,37 @@ mod tests {
         let err =
             parse_list("# office\n192.0.2.1\n\n10.0.0.0/8 # vpn\nnope\n", "a.txt").unwrap_err();
         assert_eq!(err.to_string(), "a.txt:5: not an IP address: `nope`");
+    }
+
+    #[test]
+    fn huge_line_is_refused_not_buffered() {
+        let text = "1.2.3.4\n".to_owned() + &"x".repeat(9 << 20);
+        let err = parse_list(&text, "big").unwrap_err();
+        assert!(err.to_string().starts_with("big:2: line too long"), "{err}");
+    }
+
+    #[test]
+    fn parallel_blocks_keep_line_numbers() {
+        // Large enough to be split across threads and blocks.
+        let mut text = String::new();
+        for i in 0..600_000u32 {
+            text.push_str(&format!(
+                "10.{}.{}.{}\n",
+                (i >> 16) & 0xff,
+                (i >> 8) & 0xff,
+                i & 0xff
+            ));
+        }
+        let (set, stats) = parse_list(&text, "big").unwrap();
+        assert_eq!(stats.lines, 600_000);
+        assert_eq!(set.v4_len(), 600_000);
+        text.push_str("10.0.0.0/33\n");
+        let err = parse_list(&text, "big").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("big:600001: invalid prefix length"),
+            "{err}"
+        );
     }
 
     #[test]

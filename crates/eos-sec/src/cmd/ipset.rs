@@ -1,6 +1,5 @@
 //! `eos-sec ipset ...`: the exact IP set engine from the command line.
 
-use std::io::BufReader;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -53,13 +52,8 @@ fn aggregate(args: AggregateArgs, json: bool) -> anyhow::Result<()> {
         let name = path.display().to_string();
         let file = std::fs::File::open(path)
             .map_err(|e| crate::exit::bad_input!("{name}: cannot open: {e}"))?;
-        read_list(
-            BufReader::with_capacity(1 << 20, file),
-            &name,
-            &mut builder,
-            &mut stats,
-        )
-        .with_context(|| format!("reading {name}"))?;
+        read_list(file, &name, &mut builder, &mut stats)
+            .with_context(|| format!("reading {name}"))?;
     }
     let set = builder.build();
     let v4 = set.v4_cidrs();
