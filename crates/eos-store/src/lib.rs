@@ -16,6 +16,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 
 mod audit;
+pub mod codes;
 
 pub use audit::{AuditEntry, AuditRecord};
 pub use rusqlite;
@@ -26,11 +27,18 @@ pub const DB_FILE: &str = "state.db";
 /// Versioned schema migrations, applied in order. Never edit a released one:
 /// add a new version. Versions are reserved per domain while work is in
 /// flight (2: rules/observations/plans, 3: security codes, 4: certificates).
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "base",
-    sql: include_str!("migrations/0001_base.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "base",
+        sql: include_str!("migrations/0001_base.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "codes",
+        sql: include_str!("migrations/0003_codes.sql"),
+    },
+];
 
 /// One schema step.
 #[derive(Debug, Clone, Copy)]

@@ -1,0 +1,746 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Security codes through the real SQLite store: issue, check, spend,
+//! refusals, backoff, concurrency, rotation, and that secrets never leak.
+
+use std::net::IpAddr;
+use std::sync::{Arc, Barrier, Mutex};
+
+use eos_codes::format::{ALPHABET, CODE_LEN, ID_LEN, check_symbol, symbol_value};
+use eos_codes::{
+    Attempt, BackoffPolicy, CheckError, CodeKind, GENERIC_REJECTION, IssueRequest, Pepper,
+    PepperRing, Purpose, Purposes, RefusalReason, SecurityCode, Status,
+};
+use eos_identity::{Role, SpaceId, UserId};
+use eos_store::codes::{
+    CodeFilter, SpendError, check_and_spend_in, list_codes, pepper_usage, revoke_pepper_in,
+};
+use eos_store::{Store, StoreError};
+
+const PEPPER_A: &str = "a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebfc0";
+const PEPPER_B: &str = "0f0e0d0c0b0a09080706050403020100f0e0d0c0b0a090807060504030201000";
+const T0: i64 = 1_800_000_000;
+
+fn ring_a() -> PepperRing {
+    PepperRing::new(Pepper::from_hex(PEPPER_A, "test").unwrap(), vec![])
+}
+
+fn space(s: &str) -> SpaceId {
+    SpaceId::new(s).unwrap()
+}
+
+fn onboarding(purposes: &[Purpose]) -> IssueRequest {
+    IssueRequest::onboarding(
+        space("acme"),
+        UserId::new("alice").unwrap(),
+        Role::User,
+        Purposes::new(purposes.iter().copied()).unwrap(),
+    )
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn attempt<'a>(code: &'a str, purpose: Purpose, source: &str) -> Attempt<'a> {
+    Attempt {
+        presented: code,
+        purpose,
+        source: ip(source),
+        space: None,
+    }
+}
+
+fn spend(
+    store: &mut Store,
+    ring: &PepperRing,
+    a: &Attempt<'_>,
+    now: i64,
+) -> Result<eos_codes::CodeUse, CheckError<StoreError>> {
+    store
+        .spend_code(ring, &BackoffPolicy::default(), a, now, |_, g| {
+            Ok::<_, std::convert::Infallible>((**g).clone())
+        })
+        .map_err(|e| match e {
+            SpendError::Check(c) => c,
+            SpendError::Store(s) => CheckError::Store(s),
+            SpendError::Action(never) => match never {},
+            _ => unreachable!(),
+        })
+}
+
+fn reason(r: Result<eos_codes::CodeUse, CheckError<StoreError>>) -> RefusalReason {
+    match r {
+        Err(CheckError::Rejected(rej)) => {
+            assert_eq!(rej.to_string(), GENERIC_REJECTION);
+            rej.audit_reason()
+        }
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+/// A code with the same id as `code` and a different secret, with a valid
+/// check symbol (so it passes the format check and reaches the hash).
+fn wrong_secret(code: &str) -> String {
+    let mut v: Vec<u8> = code
+        .trim_start_matches("EOS-")
+        .chars()
+        .filter(|&c| c != '-')
+        .map(|c| symbol_value(c).unwrap())
+        .collect();
+    v[ID_LEN + 3] = (v[ID_LEN + 3] + 1) % 32;
+    v[CODE_LEN - 1] = check_symbol(&v[..CODE_LEN - 1]);
+    v.iter()
+        .map(|&s| char::from(ALPHABET[usize::from(s)]))
+        .collect()
+}
+
+#[test]
+fn schema_has_codes_migration() {
+    let store = Store::open_in_memory().unwrap();
+    assert!(store.schema_version().unwrap() >= 3);
+}
+
+#[test]
+fn single_use_per_purpose() {
+    let mut store = Store::open_in_memory().unwrap();
+    let ring = ring_a();
+    let (code, info) = store
+        .issue_code(
+            &ring,
+            &onboarding(&[Purpose::RegisterIp, Purpose::RegisterCert]),
+            T0,
+            "op",
+        )
+        .unwrap();
+    assert_eq!(info.status, Status::Live);
+    let c = code.reveal();
+    let used = spend(
+        &mut store,
+        &ring,
+        &attempt(&c, Purpose::RegisterIp, "192.0.2.1"),
+        T0 + 5,
+    )
+    .unwrap();
+    assert_eq!(used.space.as_str(), "acme");
+    assert_eq!(used.user.as_str(), "alice");
+    assert_eq!((used.use_number, used.max_uses), (1, Some(1)));
+    let again = spend(
+        &mut store,
+        &ring,
+        &attempt(&c, Purpose::RegisterIp, "192.0.2.1"),
+        T0 + 6,
+    );
+    assert_eq!(reason(again), RefusalReason::Spent);
+    // The other purpose has its own use.
+    spend(
+        &mut store,
+        &ring,
+        &attempt(&c, Purpose::RegisterCert, "192.0.2.1"),
+        T0 + 7,
+    )
+    .unwrap();
+    let info = &list_codes(
+        store.conn(),
+        &CodeFilter {
+            include_inactive: true,
+            ..CodeFilter::default()
+        },
+        T0 + 8,
+    )
+    .unwrap()[0];
+    assert_eq!(info.status, Status::Spent);
+    // Spent codes drop out of the default listing.
+    assert!(
+        list_codes(store.conn(), &CodeFilter::default(), T0 + 8)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn every_refusal_reason_is_generic_to_the_caller_and_precise_in_the_audit_log() {
+    let mut store = Store::open_in_memory().unwrap();
+    let ring = ring_a();
+    let issue = |store: &mut Store, p: &[Purpose]| {
+        store.issue_code(&ring, &onboarding(p), T0, "op").unwrap().0
+    };
+    let expiring = issue(&mut store, &[Purpose::RegisterIp]).reveal();
+    let ip_only = issue(&mut store, &[Purpose::RegisterIp]).reveal();
+    let revoked = issue(&mut store, &[Purpose::RegisterIp]);
+    assert!(store.revoke_code(revoked.id(), "op", "lost", T0).unwrap());
+    let revoked = revoked.reveal();
+    let unknown = SecurityCode::generate().unwrap().reveal();
+    let guessed = wrong_secret(&ip_only);
+    let acme_space = space("other");
+
+    // Each from its own address so backoff does not interfere.
+    let cases: Vec<(RefusalReason, Result<_, _>)> = vec![
+        (
+            RefusalReason::Expired,
+            spend(
+                &mut store,
+                &ring,
+                &attempt(&expiring, Purpose::RegisterIp, "192.0.2.1"),
+                T0 + 14 * 86_400,
+            ),
+        ),
+        (
+            RefusalReason::WrongPurpose,
+            spend(
+                &mut store,
+                &ring,
+                &attempt(&ip_only, Purpose::RegisterCert, "192.0.2.2"),
+                T0,
+            ),
+        ),
+        (
+            RefusalReason::Revoked,
+            spend(
+                &mut store,
+                &ring,
+                &attempt(&revoked, Purpose::RegisterIp, "192.0.2.3"),
+                T0,
+            ),
+        ),
+        (
+            RefusalReason::UnknownCode,
+            spend(
+                &mut store,
+                &ring,
+                &attempt(&unknown, Purpose::RegisterIp, "192.0.2.4"),
+                T0,
+            ),
+        ),
+        (
+            RefusalReason::WrongSecret,
+            spend(
+                &mut store,
+                &ring,
+                &attempt(&guessed, Purpose::RegisterIp, "192.0.2.5"),
+                T0,
+            ),
+        ),
+        (
+            RefusalReason::Malformed,
+            spend(
+                &mut store,
+                &ring,
+                &attempt("EOS-1234", Purpose::RegisterIp, "192.0.2.6"),
+                T0,
+            ),
+        ),
+        (
+            RefusalReason::WrongSpace,
+            spend(
+                &mut store,
+                &ring,
+                &Attempt {
+                    space: Some(&acme_space),
+                    ..attempt(&ip_only, Purpose::RegisterIp, "192.0.2.7")
+                },
+                T0,
+            ),
+        ),
+        (
+            RefusalReason::PepperUnavailable,
+            spend(
+                &mut store,
+                &PepperRing::new(Pepper::from_hex(PEPPER_B, "b").unwrap(), vec![]),
+                &attempt(&ip_only, Purpose::RegisterIp, "192.0.2.8"),
+                T0,
+            ),
+        ),
+    ];
+    let mut messages = std::collections::BTreeSet::new();
+    for (want, got) in cases {
+        let msg = match &got {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("{want:?} was accepted"),
+        };
+        messages.insert(msg);
+        assert_eq!(reason(got), want);
+    }
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert_eq!(
+        messages.first().map(String::as_str),
+        Some(GENERIC_REJECTION)
+    );
+
+    let rejects: Vec<String> = store
+        .audit_log(100)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.action == "code.reject")
+        .map(|r| r.detail["reason"].as_str().unwrap().to_owned())
+        .collect();
+    for want in [
+        "expired",
+        "wrong-purpose",
+        "revoked",
+        "unknown-code",
+        "wrong-secret",
+        "malformed",
+        "wrong-space",
+        "pepper-unavailable",
+    ] {
+        assert!(
+            rejects.iter().any(|r| r == want),
+            "{want} not audited: {rejects:?}"
+        );
+    }
+    // The genuine code is still good after all that.
+    spend(
+        &mut store,
+        &ring,
+        &attempt(&ip_only, Purpose::RegisterIp, "192.0.2.9"),
+        T0,
+    )
+    .unwrap();
+}
+
+#[test]
+fn brute_force_from_one_address_backs_off_exponentially() {
+    let mut store = Store::open_in_memory().unwrap();
+    let ring = ring_a();
+    let (code, _) = store
+        .issue_code(&ring, &onboarding(&[Purpose::RegisterIp]), T0, "op")
+        .unwrap();
+    let target = code.reveal();
+    let policy = BackoffPolicy::default();
+    let mut now = T0;
+    let mut waits = Vec::new();
+    let mut evaluated = 0;
+    // An attacker who always waits exactly as long as told.
+    for i in 0..40 {
+        let guess = if i % 2 == 0 {
+            wrong_secret(&target)
+        } else {
+            SecurityCode::generate().unwrap().reveal().to_string()
+        };
+        let tx_result = {
+            let tx = store.transaction().unwrap();
+            let r = check_and_spend_in(
+                &tx,
+                &ring,
+                &policy,
+                &attempt(&guess, Purpose::RegisterIp, "198.51.100.7"),
+                now,
+            );
+            tx.commit().unwrap();
+            r
+        };
+        match tx_result {
+            Ok(_) => panic!("a guess succeeded"),
+            Err(CheckError::Throttled { retry_after }) => {
+                waits.push(retry_after.as_secs());
+                now += i64::try_from(retry_after.as_secs()).unwrap();
+            }
+            Err(CheckError::Rejected(_)) => evaluated += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    // Every evaluated guess after the free ones was preceded by a wait, and
+    // the waits double up to the cap.
+    assert!(evaluated >= 4, "{evaluated}");
+    assert_eq!(&waits[..6], &[1, 2, 4, 8, 16, 32], "{waits:?}");
+    assert!(waits.windows(2).all(|w| w[1] >= w[0]), "{waits:?}");
+    assert_eq!(*waits.last().unwrap(), policy.max.as_secs());
+    // Total time an attacker needed for ~20 guesses: hours, not seconds.
+    assert!(now - T0 > 3600, "{}", now - T0);
+
+    // Another address is not blocked by this one; the real code still works
+    // there, because the code itself only saw failures spread over time…
+    let other = spend(
+        &mut store,
+        &ring,
+        &attempt(&target, Purpose::RegisterIp, "203.0.113.9"),
+        now,
+    );
+    // …unless its own counter is blocking: then it waits too.
+    match other {
+        Ok(u) => assert_eq!(u.use_number, 1),
+        Err(e) => assert_eq!(reason(Err(e)), RefusalReason::CodeThrottled),
+    }
+}
+
+#[test]
+fn guesses_against_one_code_from_many_addresses_throttle_the_code() {
+    let mut store = Store::open_in_memory().unwrap();
+    let ring = ring_a();
+    let (code, _) = store
+        .issue_code(&ring, &onboarding(&[Purpose::RegisterIp]), T0, "op")
+        .unwrap();
+    let target = code.reveal();
+    let guess = wrong_secret(&target);
+    // Free failures plus the one that starts the wait, each from a fresh
+    // address (so no source is ever throttled).
+    for i in 0..=BackoffPolicy::default().free_failures {
+        let r = spend(
+            &mut store,
+            &ring,
+            &attempt(&guess, Purpose::RegisterIp, &format!("192.0.2.{}", i + 10)),
+            T0,
+        );
+        assert_eq!(reason(r), RefusalReason::WrongSecret);
+    }
+    // Now even the right code is not evaluated until the code's wait passes.
+    let r = spend(
+        &mut store,
+        &ring,
+        &attempt(&target, Purpose::RegisterIp, "192.0.2.99"),
+        T0,
+    );
+    assert_eq!(reason(r), RefusalReason::CodeThrottled);
+    let later = T0 + 3600;
+    spend(
+        &mut store,
+        &ring,
+        &attempt(&target, Purpose::RegisterIp, "192.0.2.100"),
+        later,
+    )
+    .unwrap();
+}
+
+#[test]
+fn concurrent_uses_of_a_single_use_code_exactly_one_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let ring = Arc::new(ring_a());
+    let code = {
+        let mut store = Store::open(dir.path()).unwrap();
+        store
+            .issue_code(&ring, &onboarding(&[Purpose::RegisterIp]), T0, "op")
+            .unwrap()
+            .0
+            .reveal()
+            .to_string()
+    };
+    for round in 0..3 {
+        let code = if round == 0 {
+            code.clone()
+        } else {
+            let mut store = Store::open(dir.path()).unwrap();
+            store
+                .issue_code(&ring, &onboarding(&[Purpose::RegisterIp]), T0, "op")
+                .unwrap()
+                .0
+                .reveal()
+                .to_string()
+        };
+        let barrier = Arc::new(Barrier::new(2));
+        let handles: Vec<_> = (0..2)
+            .map(|t| {
+                let (dir, ring, barrier, code) = (
+                    dir.path().to_owned(),
+                    ring.clone(),
+                    barrier.clone(),
+                    code.clone(),
+                );
+                std::thread::spawn(move || {
+                    let mut store = Store::open(&dir).unwrap();
+                    barrier.wait();
+                    store.spend_code(
+                        &ring,
+                        &BackoffPolicy::default(),
+                        &attempt(&code, Purpose::RegisterIp, &format!("192.0.2.{t}")),
+                        T0 + 1,
+                        |tx, grant| {
+                            // The action writes in the same transaction.
+                            tx.execute(
+                                "INSERT INTO kv(key, value) VALUES (?1, 'done')",
+                                [format!("action:{}:{t}", grant.code_id)],
+                            )
+                            .map(|_| ())
+                        },
+                    )
+                })
+            })
+            .collect();
+        let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let wins = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(wins, 1, "round {round}: {results:?}");
+        let loser = results
+            .into_iter()
+            .find(|r| r.is_err())
+            .unwrap()
+            .unwrap_err();
+        match loser {
+            SpendError::Check(CheckError::Rejected(r)) => {
+                assert_eq!(r.audit_reason(), RefusalReason::Spent);
+            }
+            other => panic!("{other:?}"),
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let actions: i64 = store
+            .conn()
+            .query_row(
+                "SELECT count(*) FROM kv WHERE key LIKE 'action:%'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(actions, round + 1);
+    }
+}
+
+#[test]
+fn failed_action_rolls_back_the_use() {
+    let mut store = Store::open_in_memory().unwrap();
+    let ring = ring_a();
+    let (code, _) = store
+        .issue_code(&ring, &onboarding(&[Purpose::RegisterIp]), T0, "op")
+        .unwrap();
+    let c = code.reveal();
+    let r: Result<(), SpendError<&str>> = store.spend_code(
+        &ring,
+        &BackoffPolicy::default(),
+        &attempt(&c, Purpose::RegisterIp, "192.0.2.1"),
+        T0,
+        |_, _| Err("rule write failed"),
+    );
+    assert!(matches!(r, Err(SpendError::Action("rule write failed"))));
+    assert!(
+        store
+            .audit_log(10)
+            .unwrap()
+            .iter()
+            .all(|e| e.action != "code.use")
+    );
+    spend(
+        &mut store,
+        &ring,
+        &attempt(&c, Purpose::RegisterIp, "192.0.2.1"),
+        T0,
+    )
+    .unwrap();
+}
+
+#[test]
+fn recovery_codes_are_reusable_and_every_use_is_audited() {
+    let mut store = Store::open_in_memory().unwrap();
+    let ring = ring_a();
+    let req =
+        IssueRequest::recovery(space("acme"), UserId::new("root").unwrap(), Role::Admin).unwrap();
+    let (code, info) = store.issue_code(&ring, &req, T0, "op").unwrap();
+    assert_eq!(info.kind, CodeKind::Recovery);
+    assert_eq!(info.max_uses, None);
+    let c = code.reveal();
+    for n in 1..=5 {
+        let u = spend(
+            &mut store,
+            &ring,
+            &attempt(&c, Purpose::Recover, "192.0.2.1"),
+            T0 + n,
+        )
+        .unwrap();
+        assert_eq!(u.use_number, u32::try_from(n).unwrap());
+    }
+    let r = spend(
+        &mut store,
+        &ring,
+        &attempt(&c, Purpose::RegisterCert, "192.0.2.1"),
+        T0,
+    );
+    assert_eq!(reason(r), RefusalReason::WrongPurpose);
+    let uses = store
+        .audit_log(100)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "code.recovery.use")
+        .count();
+    assert_eq!(uses, 5);
+}
+
+#[test]
+fn pepper_rotation_keeps_live_codes_checkable_until_retired() {
+    let mut store = Store::open_in_memory().unwrap();
+    let a = ring_a();
+    let (old, _) = store
+        .issue_code(
+            &a,
+            &onboarding(&[Purpose::RegisterIp, Purpose::RegisterCert]),
+            T0,
+            "op",
+        )
+        .unwrap();
+    let old = old.reveal();
+    // Rotate: B is current, A stays as a previous pepper.
+    let rotated = PepperRing::new(
+        Pepper::from_hex(PEPPER_B, "b").unwrap(),
+        vec![Pepper::from_hex(PEPPER_A, "a").unwrap()],
+    );
+    spend(
+        &mut store,
+        &rotated,
+        &attempt(&old, Purpose::RegisterIp, "192.0.2.1"),
+        T0,
+    )
+    .unwrap();
+    let (new, info) = store
+        .issue_code(&rotated, &onboarding(&[Purpose::RegisterIp]), T0, "op")
+        .unwrap();
+    assert_eq!(&info.pepper_id, rotated.current().id());
+    let usage = pepper_usage(store.conn(), T0).unwrap();
+    assert_eq!(usage.len(), 2);
+    // Retire A early: its live codes are revoked, B's are untouched.
+    let tx = store.transaction().unwrap();
+    let a_id = a.current().id().clone();
+    let revoked = revoke_pepper_in(&tx, &a_id, "op", "pepper retired", T0).unwrap();
+    tx.commit().unwrap();
+    assert_eq!(revoked.len(), 1);
+    let r = spend(
+        &mut store,
+        &rotated,
+        &attempt(&old, Purpose::RegisterCert, "192.0.2.2"),
+        T0,
+    );
+    assert_eq!(reason(r), RefusalReason::Revoked);
+    let only_b = PepperRing::new(Pepper::from_hex(PEPPER_B, "b").unwrap(), vec![]);
+    spend(
+        &mut store,
+        &only_b,
+        &attempt(&new.reveal(), Purpose::RegisterIp, "192.0.2.3"),
+        T0,
+    )
+    .unwrap();
+}
+
+#[test]
+fn binding_is_immutable_and_tampering_breaks_the_hash() {
+    let mut store = Store::open_in_memory().unwrap();
+    let ring = ring_a();
+    let (code, info) = store
+        .issue_code(&ring, &onboarding(&[Purpose::RegisterIp]), T0, "op")
+        .unwrap();
+    let id = info.code_id.as_str().to_owned();
+    let err = store
+        .conn()
+        .execute(
+            "UPDATE codes SET expires_at = expires_at + 999999 WHERE code_id = ?1",
+            [&id],
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("immutable"), "{err}");
+    // Someone with raw write access drops the trigger and moves the code to
+    // another space: without the pepper, the hash no longer matches.
+    store
+        .conn()
+        .execute_batch("DROP TRIGGER codes_immutable")
+        .unwrap();
+    store
+        .conn()
+        .execute("UPDATE codes SET space = 'evil' WHERE code_id = ?1", [&id])
+        .unwrap();
+    let r = spend(
+        &mut store,
+        &ring,
+        &attempt(&code.reveal(), Purpose::RegisterIp, "192.0.2.1"),
+        T0,
+    );
+    assert_eq!(reason(r), RefusalReason::WrongSecret);
+}
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn codes_and_pepper_never_appear_in_lists_errors_audit_or_traces() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let mut store = Store::open_in_memory().unwrap();
+    let ring = ring_a();
+    let mut secrets: Vec<String> = vec![PEPPER_A.to_owned(), PEPPER_A.to_uppercase()];
+    let mut errors = Vec::new();
+    tracing::subscriber::with_default(subscriber, || {
+        for p in [
+            vec![Purpose::RegisterIp],
+            vec![Purpose::RegisterCert, Purpose::RegisterIp],
+        ] {
+            let (code, _) = store.issue_code(&ring, &onboarding(&p), T0, "op").unwrap();
+            let c = code.reveal().to_string();
+            let bare: String = c.trim_start_matches("EOS-").replace('-', "");
+            // The secret half, in any of its written forms.
+            secrets.push(bare[ID_LEN..ID_LEN + 20].to_owned());
+            secrets.push(c.clone());
+            secrets.push(bare.clone());
+            spend(&mut store, &ring, &attempt(&c, p[0], "192.0.2.1"), T0).unwrap();
+            for bad in [
+                spend(&mut store, &ring, &attempt(&c, p[0], "192.0.2.1"), T0),
+                spend(
+                    &mut store,
+                    &ring,
+                    &attempt(&wrong_secret(&c), p[0], "192.0.2.2"),
+                    T0,
+                ),
+                spend(
+                    &mut store,
+                    &ring,
+                    &attempt(&c[..c.len() - 2], p[0], "192.0.2.3"),
+                    T0,
+                ),
+            ] {
+                let e = bad.unwrap_err();
+                errors.push(format!("{e} {e:?} {e:#}"));
+            }
+            let _ = format!("{code:?}");
+            errors.push(format!("{code:?} {:?}", ring));
+        }
+    });
+    let list = serde_json::to_string(
+        &list_codes(
+            store.conn(),
+            &CodeFilter {
+                include_inactive: true,
+                ..CodeFilter::default()
+            },
+            T0,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let audit = serde_json::to_string(&store.audit_log(1000).unwrap()).unwrap();
+    let traces = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(traces.contains("security code issued"), "{traces}");
+    assert!(traces.contains("security code rejected"));
+    assert!(audit.contains("code.reject") && list.contains("code_id"));
+    // The hash is not in the list either.
+    let hashes: Vec<Vec<u8>> = store
+        .conn()
+        .prepare("SELECT hash FROM codes")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    for h in hashes {
+        let hex: String = h.iter().map(|b| format!("{b:02x}")).collect();
+        secrets.push(hex[..16].to_owned());
+    }
+    for secret in &secrets {
+        for (what, text) in [
+            ("list", &list),
+            ("audit", &audit),
+            ("traces", &traces),
+            ("errors", &errors.join("\n")),
+        ] {
+            assert!(
+                !text.to_uppercase().contains(&secret.to_uppercase()),
+                "{what} contains a secret"
+            );
+        }
+    }
+}
