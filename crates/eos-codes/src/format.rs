@@ -30,6 +30,8 @@ pub const SECRET_LEN: usize = 26;
 pub const CODE_LEN: usize = ID_LEN + SECRET_LEN + 1;
 /// Random bits in the secret.
 pub const SECRET_BITS: usize = SECRET_LEN * 5;
+// The floor: at least 128 random bits, checked at compile time.
+const _: () = assert!(SECRET_BITS >= 128);
 /// The prefix of the written form. It is not a symbol sequence of the code
 /// (the `O` is outside the alphabet), so it is recognised even when a user
 /// leaves it off, and secret scanners can find leaked codes by it.

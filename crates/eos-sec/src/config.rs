@@ -19,6 +19,70 @@ pub struct Config {
     /// `[state]`
     #[serde(default)]
     pub state: StateSection,
+    /// `[codes]`
+    #[serde(default)]
+    pub codes: CodesSection,
+}
+
+/// `[codes]`: security codes. The pepper itself never goes in this file:
+/// it is named here (or given in `EOS_SEC_PEPPER`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CodesSection {
+    /// File holding the current pepper as hex (mode 0600). Exactly one of
+    /// this and `EOS_SEC_PEPPER` must be set.
+    pub pepper_file: Option<PathBuf>,
+    /// Peppers retired by `code rotate-pepper` whose codes may still be live.
+    pub previous_pepper_files: Vec<PathBuf>,
+    /// Lifetime of onboarding codes.
+    pub default_ttl: String,
+    /// Lifetime of recovery codes.
+    pub recovery_ttl: String,
+    /// Failed checks allowed without delay, per source and per code.
+    pub backoff_free_failures: u32,
+    /// First backoff delay; doubles with each further failure.
+    pub backoff_base: String,
+    /// Longest backoff delay.
+    pub backoff_max: String,
+    /// Quiet time after which a failure count starts over.
+    pub backoff_reset_after: String,
+}
+
+impl Default for CodesSection {
+    fn default() -> Self {
+        let b = eos_codes::BackoffPolicy::default();
+        CodesSection {
+            pepper_file: None,
+            previous_pepper_files: Vec::new(),
+            default_ttl: eos_codes::format_duration(eos_codes::DEFAULT_TTL),
+            recovery_ttl: eos_codes::format_duration(eos_codes::DEFAULT_RECOVERY_TTL),
+            backoff_free_failures: b.free_failures,
+            backoff_base: eos_codes::format_duration(b.base),
+            backoff_max: eos_codes::format_duration(b.max),
+            backoff_reset_after: eos_codes::format_duration(b.reset_after),
+        }
+    }
+}
+
+impl CodesSection {
+    /// The backoff policy these settings describe.
+    pub fn backoff(&self) -> anyhow::Result<eos_codes::BackoffPolicy> {
+        let d = |key: &str, v: &str| {
+            eos_codes::parse_duration(v).map_err(|e| bad_input!("[codes] {key}: {e}"))
+        };
+        let policy = eos_codes::BackoffPolicy {
+            free_failures: self.backoff_free_failures,
+            base: d("backoff_base", &self.backoff_base)?,
+            max: d("backoff_max", &self.backoff_max)?,
+            reset_after: d("backoff_reset_after", &self.backoff_reset_after)?,
+        };
+        if policy.base.is_zero() || policy.max < policy.base {
+            return Err(bad_input!(
+                "[codes] backoff_base must be at least 1s and no more than backoff_max"
+            ));
+        }
+        Ok(policy)
+    }
 }
 
 /// `[state]`: where state lives.
@@ -88,5 +152,24 @@ mod tests {
     fn empty_is_default() {
         let c = parse("", Path::new("x")).unwrap();
         assert!(c.state.dir.is_none());
+        assert_eq!(c.codes.default_ttl, "14d");
+        assert_eq!(
+            c.codes.backoff().unwrap(),
+            eos_codes::BackoffPolicy::default()
+        );
+    }
+
+    #[test]
+    fn codes_section() {
+        let c = parse(
+            "[codes]\npepper_file = \"/etc/eos-sec/pepper\"\nbackoff_max = \"1h\"\n",
+            Path::new("x"),
+        )
+        .unwrap();
+        assert_eq!(c.codes.backoff().unwrap().max.as_secs(), 3600);
+        let bad = parse("[codes]\nbackoff_base = \"0s\"\n", Path::new("x")).unwrap();
+        assert!(bad.codes.backoff().is_err());
+        let err = parse("[codes]\npepper = \"00\"\n", Path::new("x")).unwrap_err();
+        assert!(err.to_string().contains("unknown field `pepper`"), "{err}");
     }
 }

@@ -26,6 +26,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
                 Some(eos_ipset::ReadError::Line(_))
             )
             || e.is::<toml::de::Error>()
+            || e.is::<eos_codes::PepperError>()
+            || e.is::<eos_codes::BindingError>()
+            || e.is::<eos_codes::FormatError>()
     });
     if bad { 2 } else { 1 }
 }

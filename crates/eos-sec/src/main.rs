@@ -38,6 +38,9 @@ enum Command {
     /// Exact IP sets: aggregate addresses and CIDRs to the minimal CIDR list
     #[command(subcommand)]
     Ipset(cmd::ipset::IpsetCommand),
+    /// Security codes: issue, list, revoke, verify; rotate the pepper
+    #[command(subcommand)]
+    Code(cmd::code::CodeCommand),
 }
 
 /// What every command gets besides its own arguments.
@@ -53,7 +56,6 @@ pub struct Ctx {
 
 impl Ctx {
     /// Open (creating if needed) the state store.
-    #[allow(dead_code)] // used by the state-backed commands
     pub fn store(&self) -> anyhow::Result<eos_store::Store> {
         eos_store::Store::open(&self.state_dir)
             .map_err(|e| anyhow::Error::new(e).context("opening the state store"))
@@ -73,6 +75,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     };
     match cli.command {
         Command::Ipset(c) => cmd::ipset::run(c, &ctx),
+        Command::Code(c) => cmd::code::run(c, &ctx),
     }
 }
 

@@ -416,6 +416,11 @@ fn prune_throttle(
     Ok(())
 }
 
+/// One code's metadata by id.
+pub fn code_info(conn: &Connection, id: &CodeId, now: i64) -> Result<Option<CodeInfo>, StoreError> {
+    Ok(load(conn, id)?.map(|s| s.info(now)))
+}
+
 /// Which codes `code list` shows.
 #[derive(Debug, Clone, Default)]
 pub struct CodeFilter {
@@ -425,7 +430,7 @@ pub struct CodeFilter {
     pub include_inactive: bool,
 }
 
-/// Code metadata (never hashes, never codes), oldest first.
+/// Code metadata (never hashes, never codes), in issue order.
 pub fn list_codes(
     conn: &Connection,
     filter: &CodeFilter,
@@ -434,7 +439,7 @@ pub fn list_codes(
     let mut stmt = conn.prepare(&format!(
         "SELECT {CODE_COLUMNS} FROM codes
          WHERE (?1 IS NULL OR space = ?1)
-         ORDER BY issued_at, code_id"
+         ORDER BY issued_at, rowid"
     ))?;
     let rows = stmt
         .query_map(
