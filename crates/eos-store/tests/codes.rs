@@ -2,97 +2,20 @@
 //! Security codes through the real SQLite store: issue, check, spend,
 //! refusals, backoff, concurrency, rotation, and that secrets never leak.
 
-use std::net::IpAddr;
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{Arc, Barrier};
 
-use eos_codes::format::{ALPHABET, CODE_LEN, ID_LEN, check_symbol, symbol_value};
 use eos_codes::{
     Attempt, BackoffPolicy, CheckError, CodeKind, GENERIC_REJECTION, IssueRequest, Pepper,
-    PepperRing, Purpose, Purposes, RefusalReason, SecurityCode, Status,
+    PepperRing, Purpose, RefusalReason, SecurityCode, Status,
 };
-use eos_identity::{Role, SpaceId, UserId};
+use eos_identity::{Role, UserId};
+use eos_store::Store;
 use eos_store::codes::{
     CodeFilter, SpendError, check_and_spend_in, list_codes, pepper_usage, revoke_pepper_in,
 };
-use eos_store::{Store, StoreError};
 
-const PEPPER_A: &str = "a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebfc0";
-const PEPPER_B: &str = "0f0e0d0c0b0a09080706050403020100f0e0d0c0b0a090807060504030201000";
-const T0: i64 = 1_800_000_000;
-
-fn ring_a() -> PepperRing {
-    PepperRing::new(Pepper::from_hex(PEPPER_A, "test").unwrap(), vec![])
-}
-
-fn space(s: &str) -> SpaceId {
-    SpaceId::new(s).unwrap()
-}
-
-fn onboarding(purposes: &[Purpose]) -> IssueRequest {
-    IssueRequest::onboarding(
-        space("acme"),
-        UserId::new("alice").unwrap(),
-        Role::User,
-        Purposes::new(purposes.iter().copied()).unwrap(),
-    )
-}
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
-fn attempt<'a>(code: &'a str, purpose: Purpose, source: &str) -> Attempt<'a> {
-    Attempt {
-        presented: code,
-        purpose,
-        source: ip(source),
-        space: None,
-    }
-}
-
-fn spend(
-    store: &mut Store,
-    ring: &PepperRing,
-    a: &Attempt<'_>,
-    now: i64,
-) -> Result<eos_codes::CodeUse, CheckError<StoreError>> {
-    store
-        .spend_code(ring, &BackoffPolicy::default(), a, now, |_, g| {
-            Ok::<_, std::convert::Infallible>((**g).clone())
-        })
-        .map_err(|e| match e {
-            SpendError::Check(c) => c,
-            SpendError::Store(s) => CheckError::Store(s),
-            SpendError::Action(never) => match never {},
-            _ => unreachable!(),
-        })
-}
-
-fn reason(r: Result<eos_codes::CodeUse, CheckError<StoreError>>) -> RefusalReason {
-    match r {
-        Err(CheckError::Rejected(rej)) => {
-            assert_eq!(rej.to_string(), GENERIC_REJECTION);
-            rej.audit_reason()
-        }
-        other => panic!("expected a rejection, got {other:?}"),
-    }
-}
-
-/// A code with the same id as `code` and a different secret, with a valid
-/// check symbol (so it passes the format check and reaches the hash).
-fn wrong_secret(code: &str) -> String {
-    let mut v: Vec<u8> = code
-        .trim_start_matches("EOS-")
-        .chars()
-        .filter(|&c| c != '-')
-        .map(|c| symbol_value(c).unwrap())
-        .collect();
-    v[ID_LEN + 3] = (v[ID_LEN + 3] + 1) % 32;
-    v[CODE_LEN - 1] = check_symbol(&v[..CODE_LEN - 1]);
-    v.iter()
-        .map(|&s| char::from(ALPHABET[usize::from(s)]))
-        .collect()
-}
+mod common;
+use common::*;
 
 #[test]
 fn schema_has_codes_migration() {
@@ -637,110 +560,4 @@ fn binding_is_immutable_and_tampering_breaks_the_hash() {
         T0,
     );
     assert_eq!(reason(r), RefusalReason::WrongSecret);
-}
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-#[test]
-fn codes_and_pepper_never_appear_in_lists_errors_audit_or_traces() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let mut store = Store::open_in_memory().unwrap();
-    let ring = ring_a();
-    let mut secrets: Vec<String> = vec![PEPPER_A.to_owned(), PEPPER_A.to_uppercase()];
-    let mut errors = Vec::new();
-    tracing::subscriber::with_default(subscriber, || {
-        for p in [
-            vec![Purpose::RegisterIp],
-            vec![Purpose::RegisterCert, Purpose::RegisterIp],
-        ] {
-            let (code, _) = store.issue_code(&ring, &onboarding(&p), T0, "op").unwrap();
-            let c = code.reveal().to_string();
-            let bare: String = c.trim_start_matches("EOS-").replace('-', "");
-            // The secret half, in any of its written forms.
-            secrets.push(bare[ID_LEN..ID_LEN + 20].to_owned());
-            secrets.push(c.clone());
-            secrets.push(bare.clone());
-            spend(&mut store, &ring, &attempt(&c, p[0], "192.0.2.1"), T0).unwrap();
-            for bad in [
-                spend(&mut store, &ring, &attempt(&c, p[0], "192.0.2.1"), T0),
-                spend(
-                    &mut store,
-                    &ring,
-                    &attempt(&wrong_secret(&c), p[0], "192.0.2.2"),
-                    T0,
-                ),
-                spend(
-                    &mut store,
-                    &ring,
-                    &attempt(&c[..c.len() - 2], p[0], "192.0.2.3"),
-                    T0,
-                ),
-            ] {
-                let e = bad.unwrap_err();
-                errors.push(format!("{e} {e:?} {e:#}"));
-            }
-            let _ = format!("{code:?}");
-            errors.push(format!("{code:?} {:?}", ring));
-        }
-    });
-    let list = serde_json::to_string(
-        &list_codes(
-            store.conn(),
-            &CodeFilter {
-                include_inactive: true,
-                ..CodeFilter::default()
-            },
-            T0,
-        )
-        .unwrap(),
-    )
-    .unwrap();
-    let audit = serde_json::to_string(&store.audit_log(1000).unwrap()).unwrap();
-    let traces = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    assert!(traces.contains("security code issued"), "{traces}");
-    assert!(traces.contains("security code rejected"));
-    assert!(audit.contains("code.reject") && list.contains("code_id"));
-    // The hash is not in the list either.
-    let hashes: Vec<Vec<u8>> = store
-        .conn()
-        .prepare("SELECT hash FROM codes")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    for h in hashes {
-        let hex: String = h.iter().map(|b| format!("{b:02x}")).collect();
-        secrets.push(hex[..16].to_owned());
-    }
-    for secret in &secrets {
-        for (what, text) in [
-            ("list", &list),
-            ("audit", &audit),
-            ("traces", &traces),
-            ("errors", &errors.join("\n")),
-        ] {
-            assert!(
-                !text.to_uppercase().contains(&secret.to_uppercase()),
-                "{what} contains a secret"
-            );
-        }
-    }
 }
