@@ -1,0 +1,220 @@
+//! Certificate profiles and their lifetimes: server-chosen, capped, with a
+//! small backdate for clock skew.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+const HOUR: u64 = 3600;
+const DAY: u64 = 24 * HOUR;
+
+/// What a certificate is for. Decides its lifetime; the contents are the
+/// same client-auth certificate for all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Profile {
+    /// A service calling another service: short-lived, renewed automatically.
+    Service,
+    /// An enrolled device.
+    Device,
+    /// The command line of a person.
+    Cli,
+    /// A browser: a person re-imports by hand, so longer-lived; the CRL
+    /// covers the gap after a revocation.
+    Browser,
+}
+
+impl Profile {
+    /// Every profile.
+    pub const ALL: [Profile; 4] = [
+        Profile::Service,
+        Profile::Device,
+        Profile::Cli,
+        Profile::Browser,
+    ];
+
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Profile::Service => "service",
+            Profile::Device => "device",
+            Profile::Cli => "cli",
+            Profile::Browser => "browser",
+        }
+    }
+}
+
+impl fmt::Display for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Profile {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Profile::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| format!("unknown profile `{s}`; expected service, device, cli or browser"))
+    }
+}
+
+/// A profile's default lifetime and the most a caller may ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetime {
+    /// Used when the caller does not ask for a lifetime.
+    pub default: Duration,
+    /// The cap; a request over it is refused, a default over it is a
+    /// configuration error.
+    pub max: Duration,
+}
+
+/// Issuance policy: lifetimes per profile, backdate, optional CRL
+/// distribution point. [`IssuancePolicy::default`] holds the documented
+/// defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuancePolicy {
+    /// `service`: 24 h, at most 7 days.
+    pub service: Lifetime,
+    /// `device`: 72 h, at most 30 days.
+    pub device: Lifetime,
+    /// `cli`: 72 h, at most 30 days.
+    pub cli: Lifetime,
+    /// `browser`: 30 days, at most 90 days.
+    pub browser: Lifetime,
+    /// How far notBefore is set before now, for clients with slow clocks: 5 min.
+    pub backdate: Duration,
+    /// Optional `http://` URL of the CRL, put in every certificate.
+    pub crl_url: Option<String>,
+}
+
+impl Default for IssuancePolicy {
+    fn default() -> Self {
+        let lt = |d: u64, m: u64| Lifetime {
+            default: Duration::from_secs(d),
+            max: Duration::from_secs(m),
+        };
+        IssuancePolicy {
+            service: lt(24 * HOUR, 7 * DAY),
+            device: lt(72 * HOUR, 30 * DAY),
+            cli: lt(72 * HOUR, 30 * DAY),
+            browser: lt(30 * DAY, 90 * DAY),
+            backdate: Duration::from_secs(300),
+            crl_url: None,
+        }
+    }
+}
+
+impl IssuancePolicy {
+    /// The lifetime rule of a profile.
+    pub fn lifetime(&self, profile: Profile) -> Lifetime {
+        match profile {
+            Profile::Service => self.service,
+            Profile::Device => self.device,
+            Profile::Cli => self.cli,
+            Profile::Browser => self.browser,
+        }
+    }
+
+    /// Check the policy is coherent: every default within its cap, no zero
+    /// lifetimes, a backdate of at most one hour, an `http(s)` CRL URL.
+    pub fn check(&self) -> Result<(), String> {
+        for p in Profile::ALL {
+            let l = self.lifetime(p);
+            if l.default.is_zero() || l.max.is_zero() {
+                return Err(format!("profile {p}: lifetimes must be positive"));
+            }
+            if l.default > l.max {
+                return Err(format!(
+                    "profile {p}: default lifetime {} is over its max {}",
+                    format_duration(l.default),
+                    format_duration(l.max)
+                ));
+            }
+        }
+        if self.backdate > Duration::from_secs(HOUR) {
+            return Err("backdate must be at most 1h".to_owned());
+        }
+        if let Some(url) = &self.crl_url {
+            let ok = (url.starts_with("http://") || url.starts_with("https://"))
+                && url.is_ascii()
+                && !url.contains(|c: char| c.is_ascii_whitespace() || c.is_ascii_control());
+            if !ok {
+                return Err(format!("crl url `{url}` must be an ASCII http(s) URL"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parse a duration written as a whole number with a unit: `90s`, `15m`,
+/// `72h`, `30d`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("duration `{s}`: expected a number and a unit (s, m, h, d)"))?;
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => HOUR,
+        "d" => DAY,
+        _ => return Err(format!("duration `{s}`: unit must be s, m, h or d")),
+    };
+    n.checked_mul(mult)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("duration `{s}` is too large"))
+}
+
+/// Format a duration in the largest unit that divides it.
+pub fn format_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    if s != 0 && s % DAY == 0 {
+        format!("{}d", s / DAY)
+    } else if s != 0 && s % HOUR == 0 {
+        format!("{}h", s / HOUR)
+    } else if s != 0 && s % 60 == 0 {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_round_trip() {
+        for s in ["90s", "15m", "72h", "30d"] {
+            assert_eq!(format_duration(parse_duration(s).unwrap()), s);
+        }
+        assert!(parse_duration("3 weeks").is_err());
+        assert!(parse_duration("h").is_err());
+        assert!(parse_duration("99999999999999999999d").is_err());
+    }
+
+    #[test]
+    fn defaults_are_coherent() {
+        IssuancePolicy::default().check().unwrap();
+        let p = IssuancePolicy::default();
+        assert_eq!(p.service.default, Duration::from_secs(24 * 3600));
+        assert_eq!(p.cli.default, Duration::from_secs(72 * 3600));
+        assert_eq!(p.browser.default, Duration::from_secs(30 * 86400));
+        assert_eq!(p.backdate, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn default_over_cap_is_refused() {
+        let mut p = IssuancePolicy::default();
+        p.cli.default = Duration::from_secs(31 * 86400);
+        assert!(p.check().unwrap_err().contains("over its max"));
+        let mut p = IssuancePolicy::default();
+        p.crl_url = Some("ldap://x".into());
+        assert!(p.check().is_err());
+    }
+}
