@@ -22,6 +22,9 @@ pub struct Config {
     /// `[codes]`
     #[serde(default)]
     pub codes: CodesSection,
+    /// `[ca]`
+    #[serde(default)]
+    pub ca: CaSection,
 }
 
 /// `[codes]`: security codes. The pepper itself never goes in this file:
@@ -83,6 +86,52 @@ impl CodesSection {
         }
         Ok(policy)
     }
+}
+
+/// `[ca]`: the entityOS CA. Durations are written `90s`, `15m`, `72h`, `30d`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaSection {
+    /// Name of the environment variable holding the CA key passphrase. When
+    /// set, the CA key is stored encrypted and the variable must be present;
+    /// the passphrase itself is never read from the command line or config.
+    pub key_passphrase_env: Option<String>,
+    /// CRL distribution point URL put in every certificate [default: none].
+    pub crl_url: Option<String>,
+    /// How long a CRL is valid (nextUpdate - thisUpdate), at most 24h
+    /// [default: 24h].
+    pub crl_validity: Option<String>,
+    /// Lifetime of a root made by `ca init` [default: 3650d].
+    pub root_lifetime: Option<String>,
+    /// Largest accepted CSR in bytes [default: 8192].
+    pub max_csr_bytes: Option<usize>,
+    /// Lifetimes per profile.
+    #[serde(default)]
+    pub profiles: CaProfiles,
+}
+
+/// `[ca.profiles.<name>]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaProfiles {
+    /// `service` [default: 24h, max 7d].
+    pub service: Option<ProfileLifetime>,
+    /// `device` [default: 72h, max 30d].
+    pub device: Option<ProfileLifetime>,
+    /// `cli` [default: 72h, max 30d].
+    pub cli: Option<ProfileLifetime>,
+    /// `browser` [default: 30d, max 90d].
+    pub browser: Option<ProfileLifetime>,
+}
+
+/// One profile's lifetime and cap.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileLifetime {
+    /// Default lifetime.
+    pub lifetime: Option<String>,
+    /// The most `--lifetime` may ask for.
+    pub max: Option<String>,
 }
 
 /// `[state]`: where state lives.

@@ -41,6 +41,10 @@ enum Command {
     /// Security codes: issue, list, revoke, verify; rotate the pepper
     #[command(subcommand)]
     Code(cmd::code::CodeCommand),
+    /// The entityOS CA: sign client certificates from CSRs, revoke, CRL,
+    /// trust bundle
+    #[command(subcommand)]
+    Ca(cmd::ca::CaCommand),
 }
 
 /// What every command gets besides its own arguments.
@@ -76,6 +80,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Ipset(c) => cmd::ipset::run(c, &ctx),
         Command::Code(c) => cmd::code::run(c, &ctx),
+        Command::Ca(c) => cmd::ca::run(c, &ctx),
     }
 }
 

@@ -17,6 +17,7 @@ use serde::Serialize;
 
 mod audit;
 pub mod codes;
+pub mod certs;
 
 pub use audit::{AuditEntry, AuditRecord};
 pub use rusqlite;
@@ -37,6 +38,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 3,
         name: "codes",
         sql: include_str!("migrations/0003_codes.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "certs",
+        sql: include_str!("migrations/0004_certs.sql"),
     },
 ];
 

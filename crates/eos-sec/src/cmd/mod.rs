@@ -2,4 +2,5 @@
 //! one library call, format the result.
 
 pub mod code;
+pub mod ca;
 pub mod ipset;
