@@ -18,19 +18,21 @@ use p256::ecdsa::{DerSignature, SigningKey};
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey, LineEnding};
 use sha2::Digest;
 use signature::Signer as _;
-use spki::{DynSignatureAlgorithmIdentifier, SignatureBitStringEncoding, SubjectPublicKeyInfoOwned};
+use spki::{
+    DynSignatureAlgorithmIdentifier, SignatureBitStringEncoding, SubjectPublicKeyInfoOwned,
+};
 use x509_cert::attr::AttributeTypeAndValue;
 use x509_cert::builder::profile::BuilderProfile;
 use x509_cert::builder::{Builder, CertificateBuilder};
 use x509_cert::certificate::{Certificate, TbsCertificate, Version};
 use x509_cert::crl::{CertificateList, RevokedCert, TbsCertList};
+use x509_cert::ext::Extension;
 use x509_cert::ext::pkix::crl::dp::DistributionPoint;
 use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName};
 use x509_cert::ext::pkix::{
     AuthorityKeyIdentifier, BasicConstraints, CrlDistributionPoints, CrlReason, ExtendedKeyUsage,
     KeyUsage, KeyUsages, SubjectAltName, SubjectKeyIdentifier,
 };
-use x509_cert::ext::Extension;
 use x509_cert::name::{Name, RdnSequence, RelativeDistinguishedName};
 use x509_cert::serial_number::SerialNumber;
 use x509_cert::time::{Time, Validity};
@@ -171,7 +173,9 @@ impl FromStr for CaEnv {
             "dev" => Ok(CaEnv::Dev),
             "staging" => Ok(CaEnv::Staging),
             "prod" => Ok(CaEnv::Prod),
-            _ => Err(format!("unknown environment `{s}`; expected dev, staging or prod")),
+            _ => Err(format!(
+                "unknown environment `{s}`; expected dev, staging or prod"
+            )),
         }
     }
 }
@@ -452,7 +456,10 @@ impl CertificatePlan {
     }
 }
 
-fn extension<T: Encode + AssociatedOid>(critical: bool, value: &T) -> Result<Extension, IssueError> {
+fn extension<T: Encode + AssociatedOid>(
+    critical: bool,
+    value: &T,
+) -> Result<Extension, IssueError> {
     Ok(Extension {
         extn_id: T::OID,
         critical,
@@ -534,7 +541,10 @@ pub fn plan_certificate(
             not_after: rfc3339(ca.not_after),
         });
     }
-    let not_before = now.checked_sub(policy.backdate).unwrap_or(now).max(ca.not_before);
+    let not_before = now
+        .checked_sub(policy.backdate)
+        .unwrap_or(now)
+        .max(ca.not_before);
     let not_after = seconds((now + lifetime).min(ca.not_after));
     Ok(CertificatePlan {
         serial: Serial::random()?,
@@ -582,7 +592,10 @@ pub fn check_tbs(
     let serial = Serial::from_serial_number(tbs.serial_number());
     match strictness {
         Strictness::Exact if serial != plan.serial => {
-            return Err(violation("serial", format!("{serial} is not the planned {}", plan.serial)));
+            return Err(violation(
+                "serial",
+                format!("{serial} is not the planned {}", plan.serial),
+            ));
         }
         _ if serial.as_bytes().len() < 8 => {
             return Err(violation("serial", format!("{serial} has under 64 bits")));
@@ -610,7 +623,11 @@ pub fn check_tbs(
             format!("{} to {}", rfc3339(nb), rfc3339(na)),
         ));
     }
-    check_extensions(tbs.extensions().map(Vec::as_slice).unwrap_or_default(), plan, strictness)
+    check_extensions(
+        tbs.extensions().map(Vec::as_slice).unwrap_or_default(),
+        plan,
+        strictness,
+    )
 }
 
 fn check_extensions(
@@ -621,7 +638,10 @@ fn check_extensions(
     let planned = plan.extensions()?;
     for (i, ext) in found.iter().enumerate() {
         if found.iter().skip(i + 1).any(|e| e.extn_id == ext.extn_id) {
-            return Err(violation("extensions", format!("{} twice", oids::name(&ext.extn_id))));
+            return Err(violation(
+                "extensions",
+                format!("{} twice", oids::name(&ext.extn_id)),
+            ));
         }
     }
     if found.len() != planned.len() {
@@ -632,17 +652,27 @@ fn check_extensions(
     }
     for want in &planned {
         let Some(got) = found.iter().find(|e| e.extn_id == want.extn_id) else {
-            return Err(violation("extensions", format!("{} missing", oids::name(&want.extn_id))));
+            return Err(violation(
+                "extensions",
+                format!("{} missing", oids::name(&want.extn_id)),
+            ));
         };
-        let key_ids = want.extn_id == oids::SUBJECT_KEY_ID || want.extn_id == oids::AUTHORITY_KEY_ID;
+        let key_ids =
+            want.extn_id == oids::SUBJECT_KEY_ID || want.extn_id == oids::AUTHORITY_KEY_ID;
         if strictness == Strictness::Remote && key_ids {
             if got.critical {
-                return Err(violation("extensions", format!("{} critical", oids::name(&got.extn_id))));
+                return Err(violation(
+                    "extensions",
+                    format!("{} critical", oids::name(&got.extn_id)),
+                ));
             }
             continue;
         }
         if got != want {
-            return Err(violation("extensions", format!("{} differs from the plan", oids::name(&got.extn_id))));
+            return Err(violation(
+                "extensions",
+                format!("{} differs from the plan", oids::name(&got.extn_id)),
+            ));
         }
     }
     Ok(())
@@ -656,7 +686,10 @@ pub fn check_issued(
     strictness: Strictness,
 ) -> Result<(), IssueError> {
     if cert.signature_algorithm() != cert.tbs_certificate().signature() {
-        return Err(violation("signature-algorithm", "outer and inner algorithms differ"));
+        return Err(violation(
+            "signature-algorithm",
+            "outer and inner algorithms differ",
+        ));
     }
     check_tbs(cert.tbs_certificate(), plan, strictness)
 }
@@ -696,7 +729,9 @@ impl Passphrase {
     /// Wrap a passphrase; refuses an empty one.
     pub fn new(s: String) -> Result<Passphrase, IssueError> {
         if s.is_empty() {
-            return Err(IssueError::BadCa("the CA key passphrase is empty".to_owned()));
+            return Err(IssueError::BadCa(
+                "the CA key passphrase is empty".to_owned(),
+            ));
         }
         Ok(Passphrase(Zeroizing::new(s)))
     }
@@ -863,10 +898,14 @@ fn validity(not_before: SystemTime, not_after: SystemTime) -> Result<Validity, I
 impl LocalCa {
     /// Create a new CA for `env`: a fresh P-256 key and a self-signed root
     /// valid from `now` (backdated 5 minutes) for `lifetime`.
-    pub fn generate(env: CaEnv, lifetime: Duration, now: SystemTime) -> Result<LocalCa, IssueError> {
+    pub fn generate(
+        env: CaEnv,
+        lifetime: Duration,
+        now: SystemTime,
+    ) -> Result<LocalCa, IssueError> {
         use p256::elliptic_curve::Generate;
-        let key = SigningKey::try_generate()
-            .map_err(|e| IssueError::Signer(format!("random: {e}")))?;
+        let key =
+            SigningKey::try_generate().map_err(|e| IssueError::Signer(format!("random: {e}")))?;
         let spki = SubjectPublicKeyInfoOwned::from_key(key.verifying_key()).map_err(enc)?;
         let root = name(&[
             (oids::ORGANIZATION, "entityOS"),
@@ -942,7 +981,10 @@ impl LocalCa {
 
     /// The key as PKCS#8 PEM; encrypted (scrypt + AES-256-CBC) with a
     /// passphrase. The caller writes it with mode 0600.
-    pub fn key_pem(&self, passphrase: Option<&Passphrase>) -> Result<Zeroizing<String>, IssueError> {
+    pub fn key_pem(
+        &self,
+        passphrase: Option<&Passphrase>,
+    ) -> Result<Zeroizing<String>, IssueError> {
         match passphrase {
             Some(p) => self
                 .key
@@ -1050,7 +1092,11 @@ impl LocalCa {
             issuer: self.info.subject.clone(),
             this_update: Time::try_from(now).map_err(enc)?,
             next_update: Some(Time::try_from(now + validity).map_err(enc)?),
-            revoked_certificates: if entries.is_empty() { None } else { Some(entries) },
+            revoked_certificates: if entries.is_empty() {
+                None
+            } else {
+                Some(entries)
+            },
             crl_extensions: Some(vec![
                 extension(false, &aki)?,
                 extension(false, &x509_cert::ext::pkix::CrlNumber(number))?,

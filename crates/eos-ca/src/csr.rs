@@ -511,11 +511,9 @@ fn check_key(spki: &SubjectPublicKeyInfoOwned) -> Result<KeyKind, CsrError> {
             return Err(CsrError::ExplicitCurveParameters);
         }
         let curve: ObjectIdentifier =
-            params
-                .decode_as()
-                .map_err(|_| CsrError::UnsupportedCurve {
-                    curve: format!("{:?} parameters", params.tag()),
-                })?;
+            params.decode_as().map_err(|_| CsrError::UnsupportedCurve {
+                curve: format!("{:?} parameters", params.tag()),
+            })?;
         let point = spki
             .subject_public_key
             .as_bytes()
@@ -715,7 +713,8 @@ fn requested_extensions(info: &CertReqInfo) -> Result<Vec<IgnoredRequest>, CsrEr
         }
         seen_request = true;
         for value in attr.values.iter() {
-            let exts = value
+            let exts =
+                value
                     .decode_as::<Vec<Extension>>()
                     .map_err(|e| CsrError::MalformedExtension {
                         oid: "extensionRequest".to_owned(),

@@ -57,7 +57,9 @@ impl FromStr for Profile {
         Profile::ALL
             .into_iter()
             .find(|p| p.as_str() == s)
-            .ok_or_else(|| format!("unknown profile `{s}`; expected service, device, cli or browser"))
+            .ok_or_else(|| {
+                format!("unknown profile `{s}`; expected service, device, cli or browser")
+            })
     }
 }
 
@@ -173,11 +175,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Format a duration in the largest unit that divides it.
 pub fn format_duration(d: Duration) -> String {
     let s = d.as_secs();
-    if s != 0 && s % DAY == 0 {
+    if s != 0 && s.is_multiple_of(DAY) {
         format!("{}d", s / DAY)
-    } else if s != 0 && s % HOUR == 0 {
+    } else if s != 0 && s.is_multiple_of(HOUR) {
         format!("{}h", s / HOUR)
-    } else if s != 0 && s % 60 == 0 {
+    } else if s != 0 && s.is_multiple_of(60) {
         format!("{}m", s / 60)
     } else {
         format!("{s}s")
@@ -190,7 +192,7 @@ mod tests {
 
     #[test]
     fn durations_round_trip() {
-        for s in ["90s", "15m", "72h", "30d"] {
+        for s in ["90s", "15m", "36h", "30d"] {
             assert_eq!(format_duration(parse_duration(s).unwrap()), s);
         }
         assert!(parse_duration("3 weeks").is_err());
@@ -213,8 +215,10 @@ mod tests {
         let mut p = IssuancePolicy::default();
         p.cli.default = Duration::from_secs(31 * 86400);
         assert!(p.check().unwrap_err().contains("over its max"));
-        let mut p = IssuancePolicy::default();
-        p.crl_url = Some("ldap://x".into());
+        let p = IssuancePolicy {
+            crl_url: Some("ldap://x".into()),
+            ..IssuancePolicy::default()
+        };
         assert!(p.check().is_err());
     }
 }

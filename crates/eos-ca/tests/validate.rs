@@ -16,7 +16,10 @@ use x509_cert::name::Name;
 use x509_cert::request::{CertReq, CertReqInfo};
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = format!("{}/../../examples/data/csr/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../../examples/data/csr/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
@@ -241,7 +244,10 @@ fn rejects_weak_hash() {
 
 #[test]
 fn rejects_unsupported_signature_algorithm() {
-    refused(&fixture("rsa-pss.csr"), "csr-unsupported-signature-algorithm");
+    refused(
+        &fixture("rsa-pss.csr"),
+        "csr-unsupported-signature-algorithm",
+    );
 }
 
 #[test]
@@ -314,7 +320,10 @@ fn truncation_at_every_byte_never_panics_and_never_passes() {
         }
         let pem = fixture(file);
         for n in 0..pem.len() - 40 {
-            assert!(check(&pem[..n]).is_err(), "{file} pem truncated to {n} passed");
+            assert!(
+                check(&pem[..n]).is_err(),
+                "{file} pem truncated to {n} passed"
+            );
         }
     }
 }
@@ -324,26 +333,54 @@ fn every_code_is_distinct() {
     let errors = [
         CsrError::Empty,
         CsrError::TooLarge { size: 0, max: 0 },
-        CsrError::BadPem { detail: String::new() },
-        CsrError::WrongPemLabel { label: String::new() },
+        CsrError::BadPem {
+            detail: String::new(),
+        },
+        CsrError::WrongPemLabel {
+            label: String::new(),
+        },
         CsrError::TrailingBytes { count: 0 },
-        CsrError::Malformed { detail: String::new() },
+        CsrError::Malformed {
+            detail: String::new(),
+        },
         CsrError::BadVersion { version: 0 },
         CsrError::SubjectTooLarge { size: 0, max: 0 },
-        CsrError::UnsupportedKey { algorithm: String::new() },
-        CsrError::UnsupportedCurve { curve: String::new() },
+        CsrError::UnsupportedKey {
+            algorithm: String::new(),
+        },
+        CsrError::UnsupportedCurve {
+            curve: String::new(),
+        },
         CsrError::ExplicitCurveParameters,
-        CsrError::InvalidKey { detail: String::new() },
+        CsrError::InvalidKey {
+            detail: String::new(),
+        },
         CsrError::RsaKeySize { bits: 0 },
-        CsrError::RsaExponent { exponent: String::new() },
-        CsrError::WeakHash { algorithm: String::new() },
-        CsrError::UnsupportedSignatureAlgorithm { algorithm: String::new() },
-        CsrError::SignatureAlgorithmMismatch { signature: String::new(), key: String::new() },
+        CsrError::RsaExponent {
+            exponent: String::new(),
+        },
+        CsrError::WeakHash {
+            algorithm: String::new(),
+        },
+        CsrError::UnsupportedSignatureAlgorithm {
+            algorithm: String::new(),
+        },
+        CsrError::SignatureAlgorithmMismatch {
+            signature: String::new(),
+            key: String::new(),
+        },
         CsrError::BadSignature,
         CsrError::DuplicateExtension { oid: String::new() },
-        CsrError::MalformedExtension { oid: String::new(), detail: String::new() },
+        CsrError::MalformedExtension {
+            oid: String::new(),
+            detail: String::new(),
+        },
         CsrError::CaKey,
-        CsrError::KeyReuse { fingerprint: String::new(), space: String::new(), user: String::new() },
+        CsrError::KeyReuse {
+            fingerprint: String::new(),
+            space: String::new(),
+            user: String::new(),
+        },
     ];
     let mut codes: Vec<&str> = errors.iter().map(CsrError::code).collect();
     codes.sort_unstable();

@@ -31,8 +31,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             || e.is::<eos_codes::FormatError>()
             || e.is::<eos_ca::CsrError>()
             || e.is::<eos_identity::IdError>()
-            || e
-                .downcast_ref::<eos_ca::IssueError>()
+            || e.downcast_ref::<eos_ca::IssueError>()
                 .is_some_and(eos_ca::IssueError::is_bad_input)
     });
     if bad { 2 } else { 1 }

@@ -111,7 +111,10 @@ pub fn record_issued(tx: &Transaction<'_>, cert: &NewCert<'_>) -> Result<(), Sto
 /// Which account a key is bound to: the first account a certificate for
 /// this key was issued to (revoked or not — a key that was revoked for
 /// compromise must not come back under another name either).
-pub fn key_owner(conn: &Connection, fingerprint: &str) -> Result<Option<(String, String)>, StoreError> {
+pub fn key_owner(
+    conn: &Connection,
+    fingerprint: &str,
+) -> Result<Option<(String, String)>, StoreError> {
     Ok(conn
         .query_row(
             "SELECT space, user FROM certs WHERE key_fingerprint = ?1
@@ -161,7 +164,13 @@ pub fn list(conn: &Connection, f: &CertFilter<'_>) -> Result<Vec<CertRecord>, St
          ORDER BY not_after, serial"
     ))?;
     let rows = stmt.query_map(
-        params![f.space, f.user, f.status, f.not_after_before, f.not_after_from],
+        params![
+            f.space,
+            f.user,
+            f.status,
+            f.not_after_before,
+            f.not_after_from
+        ],
         row,
     )?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -293,7 +302,11 @@ mod tests {
     fn record_list_revoke_in_caller_transactions() {
         let mut s = Store::open_in_memory().unwrap();
         let tx = s.transaction().unwrap();
-        record_issued(&tx, &cert("0a", "alice", "sha256:aa", "2026-01-04T00:00:00Z")).unwrap();
+        record_issued(
+            &tx,
+            &cert("0a", "alice", "sha256:aa", "2026-01-04T00:00:00Z"),
+        )
+        .unwrap();
         record_issued(&tx, &cert("0b", "bob", "sha256:bb", "2026-02-01T00:00:00Z")).unwrap();
         tx.commit().unwrap();
 
@@ -327,11 +340,18 @@ mod tests {
         tx.commit().unwrap();
         let revoked = revoked_unexpired(s.conn(), "2026-01-03T00:00:00Z").unwrap();
         assert_eq!(revoked.len(), 1);
-        assert!(revoked_unexpired(s.conn(), "2026-01-05T00:00:00Z").unwrap().is_empty());
+        assert!(
+            revoked_unexpired(s.conn(), "2026-01-05T00:00:00Z")
+                .unwrap()
+                .is_empty()
+        );
         // The trigger refuses reinstating.
         let err = s
             .conn()
-            .execute("UPDATE certs SET status = 'active', revoked_at = NULL WHERE serial = '0a'", [])
+            .execute(
+                "UPDATE certs SET status = 'active', revoked_at = NULL WHERE serial = '0a'",
+                [],
+            )
             .unwrap_err();
         assert!(err.to_string().contains("cannot be reinstated"), "{err}");
     }
@@ -340,7 +360,11 @@ mod tests {
     fn a_rolled_back_transaction_records_nothing() {
         let mut s = Store::open_in_memory().unwrap();
         let tx = s.transaction().unwrap();
-        record_issued(&tx, &cert("0a", "alice", "sha256:aa", "2026-01-04T00:00:00Z")).unwrap();
+        record_issued(
+            &tx,
+            &cert("0a", "alice", "sha256:aa", "2026-01-04T00:00:00Z"),
+        )
+        .unwrap();
         drop(tx);
         assert!(list(s.conn(), &CertFilter::default()).unwrap().is_empty());
     }

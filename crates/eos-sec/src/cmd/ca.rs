@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use eos_ca::{
-    Account, CaEnv, CsrLimits, IssueRequest, KeyOwner, LocalCa, Passphrase,
-    Profile, RevocationReason, RevokedEntry, Serial,
+    Account, CaEnv, CsrLimits, IssueRequest, KeyOwner, LocalCa, Passphrase, Profile,
+    RevocationReason, RevokedEntry, Serial,
 };
 use eos_identity::{SpaceId, UserId};
 use eos_store::certs::{self, CertFilter, CertRecord, CrlRecord, NewCert};
@@ -364,7 +364,11 @@ fn install(
         report.key_fingerprint,
         report.not_after,
         report.key,
-        if report.key_encrypted { ", encrypted" } else { "" },
+        if report.key_encrypted {
+            ", encrypted"
+        } else {
+            ""
+        },
         report.certificate,
         report.crl,
         report.crl_number
@@ -386,7 +390,12 @@ fn init(a: InitArgs, ctx: &crate::Ctx, files: &CaFiles, conf: &CaSection) -> any
     install(&ca, "ca.init", ctx, files, conf)
 }
 
-fn import(a: ImportArgs, ctx: &crate::Ctx, files: &CaFiles, conf: &CaSection) -> anyhow::Result<()> {
+fn import(
+    a: ImportArgs,
+    ctx: &crate::Ctx,
+    files: &CaFiles,
+    conf: &CaSection,
+) -> anyhow::Result<()> {
     let key = zeroize::Zeroizing::new(
         std::fs::read_to_string(&a.key)
             .map_err(|e| bad_input!("{}: cannot read: {e}", a.key.display()))?,
@@ -394,8 +403,13 @@ fn import(a: ImportArgs, ctx: &crate::Ctx, files: &CaFiles, conf: &CaSection) ->
     let cert = std::fs::read_to_string(&a.cert)
         .map_err(|e| bad_input!("{}: cannot read: {e}", a.cert.display()))?;
     let pass = passphrase(conf)?;
-    let ca = LocalCa::from_pem(&key, &cert, pass.as_ref())
-        .map_err(|e| bad_input!("importing {} and {}: {e}", a.key.display(), a.cert.display()))?;
+    let ca = LocalCa::from_pem(&key, &cert, pass.as_ref()).map_err(|e| {
+        bad_input!(
+            "importing {} and {}: {e}",
+            a.key.display(),
+            a.cert.display()
+        )
+    })?;
     install(&ca, "ca.import", ctx, files, conf)
 }
 
@@ -427,8 +441,12 @@ fn issue_crl(
 }
 
 fn revoked_entry(r: &CertRecord) -> anyhow::Result<RevokedEntry> {
-    let corrupt = |what: &str| anyhow::anyhow!("state database: certificate {}: bad {what}", r.serial);
-    let at = r.revoked_at.as_deref().ok_or_else(|| corrupt("revoked_at"))?;
+    let corrupt =
+        |what: &str| anyhow::anyhow!("state database: certificate {}: bad {what}", r.serial);
+    let at = r
+        .revoked_at
+        .as_deref()
+        .ok_or_else(|| corrupt("revoked_at"))?;
     let at = time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
         .map_err(|_| corrupt("revoked_at"))?;
     Ok(RevokedEntry {
@@ -650,7 +668,9 @@ fn list(a: ListArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
 }
 
 fn serial_arg(s: &str) -> anyhow::Result<String> {
-    Ok(Serial::from_hex(s).map_err(|e| bad_input!("{e}"))?.to_string())
+    Ok(Serial::from_hex(s)
+        .map_err(|e| bad_input!("{e}"))?
+        .to_string())
 }
 
 fn show(a: ShowArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
@@ -697,7 +717,12 @@ struct RevokeReport<'a> {
     crl: String,
 }
 
-fn revoke(a: RevokeArgs, ctx: &crate::Ctx, files: &CaFiles, conf: &CaSection) -> anyhow::Result<()> {
+fn revoke(
+    a: RevokeArgs,
+    ctx: &crate::Ctx,
+    files: &CaFiles,
+    conf: &CaSection,
+) -> anyhow::Result<()> {
     let serial = serial_arg(&a.serial)?;
     let ca = load_ca(files, conf)?;
     let validity = crl_validity(conf)?;
@@ -723,7 +748,11 @@ fn revoke(a: RevokeArgs, ctx: &crate::Ctx, files: &CaFiles, conf: &CaSection) ->
     let crl = files.crl.display().to_string();
     if ctx.json {
         return emit_json(&RevokeReport {
-            status: if number.is_some() { "revoked" } else { "already-revoked" },
+            status: if number.is_some() {
+                "revoked"
+            } else {
+                "already-revoked"
+            },
             record: &record,
             crl_number: number,
             crl,

@@ -1,0 +1,844 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+//! `eos-sec ca ...` end to end, with the real openssl as the oracle for
+//! every certificate and CRL: verify with `-purpose sslclient`,
+//! `-crl_check`, CSRs from `openssl req`, and an mTLS handshake between
+//! `openssl s_server -Verify` and `openssl s_client` on 127.0.0.1.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../examples/data/csr/{name}"))
+}
+
+/// openssl is an outside oracle: skip loudly when missing, unless CI or
+/// EOS_SEC_REQUIRE_ORACLES=1 make that a failure.
+fn openssl_available() -> bool {
+    let ok = Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        let required = std::env::var_os("CI").is_some()
+            || std::env::var("EOS_SEC_REQUIRE_ORACLES").is_ok_and(|v| v == "1");
+        assert!(
+            !required,
+            "openssl is required (CI / EOS_SEC_REQUIRE_ORACLES) but missing"
+        );
+        eprintln!("SKIPPED: openssl not installed; this test needs it as an oracle");
+    }
+    ok
+}
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn state(&self) -> PathBuf {
+        self.path("state")
+    }
+
+    fn eos(&self, args: &[&str]) -> Output {
+        self.eos_env(args, &[])
+    }
+
+    fn eos_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_eos-sec"));
+        cmd.args(args)
+            .env("EOS_SEC_STATE_DIR", self.state())
+            .env_remove("EOS_SEC_CONFIG")
+            .current_dir(self.dir.path());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.eos(args);
+        assert!(
+            out.status.success(),
+            "eos-sec {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn openssl(&self, args: &[&str]) -> Output {
+        Command::new("openssl")
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap()
+    }
+
+    /// A fresh key and CSR from `openssl req`.
+    fn openssl_csr(&self, name: &str, genpkey: &[&str]) -> PathBuf {
+        let key = format!("{name}.key");
+        let csr = format!("{name}.csr");
+        let mut args = vec!["genpkey", "-out", &key];
+        args.extend_from_slice(genpkey);
+        assert!(self.openssl(&args).status.success());
+        let out = self.openssl(&[
+            "req",
+            "-new",
+            "-key",
+            &key,
+            "-subj",
+            "/CN=ignored/O=ignored",
+            "-out",
+            &csr,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.path(&csr)
+    }
+
+    fn verify(&self, extra: &[&str], cert: &str) -> Output {
+        let mut args = vec!["verify", "-purpose", "sslclient"];
+        args.extend_from_slice(extra);
+        args.push(cert);
+        self.openssl(&args)
+    }
+}
+
+fn serial_of(json: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    v["serial"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn init_sign_list_revoke_crl_bundle_agree_with_openssl() {
+    if !openssl_available() {
+        return;
+    }
+    let env = Env::new();
+    env.ok(&["ca", "init", "--env", "dev"]);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(env.state().join("ca/ca.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let alice_csr = env.openssl_csr(
+        "alice",
+        &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
+    );
+    let signed = env.ok(&[
+        "--json",
+        "ca",
+        "sign",
+        "--csr",
+        alice_csr.to_str().unwrap(),
+        "--space",
+        "acme",
+        "--user",
+        "alice",
+        "--profile",
+        "cli",
+        "--out",
+        "alice.pem",
+    ]);
+    let serial = serial_of(&signed);
+    env.ok(&["ca", "bundle", "--out", "bundle.pem"]);
+
+    let out = env.verify(&["-CAfile", "bundle.pem"], "alice.pem");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The contents, as openssl reads them.
+    let text = env.openssl(&["x509", "-in", "alice.pem", "-noout", "-text"]);
+    let text = String::from_utf8(text.stdout).unwrap();
+    for want in [
+        "Subject: O = acme, CN = alice",
+        "X509v3 Basic Constraints: critical\n                CA:FALSE",
+        "X509v3 Key Usage: critical\n                Digital Signature\n",
+        "TLS Web Client Authentication\n",
+        "URI:urn:entityos:space:acme:user:alice",
+        "X509v3 Subject Key Identifier",
+        "X509v3 Authority Key Identifier",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+    assert!(
+        !text.contains("ignored"),
+        "CSR subject leaked into the certificate"
+    );
+
+    // Listed; shown; its PEM is the one written.
+    let list = env.ok(&["ca", "list"]);
+    assert!(list.contains(&serial) && list.contains("active"), "{list}");
+    let pem = env.ok(&["ca", "show", &serial, "--pem"]);
+    assert_eq!(pem, std::fs::read_to_string(env.path("alice.pem")).unwrap());
+
+    // Before revocation the CRL check passes; after, openssl says revoked.
+    let crl_before = env.ok(&["ca", "crl", "--out", "crl1.pem"]);
+    assert!(crl_before.contains("BEGIN X509 CRL"));
+    let chain = |crl: &str| {
+        let mut s = std::fs::read_to_string(env.path("bundle.pem")).unwrap();
+        s.push_str(&std::fs::read_to_string(env.path(crl)).unwrap());
+        std::fs::write(env.path("chain.pem"), s).unwrap();
+    };
+    chain("crl1.pem");
+    let out = env.verify(&["-crl_check", "-CAfile", "chain.pem"], "alice.pem");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let revoked = env.ok(&[
+        "--json",
+        "ca",
+        "revoke",
+        &serial,
+        "--reason",
+        "key-compromise",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&revoked).unwrap();
+    assert_eq!(v["status"], "revoked");
+    let crl_number = v["crl_number"].as_u64().unwrap();
+    std::fs::copy(env.state().join("ca/crl.pem"), env.path("crl2.pem")).unwrap();
+    chain("crl2.pem");
+    let out = env.verify(&["-crl_check", "-CAfile", "chain.pem"], "alice.pem");
+    assert!(!out.status.success());
+    let msg =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(msg.contains("certificate revoked"), "{msg}");
+
+    // The CRL: number grew, nextUpdate within 24h, AKI = the CA's SKI.
+    let crl_text = String::from_utf8(
+        env.openssl(&["crl", "-in", "crl2.pem", "-noout", "-text"])
+            .stdout,
+    )
+    .unwrap();
+    assert!(
+        crl_text.contains(&format!(
+            "X509v3 CRL Number: \n                {crl_number}"
+        )),
+        "{crl_text}"
+    );
+    assert!(crl_text.contains("Key Compromise"));
+    let ca_text = String::from_utf8(
+        env.openssl(&[
+            "x509",
+            "-in",
+            "bundle.pem",
+            "-noout",
+            "-ext",
+            "subjectKeyIdentifier",
+        ])
+        .stdout,
+    )
+    .unwrap();
+    let ski = ca_text.lines().nth(1).unwrap().trim().to_owned();
+    assert!(
+        crl_text.contains(&ski),
+        "CRL AKI is not the CA's SKI {ski}:\n{crl_text}"
+    );
+    let crl1_number: u64 = {
+        let t = String::from_utf8(
+            env.openssl(&["crl", "-in", "crl1.pem", "-noout", "-crlnumber"])
+                .stdout,
+        )
+        .unwrap();
+        u64::from_str_radix(
+            t.trim()
+                .trim_start_matches("crlNumber=0x")
+                .trim_start_matches("crlNumber="),
+            16,
+        )
+        .unwrap()
+    };
+    assert!(crl_number > crl1_number);
+    let next = String::from_utf8(
+        env.openssl(&[
+            "crl",
+            "-in",
+            "crl2.pem",
+            "-noout",
+            "-nextupdate",
+            "-lastupdate",
+        ])
+        .stdout,
+    )
+    .unwrap();
+    assert!(next.contains("nextUpdate="), "{next}");
+
+    // Revoking again changes nothing and issues no CRL.
+    let again = env.ok(&["--json", "ca", "revoke", &serial]);
+    assert!(again.contains("already-revoked"));
+    let list = env.ok(&["--json", "ca", "list", "--status", "revoked"]);
+    assert!(list.contains(&serial));
+}
+
+#[test]
+fn refused_csrs_exit_2_with_the_code_and_write_nothing() {
+    let env = Env::new();
+    env.ok(&["ca", "init", "--env", "dev"]);
+    for (file, code) in [
+        ("rsa1024.csr", "csr-rsa-key-size"),
+        ("rsa-e3.csr", "csr-rsa-exponent"),
+        ("sha1.csr", "csr-weak-hash"),
+        ("rsa-md5.csr", "csr-weak-hash"),
+        ("secp256k1.csr", "csr-unsupported-curve"),
+        ("dsa.csr", "csr-unsupported-key"),
+        ("explicit-params.csr", "csr-explicit-curve-params"),
+        ("ed25519.csr", "csr-unsupported-key"),
+    ] {
+        let out = env.eos(&[
+            "ca",
+            "sign",
+            "--csr",
+            fixture(file).to_str().unwrap(),
+            "--space",
+            "acme",
+            "--user",
+            "alice",
+            "--profile",
+            "cli",
+            "--out",
+            "out.pem",
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{file}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("csr refused [{code}]")),
+            "{file}: {err}"
+        );
+        assert!(!env.path("out.pem").exists(), "{file}: wrote output");
+        let json = env.eos(&[
+            "--json",
+            "ca",
+            "sign",
+            "--csr",
+            fixture(file).to_str().unwrap(),
+            "--space",
+            "acme",
+            "--user",
+            "alice",
+            "--profile",
+            "cli",
+        ]);
+        let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+        assert_eq!(v["code"], code);
+        assert_eq!(v["status"], "refused");
+    }
+    assert_eq!(env.ok(&["ca", "list"]), "no certificates\n");
+}
+
+#[test]
+fn key_reuse_across_accounts_is_refused_and_ca_request_is_logged() {
+    let env = Env::new();
+    env.ok(&["ca", "init", "--env", "dev"]);
+    let csr = fixture("ca-request.csr");
+    let csr = csr.to_str().unwrap();
+    let out = env.ok(&[
+        "ca",
+        "sign",
+        "--csr",
+        csr,
+        "--space",
+        "acme",
+        "--user",
+        "alice",
+        "--profile",
+        "device",
+        "--out",
+        "a.pem",
+    ]);
+    assert!(out.contains("asked for CA powers"), "{out}");
+    // Same account again: a renewal, allowed.
+    env.ok(&[
+        "ca",
+        "sign",
+        "--csr",
+        csr,
+        "--space",
+        "acme",
+        "--user",
+        "alice",
+        "--profile",
+        "device",
+        "--out",
+        "b.pem",
+    ]);
+    // Another account with the same key: refused.
+    let out = env.eos(&[
+        "ca",
+        "sign",
+        "--csr",
+        csr,
+        "--space",
+        "other",
+        "--user",
+        "alice",
+        "--profile",
+        "device",
+        "--out",
+        "c.pem",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("[csr-key-reuse]"));
+    assert!(!env.path("c.pem").exists());
+    // Over the profile's cap: refused as bad input.
+    let out = env.eos(&[
+        "ca",
+        "sign",
+        "--csr",
+        csr,
+        "--space",
+        "acme",
+        "--user",
+        "alice",
+        "--profile",
+        "service",
+        "--lifetime",
+        "8d",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("[lifetime-over-cap]"));
+}
+
+#[test]
+fn openssl_req_csrs_are_accepted() {
+    if !openssl_available() {
+        return;
+    }
+    let env = Env::new();
+    env.ok(&["ca", "init", "--env", "staging"]);
+    env.ok(&["ca", "bundle", "--out", "bundle.pem"]);
+    let cases: [(&str, &[&str]); 3] = [
+        (
+            "p256",
+            &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        ),
+        (
+            "p384",
+            &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384"],
+        ),
+        (
+            "rsa2048",
+            &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
+        ),
+    ];
+    for (i, (name, gen_args)) in cases.into_iter().enumerate() {
+        let csr = env.openssl_csr(name, gen_args);
+        let user = format!("user{i}");
+        let out = format!("{name}.pem");
+        env.ok(&[
+            "ca",
+            "sign",
+            "--csr",
+            csr.to_str().unwrap(),
+            "--space",
+            "acme",
+            "--user",
+            &user,
+            "--profile",
+            "service",
+            "--out",
+            &out,
+        ]);
+        let v = env.verify(&["-CAfile", "bundle.pem"], &out);
+        assert!(
+            v.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&v.stderr)
+        );
+    }
+    // RSA-4096 from the fixture (generating one here is slow).
+    env.ok(&[
+        "ca",
+        "sign",
+        "--csr",
+        fixture("rsa4096.csr").to_str().unwrap(),
+        "--space",
+        "acme",
+        "--user",
+        "big",
+        "--profile",
+        "service",
+        "--out",
+        "rsa4096.pem",
+    ]);
+    assert!(
+        env.verify(&["-CAfile", "bundle.pem"], "rsa4096.pem")
+            .status
+            .success()
+    );
+}
+
+#[test]
+fn environments_do_not_trust_each_other() {
+    if !openssl_available() {
+        return;
+    }
+    let dev = Env::new();
+    let prod = Env::new();
+    dev.ok(&["ca", "init", "--env", "dev"]);
+    prod.ok(&["ca", "init", "--env", "prod"]);
+    let dev_bundle = dev.ok(&["ca", "bundle"]);
+    let prod_bundle = prod.ok(&["ca", "bundle"]);
+    assert_ne!(dev_bundle, prod_bundle);
+    dev.ok(&[
+        "ca",
+        "sign",
+        "--csr",
+        fixture("p256.csr").to_str().unwrap(),
+        "--space",
+        "acme",
+        "--user",
+        "alice",
+        "--profile",
+        "cli",
+        "--out",
+        "alice.pem",
+    ]);
+    std::fs::write(dev.path("prod.pem"), &prod_bundle).unwrap();
+    std::fs::write(dev.path("dev.pem"), &dev_bundle).unwrap();
+    assert!(
+        dev.verify(&["-CAfile", "dev.pem"], "alice.pem")
+            .status
+            .success()
+    );
+    let out = dev.verify(&["-CAfile", "prod.pem"], "alice.pem");
+    assert!(
+        !out.status.success(),
+        "a dev certificate verified under the prod root"
+    );
+    let text = String::from_utf8(
+        dev.openssl(&["x509", "-in", "prod.pem", "-noout", "-subject"])
+            .stdout,
+    )
+    .unwrap();
+    assert!(text.contains("entityOS prod Root CA"), "{text}");
+}
+
+#[test]
+fn encrypted_key_needs_its_passphrase_variable() {
+    let env = Env::new();
+    std::fs::write(
+        env.path("eos-sec.toml"),
+        "[ca]\nkey_passphrase_env = \"TEST_CA_PASS\"\n",
+    )
+    .unwrap();
+    let pass = [("TEST_CA_PASS", "correct horse battery staple")];
+    let out = env.eos_env(&["ca", "init", "--env", "dev"], &pass);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = std::fs::read_to_string(env.state().join("ca/ca.key")).unwrap();
+    assert!(key.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"));
+    let csr = fixture("p256.csr");
+    let sign = [
+        "ca",
+        "sign",
+        "--csr",
+        csr.to_str().unwrap(),
+        "--space",
+        "acme",
+        "--user",
+        "alice",
+        "--profile",
+        "cli",
+        "--out",
+        "a.pem",
+    ];
+    let out = env.eos_env(&sign, &pass);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = env.eos(&sign);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TEST_CA_PASS is not set"));
+    let out = env.eos_env(&sign, &[("TEST_CA_PASS", "wrong")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot decrypt"));
+}
+
+#[test]
+fn import_an_openssl_made_ca() {
+    if !openssl_available() {
+        return;
+    }
+    let env = Env::new();
+    assert!(
+        env.openssl(&[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            "ca.key"
+        ])
+        .status
+        .success()
+    );
+    let out = env.openssl(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        "ca.key",
+        "-subj",
+        "/O=Example/CN=Imported CA",
+        "-days",
+        "30",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+        "-out",
+        "ca.pem",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    env.ok(&["ca", "import", "--key", "ca.key", "--cert", "ca.pem"]);
+    env.ok(&[
+        "ca",
+        "sign",
+        "--csr",
+        fixture("p384.csr").to_str().unwrap(),
+        "--space",
+        "acme",
+        "--user",
+        "alice",
+        "--profile",
+        "browser",
+        "--out",
+        "a.pem",
+    ]);
+    let v = env.verify(&["-CAfile", "ca.pem"], "a.pem");
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+    // The certificate cannot outlive the CA (30 days < browser's 30 days + backdate).
+    let end = String::from_utf8(
+        env.openssl(&["x509", "-in", "a.pem", "-noout", "-checkend", "2678400"])
+            .stdout,
+    )
+    .unwrap();
+    assert!(end.contains("will expire"), "{end}");
+    // A non-CA certificate is refused.
+    let out = env.openssl(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        "ca.key",
+        "-subj",
+        "/CN=leaf",
+        "-days",
+        "1",
+        "-addext",
+        "basicConstraints=critical,CA:FALSE",
+        "-out",
+        "leaf.pem",
+    ]);
+    assert!(out.status.success());
+    let other = Env::new();
+    std::fs::copy(env.path("ca.key"), other.path("ca.key")).unwrap();
+    std::fs::copy(env.path("leaf.pem"), other.path("leaf.pem")).unwrap();
+    let out = other.eos(&["ca", "import", "--key", "ca.key", "--cert", "leaf.pem"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a CA"));
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Run s_server (one connection, client certificate required, trusting
+/// `ca`) and s_client with `client_cert`; returns whether the handshake was
+/// accepted and the server's output.
+fn handshake(env: &Env, ca: &str, client_cert: &str, client_key: &str) -> (bool, String) {
+    let port = free_port().to_string();
+    let accept = format!("127.0.0.1:{port}");
+    let mut server = Command::new("openssl")
+        .args([
+            "s_server",
+            "-accept",
+            &accept,
+            "-naccept",
+            "1",
+            "-cert",
+            "server.pem",
+            "-key",
+            "server.key",
+            "-Verify",
+            "1",
+            "-CAfile",
+            ca,
+            "-verify_return_error",
+            "-purpose",
+            "sslclient",
+        ])
+        .current_dir(env.dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Probing the port would use up -naccept 1: the client retries until
+    // the server listens instead.
+    let connect = format!("127.0.0.1:{port}");
+    let mut client = None;
+    for _ in 0..50 {
+        let out = Command::new("openssl")
+            .args([
+                "s_client",
+                "-connect",
+                &connect,
+                "-cert",
+                client_cert,
+                "-key",
+                client_key,
+                "-CAfile",
+                "server.pem",
+                "-verify_return_error",
+                "-tls1_3",
+            ])
+            .current_dir(env.dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stderr).to_string();
+        if text.contains("Connection refused") || text.contains("connect:errno") {
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        }
+        client = Some(out);
+        break;
+    }
+    let client = client.expect("s_client could not connect");
+    // The server exits after its one connection.
+    let start = Instant::now();
+    loop {
+        if server.try_wait().unwrap().is_some() {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            server.kill().unwrap();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut out = String::new();
+    server
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    server
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let _ = server.wait();
+    let accepted = out.contains("CN = alice") && !out.contains("error") && client.status.success();
+    (accepted, out + &String::from_utf8_lossy(&client.stdout))
+}
+
+#[test]
+fn mtls_handshake_with_an_issued_certificate() {
+    if !openssl_available() {
+        return;
+    }
+    let env = Env::new();
+    env.ok(&["ca", "init", "--env", "dev"]);
+    env.ok(&["ca", "bundle", "--out", "bundle.pem"]);
+    let csr = env.openssl_csr(
+        "alice",
+        &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
+    );
+    env.ok(&[
+        "ca",
+        "sign",
+        "--csr",
+        csr.to_str().unwrap(),
+        "--space",
+        "acme",
+        "--user",
+        "alice",
+        "--profile",
+        "cli",
+        "--out",
+        "alice.pem",
+    ]);
+    let out = env.openssl(&[
+        "req",
+        "-x509",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-subj",
+        "/CN=localhost",
+        "-days",
+        "1",
+        "-out",
+        "server.pem",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let (ok, log) = handshake(&env, "bundle.pem", "alice.pem", "alice.key");
+    assert!(
+        ok,
+        "mTLS handshake with the issued certificate failed:\n{log}"
+    );
+
+    // The same client against a server that trusts another environment's CA
+    // is turned away.
+    let prod = Env::new();
+    prod.ok(&["ca", "init", "--env", "prod"]);
+    std::fs::write(env.path("prod.pem"), prod.ok(&["ca", "bundle"])).unwrap();
+    let (ok, log) = handshake(&env, "prod.pem", "alice.pem", "alice.key");
+    assert!(
+        !ok,
+        "a dev certificate was accepted by a prod-trusting server:\n{log}"
+    );
+}
