@@ -16,8 +16,8 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 
 mod audit;
-pub mod codes;
 pub mod certs;
+pub mod codes;
 
 pub use audit::{AuditEntry, AuditRecord};
 pub use rusqlite;

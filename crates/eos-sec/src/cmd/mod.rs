@@ -1,6 +1,6 @@
 //! One module per command group: parse arguments into library options, make
 //! one library call, format the result.
 
-pub mod code;
 pub mod ca;
+pub mod code;
 pub mod ipset;
