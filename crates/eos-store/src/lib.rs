@@ -149,17 +149,19 @@ impl Store {
     }
 
     fn migrate(&mut self) -> Result<(), StoreError> {
-        let current = self.schema_version()?;
+        // Applied versions are recorded one by one, not as a high-water mark:
+        // versions are reserved per domain while work is in flight, so a
+        // database can have 3 applied before 2 exists in the code. Every
+        // missing version is applied, in order.
+        self.conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version    INTEGER PRIMARY KEY,
+                 name       TEXT NOT NULL,
+                 applied_at TEXT NOT NULL
+             );",
+        )?;
         let known = Self::latest_version();
-        if current > known {
-            return Err(StoreError::TooNew {
-                path: self.path.clone(),
-                found: current,
-                known,
-            });
-        }
-        let mut pending: Vec<&Migration> =
-            MIGRATIONS.iter().filter(|m| m.version > current).collect();
+        let mut pending: Vec<&Migration> = MIGRATIONS.iter().collect();
         pending.sort_by_key(|m| m.version);
         for m in pending {
             // IMMEDIATE: two processes opening a fresh store at once must not
@@ -167,12 +169,43 @@ impl Store {
             let tx = self
                 .conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let now: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
-            if now >= m.version {
-                continue;
+            let newest: Option<i64> =
+                tx.query_row("SELECT MAX(version) FROM schema_migrations", [], |r| {
+                    r.get(0)
+                })?;
+            if let Some(found) = newest.filter(|v| *v > known) {
+                return Err(StoreError::TooNew {
+                    path: self.path.clone(),
+                    found,
+                    known,
+                });
             }
-            tx.execute_batch(m.sql)?;
-            tx.pragma_update(None, "user_version", m.version)?;
+            let legacy: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+            if newest.is_none() && legacy > known {
+                return Err(StoreError::TooNew {
+                    path: self.path.clone(),
+                    found: legacy,
+                    known,
+                });
+            }
+            let applied: bool = tx.query_row(
+                "SELECT EXISTS(SELECT 1 FROM schema_migrations WHERE version = ?1)",
+                params![m.version],
+                |r| r.get(0),
+            )?;
+            // Databases from before this table recorded only user_version.
+            let legacy_applied = newest.is_none() && m.version <= legacy;
+            if !applied {
+                if !legacy_applied {
+                    tx.execute_batch(m.sql)?;
+                }
+                tx.execute(
+                    "INSERT INTO schema_migrations(version, name, applied_at) VALUES (?1, ?2, ?3)",
+                    params![m.version, m.name, now_rfc3339()],
+                )?;
+                let top = legacy.max(m.version);
+                tx.pragma_update(None, "user_version", top)?;
+            }
             tx.commit()?;
         }
         Ok(())
@@ -286,12 +319,36 @@ mod tests {
     fn refuses_newer_schema() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();
-        s.conn().pragma_update(None, "user_version", 9999).unwrap();
+        s.conn()
+            .execute(
+                "INSERT INTO schema_migrations(version, name, applied_at) VALUES (9999, 'future', 'x')",
+                [],
+            )
+            .unwrap();
         drop(s);
         let err = Store::open(dir.path()).unwrap_err();
         assert!(
             matches!(err, StoreError::TooNew { found: 9999, .. }),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn applies_a_version_that_arrived_late() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        // Simulate a database that got version 3 before version 1 existed.
+        s.conn()
+            .execute("DELETE FROM schema_migrations WHERE version = 1", [])
+            .unwrap();
+        s.conn()
+            .execute_batch("DROP TABLE kv; DROP TABLE audit_log;")
+            .unwrap();
+        drop(s);
+        let s = Store::open(dir.path()).unwrap();
+        assert!(
+            kv_get(s.conn(), "x").unwrap().is_none(),
+            "kv table recreated"
         );
     }
 
