@@ -115,8 +115,12 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     if wants("ipset") {
         ipset::run(&bench, &mut report)?;
     }
+    if wants("ca") {
+        ca::run(&bench, &mut report)?;
+    }
     println!("{}", report.sections.join("\n"));
     Ok(())
 }
 
+mod ca;
 mod ipset;
