@@ -1,0 +1,227 @@
+//! Records → observations: per (space, client) evidence, merged across
+//! parser threads. Memory grows with distinct (space, ip) pairs (and the
+//! distinct days and users of each), never with the input size.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
+
+use eos_identity::{SpaceId, UserId};
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::error::ScanError;
+use crate::input::Input;
+use crate::observation::{Observation, StatusCounts};
+use crate::options::{Format, ScanOptions};
+use crate::record::LogRecord;
+use crate::scan::{Progress, ScanStats, fold_records};
+
+/// What one scan found.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScanReport {
+    /// The format scanned.
+    pub format: Format,
+    /// `--since`, if any.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub since: Option<OffsetDateTime>,
+    /// `--until`, if any.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub until: Option<OffsetDateTime>,
+    /// Per (space, client) evidence that passed the thresholds, sorted by
+    /// space then address.
+    pub observations: Vec<Observation>,
+    /// (space, client) pairs seen at all, before thresholds.
+    pub pairs_seen: u64,
+    /// Pairs with no evidence request (e.g. only 403s or WAF blocks).
+    pub pairs_without_evidence: u64,
+    /// Pairs with evidence below `min_requests` / `min_distinct_days`.
+    pub pairs_below_threshold: u64,
+    /// Line, record and bad-line counts.
+    pub stats: ScanStats,
+}
+
+/// Per-pair state.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Agg {
+    requests: u64,
+    first: Option<OffsetDateTime>,
+    last: Option<OffsetDateTime>,
+    days: BTreeSet<i64>,
+    users: HashSet<u64>,
+    examples: BTreeSet<UserId>,
+    status: StatusCounts,
+}
+
+impl Agg {
+    fn add(&mut self, rec: &LogRecord<'_>, evidence: bool) {
+        let s = &mut self.status;
+        match rec.status.map(|c| c / 100) {
+            Some(1) => s.s1xx += 1,
+            Some(2) => s.s2xx += 1,
+            Some(3) => s.s3xx += 1,
+            Some(4) => s.s4xx += 1,
+            Some(5) => s.s5xx += 1,
+            _ => {}
+        }
+        if rec.waf_action.is_some_and(crate::WafAction::blocked) {
+            s.waf_blocked += 1;
+        }
+        if !evidence {
+            return;
+        }
+        self.requests += 1;
+        let t = rec.time;
+        if self.first.is_none_or(|f| t < f) {
+            self.first = Some(t);
+        }
+        if self.last.is_none_or(|l| t > l) {
+            self.last = Some(t);
+        }
+        self.days.insert(t.unix_timestamp().div_euclid(86_400));
+        if let Some(user) = rec.user.filter(|u| !u.is_empty()) {
+            // Distinct users are counted by a 64-bit hash: exact unless two
+            // of one address's users collide (odds ~n²/2^65).
+            let mut h = std::hash::DefaultHasher::new();
+            user.hash(&mut h);
+            if self.users.insert(h.finish()) {
+                self.keep_example(user);
+            }
+        }
+    }
+
+    fn keep_example(&mut self, user: &str) {
+        let max = Observation::MAX_EXAMPLE_USERS;
+        if self.examples.len() >= max
+            && self
+                .examples
+                .last()
+                .is_some_and(|last| user >= last.as_str())
+        {
+            return;
+        }
+        if let Ok(id) = UserId::new(user) {
+            self.examples.insert(id);
+            while self.examples.len() > max {
+                self.examples.pop_last();
+            }
+        }
+    }
+
+    fn merge(&mut self, o: Agg) {
+        self.requests += o.requests;
+        self.first = match (self.first, o.first) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.last = match (self.last, o.last) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        self.days.extend(o.days);
+        self.users.extend(o.users);
+        for u in o.examples {
+            self.keep_example(u.as_str());
+        }
+        let (s, t) = (&mut self.status, o.status);
+        s.s1xx += t.s1xx;
+        s.s2xx += t.s2xx;
+        s.s3xx += t.s3xx;
+        s.s4xx += t.s4xx;
+        s.s5xx += t.s5xx;
+        s.waf_blocked += t.waf_blocked;
+    }
+}
+
+/// Per-thread accumulator.
+#[derive(Debug, Default)]
+pub(crate) struct Aggregator {
+    pairs: HashMap<SpaceId, HashMap<IpAddr, Agg>>,
+}
+
+impl Aggregator {
+    fn add(&mut self, rec: &LogRecord<'_>, evidence: bool) {
+        let ips = match self.pairs.get_mut(rec.space) {
+            Some(m) => m,
+            None => self.pairs.entry(rec.space.clone()).or_default(),
+        };
+        ips.entry(rec.client_ip).or_default().add(rec, evidence);
+    }
+
+    fn merge(&mut self, other: Aggregator) {
+        for (space, ips) in other.pairs {
+            let mine = self.pairs.entry(space).or_default();
+            for (ip, agg) in ips {
+                match mine.get_mut(&ip) {
+                    Some(m) => m.merge(agg),
+                    None => {
+                        mine.insert(ip, agg);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Scan `inputs` into observations.
+pub fn scan(
+    inputs: Vec<Input>,
+    opts: &ScanOptions,
+    progress: Option<&dyn Progress>,
+) -> Result<ScanReport, ScanError> {
+    let has_users = opts.format.has_users();
+    let (accs, stats) = fold_records(
+        inputs,
+        opts,
+        progress,
+        Aggregator::default,
+        |acc: &mut Aggregator, rec| acc.add(rec, rec.is_evidence(&opts.evidence, has_users)),
+    )?;
+    let mut all = Aggregator::default();
+    for a in accs {
+        all.merge(a);
+    }
+    Ok(report(all, stats, opts))
+}
+
+fn report(all: Aggregator, stats: ScanStats, opts: &ScanOptions) -> ScanReport {
+    let mut observations = Vec::new();
+    let (mut seen, mut without, mut below) = (0u64, 0u64, 0u64);
+    for (space, ips) in all.pairs {
+        for (ip, agg) in ips {
+            seen += 1;
+            let (Some(first), Some(last)) = (agg.first, agg.last) else {
+                without += 1;
+                continue;
+            };
+            let days = u32::try_from(agg.days.len()).unwrap_or(u32::MAX);
+            if agg.requests < opts.evidence.min_requests || days < opts.evidence.min_distinct_days {
+                below += 1;
+                continue;
+            }
+            observations.push(Observation {
+                space: space.clone(),
+                ip,
+                requests: agg.requests,
+                first_seen: first,
+                last_seen: last,
+                distinct_days: days,
+                distinct_users: agg.users.len() as u64,
+                example_users: agg.examples.into_iter().collect(),
+                status: agg.status,
+                flag: eos_ipset::classify_addr(ip),
+            });
+        }
+    }
+    observations.sort_by(|a, b| (&a.space, a.ip).cmp(&(&b.space, b.ip)));
+    ScanReport {
+        format: opts.format,
+        since: opts.since,
+        until: opts.until,
+        observations,
+        pairs_seen: seen,
+        pairs_without_evidence: without,
+        pairs_below_threshold: below,
+        stats,
+    }
+}

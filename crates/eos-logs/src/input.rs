@@ -1,0 +1,224 @@
+//! Inputs: files (plain or gzip, detected by magic bytes), directories
+//! (recursively, in name order, hidden entries skipped), globs, stdin, and
+//! any other [`LogSource`] (CloudWatch Logs is one, implemented in eos-aws).
+
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use flate2::read::MultiGzDecoder;
+
+use crate::error::ScanError;
+
+/// A source of log text that is not a file, e.g. CloudWatch Logs events.
+/// Each batch holds whole lines, each ending in `\n`.
+pub trait LogSource: Send {
+    /// Name shown in bad-line locations (`cloudwatch:GROUP`).
+    fn name(&self) -> String;
+    /// The next batch, or `None` at the end.
+    fn next_batch(&mut self) -> io::Result<Option<Vec<u8>>>;
+}
+
+/// One input of a scan.
+pub struct Input {
+    name: String,
+    kind: Kind,
+}
+
+enum Kind {
+    Path(PathBuf),
+    Stdin,
+    Source(Box<dyn LogSource>),
+    Bytes(Vec<u8>),
+}
+
+impl std::fmt::Debug for Input {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Input").field("name", &self.name).finish()
+    }
+}
+
+impl Input {
+    /// A file (gzip detected by its first bytes).
+    pub fn path(path: impl Into<PathBuf>) -> Input {
+        let path = path.into();
+        Input {
+            name: path.display().to_string(),
+            kind: Kind::Path(path),
+        }
+    }
+
+    /// Standard input, named `-`.
+    pub fn stdin() -> Input {
+        Input {
+            name: "-".to_owned(),
+            kind: Kind::Stdin,
+        }
+    }
+
+    /// Any other source.
+    pub fn source(source: Box<dyn LogSource>) -> Input {
+        Input {
+            name: source.name(),
+            kind: Kind::Source(source),
+        }
+    }
+
+    /// In-memory text (tests, fuzzing, embedding services).
+    pub fn bytes(name: impl Into<String>, data: Vec<u8>) -> Input {
+        Input {
+            name: name.into(),
+            kind: Kind::Bytes(data),
+        }
+    }
+
+    /// The name used in locations.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Size on disk when known (for progress).
+    pub(crate) fn size_hint(&self) -> Option<u64> {
+        match &self.kind {
+            Kind::Path(p) => std::fs::metadata(p).ok().map(|m| m.len()),
+            Kind::Bytes(b) => Some(b.len() as u64),
+            Kind::Stdin | Kind::Source(_) => None,
+        }
+    }
+
+    /// Expand a command-line source: `-` is stdin, a directory is every
+    /// regular file below it, a pattern with `*?[` is a glob, anything else
+    /// a file that must exist.
+    pub fn expand(spec: &str) -> Result<Vec<Input>, ScanError> {
+        if spec == "-" {
+            return Ok(vec![Input::stdin()]);
+        }
+        let path = Path::new(spec);
+        if path.is_dir() {
+            let mut files = Vec::new();
+            walk(path, &mut files).map_err(|source| ScanError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            files.sort();
+            return Ok(files.into_iter().map(Input::path).collect());
+        }
+        if path.exists() {
+            return Ok(vec![Input::path(path)]);
+        }
+        if spec.contains(['*', '?', '[']) {
+            let paths = glob::glob(spec).map_err(|e| ScanError::Open {
+                path: path.to_path_buf(),
+                source: io::Error::new(io::ErrorKind::InvalidInput, e.to_string()),
+            })?;
+            let mut files = Vec::new();
+            for p in paths {
+                let p = p.map_err(|e| ScanError::Open {
+                    path: e.path().to_path_buf(),
+                    source: io::Error::new(e.error().kind(), e.to_string()),
+                })?;
+                if p.is_file() {
+                    files.push(p);
+                }
+            }
+            if files.is_empty() {
+                return Err(ScanError::NoMatch(spec.to_owned()));
+            }
+            files.sort();
+            return Ok(files.into_iter().map(Input::path).collect());
+        }
+        Err(ScanError::NoMatch(spec.to_owned()))
+    }
+
+    /// Open for reading: raw bytes counted into `counter`, decompressed
+    /// when the stream starts with the gzip magic `1f 8b`.
+    pub(crate) fn open(self, counter: Counter) -> Result<Box<dyn Read + Send>, ScanError> {
+        let raw: Box<dyn Read + Send> = match self.kind {
+            Kind::Path(p) => {
+                let f = File::open(&p).map_err(|source| ScanError::Open { path: p, source })?;
+                Box::new(f)
+            }
+            Kind::Stdin => Box::new(io::stdin()),
+            Kind::Source(s) => Box::new(SourceReader {
+                source: s,
+                buf: Vec::new(),
+                pos: 0,
+            }),
+            Kind::Bytes(b) => Box::new(io::Cursor::new(b)),
+        };
+        let mut peek = BufReader::with_capacity(
+            256 * 1024,
+            Counting {
+                inner: raw,
+                counter,
+            },
+        );
+        let head = io::BufRead::fill_buf(&mut peek).map_err(|source| ScanError::Open {
+            path: PathBuf::from(&self.name),
+            source,
+        })?;
+        if head.starts_with(&[0x1f, 0x8b]) {
+            Ok(Box::new(MultiGzDecoder::new(peek)))
+        } else {
+            Ok(Box::new(peek))
+        }
+    }
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let ft = entry.file_type()?;
+        if ft.is_dir() {
+            walk(&entry.path(), out)?;
+        } else if ft.is_file() {
+            out.push(entry.path());
+        }
+    }
+    Ok(())
+}
+
+/// Shared count of raw bytes read, for progress.
+pub(crate) type Counter = std::sync::Arc<std::sync::atomic::AtomicU64>;
+
+struct Counting {
+    inner: Box<dyn Read + Send>,
+    counter: Counter,
+}
+
+impl Read for Counting {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.counter
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+struct SourceReader {
+    source: Box<dyn LogSource>,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for SourceReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos >= self.buf.len() {
+            match self.source.next_batch()? {
+                Some(b) => {
+                    self.buf = b;
+                    self.pos = 0;
+                }
+                None => return Ok(0),
+            }
+        }
+        let avail = self.buf.get(self.pos..).unwrap_or_default();
+        let n = avail.len().min(out.len());
+        out[..n].copy_from_slice(&avail[..n]);
+        self.pos += n;
+        Ok(n)
+    }
+}

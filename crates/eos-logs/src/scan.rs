@@ -1,0 +1,616 @@
+//! The scan pipeline: one reader thread cuts each input into chunks of whole
+//! lines; parser threads parse, resolve and fold records into per-thread
+//! accumulators; the caller merges them. Memory: the chunks in flight
+//! (bounded channel) plus the accumulators — never the file.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+
+use eos_identity::SpaceId;
+use serde::Serialize;
+
+use crate::bad::{Bad, BadLine, BadLines, BadReason};
+use crate::cloudfront::Layout;
+use crate::error::ScanError;
+use crate::input::{Counter, Input};
+use crate::options::{Format, ScanOptions};
+use crate::record::{LogRecord, Raw, Stamp, resolve_client, space_name};
+use crate::usage::PathTree;
+use crate::{alb, cloudfront, usage, waf};
+
+/// Bytes read per chunk.
+const CHUNK: usize = 1 << 20;
+
+/// Progress of a scan, reported in raw (on-disk) bytes. The CLI draws a bar
+/// with it; libraries embedding a scan may ignore it.
+pub trait Progress: Sync {
+    /// Total bytes when every input's size is known.
+    fn start(&self, total_bytes: Option<u64>);
+    /// Bytes read so far (monotonic).
+    fn position(&self, bytes: u64);
+    /// The scan is over.
+    fn finish(&self);
+}
+
+/// Counts of one scan.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ScanStats {
+    /// Inputs read.
+    pub inputs: u64,
+    /// Bytes parsed (after decompression).
+    pub bytes: u64,
+    /// Lines that were neither blank nor comments.
+    pub lines: u64,
+    /// Lines parsed into records (in and out of the time window).
+    pub records: u64,
+    /// Records outside `--since`/`--until` (not aggregated).
+    pub outside_window: u64,
+    /// Records inside the window that counted as evidence.
+    pub evidence: u64,
+    /// Unusable lines.
+    pub bad: BadLines,
+}
+
+impl ScanStats {
+    /// Share of lines that were unusable (0.0–1.0).
+    pub fn unusable_share(&self) -> f64 {
+        let bad = self.bad.total();
+        if self.lines == 0 {
+            return 0.0;
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let share = bad as f64 / self.lines as f64;
+        share
+    }
+
+    fn merge(&mut self, o: WorkerStats) {
+        self.bytes += o.bytes;
+        self.lines += o.lines;
+        self.records += o.records;
+        self.outside_window += o.outside_window;
+        self.evidence += o.evidence;
+        for (r, n) in o.by_reason {
+            *self.bad.by_reason.entry(r).or_default() += n;
+        }
+    }
+}
+
+#[derive(Default)]
+struct WorkerStats {
+    bytes: u64,
+    lines: u64,
+    records: u64,
+    outside_window: u64,
+    evidence: u64,
+    by_reason: HashMap<BadReason, u64>,
+    /// (input, seq, 0-based line in chunk, bad)
+    examples: Vec<(u32, u64, u64, Bad)>,
+    /// (input, seq, lines in chunk)
+    chunk_lines: Vec<(u32, u64, u64)>,
+}
+
+enum Body {
+    Lines {
+        data: Vec<u8>,
+        layout: Option<Arc<Layout>>,
+    },
+    /// A line or stream tail that could not be read.
+    Skipped(Bad),
+}
+
+struct Chunk {
+    input: u32,
+    seq: u64,
+    body: Body,
+}
+
+/// Per-thread parse state.
+struct Ctx<'o> {
+    opts: &'o ScanOptions,
+    tree: PathTree,
+    since: Option<i128>,
+    until: Option<i128>,
+    has_users: bool,
+}
+
+/// Validated space ids by name, so a hot loop validates each space once.
+#[derive(Default)]
+struct SpaceCache {
+    map: HashMap<Box<str>, Option<SpaceId>>,
+}
+
+impl SpaceCache {
+    fn get(&mut self, name: &str) -> Result<&SpaceId, Bad> {
+        if !self.map.contains_key(name) {
+            // Bounded: a log full of random hosts must not grow this forever.
+            if self.map.len() >= 100_000 {
+                self.map.clear();
+            }
+            self.map.insert(name.into(), SpaceId::new(name).ok());
+        }
+        match self.map.get(name) {
+            Some(Some(id)) => Ok(id),
+            _ => crate::bad::bad(BadReason::InvalidSpace, "space", name),
+        }
+    }
+}
+
+/// Parse every input and fold each record (inside the time window) into
+/// per-thread accumulators made by `init`. Returns the accumulators (one
+/// per parser thread, in no particular order) and the scan's counts.
+/// Records reach `fold` in input order within a thread, not across threads.
+pub fn fold_records<A, I, F>(
+    inputs: Vec<Input>,
+    opts: &ScanOptions,
+    progress: Option<&dyn Progress>,
+    init: I,
+    fold: F,
+) -> Result<(Vec<A>, ScanStats), ScanError>
+where
+    A: Send,
+    I: Fn() -> A + Sync,
+    F: Fn(&mut A, &LogRecord<'_>) + Sync,
+{
+    opts.validate()?;
+    let threads = opts.threads.max(1);
+    let names: Vec<String> = inputs.iter().map(|i| i.name().to_owned()).collect();
+    if let Some(p) = progress {
+        let total = inputs.iter().map(Input::size_hint).sum::<Option<u64>>();
+        p.start(total);
+    }
+    let stop = AtomicBool::new(false);
+    let counter: Counter = Arc::new(AtomicU64::new(0));
+    let (tx, rx) = sync_channel::<Chunk>(threads * 2);
+    let rx = Mutex::new(rx);
+    let n_inputs = inputs.len() as u64;
+
+    let (reader_result, worker_results) = std::thread::scope(|s| {
+        let (stop, counter, rx) = (&stop, &counter, &rx);
+        // The reader owns the sender: when it returns, the channel closes
+        // and the parsers drain it and stop.
+        let reader = s.spawn(move || read_all(inputs, opts, &tx, stop, counter, progress));
+        let workers: Vec<_> = (0..threads)
+            .map(|_| s.spawn(|| work(rx, opts, stop, &init, &fold)))
+            .collect();
+        let reader_result = reader.join();
+        let results: Vec<_> = workers.into_iter().map(|w| w.join()).collect();
+        (reader_result, results)
+    });
+    if let Some(p) = progress {
+        p.finish();
+    }
+    reader_result.map_err(|_| ScanError::Worker("reader panicked".to_owned()))??;
+
+    let mut stats = ScanStats {
+        inputs: n_inputs,
+        ..ScanStats::default()
+    };
+    let mut accs = Vec::with_capacity(threads);
+    let mut examples = Vec::new();
+    let mut chunk_lines = Vec::new();
+    for r in worker_results {
+        let (acc, mut ws) = r.map_err(|_| ScanError::Worker("parser panicked".to_owned()))?;
+        accs.push(acc);
+        examples.append(&mut ws.examples);
+        chunk_lines.append(&mut ws.chunk_lines);
+        stats.merge(ws);
+    }
+    // Chunk-relative line numbers → input line numbers.
+    chunk_lines.sort_unstable();
+    let mut base: HashMap<(u32, u64), u64> = HashMap::with_capacity(chunk_lines.len());
+    let mut running: (u32, u64) = (u32::MAX, 0);
+    for (input, seq, lines) in chunk_lines {
+        if running.0 != input {
+            running = (input, 0);
+        }
+        base.insert((input, seq), running.1);
+        running.1 += lines;
+    }
+    examples.sort_by_key(|(input, seq, line, _)| (*input, *seq, *line));
+    stats.bad.examples = examples
+        .into_iter()
+        .take(opts.max_bad_examples.max(usize::from(opts.strict)))
+        .map(|(input, seq, line, bad)| BadLine {
+            source: names.get(input as usize).cloned().unwrap_or_default(),
+            line: base.get(&(input, seq)).copied().unwrap_or(0) + line + 1,
+            reason: bad.reason,
+            detail: bad.detail,
+        })
+        .collect();
+    if opts.strict
+        && let Some(first) = stats.bad.examples.first()
+    {
+        return Err(ScanError::Strict(first.clone()));
+    }
+    Ok((accs, stats))
+}
+
+/// The reader: cut inputs into chunks of whole lines.
+fn read_all(
+    inputs: Vec<Input>,
+    opts: &ScanOptions,
+    tx: &SyncSender<Chunk>,
+    stop: &AtomicBool,
+    counter: &Counter,
+    progress: Option<&dyn Progress>,
+) -> Result<(), ScanError> {
+    for (idx, input) in inputs.into_iter().enumerate() {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let idx = u32::try_from(idx).unwrap_or(u32::MAX);
+        let reader = input.open(counter.clone())?;
+        let mut cutter = Cutter {
+            input: idx,
+            seq: 0,
+            tx,
+            layout: (opts.format == Format::Cloudfront).then(|| Arc::new(Layout::default())),
+        };
+        cut(reader, opts.max_line_bytes, &mut cutter, stop, || {
+            if let Some(p) = progress {
+                p.position(counter.load(Ordering::Relaxed));
+            }
+        });
+    }
+    Ok(())
+}
+
+struct Cutter<'t> {
+    input: u32,
+    seq: u64,
+    tx: &'t SyncSender<Chunk>,
+    layout: Option<Arc<Layout>>,
+}
+
+impl Cutter<'_> {
+    fn send(&mut self, body: Body) -> bool {
+        let chunk = Chunk {
+            input: self.input,
+            seq: self.seq,
+            body,
+        };
+        self.seq += 1;
+        self.tx.send(chunk).is_ok()
+    }
+
+    /// Send whole lines; for CloudFront, split at `#Fields:` headers so
+    /// every chunk has one layout.
+    fn lines(&mut self, data: Vec<u8>) -> bool {
+        let Some(layout) = self.layout.clone() else {
+            return self.send(Body::Lines { data, layout: None });
+        };
+        let finder = memchr::memmem::Finder::new(b"#Fields:");
+        let mut start = 0;
+        let mut current = layout;
+        let mut from = 0;
+        while let Some(k) = finder.find(data.get(from..).unwrap_or_default()) {
+            let at = from + k;
+            from = at + 1;
+            if at != 0 && data.get(at - 1) != Some(&b'\n') {
+                continue;
+            }
+            let end = memchr::memchr(b'\n', data.get(at..).unwrap_or_default())
+                .map_or(data.len(), |e| at + e);
+            let header = String::from_utf8_lossy(data.get(at..end).unwrap_or_default());
+            let Some(next) = Layout::from_header(header.trim_end_matches('\r')) else {
+                continue;
+            };
+            if at > start {
+                let part = data.get(start..at).unwrap_or_default().to_vec();
+                if !self.send(Body::Lines {
+                    data: part,
+                    layout: Some(current.clone()),
+                }) {
+                    return false;
+                }
+            }
+            current = Arc::new(next);
+            start = at;
+        }
+        self.layout = Some(current.clone());
+        let rest = if start == 0 {
+            data
+        } else {
+            data.get(start..).unwrap_or_default().to_vec()
+        };
+        self.send(Body::Lines {
+            data: rest,
+            layout: Some(current),
+        })
+    }
+}
+
+/// Read `reader` to the end, handing whole lines to `out`.
+fn cut(
+    mut reader: Box<dyn Read + Send>,
+    max_line: usize,
+    out: &mut Cutter<'_>,
+    stop: &AtomicBool,
+    mut tick: impl FnMut(),
+) {
+    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK + 4096);
+    // Inside a line longer than `max_line`: discard until its end.
+    let mut skipping = false;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let old = buf.len();
+        buf.resize(old + CHUNK, 0);
+        let n = match read_some(&mut reader, &mut buf[old..]) {
+            Ok(n) => n,
+            Err(e) => {
+                buf.truncate(old);
+                let reason = if e.kind() == io::ErrorKind::UnexpectedEof {
+                    BadReason::TruncatedGzip
+                } else {
+                    BadReason::ReadError
+                };
+                // Whole lines before the failure are still good.
+                if let Some(last) = memchr::memrchr(b'\n', &buf) {
+                    let tail = buf.split_off(last + 1);
+                    if !out.lines(std::mem::take(&mut buf)) {
+                        return;
+                    }
+                    buf = tail;
+                }
+                let detail = format!(
+                    "input ends early ({e}); {} bytes of a partial line dropped",
+                    buf.len()
+                );
+                out.send(Body::Skipped(Bad::new(reason, detail)));
+                return;
+            }
+        };
+        buf.truncate(old + n);
+        tick();
+        if n == 0 {
+            if !buf.is_empty() && !skipping {
+                out.lines(buf);
+            }
+            return;
+        }
+        if skipping {
+            match memchr::memchr(b'\n', &buf[old..]) {
+                Some(k) => {
+                    buf.drain(..=old + k);
+                    skipping = false;
+                }
+                None => {
+                    buf.clear();
+                    continue;
+                }
+            }
+        }
+        match memchr::memrchr(b'\n', &buf) {
+            Some(last) => {
+                if buf.len() - last - 1 > max_line {
+                    // The unterminated tail is already too long.
+                    buf.truncate(last + 1);
+                    if !out.lines(std::mem::take(&mut buf)) {
+                        return;
+                    }
+                    if !out.send(Body::Skipped(Bad::new(
+                        BadReason::LineTooLong,
+                        format!("line longer than {max_line} bytes"),
+                    ))) {
+                        return;
+                    }
+                    skipping = true;
+                    continue;
+                }
+                let tail = buf.split_off(last + 1);
+                let full = std::mem::replace(&mut buf, tail);
+                if !out.lines(full) {
+                    return;
+                }
+            }
+            None if buf.len() > max_line => {
+                buf.clear();
+                if !out.send(Body::Skipped(Bad::new(
+                    BadReason::LineTooLong,
+                    format!("line longer than {max_line} bytes"),
+                ))) {
+                    return;
+                }
+                skipping = true;
+            }
+            None => {}
+        }
+    }
+}
+
+fn read_some(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match r.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            other => return other,
+        }
+    }
+}
+
+/// A parser thread.
+fn work<A, I, F>(
+    rx: &Mutex<Receiver<Chunk>>,
+    opts: &ScanOptions,
+    stop: &AtomicBool,
+    init: &I,
+    fold: &F,
+) -> (A, WorkerStats)
+where
+    I: Fn() -> A,
+    F: Fn(&mut A, &LogRecord<'_>),
+{
+    let mut acc = init();
+    let mut st = WorkerStats::default();
+    // The options were validated: the tree builds.
+    let tree = PathTree::new(&opts.fields).unwrap_or_else(|_| PathTree::empty());
+    let ctx = Ctx {
+        opts,
+        tree,
+        since: opts.since.map(time::OffsetDateTime::unix_timestamp_nanos),
+        until: opts.until.map(time::OffsetDateTime::unix_timestamp_nanos),
+        has_users: opts.format.has_users(),
+    };
+    let mut spaces = SpaceCache::default();
+    loop {
+        let next = match rx.lock() {
+            Ok(guard) => guard.recv(),
+            Err(_) => break,
+        };
+        let Ok(Chunk { input, seq, body }) = next else {
+            break;
+        };
+        if stop.load(Ordering::Relaxed) {
+            continue;
+        }
+        let note = |st: &mut WorkerStats, line: u64, bad: Bad| {
+            *st.by_reason.entry(bad.reason).or_default() += 1;
+            if st.examples.len() < opts.max_bad_examples.max(1) {
+                st.examples.push((input, seq, line, bad));
+            }
+            if opts.strict {
+                stop.store(true, Ordering::Relaxed);
+            }
+        };
+        match body {
+            Body::Skipped(bad) => {
+                st.lines += 1;
+                st.chunk_lines.push((input, seq, 1));
+                note(&mut st, 0, bad);
+            }
+            Body::Lines { data, layout } => {
+                st.bytes += data.len() as u64;
+                let mut n: u64 = 0;
+                let mut start = 0;
+                let len = data.len();
+                while start < len {
+                    let end = memchr::memchr(b'\n', &data[start..]).map_or(len, |k| start + k);
+                    let mut line = &data[start..end];
+                    start = end + 1;
+                    n += 1;
+                    if let [rest @ .., b'\r'] = line {
+                        line = rest;
+                    }
+                    if line.is_empty() || line.iter().all(u8::is_ascii_whitespace) {
+                        continue;
+                    }
+                    if ctx.opts.format == Format::Cloudfront && line.first() == Some(&b'#') {
+                        continue;
+                    }
+                    st.lines += 1;
+                    let layout = layout.as_deref();
+                    match one_line(&ctx, layout, line, &mut spaces, &mut acc, fold) {
+                        Ok(Outcome::Outside) => {
+                            st.records += 1;
+                            st.outside_window += 1;
+                        }
+                        Ok(Outcome::Record { evidence }) => {
+                            st.records += 1;
+                            st.evidence += u64::from(evidence);
+                        }
+                        Err(bad) => note(&mut st, n - 1, bad),
+                    }
+                }
+                st.chunk_lines.push((input, seq, n));
+            }
+        }
+    }
+    (acc, st)
+}
+
+enum Outcome {
+    Outside,
+    Record { evidence: bool },
+}
+
+fn parse_raw<'a>(ctx: &Ctx<'_>, layout: Option<&Layout>, line: &'a [u8]) -> Result<Raw<'a>, Bad> {
+    match ctx.opts.format {
+        Format::Usage => usage::parse(&ctx.tree, line),
+        Format::Waf => waf::parse(line),
+        Format::Alb | Format::Cloudfront => {
+            let Ok(text) = std::str::from_utf8(line) else {
+                return Err(Bad::new(BadReason::InvalidUtf8, "line is not UTF-8"));
+            };
+            if ctx.opts.format == Format::Alb {
+                alb::parse(text)
+            } else {
+                let default = Layout::default();
+                cloudfront::parse(layout.unwrap_or(&default), text)
+            }
+        }
+    }
+}
+
+fn one_line<A, F>(
+    ctx: &Ctx<'_>,
+    layout: Option<&Layout>,
+    line: &[u8],
+    spaces: &mut SpaceCache,
+    acc: &mut A,
+    fold: &F,
+) -> Result<Outcome, Bad>
+where
+    F: Fn(&mut A, &LogRecord<'_>),
+{
+    let raw = parse_raw(ctx, layout, line)?;
+    let stamp: Stamp = raw
+        .time
+        .ok_or_else(|| Bad::new(BadReason::MissingField, "no timestamp"))?;
+    let t = stamp.nanos_total();
+    if ctx.since.is_some_and(|s| t < s) || ctx.until.is_some_and(|u| t >= u) {
+        return Ok(Outcome::Outside);
+    }
+    let peer = raw
+        .peer
+        .ok_or_else(|| Bad::new(BadReason::MissingField, "no client address"))?;
+    let client = resolve_client(peer, raw.xff.as_deref(), &ctx.opts.trusted_proxies)?;
+    let name = space_name(&raw, &ctx.opts.space_rule)?;
+    let space = spaces.get(name)?;
+    let rec = LogRecord {
+        time: stamp.to_datetime()?,
+        space,
+        client_ip: client,
+        peer_ip: peer,
+        user: raw.user.as_deref(),
+        method: raw.method.as_deref().unwrap_or("-"),
+        path: raw.path.as_deref().unwrap_or("-"),
+        host: raw.host.as_deref(),
+        status: raw.status,
+        waf_action: raw.waf_action,
+    };
+    let evidence = rec.is_evidence(&ctx.opts.evidence, ctx.has_users);
+    fold(acc, &rec);
+    Ok(Outcome::Record { evidence })
+}
+
+/// Visit every record in input order on one parser thread (for callers that
+/// need order or cannot merge accumulators).
+pub fn for_each_record<F>(
+    inputs: Vec<Input>,
+    opts: &ScanOptions,
+    progress: Option<&dyn Progress>,
+    f: F,
+) -> Result<ScanStats, ScanError>
+where
+    F: FnMut(&LogRecord<'_>) + Send,
+{
+    let mut one = opts.clone();
+    one.threads = 1;
+    let f = Mutex::new(f);
+    let (_, stats) = fold_records(
+        inputs,
+        &one,
+        progress,
+        || (),
+        |(), rec| {
+            if let Ok(mut f) = f.lock() {
+                (*f)(rec);
+            }
+        },
+    )?;
+    Ok(stats)
+}

@@ -1,0 +1,194 @@
+//! Each format against the examples in its AWS documentation page (kept
+//! verbatim in tests/data/aws/, one entry per line), and the usage log
+//! against the example in examples/data.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use eos_logs::{
+    BadReason, Format, Input, LogRecord, ScanOptions, SpaceRule, TrustedProxies, WafAction,
+    for_each_record, scan,
+};
+
+fn data(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}
+
+/// An owned copy of a record.
+#[derive(Debug, Clone, PartialEq)]
+struct Rec {
+    time: String,
+    space: String,
+    client: IpAddr,
+    peer: IpAddr,
+    user: Option<String>,
+    method: String,
+    path: String,
+    host: Option<String>,
+    status: Option<u16>,
+    waf: Option<WafAction>,
+}
+
+fn own(r: &LogRecord<'_>) -> Rec {
+    Rec {
+        time: r
+            .time
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap(),
+        space: r.space.to_string(),
+        client: r.client_ip,
+        peer: r.peer_ip,
+        user: r.user.map(str::to_owned),
+        method: r.method.to_owned(),
+        path: r.path.to_owned(),
+        host: r.host.map(str::to_owned),
+        status: r.status,
+        waf: r.waf_action,
+    }
+}
+
+fn records(input: Input, opts: &ScanOptions) -> (Vec<Rec>, eos_logs::ScanStats) {
+    let mut out = Vec::new();
+    let stats = for_each_record(vec![input], opts, None, |r| out.push(own(r))).unwrap();
+    (out, stats)
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn alb_doc_examples() {
+    let opts = ScanOptions::new(Format::Alb);
+    let (recs, stats) = records(Input::path(data("aws/alb-doc-examples.log")), &opts);
+    assert_eq!(stats.lines, 7);
+    // The HTTP/2 and WebSocket examples address the balancer by IP: no
+    // space label, counted as such.
+    assert_eq!(stats.bad.by_reason.get(&BadReason::NoSpace), Some(&3));
+    assert_eq!(recs.len(), 4);
+    let first = &recs[0];
+    assert_eq!(first.time, "2018-07-02T22:23:00.186641Z");
+    assert_eq!(first.client, ip("192.168.131.39"));
+    assert_eq!(first.space, "www");
+    assert_eq!(first.method, "GET");
+    assert_eq!(first.path, "/");
+    assert_eq!(first.host.as_deref(), Some("www.example.com:80"));
+    assert_eq!(first.status, Some(200));
+    // The failed Lambda request: ELB status 502, target status `-`.
+    assert_eq!(recs[3].status, Some(502));
+    assert_eq!(recs[3].time, "2018-11-30T22:23:00.186641Z");
+}
+
+#[test]
+fn alb_doc_examples_with_path_space_rule_and_report() {
+    let mut opts = ScanOptions::new(Format::Alb);
+    opts.space_rule = SpaceRule::PathPrefix {
+        prefix: "/".to_owned(),
+    };
+    let report = scan(
+        vec![Input::path(data("aws/alb-doc-examples.log"))],
+        &opts,
+        None,
+    )
+    .unwrap();
+    // Every example requests `/`: no space segment.
+    assert_eq!(
+        report.stats.bad.by_reason.get(&BadReason::NoSpace),
+        Some(&7)
+    );
+    assert_eq!(report.stats.bad.examples.len(), 5);
+    let first = &report.stats.bad.examples[0];
+    assert!(first.source.ends_with("alb-doc-examples.log"));
+    assert_eq!(first.line, 1);
+}
+
+#[test]
+fn cloudfront_doc_example() {
+    let opts = ScanOptions::new(Format::Cloudfront);
+    let (recs, stats) = records(Input::path(data("aws/cloudfront-doc-example.log")), &opts);
+    assert_eq!(stats.lines, 6, "the two header lines are not data");
+    assert_eq!(stats.bad.total(), 0, "{:?}", stats.bad);
+    assert_eq!(recs.len(), 6);
+    let r = &recs[0];
+    assert_eq!(r.time, "2019-12-04T21:02:31Z");
+    assert_eq!(r.client, ip("192.0.2.100"));
+    assert_eq!(r.method, "GET");
+    assert_eq!(r.path, "/index.html");
+    assert_eq!(r.status, Some(200));
+    // x-host-header (the viewer's Host) decides the space.
+    assert_eq!(r.space, "d111111abcdef8");
+    let err = &recs[3];
+    assert_eq!(err.space, "www");
+    assert_eq!(err.status, Some(502));
+    assert_eq!(err.path, "/favicon.ico");
+}
+
+#[test]
+fn waf_doc_examples() {
+    let opts = ScanOptions::new(Format::Waf);
+    let (recs, stats) = records(Input::path(data("aws/waf-doc-examples.jsonl")), &opts);
+    assert_eq!(stats.bad.total(), 0, "{:?}", stats.bad);
+    assert_eq!(recs.len(), 3);
+    let r = &recs[0];
+    assert_eq!(r.time, "2023-05-06T06:46:19.981Z");
+    assert_eq!(r.client, ip("52.46.82.45"));
+    assert_eq!(r.space, "rjvegx5guh");
+    assert_eq!(r.waf, Some(WafAction::Block));
+    assert_eq!(r.path, "/CanaryTest");
+    assert_eq!(r.status, None);
+    assert_eq!(recs[1].space, "localhost");
+    assert_eq!(recs[2].waf, Some(WafAction::Allow));
+    // Blocked requests are not evidence; the ALLOW one is.
+    let report = scan(
+        vec![Input::path(data("aws/waf-doc-examples.jsonl"))],
+        &opts,
+        None,
+    )
+    .unwrap();
+    let obs: Vec<_> = report
+        .observations
+        .iter()
+        .map(|o| (o.space.to_string(), o.ip, o.requests, o.status.waf_blocked))
+        .collect();
+    assert_eq!(obs, vec![("localhost".to_owned(), ip("1.1.1.1"), 1, 1)]);
+    assert_eq!(report.pairs_without_evidence, 1);
+}
+
+#[test]
+fn waf_forwarded_for_with_trusted_proxy() {
+    let line = r#"{"timestamp":1683355579981,"action":"ALLOW","httpRequest":{"clientIp":"130.176.1.1","headers":[{"name":"host","value":"acme.entityos.cloud"},{"name":"X-Forwarded-For","value":"198.51.100.7, 130.176.9.9"}],"uri":"/rpc","httpMethod":"POST"}}"#;
+    let mut opts = ScanOptions::new(Format::Waf);
+    opts.trusted_proxies = TrustedProxies::parse(&["130.176.0.0/16"]).unwrap();
+    let (recs, _) = records(Input::bytes("mem", line.as_bytes().to_vec()), &opts);
+    assert_eq!(recs[0].client, ip("198.51.100.7"));
+    assert_eq!(recs[0].peer, ip("130.176.1.1"));
+    assert_eq!(recs[0].space, "acme");
+}
+
+#[test]
+fn usage_example_file() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/data/usage.jsonl");
+    let mut opts = ScanOptions::new(Format::Usage);
+    opts.trusted_proxies = TrustedProxies::parse(&["10.0.0.0/8"]).unwrap();
+    let report = scan(vec![Input::path(path)], &opts, None).unwrap();
+    assert!(report.stats.bad.total() >= 2, "{:?}", report.stats.bad);
+    let spaces: std::collections::BTreeSet<_> = report
+        .observations
+        .iter()
+        .map(|o| o.space.to_string())
+        .collect();
+    assert!(
+        spaces.contains("acme") && spaces.contains("globex"),
+        "{spaces:?}"
+    );
+    // No observation is a load balancer address: the proxy rule applied.
+    assert!(
+        report
+            .observations
+            .iter()
+            .all(|o| !o.ip.to_string().starts_with("10."))
+    );
+}
