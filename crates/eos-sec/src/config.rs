@@ -25,6 +25,9 @@ pub struct Config {
     /// `[ca]`
     #[serde(default)]
     pub ca: CaSection,
+    /// `[policy]`
+    #[serde(default)]
+    pub policy: PolicySection,
 }
 
 /// `[codes]`: security codes. The pepper itself never goes in this file:
@@ -132,6 +135,18 @@ pub struct ProfileLifetime {
     pub lifetime: Option<String>,
     /// The most `--lifetime` may ask for.
     pub max: Option<String>,
+}
+
+/// `[policy]`: the restricted firewall.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySection {
+    /// The policy file (TOML, docs/POLICY.md); `--policy` overrides.
+    pub file: Option<PathBuf>,
+    /// The operator's own addresses: `enforce` refuses when one is outside
+    /// the space's set. `--operator-ip` adds to them.
+    #[serde(default)]
+    pub operator_ips: Vec<String>,
 }
 
 /// `[state]`: where state lives.

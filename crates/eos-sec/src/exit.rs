@@ -33,6 +33,8 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             || e.is::<eos_identity::IdError>()
             || e.downcast_ref::<eos_ca::IssueError>()
                 .is_some_and(eos_ca::IssueError::is_bad_input)
+            || e.downcast_ref::<eos_policy::PolicyError>()
+                .is_some_and(eos_policy::PolicyError::is_bad_input)
     });
     if bad { 2 } else { 1 }
 }

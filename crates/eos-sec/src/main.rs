@@ -45,6 +45,9 @@ enum Command {
     /// trust bundle
     #[command(subcommand)]
     Ca(cmd::ca::CaCommand),
+    /// The restricted firewall: compile to WAFv2, evaluate, simulate
+    #[command(subcommand)]
+    Policy(cmd::policy::PolicyCommand),
 }
 
 /// What every command gets besides its own arguments.
@@ -81,6 +84,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ipset(c) => cmd::ipset::run(c, &ctx),
         Command::Code(c) => cmd::code::run(c, &ctx),
         Command::Ca(c) => cmd::ca::run(c, &ctx),
+        Command::Policy(c) => cmd::policy::run(c, &ctx),
     }
 }
 

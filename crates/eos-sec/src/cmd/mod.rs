@@ -4,3 +4,4 @@
 pub mod ca;
 pub mod code;
 pub mod ipset;
+pub mod policy;

@@ -1,0 +1,240 @@
+//! The certificate gate as a library call: verify a client's chain against
+//! the entityOS CA bundle and CRLs, and check that the certificate is bound
+//! to the space.
+//!
+//! This is what an application behind an ALB listener in passthrough mode
+//! runs for spaces in mode `either` (the ALB forwards the chain in
+//! `X-Amzn-Mtls-Clientcert`; at the application that header is written by
+//! the ALB, not the client). Path building, signatures, validity, EKU and
+//! revocation are rustls-webpki's; the SAN is read with x509-cert. No DER
+//! is parsed by hand.
+
+use std::path::{Path, PathBuf};
+
+use eos_identity::SpaceId;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, TrustAnchor, UnixTime};
+use serde::Serialize;
+use webpki::{
+    CertRevocationList, EndEntityCert, ExpirationPolicy, KeyUsage, OwnedCertRevocationList,
+    RevocationCheckDepth, RevocationOptionsBuilder, UnknownStatusPolicy,
+};
+use x509_cert::der::Decode;
+
+use crate::PolicyError;
+
+/// The outcome of the certificate gate for one request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+pub enum CertStatus {
+    /// No certificate was presented.
+    Absent,
+    /// The chain verifies and the certificate is bound to the space.
+    Valid {
+        /// The URI SAN that binds it.
+        uri: String,
+    },
+    /// Refused.
+    Invalid {
+        /// Why (stable, lower case).
+        reason: String,
+    },
+}
+
+impl CertStatus {
+    /// True for [`CertStatus::Valid`].
+    pub fn is_valid(&self) -> bool {
+        matches!(self, CertStatus::Valid { .. })
+    }
+}
+
+/// Trust anchors and CRLs, loaded once and shared by every check.
+#[derive(Debug)]
+pub struct TrustConfig {
+    anchors: Vec<TrustAnchor<'static>>,
+    crls: Vec<CertRevocationList<'static>>,
+    space_uri_prefix: String,
+}
+
+fn pki(what: &'static str, path: &Path, message: impl std::fmt::Display) -> PolicyError {
+    PolicyError::Pki {
+        what,
+        path: path.to_path_buf(),
+        message: message.to_string(),
+    }
+}
+
+impl TrustConfig {
+    /// Build from a PEM CA bundle and CRLs (PEM or DER). At least one CRL
+    /// is required: a gate that cannot see revocations is refused, not
+    /// weakened silently.
+    pub fn new(
+        ca_bundle: (&Path, &[u8]),
+        crls: &[(PathBuf, Vec<u8>)],
+        space_uri_prefix: &str,
+    ) -> Result<TrustConfig, PolicyError> {
+        let (bundle_path, bundle) = ca_bundle;
+        let mut anchors = Vec::new();
+        for item in CertificateDer::pem_slice_iter(bundle) {
+            let der = item.map_err(|e| pki("CA bundle", bundle_path, e))?;
+            let anchor = webpki::anchor_from_trusted_cert(&der)
+                .map_err(|e| pki("CA bundle", bundle_path, format!("{e:?}")))?;
+            anchors.push(anchor.to_owned());
+        }
+        if anchors.is_empty() {
+            return Err(pki("CA bundle", bundle_path, "no CERTIFICATE found"));
+        }
+        if crls.is_empty() {
+            return Err(pki(
+                "CRL",
+                bundle_path,
+                "no CRL configured for the CA bundle: revocation cannot be checked ([cert_gate] crl)",
+            ));
+        }
+        let mut owned = Vec::new();
+        for (path, bytes) in crls {
+            let der: Vec<u8> = if bytes.starts_with(b"-----BEGIN") {
+                CertificateRevocationListDer::from_pem_slice(bytes)
+                    .map_err(|e| pki("CRL", path, e))?
+                    .as_ref()
+                    .to_vec()
+            } else {
+                bytes.clone()
+            };
+            let crl = OwnedCertRevocationList::from_der(&der)
+                .map_err(|e| pki("CRL", path, format!("{e:?}")))?;
+            owned.push(CertRevocationList::from(crl));
+        }
+        Ok(TrustConfig {
+            anchors,
+            crls: owned,
+            space_uri_prefix: space_uri_prefix.to_owned(),
+        })
+    }
+
+    /// Read the files named by the policy's `[cert_gate]`; `None` when no CA
+    /// bundle is configured.
+    pub fn from_policy(policy: &crate::Policy) -> Result<Option<TrustConfig>, PolicyError> {
+        let Some(bundle_path) = &policy.cert_gate.ca_bundle else {
+            return Ok(None);
+        };
+        let bundle = std::fs::read(bundle_path).map_err(|e| pki("CA bundle", bundle_path, e))?;
+        let mut crls = Vec::new();
+        for p in &policy.cert_gate.crls {
+            crls.push((p.clone(), std::fs::read(p).map_err(|e| pki("CRL", p, e))?));
+        }
+        TrustConfig::new(
+            (bundle_path, &bundle),
+            &crls,
+            &policy.cert_gate.space_uri_prefix,
+        )
+        .map(Some)
+    }
+
+    /// Verify a chain (leaf first, then intermediates) for client
+    /// authentication at `now`, and its binding to `space`.
+    pub fn verify(
+        &self,
+        chain: &[CertificateDer<'_>],
+        space: &SpaceId,
+        now: UnixTime,
+    ) -> CertStatus {
+        let invalid = |reason: String| CertStatus::Invalid { reason };
+        let Some((leaf, intermediates)) = chain.split_first() else {
+            return CertStatus::Absent;
+        };
+        let ee = match EndEntityCert::try_from(leaf) {
+            Ok(ee) => ee,
+            Err(e) => return invalid(format!("unparsable certificate: {e:?}")),
+        };
+        let crl_refs: Vec<&CertRevocationList<'_>> = self.crls.iter().collect();
+        let revocation = match RevocationOptionsBuilder::new(&crl_refs) {
+            Ok(b) => b
+                .with_depth(RevocationCheckDepth::Chain)
+                // A certificate whose issuer has no CRL here is refused:
+                // "not known to be revoked" is not "known not revoked".
+                .with_status_policy(UnknownStatusPolicy::Deny)
+                .with_expiration_policy(ExpirationPolicy::Enforce)
+                .build(),
+            Err(_) => return invalid("no CRL loaded".to_owned()),
+        };
+        if let Err(e) = ee.verify_for_usage(
+            webpki::ALL_VERIFICATION_ALGS,
+            &self.anchors,
+            intermediates,
+            now,
+            KeyUsage::client_auth(),
+            Some(revocation),
+            None,
+        ) {
+            return invalid(verify_reason(&e));
+        }
+        match self.bound_uri(leaf, space) {
+            Ok(Some(uri)) => CertStatus::Valid { uri },
+            Ok(None) => invalid(format!(
+                "certificate is not bound to space {space} (no URI SAN {}{space})",
+                self.space_uri_prefix
+            )),
+            Err(e) => invalid(e),
+        }
+    }
+
+    /// The URI SAN binding the leaf to `space`, if any.
+    fn bound_uri(
+        &self,
+        leaf: &CertificateDer<'_>,
+        space: &SpaceId,
+    ) -> Result<Option<String>, String> {
+        use x509_cert::ext::pkix::SubjectAltName;
+        use x509_cert::ext::pkix::name::GeneralName;
+        let cert = x509_cert::Certificate::from_der(leaf.as_ref())
+            .map_err(|e| format!("unparsable certificate: {e}"))?;
+        let san = cert
+            .tbs_certificate()
+            .get_extension::<SubjectAltName>()
+            .map_err(|e| format!("unparsable subjectAltName: {e}"))?;
+        let want = format!("{}{space}", self.space_uri_prefix);
+        let Some((_, san)) = san else {
+            return Ok(None);
+        };
+        for name in san.0 {
+            if let GeneralName::UniformResourceIdentifier(uri) = name {
+                let uri = uri.as_str();
+                if let Some(rest) = uri.strip_prefix(&want) {
+                    // `acme` must not match a SAN for `acme-corp`.
+                    if rest.is_empty() || rest.starts_with(':') || rest.starts_with('/') {
+                        return Ok(Some(uri.to_owned()));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn verify_reason(e: &webpki::Error) -> String {
+    match e {
+        webpki::Error::CertRevoked => "certificate revoked".to_owned(),
+        webpki::Error::CertExpired { .. } => "certificate expired".to_owned(),
+        webpki::Error::CertNotValidYet { .. } => "certificate not yet valid".to_owned(),
+        webpki::Error::UnknownIssuer => "issuer is not the entityOS CA".to_owned(),
+        webpki::Error::UnknownRevocationStatus => {
+            "revocation status unknown (no CRL from the issuer)".to_owned()
+        }
+        webpki::Error::CrlExpired { .. } => "CRL expired".to_owned(),
+        other => format!("chain does not verify: {other:?}"),
+    }
+}
+
+/// Read a client certificate chain (PEM, leaf first) from a file.
+pub fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, PolicyError> {
+    let bytes = std::fs::read(path).map_err(|e| pki("client certificate", path, e))?;
+    let mut chain = Vec::new();
+    for item in CertificateDer::pem_slice_iter(&bytes) {
+        chain.push(item.map_err(|e| pki("client certificate", path, e))?);
+    }
+    if chain.is_empty() {
+        return Err(pki("client certificate", path, "no CERTIFICATE found"));
+    }
+    Ok(chain)
+}

@@ -1,0 +1,73 @@
+//! The crate's error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the policy model. Bad input (the policy
+/// file, a certificate file, a record) is distinguishable from operational
+/// failures with [`PolicyError::is_bad_input`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// The policy file could not be parsed or is inconsistent.
+    #[error("{file}:{line}:{column}: {message}")]
+    File {
+        /// The policy file.
+        file: String,
+        /// 1-based line (0 when unknown).
+        line: usize,
+        /// 1-based column (0 when unknown).
+        column: usize,
+        /// What was wrong.
+        message: String,
+    },
+    /// A space was named that the policy does not declare.
+    #[error("space `{0}` is not declared in the policy file")]
+    UnknownSpace(String),
+    /// A certificate, chain, CA bundle or CRL could not be read or parsed.
+    #[error("{what} {path}: {message}")]
+    Pki {
+        /// "CA bundle", "CRL", "client certificate".
+        what: &'static str,
+        /// Where it came from.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// The compiled Web ACL would exceed an AWS WAF limit.
+    #[error("compiled web ACL exceeds an AWS WAF limit: {0}")]
+    Limit(String),
+    /// A request record could not be read.
+    #[error("{source_name}:{line}: {message}")]
+    Record {
+        /// The input name.
+        source_name: String,
+        /// 1-based line.
+        line: u64,
+        /// Why.
+        message: String,
+    },
+    /// Reading a request-record source failed.
+    #[error("{source_name}: {source}")]
+    Io {
+        /// The input name.
+        source_name: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+impl PolicyError {
+    /// True when the error is about what the user supplied (exit code 2).
+    pub fn is_bad_input(&self) -> bool {
+        !matches!(self, PolicyError::Io { .. })
+    }
+
+    pub(crate) fn file(file: &str, message: impl Into<String>) -> PolicyError {
+        PolicyError::File {
+            file: file.to_owned(),
+            line: 0,
+            column: 0,
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,332 @@
+//! `eos-sec policy ...`: compile, evaluate and simulate the restricted
+//! firewall described by the policy file.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::BufReader;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use eos_identity::SpaceId;
+use eos_ipset::{IpSet, IpSetBuilder, ReadStats, parse_addr_strict, read_list};
+use eos_policy::{
+    Compiled, Decision, Evaluator, Policy, SetArns, Simulation, Simulator, Stage, TrustConfig,
+    UnixTime, read_chain, read_records, set_name,
+};
+
+use crate::exit::bad_input;
+use crate::output::{emit, emit_json, paint, use_colour};
+
+/// The restricted firewall: compile, evaluate, simulate.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Print the WAFv2 Web ACL the policy compiles to (deterministic JSON;
+    /// `--json` adds capacity, per-space rules and mTLS listener settings)
+    Compile(CompileArgs),
+    /// Decide one request: ALLOW or BLOCK, and the rule that decided
+    Eval(EvalArgs),
+    /// Replay request records through the policy: what enforcement would block
+    Simulate(SimulateArgs),
+}
+
+/// Where the policy and the sets come from.
+#[derive(Debug, Args)]
+pub struct PolicySource {
+    /// Policy file [default: `[policy] file` from the config, else ./policy.toml]
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+
+    /// The contents of a space's sets as an address/CIDR list, SPACE=FILE
+    /// (repeatable; v4 and v6 entries go to eos-SPACE-v4 / eos-SPACE-v6)
+    #[arg(long = "set", value_name = "SPACE=FILE")]
+    pub sets: Vec<String>,
+}
+
+/// Arguments of `policy compile`.
+#[derive(Debug, Args)]
+pub struct CompileArgs {
+    #[command(flatten)]
+    pub source: PolicySource,
+    /// Compile this space at `--stage` (others at their declared stage)
+    #[arg(long, value_name = "SPACE", requires = "stage")]
+    pub space: Option<SpaceId>,
+    /// The stage for `--space`: off, staged, count or enforce
+    #[arg(long, value_name = "STAGE")]
+    pub stage: Option<Stage>,
+}
+
+/// Arguments of `policy eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub source: PolicySource,
+    /// The space the request is for
+    #[arg(long, value_name = "SPACE")]
+    pub space: SpaceId,
+    /// The client address (as WAF resolves it)
+    #[arg(long, value_name = "ADDR")]
+    pub ip: String,
+    /// Client certificate chain, PEM, leaf first
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// Evaluate the space at this stage [default: its declared stage]
+    #[arg(long, value_name = "STAGE")]
+    pub stage: Option<Stage>,
+}
+
+/// Arguments of `policy simulate`.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    #[command(flatten)]
+    pub source: PolicySource,
+    /// Request records, JSON lines {"space","ip","user"}; `-` for stdin
+    #[arg(long = "logs", value_name = "SOURCE", required = true, num_args = 1..)]
+    pub logs: Vec<PathBuf>,
+}
+
+pub fn run(cmd: PolicyCommand, ctx: &crate::Ctx) -> anyhow::Result<()> {
+    match cmd {
+        PolicyCommand::Compile(a) => compile(a, ctx),
+        PolicyCommand::Eval(a) => eval(a, ctx),
+        PolicyCommand::Simulate(a) => simulate(a, ctx),
+    }
+}
+
+/// The policy file: `--policy`, then `[policy] file`, then ./policy.toml.
+pub fn load_policy(explicit: Option<&Path>, ctx: &crate::Ctx) -> anyhow::Result<Policy> {
+    let path = explicit
+        .map(Path::to_path_buf)
+        .or_else(|| ctx.config.policy.file.clone())
+        .unwrap_or_else(|| PathBuf::from("policy.toml"));
+    Ok(Policy::from_file(&path)?)
+}
+
+/// Sets given with `--set SPACE=FILE`.
+pub fn sets_from_args(args: &[String]) -> anyhow::Result<BTreeMap<String, IpSet>> {
+    let mut out: BTreeMap<String, IpSet> = BTreeMap::new();
+    for a in args {
+        let Some((space, file)) = a.split_once('=') else {
+            return Err(bad_input!("--set `{a}`: expected SPACE=FILE"));
+        };
+        let space = SpaceId::new(space).map_err(|e| bad_input!("--set `{a}`: {e}"))?;
+        let f = std::fs::File::open(file).map_err(|e| bad_input!("{file}: cannot open: {e}"))?;
+        let mut b = IpSetBuilder::new();
+        read_list(BufReader::new(f), file, &mut b, &mut ReadStats::default())
+            .with_context(|| format!("reading {file}"))?;
+        let set = b.build();
+        for (family, part) in [
+            (eos_ipset::Family::V4, set.v4()),
+            (eos_ipset::Family::V6, set.v6()),
+        ] {
+            let name = set_name(&space, family);
+            let merged = out.get(&name).map_or(part.clone(), |s| s.union(&part));
+            out.insert(name, merged);
+        }
+    }
+    Ok(out)
+}
+
+fn compile(args: CompileArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
+    let policy = load_policy(args.source.policy.as_deref(), ctx)?;
+    let mut stages = BTreeMap::new();
+    if let (Some(space), Some(stage)) = (args.space, args.stage) {
+        stages.insert(space, stage);
+    } else if args.stage.is_some() {
+        return Err(bad_input!("--stage needs --space"));
+    }
+    let compiled = eos_policy::compile(&policy, &stages, &SetArns::default())?;
+    if ctx.json {
+        return emit_json(&compiled);
+    }
+    let mut out = serde_json::to_string_pretty(&compiled.web_acl)?;
+    out.push('\n');
+    summary_to_stderr(&compiled);
+    emit(&out)
+}
+
+#[allow(clippy::print_stderr)]
+fn summary_to_stderr(c: &Compiled) {
+    let mut s = String::new();
+    let cap = &c.capacity;
+    let _ = writeln!(
+        s,
+        "# default {}; {} rules; ~{} WCU (included {}, max {}); {} of {} reference statements",
+        c.web_acl.default_action.as_str(),
+        c.web_acl.rules.len(),
+        cap.wcu,
+        cap.wcu_included,
+        cap.wcu_max,
+        cap.references,
+        cap.references_max
+    );
+    for w in &cap.warnings {
+        let _ = writeln!(s, "# warning: {w}");
+    }
+    for sp in &c.spaces {
+        let _ = writeln!(
+            s,
+            "# {}: mode {}, stage {}, listener {}, rules [{}]",
+            sp.space,
+            sp.mode,
+            sp.stage,
+            sp.listener.as_str(),
+            sp.rules.join(", ")
+        );
+    }
+    eprint!("{s}");
+}
+
+fn trust(policy: &Policy, needed: bool) -> anyhow::Result<Option<TrustConfig>> {
+    if !needed {
+        return Ok(None);
+    }
+    Ok(TrustConfig::from_policy(policy)?)
+}
+
+fn eval(args: EvalArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
+    let policy = load_policy(args.source.policy.as_deref(), ctx)?;
+    policy.space(&args.space)?;
+    let ip: IpAddr =
+        parse_addr_strict(&args.ip).map_err(|e| bad_input!("--ip `{}`: {e}", args.ip))?;
+    let sets = sets_from_args(&args.source.sets)?;
+    let mut stages = BTreeMap::new();
+    if let Some(st) = args.stage {
+        stages.insert(args.space.clone(), st);
+    }
+    let chain = args.cert.as_deref().map(read_chain).transpose()?;
+    let trust = trust(&policy, chain.is_some())?;
+    let evaluator = Evaluator::new(&policy, &stages, &sets, trust)?;
+    let req = eos_policy::Request::to_space(&policy.routing, &args.space, ip);
+    let d = evaluator.evaluate(&req, chain.as_deref(), UnixTime::now());
+    if ctx.json {
+        return emit_json(&d);
+    }
+    emit(&render_decision(&d, &args.ip, use_colour()))
+}
+
+/// The human form of a decision.
+pub fn render_decision(d: &Decision, ip: &str, colour: bool) -> String {
+    let verdict = |v: eos_policy::Verdict| match v {
+        eos_policy::Verdict::Allow => paint(colour, "32", "ALLOW"),
+        eos_policy::Verdict::Block => paint(colour, "31", "BLOCK"),
+    };
+    let mut s = String::new();
+    let space = d.space.as_ref().map_or("-".to_owned(), ToString::to_string);
+    let _ = writeln!(
+        s,
+        "{} {ip} -> {space} (mode {}, stage {}) by {} rule {}",
+        verdict(d.now.verdict),
+        d.mode.map_or("-".to_owned(), |m| m.to_string()),
+        d.stage.map_or("-".to_owned(), |m| m.to_string()),
+        d.now.layer.as_str(),
+        d.now.rule
+    );
+    if !d.now.counted.is_empty() {
+        let _ = writeln!(s, "  counted (would block): {}", d.now.counted.join(", "));
+    }
+    let _ = writeln!(
+        s,
+        "  once enforced: {} by {} rule {}",
+        verdict(d.enforced.verdict),
+        d.enforced.layer.as_str(),
+        d.enforced.rule
+    );
+    let _ = writeln!(
+        s,
+        "  address in set: {}",
+        match d.ip_in_set {
+            Some(true) => "yes",
+            Some(false) => "no",
+            None => "no sets for this space",
+        }
+    );
+    let _ = writeln!(
+        s,
+        "  certificate: {}",
+        match &d.cert {
+            eos_policy::CertStatus::Absent => "none presented".to_owned(),
+            eos_policy::CertStatus::Valid { uri } => format!("valid ({uri})"),
+            eos_policy::CertStatus::Invalid { reason } => format!("refused: {reason}"),
+        }
+    );
+    if !d.not_evaluated.is_empty() {
+        let _ = writeln!(
+            s,
+            "  not evaluated (run at AWS): {}",
+            d.not_evaluated.join(", ")
+        );
+    }
+    s
+}
+
+fn simulate(args: SimulateArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
+    let policy = load_policy(args.source.policy.as_deref(), ctx)?;
+    let sets = sets_from_args(&args.source.sets)?;
+    let report = run_simulation(&policy, &sets, &args.logs)?;
+    if ctx.json {
+        return emit_json(&report);
+    }
+    emit(&render_simulation(&report, use_colour()))
+}
+
+/// Replay the record files through the policy.
+pub fn run_simulation(
+    policy: &Policy,
+    sets: &BTreeMap<String, IpSet>,
+    logs: &[PathBuf],
+) -> anyhow::Result<Simulation> {
+    let evaluator = Evaluator::new(policy, &BTreeMap::new(), sets, None)?;
+    let mut sim = Simulator::new(policy, &evaluator, UnixTime::now());
+    for path in logs {
+        let name = path.display().to_string();
+        if name == "-" {
+            read_records(std::io::stdin().lock(), "<stdin>", |r| sim.record(&r))?;
+            continue;
+        }
+        let f = std::fs::File::open(path).map_err(|e| bad_input!("{name}: cannot open: {e}"))?;
+        read_records(BufReader::new(f), &name, |r| sim.record(&r))?;
+    }
+    Ok(sim.finish())
+}
+
+/// The human form of a simulation.
+pub fn render_simulation(r: &Simulation, colour: bool) -> String {
+    let mut s = String::new();
+    for (space, sp) in &r.spaces {
+        let _ = writeln!(
+            s,
+            "{space}: {} requests, {} blocked now, {} would be blocked once enforced ({} addresses, {} users)",
+            sp.requests,
+            sp.blocked_now,
+            sp.would_block,
+            sp.blocked_addresses,
+            sp.blocked_users.len()
+        );
+        for b in &sp.top_blocked {
+            let _ = writeln!(s, "  {:>8}  {}", b.requests, b.ip);
+        }
+        if !sp.blocked_users.is_empty() {
+            let users: Vec<&str> = sp.blocked_users.iter().map(|u| u.as_str()).collect();
+            let _ = writeln!(s, "  users: {}", users.join(", "));
+        }
+        if !sp.blocked_admins.is_empty() {
+            let admins: Vec<&str> = sp.blocked_admins.iter().map(|u| u.as_str()).collect();
+            let _ = writeln!(
+                s,
+                "  {} declared administrators would be blocked: {}",
+                paint(colour, "1;31", "WARNING:"),
+                admins.join(", ")
+            );
+        }
+    }
+    if r.unknown_space_records > 0 {
+        let _ = writeln!(
+            s,
+            "{} records for spaces the policy does not declare were skipped",
+            r.unknown_space_records
+        );
+    }
+    s
+}
