@@ -4,6 +4,7 @@
 
 #[cfg(feature = "test-support")]
 pub mod moto;
+pub mod wafv2;
 
 /// How to reach AWS: the standard configuration chain (environment, profile,
 /// instance role) plus overrides.

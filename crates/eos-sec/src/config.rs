@@ -19,6 +19,12 @@ pub struct Config {
     /// `[state]`
     #[serde(default)]
     pub state: StateSection,
+    /// `[backend]`: where IPSets live.
+    #[serde(default)]
+    pub backend: BackendSection,
+    /// `[plan]`: evidence thresholds and guards (see docs/RULES.md).
+    #[serde(default)]
+    pub plan: eos_plan::PlanOptions,
     /// `[codes]`
     #[serde(default)]
     pub codes: CodesSection,
@@ -147,6 +153,48 @@ pub struct PolicySection {
     /// the space's set. `--operator-ip` adds to them.
     #[serde(default)]
     pub operator_ips: Vec<String>,
+}
+
+/// Which IPSet backend.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// The state store (the embedded default; no AWS account needed).
+    #[default]
+    Local,
+    /// AWS WAFv2.
+    Aws,
+}
+
+/// WAF scope.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum WafScope {
+    /// ALB, API Gateway, AppSync, Cognito (in the configured region).
+    #[default]
+    #[value(name = "REGIONAL")]
+    Regional,
+    /// CloudFront (always us-east-1).
+    #[value(name = "CLOUDFRONT")]
+    Cloudfront,
+}
+
+/// `[backend]`: where IPSets live.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendSection {
+    /// `local` (default) or `aws`.
+    #[serde(default)]
+    pub kind: BackendKind,
+    /// AWS region (otherwise `AWS_REGION` / the profile's).
+    pub region: Option<String>,
+    /// AWS profile.
+    pub profile: Option<String>,
+    /// `REGIONAL` (default) or `CLOUDFRONT`.
+    #[serde(default)]
+    pub scope: WafScope,
+    /// Endpoint override (tests against a local moto server).
+    pub endpoint_url: Option<String>,
 }
 
 /// `[state]`: where state lives.

@@ -35,6 +35,15 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
                 .is_some_and(eos_ca::IssueError::is_bad_input)
             || e.downcast_ref::<eos_policy::PolicyError>()
                 .is_some_and(eos_policy::PolicyError::is_bad_input)
+            || e.is::<eos_plan::RuleImportError>()
+            || e.is::<eos_plan::Refused>()
+            || e.is::<eos_plan::SavedPlanError>()
+            || e.is::<eos_plan::OptionsError>()
+            || e.is::<eos_plan::rules::RuleFieldError>()
+            || matches!(
+                e.downcast_ref::<eos_plan::ApplyError>(),
+                Some(eos_plan::ApplyError::WrongBackend { .. })
+            )
     });
     if bad { 2 } else { 1 }
 }

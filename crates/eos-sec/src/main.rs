@@ -48,6 +48,13 @@ enum Command {
     /// The restricted firewall: compile to WAFv2, evaluate, simulate
     #[command(subcommand)]
     Policy(cmd::policy::PolicyCommand),
+    /// Declared Network Access Rules: add, list, remove, import
+    #[command(subcommand)]
+    Rules(cmd::rules::RulesCommand),
+    /// Compare the desired IPSets (rules + evidence) with the backend's
+    Plan(cmd::plan::PlanArgs),
+    /// Apply a saved plan exactly, or plan, show, confirm and apply
+    Apply(cmd::plan::ApplyArgs),
 }
 
 /// What every command gets besides its own arguments.
@@ -85,6 +92,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Code(c) => cmd::code::run(c, &ctx),
         Command::Ca(c) => cmd::ca::run(c, &ctx),
         Command::Policy(c) => cmd::policy::run(c, &ctx),
+        Command::Rules(c) => cmd::rules::run(c, &ctx),
+        Command::Plan(a) => cmd::plan::run_plan(a, &ctx),
+        Command::Apply(a) => cmd::plan::run_apply(a, &ctx),
     }
 }
 

@@ -18,6 +18,8 @@ use serde::Serialize;
 mod audit;
 pub mod certs;
 pub mod codes;
+pub mod ipsets;
+pub mod rules;
 
 pub use audit::{AuditEntry, AuditRecord};
 pub use rusqlite;
@@ -33,6 +35,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 1,
         name: "base",
         sql: include_str!("migrations/0001_base.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "rules",
+        sql: include_str!("migrations/0002_rules.sql"),
     },
     Migration {
         version: 3,

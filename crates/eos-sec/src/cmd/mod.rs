@@ -4,4 +4,6 @@
 pub mod ca;
 pub mod code;
 pub mod ipset;
+pub mod plan;
 pub mod policy;
+pub mod rules;

@@ -1,0 +1,663 @@
+//! Network Access Rules: what space administrators declare (with
+//! SETUP_USER_NETWORK_ACCESS_MANAGE), and the three file formats they are
+//! imported from. See docs/RULES.md.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use eos_identity::{SpaceId, UserId};
+use eos_ipset::{IpNet, canonical, parse_net};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// A CIDR that may appear in a declared rule: canonical (host bits zero,
+/// IPv4-mapped IPv6 as IPv4) and never `/0`, which would open the gate to
+/// everyone (WAF refuses it too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RuleCidr(IpNet);
+
+impl RuleCidr {
+    /// Parse and check a CIDR for a rule. Host bits are refused rather than
+    /// cleared: a rule is a security decision and `192.0.2.7/24` is ambiguous
+    /// (one host, or the whole /24?).
+    pub fn parse(s: &str) -> Result<RuleCidr, RuleFieldError> {
+        let parsed = parse_net(s).map_err(|e| RuleFieldError::Cidr(e.to_string()))?;
+        if parsed.host_bits_cleared {
+            return Err(RuleFieldError::HostBits {
+                token: s.trim().to_owned(),
+                network: canonical(&parsed.net),
+            });
+        }
+        if parsed.net.prefix_len() == 0 {
+            return Err(RuleFieldError::ZeroPrefix(s.trim().to_owned()));
+        }
+        Ok(RuleCidr(parsed.net))
+    }
+
+    /// The network.
+    pub fn net(&self) -> IpNet {
+        self.0
+    }
+}
+
+impl fmt::Display for RuleCidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&canonical(&self.0))
+    }
+}
+
+impl Serialize for RuleCidr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for RuleCidr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        RuleCidr::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A short human description of a rule ("HQ office", "VPN egress"):
+/// 1–256 characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Label(String);
+
+impl Label {
+    /// Maximum length in characters.
+    pub const MAX_LEN: usize = 256;
+
+    /// Validate a label.
+    pub fn new(s: &str) -> Result<Label, RuleFieldError> {
+        let s = s.trim();
+        let n = s.chars().count();
+        if n == 0 || n > Self::MAX_LEN {
+            return Err(RuleFieldError::Label(format!(
+                "label must be 1 to {} characters, got {n}",
+                Self::MAX_LEN
+            )));
+        }
+        if let Some(c) = s.chars().find(|c| c.is_control()) {
+            return Err(RuleFieldError::Label(format!(
+                "label contains the control character {c:?}"
+            )));
+        }
+        Ok(Label(s.to_owned()))
+    }
+
+    /// The label text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Label {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Label {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Label::new(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A UTC timestamp read from RFC 3339 text (JSON, CSV, TOML strings) or a
+/// native TOML offset date-time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub OffsetDateTime);
+
+impl Timestamp {
+    /// Parse RFC 3339 (`2026-01-05T09:00:00Z`).
+    pub fn parse(s: &str) -> Result<Timestamp, RuleFieldError> {
+        OffsetDateTime::parse(s.trim(), &Rfc3339)
+            .map(|t| Timestamp(t.to_offset(time::UtcOffset::UTC)))
+            .map_err(|_| RuleFieldError::Time(s.trim().chars().take(64).collect()))
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Input {
+            Text(String),
+            Toml(toml::value::Datetime),
+        }
+        let text = match Input::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("expected an RFC 3339 timestamp like 2026-01-05T09:00:00Z")
+        })? {
+            Input::Text(s) => s,
+            Input::Toml(dt) => dt.to_string(),
+        };
+        Timestamp::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Why one field of a rule is invalid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuleFieldError {
+    /// Not an address or CIDR.
+    #[error("cidr: {0}")]
+    Cidr(String),
+    /// Host bits set.
+    #[error("cidr `{token}` has host bits set; write the network `{network}` or a /32 or /128")]
+    HostBits {
+        /// As written.
+        token: String,
+        /// The network it would be.
+        network: String,
+    },
+    /// `/0`.
+    #[error("cidr `{0}` is a /0: it would admit every address (refused always)")]
+    ZeroPrefix(String),
+    /// Bad label.
+    #[error("{0}")]
+    Label(String),
+    /// Bad timestamp.
+    #[error("invalid timestamp `{0}`: expected RFC 3339 like 2026-01-05T09:00:00Z")]
+    Time(String),
+    /// Expiry not after creation.
+    #[error("expires {expires} is not after created {created}")]
+    ExpiryBeforeCreation {
+        /// Created.
+        created: String,
+        /// Expires.
+        expires: String,
+    },
+}
+
+/// A declared Network Access Rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkAccessRule {
+    /// The space it opens.
+    pub space: SpaceId,
+    /// The network it admits.
+    pub cidr: RuleCidr,
+    /// What it is for.
+    pub label: Label,
+    /// The administrator who declared it.
+    pub declared_by: UserId,
+    /// When it was declared (UTC).
+    #[serde(with = "time::serde::rfc3339")]
+    pub created: OffsetDateTime,
+    /// When it stops counting (UTC), if ever.
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub expires: Option<OffsetDateTime>,
+}
+
+impl NetworkAccessRule {
+    /// A rule, checking that an expiry comes after creation.
+    pub fn new(
+        space: SpaceId,
+        cidr: RuleCidr,
+        label: Label,
+        declared_by: UserId,
+        created: OffsetDateTime,
+        expires: Option<OffsetDateTime>,
+    ) -> Result<NetworkAccessRule, RuleFieldError> {
+        if let Some(e) = expires
+            && e <= created
+        {
+            return Err(RuleFieldError::ExpiryBeforeCreation {
+                created: rfc3339(created),
+                expires: rfc3339(e),
+            });
+        }
+        Ok(NetworkAccessRule {
+            space,
+            cidr,
+            label,
+            declared_by,
+            created,
+            expires,
+        })
+    }
+
+    /// Has the rule expired at `now`?
+    pub fn is_expired(&self, now: OffsetDateTime) -> bool {
+        self.expires.is_some_and(|e| e <= now)
+    }
+}
+
+/// RFC 3339 UTC with second precision, the format of every timestamp eos-sec
+/// writes.
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    t.format(&fmt)
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
+}
+
+/// The file formats rules are imported from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RuleFormat {
+    /// `[[rule]]` tables.
+    Toml,
+    /// An array of objects (or `{"rules": [...]}`).
+    Json,
+    /// A header row `space,cidr,label,declared_by,created,expires`.
+    Csv,
+}
+
+impl RuleFormat {
+    /// The format for a file name's extension.
+    pub fn from_path(path: &str) -> Option<RuleFormat> {
+        let ext = path.rsplit_once('.')?.1.to_ascii_lowercase();
+        match ext.as_str() {
+            "toml" => Some(RuleFormat::Toml),
+            "json" => Some(RuleFormat::Json),
+            "csv" => Some(RuleFormat::Csv),
+            _ => None,
+        }
+    }
+}
+
+/// Why a rules file was refused. Always names the file and, where the format
+/// reports one, the line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuleImportError {
+    /// A syntax or field error at a place in the file.
+    #[error("{file}:{line}:{column}: {message}")]
+    At {
+        /// The file name.
+        file: String,
+        /// 1-based line (0 when unknown).
+        line: usize,
+        /// 1-based column (0 when unknown).
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// The same space and CIDR twice in one file.
+    #[error(
+        "{file}:{line}: duplicate rule for space {space} cidr {cidr} (first at line {first_line})"
+    )]
+    Duplicate {
+        /// The file name.
+        file: String,
+        /// Line of the second occurrence.
+        line: usize,
+        /// Line of the first.
+        first_line: usize,
+        /// Space.
+        space: String,
+        /// CIDR.
+        cidr: String,
+    },
+}
+
+/// One record as written in a file; `created` defaults to the import time.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleRecord {
+    space: SpaceId,
+    cidr: RuleCidr,
+    label: Label,
+    declared_by: UserId,
+    #[serde(default)]
+    created: Option<Timestamp>,
+    #[serde(default, deserialize_with = "empty_as_none")]
+    expires: Option<Timestamp>,
+}
+
+/// CSV writes a missing expiry as an empty field.
+fn empty_as_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Timestamp>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Input {
+        Text(String),
+        Toml(toml::value::Datetime),
+    }
+    match Option::<Input>::deserialize(d)? {
+        None => Ok(None),
+        Some(Input::Text(s)) if s.trim().is_empty() => Ok(None),
+        Some(Input::Text(s)) => Timestamp::parse(&s)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+        Some(Input::Toml(dt)) => Timestamp::parse(&dt.to_string())
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+    }
+}
+
+/// Parse a rules file. `file` names it in errors; `now` is the creation time
+/// of records without `created`. Every record is validated; the first error
+/// refuses the whole file (nothing is half-imported).
+pub fn parse_rules(
+    text: &str,
+    format: RuleFormat,
+    file: &str,
+    now: OffsetDateTime,
+) -> Result<Vec<NetworkAccessRule>, RuleImportError> {
+    let located: Vec<(usize, RuleRecord)> = match format {
+        RuleFormat::Toml => parse_toml(text, file)?,
+        RuleFormat::Json => parse_json(text, file)?,
+        RuleFormat::Csv => parse_csv(text, file)?,
+    };
+    let mut seen: Vec<((SpaceId, RuleCidr), usize)> = Vec::new();
+    let mut keys = BTreeSet::new();
+    let mut out = Vec::with_capacity(located.len());
+    for (line, r) in located {
+        let key = (r.space.clone(), r.cidr);
+        if !keys.insert(key.clone()) {
+            let first_line = seen.iter().find(|(k, _)| *k == key).map_or(0, |(_, l)| *l);
+            return Err(RuleImportError::Duplicate {
+                file: file.to_owned(),
+                line,
+                first_line,
+                space: r.space.to_string(),
+                cidr: r.cidr.to_string(),
+            });
+        }
+        seen.push((key, line));
+        let created = r.created.map_or(now, |t| t.0);
+        let rule = NetworkAccessRule::new(
+            r.space,
+            r.cidr,
+            r.label,
+            r.declared_by,
+            created,
+            r.expires.map(|t| t.0),
+        )
+        .map_err(|e| RuleImportError::At {
+            file: file.to_owned(),
+            line,
+            column: 0,
+            message: e.to_string(),
+        })?;
+        out.push(rule);
+    }
+    Ok(out)
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset.min(text.len())).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before.len(), |i| before.len() - i - 1)
+        + 1;
+    (line, col)
+}
+
+fn parse_toml(text: &str, file: &str) -> Result<Vec<(usize, RuleRecord)>, RuleImportError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct TomlFile {
+        #[serde(default)]
+        rule: Vec<toml::Spanned<RuleRecord>>,
+    }
+    let parsed: TomlFile = toml::from_str(text).map_err(|e| {
+        let (line, column) = e.span().map_or((0, 0), |s| line_col(text, s.start));
+        RuleImportError::At {
+            file: file.to_owned(),
+            line,
+            column,
+            message: e.message().to_owned(),
+        }
+    })?;
+    Ok(parsed
+        .rule
+        .into_iter()
+        .map(|s| {
+            let line = line_col(text, s.span().start).0;
+            (line, s.into_inner())
+        })
+        .collect())
+}
+
+fn parse_json(text: &str, file: &str) -> Result<Vec<(usize, RuleRecord)>, RuleImportError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Wrapped {
+        rules: Vec<RuleRecord>,
+    }
+    let at = |e: serde_json::Error| {
+        let suffix = format!(" at line {} column {}", e.line(), e.column());
+        let msg = e.to_string();
+        RuleImportError::At {
+            file: file.to_owned(),
+            line: e.line(),
+            column: e.column(),
+            message: msg.strip_suffix(&suffix).unwrap_or(&msg).to_owned(),
+        }
+    };
+    // Two shapes, told apart by the first character, each deserialized
+    // directly so field errors keep their line and column.
+    let records: Vec<RuleRecord> = if text.trim_start().starts_with('{') {
+        serde_json::from_str::<Wrapped>(text).map_err(at)?.rules
+    } else {
+        serde_json::from_str::<Vec<RuleRecord>>(text).map_err(at)?
+    };
+    let lines = json_record_lines(text);
+    Ok(records
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| (lines.get(i).copied().unwrap_or(0), r))
+        .collect())
+}
+
+/// The line of each top-level record's opening `{` in a rules array: the
+/// objects at nesting depth 1 (bare array) or 2 (`{"rules": [...]}`), found
+/// by a scan that skips string contents.
+fn json_record_lines(text: &str) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut depth = 0usize;
+    let mut in_str = false;
+    let mut escaped = false;
+    let mut line = 1usize;
+    let mut record_depth = None;
+    for b in text.bytes() {
+        if b == b'\n' {
+            line += 1;
+        }
+        if in_str {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                if record_depth.is_none() && b == b'[' {
+                    record_depth = Some(depth + 1);
+                }
+                if b == b'{' && record_depth == Some(depth) {
+                    out.push(line);
+                }
+                depth += 1;
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn parse_csv(text: &str, file: &str) -> Result<Vec<(usize, RuleRecord)>, RuleImportError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .comment(Some(b'#'))
+        .from_reader(text.as_bytes());
+    let at = |line: u64, message: String| RuleImportError::At {
+        file: file.to_owned(),
+        line: usize::try_from(line).unwrap_or(0),
+        column: 0,
+        message,
+    };
+    let headers = reader.headers().map_err(|e| at(1, e.to_string()))?.clone();
+    let mut out = Vec::new();
+    let mut record = csv::StringRecord::new();
+    loop {
+        match reader.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                let line = e.position().map_or(0, |p| p.line());
+                return Err(at(line, e.to_string()));
+            }
+        }
+        let line = record.position().map_or(0, |p| p.line());
+        let r: RuleRecord = record.deserialize(Some(&headers)).map_err(|e| {
+            let message = match e.kind() {
+                csv::ErrorKind::Deserialize { err, .. } => {
+                    let field = err
+                        .field()
+                        .and_then(|i| headers.get(usize::try_from(i).ok()?))
+                        .map(|h| format!("{h}: "))
+                        .unwrap_or_default();
+                    format!("{field}{}", err.kind())
+                }
+                other => format!("{other:?}"),
+            };
+            at(line, message)
+        })?;
+        out.push((usize::try_from(line).unwrap_or(0), r));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn now() -> OffsetDateTime {
+        time::macros::datetime!(2026-03-01 00:00 UTC)
+    }
+
+    const TOML: &str = r#"
+[[rule]]
+space = "acme"
+cidr = "198.51.100.0/24"
+label = "HQ office"
+declared_by = "alice@acme.example"
+created = 2026-01-05T09:00:00Z
+
+[[rule]]
+space = "acme"
+cidr = "2001:db8:10::/48"
+label = "HQ office v6"
+declared_by = "alice@acme.example"
+created = "2026-01-05T09:00:00Z"
+expires = "2026-12-31T00:00:00Z"
+"#;
+
+    #[test]
+    fn toml_rules_parse() {
+        let rules = parse_rules(TOML, RuleFormat::Toml, "r.toml", now()).unwrap();
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[0].cidr.to_string(), "198.51.100.0/24");
+        assert_eq!(rules[1].cidr.to_string(), "2001:db8:10::/48");
+        assert!(rules[1].expires.is_some());
+    }
+
+    #[test]
+    fn json_and_csv_agree_with_toml() {
+        let json = r#"[
+  {"space": "acme", "cidr": "198.51.100.0/24", "label": "HQ office",
+   "declared_by": "alice@acme.example", "created": "2026-01-05T09:00:00Z"},
+  {"space": "acme", "cidr": "2001:db8:10::/48", "label": "HQ office v6",
+   "declared_by": "alice@acme.example", "created": "2026-01-05T09:00:00Z",
+   "expires": "2026-12-31T00:00:00Z"}
+]"#;
+        let csv = "space,cidr,label,declared_by,created,expires\n\
+acme,198.51.100.0/24,HQ office,alice@acme.example,2026-01-05T09:00:00Z,\n\
+acme,2001:db8:10::/48,HQ office v6,alice@acme.example,2026-01-05T09:00:00Z,2026-12-31T00:00:00Z\n";
+        let t = parse_rules(TOML, RuleFormat::Toml, "r.toml", now()).unwrap();
+        let j = parse_rules(json, RuleFormat::Json, "r.json", now()).unwrap();
+        let c = parse_rules(csv, RuleFormat::Csv, "r.csv", now()).unwrap();
+        assert_eq!(t, j);
+        assert_eq!(t, c);
+        let wrapped = format!("{{\"rules\": {json}}}");
+        assert_eq!(
+            parse_rules(&wrapped, RuleFormat::Json, "w.json", now()).unwrap(),
+            t
+        );
+    }
+
+    #[test]
+    fn errors_name_file_and_line() {
+        let bad = TOML.replace("198.51.100.0/24", "198.51.100.7/24");
+        let e = parse_rules(&bad, RuleFormat::Toml, "r.toml", now()).unwrap_err();
+        let s = e.to_string();
+        assert!(s.starts_with("r.toml:4:"), "{s}");
+        assert!(s.contains("host bits"), "{s}");
+
+        let json = "[\n {\"space\": \"acme\", \"cidr\": \"0.0.0.0/0\", \"label\": \"x\",\n  \"declared_by\": \"bob\"}\n]";
+        let s = parse_rules(json, RuleFormat::Json, "r.json", now())
+            .unwrap_err()
+            .to_string();
+        assert!(s.starts_with("r.json:2:"), "{s}");
+        assert!(s.contains("/0"), "{s}");
+
+        let csv = "space,cidr,label,declared_by,created,expires\nacme,10.0.0.0/8,a,bob,,\nAcme,10.1.0.0/16,b,bob,,\n";
+        let s = parse_rules(csv, RuleFormat::Csv, "r.csv", now())
+            .unwrap_err()
+            .to_string();
+        assert!(s.starts_with("r.csv:3:"), "{s}");
+        assert!(s.contains("space id"), "{s}");
+    }
+
+    #[test]
+    fn duplicates_and_bad_expiry_are_refused() {
+        let csv = "space,cidr,label,declared_by,created,expires\nacme,10.0.0.0/8,a,bob,,\nacme,10.0.0.0/8,b,bob,,\n";
+        let s = parse_rules(csv, RuleFormat::Csv, "r.csv", now())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            s,
+            "r.csv:3: duplicate rule for space acme cidr 10.0.0.0/8 (first at line 2)"
+        );
+        let json = "[\n{\"space\":\"acme\",\"cidr\":\"10.0.0.0/8\",\"label\":\"a\",\"declared_by\":\"bob\"},\n{\"space\":\"acme\",\"cidr\":\"10.0.0.0/8\",\"label\":\"a\",\"declared_by\":\"bob\"}\n]";
+        let s = parse_rules(json, RuleFormat::Json, "r.json", now())
+            .unwrap_err()
+            .to_string();
+        assert!(s.starts_with("r.json:3:"), "{s}");
+        let toml = "[[rule]]\nspace=\"acme\"\ncidr=\"10.0.0.0/8\"\nlabel=\"a\"\ndeclared_by=\"bob\"\ncreated=\"2026-02-01T00:00:00Z\"\nexpires=\"2026-01-01T00:00:00Z\"\n";
+        let s = parse_rules(toml, RuleFormat::Toml, "r.toml", now())
+            .unwrap_err()
+            .to_string();
+        assert!(s.starts_with("r.toml:1:"), "{s}");
+        assert!(s.contains("not after created"), "{s}");
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let toml = "[[rule]]\nspace=\"acme\"\ncidr=\"10.0.0.0/8\"\nlabel=\"a\"\ndeclared_by=\"bob\"\nexpiry=\"2026-01-01T00:00:00Z\"\n";
+        let s = parse_rules(toml, RuleFormat::Toml, "r.toml", now())
+            .unwrap_err()
+            .to_string();
+        assert!(s.contains("unknown field `expiry`"), "{s}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parsers_never_panic(s in ".{0,400}") {
+            let _ = parse_rules(&s, RuleFormat::Toml, "f", now());
+            let _ = parse_rules(&s, RuleFormat::Json, "f", now());
+            let _ = parse_rules(&s, RuleFormat::Csv, "f", now());
+        }
+
+        #[test]
+        fn rule_cidr_round_trips(a in 1u32.., len in 1u8..=32) {
+            let net = eos_ipset::Ipv4Net::new(std::net::Ipv4Addr::from(a), len).unwrap().trunc();
+            let text = net.to_string();
+            let parsed = RuleCidr::parse(&text).unwrap();
+            proptest::prop_assert_eq!(parsed.to_string(), text);
+        }
+    }
+}

@@ -1,0 +1,477 @@
+//! Network Access Rules and observations in the state store. Every rule
+//! change writes an outbox row and an audit entry in the same transaction.
+
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use eos_identity::{SpaceId, UserId};
+use eos_logs::{Observation, StatusCounts};
+use eos_plan::rules::{Label, NetworkAccessRule, RuleCidr, Timestamp, rfc3339};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::{AuditEntry, Store, StoreError, audit_in, now_rfc3339};
+
+/// A rule as stored, with its id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredRule {
+    /// Row id.
+    pub id: i64,
+    /// The rule.
+    #[serde(flatten)]
+    pub rule: NetworkAccessRule,
+}
+
+/// What storing one rule did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleChange {
+    /// New.
+    Added,
+    /// Same space and CIDR existed with other label, declarer or dates.
+    Updated,
+    /// Identical rule existed.
+    Unchanged,
+}
+
+/// Counts of an import.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ImportCounts {
+    /// New rules.
+    pub added: usize,
+    /// Changed rules.
+    pub updated: usize,
+    /// Identical rules.
+    pub unchanged: usize,
+}
+
+fn corrupt(what: &'static str, detail: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        what,
+        detail: detail.to_string(),
+    }
+}
+
+fn outbox(tx: &Transaction<'_>, topic: &str, rule: &NetworkAccessRule) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO outbox(at, topic, space, payload) VALUES (?1, ?2, ?3, ?4)",
+        params![
+            now_rfc3339(),
+            topic,
+            rule.space.as_str(),
+            crate::to_json(rule)
+        ],
+    )?;
+    Ok(())
+}
+
+/// Store one rule inside a transaction (upsert on space and CIDR), with its
+/// outbox row and audit entry.
+pub fn put_rule(
+    tx: &Transaction<'_>,
+    rule: &NetworkAccessRule,
+    actor: &str,
+) -> Result<RuleChange, StoreError> {
+    let existing = rule_by_key(tx, &rule.space, &rule.cidr)?;
+    let change = match existing {
+        Some(old) if old.rule == *rule => return Ok(RuleChange::Unchanged),
+        Some(_) => {
+            tx.execute(
+                "UPDATE rules SET label = ?3, declared_by = ?4, created = ?5, expires = ?6
+                 WHERE space = ?1 AND cidr = ?2",
+                params![
+                    rule.space.as_str(),
+                    rule.cidr.to_string(),
+                    rule.label.as_str(),
+                    rule.declared_by.as_str(),
+                    rfc3339(rule.created),
+                    rule.expires.map(rfc3339),
+                ],
+            )?;
+            RuleChange::Updated
+        }
+        None => {
+            tx.execute(
+                "INSERT INTO rules(space, cidr, family, label, declared_by, created, expires)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    rule.space.as_str(),
+                    rule.cidr.to_string(),
+                    eos_ipset::Family::of(&rule.cidr.net()).as_str(),
+                    rule.label.as_str(),
+                    rule.declared_by.as_str(),
+                    rfc3339(rule.created),
+                    rule.expires.map(rfc3339),
+                ],
+            )?;
+            RuleChange::Added
+        }
+    };
+    let topic = match change {
+        RuleChange::Added => "rule.added",
+        _ => "rule.updated",
+    };
+    outbox(tx, topic, rule)?;
+    audit_in(
+        tx,
+        &AuditEntry::new(actor, topic, &format!("{} {}", rule.space, rule.cidr))
+            .with_detail(json!({ "rule": rule })),
+    )?;
+    Ok(change)
+}
+
+/// Store rules in one transaction: all or nothing.
+pub fn import_rules(
+    store: &mut Store,
+    rules: &[NetworkAccessRule],
+    actor: &str,
+) -> Result<ImportCounts, StoreError> {
+    let tx = store.transaction()?;
+    let mut counts = ImportCounts::default();
+    for r in rules {
+        match put_rule(&tx, r, actor)? {
+            RuleChange::Added => counts.added += 1,
+            RuleChange::Updated => counts.updated += 1,
+            RuleChange::Unchanged => counts.unchanged += 1,
+        }
+    }
+    tx.commit()?;
+    Ok(counts)
+}
+
+/// Remove rules of a space by CIDR in one transaction; refuses (removing
+/// nothing) when any is not there.
+pub fn remove_rules(
+    store: &mut Store,
+    space: &SpaceId,
+    cidrs: &[RuleCidr],
+    actor: &str,
+) -> Result<Vec<NetworkAccessRule>, StoreError> {
+    let tx = store.transaction()?;
+    let mut removed = Vec::new();
+    for c in cidrs {
+        let Some(old) = rule_by_key(&tx, space, c)? else {
+            return Err(StoreError::NotFound {
+                what: "rule",
+                key: format!("{space} {c}"),
+            });
+        };
+        tx.execute(
+            "DELETE FROM rules WHERE space = ?1 AND cidr = ?2",
+            params![space.as_str(), c.to_string()],
+        )?;
+        outbox(&tx, "rule.removed", &old.rule)?;
+        audit_in(
+            &tx,
+            &AuditEntry::new(actor, "rule.removed", &format!("{space} {c}"))
+                .with_detail(json!({ "rule": old.rule })),
+        )?;
+        removed.push(old.rule);
+    }
+    tx.commit()?;
+    Ok(removed)
+}
+
+fn rule_by_key(
+    conn: &Connection,
+    space: &SpaceId,
+    cidr: &RuleCidr,
+) -> Result<Option<StoredRule>, StoreError> {
+    conn.query_row(
+        "SELECT id, space, cidr, label, declared_by, created, expires FROM rules
+         WHERE space = ?1 AND cidr = ?2",
+        params![space.as_str(), cidr.to_string()],
+        row_tuple,
+    )
+    .optional()?
+    .map(decode_rule)
+    .transpose()
+}
+
+type RuleRow = (i64, String, String, String, String, String, Option<String>);
+
+fn row_tuple(r: &rusqlite::Row<'_>) -> rusqlite::Result<RuleRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+    ))
+}
+
+fn decode_rule(row: RuleRow) -> Result<StoredRule, StoreError> {
+    let (id, space, cidr, label, by, created, expires) = row;
+    let ts = |s: &str| {
+        Timestamp::parse(s)
+            .map(|t| t.0)
+            .map_err(|e| corrupt("rule", e))
+    };
+    let rule = NetworkAccessRule {
+        space: SpaceId::new(&space).map_err(|e| corrupt("rule", e))?,
+        cidr: RuleCidr::parse(&cidr).map_err(|e| corrupt("rule", e))?,
+        label: Label::new(&label).map_err(|e| corrupt("rule", e))?,
+        declared_by: UserId::new(&by).map_err(|e| corrupt("rule", e))?,
+        created: ts(&created)?,
+        expires: expires.as_deref().map(ts).transpose()?,
+    };
+    Ok(StoredRule { id, rule })
+}
+
+/// Rules, optionally of some spaces only, by space then CIDR.
+pub fn list_rules(conn: &Connection, spaces: &[SpaceId]) -> Result<Vec<StoredRule>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, space, cidr, label, declared_by, created, expires FROM rules
+         ORDER BY space, family, cidr",
+    )?;
+    let rows = stmt.query_map([], row_tuple)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let r = decode_rule(row?)?;
+        if spaces.is_empty() || spaces.contains(&r.rule.space) {
+            out.push(r);
+        }
+    }
+    Ok(out)
+}
+
+/// Replace the stored observations of every space present in `obs` (the
+/// latest scan is the evidence), with an audit entry, in one transaction.
+pub fn replace_observations(
+    store: &mut Store,
+    obs: &[Observation],
+    actor: &str,
+) -> Result<(), StoreError> {
+    let tx = store.transaction()?;
+    let now = now_rfc3339();
+    let mut spaces: Vec<&SpaceId> = obs.iter().map(|o| &o.space).collect();
+    spaces.sort();
+    spaces.dedup();
+    for s in &spaces {
+        tx.execute(
+            "DELETE FROM observations WHERE space = ?1",
+            params![s.as_str()],
+        )?;
+    }
+    {
+        let mut stmt = tx.prepare(
+            "INSERT OR REPLACE INTO observations(space, ip, requests, first_seen, last_seen,
+                distinct_days, distinct_users, example_users, status, scanned_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?;
+        for o in obs {
+            stmt.execute(params![
+                o.space.as_str(),
+                o.ip.to_string(),
+                i64::try_from(o.requests).unwrap_or(i64::MAX),
+                rfc3339(o.first_seen),
+                rfc3339(o.last_seen),
+                o.distinct_days,
+                i64::try_from(o.distinct_users).unwrap_or(i64::MAX),
+                crate::to_json(&o.example_users),
+                crate::to_json(&o.status),
+                now,
+            ])?;
+        }
+    }
+    let names: Vec<&str> = spaces.iter().map(|s| s.as_str()).collect();
+    audit_in(
+        &tx,
+        &AuditEntry::new(actor, "observations.replace", &names.join(","))
+            .with_detail(json!({ "observations": obs.len() })),
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Stored observations, optionally of some spaces only.
+pub fn load_observations(
+    conn: &Connection,
+    spaces: &[SpaceId],
+) -> Result<Vec<Observation>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT space, ip, requests, first_seen, last_seen, distinct_days, distinct_users,
+                example_users, status
+         FROM observations ORDER BY space, ip",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, u32>(5)?,
+            r.get::<_, i64>(6)?,
+            r.get::<_, String>(7)?,
+            r.get::<_, String>(8)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (space, ip, requests, first, last, days, users, examples, status) = row?;
+        let space = SpaceId::new(&space).map_err(|e| corrupt("observation", e))?;
+        if !spaces.is_empty() && !spaces.contains(&space) {
+            continue;
+        }
+        let ts = |s: &str| {
+            Timestamp::parse(s)
+                .map(|t| t.0)
+                .map_err(|e| corrupt("observation", e))
+        };
+        let example_users: Vec<String> =
+            serde_json::from_str(&examples).map_err(|e| corrupt("observation", e))?;
+        let example_users = example_users
+            .iter()
+            .map(|u| UserId::new(u))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| corrupt("observation", e))?;
+        let status: serde_json::Value =
+            serde_json::from_str(&status).map_err(|e| corrupt("observation", e))?;
+        let count = |k: &str| {
+            status
+                .get(k)
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0)
+        };
+        let ip = IpAddr::from_str(&ip).map_err(|e| corrupt("observation", e))?;
+        out.push(Observation {
+            space,
+            ip,
+            requests: u64::try_from(requests).unwrap_or(0),
+            first_seen: ts(&first)?,
+            last_seen: ts(&last)?,
+            distinct_days: days,
+            distinct_users: u64::try_from(users).unwrap_or(0),
+            example_users,
+            status: StatusCounts {
+                s1xx: count("s1xx"),
+                s2xx: count("s2xx"),
+                s3xx: count("s3xx"),
+                s4xx: count("s4xx"),
+                s5xx: count("s5xx"),
+                waf_blocked: count("waf_blocked"),
+            },
+            flag: eos_ipset::classify_addr(ip),
+        });
+    }
+    Ok(out)
+}
+
+/// Rule changes not yet delivered, oldest first: (id, topic, JSON payload).
+pub fn pending_outbox(
+    conn: &Connection,
+    limit: usize,
+) -> Result<Vec<(i64, String, String)>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, topic, payload FROM outbox WHERE delivered_at IS NULL ORDER BY id LIMIT ?1",
+    )?;
+    let rows = stmt.query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use time::macros::datetime;
+
+    fn rule(space: &str, cidr: &str, label: &str) -> NetworkAccessRule {
+        NetworkAccessRule::new(
+            SpaceId::new(space).unwrap(),
+            RuleCidr::parse(cidr).unwrap(),
+            Label::new(label).unwrap(),
+            UserId::new("alice").unwrap(),
+            datetime!(2026-01-05 09:00 UTC),
+            Some(datetime!(2026-12-31 00:00 UTC)),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn rules_round_trip_with_outbox_and_audit() {
+        let mut s = Store::open_in_memory().unwrap();
+        let rules = [
+            rule("acme", "198.51.100.0/24", "HQ"),
+            rule("globex", "2001:db8::/48", "v6"),
+        ];
+        let c = import_rules(&mut s, &rules, "op").unwrap();
+        assert_eq!((c.added, c.updated, c.unchanged), (2, 0, 0));
+        let c = import_rules(&mut s, &[rule("acme", "198.51.100.0/24", "HQ 2")], "op").unwrap();
+        assert_eq!((c.added, c.updated, c.unchanged), (0, 1, 0));
+        let c = import_rules(&mut s, &[rule("acme", "198.51.100.0/24", "HQ 2")], "op").unwrap();
+        assert_eq!(c.unchanged, 1);
+        let listed = list_rules(s.conn(), &[]).unwrap();
+        assert_eq!(listed.len(), 2);
+        assert_eq!(listed[0].rule.label.as_str(), "HQ 2");
+        assert_eq!(listed[1].rule, rules[1]);
+        assert_eq!(pending_outbox(s.conn(), 10).unwrap().len(), 3);
+        let acme = SpaceId::new("acme").unwrap();
+        let e = remove_rules(
+            &mut s,
+            &acme,
+            &[
+                RuleCidr::parse("198.51.100.0/24").unwrap(),
+                RuleCidr::parse("10.0.0.0/8").unwrap(),
+            ],
+            "op",
+        )
+        .unwrap_err();
+        assert!(matches!(e, StoreError::NotFound { .. }));
+        assert_eq!(
+            list_rules(s.conn(), &[acme.clone()]).unwrap().len(),
+            1,
+            "nothing half-removed"
+        );
+        remove_rules(
+            &mut s,
+            &acme,
+            &[RuleCidr::parse("198.51.100.0/24").unwrap()],
+            "op",
+        )
+        .unwrap();
+        assert!(list_rules(s.conn(), &[acme]).unwrap().is_empty());
+        let out = pending_outbox(s.conn(), 10).unwrap();
+        assert_eq!(out.last().unwrap().1, "rule.removed");
+        let actions: Vec<String> = s
+            .audit_log(10)
+            .unwrap()
+            .into_iter()
+            .map(|a| a.action)
+            .collect();
+        assert_eq!(
+            actions,
+            ["rule.removed", "rule.updated", "rule.added", "rule.added"]
+        );
+    }
+
+    #[test]
+    fn observations_round_trip() {
+        let mut s = Store::open_in_memory().unwrap();
+        let o = Observation {
+            space: SpaceId::new("acme").unwrap(),
+            ip: "2001:db8::7".parse().unwrap(),
+            requests: 42,
+            first_seen: datetime!(2026-02-01 08:00 UTC),
+            last_seen: datetime!(2026-02-20 18:00 UTC),
+            distinct_days: 7,
+            distinct_users: 2,
+            example_users: vec![UserId::new("bob").unwrap()],
+            status: StatusCounts {
+                s2xx: 40,
+                s4xx: 2,
+                ..Default::default()
+            },
+            flag: eos_ipset::classify_addr("2001:db8::7".parse().unwrap()),
+        };
+        replace_observations(&mut s, std::slice::from_ref(&o), "op").unwrap();
+        assert_eq!(load_observations(s.conn(), &[]).unwrap(), vec![o.clone()]);
+        replace_observations(&mut s, std::slice::from_ref(&o), "op").unwrap();
+        assert_eq!(load_observations(s.conn(), &[]).unwrap().len(), 1);
+    }
+}
