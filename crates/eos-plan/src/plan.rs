@@ -523,7 +523,9 @@ pub fn plan_changes(
         // A set already refused for size by desired-set computation need not
         // be refused twice.
         refusals.extend(r.into_iter().filter(|f| {
-            !(f.code == FindingCode::TooManyEntries && refusals_has(desired, &name))
+            let already_refused =
+                f.code == FindingCode::TooManyEntries && refusals_has(desired, &name);
+            !already_refused
                 && !matches!(f.code, FindingCode::BroadPrefix | FindingCode::ZeroPrefix)
         }));
         warnings.extend(w);

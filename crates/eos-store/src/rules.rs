@@ -424,7 +424,9 @@ mod tests {
         .unwrap_err();
         assert!(matches!(e, StoreError::NotFound { .. }));
         assert_eq!(
-            list_rules(s.conn(), &[acme.clone()]).unwrap().len(),
+            list_rules(s.conn(), std::slice::from_ref(&acme))
+                .unwrap()
+                .len(),
             1,
             "nothing half-removed"
         );
