@@ -839,39 +839,16 @@ impl fmt::Debug for LocalCa {
     }
 }
 
-/// The self-signed root's extensions: CA:true with pathLen 0 (it only signs
-/// leaves), keyCertSign + cRLSign, SKI.
-struct RootProfile {
-    name: Name,
-    extensions: Vec<Extension>,
-}
-
-impl BuilderProfile for RootProfile {
-    fn get_issuer(&self, _subject: &Name) -> Name {
-        self.name.clone()
-    }
-    fn get_subject(&self) -> Name {
-        self.name.clone()
-    }
-    fn build_extensions(
-        &self,
-        _spk: spki::SubjectPublicKeyInfoRef<'_>,
-        _issuer_spk: spki::SubjectPublicKeyInfoRef<'_>,
-        _tbs: &TbsCertificate,
-    ) -> x509_cert::builder::Result<Vec<Extension>> {
-        Ok(self.extensions.clone())
-    }
-}
-
-/// A leaf: subject, issuer and extensions exactly from the plan. The
-/// builder adds nothing of its own through this profile.
-struct LeafProfile {
+/// Subject, issuer and extensions exactly as given: the builder adds nothing
+/// of its own. A leaf takes them from the plan; the self-signed root has
+/// issuer = subject and CA:true with pathLen 0, keyCertSign + cRLSign, SKI.
+struct ExactProfile {
     issuer: Name,
     subject: Name,
     extensions: Vec<Extension>,
 }
 
-impl BuilderProfile for LeafProfile {
+impl BuilderProfile for ExactProfile {
     fn get_issuer(&self, _subject: &Name) -> Name {
         self.issuer.clone()
     }
@@ -927,8 +904,9 @@ impl LocalCa {
             )?,
         ];
         let now = seconds(now);
-        let profile = RootProfile {
-            name: root,
+        let profile = ExactProfile {
+            issuer: root.clone(),
+            subject: root,
             extensions,
         };
         let builder = CertificateBuilder::new(
@@ -1021,7 +999,7 @@ impl LocalCa {
         if plan.issuer != self.info.subject || plan.authority_key_id != self.info.key_id {
             return Err(violation("issuer", "plan was made for another CA"));
         }
-        let profile = LeafProfile {
+        let profile = ExactProfile {
             issuer: plan.issuer.clone(),
             subject: plan.subject.clone(),
             extensions: plan.extensions()?,
