@@ -213,15 +213,11 @@ impl Plan {
         file: &str,
         opts: &CheckedOptions,
     ) -> Result<Plan, SavedPlanError> {
-        let saved: SavedPlan = serde_json::from_str(text).map_err(|e| {
-            let suffix = format!(" at line {} column {}", e.line(), e.column());
-            let msg = e.to_string();
-            SavedPlanError::Syntax {
-                file: file.to_owned(),
-                line: e.line(),
-                column: e.column(),
-                message: msg.strip_suffix(&suffix).unwrap_or(&msg).to_owned(),
-            }
+        let saved: SavedPlan = serde_json::from_str(text).map_err(|e| SavedPlanError::Syntax {
+            file: file.to_owned(),
+            line: e.line(),
+            column: e.column(),
+            message: crate::rules::json_message(&e),
         })?;
         if saved.format != PLAN_FORMAT {
             return Err(SavedPlanError::Format {

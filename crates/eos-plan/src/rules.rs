@@ -415,21 +415,25 @@ fn parse_toml(text: &str, file: &str) -> Result<Vec<(usize, RuleRecord)>, RuleIm
         .collect())
 }
 
+/// serde_json's message without its " at line L column C" suffix: our errors
+/// carry the location as `file:line:column` instead.
+pub(crate) fn json_message(e: &serde_json::Error) -> String {
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    let msg = e.to_string();
+    msg.strip_suffix(&suffix).unwrap_or(&msg).to_owned()
+}
+
 fn parse_json(text: &str, file: &str) -> Result<Vec<(usize, RuleRecord)>, RuleImportError> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Wrapped {
         rules: Vec<RuleRecord>,
     }
-    let at = |e: serde_json::Error| {
-        let suffix = format!(" at line {} column {}", e.line(), e.column());
-        let msg = e.to_string();
-        RuleImportError::At {
-            file: file.to_owned(),
-            line: e.line(),
-            column: e.column(),
-            message: msg.strip_suffix(&suffix).unwrap_or(&msg).to_owned(),
-        }
+    let at = |e: serde_json::Error| RuleImportError::At {
+        file: file.to_owned(),
+        line: e.line(),
+        column: e.column(),
+        message: json_message(&e),
     };
     // Two shapes, told apart by the first character, each deserialized
     // directly so field errors keep their line and column.
