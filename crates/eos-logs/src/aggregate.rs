@@ -50,10 +50,35 @@ pub(crate) struct Agg {
     days: BTreeSet<i64>,
     users: HashSet<u64>,
     examples: BTreeSet<UserId>,
+    /// A known lower bound of distinct users (Logs Insights rows).
+    users_floor: u64,
     status: StatusCounts,
 }
 
 impl Agg {
+    /// One pre-aggregated row: `requests` evidence requests on `day` (days
+    /// since the epoch) by at least `users` distinct users.
+    pub(crate) fn from_aggregate(
+        requests: u64,
+        first: OffsetDateTime,
+        last: OffsetDateTime,
+        day: i64,
+        users: u64,
+    ) -> Agg {
+        Agg {
+            requests,
+            first: Some(first.min(last)),
+            last: Some(first.max(last)),
+            days: BTreeSet::from([day]),
+            users_floor: users,
+            ..Agg::default()
+        }
+    }
+
+    fn distinct_users(&self) -> u64 {
+        (self.users.len() as u64).max(self.users_floor)
+    }
+
     fn add(&mut self, rec: &LogRecord<'_>, evidence: bool) {
         let s = &mut self.status;
         match rec.status.map(|c| c / 100) {
@@ -120,6 +145,7 @@ impl Agg {
         };
         self.days.extend(o.days);
         self.users.extend(o.users);
+        self.users_floor = self.users_floor.max(o.users_floor);
         for u in o.examples {
             self.keep_example(u.as_str());
         }
@@ -146,6 +172,15 @@ impl Aggregator {
             None => self.pairs.entry(rec.space.clone()).or_default(),
         };
         ips.entry(rec.client_ip).or_default().add(rec, evidence);
+    }
+
+    pub(crate) fn add_agg(&mut self, space: SpaceId, ip: IpAddr, agg: Agg) {
+        match self.pairs.entry(space).or_default().entry(ip) {
+            std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().merge(agg),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(agg);
+            }
+        }
     }
 
     fn merge(&mut self, other: Aggregator) {
@@ -184,7 +219,7 @@ pub fn scan(
     Ok(report(all, stats, opts))
 }
 
-fn report(all: Aggregator, stats: ScanStats, opts: &ScanOptions) -> ScanReport {
+pub(crate) fn report(all: Aggregator, stats: ScanStats, opts: &ScanOptions) -> ScanReport {
     let mut observations = Vec::new();
     let (mut seen, mut without, mut below) = (0u64, 0u64, 0u64);
     for (space, ips) in all.pairs {
@@ -206,7 +241,7 @@ fn report(all: Aggregator, stats: ScanStats, opts: &ScanOptions) -> ScanReport {
                 first_seen: first,
                 last_seen: last,
                 distinct_days: days,
-                distinct_users: agg.users.len() as u64,
+                distinct_users: agg.distinct_users(),
                 example_users: agg.examples.into_iter().collect(),
                 status: agg.status,
                 flag: eos_ipset::classify_addr(ip),

@@ -9,6 +9,8 @@
 //!   a firewall policy.
 //! - [`LogSource`]: plug in inputs that are not files (CloudWatch Logs, in
 //!   eos-aws).
+//! - [`insights_query`] / [`report_from_insights`]: push the aggregation to
+//!   CloudWatch Logs Insights and read only its rows.
 //!
 //! Formats are documented in docs/LOG-FORMATS.md. Nothing here panics on
 //! input: every unusable line is counted under a [`BadReason`].
@@ -19,6 +21,7 @@ mod bad;
 mod cloudfront;
 mod error;
 mod input;
+mod insights;
 mod observation;
 mod options;
 mod record;
@@ -31,6 +34,7 @@ pub use aggregate::{ScanReport, scan};
 pub use bad::{BadLine, BadLines, BadReason};
 pub use error::{OptionsError, ScanError};
 pub use input::{Input, LogSource};
+pub use insights::{INSIGHTS_MAX_ROWS, InsightsRow, insights_query, report_from_insights};
 pub use observation::{Observation, StatusCounts};
 pub use options::{
     EvidenceFilter, FieldMap, Format, LogsConfig, ScanOptions, SpaceRule, TrustedProxies,

@@ -34,6 +34,10 @@ pub struct Config {
     /// `[policy]`
     #[serde(default)]
     pub policy: PolicySection,
+    /// `[logs]`: trusted proxies, usage-log field names, space rule,
+    /// evidence filters (docs/LOG-FORMATS.md).
+    #[serde(default)]
+    pub logs: eos_logs::LogsConfig,
 }
 
 /// `[codes]`: security codes. The pepper itself never goes in this file:

@@ -48,6 +48,9 @@ enum Command {
     /// The restricted firewall: compile to WAFv2, evaluate, simulate
     #[command(subcommand)]
     Policy(cmd::policy::PolicyCommand),
+    /// Access logs: who calls each space (usage, ALB, CloudFront, WAF logs)
+    #[command(subcommand)]
+    Logs(cmd::logs::LogsCommand),
     /// Declared Network Access Rules: add, list, remove, import
     #[command(subcommand)]
     Rules(cmd::rules::RulesCommand),
@@ -93,6 +96,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ca(c) => cmd::ca::run(c, &ctx),
         Command::Policy(c) => cmd::policy::run(c, &ctx),
         Command::Rules(c) => cmd::rules::run(c, &ctx),
+        Command::Logs(c) => cmd::logs::run(c, &ctx),
         Command::Plan(a) => cmd::plan::run_plan(a, &ctx),
         Command::Apply(a) => cmd::plan::run_apply(a, &ctx),
     }

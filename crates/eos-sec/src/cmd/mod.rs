@@ -4,6 +4,7 @@
 pub mod ca;
 pub mod code;
 pub mod ipset;
+pub mod logs;
 pub mod plan;
 pub mod policy;
 pub mod rules;
