@@ -166,10 +166,8 @@ impl Bar {
         if !std::io::stderr().is_terminal() {
             return None;
         }
-        let bar = indicatif::ProgressBar::with_draw_target(
-            None,
-            indicatif::ProgressDrawTarget::stderr(),
-        );
+        let bar =
+            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
         Some(Bar(bar))
     }
 }
@@ -365,9 +363,17 @@ fn human(r: &ScanReport, top: usize, saved: bool) -> String {
         });
         let _ = writeln!(out, "\ntop addresses");
         let mut rows = vec![
-            ["space", "address", "requests", "days", "users", "last seen", "flag"]
-                .map(String::from)
-                .to_vec(),
+            [
+                "space",
+                "address",
+                "requests",
+                "days",
+                "users",
+                "last seen",
+                "flag",
+            ]
+            .map(String::from)
+            .to_vec(),
         ];
         for o in obs.into_iter().take(top) {
             rows.push(vec![
@@ -381,7 +387,9 @@ fn human(r: &ScanReport, top: usize, saved: bool) -> String {
                     "-".to_owned()
                 },
                 short_time(o.last_seen),
-                o.flag.map_or("", eos_ipset::SpecialRange::as_str).to_owned(),
+                o.flag
+                    .map_or("", eos_ipset::SpecialRange::as_str)
+                    .to_owned(),
             ]);
         }
         table(&mut out, &rows);
