@@ -310,7 +310,7 @@ mod tests {
             ("xff", "203.0.113.10"),
             ("day", "2026-11-03 00:00:00.000"),
             ("first_seen", "2026-11-03 08:00:00.000"),
-            ("last_seen", "1762164000000"),
+            ("last_seen", "1793700000000"),
         ]));
         let garbage = row(&[("@ptr", "CmAKJgoi")]);
         let bad_xff = {
