@@ -272,3 +272,75 @@ fn config_section_sets_trusted_proxies_and_save_feeds_the_store() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("unknown field `trusted_proxy`"));
 }
+
+#[test]
+fn cloudwatch_source_through_the_cli() {
+    let Some(moto) = eos_aws::moto::MotoServer::start() else {
+        return;
+    };
+    let example = std::fs::read_to_string(root().join("examples/data/usage.jsonl")).unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+    let events: Vec<(i64, String)> = example
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| (now - 60_000, l.to_owned()))
+        .collect();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(eos_aws::cloudwatch::put_events(
+            &moto.aws_options(),
+            "/eos/usage",
+            "api-1",
+            &events,
+        ))
+        .unwrap();
+    let cloud = |extra: &[&str]| {
+        bin()
+            .args(["logs", "scan", "--format", "usage", "--trusted-proxy", "10.0.0.0/8"])
+            .args(extra)
+            .args(["--region", "us-east-1", "--endpoint-url", &moto.endpoint()])
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env_remove("AWS_PROFILE")
+            .output()
+            .unwrap()
+    };
+    let out = cloud(&["--csv", "cloudwatch:///eos/usage"]);
+    let file = scan(&[
+        "--format",
+        "usage",
+        "--trusted-proxy",
+        "10.0.0.0/8",
+        "--csv",
+        "examples/data/usage.jsonl",
+    ]);
+    assert_eq!(ok(&out), ok(&file));
+
+    let out = cloud(&["cloudwatch:///eos/usage"]);
+    assert!(
+        ok(&out).contains("  cloudwatch:///eos/usage:6: bad_forwarded_for"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // moto ignores `stats`: one row per event, none of them an aggregate,
+    // so each is counted unusable (see eos-aws/tests/cloudwatch.rs).
+    let out = cloud(&["--insights", "--json", "cloudwatch:///eos/usage"]);
+    let v: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+    assert_eq!(
+        v["stats"]["bad"]["by_reason"]["missing_field"],
+        events.len() as u64
+    );
+
+    let out = cloud(&["cloudwatch:///no/such/group"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("log group `/no/such/group` not found"));
+
+    let out = cloud(&["--insights", "examples/data/usage.jsonl"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = scan(&["--format", "alb", "--insights", "cloudwatch:///eos/usage"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("usage log only"), "{}", text(&out.stderr));
+}

@@ -4,14 +4,20 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::IsTerminal;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use eos_logs::{
     Format, Input, Observation, OptionsError, Progress, ScanOptions, ScanReport, TrustedProxies,
 };
+use eos_aws::cloudwatch::{
+    CloudWatchError, CloudWatchSource, InsightsWait, TimeRange, insights_rows,
+};
 use serde::Serialize;
 use time::OffsetDateTime;
+
+use crate::cmd::aws::{AwsArgs, aws_options};
 
 use crate::exit::bad_input;
 use crate::output::{emit, emit_json};
@@ -76,9 +82,36 @@ pub struct ScanArgs {
     /// ones of every space found), for `eos-sec plan`
     #[arg(long)]
     pub save: bool,
-    /// Files, directories, globs, or `-` for stdin
+    /// cloudwatch:// sources: run a Logs Insights aggregation in AWS and
+    /// read only its result rows instead of every event (usage log only)
+    #[arg(long)]
+    pub insights: bool,
+    /// Longest wait for the Logs Insights query, in seconds; it is stopped
+    /// after that
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub insights_wait: u64,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    /// Files, directories, globs, `-` for stdin, or `cloudwatch://LOG-GROUP`
+    /// (events read with FilterLogEvents over --since/--until)
     #[arg(required = true, value_name = "SOURCE")]
     pub sources: Vec<String>,
+}
+
+/// The SOURCE prefix naming a CloudWatch Logs log group.
+const CLOUDWATCH: &str = "cloudwatch://";
+
+fn cloudwatch_error(e: CloudWatchError) -> anyhow::Error {
+    if e.is_bad_input() {
+        bad_input!("{e}")
+    } else {
+        anyhow::Error::new(e)
+    }
+}
+
+#[allow(clippy::print_stderr)]
+fn warn(s: &str) {
+    eprintln!("{s}");
 }
 
 fn parse_format(s: &str) -> Result<Format, OptionsError> {
@@ -135,11 +168,54 @@ fn options(args: &ScanArgs, ctx: &crate::Ctx) -> anyhow::Result<ScanOptions> {
 fn scan(args: ScanArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
     let opts = options(&args, ctx)?;
     let mut inputs = Vec::new();
+    let mut groups = Vec::new();
     for spec in &args.sources {
-        inputs.extend(Input::expand(spec)?);
+        match spec.strip_prefix(CLOUDWATCH) {
+            Some(group) => groups.push(group.to_owned()),
+            None => inputs.extend(Input::expand(spec)?),
+        }
     }
-    let bar = Bar::on_terminal();
-    let report = eos_logs::scan(inputs, &opts, bar.as_ref().map(|b| b as &dyn Progress))?;
+    if args.insights && (groups.is_empty() || !inputs.is_empty()) {
+        return Err(bad_input!(
+            "--insights reads CloudWatch Logs only: every SOURCE must be {CLOUDWATCH}LOG-GROUP"
+        ));
+    }
+    if groups.is_empty() && args.aws.is_set() {
+        return Err(bad_input!(
+            "--region, --profile and --endpoint-url apply to {CLOUDWATCH} sources only"
+        ));
+    }
+    let aws = aws_options(&args.aws, &ctx.config.backend);
+    let range = TimeRange {
+        start: opts.since,
+        end: opts.until,
+    };
+    let report = if args.insights {
+        let query = eos_logs::insights_query(&opts).map_err(|e| bad_input!("{e}"))?;
+        let wait = InsightsWait {
+            max: Duration::from_secs(args.insights_wait),
+            ..InsightsWait::default()
+        };
+        let rows = crate::cmd::plan::runtime()?
+            .block_on(insights_rows(&aws, &groups, &query, range, wait))
+            .map_err(cloudwatch_error)?;
+        if rows.len() >= eos_logs::INSIGHTS_MAX_ROWS {
+            warn(&format!(
+                "warning: the Logs Insights result has {} rows, its maximum: it may be truncated; narrow --since/--until",
+                rows.len()
+            ));
+        }
+        let name = format!("{CLOUDWATCH}{}", groups.join(","));
+        eos_logs::report_from_insights(&rows, &name, &opts)
+    } else {
+        for group in &groups {
+            let source = CloudWatchSource::connect(&aws, group, range, None)
+                .map_err(cloudwatch_error)?;
+            inputs.push(Input::source(Box::new(source)));
+        }
+        let bar = Bar::on_terminal();
+        eos_logs::scan(inputs, &opts, bar.as_ref().map(|b| b as &dyn Progress))?
+    };
     if args.save {
         let mut store = ctx.store()?;
         eos_store::rules::replace_observations(

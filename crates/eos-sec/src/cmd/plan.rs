@@ -150,15 +150,12 @@ pub async fn open_backend(ctx: &crate::Ctx, args: &BackendArgs) -> anyhow::Resul
                 WafScope::Regional => eos_aws::wafv2::Scope::Regional,
                 WafScope::Cloudfront => eos_aws::wafv2::Scope::Cloudfront,
             };
-            let opts = eos_aws::AwsOptions {
-                region: args.region.clone().or_else(|| cfg.region.clone()),
-                profile: cfg.profile.clone(),
-                endpoint_url: args
-                    .endpoint_url
-                    .clone()
-                    .or_else(|| cfg.endpoint_url.clone()),
-                static_credentials: None,
+            let flags = crate::cmd::aws::AwsArgs {
+                region: args.region.clone(),
+                profile: None,
+                endpoint_url: args.endpoint_url.clone(),
             };
+            let opts = crate::cmd::aws::aws_options(&flags, cfg);
             let b = eos_aws::wafv2::WafBackend::connect(&opts, scope)
                 .await
                 .map_err(|e| bad_input!("{e}"))?;
