@@ -295,11 +295,14 @@ pub async fn insights_rows(
     let start = range.start.map_or(0, OffsetDateTime::unix_timestamp).max(0);
     let end = range
         .end
-        .map_or_else(|| OffsetDateTime::now_utc().unix_timestamp() + 1, |t| {
-            // Exclusive end in seconds, rounded up; Insights' end is inclusive.
-            let s = t.unix_timestamp();
-            if t.nanosecond() == 0 { s - 1 } else { s }
-        })
+        .map_or_else(
+            || OffsetDateTime::now_utc().unix_timestamp() + 1,
+            |t| {
+                // Exclusive end in seconds, rounded up; Insights' end is inclusive.
+                let s = t.unix_timestamp();
+                if t.nanosecond() == 0 { s - 1 } else { s }
+            },
+        )
         .max(start);
     let started = client
         .start_query()

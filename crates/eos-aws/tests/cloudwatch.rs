@@ -141,13 +141,13 @@ fn missing_group_and_bad_names_are_bad_input() {
         return;
     };
     let aws = moto.aws_options();
-    let err = CloudWatchSource::connect(&aws, "/no/such/group", TimeRange::default(), None)
-        .unwrap_err();
+    let err =
+        CloudWatchSource::connect(&aws, "/no/such/group", TimeRange::default(), None).unwrap_err();
     assert!(matches!(err, CloudWatchError::NoSuchGroup(_)), "{err}");
     assert!(err.is_bad_input());
     // moto would accept this name; AWS would not, so eos-sec refuses first.
-    let err = CloudWatchSource::connect(&aws, "bad group!", TimeRange::default(), None)
-        .unwrap_err();
+    let err =
+        CloudWatchSource::connect(&aws, "bad group!", TimeRange::default(), None).unwrap_err();
     assert!(matches!(err, CloudWatchError::BadGroupName(..)), "{err}");
 }
 

@@ -298,7 +298,14 @@ fn cloudwatch_source_through_the_cli() {
         .unwrap();
     let cloud = |extra: &[&str]| {
         bin()
-            .args(["logs", "scan", "--format", "usage", "--trusted-proxy", "10.0.0.0/8"])
+            .args([
+                "logs",
+                "scan",
+                "--format",
+                "usage",
+                "--trusted-proxy",
+                "10.0.0.0/8",
+            ])
             .args(extra)
             .args(["--region", "us-east-1", "--endpoint-url", &moto.endpoint()])
             .env("AWS_ACCESS_KEY_ID", "testing")
@@ -342,5 +349,9 @@ fn cloudwatch_source_through_the_cli() {
     assert_eq!(out.status.code(), Some(2));
     let out = scan(&["--format", "alb", "--insights", "cloudwatch:///eos/usage"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("usage log only"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("usage log only"),
+        "{}",
+        text(&out.stderr)
+    );
 }

@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use eos_logs::{
-    Format, Input, Observation, OptionsError, Progress, ScanOptions, ScanReport, TrustedProxies,
-};
 use eos_aws::cloudwatch::{
     CloudWatchError, CloudWatchSource, InsightsWait, TimeRange, insights_rows,
+};
+use eos_logs::{
+    Format, Input, Observation, OptionsError, Progress, ScanOptions, ScanReport, TrustedProxies,
 };
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -209,8 +209,8 @@ fn scan(args: ScanArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
         eos_logs::report_from_insights(&rows, &name, &opts)
     } else {
         for group in &groups {
-            let source = CloudWatchSource::connect(&aws, group, range, None)
-                .map_err(cloudwatch_error)?;
+            let source =
+                CloudWatchSource::connect(&aws, group, range, None).map_err(cloudwatch_error)?;
             inputs.push(Input::source(Box::new(source)));
         }
         let bar = Bar::on_terminal();
