@@ -440,8 +440,8 @@ mod tests {
             start: Some(time::macros::datetime!(2026-11-02 00:00:00.0009 UTC)),
             end: Some(time::macros::datetime!(2026-11-03 00:00 UTC)),
         };
-        assert_eq!(r.start_ms(), Some(1_762_041_600_000));
-        assert_eq!(r.end_ms(), Some(1_762_127_999_999));
+        assert_eq!(r.start_ms(), Some(1_793_577_600_000));
+        assert_eq!(r.end_ms(), Some(1_793_663_999_999));
         assert_eq!(TimeRange::default().start_ms(), None);
     }
 }
