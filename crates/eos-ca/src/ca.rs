@@ -249,7 +249,7 @@ impl Account {
     /// The URI SAN naming the account: `urn:entityos:space:<space>:user:<user>`
     /// (both ids are restricted to URN-safe characters by `eos-identity`).
     pub fn uri(&self) -> String {
-        format!("urn:entityos:space:{}:user:{}", self.space, self.user)
+        eos_identity::account_uri(&self.space, &self.user)
     }
 }
 

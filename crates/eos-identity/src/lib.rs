@@ -33,6 +33,12 @@ pub enum IdError {
         /// The allowed set, for the message.
         allowed: &'static str,
     },
+    /// Not an account URI `urn:entityos:space:<space>:user:<user>`.
+    #[error("`{value}` is not an account URI ({ACCOUNT_URI_PREFIX}<space>:user:<user>)")]
+    NotAccountUri {
+        /// The offending value (truncated).
+        value: String,
+    },
 }
 
 fn shown(s: &str) -> String {
@@ -151,6 +157,32 @@ macro_rules! impl_common {
 impl_common!(SpaceId);
 impl_common!(UserId);
 
+/// The prefix of every account URI.
+pub const ACCOUNT_URI_PREFIX: &str = "urn:entityos:space:";
+
+/// The URI naming an account — a user in a space — as the entityOS CA writes
+/// it into a client certificate's URI SAN and as the certificate gate reads
+/// it back: `urn:entityos:space:<space>:user:<user>`. Both ids are restricted
+/// to URN-safe characters, so the URI needs no escaping and parses back
+/// unambiguously ([`parse_account_uri`]).
+pub fn account_uri(space: &SpaceId, user: &UserId) -> String {
+    format!("{ACCOUNT_URI_PREFIX}{space}:user:{user}")
+}
+
+/// Parse an account URI made by [`account_uri`]. Exact: no other prefix, no
+/// trailing segment, both ids valid — so `acme` never matches a URI for
+/// `acme-corp`.
+pub fn parse_account_uri(uri: &str) -> Result<(SpaceId, UserId), IdError> {
+    let not = || IdError::NotAccountUri { value: shown(uri) };
+    let rest = uri.strip_prefix(ACCOUNT_URI_PREFIX).ok_or_else(not)?;
+    // A space id holds no ':', so the first one ends it.
+    let (space, user) = rest.split_once(":user:").ok_or_else(not)?;
+    if space.contains(':') {
+        return Err(not());
+    }
+    Ok((SpaceId::new(space)?, UserId::new(user)?))
+}
+
 /// A user's role in a space. Administrators manage Network Access Rules
 /// (SETUP_USER_NETWORK_ACCESS_MANAGE) and may hold a recovery code.
 #[derive(
@@ -226,7 +258,38 @@ mod tests {
         assert!(UserId::new("ålice").is_err());
     }
 
+    #[test]
+    fn account_uris() {
+        let acme = SpaceId::new("acme").unwrap();
+        let alice = UserId::new("alice@acme.example").unwrap();
+        let uri = account_uri(&acme, &alice);
+        assert_eq!(uri, "urn:entityos:space:acme:user:alice@acme.example");
+        assert_eq!(parse_account_uri(&uri).unwrap(), (acme, alice));
+        for bad in [
+            "urn:eos:space:acme:user:alice",
+            "urn:entityos:space:acme",
+            "urn:entityos:space:acme:user:",
+            "urn:entityos:space:acme:x:user:alice",
+            "urn:entityos:space:Acme:user:alice",
+            "urn:entityos:space:acme:user:alice:extra",
+            "URN:entityos:space:acme:user:alice",
+        ] {
+            assert!(parse_account_uri(bad).is_err(), "{bad}");
+        }
+    }
+
     proptest::proptest! {
+        #[test]
+        fn account_uri_round_trips(s in "[a-z0-9][a-z0-9-]{0,47}", u in "[A-Za-z0-9][A-Za-z0-9._@+-]{0,60}") {
+            let (space, user) = (SpaceId::new(&s).unwrap(), UserId::new(&u).unwrap());
+            proptest::prop_assert_eq!(parse_account_uri(&account_uri(&space, &user)).unwrap(), (space, user));
+        }
+
+        #[test]
+        fn account_uri_parse_never_panics(s in ".{0,200}") {
+            let _ = parse_account_uri(&s);
+        }
+
         #[test]
         fn valid_ids_round_trip(s in "[a-z0-9][a-z0-9-]{0,47}") {
             let id = SpaceId::new(&s).unwrap();

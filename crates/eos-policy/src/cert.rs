@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use eos_identity::SpaceId;
+use eos_identity::{SpaceId, parse_account_uri};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, TrustAnchor, UnixTime};
 use serde::Serialize;
@@ -53,7 +53,6 @@ impl CertStatus {
 pub struct TrustConfig {
     anchors: Vec<TrustAnchor<'static>>,
     crls: Vec<CertRevocationList<'static>>,
-    space_uri_prefix: String,
 }
 
 fn pki(what: &'static str, path: &Path, message: impl std::fmt::Display) -> PolicyError {
@@ -71,7 +70,6 @@ impl TrustConfig {
     pub fn new(
         ca_bundle: (&Path, &[u8]),
         crls: &[(PathBuf, Vec<u8>)],
-        space_uri_prefix: &str,
     ) -> Result<TrustConfig, PolicyError> {
         let (bundle_path, bundle) = ca_bundle;
         let mut anchors = Vec::new();
@@ -108,7 +106,6 @@ impl TrustConfig {
         Ok(TrustConfig {
             anchors,
             crls: owned,
-            space_uri_prefix: space_uri_prefix.to_owned(),
         })
     }
 
@@ -123,12 +120,7 @@ impl TrustConfig {
         for p in &policy.cert_gate.crls {
             crls.push((p.clone(), std::fs::read(p).map_err(|e| pki("CRL", p, e))?));
         }
-        TrustConfig::new(
-            (bundle_path, &bundle),
-            &crls,
-            &policy.cert_gate.space_uri_prefix,
-        )
-        .map(Some)
+        TrustConfig::new((bundle_path, &bundle), &crls).map(Some)
     }
 
     /// Verify a chain (leaf first, then intermediates) for client
@@ -172,14 +164,15 @@ impl TrustConfig {
         match self.bound_uri(leaf, space) {
             Ok(Some(uri)) => CertStatus::Valid { uri },
             Ok(None) => invalid(format!(
-                "certificate is not bound to space {space} (no URI SAN {}{space})",
-                self.space_uri_prefix
+                "certificate is not bound to space {space} (no URI SAN {}{space}:user:<user>)",
+                eos_identity::ACCOUNT_URI_PREFIX
             )),
             Err(e) => invalid(e),
         }
     }
 
-    /// The URI SAN binding the leaf to `space`, if any.
+    /// The URI SAN binding the leaf to `space`, if any: an account URI in
+    /// `eos-identity`'s one format, the same the entityOS CA writes.
     fn bound_uri(
         &self,
         leaf: &CertificateDer<'_>,
@@ -193,18 +186,15 @@ impl TrustConfig {
             .tbs_certificate()
             .get_extension::<SubjectAltName>()
             .map_err(|e| format!("unparsable subjectAltName: {e}"))?;
-        let want = format!("{}{space}", self.space_uri_prefix);
         let Some((_, san)) = san else {
             return Ok(None);
         };
         for name in san.0 {
             if let GeneralName::UniformResourceIdentifier(uri) = name {
                 let uri = uri.as_str();
-                if let Some(rest) = uri.strip_prefix(&want) {
-                    // `acme` must not match a SAN for `acme-corp`.
-                    if rest.is_empty() || rest.starts_with(':') || rest.starts_with('/') {
-                        return Ok(Some(uri.to_owned()));
-                    }
+                // Parsed exactly, so `acme` never matches a SAN for `acme-corp`.
+                if parse_account_uri(uri).is_ok_and(|(s, _)| &s == space) {
+                    return Ok(Some(uri.to_owned()));
                 }
             }
         }

@@ -232,9 +232,6 @@ pub struct CertGate {
     pub ca_bundle: Option<PathBuf>,
     /// CRL files (PEM or DER), one per issuing CA.
     pub crls: Vec<PathBuf>,
-    /// A client certificate is bound to a space by a URI SAN
-    /// `<prefix><space>` followed by end, `/` or `:`.
-    pub space_uri_prefix: String,
     /// Name of the ALB trust store in compiled listener settings.
     pub trust_store_name: String,
 }
@@ -402,7 +399,6 @@ struct RawCertGate {
     ca_bundle: Option<PathBuf>,
     #[serde(default)]
     crl: Vec<PathBuf>,
-    space_uri_prefix: Option<String>,
     trust_store_name: Option<String>,
 }
 
@@ -744,10 +740,6 @@ impl RawPolicy {
             cert_gate: CertGate {
                 ca_bundle: self.cert_gate.ca_bundle,
                 crls: self.cert_gate.crl,
-                space_uri_prefix: self
-                    .cert_gate
-                    .space_uri_prefix
-                    .unwrap_or_else(|| "urn:eos:space:".to_owned()),
                 trust_store_name: self
                     .cert_gate
                     .trust_store_name
@@ -778,7 +770,6 @@ mode = "ip"
         let acme = p.space(&SpaceId::new("acme").unwrap()).unwrap();
         assert_eq!(acme.stage, Stage::Staged);
         assert_eq!(p.ip_gate.min_addresses, 1);
-        assert_eq!(p.cert_gate.space_uri_prefix, "urn:eos:space:");
     }
 
     #[test]

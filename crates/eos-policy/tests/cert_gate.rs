@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use eos_identity::SpaceId;
+use eos_identity::{SpaceId, UserId};
 use eos_ipset::IpSet;
 use eos_policy::{
     CertStatus, Evaluator, Layer, Policy, Request, Stage, TrustConfig, UnixTime, Verdict,
@@ -162,7 +162,6 @@ impl Ca {
         TrustConfig::new(
             (&bundle, &std::fs::read(&bundle).unwrap()),
             &[(crl.clone(), std::fs::read(&crl).unwrap())],
-            "urn:eos:space:",
         )
         .unwrap_or_else(|e| panic!("{}: {e}", self.name))
     }
@@ -179,13 +178,17 @@ fn chain_verification_against_openssl_ca_and_crl() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let ca = Ca::new(tmp.path(), "eos-test-ca");
-    let alice = ca.issue("alice", "urn:eos:space:acme:user:alice");
-    let corp = ca.issue("corp", "urn:eos:space:acme-corp:user:bob");
-    let mallory = ca.issue("mallory", "urn:eos:space:acme:user:mallory");
+    // The URI exactly as the entityOS CA writes it (eos-identity's format).
+    let alice_uri = eos_identity::account_uri(&space("acme"), &UserId::new("alice").unwrap());
+    let alice = ca.issue("alice", &alice_uri);
+    let corp = ca.issue("corp", "urn:entityos:space:acme-corp:user:bob");
+    let mallory = ca.issue("mallory", "urn:entityos:space:acme:user:mallory");
     ca.revoke(&mallory);
     let trust = ca.trust();
     let other = Ca::new(tmp.path(), "other-ca");
-    let eve = other.issue("eve", "urn:eos:space:acme:user:eve");
+    let eve = other.issue("eve", "urn:entityos:space:acme:user:eve");
+    // The old, never-issued prefix binds nothing.
+    let legacy = ca.issue("legacy", "urn:eos:space:acme:user:legacy");
 
     let now = UnixTime::now();
     let acme = space("acme");
@@ -194,7 +197,7 @@ fn chain_verification_against_openssl_ca_and_crl() {
     assert_eq!(
         status(&alice, &acme),
         CertStatus::Valid {
-            uri: "urn:eos:space:acme:user:alice".to_owned()
+            uri: alice_uri.clone()
         }
     );
     // Signed by the CA but for another space.
@@ -205,6 +208,11 @@ fn chain_verification_against_openssl_ca_and_crl() {
     );
     // `acme` must not accept a certificate for `acme-corp`.
     let s = status(&corp, &acme);
+    assert!(
+        matches!(&s, CertStatus::Invalid { reason } if reason.contains("not bound")),
+        "{s:?}"
+    );
+    let s = status(&legacy, &acme);
     assert!(
         matches!(&s, CertStatus::Invalid { reason } if reason.contains("not bound")),
         "{s:?}"
@@ -233,7 +241,6 @@ fn chain_verification_against_openssl_ca_and_crl() {
             other.crl(),
             std::fs::read(other.dir.join("ca.crl")).unwrap(),
         )],
-        "urn:eos:space:",
     )
     .unwrap();
     let s = other_trust.verify(&read_chain(&alice).unwrap(), &acme, now);
@@ -251,12 +258,7 @@ fn rejects_trust_without_crl() {
     let tmp = tempfile::tempdir().unwrap();
     let ca = Ca::new(tmp.path(), "eos-test-ca");
     let bundle = ca.dir.join("ca.pem");
-    let err = TrustConfig::new(
-        (&bundle, &std::fs::read(&bundle).unwrap()),
-        &[],
-        "urn:eos:space:",
-    )
-    .unwrap_err();
+    let err = TrustConfig::new((&bundle, &std::fs::read(&bundle).unwrap()), &[]).unwrap_err();
     assert!(err.to_string().contains("no CRL configured"), "{err}");
 }
 
@@ -267,7 +269,7 @@ fn either_mode_allows_certificate_or_address() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let ca = Ca::new(tmp.path(), "eos-test-ca");
-    let hank = ca.issue("hank", "urn:eos:space:globex:user:hank");
+    let hank = ca.issue("hank", "urn:entityos:space:globex:user:hank");
     let policy = Policy::from_toml(
         r#"
 [web_acl]
