@@ -6,6 +6,7 @@ pub mod cloudwatch;
 #[cfg(feature = "test-support")]
 pub mod moto;
 pub mod wafv2;
+pub mod webacl;
 
 /// How to reach AWS: the standard configuration chain (environment, profile,
 /// instance role) plus overrides.

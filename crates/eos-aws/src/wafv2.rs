@@ -36,7 +36,7 @@ pub enum Scope {
 }
 
 impl Scope {
-    fn sdk(self) -> aws_sdk_wafv2::types::Scope {
+    pub(crate) fn sdk(self) -> aws_sdk_wafv2::types::Scope {
         match self {
             Scope::Regional => aws_sdk_wafv2::types::Scope::Regional,
             Scope::Cloudfront => aws_sdk_wafv2::types::Scope::Cloudfront,
@@ -70,10 +70,13 @@ const TRANSIENT_ATTEMPTS: u32 = 5;
 /// The WAFv2 IPSet backend.
 #[derive(Debug)]
 pub struct WafBackend {
-    client: Client,
-    scope: Scope,
+    pub(crate) client: Client,
+    pub(crate) scope: Scope,
     region: String,
-    ids: Mutex<HashMap<String, String>>,
+    /// IPSet name → (id, ARN).
+    ids: Mutex<HashMap<String, (String, String)>>,
+    /// Web ACL name → id.
+    pub(crate) acl_ids: Mutex<HashMap<String, String>>,
 }
 
 impl WafBackend {
@@ -99,18 +102,19 @@ impl WafBackend {
             scope,
             region,
             ids: Mutex::new(HashMap::new()),
+            acl_ids: Mutex::new(HashMap::new()),
         })
     }
 
-    fn cached_id(&self, name: &str) -> Option<String> {
+    fn cached_id(&self, name: &str) -> Option<(String, String)> {
         self.ids.lock().ok().and_then(|m| m.get(name).cloned())
     }
 
-    fn cache_id(&self, name: &str, id: Option<&str>) {
+    fn cache_id(&self, name: &str, id: Option<(&str, &str)>) {
         if let Ok(mut m) = self.ids.lock() {
             match id {
-                Some(id) => {
-                    m.insert(name.to_owned(), id.to_owned());
+                Some((id, arn)) => {
+                    m.insert(name.to_owned(), (id.to_owned(), arn.to_owned()));
                 }
                 None => {
                     m.remove(name);
@@ -121,11 +125,19 @@ impl WafBackend {
 
     /// The id of the set named `name`, listing the scope's sets.
     async fn find_id(&self, name: &str) -> Result<Option<String>, BackendError> {
-        if let Some(id) = self.cached_id(name) {
-            return Ok(Some(id));
+        Ok(self.find_set(name).await?.map(|(id, _)| id))
+    }
+
+    /// The (id, ARN) of the set named `name`, listing the scope's sets.
+    pub(crate) async fn find_set(
+        &self,
+        name: &str,
+    ) -> Result<Option<(String, String)>, BackendError> {
+        if let Some(found) = self.cached_id(name) {
+            return Ok(Some(found));
         }
         let mut marker: Option<String> = None;
-        let mut found: Vec<String> = Vec::new();
+        let mut found: Vec<(String, String)> = Vec::new();
         loop {
             let out = retry_transient(|| {
                 self.client
@@ -139,9 +151,9 @@ impl WafBackend {
             .map_err(|e| failed(name, &e))?;
             for s in out.ip_sets() {
                 if s.name() == Some(name)
-                    && let Some(id) = s.id()
+                    && let (Some(id), Some(arn)) = (s.id(), s.arn())
                 {
-                    found.push(id.to_owned());
+                    found.push((id.to_owned(), arn.to_owned()));
                 }
             }
             match out.next_marker() {
@@ -161,13 +173,13 @@ impl WafBackend {
                 ),
             });
         }
-        let id = found.pop();
-        self.cache_id(name, id.as_deref());
-        Ok(id)
+        let found = found.pop();
+        self.cache_id(name, found.as_ref().map(|(i, a)| (i.as_str(), a.as_str())));
+        Ok(found)
     }
 }
 
-fn failed<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+pub(crate) fn failed<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
     name: &str,
     e: &SdkError<E, R>,
 ) -> BackendError {
@@ -191,7 +203,7 @@ fn transient(code: Option<&str>) -> bool {
 
 /// Retry a call on WAF's transient errors with exponential backoff and
 /// jitter (the SDK retries throttling itself).
-async fn retry_transient<T, E, R, F, Fut>(mut call: F) -> Result<T, SdkError<E, R>>
+pub(crate) async fn retry_transient<T, E, R, F, Fut>(mut call: F) -> Result<T, SdkError<E, R>>
 where
     E: ProvideErrorMetadata,
     F: FnMut() -> Fut,
@@ -211,7 +223,7 @@ where
 
 /// Full-jitter exponential backoff: uniform in [0, min(5 s, 200 ms · 2^(n-1))].
 /// Jitter spreads racing writers apart so they do not collide again in step.
-fn backoff(attempt: u32) -> Duration {
+pub(crate) fn backoff(attempt: u32) -> Duration {
     let cap_ms = 200u64
         .saturating_mul(1u64 << attempt.saturating_sub(1).min(10))
         .min(5_000);
@@ -441,7 +453,9 @@ impl IpSetBackend for WafBackend {
             name: n.clone(),
             detail: "CreateIPSet returned no summary".into(),
         })?;
-        self.cache_id(&n, summary.id());
+        if let (Some(id), Some(arn)) = (summary.id(), summary.arn()) {
+            self.cache_id(&n, Some((id, arn)));
+        }
         let lock = summary.lock_token().unwrap_or_default();
         Ok(LockToken(lock.to_owned()))
     }

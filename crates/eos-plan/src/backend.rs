@@ -64,8 +64,9 @@ impl NewIpSet {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BackendError {
-    /// Somebody wrote the set after our read (WAFOptimisticLockException).
-    #[error("{name}: the set changed since it was read (stale lock token)")]
+    /// Somebody wrote the set (or Web ACL) after our read
+    /// (WAFOptimisticLockException).
+    #[error("{name}: changed since it was read (stale lock token)")]
     StaleLock {
         /// The set.
         name: String,

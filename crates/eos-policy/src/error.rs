@@ -36,30 +36,30 @@ pub enum PolicyError {
     /// The compiled Web ACL would exceed an AWS WAF limit.
     #[error("compiled web ACL exceeds an AWS WAF limit: {0}")]
     Limit(String),
-    /// A request record could not be read.
-    #[error("{source_name}:{line}: {message}")]
-    Record {
-        /// The input name.
-        source_name: String,
-        /// 1-based line.
-        line: u64,
-        /// Why.
-        message: String,
+    /// A guard refused (nothing was written). Every guard carries its
+    /// stable code.
+    #[error("{what} refused: {}", guards.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Refused {
+        /// What was refused (`enforce`).
+        what: String,
+        /// The guards that tripped.
+        guards: Vec<crate::enforce::Guard>,
     },
-    /// Reading a request-record source failed.
-    #[error("{source_name}: {source}")]
-    Io {
-        /// The input name.
-        source_name: String,
-        /// The error.
-        source: std::io::Error,
-    },
+    /// A stage or snapshot that cannot be moved to.
+    #[error("{0}")]
+    Stage(String),
+    /// The Web ACL or IPSet backend failed.
+    #[error(transparent)]
+    Backend(#[from] eos_plan::BackendError),
+    /// The state store failed.
+    #[error("state store: {0}")]
+    Journal(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
 }
 
 impl PolicyError {
     /// True when the error is about what the user supplied (exit code 2).
     pub fn is_bad_input(&self) -> bool {
-        !matches!(self, PolicyError::Io { .. })
+        !matches!(self, PolicyError::Backend(_) | PolicyError::Journal(_))
     }
 
     pub(crate) fn file(file: &str, message: impl Into<String>) -> PolicyError {

@@ -14,16 +14,26 @@
 //! - [`Simulator`] replays historical requests and reports what enforcement
 //!   would block.
 //!
+//! - [`enforce::enforce`] / [`enforce::rollback`] move a space one stage
+//!   forward or back through a [`WebAclBackend`], with lockout guards,
+//!   snapshots and the audit log kept by an [`enforce::EnforceJournal`].
+//!
 //! No I/O beyond reading the files it is handed; no async, no AWS, no SQL.
 
+mod acl;
 mod cert;
 pub mod compile;
+pub mod enforce;
 mod error;
 mod eval;
 mod model;
 mod simulate;
 pub mod waf;
 
+pub use acl::{
+    AclRead, OwnedAcl, WebAclBackend, merge_document, owned_of_document, owned_priority_base,
+    strip_nulls,
+};
 pub use cert::{CertStatus, TrustConfig, read_chain};
 pub use compile::{Compiled, SetArns, compile, set_name};
 pub use error::PolicyError;
@@ -34,5 +44,5 @@ pub use model::{
 };
 pub use rustls_pki_types::{CertificateDer, UnixTime};
 pub use simulate::{
-    BlockedAddress, SimRecord, Simulation, Simulator, SpaceSimulation, TOP_BLOCKED, read_records,
+    BlockedAddress, SimRecord, Simulation, Simulator, SpaceSimulation, TOP_BLOCKED,
 };

@@ -3,14 +3,12 @@
 //! administrator would be among them.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::BufRead;
 use std::net::IpAddr;
 
 use eos_identity::{SpaceId, UserId};
 use rustls_pki_types::UnixTime;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::PolicyError;
 use crate::eval::{Evaluator, Request, Verdict};
 use crate::model::Policy;
 
@@ -23,6 +21,20 @@ pub struct SimRecord {
     pub ip: IpAddr,
     /// The authenticated user, when known.
     pub user: Option<UserId>,
+}
+
+impl SimRecord {
+    /// The request a log recorded (any format `eos_logs` reads), with the
+    /// space and client address as `eos_logs` resolved them (trusted-proxy
+    /// rule applied). A logged user that is not a valid user id is treated
+    /// as no user.
+    pub fn from_log(r: &eos_logs::LogRecord<'_>) -> SimRecord {
+        SimRecord {
+            space: r.space.clone(),
+            ip: r.client_ip,
+            user: r.user.and_then(|u| UserId::new(u).ok()),
+        }
+    }
 }
 
 /// How many top blocked addresses a report lists per space.
@@ -169,58 +181,5 @@ impl<'e, 'p> Simulator<'e, 'p> {
             spaces,
             unknown_space_records: self.unknown,
         }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRecord {
-    space: String,
-    ip: String,
-    #[serde(default)]
-    user: Option<String>,
-}
-
-/// Read request records as JSON lines `{"space": "...", "ip": "...",
-/// "user": "..."}`, calling `visit` for each. Blank lines are skipped; a bad
-/// line is an error naming `source_name:line`.
-pub fn read_records<R: BufRead>(
-    mut reader: R,
-    source_name: &str,
-    mut visit: impl FnMut(SimRecord),
-) -> Result<u64, PolicyError> {
-    let mut line = String::new();
-    let mut n = 0u64;
-    let mut count = 0u64;
-    loop {
-        line.clear();
-        let read = reader.read_line(&mut line).map_err(|e| PolicyError::Io {
-            source_name: source_name.to_owned(),
-            source: e,
-        })?;
-        if read == 0 {
-            return Ok(count);
-        }
-        n += 1;
-        let t = line.trim();
-        if t.is_empty() {
-            continue;
-        }
-        let bad = |message: String| PolicyError::Record {
-            source_name: source_name.to_owned(),
-            line: n,
-            message,
-        };
-        let raw: RawRecord = serde_json::from_str(t).map_err(|e| bad(e.to_string()))?;
-        let space = SpaceId::new(&raw.space).map_err(|e| bad(e.to_string()))?;
-        let ip = eos_ipset::parse_addr_strict(&raw.ip)
-            .map_err(|e| bad(format!("ip `{}`: {e}", raw.ip)))?;
-        let user = raw
-            .user
-            .map(|u| UserId::new(&u))
-            .transpose()
-            .map_err(|e| bad(e.to_string()))?;
-        visit(SimRecord { space, ip, user });
-        count += 1;
     }
 }

@@ -146,3 +146,56 @@ fn rejects_over_wcu_limit() {
     let err = compile(&p, &BTreeMap::new(), &SetArns::default()).unwrap_err();
     assert!(err.to_string().contains("5600 WCU"), "{err}");
 }
+
+/// docs/MTLS.md, "What each mode compiles to", row by row: at stage
+/// `enforce` (with an IP-gated space enforcing so the default is BLOCK),
+/// which rule a space gets and which listener mode it needs.
+#[test]
+fn mtls_table_matches_compile() {
+    let text = r#"
+[web_acl]
+name = "t"
+[routing]
+by = "host-label"
+domain = "entityos.cloud"
+[spaces.ip]
+mode = "ip"
+stage = "enforce"
+[spaces.cert]
+mode = "cert"
+stage = "enforce"
+[spaces.both]
+mode = "both"
+stage = "enforce"
+[spaces.either]
+mode = "either"
+stage = "enforce"
+[spaces.open]
+mode = "open"
+stage = "enforce"
+"#;
+    let p = Policy::from_toml(text, "t.toml").unwrap();
+    let c = compile(&p, &BTreeMap::new(), &SetArns::default()).unwrap();
+    assert!(c.web_acl.default_action.is_block());
+    let row = |space: &str| {
+        let s = c.spaces.iter().find(|s| s.space.as_str() == space).unwrap();
+        let rule = c.web_acl.rules.iter().find(|r| s.rules.contains(&r.name)).unwrap();
+        let gated = format!("{:?}", rule.statement).contains("IpSetReference");
+        (rule.name.clone(), gated, s.listener)
+    };
+    assert_eq!(row("ip"), ("eos-ip-ip-allow".to_owned(), true, ListenerMode::Off));
+    assert_eq!(row("cert"), ("eos-cert-allow".to_owned(), false, ListenerMode::Verify));
+    assert_eq!(row("both"), ("eos-both-ip-allow".to_owned(), true, ListenerMode::Verify));
+    assert_eq!(
+        row("either"),
+        ("eos-either-allow".to_owned(), false, ListenerMode::Passthrough)
+    );
+    assert_eq!(row("open"), ("eos-open-allow".to_owned(), false, ListenerMode::Off));
+    // At count, certificate modes pass the chain through for the application to log.
+    let mut count = BTreeMap::new();
+    count.insert(SpaceId::new("both").unwrap(), Stage::Count);
+    let c = compile(&p, &count, &SetArns::default()).unwrap();
+    let both = c.spaces.iter().find(|s| s.space.as_str() == "both").unwrap();
+    assert_eq!(both.listener, ListenerMode::Passthrough);
+    assert_eq!(both.rules, [rule_names::ip_count(&both.space), rule_names::allow(&both.space)]);
+}

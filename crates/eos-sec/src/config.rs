@@ -154,9 +154,15 @@ pub struct PolicySection {
     /// The policy file (TOML, docs/POLICY.md); `--policy` overrides.
     pub file: Option<PathBuf>,
     /// The operator's own addresses: `enforce` refuses when one is outside
-    /// the space's set. `--operator-ip` adds to them.
+    /// the space's set. `--operator-ip` replaces them.
     #[serde(default)]
     pub operator_ips: Vec<String>,
+    /// Logs `policy simulate` and the `enforce` guards replay when `--logs`
+    /// is not given (files, directories, globs).
+    #[serde(default)]
+    pub logs: Vec<String>,
+    /// Their format: usage (default), alb, cloudfront or waf.
+    pub log_format: Option<eos_logs::Format>,
 }
 
 /// Which IPSet backend.

@@ -58,6 +58,11 @@ enum Command {
     Plan(cmd::plan::PlanArgs),
     /// Apply a saved plan exactly, or plan, show, confirm and apply
     Apply(cmd::plan::ApplyArgs),
+    /// Move a space one stage forward (staged, count, enforce), with lockout
+    /// guards and a snapshot before every change
+    Enforce(cmd::enforce::EnforceArgs),
+    /// Restore the Web ACL snapshot taken before a space's latest enforce
+    Rollback(cmd::enforce::RollbackArgs),
 }
 
 /// What every command gets besides its own arguments.
@@ -99,6 +104,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Logs(c) => cmd::logs::run(c, &ctx),
         Command::Plan(a) => cmd::plan::run_plan(a, &ctx),
         Command::Apply(a) => cmd::plan::run_apply(a, &ctx),
+        Command::Enforce(a) => cmd::enforce::run_enforce(a, &ctx),
+        Command::Rollback(a) => cmd::enforce::run_rollback(a, &ctx),
     }
 }
 

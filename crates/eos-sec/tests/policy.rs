@@ -111,18 +111,80 @@ fn eval_reports_verdict_and_rule() {
 }
 
 #[test]
-fn simulate_shipped_records() {
+fn simulate_shipped_usage_log() {
     let mut args = vec![
         "policy",
         "simulate",
         "--policy",
         "policy.toml",
         "--logs",
-        "requests.jsonl",
+        "usage.jsonl",
+        "--format",
+        "usage",
+        "--trusted-proxy",
+        "10.0.0.0/8",
     ];
     args.extend(SETS);
     let out = stdout(&eos(&args));
-    insta::assert_snapshot!("simulate", out);
+    insta::assert_snapshot!("simulate_usage", out);
+    let mut args = vec![
+        "--json",
+        "policy",
+        "simulate",
+        "--policy",
+        "policy.toml",
+        "--logs",
+        "usage.jsonl",
+    ];
+    args.extend(SETS);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&eos(&args))).unwrap();
+    // Without the trusted-proxy rule every client is the load balancer:
+    // the declared administrator is among the blocked.
+    assert_eq!(
+        v["spaces"]["acme"]["blocked_admins"],
+        serde_json::json!(["alice@acme.example"])
+    );
+    assert!(v["scan"]["records"].as_u64().unwrap() > 40);
+}
+
+#[test]
+fn simulate_reads_sets_from_the_backend_by_default() {
+    let state = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_eos-sec"))
+            .args(args)
+            .current_dir(examples())
+            .env("EOS_SEC_STATE_DIR", state.path())
+            .env_remove("EOS_SEC_CONFIG")
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    };
+    let simulate = [
+        "--json",
+        "policy",
+        "simulate",
+        "--policy",
+        "policy.toml",
+        "--logs",
+        "usage.jsonl",
+        "--trusted-proxy",
+        "10.0.0.0/8",
+    ];
+    let before: serde_json::Value = serde_json::from_str(&stdout(&run(&simulate))).unwrap();
+    // No sets on the backend yet: every acme request would be blocked.
+    assert_eq!(
+        before["spaces"]["acme"]["would_block"],
+        before["spaces"]["acme"]["requests"]
+    );
+    stdout(&run(&["rules", "import", "rules.toml"]));
+    stdout(&run(&["apply", "--yes"]));
+    let after: serde_json::Value = serde_json::from_str(&stdout(&run(&simulate))).unwrap();
+    // 203.0.113.10 (alice, bob) is in the applied 203.0.113.0/28.
+    assert_eq!(
+        after["spaces"]["acme"]["blocked_users"],
+        serde_json::json!(["carol@acme.example", "dave@acme.example"])
+    );
 }
 
 #[test]
@@ -150,18 +212,27 @@ fn rejects_bad_input_with_exit_2() {
         "192.0.2.300",
     ]);
     assert_eq!(o.status.code(), Some(2));
-    let o = eos(&["policy", "compile", "--policy", "requests.jsonl"]);
+    let o = eos(&["policy", "compile", "--policy", "usage.jsonl"]);
     assert_eq!(o.status.code(), Some(2));
-    let bad = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(bad.path(), "{\"space\":\"acme\",\"ip\":\"x\"}\n").unwrap();
     let o = eos(&[
         "policy",
         "simulate",
         "--policy",
         "policy.toml",
         "--logs",
-        bad.path().to_str().unwrap(),
+        "no-such-file.jsonl",
     ]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains(":1: ip `x`"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no-such-file.jsonl"));
+    let o = eos(&[
+        "policy",
+        "simulate",
+        "--policy",
+        "policy.toml",
+        "--logs",
+        "usage.jsonl",
+        "--format",
+        "nginx",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
 }

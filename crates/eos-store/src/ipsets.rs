@@ -126,12 +126,22 @@ impl LocalBackend {
         name: &IpSetName,
         f: impl FnOnce(&mut Store) -> Result<T, StoreError>,
     ) -> Result<T, BackendError> {
+        self.with_acl_store(&name.to_string(), f)
+    }
+
+    /// Run `f` on the store; failures are backend failures naming `name`
+    /// (an IPSet or a Web ACL).
+    pub(crate) fn with_acl_store<T>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut Store) -> Result<T, StoreError>,
+    ) -> Result<T, BackendError> {
         let mut guard = self.store.lock().map_err(|_| BackendError::Failed {
-            name: name.to_string(),
+            name: name.to_owned(),
             detail: "local backend lock poisoned".into(),
         })?;
         f(&mut guard).map_err(|e| BackendError::Failed {
-            name: name.to_string(),
+            name: name.to_owned(),
             detail: e.to_string(),
         })
     }

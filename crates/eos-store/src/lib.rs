@@ -18,6 +18,7 @@ use serde::Serialize;
 mod audit;
 pub mod certs;
 pub mod codes;
+pub mod enforce;
 pub mod ipsets;
 pub mod rules;
 
@@ -29,7 +30,8 @@ pub const DB_FILE: &str = "state.db";
 
 /// Versioned schema migrations, applied in order. Never edit a released one:
 /// add a new version. Versions are reserved per domain while work is in
-/// flight (2: rules/observations/plans, 3: security codes, 4: certificates).
+/// flight (2: rules/observations/plans, 3: security codes, 4: certificates,
+/// 5: enforce snapshots, stages and local Web ACLs).
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -50,6 +52,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 4,
         name: "certs",
         sql: include_str!("migrations/0004_certs.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "enforce",
+        sql: include_str!("migrations/0005_enforce.sql"),
     },
 ];
 

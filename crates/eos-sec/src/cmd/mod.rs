@@ -4,6 +4,7 @@
 pub mod aws;
 pub mod ca;
 pub mod code;
+pub mod enforce;
 pub mod ipset;
 pub mod logs;
 pub mod plan;

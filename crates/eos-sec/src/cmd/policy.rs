@@ -10,12 +10,15 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use eos_identity::SpaceId;
-use eos_ipset::{IpSet, IpSetBuilder, ReadStats, parse_addr_strict, read_list};
+use eos_ipset::{Family, IpSet, IpSetBuilder, ReadStats, parse_addr_strict, read_list};
+use eos_plan::{IpSetBackend, IpSetName};
 use eos_policy::{
-    Compiled, Decision, Evaluator, Policy, SetArns, Simulation, Simulator, Stage, TrustConfig,
-    UnixTime, read_chain, read_records, set_name,
+    Compiled, Decision, Evaluator, Policy, SetArns, SimRecord, Simulation, Simulator, Stage,
+    TrustConfig, UnixTime, read_chain, set_name,
 };
+use serde::Serialize;
 
+use crate::cmd::plan::{Backend, BackendArgs, open_backend, runtime};
 use crate::exit::bad_input;
 use crate::output::{emit, emit_json, paint, use_colour};
 
@@ -38,10 +41,70 @@ pub struct PolicySource {
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
 
-    /// The contents of a space's sets as an address/CIDR list, SPACE=FILE
-    /// (repeatable; v4 and v6 entries go to eos-SPACE-v4 / eos-SPACE-v6)
+    /// Use this address/CIDR list as a space's sets instead of the
+    /// backend's, SPACE=FILE (repeatable; v4 and v6 entries go to
+    /// eos-SPACE-v4 / eos-SPACE-v6) [default: the sets on the configured
+    /// backend, `[backend]`]
     #[arg(long = "set", value_name = "SPACE=FILE")]
     pub sets: Vec<String>,
+
+    #[command(flatten)]
+    pub backend: BackendArgs,
+}
+
+/// Logs to replay, read by `eos_logs` (docs/LOG-FORMATS.md).
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Logs to replay: files (plain or gzip), directories, globs, `-` for
+    /// stdin [default: `[policy] logs`]
+    #[arg(long = "logs", value_name = "SOURCE", num_args = 1..)]
+    pub logs: Vec<String>,
+    /// Log format: usage, alb, cloudfront or waf [default: `[policy]
+    /// log_format`, else usage]
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<eos_logs::Format>,
+    /// A proxy whose X-Forwarded-For entry is trusted, CIDR or address
+    /// (repeatable); the client is the last address not in these [default:
+    /// none: the connection peer is the client]
+    #[arg(long = "trusted-proxy", value_name = "CIDR")]
+    pub trusted_proxies: Vec<String>,
+}
+
+impl LogArgs {
+    fn sources<'a>(&'a self, ctx: &'a crate::Ctx) -> &'a [String] {
+        if self.logs.is_empty() {
+            &ctx.config.policy.logs
+        } else {
+            &self.logs
+        }
+    }
+
+    /// True when neither `--logs` nor `[policy] logs` names a source.
+    pub fn is_empty(&self, ctx: &crate::Ctx) -> bool {
+        self.sources(ctx).is_empty()
+    }
+
+    fn scan_options(&self, ctx: &crate::Ctx) -> anyhow::Result<eos_logs::ScanOptions> {
+        let format = self
+            .format
+            .or(ctx.config.policy.log_format)
+            .unwrap_or_default();
+        let mut opts = eos_logs::ScanOptions::new(format);
+        opts.trusted_proxies = eos_logs::TrustedProxies::parse(&self.trusted_proxies)
+            .map_err(|e| bad_input!("--trusted-proxy: {e}"))?;
+        opts.validate().map_err(|e| bad_input!("{e}"))?;
+        Ok(opts)
+    }
+
+    fn inputs(&self, ctx: &crate::Ctx) -> anyhow::Result<Vec<eos_logs::Input>> {
+        let mut inputs = Vec::new();
+        for spec in self.sources(ctx) {
+            inputs.extend(
+                eos_logs::Input::expand(spec).map_err(|e| bad_input!("--logs {spec}: {e}"))?,
+            );
+        }
+        Ok(inputs)
+    }
 }
 
 /// Arguments of `policy compile`.
@@ -81,9 +144,8 @@ pub struct EvalArgs {
 pub struct SimulateArgs {
     #[command(flatten)]
     pub source: PolicySource,
-    /// Request records, JSON lines {"space","ip","user"}; `-` for stdin
-    #[arg(long = "logs", value_name = "SOURCE", required = true, num_args = 1..)]
-    pub logs: Vec<PathBuf>,
+    #[command(flatten)]
+    pub logs: LogArgs,
 }
 
 pub fn run(cmd: PolicyCommand, ctx: &crate::Ctx) -> anyhow::Result<()> {
@@ -190,7 +252,7 @@ fn eval(args: EvalArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
     policy.space(&args.space)?;
     let ip: IpAddr =
         parse_addr_strict(&args.ip).map_err(|e| bad_input!("--ip `{}`: {e}", args.ip))?;
-    let sets = sets_from_args(&args.source.sets)?;
+    let sets = sets_for(&policy, &args.source, ctx)?;
     let mut stages = BTreeMap::new();
     if let Some(st) = args.stage {
         stages.insert(args.space.clone(), st);
@@ -261,39 +323,117 @@ pub fn render_decision(d: &Decision, ip: &str, colour: bool) -> String {
     s
 }
 
+/// Every declared space's sets as the backend has them (absent sets are
+/// left out).
+pub async fn backend_sets(
+    backend: &Backend,
+    policy: &Policy,
+) -> anyhow::Result<BTreeMap<String, IpSet>> {
+    let mut out = BTreeMap::new();
+    for id in policy.spaces.keys() {
+        for family in [Family::V4, Family::V6] {
+            let name = IpSetName::staged(id, family);
+            if let Some(set) = backend
+                .read(&name)
+                .await
+                .with_context(|| format!("reading {name}"))?
+            {
+                out.insert(name.to_string(), IpSet::from_nets(set.addresses));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The sets to evaluate with: the backend's, with `--set` overriding whole
+/// spaces.
+fn sets_for(
+    policy: &Policy,
+    source: &PolicySource,
+    ctx: &crate::Ctx,
+) -> anyhow::Result<BTreeMap<String, IpSet>> {
+    let rt = runtime()?;
+    let backend = rt.block_on(open_backend(ctx, &source.backend))?;
+    let mut sets = rt.block_on(backend_sets(&backend, policy))?;
+    let overrides = sets_from_args(&source.sets)?;
+    for name in overrides.keys() {
+        // `--set SPACE=FILE` replaces both of the space's sets.
+        if let Some(space) = name.strip_prefix("eos-").and_then(|n| n.rsplit_once('-')) {
+            for family in [Family::V4, Family::V6] {
+                sets.remove(&format!("eos-{}-{}", space.0, family.as_str()));
+            }
+        }
+    }
+    sets.extend(overrides);
+    Ok(sets)
+}
+
+/// A simulation with what was read.
+#[derive(Debug, Serialize)]
+pub struct SimulationReport {
+    /// Per space.
+    #[serde(flatten)]
+    pub simulation: Simulation,
+    /// Inputs, lines, records and bad lines of the logs.
+    pub scan: eos_logs::ScanStats,
+}
+
 fn simulate(args: SimulateArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
     let policy = load_policy(args.source.policy.as_deref(), ctx)?;
-    let sets = sets_from_args(&args.source.sets)?;
-    let report = run_simulation(&policy, &sets, &args.logs)?;
+    if args.logs.is_empty(ctx) {
+        return Err(bad_input!(
+            "no logs to replay: pass --logs SOURCE... or set [policy] logs"
+        ));
+    }
+    let sets = sets_for(&policy, &args.source, ctx)?;
+    let report = run_simulation(&policy, &sets, &args.logs, ctx)?;
     if ctx.json {
         return emit_json(&report);
     }
     emit(&render_simulation(&report, use_colour()))
 }
 
-/// Replay the record files through the policy.
+/// Replay the logs through the policy at its declared stages.
 pub fn run_simulation(
     policy: &Policy,
     sets: &BTreeMap<String, IpSet>,
-    logs: &[PathBuf],
-) -> anyhow::Result<Simulation> {
+    logs: &LogArgs,
+    ctx: &crate::Ctx,
+) -> anyhow::Result<SimulationReport> {
+    let opts = logs.scan_options(ctx)?;
+    let inputs = logs.inputs(ctx)?;
     let evaluator = Evaluator::new(policy, &BTreeMap::new(), sets, None)?;
     let mut sim = Simulator::new(policy, &evaluator, UnixTime::now());
-    for path in logs {
-        let name = path.display().to_string();
-        if name == "-" {
-            read_records(std::io::stdin().lock(), "<stdin>", |r| sim.record(&r))?;
-            continue;
-        }
-        let f = std::fs::File::open(path).map_err(|e| bad_input!("{name}: cannot open: {e}"))?;
-        read_records(BufReader::new(f), &name, |r| sim.record(&r))?;
-    }
-    Ok(sim.finish())
+    let scan = eos_logs::for_each_record(inputs, &opts, None, |r| {
+        sim.record(&SimRecord::from_log(r));
+    })
+    .context("reading the logs")?;
+    Ok(SimulationReport {
+        simulation: sim.finish(),
+        scan,
+    })
+}
+
+/// A simulation for the enforce guards.
+pub fn simulate_logs(
+    policy: &Policy,
+    sets: &BTreeMap<String, IpSet>,
+    logs: &LogArgs,
+    ctx: &crate::Ctx,
+) -> anyhow::Result<Simulation> {
+    Ok(run_simulation(policy, sets, logs, ctx)?.simulation)
 }
 
 /// The human form of a simulation.
-pub fn render_simulation(r: &Simulation, colour: bool) -> String {
+pub fn render_simulation(report: &SimulationReport, colour: bool) -> String {
+    let r = &report.simulation;
     let mut s = String::new();
+    let bad = report.scan.bad.total();
+    let _ = writeln!(
+        s,
+        "replayed {} records from {} lines of {} inputs ({bad} unusable lines)",
+        report.scan.records, report.scan.lines, report.scan.inputs
+    );
     for (space, sp) in &r.spaces {
         let _ = writeln!(
             s,

@@ -1,0 +1,974 @@
+//! Enforce and roll back: move one space one stage forward at a time, in
+//! the order that never blocks legitimate traffic while WAF propagates a
+//! change, snapshot the whole Web ACL before every change, and restore a
+//! snapshot exactly.
+//!
+//! The order forward is: the space's IPSets populated and read back →
+//! the rule that uses them added (stage `count`: a COUNT rule) → at
+//! `enforce` first the ALLOW rules under the old default ALLOW, then the
+//! default BLOCK on its own. Backwards ([`rollback`]) the default goes back
+//! to ALLOW first, then the rules. [`ordered_steps`] computes both.
+//!
+//! Storage plugs in through [`EnforceJournal`] (`eos-store` implements it:
+//! snapshots, the stage of each space, the audit log); the Web ACL through
+//! [`WebAclBackend`] and the sets through `eos_plan::IpSetBackend`.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use eos_identity::SpaceId;
+use eos_ipset::{Family, IpNet, IpSet};
+use eos_plan::{BackendError, IpSetBackend, IpSetName};
+use serde::{Deserialize, Serialize};
+
+use crate::PolicyError;
+use crate::acl::{AclRead, OwnedAcl, WebAclBackend};
+use crate::compile::{SetArns, compile, set_name};
+use crate::model::{Policy, Stage};
+use crate::simulate::Simulation;
+
+/// Attempts per write when somebody else wrote the Web ACL in between
+/// (WAFOptimisticLockException): re-read, re-snapshot, re-write.
+pub const MAX_ATTEMPTS: u32 = 5;
+
+/// Stable codes of the enforce guards (docs/POLICY.md, "Enforce and roll
+/// back"). Every one but [`guard::SETS_MISSING`] can be overridden with
+/// `--force`, which is audited.
+pub mod guard {
+    /// The space's IPSets do not exist (run `eos-sec apply`); never forced.
+    pub const SETS_MISSING: &str = "enforce-sets-missing";
+    /// The space's sets are empty: enforcing would block everyone.
+    pub const SET_EMPTY: &str = "enforce-set-empty";
+    /// The sets hold fewer addresses than `[ip_gate] min_addresses`.
+    pub const SET_BELOW_MINIMUM: &str = "enforce-set-below-minimum";
+    /// No operator address given (`--operator-ip`, `[policy] operator_ips`).
+    pub const OPERATOR_UNKNOWN: &str = "enforce-operator-unknown";
+    /// The operator's own address is outside the sets.
+    pub const OPERATOR_OUTSIDE: &str = "enforce-operator-outside-set";
+    /// A declared administrator's address is outside the sets.
+    pub const ADMIN_OUTSIDE: &str = "enforce-admin-outside-set";
+    /// Simulation over the logs shows declared administrators blocked.
+    pub const SIMULATE_BLOCKS_ADMINS: &str = "enforce-simulate-blocks-admins";
+}
+
+/// One guard's finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Guard {
+    /// Stable code ([`guard`]).
+    pub code: &'static str,
+    /// What and why, naming the address or user.
+    pub message: String,
+}
+
+impl std::fmt::Display for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[{}] {}", self.code, self.message)
+    }
+}
+
+/// What the guards look at.
+#[derive(Debug, Clone, Copy)]
+pub struct GuardInput<'a> {
+    /// The policy.
+    pub policy: &'a Policy,
+    /// The space.
+    pub space: &'a SpaceId,
+    /// The space's sets (v4 ∪ v6) as read back.
+    pub set: &'a IpSet,
+    /// The operator's own addresses.
+    pub operator_ips: &'a [IpAddr],
+    /// A simulation over the logs, when logs were given.
+    pub simulation: Option<&'a Simulation>,
+}
+
+/// The lockout guards for a space whose IP gate is about to block. Empty
+/// when nothing is wrong.
+pub fn guards(g: &GuardInput<'_>) -> Result<Vec<Guard>, PolicyError> {
+    let sp = g.policy.space(g.space)?;
+    let mut out = Vec::new();
+    if !sp.mode.uses_ip_gate() {
+        return Ok(out);
+    }
+    let size = u128::from(g.set.v4_len()).saturating_add(g.set.v6_len());
+    if g.set.is_empty() {
+        out.push(Guard {
+            code: guard::SET_EMPTY,
+            message: format!(
+                "the sets of space {} are empty: enforcing would block everyone",
+                g.space
+            ),
+        });
+    } else if size < u128::from(g.policy.ip_gate.min_addresses) {
+        out.push(Guard {
+            code: guard::SET_BELOW_MINIMUM,
+            message: format!(
+                "the sets of space {} hold {size} addresses, fewer than [ip_gate] min_addresses = {}",
+                g.space, g.policy.ip_gate.min_addresses
+            ),
+        });
+    }
+    if g.operator_ips.is_empty() {
+        out.push(Guard {
+            code: guard::OPERATOR_UNKNOWN,
+            message: "no operator address to check: pass --operator-ip ADDR (your own address as WAF sees it) or set [policy] operator_ips".to_owned(),
+        });
+    }
+    for ip in g.operator_ips {
+        if !g.set.contains(*ip) {
+            out.push(Guard {
+                code: guard::OPERATOR_OUTSIDE,
+                message: format!(
+                    "the operator's address {ip} is outside the sets of space {}",
+                    g.space
+                ),
+            });
+        }
+    }
+    for ip in &sp.admin_ips {
+        if !g.set.contains(*ip) {
+            out.push(Guard {
+                code: guard::ADMIN_OUTSIDE,
+                message: format!(
+                    "administrator address {ip} (spaces.{}.admin_ips) is outside the sets",
+                    g.space
+                ),
+            });
+        }
+    }
+    if let Some(s) = g.simulation.and_then(|s| s.spaces.get(g.space))
+        && !s.blocked_admins.is_empty()
+    {
+        let admins: Vec<&str> = s.blocked_admins.iter().map(|u| u.as_str()).collect();
+        out.push(Guard {
+            code: guard::SIMULATE_BLOCKS_ADMINS,
+            message: format!(
+                "simulation over the logs blocks declared administrators of space {}: {}",
+                g.space,
+                admins.join(", ")
+            ),
+        });
+    }
+    Ok(out)
+}
+
+/// What one write changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepKind {
+    /// Rules change, the default action stays.
+    Rules,
+    /// The default action becomes BLOCK (rules already in place).
+    DefaultBlock,
+    /// The default action becomes ALLOW (before any rule is removed).
+    DefaultAllow,
+}
+
+impl StepKind {
+    /// Kebab-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepKind::Rules => "rules",
+            StepKind::DefaultBlock => "default-block",
+            StepKind::DefaultAllow => "default-allow",
+        }
+    }
+}
+
+/// One write: the whole owned part it leaves behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// What changes.
+    pub kind: StepKind,
+    /// The owned part after the write.
+    pub target: OwnedAcl,
+}
+
+/// The writes from `current` to `target` in the safe order: rules before
+/// a default BLOCK, a default ALLOW before rules are taken away. Empty when
+/// there is nothing to change.
+pub fn ordered_steps(current: &OwnedAcl, target: &OwnedAcl) -> Vec<Step> {
+    if current == target {
+        return Vec::new();
+    }
+    let step = |kind, target: &OwnedAcl| Step {
+        kind,
+        target: target.clone(),
+    };
+    match (
+        current.default_action.is_block(),
+        target.default_action.is_block(),
+    ) {
+        (false, true) => {
+            let rules_first = target.with_default(current.default_action);
+            let mut v = Vec::new();
+            if rules_first != *current {
+                v.push(step(StepKind::Rules, &rules_first));
+            }
+            v.push(step(StepKind::DefaultBlock, target));
+            v
+        }
+        (true, false) => {
+            let allow_first = current.with_default(target.default_action);
+            let mut v = vec![step(StepKind::DefaultAllow, &allow_first)];
+            if allow_first != *target {
+                v.push(step(StepKind::Rules, target));
+            }
+            v
+        }
+        _ => vec![step(StepKind::Rules, target)],
+    }
+}
+
+/// Whether a snapshot was taken by enforce or by rollback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunKind {
+    /// `eos-sec enforce`.
+    Enforce,
+    /// `eos-sec rollback`.
+    Rollback,
+}
+
+impl RunKind {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunKind::Enforce => "enforce",
+            RunKind::Rollback => "rollback",
+        }
+    }
+}
+
+/// A set's contents in a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetSnapshot {
+    /// Canonical CIDRs, in the order stored.
+    pub addresses: Vec<String>,
+    /// Its lock token at the time.
+    pub lock: String,
+}
+
+/// A snapshot to record.
+#[derive(Debug, Clone, Copy)]
+pub struct NewSnapshot<'a> {
+    /// The run it belongs to (the id of the run's first snapshot); `None`
+    /// for the first snapshot of a run.
+    pub run: Option<i64>,
+    /// Enforce or rollback.
+    pub kind: RunKind,
+    /// The space the run is for.
+    pub space: &'a SpaceId,
+    /// The backend id.
+    pub backend: &'a str,
+    /// The Web ACL name.
+    pub web_acl: &'a str,
+    /// The whole Web ACL as read, with its lock token.
+    pub read: &'a AclRead,
+    /// The space's sets as read.
+    pub sets: &'a BTreeMap<String, SetSnapshot>,
+    /// The recorded stage of every space.
+    pub stages: &'a BTreeMap<SpaceId, Stage>,
+}
+
+/// A recorded snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Snapshot {
+    /// Its id.
+    pub id: i64,
+    /// The run (the id of the run's first snapshot).
+    pub run: i64,
+    /// When (RFC 3339 UTC).
+    pub at: String,
+    /// Enforce or rollback.
+    pub kind: RunKind,
+    /// The space the run was for.
+    pub space: SpaceId,
+    /// The backend id.
+    pub backend: String,
+    /// The Web ACL name.
+    pub web_acl: String,
+    /// The lock token of the read.
+    pub lock: String,
+    /// The owned part.
+    pub owned: OwnedAcl,
+    /// The whole Web ACL document.
+    pub document: serde_json::Value,
+    /// The space's sets.
+    pub sets: BTreeMap<String, SetSnapshot>,
+    /// The stage of every space.
+    pub stages: BTreeMap<SpaceId, Stage>,
+}
+
+/// A write to record (after it succeeded).
+#[derive(Debug, Clone, Copy)]
+pub struct WriteRecord<'a> {
+    /// The backend id.
+    pub backend: &'a str,
+    /// The Web ACL name.
+    pub web_acl: &'a str,
+    /// The snapshot taken just before.
+    pub snapshot: i64,
+    /// What changed.
+    pub kind: StepKind,
+    /// The owned part before.
+    pub before: &'a OwnedAcl,
+    /// The owned part after.
+    pub after: &'a OwnedAcl,
+}
+
+/// A change of recorded stages.
+#[derive(Debug, Clone)]
+pub struct StageChange<'a> {
+    /// The backend id.
+    pub backend: &'a str,
+    /// The Web ACL name.
+    pub web_acl: &'a str,
+    /// `enforce.stage` or `enforce.rollback`.
+    pub action: &'static str,
+    /// The space the command was for.
+    pub space: &'a SpaceId,
+    /// Every space's stage after the change (replaces what is recorded).
+    pub stages: &'a BTreeMap<SpaceId, Stage>,
+    /// Audit details (before, after, forced guards, snapshots).
+    pub detail: serde_json::Value,
+}
+
+/// Where snapshots, stages and the audit log are kept (`eos-store`). Each
+/// method is one transaction that also appends its audit entry.
+pub trait EnforceJournal {
+    /// The store's error.
+    type Error: std::error::Error + Send + Sync + 'static;
+    /// The recorded stage of each space on this backend and Web ACL.
+    fn stages(
+        &mut self,
+        backend: &str,
+        web_acl: &str,
+    ) -> Result<BTreeMap<SpaceId, Stage>, Self::Error>;
+    /// Record a snapshot (audited `webacl.snapshot`); its id.
+    fn save_snapshot(&mut self, s: &NewSnapshot<'_>, actor: &str) -> Result<i64, Self::Error>;
+    /// A snapshot by id.
+    fn snapshot(&mut self, id: i64) -> Result<Option<Snapshot>, Self::Error>;
+    /// The first snapshot of the latest enforce run for `space`.
+    fn latest_enforce_start(
+        &mut self,
+        backend: &str,
+        web_acl: &str,
+        space: &SpaceId,
+    ) -> Result<Option<Snapshot>, Self::Error>;
+    /// Record a successful write (audited `webacl.write`).
+    fn record_write(&mut self, w: &WriteRecord<'_>, actor: &str) -> Result<(), Self::Error>;
+    /// Replace the recorded stages (audited with `change.action`).
+    fn record_stages(&mut self, change: &StageChange<'_>, actor: &str) -> Result<(), Self::Error>;
+}
+
+fn journal<E: std::error::Error + Send + Sync + 'static>(e: E) -> PolicyError {
+    PolicyError::Journal(Box::new(e))
+}
+
+/// What `enforce` asks for.
+#[derive(Debug, Clone)]
+pub struct EnforceOptions<'a> {
+    /// The policy.
+    pub policy: &'a Policy,
+    /// The space.
+    pub space: SpaceId,
+    /// The stage to move to; `None`: the next one.
+    pub target: Option<Stage>,
+    /// The operator's own addresses.
+    pub operator_ips: Vec<IpAddr>,
+    /// A simulation over the logs, when logs were given.
+    pub simulation: Option<Simulation>,
+    /// Override the guards (audited).
+    pub force: bool,
+    /// Who.
+    pub actor: String,
+}
+
+/// One write done.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StepReport {
+    /// What changed.
+    pub kind: StepKind,
+    /// The snapshot taken just before.
+    pub snapshot: i64,
+    /// The default action after.
+    pub default_action: &'static str,
+    /// eos-sec's rules after, in order.
+    pub rules: Vec<String>,
+    /// Writes tried (more than 1 after lock conflicts).
+    pub attempts: u32,
+}
+
+/// What `enforce` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EnforceReport {
+    /// The space.
+    pub space: SpaceId,
+    /// The backend id.
+    pub backend: String,
+    /// The Web ACL.
+    pub web_acl: String,
+    /// The stage before.
+    pub from: Stage,
+    /// The stage after.
+    pub to: Stage,
+    /// The run: the id of its first snapshot, what `rollback` restores.
+    pub run: Option<i64>,
+    /// Whether the Web ACL had to be created first.
+    pub created_web_acl: bool,
+    /// The writes, in order.
+    pub steps: Vec<StepReport>,
+    /// Guard findings that do not block this stage.
+    pub warnings: Vec<Guard>,
+    /// Guard findings overridden with `--force`.
+    pub forced: Vec<Guard>,
+}
+
+/// What `rollback` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RollbackReport {
+    /// The space.
+    pub space: SpaceId,
+    /// The backend id.
+    pub backend: String,
+    /// The Web ACL.
+    pub web_acl: String,
+    /// The snapshot restored.
+    pub snapshot: i64,
+    /// The writes, in order (empty: already at the snapshot).
+    pub steps: Vec<StepReport>,
+    /// Stages that changed: space → (before, after).
+    pub stage_changes: BTreeMap<SpaceId, (Stage, Stage)>,
+    /// The space's sets changed since the snapshot (kept: `apply` owns
+    /// them): set name → entries added since, removed since.
+    pub set_changes: BTreeMap<String, (Vec<String>, Vec<String>)>,
+}
+
+impl RollbackReport {
+    /// True when nothing had to change.
+    pub fn was_noop(&self) -> bool {
+        self.steps.is_empty() && self.stage_changes.is_empty()
+    }
+}
+
+/// Every declared space's stage: recorded, else `off`.
+fn full_stages(policy: &Policy, recorded: &BTreeMap<SpaceId, Stage>) -> BTreeMap<SpaceId, Stage> {
+    policy
+        .spaces
+        .keys()
+        .map(|id| (id.clone(), recorded.get(id).copied().unwrap_or(Stage::Off)))
+        .collect()
+}
+
+async fn read_sets<S: IpSetBackend>(
+    sets: &S,
+    space: &SpaceId,
+) -> Result<(BTreeMap<String, SetSnapshot>, IpSet, Vec<String>), PolicyError> {
+    let mut snap = BTreeMap::new();
+    let mut nets: Vec<IpNet> = Vec::new();
+    let mut missing = Vec::new();
+    for family in [Family::V4, Family::V6] {
+        let name = IpSetName::staged(space, family);
+        match sets.read(&name).await? {
+            Some(a) => {
+                snap.insert(
+                    name.to_string(),
+                    SetSnapshot {
+                        addresses: a.addresses.iter().map(eos_ipset::canonical).collect(),
+                        lock: a.lock.0.clone(),
+                    },
+                );
+                nets.extend(a.addresses.iter().copied());
+            }
+            None => missing.push(name.to_string()),
+        }
+    }
+    Ok((snap, IpSet::from_nets(nets), missing))
+}
+
+/// The ARNs of the sets every IP-gated space at `count`/`enforce` needs.
+async fn set_arns<A: WebAclBackend>(
+    acl: &A,
+    policy: &Policy,
+    stages: &BTreeMap<SpaceId, Stage>,
+) -> Result<SetArns, PolicyError> {
+    let mut arns = SetArns::default();
+    let mut missing = Vec::new();
+    for (id, sp) in &policy.spaces {
+        let stage = stages.get(id).copied().unwrap_or(Stage::Off);
+        if !sp.mode.ip_gate_at_waf() || stage < Stage::Count {
+            continue;
+        }
+        for family in [Family::V4, Family::V6] {
+            let name = set_name(id, family);
+            match acl.ip_set_arn(&name).await? {
+                Some(arn) => {
+                    arns.known.insert(name, arn);
+                }
+                None => missing.push(name),
+            }
+        }
+    }
+    if !missing.is_empty() {
+        return Err(PolicyError::Refused {
+            what: "enforce".to_owned(),
+            guards: vec![Guard {
+                code: guard::SETS_MISSING,
+                message: format!(
+                    "IPSets {} do not exist on the backend: create them with `eos-sec plan` and `eos-sec apply`",
+                    missing.join(", ")
+                ),
+            }],
+        });
+    }
+    Ok(arns)
+}
+
+/// The Web ACL `name`, which must exist.
+async fn read_existing<A: WebAclBackend>(acl: &A, name: &str) -> Result<AclRead, PolicyError> {
+    acl.read_acl(name).await?.ok_or_else(|| {
+        PolicyError::Backend(BackendError::NotFound {
+            name: name.to_owned(),
+        })
+    })
+}
+
+struct Run<'a, J> {
+    journal: &'a mut J,
+    kind: RunKind,
+    space: &'a SpaceId,
+    backend: String,
+    web_acl: &'a str,
+    sets: BTreeMap<String, SetSnapshot>,
+    stages: BTreeMap<SpaceId, Stage>,
+    actor: &'a str,
+    run: Option<i64>,
+}
+
+impl<J: EnforceJournal> Run<'_, J> {
+    fn snapshot(&mut self, read: &AclRead) -> Result<i64, PolicyError> {
+        let id = self
+            .journal
+            .save_snapshot(
+                &NewSnapshot {
+                    run: self.run,
+                    kind: self.kind,
+                    space: self.space,
+                    backend: &self.backend,
+                    web_acl: self.web_acl,
+                    read,
+                    sets: &self.sets,
+                    stages: &self.stages,
+                },
+                self.actor,
+            )
+            .map_err(journal)?;
+        self.run.get_or_insert(id);
+        Ok(id)
+    }
+
+    /// Read, snapshot, write; on a lock conflict again from a fresh read.
+    async fn write<A: WebAclBackend>(
+        &mut self,
+        acl: &A,
+        step: &Step,
+    ) -> Result<StepReport, PolicyError> {
+        let mut attempt = 1;
+        loop {
+            let read = read_existing(acl, self.web_acl).await?;
+            let snapshot = self.snapshot(&read)?;
+            match acl.write_acl(self.web_acl, &step.target, &read.lock).await {
+                Ok(_) => {
+                    self.journal
+                        .record_write(
+                            &WriteRecord {
+                                backend: &self.backend,
+                                web_acl: self.web_acl,
+                                snapshot,
+                                kind: step.kind,
+                                before: &read.owned,
+                                after: &step.target,
+                            },
+                            self.actor,
+                        )
+                        .map_err(journal)?;
+                    return Ok(StepReport {
+                        kind: step.kind,
+                        snapshot,
+                        default_action: step.target.default_action.as_str(),
+                        rules: step.target.rule_names(),
+                        attempts: attempt,
+                    });
+                }
+                Err(BackendError::StaleLock { .. }) if attempt < MAX_ATTEMPTS => {
+                    acl.pause_before_acl_retry(attempt).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+/// Move `opts.space` one stage forward. Refused (nothing written) when a
+/// guard trips at stage `enforce` without `force`, when the target skips
+/// a stage, or when the space's sets do not exist.
+pub async fn enforce<A, S, J>(
+    acl: &A,
+    sets: &S,
+    journal_store: &mut J,
+    opts: &EnforceOptions<'_>,
+) -> Result<EnforceReport, PolicyError>
+where
+    A: WebAclBackend,
+    S: IpSetBackend,
+    J: EnforceJournal,
+{
+    let policy = opts.policy;
+    let space = &opts.space;
+    let sp = policy.space(space)?;
+    let backend = acl.acl_backend_id();
+    let web_acl = policy.web_acl_name.as_str();
+    let recorded = journal_store.stages(&backend, web_acl).map_err(journal)?;
+    let now = full_stages(policy, &recorded);
+    let from = now.get(space).copied().unwrap_or(Stage::Off);
+    let to = match opts.target {
+        Some(t) => t,
+        None => from.next().ok_or_else(|| {
+            PolicyError::Stage(format!(
+                "space {space} is already at stage enforce; `eos-sec rollback --space {space}` goes back"
+            ))
+        })?,
+    };
+    if to < from {
+        return Err(PolicyError::Stage(format!(
+            "space {space} is at stage {from}; going back to {to} is `eos-sec rollback --space {space}`"
+        )));
+    }
+    if to > from && Some(to) != from.next() {
+        return Err(PolicyError::Stage(format!(
+            "space {space} is at stage {from}: enforce moves one stage at a time, next is {}",
+            from.next().map_or("none", Stage::as_str)
+        )));
+    }
+
+    // Sets populated and read back: every later stage references them.
+    let (set_snap, set, missing) = read_sets(sets, space).await?;
+    if sp.mode.uses_ip_gate() && to > Stage::Off && !missing.is_empty() {
+        return Err(PolicyError::Refused {
+            what: "enforce".to_owned(),
+            guards: vec![Guard {
+                code: guard::SETS_MISSING,
+                message: format!(
+                    "IPSets {} do not exist on backend {}: create them with `eos-sec plan` and `eos-sec apply`",
+                    missing.join(", "),
+                    sets.id()
+                ),
+            }],
+        });
+    }
+    let found = guards(&GuardInput {
+        policy,
+        space,
+        set: &set,
+        operator_ips: &opts.operator_ips,
+        simulation: opts.simulation.as_ref(),
+    })?;
+    let blocking = to == Stage::Enforce && sp.mode.uses_ip_gate();
+    let (mut warnings, mut forced) = (Vec::new(), Vec::new());
+    if blocking && !found.is_empty() {
+        if !opts.force {
+            return Err(PolicyError::Refused {
+                what: "enforce".to_owned(),
+                guards: found,
+            });
+        }
+        forced = found;
+    } else {
+        warnings = found;
+    }
+
+    let mut next = now.clone();
+    next.insert(space.clone(), to);
+    let arns = set_arns(acl, policy, &next).await?;
+    let target = OwnedAcl::of(&compile(policy, &next, &arns)?.web_acl);
+
+    let mut created_web_acl = false;
+    let current = match acl.read_acl(web_acl).await? {
+        Some(r) => r,
+        None => {
+            // A new Web ACL starts as the recorded stages compile (nothing
+            // gates yet); every later change is snapshotted.
+            let initial = compile(policy, &now, &arns)?.web_acl;
+            acl.create_acl(&initial).await?;
+            created_web_acl = true;
+            read_existing(acl, web_acl).await?
+        }
+    };
+
+    let mut run = Run {
+        journal: journal_store,
+        kind: RunKind::Enforce,
+        space,
+        backend: backend.clone(),
+        web_acl,
+        sets: set_snap,
+        stages: recorded.clone(),
+        actor: &opts.actor,
+        run: None,
+    };
+    let steps = ordered_steps(&current.owned, &target);
+    let mut done = Vec::new();
+    if to == from && steps.is_empty() {
+        return Ok(EnforceReport {
+            space: space.clone(),
+            backend,
+            web_acl: web_acl.to_owned(),
+            from,
+            to,
+            run: None,
+            created_web_acl,
+            steps: done,
+            warnings,
+            forced,
+        });
+    }
+    if steps.is_empty() {
+        // A stage change without an ACL change (off → staged) is still a
+        // change: snapshot first, so rollback has a point to return to.
+        run.snapshot(&current)?;
+    }
+    for step in &steps {
+        done.push(run.write(acl, step).await?);
+    }
+    let detail = serde_json::json!({
+        "space": space,
+        "from": from,
+        "to": to,
+        "run": run.run,
+        "snapshots": done.iter().map(|s| s.snapshot).collect::<Vec<_>>(),
+        "before": { "default_action": current.owned.default_action.as_str(), "rules": current.owned.rule_names() },
+        "after": { "default_action": target.default_action.as_str(), "rules": target.rule_names() },
+        "forced": forced,
+    });
+    let run_id = run.run;
+    run.journal
+        .record_stages(
+            &StageChange {
+                backend: &backend,
+                web_acl,
+                action: "enforce.stage",
+                space,
+                stages: &next,
+                detail,
+            },
+            &opts.actor,
+        )
+        .map_err(journal)?;
+    Ok(EnforceReport {
+        space: space.clone(),
+        backend,
+        web_acl: web_acl.to_owned(),
+        from,
+        to,
+        run: run_id,
+        created_web_acl,
+        steps: done,
+        warnings,
+        forced,
+    })
+}
+
+/// What `rollback` asks for.
+#[derive(Debug, Clone)]
+pub struct RollbackOptions<'a> {
+    /// The policy (for the Web ACL name).
+    pub policy: &'a Policy,
+    /// The space.
+    pub space: SpaceId,
+    /// The snapshot to restore; `None`: the start of the space's latest
+    /// enforce run.
+    pub to: Option<i64>,
+    /// Who.
+    pub actor: String,
+}
+
+/// Restore a snapshot exactly: eos-sec's rules and default action as they
+/// were (default ALLOW first), and the recorded stages. Rules eos-sec does
+/// not own stay as they are now. Idempotent: a second run changes nothing.
+pub async fn rollback<A, S, J>(
+    acl: &A,
+    sets: &S,
+    journal_store: &mut J,
+    opts: &RollbackOptions<'_>,
+) -> Result<RollbackReport, PolicyError>
+where
+    A: WebAclBackend,
+    S: IpSetBackend,
+    J: EnforceJournal,
+{
+    let space = &opts.space;
+    let backend = acl.acl_backend_id();
+    let web_acl = opts.policy.web_acl_name.as_str();
+    let snap = match opts.to {
+        Some(id) => journal_store
+            .snapshot(id)
+            .map_err(journal)?
+            .ok_or_else(|| PolicyError::Stage(format!("no snapshot {id}")))?,
+        None => journal_store
+            .latest_enforce_start(&backend, web_acl, space)
+            .map_err(journal)?
+            .ok_or_else(|| {
+                PolicyError::Stage(format!(
+                    "nothing to roll back: no enforce of space {space} recorded on backend {backend} for Web ACL {web_acl}"
+                ))
+            })?,
+    };
+    if snap.backend != backend || snap.web_acl != web_acl {
+        return Err(PolicyError::Stage(format!(
+            "snapshot {} is of Web ACL {} on backend {}, not {web_acl} on {backend}",
+            snap.id, snap.web_acl, snap.backend
+        )));
+    }
+    let current = read_existing(acl, web_acl).await?;
+    let recorded = journal_store.stages(&backend, web_acl).map_err(journal)?;
+    let (set_now, _, _) = read_sets(sets, space).await?;
+
+    let mut run = Run {
+        journal: journal_store,
+        kind: RunKind::Rollback,
+        space,
+        backend: backend.clone(),
+        web_acl,
+        sets: set_now.clone(),
+        stages: recorded.clone(),
+        actor: &opts.actor,
+        run: None,
+    };
+    let mut done = Vec::new();
+    for step in ordered_steps(&current.owned, &snap.owned) {
+        done.push(run.write(acl, &step).await?);
+    }
+    let mut stage_changes = BTreeMap::new();
+    for id in recorded.keys().chain(snap.stages.keys()) {
+        let before = recorded.get(id).copied().unwrap_or(Stage::Off);
+        let after = snap.stages.get(id).copied().unwrap_or(Stage::Off);
+        if before != after {
+            stage_changes.insert(id.clone(), (before, after));
+        }
+    }
+    let mut set_changes = BTreeMap::new();
+    for name in set_now.keys().chain(snap.sets.keys()) {
+        let now: Vec<String> = set_now
+            .get(name)
+            .map(|s| s.addresses.clone())
+            .unwrap_or_default();
+        let then: Vec<String> = snap
+            .sets
+            .get(name)
+            .map(|s| s.addresses.clone())
+            .unwrap_or_default();
+        let added: Vec<String> = now.iter().filter(|a| !then.contains(a)).cloned().collect();
+        let removed: Vec<String> = then.iter().filter(|a| !now.contains(a)).cloned().collect();
+        if !added.is_empty() || !removed.is_empty() {
+            set_changes.insert(name.clone(), (added, removed));
+        }
+    }
+    let detail = serde_json::json!({
+        "space": space,
+        "snapshot": snap.id,
+        "run": run.run,
+        "snapshots": done.iter().map(|s| s.snapshot).collect::<Vec<_>>(),
+        "before": { "default_action": current.owned.default_action.as_str(), "rules": current.owned.rule_names(), "stages": recorded },
+        "after": { "default_action": snap.owned.default_action.as_str(), "rules": snap.owned.rule_names(), "stages": snap.stages },
+    });
+    run.journal
+        .record_stages(
+            &StageChange {
+                backend: &backend,
+                web_acl,
+                action: "enforce.rollback",
+                space,
+                stages: &snap.stages,
+                detail,
+            },
+            &opts.actor,
+        )
+        .map_err(journal)?;
+    Ok(RollbackReport {
+        space: space.clone(),
+        backend,
+        web_acl: web_acl.to_owned(),
+        snapshot: snap.id,
+        steps: done,
+        stage_changes,
+        set_changes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::waf::DefaultAction;
+
+    fn owned(block: bool, rules: &[&str]) -> OwnedAcl {
+        let acl = crate::waf::WebAcl {
+            name: "t".into(),
+            description: None,
+            default_action: if block {
+                DefaultAction::block()
+            } else {
+                DefaultAction::allow()
+            },
+            rules: rules
+                .iter()
+                .map(|n| crate::waf::Rule {
+                    name: (*n).to_owned(),
+                    priority: 0,
+                    statement: crate::waf::Statement::ByteMatchStatement(crate::waf::ByteMatch {
+                        search_string: "x".into(),
+                        field_to_match: crate::waf::FieldToMatch::UriPath(crate::waf::Empty {}),
+                        text_transformations: vec![],
+                        positional_constraint: "EXACTLY".into(),
+                    }),
+                    action: None,
+                    override_action: None,
+                    rule_labels: vec![],
+                    visibility_config: crate::waf::VisibilityConfig::named(n),
+                })
+                .collect(),
+            visibility_config: crate::waf::VisibilityConfig::named("t"),
+        };
+        OwnedAcl::of(&acl)
+    }
+
+    fn kinds(steps: &[Step]) -> Vec<StepKind> {
+        steps.iter().map(|s| s.kind).collect()
+    }
+
+    #[test]
+    fn forward_adds_rules_before_default_block() {
+        let count = owned(false, &["eos-a-ip-count"]);
+        let enforced = owned(true, &["eos-a-ip-allow", "eos-b-allow"]);
+        let steps = ordered_steps(&count, &enforced);
+        assert_eq!(kinds(&steps), [StepKind::Rules, StepKind::DefaultBlock]);
+        assert!(!steps[0].target.default_action.is_block());
+        assert_eq!(steps[0].target.rules, enforced.rules);
+        assert_eq!(steps[1].target, enforced);
+    }
+
+    #[test]
+    fn backward_allows_before_removing_rules() {
+        let count = owned(false, &["eos-a-ip-count"]);
+        let enforced = owned(true, &["eos-a-ip-allow", "eos-b-allow"]);
+        let steps = ordered_steps(&enforced, &count);
+        assert_eq!(kinds(&steps), [StepKind::DefaultAllow, StepKind::Rules]);
+        assert_eq!(steps[0].target.rules, enforced.rules);
+        assert_eq!(steps[1].target, count);
+        assert!(ordered_steps(&count, &count).is_empty());
+        assert_eq!(
+            kinds(&ordered_steps(&owned(false, &[]), &count)),
+            [StepKind::Rules]
+        );
+    }
+}

@@ -1,0 +1,263 @@
+//! `eos-sec enforce` and `eos-sec rollback`: move a space one stage forward
+//! (staged → count → enforce) or back to a snapshot, on the configured
+//! backend. The steps, guards and snapshots are `eos_policy::enforce`'s;
+//! this module wires the backend, the state store and the output.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+use eos_identity::SpaceId;
+use eos_ipset::parse_addr_strict;
+use eos_plan::{BackendError, LockToken};
+use eos_policy::enforce::{
+    EnforceOptions, EnforceReport, Guard, RollbackOptions, RollbackReport, StepReport,
+};
+use eos_policy::waf::WebAcl;
+use eos_policy::{AclRead, OwnedAcl, Stage, WebAclBackend};
+
+use crate::cmd::plan::{Backend, BackendArgs, open_backend, runtime};
+use crate::cmd::policy::{LogArgs, backend_sets, load_policy, simulate_logs};
+use crate::cmd::rules::actor;
+use crate::exit::bad_input;
+use crate::output::{emit, emit_json, paint, use_colour};
+
+/// Arguments of `enforce`.
+#[derive(Debug, Args)]
+pub struct EnforceArgs {
+    /// The space to move forward
+    #[arg(long, value_name = "SPACE")]
+    pub space: SpaceId,
+    /// The stage to move to: the next one (staged, count, enforce) [default:
+    /// the stage after the recorded one]
+    #[arg(long, value_name = "STAGE")]
+    pub stage: Option<Stage>,
+    /// Your own address as WAF sees it (repeatable); enforcing refuses when
+    /// one is outside the space's sets [default: `[policy] operator_ips`]
+    #[arg(long = "operator-ip", value_name = "ADDR")]
+    pub operator_ips: Vec<String>,
+    /// Enforce although a guard refuses (recorded in the audit log with the
+    /// guards it overrode)
+    #[arg(long)]
+    pub force: bool,
+    /// Policy file [default: `[policy] file` from the config, else ./policy.toml]
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    #[command(flatten)]
+    pub logs: LogArgs,
+    #[command(flatten)]
+    pub backend: BackendArgs,
+}
+
+/// Arguments of `rollback`.
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The space whose latest enforce to undo
+    #[arg(long, value_name = "SPACE")]
+    pub space: SpaceId,
+    /// Restore this snapshot [default: the one taken before the space's
+    /// latest enforce]
+    #[arg(long, value_name = "SNAPSHOT")]
+    pub to: Option<i64>,
+    /// Policy file [default: `[policy] file` from the config, else ./policy.toml]
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    #[command(flatten)]
+    pub backend: BackendArgs,
+}
+
+impl WebAclBackend for Backend {
+    fn acl_backend_id(&self) -> String {
+        match self {
+            Backend::Local(b) => b.acl_backend_id(),
+            Backend::Aws(b) => b.acl_backend_id(),
+        }
+    }
+    async fn read_acl(&self, name: &str) -> Result<Option<AclRead>, BackendError> {
+        match self {
+            Backend::Local(b) => b.read_acl(name).await,
+            Backend::Aws(b) => b.read_acl(name).await,
+        }
+    }
+    async fn create_acl(&self, acl: &WebAcl) -> Result<LockToken, BackendError> {
+        match self {
+            Backend::Local(b) => b.create_acl(acl).await,
+            Backend::Aws(b) => b.create_acl(acl).await,
+        }
+    }
+    async fn write_acl(
+        &self,
+        name: &str,
+        owned: &OwnedAcl,
+        lock: &LockToken,
+    ) -> Result<LockToken, BackendError> {
+        match self {
+            Backend::Local(b) => b.write_acl(name, owned, lock).await,
+            Backend::Aws(b) => b.write_acl(name, owned, lock).await,
+        }
+    }
+    async fn ip_set_arn(&self, name: &str) -> Result<Option<String>, BackendError> {
+        match self {
+            Backend::Local(b) => b.ip_set_arn(name).await,
+            Backend::Aws(b) => b.ip_set_arn(name).await,
+        }
+    }
+    async fn pause_before_acl_retry(&self, attempt: u32) {
+        match self {
+            Backend::Local(b) => b.pause_before_acl_retry(attempt).await,
+            Backend::Aws(b) => b.pause_before_acl_retry(attempt).await,
+        }
+    }
+}
+
+/// The operator's addresses: `--operator-ip`, else `[policy] operator_ips`.
+fn operator_ips(args: &[String], ctx: &crate::Ctx) -> anyhow::Result<Vec<IpAddr>> {
+    let (list, origin) = if args.is_empty() {
+        (&ctx.config.policy.operator_ips, "[policy] operator_ips")
+    } else {
+        (&args.to_vec(), "--operator-ip")
+    };
+    list.iter()
+        .map(|a| parse_addr_strict(a).map_err(|e| bad_input!("{origin} `{a}`: {e}")))
+        .collect()
+}
+
+/// With `--json`, a refusal is also a JSON document on stdout.
+fn refusal_json(e: eos_policy::PolicyError, json: bool) -> anyhow::Error {
+    if json && let eos_policy::PolicyError::Refused { guards, .. } = &e {
+        let _ = emit_json(&serde_json::json!({ "refused": guards }));
+    }
+    anyhow::Error::new(e)
+}
+
+pub fn run_enforce(args: EnforceArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
+    let policy = load_policy(args.policy.as_deref(), ctx)?;
+    policy.space(&args.space)?;
+    let operator_ips = operator_ips(&args.operator_ips, ctx)?;
+    let mut store = ctx.store()?;
+    let rt = runtime()?;
+    let backend = rt.block_on(open_backend(ctx, &args.backend))?;
+    let simulation = if args.logs.is_empty(ctx) {
+        None
+    } else {
+        let sets = rt.block_on(backend_sets(&backend, &policy))?;
+        Some(simulate_logs(&policy, &sets, &args.logs, ctx)?)
+    };
+    let opts = EnforceOptions {
+        policy: &policy,
+        space: args.space.clone(),
+        target: args.stage,
+        operator_ips,
+        simulation,
+        force: args.force,
+        actor: actor(),
+    };
+    let report = rt
+        .block_on(eos_policy::enforce::enforce(
+            &backend, &backend, &mut store, &opts,
+        ))
+        .map_err(|e| refusal_json(e, ctx.json))?;
+    if ctx.json {
+        return emit_json(&report);
+    }
+    emit(&render_enforce(&report, use_colour()))
+}
+
+pub fn run_rollback(args: RollbackArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
+    let policy = load_policy(args.policy.as_deref(), ctx)?;
+    policy.space(&args.space)?;
+    let mut store = ctx.store()?;
+    let rt = runtime()?;
+    let backend = rt.block_on(open_backend(ctx, &args.backend))?;
+    let opts = RollbackOptions {
+        policy: &policy,
+        space: args.space.clone(),
+        to: args.to,
+        actor: actor(),
+    };
+    let report = rt.block_on(eos_policy::enforce::rollback(
+        &backend, &backend, &mut store, &opts,
+    ))?;
+    if ctx.json {
+        return emit_json(&report);
+    }
+    emit(&render_rollback(&report))
+}
+
+fn render_steps(out: &mut String, steps: &[StepReport]) {
+    for s in steps {
+        let retries = if s.attempts > 1 {
+            format!(" after {} attempts (concurrent writers)", s.attempts)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "  {:<14} snapshot {:>3} -> default {}, rules [{}]{retries}",
+            s.kind.as_str(),
+            s.snapshot,
+            s.default_action,
+            s.rules.join(", ")
+        );
+    }
+}
+
+fn render_guards(out: &mut String, label: &str, guards: &[Guard], colour: bool) {
+    for g in guards {
+        let _ = writeln!(out, "  {} {g}", paint(colour, "33", label));
+    }
+}
+
+/// The human report of an enforce.
+pub fn render_enforce(r: &EnforceReport, colour: bool) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "enforce {}: {} -> {} on backend {} (Web ACL {})",
+        r.space, r.from, r.to, r.backend, r.web_acl
+    );
+    if r.created_web_acl {
+        let _ = writeln!(out, "  created the Web ACL (nothing gated yet)");
+    }
+    if r.from == r.to && r.steps.is_empty() {
+        let _ = writeln!(out, "  already at stage {}: nothing to do", r.to);
+    }
+    render_steps(&mut out, &r.steps);
+    render_guards(&mut out, "warning:", &r.warnings, colour);
+    render_guards(&mut out, "FORCED:", &r.forced, colour);
+    if let Some(run) = r.run {
+        let _ = writeln!(
+            out,
+            "Undo with: eos-sec rollback --space {} (restores snapshot {run})",
+            r.space
+        );
+    }
+    out
+}
+
+/// The human report of a rollback.
+pub fn render_rollback(r: &RollbackReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "rollback {}: restore snapshot {} on backend {} (Web ACL {})",
+        r.space, r.snapshot, r.backend, r.web_acl
+    );
+    if r.was_noop() {
+        let _ = writeln!(out, "  already at snapshot {}: nothing to do", r.snapshot);
+    }
+    render_steps(&mut out, &r.steps);
+    for (space, (before, after)) in &r.stage_changes {
+        let _ = writeln!(out, "  stage {space}: {before} -> {after}");
+    }
+    for (name, (added, removed)) in &r.set_changes {
+        let _ = writeln!(
+            out,
+            "  note: {name} changed since the snapshot (+{} -{}); kept: `eos-sec plan`/`apply` own set contents",
+            added.len(),
+            removed.len()
+        );
+    }
+    out
+}

@@ -1,0 +1,195 @@
+//! `eos-sec enforce` and `rollback` on the local backend, run as a process:
+//! staged → count → enforce → rollback with the shipped example policy and
+//! rules, the guards' refusals (exit 2, stable codes) and the audit log.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/data")
+}
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn run(state: &Path, args: &[&str]) -> Out {
+    let policy = examples().join("policy.toml");
+    let mut full: Vec<&str> = Vec::new();
+    let cmd = args
+        .iter()
+        .position(|a| !a.starts_with("--json"))
+        .unwrap_or(0);
+    full.extend(&args[..=cmd]);
+    if matches!(args[cmd], "enforce" | "rollback") {
+        full.extend(["--policy", policy.to_str().unwrap()]);
+    }
+    full.extend(&args[cmd + 1..]);
+    let out = Command::new(env!("CARGO_BIN_EXE_eos-sec"))
+        .args(&full)
+        .env("EOS_SEC_STATE_DIR", state)
+        .env("EOS_SEC_CONFIG", state.join("none.toml"))
+        .env("NO_COLOR", "1")
+        .env("USER", "operator")
+        .current_dir(state)
+        .output()
+        .unwrap();
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+fn ok(o: Out) -> String {
+    assert_eq!(o.code, 0, "stdout: {}\nstderr: {}", o.stdout, o.stderr);
+    o.stdout
+}
+
+/// A state directory with the example rules (plus the acme
+/// administrator's declared address) applied to the local backend.
+fn setup() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("none.toml"), "").unwrap();
+    let rules = examples().join("rules.toml");
+    ok(run(d, &["rules", "import", rules.to_str().unwrap()]));
+    ok(run(
+        d,
+        &[
+            "rules",
+            "add",
+            "--space",
+            "acme",
+            "--cidr",
+            "198.51.100.10",
+            "--label",
+            "alice home",
+            "--declared-by",
+            "alice@acme.example",
+        ],
+    ));
+    ok(run(d, &["apply", "--yes"]));
+    dir
+}
+
+const OPERATOR: [&str; 2] = ["--operator-ip", "203.0.113.5"];
+
+#[test]
+fn staged_count_enforce_rollback_from_the_cli() {
+    let dir = setup();
+    let d = dir.path();
+    let mut outs = String::new();
+    for _ in 0..3 {
+        let mut args = vec!["enforce", "--space", "acme"];
+        args.extend(OPERATOR);
+        outs.push_str(&ok(run(d, &args)));
+    }
+    insta::assert_snapshot!("enforce_three_stages", outs);
+
+    let mut args = vec!["--json", "enforce", "--space", "acme"];
+    args.extend(OPERATOR);
+    let o = run(d, &args);
+    assert_eq!(o.code, 2, "already enforced: {}", o.stderr);
+    assert!(
+        o.stderr.contains("already at stage enforce"),
+        "{}",
+        o.stderr
+    );
+
+    let out = ok(run(d, &["rollback", "--space", "acme"]));
+    insta::assert_snapshot!("rollback", out);
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(run(d, &["--json", "rollback", "--space", "acme"]))).unwrap();
+    assert_eq!(v["steps"], serde_json::json!([]), "idempotent");
+    assert_eq!(v["stage_changes"], serde_json::json!({}));
+
+    // Forward again from count: the same two steps.
+    let mut args = vec!["--json", "enforce", "--space", "acme", "--stage", "enforce"];
+    args.extend(OPERATOR);
+    let v: serde_json::Value = serde_json::from_str(&ok(run(d, &args))).unwrap();
+    assert_eq!(v["from"], "count");
+    assert_eq!(v["steps"][0]["kind"], "rules");
+    assert_eq!(v["steps"][1]["kind"], "default-block");
+    assert_eq!(v["steps"][1]["default_action"], "BLOCK");
+}
+
+#[test]
+fn rejects_each_guard_with_its_code() {
+    let dir = setup();
+    let d = dir.path();
+    for _ in 0..2 {
+        let mut args = vec!["enforce", "--space", "acme"];
+        args.extend(OPERATOR);
+        ok(run(d, &args));
+    }
+    // The operator's own address is outside the set.
+    let o = run(
+        d,
+        &[
+            "--json",
+            "enforce",
+            "--space",
+            "acme",
+            "--operator-ip",
+            "192.0.2.99",
+        ],
+    );
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(v["refused"][0]["code"], "enforce-operator-outside-set");
+    assert!(o.stderr.contains("192.0.2.99"), "{}", o.stderr);
+    // No operator address at all.
+    let o = run(d, &["enforce", "--space", "acme"]);
+    assert_eq!(o.code, 2);
+    assert!(
+        o.stderr.contains("enforce-operator-unknown"),
+        "{}",
+        o.stderr
+    );
+    // A declared administrator blocked in the shipped usage log (read
+    // without the trusted-proxy rule, every client is the load balancer).
+    let usage = examples().join("usage.jsonl");
+    let mut args = vec![
+        "enforce",
+        "--space",
+        "acme",
+        "--logs",
+        usage.to_str().unwrap(),
+    ];
+    args.extend(OPERATOR);
+    let o = run(d, &args);
+    assert_eq!(o.code, 2, "{}", o.stdout);
+    assert!(
+        o.stderr.contains("enforce-simulate-blocks-admins")
+            && o.stderr.contains("alice@acme.example"),
+        "{}",
+        o.stderr
+    );
+    // --force overrides, and says so.
+    args.push("--force");
+    let out = ok(run(d, &args));
+    assert!(
+        out.contains("FORCED: [enforce-simulate-blocks-admins]"),
+        "{out}"
+    );
+    let o = run(d, &["rollback", "--space", "acme", "--to", "999"]);
+    assert_eq!(o.code, 2);
+    assert!(o.stderr.contains("no snapshot 999"), "{}", o.stderr);
+}
+
+#[test]
+fn rejects_missing_sets() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("none.toml"), "").unwrap();
+    let mut args = vec!["--json", "enforce", "--space", "acme", "--force"];
+    args.extend(OPERATOR);
+    let o = run(d, &args);
+    assert_eq!(o.code, 2);
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(v["refused"][0]["code"], "enforce-sets-missing");
+}

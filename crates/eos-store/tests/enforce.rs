@@ -1,0 +1,481 @@
+//! Enforce → rollback on the local backend, through the real state store:
+//! a rule eos-sec does not own and custom response bodies survive, a crash
+//! between two writes is rolled back to the exact snapshot, rollback is
+//! idempotent, and every change is in the audit log.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::cell::Cell;
+use std::net::IpAddr;
+
+use eos_identity::SpaceId;
+use eos_ipset::{Family, IpNet};
+use eos_plan::{BackendError, IpSetBackend, IpSetName, LockToken, NewIpSet};
+use eos_policy::enforce::{
+    EnforceJournal, EnforceOptions, RollbackOptions, StepKind, enforce, guard, rollback,
+};
+use eos_policy::waf::WebAcl;
+use eos_policy::{AclRead, OwnedAcl, Policy, PolicyError, Stage, WebAclBackend};
+use eos_store::Store;
+use eos_store::ipsets::LocalBackend;
+use serde_json::json;
+
+const POLICY: &str = r#"
+[web_acl]
+name = "eos-restricted"
+[routing]
+by = "host-label"
+domain = "entityos.cloud"
+[ip_gate]
+min_addresses = 2
+[[rate]]
+name = "per-ip"
+limit = 2000
+[spaces.acme]
+mode = "ip"
+admins = ["alice@acme.example"]
+admin_ips = ["198.51.100.10"]
+[spaces.globex]
+mode = "cert"
+"#;
+
+fn acme() -> SpaceId {
+    SpaceId::new("acme").unwrap()
+}
+
+fn net(s: &str) -> IpNet {
+    s.parse().unwrap()
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// A Web ACL somebody else made, with their own rule and response body.
+fn foreign_acl() -> serde_json::Value {
+    json!({
+        "Name": "eos-restricted",
+        "Description": "shared with the platform team",
+        "DefaultAction": {"Allow": {}},
+        "Rules": [{
+            "Name": "corp-geo-block",
+            "Priority": 5,
+            "Action": {"Block": {"CustomResponse": {"ResponseCode": 403, "CustomResponseBodyKey": "blocked"}}},
+            "Statement": {"GeoMatchStatement": {"CountryCodes": ["KP"]}},
+            "VisibilityConfig": {"SampledRequestsEnabled": true, "CloudWatchMetricsEnabled": true, "MetricName": "corp-geo-block"}
+        }],
+        "CustomResponseBodies": {"blocked": {"ContentType": "TEXT_PLAIN", "Content": "blocked by policy"}},
+        "TokenDomains": ["entityos.cloud"],
+        "VisibilityConfig": {"SampledRequestsEnabled": true, "CloudWatchMetricsEnabled": true, "MetricName": "eos-restricted"}
+    })
+}
+
+struct Env {
+    _dir: tempfile::TempDir,
+    store: Store,
+    backend: LocalBackend,
+    policy: Policy,
+}
+
+async fn env(addresses: &[&str]) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let backend = LocalBackend::open(dir.path()).unwrap();
+    for family in [Family::V4, Family::V6] {
+        let name = IpSetName::staged(&acme(), family);
+        let nets = addresses
+            .iter()
+            .map(|a| net(a))
+            .filter(|n| Family::of(n) == family)
+            .collect();
+        backend
+            .create(&NewIpSet::staged(&name, nets))
+            .await
+            .unwrap();
+    }
+    backend
+        .create_acl_document("eos-restricted", &foreign_acl())
+        .unwrap();
+    let policy = Policy::from_toml(POLICY, "policy.toml").unwrap();
+    Env {
+        _dir: dir,
+        store,
+        backend,
+        policy,
+    }
+}
+
+fn opts(policy: &Policy, target: Option<Stage>) -> EnforceOptions<'_> {
+    EnforceOptions {
+        policy,
+        space: acme(),
+        target,
+        operator_ips: vec![ip("198.51.100.10")],
+        simulation: None,
+        force: false,
+        actor: "test".to_owned(),
+    }
+}
+
+fn rollback_opts(policy: &Policy, to: Option<i64>) -> RollbackOptions<'_> {
+    RollbackOptions {
+        policy,
+        space: acme(),
+        to,
+        actor: "test".to_owned(),
+    }
+}
+
+async fn document(b: &LocalBackend) -> serde_json::Value {
+    b.read_acl("eos-restricted")
+        .await
+        .unwrap()
+        .unwrap()
+        .document
+}
+
+/// The guards' codes of a refusal.
+fn codes(err: PolicyError) -> Vec<&'static str> {
+    match err {
+        PolicyError::Refused { guards, .. } => guards.iter().map(|g| g.code).collect(),
+        other => panic!("not a refusal: {other}"),
+    }
+}
+
+/// Move acme to stage count.
+async fn to_count(e: &mut Env) {
+    for target in [Stage::Staged, Stage::Count] {
+        enforce(&e.backend, &e.backend, &mut e.store, &opts(&e.policy, Some(target)))
+            .await
+            .unwrap();
+    }
+}
+
+const SETS: [&str; 3] = ["198.51.100.10/32", "198.51.100.11/32", "2001:db8:10::/48"];
+
+#[tokio::test]
+async fn staged_count_enforce_rollback_round_trip() {
+    let mut e = env(&SETS).await;
+    let before = document(&e.backend).await;
+
+    let r = enforce(&e.backend, &e.backend, &mut e.store, &opts(&e.policy, None))
+        .await
+        .unwrap();
+    assert_eq!((r.from, r.to), (Stage::Off, Stage::Staged));
+    // The policy's standard rules arrive first; no gate yet.
+    assert_eq!(r.steps.len(), 1);
+    assert_eq!(r.steps[0].rules, ["eos-rate-per-ip"]);
+    let staged = document(&e.backend).await;
+    assert_eq!(staged["DefaultAction"], json!({"Allow": {}}));
+    assert_eq!(staged["Rules"][0], before["Rules"][0]);
+
+    let r = enforce(&e.backend, &e.backend, &mut e.store, &opts(&e.policy, None))
+        .await
+        .unwrap();
+    assert_eq!((r.from, r.to), (Stage::Staged, Stage::Count));
+    assert_eq!(r.steps.len(), 1);
+    let count_doc = document(&e.backend).await;
+    let names: Vec<&str> = count_doc["Rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["Name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["corp-geo-block", "eos-rate-per-ip", "eos-acme-ip-count"]
+    );
+    assert_eq!(count_doc["DefaultAction"], json!({"Allow": {}}));
+
+    let r = enforce(&e.backend, &e.backend, &mut e.store, &opts(&e.policy, None))
+        .await
+        .unwrap();
+    assert_eq!((r.from, r.to), (Stage::Count, Stage::Enforce));
+    let kinds: Vec<StepKind> = r.steps.iter().map(|s| s.kind).collect();
+    assert_eq!(
+        kinds,
+        [StepKind::Rules, StepKind::DefaultBlock],
+        "rules before BLOCK"
+    );
+    let enforced = document(&e.backend).await;
+    assert_eq!(enforced["DefaultAction"], json!({"Block": {}}));
+    // Everything eos-sec does not own is carried through unchanged.
+    for key in [
+        "CustomResponseBodies",
+        "TokenDomains",
+        "Description",
+        "VisibilityConfig",
+    ] {
+        assert_eq!(enforced[key], before[key], "{key}");
+    }
+    assert_eq!(enforced["Rules"][0], before["Rules"][0]);
+    let run = r.run.unwrap();
+
+    // Already enforced: nothing further.
+    let err = enforce(&e.backend, &e.backend, &mut e.store, &opts(&e.policy, None))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PolicyError::Stage(_)), "{err}");
+
+    let rb = rollback(
+        &e.backend,
+        &e.backend,
+        &mut e.store,
+        &rollback_opts(&e.policy, None),
+    )
+    .await
+    .unwrap();
+    assert_eq!(rb.snapshot, run);
+    let kinds: Vec<StepKind> = rb.steps.iter().map(|s| s.kind).collect();
+    assert_eq!(
+        kinds,
+        [StepKind::DefaultAllow, StepKind::Rules],
+        "ALLOW first"
+    );
+    assert_eq!(
+        document(&e.backend).await,
+        count_doc,
+        "exactly the snapshot"
+    );
+    assert_eq!(
+        e.store.stages("local", "eos-restricted").unwrap()[&acme()],
+        Stage::Count
+    );
+    // Idempotent.
+    let again = rollback(
+        &e.backend,
+        &e.backend,
+        &mut e.store,
+        &rollback_opts(&e.policy, None),
+    )
+    .await
+    .unwrap();
+    assert!(again.was_noop(), "{again:?}");
+    assert_eq!(document(&e.backend).await, count_doc);
+
+    // Back to before any enforce, by snapshot id.
+    let first = e
+        .store
+        .conn()
+        .query_row("SELECT MIN(id) FROM acl_snapshots", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .unwrap();
+    rollback(
+        &e.backend,
+        &e.backend,
+        &mut e.store,
+        &rollback_opts(&e.policy, Some(first)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(document(&e.backend).await, before);
+    assert!(
+        e.store
+            .stages("local", "eos-restricted")
+            .unwrap()
+            .is_empty()
+    );
+
+    let actions: Vec<String> = e
+        .store
+        .audit_log(100)
+        .unwrap()
+        .into_iter()
+        .map(|a| a.action)
+        .collect();
+    for a in [
+        "webacl.snapshot",
+        "webacl.write",
+        "enforce.stage",
+        "enforce.rollback",
+    ] {
+        assert!(actions.iter().any(|x| x == a), "{a} audited: {actions:?}");
+    }
+}
+
+/// The local backend, failing every write after the first `ok` ones: a
+/// crash between two steps of one enforce.
+struct CrashAfter<'a> {
+    inner: &'a LocalBackend,
+    ok: Cell<u32>,
+}
+
+impl WebAclBackend for CrashAfter<'_> {
+    fn acl_backend_id(&self) -> String {
+        self.inner.acl_backend_id()
+    }
+    async fn read_acl(&self, name: &str) -> Result<Option<AclRead>, BackendError> {
+        self.inner.read_acl(name).await
+    }
+    async fn create_acl(&self, acl: &WebAcl) -> Result<LockToken, BackendError> {
+        self.inner.create_acl(acl).await
+    }
+    async fn write_acl(
+        &self,
+        name: &str,
+        owned: &OwnedAcl,
+        lock: &LockToken,
+    ) -> Result<LockToken, BackendError> {
+        if self.ok.get() == 0 {
+            return Err(BackendError::Failed {
+                name: name.to_owned(),
+                detail: "injected crash".to_owned(),
+            });
+        }
+        self.ok.set(self.ok.get() - 1);
+        self.inner.write_acl(name, owned, lock).await
+    }
+    async fn ip_set_arn(&self, name: &str) -> Result<Option<String>, BackendError> {
+        self.inner.ip_set_arn(name).await
+    }
+    async fn pause_before_acl_retry(&self, attempt: u32) {
+        self.inner.pause_before_acl_retry(attempt).await
+    }
+}
+
+#[tokio::test]
+async fn crash_between_rules_and_default_block_is_rolled_back_exactly() {
+    let mut e = env(&SETS).await;
+    to_count(&mut e).await;
+    let count_doc = document(&e.backend).await;
+    let crashing = CrashAfter {
+        inner: &e.backend,
+        ok: Cell::new(1),
+    };
+    let err = enforce(&crashing, &e.backend, &mut e.store, &opts(&e.policy, None))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("injected crash"), "{err}");
+    // Half way: ALLOW rules in, default still ALLOW, stage not recorded.
+    let half = document(&e.backend).await;
+    assert_eq!(half["DefaultAction"], json!({"Allow": {}}));
+    assert_ne!(half, count_doc);
+    assert_eq!(
+        e.store.stages("local", "eos-restricted").unwrap()[&acme()],
+        Stage::Count
+    );
+    let rb = rollback(
+        &e.backend,
+        &e.backend,
+        &mut e.store,
+        &rollback_opts(&e.policy, None),
+    )
+    .await
+    .unwrap();
+    assert_eq!(rb.steps.len(), 1);
+    assert_eq!(document(&e.backend).await, count_doc);
+    let snap = e.store.snapshot(rb.snapshot).unwrap().unwrap();
+    assert_eq!(snap.document, count_doc, "the snapshot holds the whole ACL");
+    assert_eq!(snap.sets["eos-acme-v4"].addresses.len(), 2);
+}
+
+#[tokio::test]
+async fn guards_refuse_enforce_and_force_is_audited() {
+    // 198.51.100.10 (the declared admin) is missing from the sets.
+    let mut e = env(&["198.51.100.11/32", "198.51.100.12/32"]).await;
+    to_count(&mut e).await;
+    let before = document(&e.backend).await;
+    let err = enforce(&e.backend, &e.backend, &mut e.store, &opts(&e.policy, None))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        codes(err),
+        [guard::OPERATOR_OUTSIDE, guard::ADMIN_OUTSIDE],
+        "operator 198.51.100.10 and admin 198.51.100.10"
+    );
+    assert_eq!(document(&e.backend).await, before, "nothing written");
+
+    let mut o = opts(&e.policy, None);
+    o.operator_ips.clear();
+    o.operator_ips.push(ip("198.51.100.11"));
+    let err = enforce(&e.backend, &e.backend, &mut e.store, &o)
+        .await
+        .unwrap_err();
+    assert_eq!(codes(err), [guard::ADMIN_OUTSIDE]);
+
+    o.operator_ips.clear();
+    let err = enforce(&e.backend, &e.backend, &mut e.store, &o)
+        .await
+        .unwrap_err();
+    assert!(codes(err).contains(&guard::OPERATOR_UNKNOWN));
+
+    o.operator_ips.push(ip("198.51.100.11"));
+    o.force = true;
+    let r = enforce(&e.backend, &e.backend, &mut e.store, &o)
+        .await
+        .unwrap();
+    assert_eq!(r.forced.len(), 1);
+    let forced = e
+        .store
+        .audit_log(100)
+        .unwrap()
+        .into_iter()
+        .find(|a| a.action == "enforce.stage" && a.detail["to"] == "enforce")
+        .unwrap();
+    assert_eq!(forced.detail["forced"][0]["code"], guard::ADMIN_OUTSIDE);
+    assert_eq!(forced.actor, "test");
+}
+
+#[tokio::test]
+async fn refuses_empty_small_and_missing_sets() {
+    for (sets, code) in [
+        (&[][..], guard::SET_EMPTY),
+        (&["198.51.100.10/32"][..], guard::SET_BELOW_MINIMUM),
+    ] {
+        let mut e = env(sets).await;
+        to_count(&mut e).await;
+        let err = enforce(&e.backend, &e.backend, &mut e.store, &opts(&e.policy, None))
+            .await
+            .unwrap_err();
+        assert!(codes(err).contains(&code), "{code}");
+    }
+    // No sets at all: refused at the first step, never forced.
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path()).unwrap();
+    let backend = LocalBackend::open(dir.path()).unwrap();
+    let policy = Policy::from_toml(POLICY, "policy.toml").unwrap();
+    let mut o = opts(&policy, None);
+    o.force = true;
+    let err = enforce(&backend, &backend, &mut store, &o)
+        .await
+        .unwrap_err();
+    assert_eq!(codes(err), [guard::SETS_MISSING]);
+}
+
+#[tokio::test]
+async fn refuses_skipping_a_stage_and_going_back() {
+    let mut e = env(&SETS).await;
+    let err = enforce(
+        &e.backend,
+        &e.backend,
+        &mut e.store,
+        &opts(&e.policy, Some(Stage::Enforce)),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("one stage at a time"), "{err}");
+    enforce(&e.backend, &e.backend, &mut e.store, &opts(&e.policy, None))
+        .await
+        .unwrap();
+    let err = enforce(
+        &e.backend,
+        &e.backend,
+        &mut e.store,
+        &opts(&e.policy, Some(Stage::Off)),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("eos-sec rollback"), "{err}");
+    let err = rollback(
+        &e.backend,
+        &e.backend,
+        &mut e.store,
+        &RollbackOptions {
+            space: SpaceId::new("globex").unwrap(),
+            ..rollback_opts(&e.policy, None)
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("nothing to roll back"), "{err}");
+}
