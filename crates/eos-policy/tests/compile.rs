@@ -179,23 +179,54 @@ stage = "enforce"
     assert!(c.web_acl.default_action.is_block());
     let row = |space: &str| {
         let s = c.spaces.iter().find(|s| s.space.as_str() == space).unwrap();
-        let rule = c.web_acl.rules.iter().find(|r| s.rules.contains(&r.name)).unwrap();
+        let rule = c
+            .web_acl
+            .rules
+            .iter()
+            .find(|r| s.rules.contains(&r.name))
+            .unwrap();
         let gated = format!("{:?}", rule.statement).contains("IpSetReference");
         (rule.name.clone(), gated, s.listener)
     };
-    assert_eq!(row("ip"), ("eos-ip-ip-allow".to_owned(), true, ListenerMode::Off));
-    assert_eq!(row("cert"), ("eos-cert-allow".to_owned(), false, ListenerMode::Verify));
-    assert_eq!(row("both"), ("eos-both-ip-allow".to_owned(), true, ListenerMode::Verify));
+    assert_eq!(
+        row("ip"),
+        ("eos-ip-ip-allow".to_owned(), true, ListenerMode::Off)
+    );
+    assert_eq!(
+        row("cert"),
+        ("eos-cert-allow".to_owned(), false, ListenerMode::Verify)
+    );
+    assert_eq!(
+        row("both"),
+        ("eos-both-ip-allow".to_owned(), true, ListenerMode::Verify)
+    );
     assert_eq!(
         row("either"),
-        ("eos-either-allow".to_owned(), false, ListenerMode::Passthrough)
+        (
+            "eos-either-allow".to_owned(),
+            false,
+            ListenerMode::Passthrough
+        )
     );
-    assert_eq!(row("open"), ("eos-open-allow".to_owned(), false, ListenerMode::Off));
+    assert_eq!(
+        row("open"),
+        ("eos-open-allow".to_owned(), false, ListenerMode::Off)
+    );
     // At count, certificate modes pass the chain through for the application to log.
     let mut count = BTreeMap::new();
     count.insert(SpaceId::new("both").unwrap(), Stage::Count);
     let c = compile(&p, &count, &SetArns::default()).unwrap();
-    let both = c.spaces.iter().find(|s| s.space.as_str() == "both").unwrap();
+    let both = c
+        .spaces
+        .iter()
+        .find(|s| s.space.as_str() == "both")
+        .unwrap();
     assert_eq!(both.listener, ListenerMode::Passthrough);
-    assert_eq!(both.rules, [rule_names::ip_count(&both.space), rule_names::allow(&both.space)]);
+    assert_eq!(
+        both.rules,
+        [
+            rule_names::ip_count(&both.space),
+            rule_names::allow(&both.space)
+        ]
+    );
 }

@@ -144,9 +144,14 @@ fn codes(err: PolicyError) -> Vec<&'static str> {
 /// Move acme to stage count.
 async fn to_count(e: &mut Env) {
     for target in [Stage::Staged, Stage::Count] {
-        enforce(&e.backend, &e.backend, &mut e.store, &opts(&e.policy, Some(target)))
-            .await
-            .unwrap();
+        enforce(
+            &e.backend,
+            &e.backend,
+            &mut e.store,
+            &opts(&e.policy, Some(target)),
+        )
+        .await
+        .unwrap();
     }
 }
 

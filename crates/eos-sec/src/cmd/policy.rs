@@ -63,9 +63,9 @@ pub struct LogArgs {
     /// log_format`, else usage]
     #[arg(long, value_name = "FORMAT")]
     pub format: Option<eos_logs::Format>,
-    /// A proxy whose X-Forwarded-For entry is trusted, CIDR or address
-    /// (repeatable); the client is the last address not in these [default:
-    /// none: the connection peer is the client]
+    /// A proxy whose X-Forwarded-For entries are believed (CIDR or address;
+    /// repeatable; replaces `[logs] trusted_proxies`) [default: none: the
+    /// peer is the client]
     #[arg(long = "trusted-proxy", value_name = "CIDR")]
     pub trusted_proxies: Vec<String>,
 }
@@ -89,9 +89,12 @@ impl LogArgs {
             .format
             .or(ctx.config.policy.log_format)
             .unwrap_or_default();
-        let mut opts = eos_logs::ScanOptions::new(format);
-        opts.trusted_proxies = eos_logs::TrustedProxies::parse(&self.trusted_proxies)
-            .map_err(|e| bad_input!("--trusted-proxy: {e}"))?;
+        // The same options as `logs scan`: `[logs]`, with flags replacing.
+        let mut opts = eos_logs::ScanOptions::from_config(format, &ctx.config.logs);
+        if !self.trusted_proxies.is_empty() {
+            opts.trusted_proxies = eos_logs::TrustedProxies::parse(&self.trusted_proxies)
+                .map_err(|e| bad_input!("--trusted-proxy: {e}"))?;
+        }
         opts.validate().map_err(|e| bad_input!("{e}"))?;
         Ok(opts)
     }
