@@ -136,9 +136,7 @@ impl WafBackend {
         if let Some(found) = self.cached_id(name) {
             return Ok(Some(found));
         }
-        let mut marker: Option<String> = None;
-        let mut found: Vec<(String, String)> = Vec::new();
-        loop {
+        let found = find_unique(name, "IPSets", self.scope, |marker| async move {
             let out = retry_transient(|| {
                 self.client
                     .list_ip_sets()
@@ -149,34 +147,62 @@ impl WafBackend {
             })
             .await
             .map_err(|e| failed(name, &e))?;
-            for s in out.ip_sets() {
-                if s.name() == Some(name)
-                    && let (Some(id), Some(arn)) = (s.id(), s.arn())
-                {
-                    found.push((id.to_owned(), arn.to_owned()));
-                }
-            }
-            match out.next_marker() {
-                Some(m) if !m.is_empty() && !out.ip_sets().is_empty() => {
-                    marker = Some(m.to_owned())
-                }
-                _ => break,
-            }
-        }
-        if found.len() > 1 {
-            return Err(BackendError::Malformed {
-                name: name.to_owned(),
-                detail: format!(
-                    "{} IPSets share this name in scope {}; remove the extras",
-                    found.len(),
-                    self.scope.as_str()
-                ),
-            });
-        }
-        let found = found.pop();
+            let items = out
+                .ip_sets()
+                .iter()
+                .filter_map(|s| Some((s.name()?.into(), s.id()?.into(), s.arn()?.into())))
+                .collect();
+            Ok((items, out.next_marker().map(str::to_owned)))
+        })
+        .await?;
         self.cache_id(name, found.as_ref().map(|(i, a)| (i.as_str(), a.as_str())));
         Ok(found)
     }
+}
+
+/// One page of a `List*` call: (name, id, ARN) per item, and the next marker.
+pub(crate) type Page = (Vec<(String, String, String)>, Option<String>);
+
+/// Page through a `List*` call for the one item named `name`: its (id,
+/// ARN). Two items of one name in a scope (left by racing creators) are
+/// an error, never a guess.
+pub(crate) async fn find_unique<F, Fut>(
+    name: &str,
+    what: &str,
+    scope: Scope,
+    mut page: F,
+) -> Result<Option<(String, String)>, BackendError>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<Page, BackendError>>,
+{
+    let mut marker = None;
+    let mut found = Vec::new();
+    loop {
+        let (items, next) = page(marker.take()).await?;
+        let empty = items.is_empty();
+        found.extend(
+            items
+                .into_iter()
+                .filter(|(n, _, _)| n == name)
+                .map(|(_, id, arn)| (id, arn)),
+        );
+        match next {
+            Some(m) if !m.is_empty() && !empty => marker = Some(m),
+            _ => break,
+        }
+    }
+    if found.len() > 1 {
+        return Err(BackendError::Malformed {
+            name: name.to_owned(),
+            detail: format!(
+                "{} {what} share this name in scope {}; remove the extras",
+                found.len(),
+                scope.as_str()
+            ),
+        });
+    }
+    Ok(found.pop())
 }
 
 pub(crate) fn failed<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(

@@ -27,7 +27,7 @@ use eos_policy::waf::{self, WebAcl, is_owned};
 use eos_policy::{AclRead, OwnedAcl, WebAclBackend, owned_of_document, owned_priority_base};
 use serde_json::Value;
 
-use crate::wafv2::{WafBackend, backoff, failed, retry_transient};
+use crate::wafv2::{WafBackend, backoff, failed, find_unique, retry_transient};
 
 /// Keeps the raw body of the response it is attached to.
 #[derive(Debug, Clone, Default)]
@@ -323,9 +323,7 @@ impl WafBackend {
         if let Some(id) = self.cached_acl_id(name) {
             return Ok(Some(id));
         }
-        let mut marker: Option<String> = None;
-        let mut found = Vec::new();
-        loop {
+        let found = find_unique(name, "Web ACLs", self.scope, |marker| async move {
             let out = retry_transient(|| {
                 self.client
                     .list_web_acls()
@@ -336,31 +334,15 @@ impl WafBackend {
             })
             .await
             .map_err(|e| failed(name, &e))?;
-            for a in out.web_acls() {
-                if a.name() == Some(name)
-                    && let Some(id) = a.id()
-                {
-                    found.push(id.to_owned());
-                }
-            }
-            match out.next_marker() {
-                Some(m) if !m.is_empty() && !out.web_acls().is_empty() => {
-                    marker = Some(m.to_owned())
-                }
-                _ => break,
-            }
-        }
-        if found.len() > 1 {
-            return Err(malformed(
-                name,
-                format!(
-                    "{} Web ACLs share this name in scope {}",
-                    found.len(),
-                    self.scope.as_str()
-                ),
-            ));
-        }
-        let id = found.pop();
+            let items = out
+                .web_acls()
+                .iter()
+                .filter_map(|a| Some((a.name()?.into(), a.id()?.into(), a.arn()?.into())))
+                .collect();
+            Ok((items, out.next_marker().map(str::to_owned)))
+        })
+        .await?;
+        let id = found.map(|(id, _)| id);
         self.cache_acl_id(name, id.as_deref());
         Ok(id)
     }

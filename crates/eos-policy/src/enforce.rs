@@ -750,6 +750,7 @@ where
         "before": { "default_action": current.owned.default_action.as_str(), "rules": current.owned.rule_names() },
         "after": { "default_action": target.default_action.as_str(), "rules": target.rule_names() },
         "forced": forced,
+        "created_web_acl": created_web_acl,
     });
     let run_id = run.run;
     run.journal

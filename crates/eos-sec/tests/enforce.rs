@@ -78,16 +78,22 @@ fn setup() -> tempfile::TempDir {
 
 const OPERATOR: [&str; 2] = ["--operator-ip", "203.0.113.5"];
 
-#[test]
-fn staged_count_enforce_rollback_from_the_cli() {
-    let dir = setup();
-    let d = dir.path();
+/// `enforce --space acme` `times` times; the outputs.
+fn forward(d: &Path, times: usize) -> String {
     let mut outs = String::new();
-    for _ in 0..3 {
+    for _ in 0..times {
         let mut args = vec!["enforce", "--space", "acme"];
         args.extend(OPERATOR);
         outs.push_str(&ok(run(d, &args)));
     }
+    outs
+}
+
+#[test]
+fn staged_count_enforce_rollback_from_the_cli() {
+    let dir = setup();
+    let d = dir.path();
+    let outs = forward(d, 3);
     insta::assert_snapshot!("enforce_three_stages", outs);
 
     let mut args = vec!["--json", "enforce", "--space", "acme"];
@@ -110,7 +116,9 @@ fn staged_count_enforce_rollback_from_the_cli() {
     // Forward again from count: the same two steps.
     let mut args = vec!["--json", "enforce", "--space", "acme", "--stage", "enforce"];
     args.extend(OPERATOR);
-    let v: serde_json::Value = serde_json::from_str(&ok(run(d, &args))).unwrap();
+    let out = ok(run(d, &args));
+    insta::assert_snapshot!("enforce_json", out);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["from"], "count");
     assert_eq!(v["steps"][0]["kind"], "rules");
     assert_eq!(v["steps"][1]["kind"], "default-block");
@@ -121,11 +129,7 @@ fn staged_count_enforce_rollback_from_the_cli() {
 fn rejects_each_guard_with_its_code() {
     let dir = setup();
     let d = dir.path();
-    for _ in 0..2 {
-        let mut args = vec!["enforce", "--space", "acme"];
-        args.extend(OPERATOR);
-        ok(run(d, &args));
-    }
+    forward(d, 2);
     // The operator's own address is outside the set.
     let o = run(
         d,
@@ -192,4 +196,27 @@ fn rejects_missing_sets() {
     assert_eq!(o.code, 2);
     let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
     assert_eq!(v["refused"][0]["code"], "enforce-sets-missing");
+}
+
+#[test]
+fn snapshots_are_listed_and_help_is_documented() {
+    let dir = setup();
+    let d = dir.path();
+    forward(d, 2);
+    let v: serde_json::Value = serde_json::from_str(&ok(run(
+        d,
+        &["--json", "rollback", "--space", "acme", "--list"],
+    )))
+    .unwrap();
+    let rows = v.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        rows[0]["stage"], "staged",
+        "newest first, taken before count"
+    );
+    assert_eq!(rows[0]["kind"], "enforce");
+    let help = ok(run(d, &["enforce", "--help"]));
+    insta::with_settings!({ filters => vec![(r"=[^\]]*\.tmp[^\]]*\]", "=[TEMP]]")] }, {
+        insta::assert_snapshot!("enforce_help", help);
+    });
 }

@@ -12,10 +12,11 @@ use eos_identity::SpaceId;
 use eos_ipset::parse_addr_strict;
 use eos_plan::{BackendError, LockToken};
 use eos_policy::enforce::{
-    EnforceOptions, EnforceReport, Guard, RollbackOptions, RollbackReport, StepReport,
+    EnforceOptions, EnforceReport, Guard, RollbackOptions, RollbackReport, RunKind, StepReport,
 };
 use eos_policy::waf::WebAcl;
 use eos_policy::{AclRead, OwnedAcl, Stage, WebAclBackend};
+use eos_store::enforce::list_snapshots;
 
 use crate::cmd::plan::{Backend, BackendArgs, open_backend, runtime};
 use crate::cmd::policy::{LogArgs, backend_sets, load_policy, simulate_logs};
@@ -58,8 +59,11 @@ pub struct RollbackArgs {
     pub space: SpaceId,
     /// Restore this snapshot [default: the one taken before the space's
     /// latest enforce]
-    #[arg(long, value_name = "SNAPSHOT")]
+    #[arg(long, value_name = "SNAPSHOT", conflicts_with = "list")]
     pub to: Option<i64>,
+    /// List the space's snapshots on this backend instead (newest first)
+    #[arg(long)]
+    pub list: bool,
     /// Policy file [default: `[policy] file` from the config, else ./policy.toml]
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
@@ -170,6 +174,29 @@ pub fn run_rollback(args: RollbackArgs, ctx: &crate::Ctx) -> anyhow::Result<()> 
     let mut store = ctx.store()?;
     let rt = runtime()?;
     let backend = rt.block_on(open_backend(ctx, &args.backend))?;
+    if args.list {
+        let snapshots: Vec<SnapshotRow> = list_snapshots(
+            store.conn(),
+            &backend.acl_backend_id(),
+            &policy.web_acl_name,
+        )?
+        .into_iter()
+        .filter(|s| s.space == args.space)
+        .map(|s| SnapshotRow {
+            id: s.id,
+            run: s.run,
+            at: s.at,
+            kind: s.kind,
+            default_action: s.owned.default_action.as_str(),
+            rules: s.owned.rule_names(),
+            stage: s.stages.get(&args.space).copied().unwrap_or(Stage::Off),
+        })
+        .collect();
+        if ctx.json {
+            return emit_json(&snapshots);
+        }
+        return emit(&render_snapshots(&snapshots));
+    }
     let opts = RollbackOptions {
         policy: &policy,
         space: args.space.clone(),
@@ -183,6 +210,47 @@ pub fn run_rollback(args: RollbackArgs, ctx: &crate::Ctx) -> anyhow::Result<()> 
         return emit_json(&report);
     }
     emit(&render_rollback(&report))
+}
+
+/// One snapshot in `rollback --list`.
+#[derive(Debug, serde::Serialize)]
+pub struct SnapshotRow {
+    /// Its id (`--to`).
+    pub id: i64,
+    /// The run it belongs to.
+    pub run: i64,
+    /// When.
+    pub at: String,
+    /// Taken by enforce or rollback.
+    pub kind: RunKind,
+    /// The default action it holds.
+    pub default_action: &'static str,
+    /// eos-sec's rules it holds.
+    pub rules: Vec<String>,
+    /// The space's recorded stage at the time.
+    pub stage: Stage,
+}
+
+/// The human list of snapshots.
+pub fn render_snapshots(rows: &[SnapshotRow]) -> String {
+    let mut out = String::new();
+    if rows.is_empty() {
+        out.push_str("No snapshots for this space on this backend.\n");
+    }
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "{:>4}  run {:>4}  {}  {:<8}  stage {:<7}  default {}, {} rules",
+            r.id,
+            r.run,
+            r.at,
+            r.kind.as_str(),
+            r.stage.as_str(),
+            r.default_action,
+            r.rules.len()
+        );
+    }
+    out
 }
 
 fn render_steps(out: &mut String, steps: &[StepReport]) {
