@@ -4,6 +4,7 @@
 //!   doc tests, examples, tidy.
 //! - `tidy`: architecture rules — which crate may depend on which, and every
 //!   crate described in docs/ARCHITECTURE.md.
+//! - `fuzz`: run the cargo-fuzz targets in `fuzz/` for a while each.
 //! - `bench-peers`: eos-sec against the tools a user would otherwise reach
 //!   for, on the same inputs in the same run (see docs/PERFORMANCE.md).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -14,6 +15,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 mod bench_peers;
+mod fuzz;
 mod tidy;
 
 fn main() -> std::process::ExitCode {
@@ -22,8 +24,11 @@ fn main() -> std::process::ExitCode {
         Some("ci") => ci(),
         Some("tidy") => tidy::run(&root()),
         Some("bench-peers") => bench_peers::run(&root(), &args[1..]),
+        Some("fuzz") => fuzz::run(&root(), &args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <ci|tidy|bench-peers [--quick]>");
+            eprintln!(
+                "usage: cargo xtask <ci|tidy|fuzz [--target NAME] [--seconds N]|bench-peers [--quick]>"
+            );
             return std::process::ExitCode::from(2);
         }
     };

@@ -614,3 +614,181 @@ where
     )?;
     Ok(stats)
 }
+
+#[cfg(test)]
+mod tests {
+    //! Issue #3's bad-input list, through the whole pipeline (reader,
+    //! cutter, parser threads): each gives a counted, named reason and the
+    //! run goes on.
+    use std::io::Write;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::aggregate::{ScanReport, scan};
+    use crate::options::TrustedProxies;
+
+    fn usage_line(i: usize) -> String {
+        format!(
+            "{{\"timestamp\":\"2026-11-02T08:{:02}:00Z\",\"space\":\"acme\",\"user\":\"u{}\",\"status\":200,\"source_ip\":\"10.0.1.5\",\"x_forwarded_for\":\"203.0.113.{}\"}}",
+            i % 60,
+            i % 3,
+            i % 4
+        )
+    }
+
+    fn good(n: usize) -> String {
+        (0..n).map(|i| usage_line(i) + "\n").collect()
+    }
+
+    fn opts(format: Format) -> ScanOptions {
+        let mut o = ScanOptions::new(format);
+        o.trusted_proxies = TrustedProxies::parse(&["10.0.0.0/8"]).unwrap_or_default();
+        o.threads = 2;
+        o
+    }
+
+    fn run(data: Vec<u8>, o: &ScanOptions) -> ScanReport {
+        match scan(vec![Input::bytes("t", data)], o, None) {
+            Ok(r) => r,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let _ = enc.write_all(data);
+        enc.finish().unwrap_or_default()
+    }
+
+    fn reasons(r: &ScanReport) -> Vec<(BadReason, u64)> {
+        r.stats
+            .bad
+            .by_reason
+            .iter()
+            .map(|(k, v)| (*k, *v))
+            .collect()
+    }
+
+    #[test]
+    fn truncated_gzip_keeps_the_lines_before_the_cut() {
+        let text = good(20_000);
+        let gz = gzip(text.as_bytes());
+        let cut = gz.get(..gz.len() / 2).unwrap_or_default().to_vec();
+        let r = run(cut, &opts(Format::Usage));
+        assert_eq!(reasons(&r), [(BadReason::TruncatedGzip, 1)]);
+        assert!(r.stats.records > 1000 && r.stats.records < 20_000, "{r:?}");
+        assert!(r.stats.bad.examples[0].detail.contains("input ends early"));
+        // The whole stream, gzip detected by magic bytes alone.
+        let r = run(gz, &opts(Format::Usage));
+        assert_eq!(r.stats.records, 20_000);
+        assert_eq!(r.stats.bad.total(), 0);
+    }
+
+    #[test]
+    fn binary_garbage_is_counted_not_fatal() {
+        let mut data = good(3).into_bytes();
+        let mut x: u32 = 0x9e37_79b9;
+        for _ in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            data.push(x.to_le_bytes()[0]);
+        }
+        data.push(b'\n');
+        data.extend(good(3).into_bytes());
+        for format in [Format::Usage, Format::Alb, Format::Cloudfront, Format::Waf] {
+            let r = run(data.clone(), &opts(format));
+            assert!(r.stats.bad.total() > 0, "{format}");
+            assert_eq!(
+                r.stats.records + r.stats.bad.total(),
+                r.stats.lines,
+                "{format}"
+            );
+        }
+        let r = run(data, &opts(Format::Usage));
+        assert_eq!(r.stats.records, 6);
+    }
+
+    #[test]
+    fn a_multi_megabyte_line_is_skipped_and_numbering_stays_right() {
+        let mut data = good(2);
+        data.push_str("{\"timestamp\":\"");
+        data.push_str(&"x".repeat(3 << 20));
+        data.push_str("\"}\n");
+        data.push_str("not json\n");
+        data.push_str(&good(2));
+        let r = run(data.into_bytes(), &opts(Format::Usage));
+        assert_eq!(r.stats.records, 4);
+        assert_eq!(
+            reasons(&r),
+            [(BadReason::InvalidJson, 1), (BadReason::LineTooLong, 1)]
+        );
+        let json = r
+            .stats
+            .bad
+            .examples
+            .iter()
+            .find(|b| b.reason == BadReason::InvalidJson);
+        assert_eq!(json.map(|b| b.line), Some(4));
+    }
+
+    #[test]
+    fn crlf_lines_read_like_lf_lines() {
+        let lf = good(500);
+        let crlf = lf.replace('\n', "\r\n");
+        let a = run(lf.into_bytes(), &opts(Format::Usage));
+        let b = run(crlf.into_bytes(), &opts(Format::Usage));
+        assert_eq!(b.stats.bad.total(), 0);
+        assert_eq!(a.observations, b.observations);
+        let alb = "https 2026-11-02T08:01:37.001000Z app/x/1 [2001:db8::7]:443 - 0 0 0 200 200 1 1 \"GET https://acme.entityos.cloud:443/ HTTP/1.1\" \"-\" - -\r\n\
+                   https 2026-11-02T08:01:38.001000Z app/x/1 2001:db8::7:50123 - 0 0 0 200 200 1 1 \"GET https://acme.entityos.cloud:443/ HTTP/1.1\" \"-\" - -\r\n";
+        let r = run(alb.as_bytes().to_vec(), &opts(Format::Alb));
+        assert_eq!(r.stats.bad.total(), 0, "{r:?}");
+        assert_eq!(r.observations.len(), 1);
+        assert_eq!(r.observations[0].requests, 2);
+        assert_eq!(r.observations[0].ip.to_string(), "2001:db8::7");
+    }
+
+    #[test]
+    fn invalid_utf8_forwarded_for_garbage_and_missing_fields_are_named() {
+        let mut data = good(1).into_bytes();
+        data.extend_from_slice(b"https 2026-11-02T08:01:37Z app/x/1 1.2.3.4:5 - 0 0 0 200 200 1 1 \"GET https://acme.entityos.cloud/\xff HTTP/1.1\"\n");
+        let r = run(data, &opts(Format::Alb));
+        assert!(r.stats.bad.by_reason.contains_key(&BadReason::InvalidUtf8));
+        let lines = [
+            // garbage between the proxy and the client: unusable
+            r#"{"timestamp":1,"space":"acme","user":"u","status":200,"source_ip":"10.0.0.1","x_forwarded_for":" 203.0.113.9 , ;DROP, 10.0.0.2 "}"#,
+            // garbage left of the client: never read
+            r#"{"timestamp":1,"space":"acme","user":"u","status":200,"source_ip":"10.0.0.1","x_forwarded_for":"junk,  203.0.113.9:4711 ,10.0.0.2"}"#,
+            // no source_ip
+            r#"{"timestamp":1,"space":"acme","user":"u","status":200}"#,
+            // invalid UTF-8 inside a string
+            "{\"timestamp\":1,\"space\":\"ac\u{0}me\",\"user\":\"u\",\"status\":200,\"source_ip\":\"10.0.0.1\"}",
+        ];
+        let mut data = lines.join("\n").into_bytes();
+        data.extend_from_slice(b"\n{\"timestamp\":1,\"space\":\"\xc3\x28\",\"status\":200,\"source_ip\":\"1.2.3.4\"}\n");
+        let r = run(data, &opts(Format::Usage));
+        let by = &r.stats.bad.by_reason;
+        assert_eq!(by.get(&BadReason::BadForwardedFor), Some(&1), "{by:?}");
+        assert_eq!(by.get(&BadReason::MissingField), Some(&1), "{by:?}");
+        assert_eq!(by.get(&BadReason::InvalidUtf8), Some(&1), "{by:?}");
+        assert_eq!(r.observations.len(), 1);
+        assert_eq!(r.observations[0].ip.to_string(), "203.0.113.9");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn arbitrary_bytes_never_panic_and_counts_add_up(
+            data in proptest::collection::vec(any::<u8>(), 0..4096),
+            format in prop_oneof![Just(Format::Usage), Just(Format::Alb), Just(Format::Cloudfront), Just(Format::Waf)],
+        ) {
+            let mut o = opts(format);
+            o.max_line_bytes = 1024;
+            let r = run(data, &o);
+            prop_assert!(r.stats.records + r.stats.bad.total() <= r.stats.lines);
+            prop_assert!(r.stats.evidence <= r.stats.records);
+        }
+    }
+}

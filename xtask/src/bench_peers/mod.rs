@@ -115,6 +115,9 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     if wants("ipset") {
         ipset::run(&bench, &mut report)?;
     }
+    if wants("logs") {
+        logs::run(&bench, &mut report)?;
+    }
     if wants("ca") {
         ca::run(&bench, &mut report)?;
     }
@@ -124,3 +127,4 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
 
 mod ca;
 mod ipset;
+mod logs;
