@@ -191,6 +191,19 @@ fn init_sign_list_revoke_crl_bundle_agree_with_openssl() {
     // Listed; shown; its PEM is the one written.
     let list = env.ok(&["ca", "list"]);
     assert!(list.contains(&serial) && list.contains("active"), "{list}");
+    let show = env.ok(&["ca", "show", &serial]);
+    let list_json = env.ok(&["--json", "ca", "list"]);
+    insta::with_settings!({filters => vec![
+        (r"[0-9a-f]{64}", "[FINGERPRINT]"),
+        (r"\b[0-9a-f]{16,40}\b", "[SERIAL]"),
+        (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", "[TIME]"),
+        (r"-----BEGIN CERTIFICATE-----[^-]*-----END CERTIFICATE-----\\n", "[PEM]"),
+        (r"cli:[A-Za-z0-9_.-]+", "cli:[USER]"),
+    ]}, {
+        insta::assert_snapshot!("list", list);
+        insta::assert_snapshot!("show", show);
+        insta::assert_snapshot!("list_json", list_json);
+    });
     let pem = env.ok(&["ca", "show", &serial, "--pem"]);
     assert_eq!(pem, std::fs::read_to_string(env.path("alice.pem")).unwrap());
 
@@ -348,6 +361,25 @@ fn refused_csrs_exit_2_with_the_code_and_write_nothing() {
         assert_eq!(v["status"], "refused");
     }
     assert_eq!(env.ok(&["ca", "list"]), "no certificates\n");
+    // Every refusal is audited with its code and the account, never the CSR.
+    let store = eos_store::Store::open(&env.state()).unwrap();
+    let mut stmt = store
+        .conn()
+        .prepare("SELECT subject, detail FROM audit_log WHERE action = 'ca.csr-refused' ORDER BY id")
+        .unwrap();
+    let rows: Vec<(String, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows.len(), 16);
+    assert_eq!(rows[0].0, "csr-rsa-key-size");
+    for (_, detail) in &rows {
+        let d: serde_json::Value = serde_json::from_str(detail).unwrap();
+        assert_eq!(d["space"], "acme");
+        assert_eq!(d["user"], "alice");
+        assert!(!detail.contains("BEGIN") && !detail.contains("MII"), "{detail}");
+    }
 }
 
 #[test]

@@ -478,10 +478,16 @@ struct SignReport<'a> {
     pem: Option<&'a str>,
 }
 
-/// A refused CSR: JSON on stdout with `--json`, and an error whose message
-/// starts with the file and the stable code (`csr refused [csr-weak-hash]`).
-fn refuse(ctx: &crate::Ctx, path: &Path, err: eos_ca::IssueError) -> anyhow::Error {
+/// A refused CSR: an audit entry (the code, the account asked for and the
+/// file name; never the CSR body), JSON on stdout with `--json`, and an
+/// error whose message starts with the file and the stable code
+/// (`csr refused [csr-weak-hash]`). The caller holds no open transaction.
+fn refuse(ctx: &crate::Ctx, a: &SignArgs, err: eos_ca::IssueError) -> anyhow::Error {
+    let path = &a.csr;
     let context = format!("{}: csr refused [{}]", path.display(), err.code());
+    if let Err(e) = audit_refusal(ctx, a, err.code()) {
+        return e.context(format!("{context}; recording the refusal in the audit log failed"));
+    }
     if ctx.json {
         let _ = emit_json(&Refusal {
             status: "refused",
@@ -490,6 +496,22 @@ fn refuse(ctx: &crate::Ctx, path: &Path, err: eos_ca::IssueError) -> anyhow::Err
         });
     }
     anyhow::Error::new(err).context(context)
+}
+
+fn audit_refusal(ctx: &crate::Ctx, a: &SignArgs, code: &str) -> anyhow::Result<()> {
+    let mut store = ctx.store()?;
+    let tx = store.transaction()?;
+    audit_in(
+        &tx,
+        &AuditEntry::new(&actor(), "ca.csr-refused", code).with_detail(serde_json::json!({
+            "space": a.space,
+            "user": a.user,
+            "profile": a.profile,
+            "csr": a.csr.display().to_string(),
+        })),
+    )?;
+    tx.commit()?;
+    Ok(())
 }
 
 fn sign(a: SignArgs, ctx: &crate::Ctx, files: &CaFiles, conf: &CaSection) -> anyhow::Result<()> {
@@ -510,12 +532,12 @@ fn sign(a: SignArgs, ctx: &crate::Ctx, files: &CaFiles, conf: &CaSection) -> any
     let csr = match eos_ca::validate_csr(&input, &limits) {
         Ok(c) => c,
         Err(e) => {
-            return Err(refuse(ctx, &a.csr, e.into()));
+            return Err(refuse(ctx, &a, e.into()));
         }
     };
     let account = Account {
-        space: a.space,
-        user: a.user,
+        space: a.space.clone(),
+        user: a.user.clone(),
     };
     let mut store = ctx.store()?;
     let tx = store.transaction()?;
@@ -543,7 +565,9 @@ fn sign(a: SignArgs, ctx: &crate::Ctx, files: &CaFiles, conf: &CaSection) -> any
     ) {
         Ok(p) => p,
         Err(e) => {
-            return Err(refuse(ctx, &a.csr, e));
+            // Roll back the read transaction before the refusal is audited.
+            drop(tx);
+            return Err(refuse(ctx, &a, e));
         }
     };
     let cert = ca.sign(&plan)?;
