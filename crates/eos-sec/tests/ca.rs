@@ -365,7 +365,9 @@ fn refused_csrs_exit_2_with_the_code_and_write_nothing() {
     let store = eos_store::Store::open(&env.state()).unwrap();
     let mut stmt = store
         .conn()
-        .prepare("SELECT subject, detail FROM audit_log WHERE action = 'ca.csr-refused' ORDER BY id")
+        .prepare(
+            "SELECT subject, detail FROM audit_log WHERE action = 'ca.csr-refused' ORDER BY id",
+        )
         .unwrap();
     let rows: Vec<(String, String)> = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -378,7 +380,10 @@ fn refused_csrs_exit_2_with_the_code_and_write_nothing() {
         let d: serde_json::Value = serde_json::from_str(detail).unwrap();
         assert_eq!(d["space"], "acme");
         assert_eq!(d["user"], "alice");
-        assert!(!detail.contains("BEGIN") && !detail.contains("MII"), "{detail}");
+        assert!(
+            !detail.contains("BEGIN") && !detail.contains("MII"),
+            "{detail}"
+        );
     }
 }
 

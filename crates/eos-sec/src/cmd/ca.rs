@@ -486,7 +486,9 @@ fn refuse(ctx: &crate::Ctx, a: &SignArgs, err: eos_ca::IssueError) -> anyhow::Er
     let path = &a.csr;
     let context = format!("{}: csr refused [{}]", path.display(), err.code());
     if let Err(e) = audit_refusal(ctx, a, err.code()) {
-        return e.context(format!("{context}; recording the refusal in the audit log failed"));
+        return e.context(format!(
+            "{context}; recording the refusal in the audit log failed"
+        ));
     }
     if ctx.json {
         let _ = emit_json(&Refusal {
