@@ -104,11 +104,22 @@ impl Source {
                 last_seen,
                 ..
             } => format!(
-                "observed {ip}: {requests} requests, {distinct_days} days, {distinct_users} users, {}..{}",
+                "observed {ip}: {}, {}, {}, {}..{}",
+                plural(*requests, "request"),
+                plural(u64::from(*distinct_days), "day"),
+                plural(*distinct_users, "user"),
                 first_seen.date(),
                 last_seen.date()
             ),
         }
+    }
+}
+
+fn plural(n: u64, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
     }
 }
 

@@ -51,6 +51,9 @@ enum Command {
     /// Access logs: who calls each space (usage, ALB, CloudFront, WAF logs)
     #[command(subcommand)]
     Logs(cmd::logs::LogsCommand),
+    /// Scan logs, import rules, stage the desired IPSets (referenced by no
+    /// rule) and report what they contain and why
+    Bootstrap(cmd::bootstrap::BootstrapArgs),
     /// Declared Network Access Rules: add, list, remove, import
     #[command(subcommand)]
     Rules(cmd::rules::RulesCommand),
@@ -63,6 +66,9 @@ enum Command {
     Enforce(cmd::enforce::EnforceArgs),
     /// Restore the Web ACL snapshot taken before a space's latest enforce
     Rollback(cmd::enforce::RollbackArgs),
+    /// Deliver declared rule changes to the IPSets (one pass, or --watch);
+    /// `sync status`
+    Sync(cmd::sync::SyncArgs),
 }
 
 /// What every command gets besides its own arguments.
@@ -84,7 +90,21 @@ impl Ctx {
     }
 }
 
+/// Logs go to stderr; `EOS_SEC_LOG` (env-filter syntax) sets the level.
+/// By default a long-running command logs at `info`; a one-shot command
+/// reports what matters in its own output, so only `error` is logged.
+fn init_tracing(long_running: bool) {
+    let default = if long_running { "info" } else { "error" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("EOS_SEC_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
+    init_tracing(matches!(&cli.command, Command::Sync(a) if a.watch));
     let (config, _path) = config::load(cli.config.as_deref())?;
     let state_dir = cli
         .state_dir
@@ -100,12 +120,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Code(c) => cmd::code::run(c, &ctx),
         Command::Ca(c) => cmd::ca::run(c, &ctx),
         Command::Policy(c) => cmd::policy::run(c, &ctx),
+        Command::Bootstrap(a) => cmd::bootstrap::run(a, &ctx),
         Command::Rules(c) => cmd::rules::run(c, &ctx),
         Command::Logs(c) => cmd::logs::run(c, &ctx),
         Command::Plan(a) => cmd::plan::run_plan(a, &ctx),
         Command::Apply(a) => cmd::plan::run_apply(a, &ctx),
         Command::Enforce(a) => cmd::enforce::run_enforce(a, &ctx),
         Command::Rollback(a) => cmd::enforce::run_rollback(a, &ctx),
+        Command::Sync(a) => cmd::sync::run(a, &ctx),
     }
 }
 

@@ -47,6 +47,32 @@ pub fn save_plan(
     Ok(id)
 }
 
+/// Record, before writing, the entries eos-sec is about to add to each set
+/// (write-ahead): if the process dies after the backend took the write but
+/// before [`record_apply`], the entries are still known as eos-sec's and a
+/// later removal removes them instead of keeping them as drift. An intent
+/// whose write never happened is harmless: removal only touches entries
+/// that are in the set.
+pub fn record_intent(
+    store: &mut Store,
+    backend: &str,
+    changes: &[&eos_plan::SetChange],
+) -> Result<(), StoreError> {
+    let tx = store.transaction()?;
+    let now = now_rfc3339();
+    for c in changes {
+        let name = c.name.to_string();
+        for e in &c.add {
+            tx.execute(
+                "INSERT OR IGNORE INTO managed_entries(backend, name, cidr, written_at) VALUES (?1, ?2, ?3, ?4)",
+                params![backend, name, e.cidr, now],
+            )?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
 /// Record an apply: the managed entries of each set move by eos-sec's delta
 /// (added entries become managed, removed ones stop being), the plan is
 /// marked applied, and one audit entry per set — all in one transaction.

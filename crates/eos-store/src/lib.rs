@@ -21,6 +21,7 @@ pub mod codes;
 pub mod enforce;
 pub mod ipsets;
 pub mod rules;
+pub mod sync;
 
 pub use audit::{AuditEntry, AuditRecord};
 pub use rusqlite;
@@ -57,6 +58,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 5,
         name: "enforce",
         sql: include_str!("migrations/0005_enforce.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "sync",
+        sql: include_str!("migrations/0006_sync.sql"),
     },
 ];
 

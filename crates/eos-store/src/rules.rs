@@ -46,11 +46,18 @@ pub struct ImportCounts {
     pub unchanged: usize,
 }
 
-fn corrupt(what: &'static str, detail: impl ToString) -> StoreError {
+pub(crate) fn corrupt(what: &'static str, detail: impl ToString) -> StoreError {
     StoreError::Corrupt {
         what,
         detail: detail.to_string(),
     }
+}
+
+/// Parse a stored RFC 3339 timestamp.
+pub(crate) fn parse_time(s: &str, what: &'static str) -> Result<time::OffsetDateTime, StoreError> {
+    Timestamp::parse(s)
+        .map(|t| t.0)
+        .map_err(|e| corrupt(what, e))
 }
 
 fn outbox(tx: &Transaction<'_>, topic: &str, rule: &NetworkAccessRule) -> Result<(), StoreError> {

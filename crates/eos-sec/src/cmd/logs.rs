@@ -4,20 +4,15 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::IsTerminal;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use eos_aws::cloudwatch::{
-    CloudWatchError, CloudWatchSource, InsightsWait, TimeRange, insights_rows,
-};
-use eos_logs::{
-    Format, Input, Observation, OptionsError, Progress, ScanOptions, ScanReport, TrustedProxies,
-};
+use eos_logs::{Observation, Progress, ScanReport};
 use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::cmd::aws::{AwsArgs, aws_options};
+use crate::cmd::scan::{CLOUDWATCH, ScanFlags};
 
 use crate::exit::bad_input;
 use crate::output::{emit, emit_json};
@@ -34,47 +29,11 @@ pub enum LogsCommand {
 /// Arguments of `logs scan`.
 #[derive(Debug, Args)]
 pub struct ScanArgs {
-    /// Log format of every source (docs/LOG-FORMATS.md)
-    #[arg(long, value_parser = parse_format)]
-    pub format: Format,
+    #[command(flatten)]
+    pub scan: ScanFlags,
     /// Print the observations as CSV instead of the human report
     #[arg(long, conflicts_with = "json")]
     pub csv: bool,
-    /// Only requests at or after this time: RFC 3339 or YYYY-MM-DD (UTC)
-    /// [default: no bound]
-    #[arg(long, value_parser = parse_bound)]
-    pub since: Option<OffsetDateTime>,
-    /// Only requests before this time: RFC 3339 or YYYY-MM-DD (UTC)
-    /// [default: no bound]
-    #[arg(long, value_parser = parse_bound)]
-    pub until: Option<OffsetDateTime>,
-    /// Stop with exit code 2 at the first bad line, naming file:line
-    #[arg(long)]
-    pub strict: bool,
-    /// A proxy whose X-Forwarded-For entries are believed (CIDR or address;
-    /// repeatable; replaces `[logs] trusted_proxies`) [default: none: the
-    /// peer is the client]
-    #[arg(long = "trusted-proxy", value_name = "CIDR")]
-    pub trusted_proxy: Vec<String>,
-    /// Requests a (space, address) pair needs to be reported
-    /// [default: `[logs.evidence] min_requests`, else 1]
-    #[arg(long, value_name = "N")]
-    pub min_requests: Option<u64>,
-    /// Distinct UTC days with evidence a pair needs to be reported
-    /// [default: `[logs.evidence] min_distinct_days`, else 1]
-    #[arg(long, value_name = "N")]
-    pub min_days: Option<u32>,
-    /// Count requests without an authenticated user as evidence too (usage
-    /// log) [default: `[logs.evidence] require_user`, else users required]
-    #[arg(long)]
-    pub allow_anonymous: bool,
-    /// Status class that counts as evidence, 1 to 5 (repeatable; replaces
-    /// `[logs.evidence] status_classes`) [default: 2 and 3]
-    #[arg(long = "status-class", value_name = "N")]
-    pub status_class: Vec<u8>,
-    /// Parser threads [default: the number of cores]
-    #[arg(long, value_name = "N")]
-    pub threads: Option<usize>,
     /// Rows in the "top" tables of the human report
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub top: usize,
@@ -82,14 +41,6 @@ pub struct ScanArgs {
     /// ones of every space found), for `eos-sec plan`
     #[arg(long)]
     pub save: bool,
-    /// cloudwatch:// sources: run a Logs Insights aggregation in AWS and
-    /// read only its result rows instead of every event (usage log only)
-    #[arg(long)]
-    pub insights: bool,
-    /// Longest wait for the Logs Insights query, in seconds; it is stopped
-    /// after that
-    #[arg(long, value_name = "SECS", default_value_t = 300)]
-    pub insights_wait: u64,
     #[command(flatten)]
     pub aws: AwsArgs,
     /// Files, directories, globs, `-` for stdin, or `cloudwatch://LOG-GROUP`
@@ -98,124 +49,27 @@ pub struct ScanArgs {
     pub sources: Vec<String>,
 }
 
-/// The SOURCE prefix naming a CloudWatch Logs log group.
-const CLOUDWATCH: &str = "cloudwatch://";
-
-fn cloudwatch_error(e: CloudWatchError) -> anyhow::Error {
-    if e.is_bad_input() {
-        bad_input!("{e}")
-    } else {
-        anyhow::Error::new(e)
-    }
-}
-
-#[allow(clippy::print_stderr)]
-fn warn(s: &str) {
-    eprintln!("{s}");
-}
-
-fn parse_format(s: &str) -> Result<Format, OptionsError> {
-    s.parse()
-}
-
-/// `--since`/`--until`: RFC 3339, or a date meaning its midnight UTC.
-fn parse_bound(s: &str) -> Result<OffsetDateTime, String> {
-    use time::format_description::well_known::Rfc3339;
-    if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
-        return Ok(t);
-    }
-    let date_format = time::macros::format_description!("[year]-[month]-[day]");
-    time::Date::parse(s, &date_format)
-        .map(|d| d.midnight().assume_utc())
-        .map_err(|_| format!("`{s}` is not an RFC 3339 time or a YYYY-MM-DD date"))
-}
-
 pub fn run(cmd: LogsCommand, ctx: &crate::Ctx) -> anyhow::Result<()> {
     match cmd {
         LogsCommand::Scan(args) => scan(args, ctx),
     }
 }
 
-/// The scan options: `[logs]` config, then the flags.
-fn options(args: &ScanArgs, ctx: &crate::Ctx) -> anyhow::Result<ScanOptions> {
-    let mut opts = ScanOptions::from_config(args.format, &ctx.config.logs);
-    if !args.trusted_proxy.is_empty() {
-        opts.trusted_proxies =
-            TrustedProxies::parse(&args.trusted_proxy).map_err(|e| bad_input!("{e}"))?;
-    }
-    if let Some(n) = args.min_requests {
-        opts.evidence.min_requests = n;
-    }
-    if let Some(n) = args.min_days {
-        opts.evidence.min_distinct_days = n;
-    }
-    if args.allow_anonymous {
-        opts.evidence.require_user = false;
-    }
-    if !args.status_class.is_empty() {
-        opts.evidence.status_classes.clone_from(&args.status_class);
-    }
-    if let Some(n) = args.threads {
-        opts.threads = n.max(1);
-    }
-    opts.since = args.since;
-    opts.until = args.until;
-    opts.strict = args.strict;
-    opts.validate().map_err(|e| bad_input!("{e}"))?;
-    Ok(opts)
-}
-
 fn scan(args: ScanArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
-    let opts = options(&args, ctx)?;
-    let mut inputs = Vec::new();
-    let mut groups = Vec::new();
-    for spec in &args.sources {
-        match spec.strip_prefix(CLOUDWATCH) {
-            Some(group) => groups.push(group.to_owned()),
-            None => inputs.extend(Input::expand(spec)?),
-        }
-    }
-    if args.insights && (groups.is_empty() || !inputs.is_empty()) {
-        return Err(bad_input!(
-            "--insights reads CloudWatch Logs only: every SOURCE must be {CLOUDWATCH}LOG-GROUP"
-        ));
-    }
-    if groups.is_empty() && args.aws.is_set() {
+    let opts = args.scan.options(ctx)?;
+    if args.aws.is_set() && !args.sources.iter().any(|s| s.starts_with(CLOUDWATCH)) {
         return Err(bad_input!(
             "--region, --profile and --endpoint-url apply to {CLOUDWATCH} sources only"
         ));
     }
     let aws = aws_options(&args.aws, &ctx.config.backend);
-    let range = TimeRange {
-        start: opts.since,
-        end: opts.until,
-    };
-    let report = if args.insights {
-        let query = eos_logs::insights_query(&opts).map_err(|e| bad_input!("{e}"))?;
-        let wait = InsightsWait {
-            max: Duration::from_secs(args.insights_wait),
-            ..InsightsWait::default()
-        };
-        let rows = crate::cmd::plan::runtime()?
-            .block_on(insights_rows(&aws, &groups, &query, range, wait))
-            .map_err(cloudwatch_error)?;
-        if rows.len() >= eos_logs::INSIGHTS_MAX_ROWS {
-            warn(&format!(
-                "warning: the Logs Insights result has {} rows, its maximum: it may be truncated; narrow --since/--until",
-                rows.len()
-            ));
-        }
-        let name = format!("{CLOUDWATCH}{}", groups.join(","));
-        eos_logs::report_from_insights(&rows, &name, &opts)
-    } else {
-        for group in &groups {
-            let source =
-                CloudWatchSource::connect(&aws, group, range, None).map_err(cloudwatch_error)?;
-            inputs.push(Input::source(Box::new(source)));
-        }
-        let bar = Bar::on_terminal();
-        eos_logs::scan(inputs, &opts, bar.as_ref().map(|b| b as &dyn Progress))?
-    };
+    let bar = Bar::on_terminal();
+    let report = args.scan.read(
+        &args.sources,
+        &opts,
+        &aws,
+        bar.as_ref().map(|b| b as &dyn Progress),
+    )?;
     if args.save {
         let mut store = ctx.store()?;
         eos_store::rules::replace_observations(

@@ -2,6 +2,7 @@
 //! one library call, format the result.
 
 pub mod aws;
+pub mod bootstrap;
 pub mod ca;
 pub mod code;
 pub mod enforce;
@@ -10,3 +11,5 @@ pub mod logs;
 pub mod plan;
 pub mod policy;
 pub mod rules;
+pub mod scan;
+pub mod sync;

@@ -16,7 +16,7 @@ use eos_plan::{
     apply_plan, desired_sets, names_in_scope, plan_changes,
 };
 use eos_store::Store;
-use eos_store::ipsets::{LocalBackend, managed_entries, record_apply, save_plan};
+use eos_store::ipsets::{LocalBackend, managed_entries, record_apply, record_intent, save_plan};
 use eos_store::rules::{list_rules, load_observations};
 
 use crate::cmd::rules::actor;
@@ -266,6 +266,39 @@ pub fn run_plan(args: PlanArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
     emit(&text)
 }
 
+/// The outbox rows of `spaces` (all when empty) pending now. A plan made
+/// from the rules as they are now delivers them once it is applied, so
+/// `eos-sec sync` need not re-check those sets.
+pub fn pending_in_scope(store: &Store, spaces: &[SpaceId]) -> anyhow::Result<Vec<i64>> {
+    Ok(eos_store::sync::pending(store.conn(), usize::MAX)?
+        .into_iter()
+        .filter(|r| spaces.is_empty() || spaces.contains(&r.space))
+        .map(|r| r.id)
+        .collect())
+}
+
+/// Mark rows from [`pending_in_scope`] delivered after a successful apply.
+pub fn mark_applied(store: &mut Store, ids: &[i64], backend: &str) -> anyhow::Result<()> {
+    Ok(eos_store::sync::mark_delivered(
+        store,
+        ids,
+        backend,
+        &actor(),
+        time::OffsetDateTime::now_utc(),
+    )?)
+}
+
+/// Record the entries a plan will add as eos-sec's before writing them
+/// (see `eos_store::ipsets::record_intent`).
+pub fn record_plan_intent(store: &mut Store, plan: &Plan) -> anyhow::Result<()> {
+    let changes: Vec<&SetChange> = plan
+        .changes()
+        .iter()
+        .filter(|c| c.action != SetAction::NoChange)
+        .collect();
+    Ok(record_intent(store, plan.backend(), &changes)?)
+}
+
 /// With `--json`, a refusal is also a JSON document on stdout
 /// (`{"refused": [findings]}`) so scripts can match the stable codes.
 pub fn refusal_json(e: anyhow::Error, json: bool) -> anyhow::Error {
@@ -451,6 +484,7 @@ pub fn run_apply(args: ApplyArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
     let rt = runtime()?;
     let backend = rt.block_on(open_backend(ctx, &args.backend))?;
     let mut shown = String::new();
+    let mut delivers = Vec::new();
     let (plan, saved) = match &args.plan {
         Some(path) => {
             if !args.space.is_empty() || args.allow_large_change {
@@ -464,6 +498,7 @@ pub fn run_apply(args: ApplyArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
             (Plan::from_saved(&text, &name, &opts)?, true)
         }
         None => {
+            delivers = pending_in_scope(&store, &args.space)?;
             let desired = desired_from_store(&store, &args.space, &opts)?;
             let plan = rt.block_on(make_plan(
                 &store,
@@ -500,6 +535,7 @@ pub fn run_apply(args: ApplyArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
         shown = render_plan(&plan, use_colour());
     }
     let plan_id = save_plan(&mut store, plan.backend(), &plan.to_json(), &actor())?;
+    record_plan_intent(&mut store, &plan)?;
     let result = rt.block_on(apply_plan(&backend, &plan));
     let applied = match result {
         Ok(a) => a,
@@ -512,6 +548,7 @@ pub fn run_apply(args: ApplyArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
         &applied,
         &actor(),
     )?;
+    mark_applied(&mut store, &delivers, plan.backend())?;
     if ctx.json {
         return emit_json(
             &serde_json::json!({ "plan_id": plan_id, "backend": plan.backend(), "applied": applied }),

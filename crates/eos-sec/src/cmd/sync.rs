@@ -1,0 +1,225 @@
+//! `eos-sec sync`: deliver declared rule changes to the IPSets — one pass,
+//! or `--watch` until interrupted — and `eos-sec sync status`.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use eos_store::sync::status;
+use eos_sync::{PassReport, SyncOptions, sync_once, watch};
+
+use crate::cmd::plan::{
+    Backend, BackendArgs, open_backend, plan_options, render_findings, runtime,
+};
+use crate::exit::bad_input;
+use crate::output::{emit, emit_json, use_colour};
+
+/// Arguments of `sync`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct SyncArgs {
+    #[command(subcommand)]
+    pub command: Option<SyncCommand>,
+    /// Keep running: sync whenever rules change or expire, until
+    /// interrupted (SIGINT/SIGTERM)
+    #[arg(long)]
+    pub watch: bool,
+    /// Allow this pass to remove more than `[plan] max_removal_percent` of
+    /// a set (not with --watch)
+    #[arg(long, conflicts_with = "watch")]
+    pub allow_large_change: bool,
+    /// Least time between two writes [default: 1s on AWS (WAF allows about
+    /// one write per second per account and region), 0 locally]
+    #[arg(long, value_parser = parse_interval)]
+    pub write_interval: Option<Duration>,
+    #[command(flatten)]
+    pub backend: BackendArgs,
+}
+
+/// `sync status`.
+#[derive(Debug, Subcommand)]
+pub enum SyncCommand {
+    /// Per IPSet: last successful sync, pending changes, lag, last error
+    Status(StatusArgs),
+}
+
+/// Arguments of `sync status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub backend: BackendArgs,
+}
+
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    if let Some(ms) = s.strip_suffix("ms") {
+        return ms
+            .parse()
+            .map(Duration::from_millis)
+            .map_err(|e| format!("{s:?}: {e}"));
+    }
+    if let Some(secs) = s.strip_suffix('s') {
+        return secs
+            .parse()
+            .map(Duration::from_secs)
+            .map_err(|e| format!("{s:?}: {e}"));
+    }
+    Err(format!("{s:?}: write a duration like 1s or 250ms"))
+}
+
+pub fn run(args: SyncArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
+    if let Some(SyncCommand::Status(a)) = args.command {
+        return run_status(&a, ctx);
+    }
+    let mut opts = SyncOptions::new(plan_options(ctx)?);
+    opts.allow_large_change = args.allow_large_change;
+    let mut store = ctx.store()?;
+    let rt = runtime()?;
+    let backend = rt.block_on(open_backend(ctx, &args.backend))?;
+    opts.write_interval = args.write_interval.unwrap_or(match backend {
+        Backend::Local(_) => Duration::ZERO,
+        Backend::Aws(_) => Duration::from_secs(1),
+    });
+    if args.watch {
+        tracing::info!(backend = %eos_plan::IpSetBackend::id(&backend), "sync watching for rule changes");
+        return rt
+            .block_on(watch(&mut store, &backend, &opts, shutdown_signal(), |r| {
+                for w in &r.warnings {
+                    tracing::warn!(finding = %w, "sync");
+                }
+                for s in &r.removed_but_seen {
+                    tracing::warn!(space = %s.space, cidr = %s.cidr, addresses = ?s.addresses,
+                        "rule removed while its addresses still appear in recent evidence");
+                }
+            }))
+            .context("sync --watch stopped");
+    }
+    let mut pacer = eos_sync::Pacer::new(opts.write_interval);
+    let report = rt.block_on(sync_once(&mut store, &backend, &opts, &mut pacer))?;
+    if ctx.json {
+        emit_json(&report)?;
+    } else {
+        emit(&render_pass(&report, use_colour()))?;
+    }
+    if report.has_errors() {
+        let refused = report.sets.iter().any(|s| s.outcome == "refused");
+        let msg =
+            "some changes could not be synced and stay pending (see above; `eos-sec sync status`)";
+        return Err(if refused {
+            bad_input!("{msg}")
+        } else {
+            anyhow::anyhow!(msg)
+        });
+    }
+    Ok(())
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+/// The human report of one pass.
+pub fn render_pass(r: &PassReport, colour: bool) -> String {
+    let mut out = String::new();
+    if r.sets.is_empty() && r.delivered == 0 {
+        out.push_str("Nothing to sync: no pending rule changes or expiries.\n");
+        return out;
+    }
+    for s in &r.sets {
+        let _ = write!(out, "{:<24} {:<9}", s.name.to_string(), s.outcome);
+        if !s.added.is_empty() || !s.removed.is_empty() {
+            let _ = write!(out, " +{} -{}", s.added.len(), s.removed.len());
+        }
+        if s.writes > 0 {
+            let _ = write!(
+                out,
+                " ({} write{})",
+                s.writes,
+                if s.writes == 1 { "" } else { "s" }
+            );
+        }
+        if let Some(e) = &s.error {
+            let _ = write!(out, ": {e}");
+        }
+        out.push('\n');
+    }
+    for s in &r.expired_spaces {
+        let _ = writeln!(out, "expired rules removed from the sets of {s}");
+    }
+    for s in &r.removed_but_seen {
+        let _ = writeln!(
+            out,
+            "warning: rule {} of {} was removed, but {} still appear(s) in recent evidence",
+            s.cidr,
+            s.space,
+            s.addresses.join(", ")
+        );
+    }
+    out.push('\n');
+    render_findings(&mut out, &r.warnings, colour);
+    let _ = writeln!(
+        out,
+        "Delivered {} change(s) with {} write(s); {} pending.",
+        r.delivered,
+        r.writes(),
+        r.pending
+    );
+    out
+}
+
+fn run_status(a: &StatusArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
+    let rt = runtime()?;
+    let backend = rt.block_on(open_backend(ctx, &a.backend))?;
+    let id = eos_plan::IpSetBackend::id(&backend);
+    let store = ctx.store()?;
+    let rows = status(store.conn(), &id, time::OffsetDateTime::now_utc())?;
+    if ctx.json {
+        return emit_json(&serde_json::json!({ "backend": id, "sets": rows }));
+    }
+    let mut out = format!("sync status for backend {id}\n\n");
+    if rows.is_empty() {
+        out.push_str("No IPSet has been synced and no change is pending.\n");
+        return emit(&out);
+    }
+    let _ = writeln!(
+        out,
+        "{:<24} {:<21} {:>7} {:>8} {:>12} {:>7}  last error",
+        "IPSET", "LAST SUCCESS", "PENDING", "LAG (s)", "LAST LAG ms", "WRITES"
+    );
+    for r in &rows {
+        let _ = writeln!(
+            out,
+            "{:<24} {:<21} {:>7} {:>8} {:>12} {:>7}  {}",
+            r.name,
+            r.last_success.as_deref().unwrap_or("never"),
+            r.pending,
+            r.lag_seconds,
+            r.last_lag_ms
+                .map_or_else(|| "-".to_owned(), |l| l.to_string()),
+            r.writes,
+            match (&r.last_error, &r.last_error_at) {
+                (Some(e), Some(at)) => format!("{at}: {e}"),
+                _ => "-".to_owned(),
+            }
+        );
+    }
+    emit(&out)
+}

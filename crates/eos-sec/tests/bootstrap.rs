@@ -1,0 +1,291 @@
+//! `eos-sec bootstrap` and `eos-sec sync` end to end, as a process: on the
+//! local backend with the shipped example log and rules, and against AWS
+//! WAFv2 on moto's server.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{State, example};
+use eos_aws::moto::MotoServer;
+
+/// The example config: the load balancers of the example log are trusted.
+fn example_config() -> String {
+    std::fs::read_to_string(common::examples().join("../eos-sec.toml")).unwrap()
+}
+
+fn bootstrap_args() -> Vec<String> {
+    [
+        "bootstrap",
+        "--logs",
+        "usage.jsonl",
+        "--rules",
+        "rules.toml",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// A state directory with the example config, log and rules in it, so the
+/// report names them by relative paths.
+fn example_state(extra_config: &str) -> State {
+    let st = State::new(&format!("{}{extra_config}", example_config()));
+    for f in ["usage.jsonl", "rules.toml"] {
+        std::fs::copy(common::examples().join(f), st.path().join(f)).unwrap();
+    }
+    st
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn staged_names(v: &serde_json::Value) -> Vec<String> {
+    v["staged"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn bootstrap_example_stages_every_space_and_explains_it() {
+    let st = example_state("");
+    let o = st.ok(&strs(&bootstrap_args()));
+    insta::assert_snapshot!("bootstrap_example", o.stdout);
+    // The review afterwards: nothing left to change.
+    let o = st.ok(&["plan"]);
+    assert!(o.stdout.contains("No changes."), "{}", o.stdout);
+    // A second bootstrap on the same evidence changes nothing.
+    let mut args = vec!["--json".to_owned()];
+    args.extend(bootstrap_args());
+    let o = st.ok(&strs(&args));
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert!(staged_names(&v).is_empty(), "{v}");
+}
+
+#[test]
+fn bootstrap_json_has_provenance_and_coverage() {
+    let st = example_state("");
+    let mut args = vec!["--json".to_owned()];
+    args.extend(bootstrap_args());
+    let o = st.ok(&strs(&args));
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(
+        staged_names(&v),
+        [
+            "eos-acme-v4",
+            "eos-acme-v6",
+            "eos-globex-v4",
+            "eos-globex-v6"
+        ]
+    );
+    assert!(
+        v["staged"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["outcome"] == "created")
+    );
+    assert_eq!(v["rules_imported"]["added"], 4);
+    assert!(
+        v["scan"]["bad"]["by_reason"]
+            .as_object()
+            .is_some_and(|m| !m.is_empty())
+    );
+    let acme = v["coverage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["space"] == "acme")
+        .unwrap();
+    // 203.0.113.10 is inside the declared 203.0.113.0/28; 198.51.100.23 and
+    // 192.168.7.4 (flagged private) are admitted by evidence alone.
+    assert!(acme["requests_admitted"].as_u64().unwrap() > 0);
+    assert_eq!(acme["requests_admitted"], acme["requests_total"]);
+    assert_eq!(
+        acme["users_admitted"],
+        serde_json::json!([
+            "alice@acme.example",
+            "bob@acme.example",
+            "carol@acme.example",
+            "dave@acme.example"
+        ])
+    );
+    let globex = v["coverage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["space"] == "globex")
+        .unwrap();
+    assert_eq!(globex["too_little_traffic"], true, "{globex}");
+    // The staged set says why each entry is there.
+    let plan = st.json(&["plan"]);
+    let text = plan.to_string();
+    assert!(text.contains("\"kind\":\"declared\""), "{text}");
+    assert!(text.contains("\"kind\":\"observed\""), "{text}");
+}
+
+#[test]
+fn bootstrap_bad_input_writes_nothing() {
+    let st = example_state("");
+    // A missing log source.
+    let o = st.run(&["bootstrap", "--logs", "/nonexistent/usage.jsonl"]);
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("/nonexistent/usage.jsonl"),
+        "{}",
+        o.stderr
+    );
+    // A bad rules file: named with its line, nothing imported.
+    std::fs::write(
+        st.path().join("bad.csv"),
+        "space,cidr,label,declared_by,created\nacme,0.0.0.0/0,all,alice,2026-01-01T00:00:00Z\n",
+    )
+    .unwrap();
+    let o = st.run(&["bootstrap", "--logs", "usage.jsonl", "--rules", "bad.csv"]);
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(o.stderr.contains("bad.csv:2"), "{}", o.stderr);
+    assert!(o.stdout.is_empty());
+    // --strict stops at the example's malformed line, naming it.
+    let o = st.run(&["bootstrap", "--strict", "--logs", "usage.jsonl"]);
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(o.stderr.contains("usage.jsonl:"), "{}", o.stderr);
+    // Nothing of the above reached the state.
+    let rules = st.json(&["rules", "list"]);
+    assert_eq!(rules, serde_json::json!([]));
+}
+
+#[test]
+fn without_trusted_proxies_the_load_balancers_are_flagged() {
+    let st = State::new("");
+    let o = st.ok(&["bootstrap", "--logs", &example("usage.jsonl")]);
+    assert!(o.stdout.contains("special-range"), "{}", o.stdout);
+    assert!(o.stdout.contains("10.0.1.5"), "{}", o.stdout);
+}
+
+#[test]
+fn sync_delivers_rules_added_after_bootstrap() {
+    let st = example_state("");
+    st.ok(&strs(&bootstrap_args()));
+    st.ok(&[
+        "rules",
+        "add",
+        "--space",
+        "acme",
+        "--cidr",
+        "198.51.100.77",
+        "--label",
+        "new desk",
+        "--declared-by",
+        "alice@acme.example",
+    ]);
+    let status = st.json(&["sync", "status"]);
+    let acme = status["sets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "eos-acme-v4")
+        .unwrap();
+    assert_eq!(acme["pending"], 1, "{status}");
+    let o = st.ok(&["sync"]);
+    insta::assert_snapshot!("sync_one_pass", o.stdout);
+    let plan = st.ok(&["plan"]);
+    assert!(plan.stdout.contains("No changes."), "{}", plan.stdout);
+    let status = st.ok(&["sync", "status"]);
+    assert!(status.stdout.contains("eos-acme-v4"), "{}", status.stdout);
+    let o = st.ok(&["sync"]);
+    assert!(o.stdout.contains("Nothing to sync"), "{}", o.stdout);
+}
+
+#[test]
+fn bootstrap_and_sync_against_moto() {
+    let Some(moto) = MotoServer::start() else {
+        return;
+    };
+    let mut st = example_state(&format!(
+        "\n[backend]\nkind = \"aws\"\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n",
+        moto.endpoint()
+    ));
+    st.env = moto.env();
+    let mut args = vec!["--json".to_owned()];
+    args.extend(bootstrap_args());
+    let o = st.ok(&strs(&args));
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(v["backend"], "aws:REGIONAL:us-east-1");
+    assert_eq!(staged_names(&v).len(), 4);
+    let o = st.ok(&["plan"]);
+    assert!(o.stdout.contains("No changes."), "{}", o.stdout);
+    st.ok(&[
+        "rules",
+        "add",
+        "--space",
+        "globex",
+        "--cidr",
+        "192.0.2.200",
+        "--label",
+        "x",
+        "--declared-by",
+        "hank@globex.example",
+    ]);
+    let r = st.json(&["sync", "--write-interval", "0s"]);
+    assert_eq!(r["delivered"], 1, "{r}");
+    let o = st.ok(&["plan"]);
+    assert!(o.stdout.contains("No changes."), "{}", o.stdout);
+}
+
+/// `sync --watch` killed (SIGKILL) while it works through a burst, then
+/// restarted: the set converges to exactly the declared rules, nothing is
+/// left pending, and nothing eos-sec wrote is mistaken for drift.
+#[test]
+fn sync_watch_killed_mid_burst_converges_after_restart() {
+    let Some(moto) = MotoServer::start() else {
+        return;
+    };
+    let mut st = State::new(&format!(
+        "[backend]\nkind = \"aws\"\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n",
+        moto.endpoint()
+    ));
+    st.env = moto.env();
+    // Three spaces, so a pass makes several paced writes to interrupt.
+    let mut csv = String::from("space,cidr,label,declared_by,created\n");
+    for space in ["kill-a", "kill-b", "kill-c"] {
+        for i in 1..=100 {
+            csv.push_str(&format!(
+                "{space},198.51.100.{i},desk {i},alice,2026-11-01T00:00:00Z\n"
+            ));
+        }
+    }
+    std::fs::write(st.path().join("burst.csv"), csv).unwrap();
+    let mut watch = std::process::Command::new(env!("CARGO_BIN_EXE_eos-sec"))
+        .args(["sync", "--watch", "--write-interval", "700ms"])
+        .env("EOS_SEC_STATE_DIR", st.path().join("state"))
+        .env("EOS_SEC_CONFIG", st.path().join("eos-sec.toml"))
+        .envs(st.env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    st.ok(&["rules", "import", "burst.csv"]);
+    // Kill it after the first paced write, before the last.
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    watch.kill().unwrap();
+    watch.wait().unwrap();
+    let o = st.ok(&["--json", "sync"]);
+    let r: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(r["pending"], 0, "{r}");
+    let status = st.json(&["sync", "status"]);
+    assert!(
+        status["sets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["pending"] == 0),
+        "{status}"
+    );
+    let plan = st.json(&["plan"]);
+    for c in plan["changes"].as_array().unwrap() {
+        assert_eq!(c["action"], "no-change", "{c}");
+        assert_eq!(c["drift"], serde_json::json!([]), "{c}");
+    }
+}

@@ -1,0 +1,82 @@
+//! What the CLI tests share: the example data, a fresh state directory with
+//! its own config file, and running the binary in it.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// `examples/data`.
+pub fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/data")
+}
+
+/// A path under `examples/data` as a string argument.
+pub fn example(name: &str) -> String {
+    examples().join(name).display().to_string()
+}
+
+/// What a run printed and returned.
+#[derive(Debug)]
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// A state directory with a config file `eos-sec.toml` holding `config`.
+pub struct State {
+    pub dir: tempfile::TempDir,
+    pub env: Vec<(&'static str, String)>,
+}
+
+impl State {
+    pub fn new(config: &str) -> State {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("eos-sec.toml"), config).unwrap();
+        State {
+            dir,
+            env: Vec::new(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Run `eos-sec args...` with this state directory and config, in it.
+    pub fn run(&self, args: &[&str]) -> Out {
+        let out = Command::new(env!("CARGO_BIN_EXE_eos-sec"))
+            .args(args)
+            .env("EOS_SEC_STATE_DIR", self.path().join("state"))
+            .env("EOS_SEC_CONFIG", self.path().join("eos-sec.toml"))
+            .env_remove("NO_COLOR")
+            .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
+            .current_dir(self.path())
+            .output()
+            .unwrap();
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8(out.stdout).unwrap(),
+            stderr: String::from_utf8(out.stderr).unwrap(),
+        }
+    }
+
+    /// Run and require exit 0.
+    pub fn ok(&self, args: &[&str]) -> Out {
+        let o = self.run(args);
+        assert_eq!(
+            o.code, 0,
+            "eos-sec {args:?}\nstdout:\n{}\nstderr:\n{}",
+            o.stdout, o.stderr
+        );
+        o
+    }
+
+    /// Run with `--json` and parse stdout.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let o = self.ok(&all);
+        serde_json::from_str(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", o.stdout))
+    }
+}

@@ -1,0 +1,444 @@
+//! The syncer's tables: the outbox it consumes (written by `rules` in the
+//! same transaction as each rule change) and its record per backend and
+//! IPSet (`sync_state`, migration 6), from which `eos-sec sync status` and the
+//! service's metrics are read.
+
+use std::collections::BTreeMap;
+
+use eos_identity::SpaceId;
+use eos_ipset::Family;
+use eos_plan::{IpSetName, NetworkAccessRule};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::rules::{corrupt, parse_time};
+use crate::{AuditEntry, Store, StoreError, audit_in, format_rfc3339, kv_get, kv_set};
+
+/// One pending rule change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRow {
+    /// Row id (delivery marks rows up to an id).
+    pub id: i64,
+    /// When the change was committed.
+    pub at: OffsetDateTime,
+    /// `rule.added`, `rule.updated` or `rule.removed`.
+    pub topic: String,
+    /// The space.
+    pub space: SpaceId,
+    /// The rule as it was written (for removals: as it was).
+    pub rule: NetworkAccessRule,
+}
+
+impl OutboxRow {
+    /// The IPSet the change lands in.
+    pub fn set_name(&self) -> IpSetName {
+        IpSetName::staged(&self.space, Family::of(&self.rule.cidr.net()))
+    }
+}
+
+/// Pending (undelivered) rule changes, oldest first, at most `limit`.
+pub fn pending(conn: &Connection, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, at, topic, space, payload FROM outbox
+         WHERE delivered_at IS NULL ORDER BY id LIMIT ?1",
+    )?;
+    let rows = stmt.query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, String>(4)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, at, topic, space, payload) = row?;
+        out.push(OutboxRow {
+            id,
+            at: parse_time(&at, "outbox")?,
+            topic,
+            space: SpaceId::new(&space).map_err(|e| corrupt("outbox", e))?,
+            rule: serde_json::from_str(&payload).map_err(|e| corrupt("outbox", e))?,
+        });
+    }
+    Ok(out)
+}
+
+/// Mark rows delivered, with one audit entry for the batch.
+pub fn mark_delivered(
+    store: &mut Store,
+    ids: &[i64],
+    backend: &str,
+    actor: &str,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let tx = store.transaction()?;
+    let at = format_rfc3339(now);
+    {
+        let mut stmt = tx.prepare(
+            "UPDATE outbox SET delivered_at = ?2 WHERE id = ?1 AND delivered_at IS NULL",
+        )?;
+        for id in ids {
+            stmt.execute(params![id, at])?;
+        }
+    }
+    audit_in(
+        &tx,
+        &AuditEntry::new(actor, "sync.deliver", backend).with_detail(json!({ "outbox_ids": ids })),
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Spaces with a rule whose expiry falls in `(after, upto]`: their sets must
+/// lose it even though no outbox row says so.
+pub fn spaces_with_expiries(
+    conn: &Connection,
+    after: Option<OffsetDateTime>,
+    upto: OffsetDateTime,
+) -> Result<Vec<SpaceId>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT DISTINCT space FROM rules
+         WHERE expires IS NOT NULL AND expires > ?1 AND expires <= ?2 ORDER BY space",
+    )?;
+    let after = after.map_or_else(|| "0000".to_owned(), format_rfc3339);
+    let rows = stmt.query_map(params![after, format_rfc3339(upto)], |r| {
+        r.get::<_, String>(0)
+    })?;
+    let mut out = Vec::new();
+    for s in rows {
+        out.push(SpaceId::new(&s?).map_err(|e| corrupt("rule", e))?);
+    }
+    Ok(out)
+}
+
+fn expiry_key(backend: &str) -> String {
+    format!("sync.expiries_checked.{backend}")
+}
+
+/// Up to when expiries have been synced to `backend`.
+pub fn expiries_checked(
+    conn: &Connection,
+    backend: &str,
+) -> Result<Option<OffsetDateTime>, StoreError> {
+    kv_get(conn, &expiry_key(backend))?
+        .map(|s| parse_time(&s, "sync cursor"))
+        .transpose()
+}
+
+/// Record that expiries up to `upto` have been synced to `backend`.
+pub fn set_expiries_checked(
+    store: &mut Store,
+    backend: &str,
+    upto: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let tx = store.transaction()?;
+    kv_set(&tx, &expiry_key(backend), &format_rfc3339(upto))?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// The outcome of one sync attempt on one set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    /// The set matches; `writes` calls were sent (0 for a no-op);
+    /// `lag_ms` is the age of the oldest change delivered, if any.
+    Success {
+        /// Calls sent.
+        writes: u32,
+        /// Oldest delivered change's lag.
+        lag_ms: Option<i64>,
+    },
+    /// The attempt failed (the change stays pending).
+    Failure {
+        /// Why.
+        error: String,
+    },
+}
+
+/// Record a sync attempt on one set.
+pub fn record_attempt(
+    store: &mut Store,
+    backend: &str,
+    name: &IpSetName,
+    attempt: &Attempt,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let tx = store.transaction()?;
+    let at = stamp_ms(now);
+    let name = name.to_string();
+    tx.execute(
+        "INSERT INTO sync_state(backend, name, last_attempt) VALUES (?1, ?2, ?3)
+         ON CONFLICT(backend, name) DO UPDATE SET last_attempt = excluded.last_attempt",
+        params![backend, name, at],
+    )?;
+    match attempt {
+        Attempt::Success { writes, lag_ms } => {
+            tx.execute(
+                "UPDATE sync_state SET last_success = ?3, writes = writes + ?4,
+                     last_lag_ms = COALESCE(?5, last_lag_ms)
+                 WHERE backend = ?1 AND name = ?2",
+                params![backend, name, at, writes, lag_ms],
+            )?;
+        }
+        Attempt::Failure { error } => {
+            tx.execute(
+                "UPDATE sync_state SET last_error = ?3, last_error_at = ?4
+                 WHERE backend = ?1 AND name = ?2",
+                params![backend, name, error, at],
+            )?;
+            audit_in(
+                &tx,
+                &AuditEntry::new("eos-sec sync", "sync.error", &name)
+                    .with_detail(json!({ "backend": backend, "error": error })),
+            )?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// RFC 3339 UTC with milliseconds: attempts on one set can be less than a
+/// second apart, and "is the error newer than the success" must not tie.
+fn stamp_ms(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    let fmt = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    t.format(&fmt).unwrap_or_else(|_| format_rfc3339(t))
+}
+
+/// What `sync status` shows for one IPSet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SetStatus {
+    /// The IPSet.
+    pub name: String,
+    /// Last successful sync.
+    pub last_success: Option<String>,
+    /// Last attempt.
+    pub last_attempt: Option<String>,
+    /// Rule changes waiting for this set.
+    pub pending: u64,
+    /// Age in seconds of the oldest pending change (0 when none).
+    pub lag_seconds: i64,
+    /// Lag of the last delivery in milliseconds.
+    pub last_lag_ms: Option<i64>,
+    /// Writes sent so far.
+    pub writes: u64,
+    /// The last error, when it is newer than the last success.
+    pub last_error: Option<String>,
+    /// When it happened.
+    pub last_error_at: Option<String>,
+}
+
+/// Per IPSet of `backend`: what the syncer recorded, and the changes still
+/// pending for it (sets with pending changes but no attempt yet included).
+pub fn status(
+    conn: &Connection,
+    backend: &str,
+    now: OffsetDateTime,
+) -> Result<Vec<SetStatus>, StoreError> {
+    let mut by_name: BTreeMap<String, SetStatus> = BTreeMap::new();
+    let mut stmt = conn.prepare(
+        "SELECT name, last_success, last_attempt, writes, last_lag_ms, last_error, last_error_at
+         FROM sync_state WHERE backend = ?1",
+    )?;
+    let rows = stmt.query_map(params![backend], |r| {
+        Ok(SetStatus {
+            name: r.get(0)?,
+            last_success: r.get(1)?,
+            last_attempt: r.get(2)?,
+            pending: 0,
+            lag_seconds: 0,
+            writes: r.get::<_, i64>(3).map(|w| u64::try_from(w).unwrap_or(0))?,
+            last_lag_ms: r.get(4)?,
+            last_error: r.get(5)?,
+            last_error_at: r.get(6)?,
+        })
+    })?;
+    for s in rows {
+        let mut s = s?;
+        // An error older than the last success is history, not state.
+        if let (Some(ok), Some(err)) = (&s.last_success, &s.last_error_at)
+            && ok >= err
+        {
+            s.last_error = None;
+            s.last_error_at = None;
+        }
+        by_name.insert(s.name.clone(), s);
+    }
+    for row in pending(conn, usize::MAX)? {
+        let name = row.set_name().to_string();
+        let s = by_name.entry(name.clone()).or_insert_with(|| SetStatus {
+            name,
+            last_success: None,
+            last_attempt: None,
+            pending: 0,
+            lag_seconds: 0,
+            writes: 0,
+            last_lag_ms: None,
+            last_error: None,
+            last_error_at: None,
+        });
+        s.pending += 1;
+        s.lag_seconds = s.lag_seconds.max((now - row.at).whole_seconds().max(0));
+    }
+    Ok(by_name.into_values().collect())
+}
+
+/// The oldest pending change's id, if any (cheap: the watcher polls it).
+pub fn oldest_pending(conn: &Connection) -> Result<Option<i64>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT id FROM outbox WHERE delivered_at IS NULL ORDER BY id LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::rules::{import_rules, remove_rules};
+    use eos_identity::UserId;
+    use eos_plan::{Label, RuleCidr};
+    use time::macros::datetime;
+
+    fn rule(space: &str, cidr: &str, expires: Option<OffsetDateTime>) -> NetworkAccessRule {
+        NetworkAccessRule::new(
+            SpaceId::new(space).unwrap(),
+            RuleCidr::parse(cidr).unwrap(),
+            Label::new("x").unwrap(),
+            UserId::new("alice").unwrap(),
+            datetime!(2026-01-05 09:00 UTC),
+            expires,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn pending_rows_are_delivered_once_and_status_follows() {
+        let mut s = Store::open_in_memory().unwrap();
+        import_rules(
+            &mut s,
+            &[
+                rule("acme", "198.51.100.0/24", None),
+                rule("acme", "2001:db8::/48", None),
+            ],
+            "op",
+        )
+        .unwrap();
+        let rows = pending(s.conn(), 10).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].set_name().to_string(), "eos-acme-v4");
+        assert_eq!(rows[1].set_name().to_string(), "eos-acme-v6");
+        let now = OffsetDateTime::now_utc();
+        let st = status(s.conn(), "local", now).unwrap();
+        assert_eq!(st.len(), 2);
+        assert!(
+            st.iter()
+                .all(|x| x.pending == 1 && x.last_success.is_none())
+        );
+
+        let v4 = rows[0].set_name();
+        record_attempt(
+            &mut s,
+            "local",
+            &v4,
+            &Attempt::Failure {
+                error: "boom".into(),
+            },
+            now,
+        )
+        .unwrap();
+        let st = status(s.conn(), "local", now).unwrap();
+        assert_eq!(st[0].last_error.as_deref(), Some("boom"));
+
+        mark_delivered(&mut s, &[rows[0].id], "local", "op", now).unwrap();
+        record_attempt(
+            &mut s,
+            "local",
+            &v4,
+            &Attempt::Success {
+                writes: 1,
+                lag_ms: Some(1200),
+            },
+            now + time::Duration::seconds(1),
+        )
+        .unwrap();
+        let st = status(s.conn(), "local", now).unwrap();
+        let v4s = st.iter().find(|x| x.name == "eos-acme-v4").unwrap();
+        assert_eq!(
+            (v4s.pending, v4s.writes, v4s.last_lag_ms),
+            (0, 1, Some(1200))
+        );
+        assert_eq!(
+            v4s.last_error, None,
+            "an error older than the success is history"
+        );
+        assert_eq!(pending(s.conn(), 10).unwrap().len(), 1);
+        assert_eq!(oldest_pending(s.conn()).unwrap(), Some(rows[1].id));
+
+        // Removal is a change too.
+        remove_rules(
+            &mut s,
+            &SpaceId::new("acme").unwrap(),
+            &[RuleCidr::parse("198.51.100.0/24").unwrap()],
+            "op",
+        )
+        .unwrap();
+        let rows = pending(s.conn(), 10).unwrap();
+        assert_eq!(rows.last().unwrap().topic, "rule.removed");
+    }
+
+    #[test]
+    fn expiries_in_a_window() {
+        let mut s = Store::open_in_memory().unwrap();
+        import_rules(
+            &mut s,
+            &[
+                rule(
+                    "acme",
+                    "198.51.100.0/24",
+                    Some(datetime!(2026-06-01 00:00 UTC)),
+                ),
+                rule(
+                    "globex",
+                    "192.0.2.0/24",
+                    Some(datetime!(2026-07-01 00:00 UTC)),
+                ),
+                rule("initech", "203.0.113.0/24", None),
+            ],
+            "op",
+        )
+        .unwrap();
+        let ids = |v: Vec<SpaceId>| v.iter().map(|s| s.as_str().to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            ids(spaces_with_expiries(s.conn(), None, datetime!(2026-06-15 00:00 UTC)).unwrap()),
+            ["acme"]
+        );
+        assert_eq!(
+            ids(spaces_with_expiries(
+                s.conn(),
+                Some(datetime!(2026-06-01 00:00 UTC)),
+                datetime!(2026-08-01 00:00 UTC)
+            )
+            .unwrap()),
+            ["globex"]
+        );
+        assert_eq!(expiries_checked(s.conn(), "local").unwrap(), None);
+        set_expiries_checked(&mut s, "local", datetime!(2026-06-15 00:00 UTC)).unwrap();
+        assert_eq!(
+            expiries_checked(s.conn(), "local").unwrap(),
+            Some(datetime!(2026-06-15 00:00 UTC))
+        );
+    }
+}
