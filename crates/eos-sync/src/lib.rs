@@ -304,7 +304,7 @@ async fn sync_space<B: IpSetBackend>(
             .map(|r| r.at)
             .min();
         if c.action == SetAction::NoChange {
-            let lag_ms = oldest.map(|at| lag_ms(at));
+            let lag_ms = oldest.map(lag_ms);
             record_attempt(
                 store,
                 &id,
@@ -321,7 +321,7 @@ async fn sync_space<B: IpSetBackend>(
         match apply_change(backend, c, read).await {
             Ok(applied) => {
                 record_apply(store, &id, None, std::slice::from_ref(&applied), ACTOR)?;
-                let lag_ms = oldest.map(|at| lag_ms(at));
+                let lag_ms = oldest.map(lag_ms);
                 record_attempt(
                     store,
                     &id,
