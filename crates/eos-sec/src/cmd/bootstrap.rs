@@ -15,12 +15,12 @@ use eos_store::ipsets::{record_apply, save_plan};
 use eos_store::rules::{ImportCounts, import_rules, replace_observations};
 use serde::Serialize;
 
+use crate::cmd::aws::{AwsArgs, aws_options};
 use crate::cmd::plan::{
     BackendArgs, desired_from_store, make_plan, mark_applied, open_backend, pending_in_scope,
     plan_options, record_plan_intent, refusal_json, render_plan, runtime,
 };
 use crate::cmd::rules::{actor, read_rules_file};
-use crate::cmd::aws::{AwsArgs, aws_options};
 use crate::cmd::scan::ScanFlags;
 use crate::output::{emit, emit_json, paint, use_colour};
 

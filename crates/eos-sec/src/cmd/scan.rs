@@ -9,9 +9,7 @@ use clap::Args;
 use eos_aws::cloudwatch::{
     CloudWatchError, CloudWatchSource, InsightsWait, TimeRange, insights_rows,
 };
-use eos_logs::{
-    Format, Input, OptionsError, Progress, ScanOptions, ScanReport, TrustedProxies,
-};
+use eos_logs::{Format, Input, OptionsError, Progress, ScanOptions, ScanReport, TrustedProxies};
 use time::format_description::well_known::Rfc3339;
 use time::{Date, OffsetDateTime, Time};
 
