@@ -232,6 +232,28 @@ fn bootstrap_and_sync_against_moto() {
     assert_eq!(r["delivered"], 1, "{r}");
     let o = st.ok(&["plan"]);
     assert!(o.stdout.contains("No changes."), "{}", o.stdout);
+    // The review path: a saved plan, applied exactly.
+    st.ok(&[
+        "rules",
+        "add",
+        "--space",
+        "globex",
+        "--cidr",
+        "192.0.2.210",
+        "--label",
+        "y",
+        "--declared-by",
+        "hank@globex.example",
+    ]);
+    let o = st.ok(&["plan", "--out", "plan.json"]);
+    assert!(o.stdout.contains("+ 192.0.2.210/32"), "{}", o.stdout);
+    let applied = st.json(&["apply", "plan.json"]);
+    assert_eq!(applied["applied"][0]["outcome"], "updated", "{applied}");
+    let o = st.ok(&["plan"]);
+    assert!(o.stdout.contains("No changes."), "{}", o.stdout);
+    // Applying the same saved plan again is refused: the set changed since.
+    let o = st.run(&["apply", "plan.json"]);
+    assert_ne!(o.code, 0, "{}", o.stdout);
 }
 
 /// `sync --watch` killed (SIGKILL) while it works through a burst, then

@@ -144,7 +144,11 @@ fn stamp(i: u64, rng: &mut Rng) -> String {
 }
 
 fn usage_line(rng: &mut Rng, i: u64, space: &str, ip: &str, buf: &mut Vec<u8>) {
-    let status = if rng.next().is_multiple_of(10) { 302 } else { 200 };
+    let status = if rng.next().is_multiple_of(10) {
+        302
+    } else {
+        200
+    };
     let _ = write!(
         buf,
         "{{\"timestamp\":\"{}\",\"space\":\"{space}\",\"user\":\"user{}@{space}.example\",\"method\":\"POST\",\"path\":\"{}\",\"status\":{status},\"source_ip\":\"{ip}\",\"host\":\"{space}.entityos.cloud\",\"duration_ms\":{},\"request_id\":\"req-{i:010}\"}}",
@@ -156,7 +160,11 @@ fn usage_line(rng: &mut Rng, i: u64, space: &str, ip: &str, buf: &mut Vec<u8>) {
 }
 
 fn alb_line(rng: &mut Rng, i: u64, space: &str, ip: &str, buf: &mut Vec<u8>) {
-    let status = if rng.next().is_multiple_of(10) { 302 } else { 200 };
+    let status = if rng.next().is_multiple_of(10) {
+        302
+    } else {
+        200
+    };
     let t = stamp(i, rng);
     let t = t.trim_end_matches('Z');
     let _ = write!(
