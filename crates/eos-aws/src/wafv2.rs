@@ -267,27 +267,8 @@ pub(crate) fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(r % (cap_ms + 1))
 }
 
-/// WAF's `Description`: 1–256 characters of
-/// `^[\w+=:#@/\-,\.][\w+=:#@/\-,\.\s]+[\w+=:#@/\-,\.]$`.
-pub fn validate_description(d: &str) -> Result<(), String> {
-    let n = d.chars().count();
-    if n == 0 || n > 256 {
-        return Err(format!("description must be 1 to 256 characters, got {n}"));
-    }
-    let edge = |c: char| c.is_alphanumeric() || c == '_' || "+=:#@/-,.".contains(c);
-    let inner = |c: char| edge(c) || c.is_whitespace();
-    let chars: Vec<char> = d.chars().collect();
-    let ok = chars.len() >= 3
-        && chars.first().is_some_and(|&c| edge(c))
-        && chars.last().is_some_and(|&c| edge(c))
-        && chars.iter().all(|&c| inner(c));
-    if !ok {
-        return Err(format!(
-            "description `{d}` does not match WAF's pattern (letters, digits, whitespace and + = : # @ / - , . _; no whitespace at either end)"
-        ));
-    }
-    Ok(())
-}
+/// WAF's `Description` pattern, owned by the WAF model in eos-policy.
+pub use eos_policy::waf::validate_description;
 
 /// WAF's `Name`: 1–128 characters of `[A-Za-z0-9_-]`.
 pub fn validate_name(n: &str) -> Result<(), String> {

@@ -515,6 +515,11 @@ impl RawPolicy {
                 ),
             ));
         }
+        if let Some(d) = &self.web_acl.description {
+            // WAF refuses what moto accepts: check it here, at the file.
+            crate::waf::validate_description(d)
+                .map_err(|e| at("description", format!("web_acl.description: {e}")))?;
+        }
         let routing = match self.routing.by.as_str() {
             "host-label" => {
                 let domain = self.routing.domain.as_deref().unwrap_or("");
@@ -789,6 +794,16 @@ mode = "ip"
         let t = format!("{MIN}stgae = \"count\"\n");
         let e = Policy::from_toml(&t, "p.toml").unwrap_err().to_string();
         assert!(e.starts_with("p.toml:9:1: unknown field `stgae`"), "{e}");
+    }
+
+    #[test]
+    fn rejects_description_waf_refuses() {
+        let t = MIN.replace(
+            "name = \"eos-restricted\"",
+            "name = \"eos-restricted\"\ndescription = \"zone (managed)\"",
+        );
+        let e = Policy::from_toml(&t, "p.toml").unwrap_err().to_string();
+        assert!(e.starts_with("p.toml:4:1: web_acl.description"), "{e}");
     }
 
     #[test]

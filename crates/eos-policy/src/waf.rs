@@ -353,3 +353,25 @@ pub const OWNED_PREFIX: &str = "eos-";
 pub fn is_owned(rule_name: &str) -> bool {
     rule_name.starts_with(OWNED_PREFIX)
 }
+
+/// WAF's `Description`: 1–256 characters of
+/// `^[\w+=:#@/\-,\.][\w+=:#@/\-,\.\s]+[\w+=:#@/\-,\.]$`.
+pub fn validate_description(d: &str) -> Result<(), String> {
+    let n = d.chars().count();
+    if n == 0 || n > 256 {
+        return Err(format!("description must be 1 to 256 characters, got {n}"));
+    }
+    let edge = |c: char| c.is_alphanumeric() || c == '_' || "+=:#@/-,.".contains(c);
+    let inner = |c: char| edge(c) || c.is_whitespace();
+    let chars: Vec<char> = d.chars().collect();
+    let ok = chars.len() >= 3
+        && chars.first().is_some_and(|&c| edge(c))
+        && chars.last().is_some_and(|&c| edge(c))
+        && chars.iter().all(|&c| inner(c));
+    if !ok {
+        return Err(format!(
+            "description `{d}` does not match WAF's pattern (letters, digits, whitespace and + = : # @ / - , . _; no whitespace at either end)"
+        ));
+    }
+    Ok(())
+}

@@ -3,8 +3,14 @@
 //! rules, the guards' refusals (exit 2, stable codes) and the audit log.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+thread_local! {
+    /// AWS environment for the process under test (the moto test only).
+    static MOTO_ENV: RefCell<Option<Vec<(&'static str, String)>>> = const { RefCell::new(None) };
+}
 
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/data")
@@ -28,7 +34,11 @@ fn run(state: &Path, args: &[&str]) -> Out {
         full.extend(["--policy", policy.to_str().unwrap()]);
     }
     full.extend(&args[cmd + 1..]);
-    let out = Command::new(env!("CARGO_BIN_EXE_eos-sec"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_eos-sec"));
+    if let Some(moto) = MOTO_ENV.with(|m| m.borrow().clone()) {
+        cmd.envs(moto);
+    }
+    let out = cmd
         .args(&full)
         .env("EOS_SEC_STATE_DIR", state)
         .env("EOS_SEC_CONFIG", state.join("none.toml"))
@@ -219,4 +229,72 @@ fn snapshots_are_listed_and_help_is_documented() {
     insta::with_settings!({ filters => vec![(r"=[^\]]*\.tmp[^\]]*\]", "=[TEMP]]")] }, {
         insta::assert_snapshot!("enforce_help", help);
     });
+}
+
+/// The same staged → count → enforce → rollback from the CLI against a
+/// moto server: `apply` creates the IPSets, the first `enforce` creates the
+/// Web ACL (CreateWebACL), later ones read-modify-write it.
+#[test]
+fn staged_count_enforce_rollback_against_moto() {
+    let Some(moto) = eos_aws::moto::MotoServer::start() else {
+        return;
+    };
+    MOTO_ENV.with(|m| *m.borrow_mut() = Some(moto.env()));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("none.toml"),
+        format!(
+            "[backend]\nkind = \"aws\"\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n",
+            moto.endpoint()
+        ),
+    )
+    .unwrap();
+    let rules = examples().join("rules.toml");
+    ok(run(d, &["rules", "import", rules.to_str().unwrap()]));
+    ok(run(
+        d,
+        &[
+            "rules",
+            "add",
+            "--space",
+            "acme",
+            "--cidr",
+            "198.51.100.10",
+            "--label",
+            "alice home",
+            "--declared-by",
+            "alice@acme.example",
+        ],
+    ));
+    ok(run(d, &["apply", "--yes"]));
+    let outs = forward(d, 3);
+    assert!(outs.contains("created the Web ACL"), "{outs}");
+    assert!(outs.contains("on backend aws:REGIONAL:us-east-1"), "{outs}");
+    assert!(outs.contains("default-block"), "{outs}");
+    let list: serde_json::Value = serde_json::from_str(&ok(run(
+        d,
+        &["--json", "rollback", "--space", "acme", "--list"],
+    )))
+    .unwrap();
+    let before_enforce = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["stage"] == "count")
+        .unwrap()["run"]
+        .clone();
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(run(d, &["--json", "rollback", "--space", "acme"]))).unwrap();
+    assert_eq!(v["snapshot"], before_enforce);
+    assert_eq!(v["steps"][0]["kind"], "default-allow");
+    assert_eq!(v["steps"][1]["default_action"], "ALLOW");
+    assert_eq!(
+        v["stage_changes"]["acme"],
+        serde_json::json!(["enforce", "count"])
+    );
+    let again: serde_json::Value =
+        serde_json::from_str(&ok(run(d, &["--json", "rollback", "--space", "acme"]))).unwrap();
+    assert_eq!(again["steps"], serde_json::json!([]));
+    MOTO_ENV.with(|m| *m.borrow_mut() = None);
 }
