@@ -161,8 +161,6 @@ pub struct PolicySection {
     /// is not given (files, directories, globs).
     #[serde(default)]
     pub logs: Vec<String>,
-    /// Their format: usage (default), alb, cloudfront or waf.
-    pub log_format: Option<eos_logs::Format>,
 }
 
 /// Which IPSet backend.

@@ -52,22 +52,29 @@ pub struct PolicySource {
     pub backend: BackendArgs,
 }
 
-/// Logs to replay, read by `eos_logs` (docs/LOG-FORMATS.md).
+/// Logs to replay, read by `eos_logs` (docs/LOG-FORMATS.md). The evidence
+/// filters and Logs Insights of the shared scan flags do not apply to a
+/// replay of every request: they are hidden here.
 #[derive(Debug, Args)]
+#[command(
+    mut_arg("min_requests", |a| a.hide(true)),
+    mut_arg("min_days", |a| a.hide(true)),
+    mut_arg("allow_anonymous", |a| a.hide(true)),
+    mut_arg("status_class", |a| a.hide(true)),
+    mut_arg("insights", |a| a.hide(true)),
+    mut_arg("insights_wait", |a| a.hide(true)),
+    mut_arg("threads", |a| a.hide(true))
+)]
 pub struct LogArgs {
     /// Logs to replay: files (plain or gzip), directories, globs, `-` for
     /// stdin [default: `[policy] logs`]
     #[arg(long = "logs", value_name = "SOURCE", num_args = 1..)]
     pub logs: Vec<String>,
-    /// Log format: usage, alb, cloudfront or waf [default: `[policy]
-    /// log_format`, else usage]
-    #[arg(long, value_name = "FORMAT")]
-    pub format: Option<eos_logs::Format>,
-    /// A proxy whose X-Forwarded-For entries are believed (CIDR or address;
-    /// repeatable; replaces `[logs] trusted_proxies`) [default: none: the
-    /// peer is the client]
-    #[arg(long = "trusted-proxy", value_name = "CIDR")]
-    pub trusted_proxies: Vec<String>,
+    /// The same reading options as `logs scan` (format, window, trusted
+    /// proxies over `[logs]`); the evidence filters do not apply here:
+    /// every request is replayed
+    #[command(flatten)]
+    pub scan: crate::cmd::scan::ScanFlags,
 }
 
 impl LogArgs {
@@ -85,23 +92,22 @@ impl LogArgs {
     }
 
     fn scan_options(&self, ctx: &crate::Ctx) -> anyhow::Result<eos_logs::ScanOptions> {
-        let format = self
-            .format
-            .or(ctx.config.policy.log_format)
-            .unwrap_or_default();
-        // The same options as `logs scan`: `[logs]`, with flags replacing.
-        let mut opts = eos_logs::ScanOptions::from_config(format, &ctx.config.logs);
-        if !self.trusted_proxies.is_empty() {
-            opts.trusted_proxies = eos_logs::TrustedProxies::parse(&self.trusted_proxies)
-                .map_err(|e| bad_input!("--trusted-proxy: {e}"))?;
+        if self.scan.insights {
+            return Err(bad_input!(
+                "--insights aggregates in AWS: a simulation replays every request; read the log group without it"
+            ));
         }
-        opts.validate().map_err(|e| bad_input!("{e}"))?;
-        Ok(opts)
+        self.scan.options(ctx)
     }
 
     fn inputs(&self, ctx: &crate::Ctx) -> anyhow::Result<Vec<eos_logs::Input>> {
         let mut inputs = Vec::new();
         for spec in self.sources(ctx) {
+            if spec.starts_with(crate::cmd::scan::CLOUDWATCH) {
+                return Err(bad_input!(
+                    "--logs {spec}: simulate reads files, directories, globs and stdin; export the log group first"
+                ));
+            }
             inputs.extend(
                 eos_logs::Input::expand(spec).map_err(|e| bad_input!("--logs {spec}: {e}"))?,
             );
