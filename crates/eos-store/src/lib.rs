@@ -20,6 +20,7 @@ pub mod certs;
 pub mod codes;
 pub mod enforce;
 pub mod ipsets;
+pub mod registrations;
 pub mod rules;
 pub mod sync;
 
@@ -63,6 +64,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 6,
         name: "sync",
         sql: include_str!("migrations/0006_sync.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "register",
+        sql: include_str!("migrations/0007_register.sql"),
     },
 ];
 

@@ -158,26 +158,49 @@ pub fn remove_rules(
     let tx = store.transaction()?;
     let mut removed = Vec::new();
     for c in cidrs {
-        let Some(old) = rule_by_key(&tx, space, c)? else {
+        let Some(old) = remove_rule_in(&tx, space, c, actor)? else {
             return Err(StoreError::NotFound {
                 what: "rule",
                 key: format!("{space} {c}"),
             });
         };
-        tx.execute(
-            "DELETE FROM rules WHERE space = ?1 AND cidr = ?2",
-            params![space.as_str(), c.to_string()],
-        )?;
-        outbox(&tx, "rule.removed", &old.rule)?;
-        audit_in(
-            &tx,
-            &AuditEntry::new(actor, "rule.removed", &format!("{space} {c}"))
-                .with_detail(json!({ "rule": old.rule })),
-        )?;
-        removed.push(old.rule);
+        removed.push(old);
     }
     tx.commit()?;
     Ok(removed)
+}
+
+/// Remove one rule inside the caller's transaction, with its outbox row and
+/// audit entry. `Ok(None)`: there was no such rule (nothing written).
+pub fn remove_rule_in(
+    tx: &Transaction<'_>,
+    space: &SpaceId,
+    cidr: &RuleCidr,
+    actor: &str,
+) -> Result<Option<NetworkAccessRule>, StoreError> {
+    let Some(old) = rule_by_key(tx, space, cidr)? else {
+        return Ok(None);
+    };
+    tx.execute(
+        "DELETE FROM rules WHERE space = ?1 AND cidr = ?2",
+        params![space.as_str(), cidr.to_string()],
+    )?;
+    outbox(tx, "rule.removed", &old.rule)?;
+    audit_in(
+        tx,
+        &AuditEntry::new(actor, "rule.removed", &format!("{space} {cidr}"))
+            .with_detail(json!({ "rule": old.rule })),
+    )?;
+    Ok(Some(old.rule))
+}
+
+/// The rule for a space and CIDR, if declared.
+pub fn get_rule(
+    conn: &Connection,
+    space: &SpaceId,
+    cidr: &RuleCidr,
+) -> Result<Option<StoredRule>, StoreError> {
+    rule_by_key(conn, space, cidr)
 }
 
 fn rule_by_key(
