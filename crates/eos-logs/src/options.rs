@@ -201,6 +201,19 @@ impl TrustedProxies {
     pub fn contains(&self, addr: std::net::IpAddr) -> bool {
         self.nets.iter().any(|n| n.contains(&addr))
     }
+
+    /// The client address of a request that arrived from `peer` with these
+    /// `X-Forwarded-For` values (several header lines are read as one list,
+    /// RFC 9110 §5.3), by the rule above — the same one log extraction uses.
+    /// `None`: a trusted proxy forwarded an entry that is not an address, so
+    /// the client cannot be known.
+    pub fn client_address(
+        &self,
+        peer: std::net::IpAddr,
+        xff: Option<&str>,
+    ) -> Option<std::net::IpAddr> {
+        crate::record::resolve_client(peer, xff, self).ok()
+    }
 }
 
 impl<'de> Deserialize<'de> for TrustedProxies {
@@ -359,5 +372,35 @@ impl ScanOptions {
             return Err(OptionsError::MaxLine(self.max_line_bytes));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> std::net::IpAddr {
+        s.parse().unwrap_or_else(|_| panic!("{s}"))
+    }
+
+    #[test]
+    fn client_address_follows_the_trusted_proxy_rule() {
+        let none = TrustedProxies::default();
+        assert_eq!(
+            none.client_address(ip("192.0.2.1"), Some("198.51.100.1")),
+            Some(ip("192.0.2.1"))
+        );
+        let lb = TrustedProxies::parse(&["10.0.0.0/8"]).unwrap_or_default();
+        // Untrusted peer: its forwarded header is the attacker's.
+        assert_eq!(
+            lb.client_address(ip("192.0.2.1"), Some("198.51.100.1")),
+            Some(ip("192.0.2.1"))
+        );
+        // Trusted peer: the right-most untrusted entry.
+        assert_eq!(
+            lb.client_address(ip("10.0.0.5"), Some("203.0.113.9, 198.51.100.1, 10.0.0.4")),
+            Some(ip("198.51.100.1"))
+        );
+        assert_eq!(lb.client_address(ip("10.0.0.5"), Some("junk")), None);
     }
 }

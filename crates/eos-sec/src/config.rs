@@ -38,6 +38,9 @@ pub struct Config {
     /// evidence filters (docs/LOG-FORMATS.md).
     #[serde(default)]
     pub logs: eos_logs::LogsConfig,
+    /// `[serve]`: the registration service (`eos-sec serve`).
+    #[serde(default)]
+    pub serve: eos_register::ServeConfig,
 }
 
 /// `[codes]`: security codes. The pepper itself never goes in this file:

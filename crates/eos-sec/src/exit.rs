@@ -44,6 +44,13 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             || e.is::<eos_plan::OptionsError>()
             || e.is::<eos_plan::rules::RuleFieldError>()
             || matches!(
+                e.downcast_ref::<eos_register::RegisterError>(),
+                Some(
+                    eos_register::RegisterError::Config(_)
+                        | eos_register::RegisterError::Tls { .. }
+                )
+            )
+            || matches!(
                 e.downcast_ref::<eos_plan::ApplyError>(),
                 Some(eos_plan::ApplyError::WrongBackend { .. })
             )

@@ -69,6 +69,9 @@ enum Command {
     /// Deliver declared rule changes to the IPSets (one pass, or --watch);
     /// `sync status`
     Sync(cmd::sync::SyncArgs),
+    /// The registration service (open zone): IP, certificate and admin
+    /// recovery over HTTPS, and its page
+    Serve(cmd::serve::ServeArgs),
 }
 
 /// What every command gets besides its own arguments.
@@ -128,6 +131,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Enforce(a) => cmd::enforce::run_enforce(a, &ctx),
         Command::Rollback(a) => cmd::enforce::run_rollback(a, &ctx),
         Command::Sync(a) => cmd::sync::run(a, &ctx),
+        Command::Serve(a) => cmd::serve::run(a, &ctx),
     }
 }
 

@@ -210,7 +210,10 @@ mod tests {
         let first = record_in(&tx, &reg("192.0.2.1/32")).unwrap();
         tx.commit().unwrap();
         assert_eq!(
-            current_recovery(s.conn(), &space, &user).unwrap().unwrap().id,
+            current_recovery(s.conn(), &space, &user)
+                .unwrap()
+                .unwrap()
+                .id,
             first
         );
         let tx = s.transaction().unwrap();

@@ -248,6 +248,30 @@ fn load_ca(files: &CaFiles, conf: &CaSection) -> anyhow::Result<LocalCa> {
     Ok(LocalCa::from_pem(&key, &cert, pass.as_ref())?)
 }
 
+/// The CA of the state directory, with its issuance policy and CSR limits,
+/// for `eos-sec serve`; `None` when no CA was made or imported there.
+pub(crate) fn load_local(
+    state_dir: &Path,
+    conf: &CaSection,
+) -> anyhow::Result<Option<(LocalCa, eos_ca::IssuancePolicy, CsrLimits)>> {
+    let files = CaFiles::new(state_dir);
+    if !files.key.exists() {
+        return Ok(None);
+    }
+    Ok(Some((
+        load_ca(&files, conf)?,
+        policy(conf)?,
+        csr_limits(conf),
+    )))
+}
+
+fn csr_limits(conf: &CaSection) -> CsrLimits {
+    CsrLimits {
+        max_bytes: conf.max_csr_bytes.unwrap_or(CsrLimits::default().max_bytes),
+        ..CsrLimits::default()
+    }
+}
+
 /// Write a file atomically (temp file in the same directory, then rename)
 /// with `mode`; nothing is left half-written.
 fn write_atomic(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<()> {
@@ -518,10 +542,7 @@ fn audit_refusal(ctx: &crate::Ctx, a: &SignArgs, code: &str) -> anyhow::Result<(
 
 fn sign(a: SignArgs, ctx: &crate::Ctx, files: &CaFiles, conf: &CaSection) -> anyhow::Result<()> {
     let policy = policy(conf)?;
-    let limits = CsrLimits {
-        max_bytes: conf.max_csr_bytes.unwrap_or(CsrLimits::default().max_bytes),
-        ..CsrLimits::default()
-    };
+    let limits = csr_limits(conf);
     let lifetime = a
         .lifetime
         .as_deref()

@@ -134,7 +134,7 @@ pub fn run(cmd: CodeCommand, ctx: &crate::Ctx) -> anyhow::Result<()> {
 }
 
 /// Every configured pepper, or a refusal (exit 2): fail closed.
-fn load_ring(cfg: &CodesSection) -> anyhow::Result<PepperRing> {
+pub(crate) fn load_ring(cfg: &CodesSection) -> anyhow::Result<PepperRing> {
     let sources =
         PepperSources::from_env(cfg.pepper_file.clone(), cfg.previous_pepper_files.clone());
     Ok(PepperRing::load(&sources)?)

@@ -12,4 +12,5 @@ pub mod plan;
 pub mod policy;
 pub mod rules;
 pub mod scan;
+pub mod serve;
 pub mod sync;

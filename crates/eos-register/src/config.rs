@@ -1,0 +1,275 @@
+//! The `[serve]` section of the config file, and the checked options it
+//! becomes. Durations are written `500ms`-free: `10s`, `5m`, `1h`.
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use eos_ca::Profile;
+use eos_logs::TrustedProxies;
+use serde::Deserialize;
+
+use crate::RegisterError;
+
+/// `[serve]`: the registration service. Every field has a documented
+/// default; unknown keys are refused.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeConfig {
+    /// Address to listen on; `--listen` overrides [default: 127.0.0.1:8443].
+    pub listen: SocketAddr,
+    /// TLS certificate chain (PEM); `--tls-cert` overrides. Without a
+    /// certificate and key the service speaks plain HTTP (behind a load
+    /// balancer that terminates TLS).
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM, PKCS#8/SEC1/PKCS#1, mode 0600 or stricter).
+    pub tls_key: Option<PathBuf>,
+    /// Proxies whose `X-Forwarded-For` is believed (CIDRs) [default: none:
+    /// the peer is the client]. Same rule as `[logs] trusted_proxies`.
+    pub trusted_proxies: TrustedProxies,
+    /// Requests per minute per client address (IPv6: per /64) [default: 30].
+    pub per_source_per_minute: u32,
+    /// Burst per client address [default: 10].
+    pub per_source_burst: u32,
+    /// Requests per second over all clients [default: 200].
+    pub global_per_second: u32,
+    /// Global burst [default: 400].
+    pub global_burst: u32,
+    /// Largest request body in bytes [default: 16384].
+    pub max_body_bytes: usize,
+    /// Time allowed for one request, from headers to response [default: 10s].
+    pub request_timeout: String,
+    /// Time allowed for a client to send its request headers [default: 5s].
+    pub header_timeout: String,
+    /// How long shutdown waits for requests in flight [default: 10s].
+    pub shutdown_grace: String,
+    /// Profile of certificates issued through `/v1/cert` [default: browser].
+    pub cert_profile: Profile,
+    /// Label prefix of rules written by `/v1/ip` and `/v1/recover`
+    /// [default: "registered"].
+    pub rule_label: String,
+    /// Notification on admin recovery: a command run with the event as JSON
+    /// on standard input (program and arguments, no shell).
+    pub recovery_notify_command: Option<Vec<String>>,
+    /// Notification on admin recovery: a URL the event is POSTed to as JSON.
+    pub recovery_notify_webhook: Option<String>,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            tls_cert: None,
+            tls_key: None,
+            trusted_proxies: TrustedProxies::default(),
+            per_source_per_minute: 30,
+            per_source_burst: 10,
+            global_per_second: 200,
+            global_burst: 400,
+            max_body_bytes: 16 * 1024,
+            request_timeout: "10s".to_owned(),
+            header_timeout: "5s".to_owned(),
+            shutdown_grace: "10s".to_owned(),
+            cert_profile: Profile::Browser,
+            rule_label: "registered".to_owned(),
+            recovery_notify_command: None,
+            recovery_notify_webhook: None,
+        }
+    }
+}
+
+/// Where recovery events go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NotifyHook {
+    /// Nowhere (a warning is logged at start).
+    None,
+    /// Run this program with these arguments, the event on stdin.
+    Command(Vec<String>),
+    /// POST the event to this URL.
+    Webhook(String),
+}
+
+/// Rate limits, checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    /// Per client address, per minute.
+    pub per_source_per_minute: NonZeroU32,
+    /// Per client address burst.
+    pub per_source_burst: NonZeroU32,
+    /// All clients, per second.
+    pub global_per_second: NonZeroU32,
+    /// All clients burst.
+    pub global_burst: NonZeroU32,
+}
+
+/// The checked options of the service (from [`ServeConfig::options`]).
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Trusted proxies.
+    pub trusted_proxies: TrustedProxies,
+    /// Rate limits.
+    pub limits: RateLimits,
+    /// Largest body.
+    pub max_body_bytes: usize,
+    /// Per request.
+    pub request_timeout: Duration,
+    /// For the request headers.
+    pub header_timeout: Duration,
+    /// For shutdown.
+    pub shutdown_grace: Duration,
+    /// Profile of issued certificates.
+    pub cert_profile: Profile,
+    /// Rule label prefix.
+    pub rule_label: String,
+    /// Recovery notification.
+    pub notify: NotifyHook,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        // The defaults parse: covered by a test.
+        ServeConfig::default()
+            .options()
+            .unwrap_or_else(|_| unreachable_defaults())
+    }
+}
+
+fn unreachable_defaults() -> ServeOptions {
+    let one = NonZeroU32::MIN;
+    ServeOptions {
+        trusted_proxies: TrustedProxies::default(),
+        limits: RateLimits {
+            per_source_per_minute: one,
+            per_source_burst: one,
+            global_per_second: one,
+            global_burst: one,
+        },
+        max_body_bytes: 16 * 1024,
+        request_timeout: Duration::from_secs(10),
+        header_timeout: Duration::from_secs(5),
+        shutdown_grace: Duration::from_secs(10),
+        cert_profile: Profile::Browser,
+        rule_label: "registered".to_owned(),
+        notify: NotifyHook::None,
+    }
+}
+
+fn nonzero(key: &str, n: u32) -> Result<NonZeroU32, RegisterError> {
+    NonZeroU32::new(n)
+        .ok_or_else(|| RegisterError::Config(format!("[serve] {key} must be at least 1")))
+}
+
+fn duration(key: &str, s: &str) -> Result<Duration, RegisterError> {
+    let d = eos_codes::parse_duration(s)
+        .map_err(|e| RegisterError::Config(format!("[serve] {key}: {e}")))?;
+    if d.is_zero() {
+        return Err(RegisterError::Config(format!(
+            "[serve] {key} must be at least 1s"
+        )));
+    }
+    Ok(d)
+}
+
+impl ServeConfig {
+    /// Check the section and turn it into options.
+    pub fn options(&self) -> Result<ServeOptions, RegisterError> {
+        if self.max_body_bytes < 256 || self.max_body_bytes > 1024 * 1024 {
+            return Err(RegisterError::Config(
+                "[serve] max_body_bytes must be between 256 and 1048576".to_owned(),
+            ));
+        }
+        let notify = match (&self.recovery_notify_command, &self.recovery_notify_webhook) {
+            (Some(_), Some(_)) => {
+                return Err(RegisterError::Config(
+                    "[serve] set recovery_notify_command or recovery_notify_webhook, not both"
+                        .to_owned(),
+                ));
+            }
+            (Some(cmd), None) if cmd.is_empty() || cmd[0].is_empty() => {
+                return Err(RegisterError::Config(
+                    "[serve] recovery_notify_command needs a program".to_owned(),
+                ));
+            }
+            (Some(cmd), None) => NotifyHook::Command(cmd.clone()),
+            (None, Some(url)) => {
+                let parsed = reqwest::Url::parse(url).map_err(|e| {
+                    RegisterError::Config(format!("[serve] recovery_notify_webhook: {e}"))
+                })?;
+                if !matches!(parsed.scheme(), "http" | "https") {
+                    return Err(RegisterError::Config(
+                        "[serve] recovery_notify_webhook must be an http(s) URL".to_owned(),
+                    ));
+                }
+                NotifyHook::Webhook(url.clone())
+            }
+            (None, None) => NotifyHook::None,
+        };
+        let label = eos_plan::rules::Label::new(&self.rule_label)
+            .map_err(|e| RegisterError::Config(format!("[serve] rule_label: {e}")))?;
+        Ok(ServeOptions {
+            trusted_proxies: self.trusted_proxies.clone(),
+            limits: RateLimits {
+                per_source_per_minute: nonzero(
+                    "per_source_per_minute",
+                    self.per_source_per_minute,
+                )?,
+                per_source_burst: nonzero("per_source_burst", self.per_source_burst)?,
+                global_per_second: nonzero("global_per_second", self.global_per_second)?,
+                global_burst: nonzero("global_burst", self.global_burst)?,
+            },
+            max_body_bytes: self.max_body_bytes,
+            request_timeout: duration("request_timeout", &self.request_timeout)?,
+            header_timeout: duration("header_timeout", &self.header_timeout)?,
+            shutdown_grace: duration("shutdown_grace", &self.shutdown_grace)?,
+            cert_profile: self.cert_profile,
+            rule_label: label.as_str().to_owned(),
+            notify,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let o = ServeConfig::default().options().unwrap();
+        assert_eq!(o.max_body_bytes, 16 * 1024);
+        assert_eq!(o.request_timeout, Duration::from_secs(10));
+        assert_eq!(o.notify, NotifyHook::None);
+        assert_eq!(o.limits.per_source_burst.get(), 10);
+    }
+
+    #[test]
+    fn rejects_bad_settings() {
+        let c = ServeConfig {
+            per_source_burst: 0,
+            ..ServeConfig::default()
+        };
+        assert!(
+            c.options()
+                .unwrap_err()
+                .to_string()
+                .contains("per_source_burst")
+        );
+        let c = ServeConfig {
+            recovery_notify_command: Some(vec!["x".into()]),
+            recovery_notify_webhook: Some("http://127.0.0.1:1/".into()),
+            ..ServeConfig::default()
+        };
+        assert!(c.options().unwrap_err().to_string().contains("not both"));
+        let c = ServeConfig {
+            recovery_notify_webhook: Some("file:///etc/passwd".into()),
+            ..ServeConfig::default()
+        };
+        assert!(c.options().is_err());
+        let c = ServeConfig {
+            request_timeout: "0s".into(),
+            ..ServeConfig::default()
+        };
+        assert!(c.options().is_err());
+    }
+}

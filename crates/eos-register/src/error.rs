@@ -1,0 +1,215 @@
+//! Errors: [`RegisterError`] for starting the service (configuration, TLS
+//! files, binding), [`ApiError`] for what a request is answered with.
+
+use std::time::Duration;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// Why the service could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegisterError {
+    /// A setting is invalid.
+    #[error("{0}")]
+    Config(String),
+    /// A TLS file is unusable.
+    #[error("{path}: {reason}")]
+    Tls {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// Listening or serving failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The state store failed.
+    #[error(transparent)]
+    Store(#[from] eos_store::StoreError),
+    /// The background task (e.g. the sync engine) failed.
+    #[error("background task: {0}")]
+    Background(String),
+}
+
+/// A refusal or failure as the client sees it: a status and a stable
+/// `error` code, with a message that never echoes the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    retry_after: Option<Duration>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after: Option<u64>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// The stable code (`error` field).
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// Any problem with a security code, whatever it was: unknown, wrong,
+    /// expired, spent, revoked, for another purpose or space, malformed.
+    /// The precise reason is in the audit log only.
+    pub fn code_rejected() -> ApiError {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "code-rejected",
+            eos_codes::GENERIC_REJECTION,
+        )
+    }
+
+    /// The client address is backing off after failed code checks.
+    pub fn throttled(retry_after: Duration) -> ApiError {
+        ApiError {
+            retry_after: Some(retry_after.max(Duration::from_secs(1))),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "throttled",
+                "too many failed attempts from this address; wait before trying again",
+            )
+        }
+    }
+
+    /// Over a rate limit.
+    pub fn rate_limited(retry_after: Duration) -> ApiError {
+        ApiError {
+            retry_after: Some(retry_after.max(Duration::from_secs(1))),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "too many requests; slow down",
+            )
+        }
+    }
+
+    /// The body is not the JSON the endpoint takes.
+    pub fn bad_request(message: &str) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad-request", message)
+    }
+
+    /// Not `Content-Type: application/json`.
+    pub fn unsupported_media_type() -> ApiError {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "send the request as Content-Type: application/json",
+        )
+    }
+
+    /// The body is over the limit.
+    pub fn payload_too_large(limit: usize) -> ApiError {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            format!("the request body is over {limit} bytes"),
+        )
+    }
+
+    /// The request took too long.
+    pub fn timeout() -> ApiError {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            "the request took too long",
+        )
+    }
+
+    /// The client named an address other than the one it connects from.
+    pub fn address_mismatch() -> ApiError {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "address-mismatch",
+            "the address given is not the address this request comes from; omit it to register the address the request comes from",
+        )
+    }
+
+    /// A trusted proxy forwarded something that is not an address.
+    pub fn unknown_client() -> ApiError {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "unknown-client-address",
+            "the client address cannot be determined from the forwarded headers",
+        )
+    }
+
+    /// The CSR (or the certificate asked for) was refused: `code` is the
+    /// CA's stable refusal code (`csr-weak-hash`, ...).
+    pub fn csr_refused(code: &'static str, message: String) -> ApiError {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    }
+
+    /// This deployment issues no certificates (no CA configured).
+    pub fn ca_unavailable() -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ca-unavailable",
+            "this service does not issue certificates",
+        )
+    }
+
+    /// Something failed on our side; details are in the service log.
+    pub fn internal() -> ApiError {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the request could not be completed; try again later",
+        )
+    }
+
+    /// The message (for logs and tests).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.code, self.status.as_u16())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Body {
+            error: self.code,
+            message: &self.message,
+            retry_after: self.retry_after.map(|d| d.as_secs()),
+        };
+        let mut resp = (self.status, axum::Json(body)).into_response();
+        if let Some(d) = self.retry_after
+            && let Ok(v) = HeaderValue::from_str(&d.as_secs().to_string())
+        {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        resp
+    }
+}

@@ -1,0 +1,40 @@
+//! The open zone: eos-sec's registration service and its page.
+//!
+//! A user agent brings a security code and
+//! - `POST /v1/ip` registers **the address the request comes from** (the
+//!   trusted-proxy rule of log extraction; a client-supplied address is
+//!   accepted only when it equals it) as a Network Access Rule, queued in
+//!   the outbox for sync;
+//! - `POST /v1/cert` gets a CSR signed by the entityOS CA under the
+//!   configured profile, identity from the code's binding, never the CSR;
+//! - `POST /v1/recover` (an administrator's recovery code) replaces the
+//!   admin's previous recovery address with the current one and calls the
+//!   notification hook.
+//!
+//! Each request is a [`Registration`]; [`Registrar::execute`] checks its
+//! code for the variant's purpose before anything else — the CSR is not
+//! parsed before — and does the work inside the same store transaction that
+//! spends the code, writes the rule or certificate, the registration row and
+//! the audit entry. Every code problem is one answer (`code-rejected`);
+//! refusals carry a stable `error` code. `GET /` serves the page (assets
+//! compiled into the binary, strict CSP, same-origin script only).
+//!
+//! [`Service::serve`] listens with rustls (ring) or plain HTTP behind a
+//! TLS-terminating load balancer, limits body size, request time and rate
+//! (per client address and global, `governor`), and shuts down gracefully.
+
+mod config;
+mod error;
+mod http;
+mod notify;
+pub mod page;
+mod registrar;
+mod server;
+
+pub use config::{NotifyHook, RateLimits, ServeConfig, ServeOptions};
+pub use error::{ApiError, RegisterError};
+pub use notify::RecoveryEvent;
+pub use registrar::{CaSetup, Outcome, PresentedCode, Registrar, Registration};
+pub use server::{
+    BackgroundTask, Service, Shutdown, ShutdownTrigger, load_tls, server_config, shutdown_pair,
+};

@@ -1,0 +1,597 @@
+//! What a registration does, synchronously, in one store transaction: the
+//! code check and spend, then the rule or certificate with its registration
+//! row and audit entry — all committed together, or nothing.
+//!
+//! Every request is a [`Registration`] variant, and each variant names the
+//! purpose its code is checked for. The work that follows runs inside
+//! [`eos_store::Store::spend_code`]'s action, which is only called with the
+//! [`Grant`] that a successful check makes: nothing reaches a rule or the
+//! CA without the code check, and the CSR is not even parsed before it.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::{Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use eos_ca::{Account, CsrLimits, IssuancePolicy, IssueError, IssueRequest, KeyOwner, LocalCa};
+use eos_codes::{Attempt, BackoffPolicy, CheckError, Grant, PepperRing, Purpose};
+use eos_identity::{Role, SpaceId, UserId};
+use eos_plan::rules::{Label, NetworkAccessRule, RuleCidr};
+use eos_store::registrations::{self, NewRegistration, RegistrationKind};
+use eos_store::rusqlite::Transaction;
+use eos_store::{AuditEntry, Store, StoreError, audit_in, certs, rules};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use zeroize::Zeroizing;
+
+use crate::ApiError;
+use crate::config::ServeOptions;
+
+/// A security code as a client sent it. Never logged, never displayed;
+/// `Debug` redacts it and the memory is wiped on drop.
+#[derive(Clone)]
+pub struct PresentedCode(Zeroizing<String>);
+
+impl<'de> Deserialize<'de> for PresentedCode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(PresentedCode::new)
+    }
+}
+
+impl PresentedCode {
+    /// Wrap a code (tests, other front ends).
+    pub fn new(code: String) -> PresentedCode {
+        PresentedCode(Zeroizing::new(code))
+    }
+
+    fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PresentedCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PresentedCode(<redacted>)")
+    }
+}
+
+/// One request of the open zone. Each variant is checked for its own
+/// purpose; there is no path to an action without [`Registrar::execute`]'s
+/// code check.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Registration {
+    /// `POST /v1/ip`: register the address the request comes from.
+    Ip {
+        /// The code (purpose `register-ip`).
+        code: PresentedCode,
+        /// An address the client says it has: accepted only when it equals
+        /// the resolved client address.
+        claimed: Option<IpAddr>,
+    },
+    /// `POST /v1/cert`: sign a CSR.
+    Cert {
+        /// The code (purpose `register-cert`).
+        code: PresentedCode,
+        /// The CSR, PEM. Not parsed before the code is accepted.
+        csr: String,
+    },
+    /// `POST /v1/recover`: an administrator's new address replaces their
+    /// previous recovery address.
+    Recover {
+        /// The recovery code (purpose `recover`).
+        code: PresentedCode,
+    },
+}
+
+impl Registration {
+    /// The purpose the code is checked for.
+    pub fn purpose(&self) -> Purpose {
+        match self {
+            Registration::Ip { .. } => Purpose::RegisterIp,
+            Registration::Cert { .. } => Purpose::RegisterCert,
+            Registration::Recover { .. } => Purpose::Recover,
+        }
+    }
+
+    fn code(&self) -> &PresentedCode {
+        match self {
+            Registration::Ip { code, .. }
+            | Registration::Cert { code, .. }
+            | Registration::Recover { code } => code,
+        }
+    }
+}
+
+/// What a registration did (the response body).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The address is in the space's Network Access Rules.
+    Registered {
+        /// The space.
+        space: SpaceId,
+        /// The user the code belongs to.
+        user: UserId,
+        /// The rule's network (the client address as /32 or /128).
+        cidr: String,
+        /// `added`, or `exists` when a live rule already covered it.
+        rule: &'static str,
+    },
+    /// A certificate was issued.
+    Issued {
+        /// The space.
+        space: SpaceId,
+        /// The user.
+        user: UserId,
+        /// Lower-case hex serial.
+        serial: String,
+        /// The profile.
+        profile: String,
+        /// RFC 3339.
+        not_after: String,
+        /// The certificate, PEM.
+        certificate: String,
+        /// The CA chain above it, PEM (the entityOS root).
+        chain: String,
+    },
+    /// The administrator's recovery address was replaced.
+    Recovered {
+        /// The space.
+        space: SpaceId,
+        /// The administrator.
+        user: UserId,
+        /// The new address's network.
+        cidr: String,
+        /// The previous recovery address, when one was replaced.
+        replaced: Option<String>,
+        /// The code id, for the notification (public half).
+        #[serde(skip)]
+        code_id: String,
+    },
+}
+
+/// The CA a registrar issues with.
+#[derive(Debug)]
+pub struct CaSetup {
+    /// The local CA key and certificate.
+    pub ca: LocalCa,
+    /// Lifetimes and CRL URL.
+    pub policy: IssuancePolicy,
+    /// CSR size limits.
+    pub limits: CsrLimits,
+}
+
+/// The registration service's state: the store, the pepper ring, the
+/// backoff policy and, when certificates are issued, the CA.
+pub struct Registrar {
+    store: Mutex<Store>,
+    ring: PepperRing,
+    backoff: BackoffPolicy,
+    ca: Option<CaSetup>,
+    options: ServeOptions,
+}
+
+impl fmt::Debug for Registrar {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registrar")
+            .field("issues_certificates", &self.ca.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+fn internal(what: &str, e: impl fmt::Display) -> ApiError {
+    tracing::error!(error = %e, "{what}");
+    ApiError::internal()
+}
+
+fn store_err(e: StoreError) -> ApiError {
+    internal("state store", e)
+}
+
+/// `<addr>/32` or `<addr>/128`: exactly the one address.
+fn host_cidr(addr: IpAddr) -> Result<RuleCidr, ApiError> {
+    let len = if addr.is_ipv4() { 32 } else { 128 };
+    RuleCidr::parse(&format!("{addr}/{len}")).map_err(|e| internal("host cidr", e))
+}
+
+fn now_utc() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap_or_else(|_| time::OffsetDateTime::now_utc())
+}
+
+impl Registrar {
+    /// A registrar over an open store. `ca: None` refuses `/v1/cert` with
+    /// `ca-unavailable`.
+    pub fn new(
+        store: Store,
+        ring: PepperRing,
+        backoff: BackoffPolicy,
+        ca: Option<CaSetup>,
+        options: ServeOptions,
+    ) -> Registrar {
+        Registrar {
+            store: Mutex::new(store),
+            ring,
+            backoff,
+            ca,
+            options,
+        }
+    }
+
+    /// The options it was made with.
+    pub fn options(&self) -> &ServeOptions {
+        &self.options
+    }
+
+    /// Whether `/v1/cert` can issue.
+    pub fn issues_certificates(&self) -> bool {
+        self.ca.is_some()
+    }
+
+    /// The CA certificate, PEM, when certificates are issued.
+    pub fn ca_pem(&self) -> Option<String> {
+        self.ca.as_ref().and_then(|c| c.ca.certificate_pem().ok())
+    }
+
+    fn store(&self) -> MutexGuard<'_, Store> {
+        // A panic while holding the lock dropped its transaction, which
+        // rolled back: the store is consistent, so the lock can be reused.
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Can the store be read? (readiness)
+    pub fn ready(&self) -> bool {
+        self.store()
+            .conn()
+            .query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+            .is_ok()
+    }
+
+    /// Append an audit entry in its own transaction.
+    pub fn audit(&self, entry: &AuditEntry<'_>) -> Result<(), StoreError> {
+        self.store().audit(entry).map(|_| ())
+    }
+
+    /// Check the code, then do what the request asks, in one transaction.
+    /// `client` is the resolved client address; `now` Unix seconds.
+    pub fn execute(
+        &self,
+        request: Registration,
+        client: IpAddr,
+        now: i64,
+    ) -> Result<Outcome, ApiError> {
+        let client = client.to_canonical();
+        match &request {
+            // Refused before the code is looked at: a code can only ever
+            // open the gate to the address the request comes from.
+            Registration::Ip {
+                claimed: Some(a), ..
+            } if a.to_canonical() != client => return Err(ApiError::address_mismatch()),
+            Registration::Cert { .. } if self.ca.is_none() => {
+                return Err(ApiError::ca_unavailable());
+            }
+            _ => {}
+        }
+        let attempt = Attempt {
+            presented: request.code().expose(),
+            purpose: request.purpose(),
+            source: client,
+            space: None,
+        };
+        let mut store = self.store();
+        let result =
+            store.spend_code(
+                &self.ring,
+                &self.backoff,
+                &attempt,
+                now,
+                |tx, grant| match &request {
+                    Registration::Ip { .. } => self.register_ip(tx, grant, client),
+                    Registration::Cert { csr, .. } => self.issue(tx, grant, csr, client),
+                    Registration::Recover { .. } => self.recover(tx, grant, client),
+                },
+            );
+        match result {
+            Ok(outcome) => Ok(outcome),
+            Err(eos_store::codes::SpendError::Action(e)) => Err(e),
+            Err(eos_store::codes::SpendError::Check(CheckError::Rejected(_))) => {
+                Err(ApiError::code_rejected())
+            }
+            Err(eos_store::codes::SpendError::Check(CheckError::Throttled { retry_after })) => {
+                Err(ApiError::throttled(retry_after))
+            }
+            Err(eos_store::codes::SpendError::Check(CheckError::Store(e)))
+            | Err(eos_store::codes::SpendError::Store(e)) => Err(store_err(e)),
+            Err(e) => Err(internal("code check", e)),
+        }
+    }
+
+    fn label(
+        &self,
+        kind: RegistrationKind,
+        user: &UserId,
+        code_id: &str,
+    ) -> Result<Label, ApiError> {
+        Label::new(&format!(
+            "{} {} by {user} with code {code_id}",
+            self.options.rule_label,
+            kind.as_str()
+        ))
+        .map_err(|e| internal("rule label", e))
+    }
+
+    /// Write the rule for `client` unless a live one exists, and record the
+    /// registration. Returns (registration id, cidr, whether the rule is
+    /// this registration's: written now, or `inherits_rule` — written by the
+    /// recovery it replaces, for the same address).
+    fn put_address(
+        &self,
+        tx: &Transaction<'_>,
+        grant: &Grant,
+        client: IpAddr,
+        kind: RegistrationKind,
+        inherits_rule: bool,
+    ) -> Result<(i64, RuleCidr, bool), ApiError> {
+        let cidr = host_cidr(client)?;
+        let now = now_utc();
+        let existing = rules::get_rule(tx, &grant.space, &cidr).map_err(store_err)?;
+        let wrote = match existing {
+            Some(r) if !r.rule.is_expired(now) => false,
+            _ => {
+                let rule = NetworkAccessRule::new(
+                    grant.space.clone(),
+                    cidr,
+                    self.label(kind, &grant.user, grant.code_id.as_str())?,
+                    grant.user.clone(),
+                    now,
+                    None,
+                )
+                .map_err(|e| internal("rule", e))?;
+                rules::put_rule(tx, &rule, &format!("code:{}", grant.code_id))
+                    .map_err(store_err)?;
+                true
+            }
+        } || inherits_rule;
+        let cidr_text = cidr.to_string();
+        let id = registrations::record_in(
+            tx,
+            &NewRegistration {
+                kind,
+                space: &grant.space,
+                user: &grant.user,
+                code_id: grant.code_id.as_str(),
+                source: client,
+                cidr: Some(&cidr_text),
+                wrote_rule: wrote,
+                serial: None,
+            },
+        )
+        .map_err(store_err)?;
+        Ok((id, cidr, wrote))
+    }
+
+    fn register_ip(
+        &self,
+        tx: &Transaction<'_>,
+        grant: &Grant,
+        client: IpAddr,
+    ) -> Result<Outcome, ApiError> {
+        let (id, cidr, wrote) = self.put_address(tx, grant, client, RegistrationKind::Ip, false)?;
+        audit_in(
+            tx,
+            &AuditEntry::new(
+                &format!("code:{}", grant.code_id),
+                "register.ip",
+                &format!("{} {cidr}", grant.space),
+            )
+            .with_detail(json!({
+                "user": grant.user,
+                "source": client.to_string(),
+                "rule_written": wrote,
+                "registration": id,
+            })),
+        )
+        .map_err(store_err)?;
+        tracing::info!(space = %grant.space, user = %grant.user, code_id = %grant.code_id, %cidr, rule_written = wrote, "address registered");
+        Ok(Outcome::Registered {
+            space: grant.space.clone(),
+            user: grant.user.clone(),
+            cidr: cidr.to_string(),
+            rule: if wrote { "added" } else { "exists" },
+        })
+    }
+
+    fn recover(
+        &self,
+        tx: &Transaction<'_>,
+        grant: &Grant,
+        client: IpAddr,
+    ) -> Result<Outcome, ApiError> {
+        // Recovery codes are only issued to administrators; a code that
+        // somehow carries `recover` for another role opens nothing.
+        if grant.role != Role::Admin {
+            tracing::warn!(code_id = %grant.code_id, role = %grant.role, "recovery code of a non-administrator refused");
+            return Err(ApiError::code_rejected());
+        }
+        let previous =
+            registrations::current_recovery(tx, &grant.space, &grant.user).map_err(store_err)?;
+        let prev_cidr = previous
+            .as_ref()
+            .and_then(|p| p.cidr.as_deref())
+            .and_then(|c| RuleCidr::parse(c).ok());
+        let here = host_cidr(client)?;
+        // Same address again: the rule the previous recovery wrote becomes
+        // this one's to replace later.
+        let inherits = previous.as_ref().is_some_and(|p| p.wrote_rule) && prev_cidr == Some(here);
+        let (id, cidr, wrote) =
+            self.put_address(tx, grant, client, RegistrationKind::Recover, inherits)?;
+        let mut replaced = None;
+        if let Some(prev) = &previous {
+            registrations::mark_replaced_in(tx, prev.id, id).map_err(store_err)?;
+            if let Some(old) = prev_cidr.filter(|c| *c != cidr) {
+                // Remove the old rule only if it is still the one recovery
+                // wrote; a rule declared since is left alone.
+                let ours = self.label(RegistrationKind::Recover, &grant.user, &prev.code_id)?;
+                let current = rules::get_rule(tx, &grant.space, &old).map_err(store_err)?;
+                if prev.wrote_rule
+                    && current
+                        .is_some_and(|r| r.rule.label == ours && r.rule.declared_by == grant.user)
+                {
+                    rules::remove_rule_in(
+                        tx,
+                        &grant.space,
+                        &old,
+                        &format!("code:{}", grant.code_id),
+                    )
+                    .map_err(store_err)?;
+                }
+                replaced = Some(old.to_string());
+            }
+        }
+        audit_in(
+            tx,
+            &AuditEntry::new(
+                &format!("code:{}", grant.code_id),
+                "register.recover",
+                &format!("{} {}", grant.space, grant.user),
+            )
+            .with_detail(json!({
+                "cidr": cidr.to_string(),
+                "replaced": replaced,
+                "source": client.to_string(),
+                "rule_written": wrote,
+                "registration": id,
+            })),
+        )
+        .map_err(store_err)?;
+        tracing::info!(space = %grant.space, user = %grant.user, code_id = %grant.code_id, %cidr, replaced = ?replaced, "administrator recovered");
+        Ok(Outcome::Recovered {
+            space: grant.space.clone(),
+            user: grant.user.clone(),
+            cidr: cidr.to_string(),
+            replaced,
+            code_id: grant.code_id.to_string(),
+        })
+    }
+
+    fn issue(
+        &self,
+        tx: &Transaction<'_>,
+        grant: &Grant,
+        csr_pem: &str,
+        client: IpAddr,
+    ) -> Result<Outcome, ApiError> {
+        let Some(ca) = &self.ca else {
+            return Err(ApiError::ca_unavailable());
+        };
+        let refused = |e: IssueError| -> ApiError {
+            if !e.is_bad_input() {
+                return internal("certificate issuance", e);
+            }
+            let message = match &e {
+                // The inventory's owner of the key is another account's
+                // business: say only that the key is taken.
+                IssueError::Csr(eos_ca::CsrError::KeyReuse { .. }) => {
+                    "this key is already certified for another account; generate a new key"
+                        .to_owned()
+                }
+                _ => e.to_string(),
+            };
+            ApiError::csr_refused(e.code(), message)
+        };
+        let csr =
+            eos_ca::validate_csr(csr_pem.as_bytes(), &ca.limits).map_err(|e| refused(e.into()))?;
+        let account = Account {
+            space: grant.space.clone(),
+            user: grant.user.clone(),
+        };
+        let fingerprint = csr.fingerprint().to_string();
+        let owner = certs::key_owner(tx, &fingerprint)
+            .map_err(store_err)?
+            .map(|(space, user)| -> Result<KeyOwner, ApiError> {
+                Ok(KeyOwner {
+                    space: SpaceId::new(&space).map_err(|e| internal("inventory", e))?,
+                    user: UserId::new(&user).map_err(|e| internal("inventory", e))?,
+                })
+            })
+            .transpose()?;
+        let profile = self.options.cert_profile;
+        let request = IssueRequest {
+            csr: &csr,
+            account: &account,
+            profile,
+            lifetime: None,
+        };
+        let plan = eos_ca::plan_certificate(
+            ca.ca.info(),
+            &request,
+            &ca.policy,
+            owner.as_ref(),
+            SystemTime::now(),
+        )
+        .map_err(refused)?;
+        let cert = ca.ca.sign(&plan).map_err(refused)?;
+        eos_ca::check_issued(&cert, &plan, eos_ca::Signer::strictness(&ca.ca)).map_err(refused)?;
+        let pem = eos_ca::certificate_pem(&cert).map_err(refused)?;
+        let chain = ca.ca.certificate_pem().map_err(refused)?;
+        let serial = eos_ca::serial_of(&cert).to_string();
+        let not_after = eos_ca::rfc3339(plan.not_after());
+        certs::record_issued(
+            tx,
+            &certs::NewCert {
+                serial: &serial,
+                space: account.space.as_str(),
+                user: account.user.as_str(),
+                profile: profile.as_str(),
+                key_fingerprint: &fingerprint,
+                not_before: &eos_ca::rfc3339(plan.not_before()),
+                not_after: &not_after,
+                signer: "local",
+                pem: &pem,
+            },
+        )
+        .map_err(store_err)?;
+        let id = registrations::record_in(
+            tx,
+            &NewRegistration {
+                kind: RegistrationKind::Cert,
+                space: &grant.space,
+                user: &grant.user,
+                code_id: grant.code_id.as_str(),
+                source: client,
+                cidr: None,
+                wrote_rule: false,
+                serial: Some(&serial),
+            },
+        )
+        .map_err(store_err)?;
+        audit_in(
+            tx,
+            &AuditEntry::new(&format!("code:{}", grant.code_id), "register.cert", &serial)
+                .with_detail(json!({
+                    "space": account.space,
+                    "user": account.user,
+                    "profile": profile,
+                    "key_fingerprint": fingerprint,
+                    "key": csr.key_kind().to_string(),
+                    "ignored_requests": csr.ignored(),
+                    "source": client.to_string(),
+                    "registration": id,
+                })),
+        )
+        .map_err(store_err)?;
+        tracing::info!(space = %grant.space, user = %grant.user, code_id = %grant.code_id, %serial, "certificate issued");
+        Ok(Outcome::Issued {
+            space: account.space,
+            user: account.user,
+            serial,
+            profile: profile.as_str().to_owned(),
+            not_after,
+            certificate: pem,
+            chain,
+        })
+    }
+}

@@ -1,0 +1,220 @@
+//! A registration service on loopback with TLS, a real client that trusts
+//! the test CA (made with eos-ca), and helpers to issue codes.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use eos_ca::{CaEnv, CsrLimits, IssuancePolicy, LocalCa};
+use eos_codes::{BackoffPolicy, IssueRequest, Pepper, PepperRing, Purpose, Purposes};
+use eos_identity::{Role, SpaceId, UserId};
+use eos_register::{CaSetup, Registrar, ServeOptions, Service, ShutdownTrigger, shutdown_pair};
+use eos_store::Store;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+pub const PEPPER: &str = "a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebfc0";
+
+pub fn ring() -> PepperRing {
+    PepperRing::new(Pepper::from_hex(PEPPER, "test").unwrap(), vec![])
+}
+
+/// A TLS server certificate for 127.0.0.1 signed by the CA's key.
+fn server_cert(ca: &LocalCa) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+    let ca_key = rcgen::KeyPair::from_pem(&ca.key_pem(None).unwrap()).unwrap();
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&ca.certificate_pem().unwrap(), ca_key).unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params
+        .subject_alt_names
+        .push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    (
+        vec![cert.der().clone()],
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+    )
+}
+
+pub struct Harness {
+    pub dir: tempfile::TempDir,
+    pub addr: SocketAddr,
+    pub url: String,
+    pub client: reqwest::Client,
+    pub ca_pem: String,
+    pub server_chain: Vec<CertificateDer<'static>>,
+    trigger: ShutdownTrigger,
+    handle: Option<tokio::task::JoinHandle<Result<(), eos_register::RegisterError>>>,
+}
+
+pub struct Setup {
+    pub options: ServeOptions,
+    pub backoff: BackoffPolicy,
+    pub with_ca: bool,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        let mut options = ServeOptions::default();
+        // Generous limits: tests of the rate limiter set their own.
+        options.limits.per_source_per_minute = 6000.try_into().unwrap();
+        options.limits.per_source_burst = 1000.try_into().unwrap();
+        Setup {
+            options,
+            backoff: BackoffPolicy::default(),
+            with_ca: true,
+        }
+    }
+}
+
+impl Harness {
+    pub async fn start() -> Harness {
+        Harness::start_with(Setup::default()).await
+    }
+
+    pub async fn start_with(setup: Setup) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = LocalCa::generate(
+            CaEnv::Dev,
+            Duration::from_secs(86400 * 30),
+            SystemTime::now(),
+        )
+        .unwrap();
+        let ca_pem = ca.certificate_pem().unwrap();
+        let (chain, key) = server_cert(&ca);
+        let tls = eos_register::server_config(chain.clone(), key).unwrap();
+        let store = Store::open(&dir.path().join("state")).unwrap();
+        let ca_setup = setup.with_ca.then(|| CaSetup {
+            ca,
+            policy: IssuancePolicy::default(),
+            limits: CsrLimits::default(),
+        });
+        let registrar = Registrar::new(store, ring(), setup.backoff, ca_setup, setup.options);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (trigger, shutdown) = shutdown_pair();
+        let handle =
+            tokio::spawn(Service::new(registrar).serve(listener, Some(tls), shutdown, None));
+        let client = reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        Harness {
+            dir,
+            addr,
+            url: format!("https://127.0.0.1:{}", addr.port()),
+            client,
+            ca_pem,
+            server_chain: chain,
+            trigger,
+            handle: Some(handle),
+        }
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// A second connection to the service's store (WAL: reads see commits).
+    pub fn store(&self) -> Store {
+        Store::open(&self.state_dir()).unwrap()
+    }
+
+    pub fn issue(&self, req: &IssueRequest) -> String {
+        let (code, _) = self
+            .store()
+            .issue_code(&ring(), req, eos_codes::unix_now(), "test")
+            .unwrap();
+        code.reveal().to_string()
+    }
+
+    pub fn issue_for(&self, user: &str, purposes: &[Purpose]) -> String {
+        self.issue(&IssueRequest::onboarding(
+            SpaceId::new("acme").unwrap(),
+            UserId::new(user).unwrap(),
+            Role::User,
+            Purposes::new(purposes.iter().copied()).unwrap(),
+        ))
+    }
+
+    pub fn issue_recovery(&self, user: &str) -> String {
+        self.issue(
+            &IssueRequest::recovery(
+                SpaceId::new("acme").unwrap(),
+                UserId::new(user).unwrap(),
+                Role::Admin,
+            )
+            .unwrap(),
+        )
+    }
+
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        self.post_from(path, body, None).await
+    }
+
+    /// POST, with an `X-Forwarded-For` (the tests that set trusted proxies
+    /// use it to stand for different client addresses).
+    pub async fn post_from(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+        xff: Option<&str>,
+    ) -> (u16, serde_json::Value) {
+        let mut req = self.client.post(format!("{}{path}", self.url)).json(&body);
+        if let Some(x) = xff {
+            req = req.header("x-forwarded-for", x);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let json = resp.json().await.unwrap_or(serde_json::Value::Null);
+        (status, json)
+    }
+
+    pub async fn stop(mut self) {
+        self.trigger.trigger();
+        if let Some(h) = self.handle.take() {
+            h.await.unwrap().unwrap();
+        }
+    }
+}
+
+/// A P-256 CSR, PEM, and its key.
+pub fn csr() -> (String, rcgen::KeyPair) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["ignored.example".to_owned()]).unwrap();
+    let csr = params.serialize_request(&key).unwrap();
+    (csr.pem().unwrap(), key)
+}
+
+/// The `i`-th wrong guess at `real`'s secret: the same code id, another
+/// secret, a valid check symbol — so every guess reaches the hash check.
+pub fn guess(real: &str, i: u32) -> String {
+    let last = eos_codes::format::CODE_LEN - 2;
+    tweak(real, |v| {
+        v[last] = (v[last] + 1 + (i % 31) as u8) % 32;
+        v[last - 1] = (v[last - 1] + (i / 31) as u8) % 32;
+    })
+}
+
+/// A well-formed code with another (unknown) id.
+pub fn with_other_id(real: &str) -> String {
+    tweak(real, |v| v[0] = (v[0] + 1) % 32)
+}
+
+fn tweak(real: &str, change: impl FnOnce(&mut Vec<u8>)) -> String {
+    use eos_codes::format::{ALPHABET, CODE_LEN, check_symbol, symbol_value};
+    let mut v: Vec<u8> = real
+        .trim_start_matches("EOS-")
+        .chars()
+        .filter(|&c| c != '-')
+        .map(|c| symbol_value(c).unwrap())
+        .collect();
+    change(&mut v);
+    v[CODE_LEN - 1] = check_symbol(&v[..CODE_LEN - 1]);
+    v.iter()
+        .map(|&s| char::from(ALPHABET[usize::from(s)]))
+        .collect()
+}

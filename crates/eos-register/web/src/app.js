@@ -1,0 +1,247 @@
+// The registration page's script. Bundled with pkijs and asn1js by
+// build.mjs into ../assets/app.js (committed); served from the same origin
+// under a CSP that allows no other script.
+//
+// The private key is generated here with WebCrypto and never leaves the
+// page: only the CSR is sent. The certificate comes back and is packed with
+// the key into a password-protected PKCS#12 file (PBES2: PBKDF2-SHA-256 +
+// AES-256-CBC for the key and certificates; HMAC-SHA-256 integrity), which
+// the user imports into the browser or OS store.
+
+import * as asn1js from "asn1js";
+import * as pkijs from "pkijs";
+
+const OID_COMMON_NAME = "2.5.4.3";
+const OID_FRIENDLY_NAME = "1.2.840.113549.1.9.20";
+const OID_LOCAL_KEY_ID = "1.2.840.113549.1.9.21";
+const BAG_CERT = "1.2.840.113549.1.12.10.1.3";
+const BAG_SHROUDED_KEY = "1.2.840.113549.1.12.10.1.2";
+const PBE_ITERATIONS = 100000;
+
+/** Normalise a typed code the way the server reads it. */
+export function normaliseCode(input) {
+  return input.replace(/[\s-]/g, "").toUpperCase();
+}
+
+function pem(label, der) {
+  const bytes = new Uint8Array(der);
+  let bin = "";
+  for (const b of bytes) bin += String.fromCharCode(b);
+  const b64 = btoa(bin).replace(/(.{64})/g, "$1\n");
+  return `-----BEGIN ${label}-----\n${b64}\n-----END ${label}-----\n`;
+}
+
+function pemBlocks(text, label) {
+  const re = new RegExp(`-----BEGIN ${label}-----([^-]+)-----END ${label}-----`, "g");
+  const out = [];
+  for (const m of text.matchAll(re)) {
+    const bin = atob(m[1].replace(/\s+/g, ""));
+    const bytes = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+    out.push(bytes.buffer);
+  }
+  return out;
+}
+
+/** A fresh P-256 key pair (the private key is extractable only so that it
+ * can go into the PKCS#12 file). */
+export async function generateKeyPair() {
+  return crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, [
+    "sign",
+    "verify",
+  ]);
+}
+
+/** A PKCS#10 CSR for the key, PEM. The subject is a placeholder: the CA
+ * takes the identity from the code, never from the CSR. */
+export async function buildCsr(keys) {
+  const csr = new pkijs.CertificationRequest();
+  csr.version = 0;
+  csr.subject.typesAndValues.push(
+    new pkijs.AttributeTypeAndValue({
+      type: OID_COMMON_NAME,
+      value: new asn1js.Utf8String({ value: "eos-register" }),
+    }),
+  );
+  csr.attributes = [];
+  await csr.subjectPublicKeyInfo.importKey(keys.publicKey);
+  await csr.sign(keys.privateKey, "SHA-256");
+  return pem("CERTIFICATE REQUEST", csr.toSchema().toBER(false));
+}
+
+function attributes(name, localId) {
+  return [
+    new pkijs.Attribute({
+      type: OID_FRIENDLY_NAME,
+      values: [new asn1js.BmpString({ value: name })],
+    }),
+    new pkijs.Attribute({
+      type: OID_LOCAL_KEY_ID,
+      values: [new asn1js.OctetString({ valueHex: localId })],
+    }),
+  ];
+}
+
+/** Pack the key, its certificate and the CA chain into a PKCS#12 file
+ * protected by `password`. Returns the DER bytes. */
+export async function buildPkcs12(keys, certificatePem, chainPem, password, name) {
+  const passwordBytes = new TextEncoder().encode(password).buffer;
+  const localId = crypto.getRandomValues(new Uint8Array(8)).buffer;
+  const leaf = pkijs.Certificate.fromBER(pemBlocks(certificatePem, "CERTIFICATE")[0]);
+  const chain = pemBlocks(chainPem, "CERTIFICATE").map((der) => pkijs.Certificate.fromBER(der));
+  const pkcs8 = await crypto.subtle.exportKey("pkcs8", keys.privateKey);
+  const keyInfo = pkijs.PrivateKeyInfo.fromBER(pkcs8);
+  const encryption = {
+    password: passwordBytes,
+    contentEncryptionAlgorithm: { name: "AES-CBC", length: 256 },
+    hmacHashAlgorithm: "SHA-256",
+    iterationCount: PBE_ITERATIONS,
+  };
+  const certBags = [
+    new pkijs.SafeBag({
+      bagId: BAG_CERT,
+      bagValue: new pkijs.CertBag({ parsedValue: leaf }),
+      bagAttributes: attributes(name, localId),
+    }),
+    ...chain.map(
+      (c) => new pkijs.SafeBag({ bagId: BAG_CERT, bagValue: new pkijs.CertBag({ parsedValue: c }) }),
+    ),
+  ];
+  const keyBag = new pkijs.SafeBag({
+    bagId: BAG_SHROUDED_KEY,
+    bagValue: new pkijs.PKCS8ShroudedKeyBag({ parsedValue: keyInfo }),
+    bagAttributes: attributes(name, localId),
+  });
+  const pfx = new pkijs.PFX({
+    parsedValue: {
+      integrityMode: 0, // password-based integrity (HMAC)
+      authenticatedSafe: new pkijs.AuthenticatedSafe({
+        parsedValue: {
+          safeContents: [
+            { privacyMode: 1, value: new pkijs.SafeContents({ safeBags: certBags }) },
+            { privacyMode: 0, value: new pkijs.SafeContents({ safeBags: [keyBag] }) },
+          ],
+        },
+      }),
+    },
+  });
+  await keyBag.bagValue.makeInternalValues(encryption);
+  await pfx.parsedValue.authenticatedSafe.makeInternalValues({ safeContents: [encryption, {}] });
+  await pfx.makeInternalValues({
+    password: passwordBytes,
+    iterations: PBE_ITERATIONS,
+    pbkdf2HashAlgorithm: "SHA-256",
+    hmacHashAlgorithm: "SHA-256",
+  });
+  return pfx.toSchema().toBER(false);
+}
+
+async function post(path, body) {
+  const resp = await fetch(path, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+    credentials: "omit",
+    cache: "no-store",
+  });
+  let json = {};
+  try {
+    json = await resp.json();
+  } catch {
+    json = { error: "bad-response", message: `unexpected answer (${resp.status})` };
+  }
+  return { ok: resp.ok, json };
+}
+
+function say(el, text, kind) {
+  el.textContent = text;
+  el.dataset.state = kind;
+}
+
+function explain(json) {
+  if (json.error === "throttled" || json.error === "rate-limited") {
+    return `${json.message} (retry in ${json.retry_after ?? "a few"} s)`;
+  }
+  return json.message || json.error || "failed";
+}
+
+function wireCertificate(doc) {
+  const form = doc.getElementById("cert-form");
+  const status = doc.getElementById("cert-status");
+  const link = doc.getElementById("cert-download");
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    link.hidden = true;
+    const code = normaliseCode(doc.getElementById("cert-code").value);
+    const password = doc.getElementById("cert-password").value;
+    if (password.length < 8) {
+      say(status, "Choose a file password of at least 8 characters.", "error");
+      return;
+    }
+    try {
+      say(status, "Generating a key pair in this browser…", "busy");
+      const keys = await generateKeyPair();
+      const csr = await buildCsr(keys);
+      say(status, "Requesting the certificate…", "busy");
+      const { ok, json } = await post("/v1/cert", { code, csr });
+      if (!ok) {
+        say(status, explain(json), "error");
+        return;
+      }
+      say(status, "Packing the certificate and key…", "busy");
+      const name = `entityOS ${json.space} ${json.user}`;
+      const p12 = await buildPkcs12(keys, json.certificate, json.chain, password, name);
+      const blob = new Blob([p12], { type: "application/x-pkcs12" });
+      if (link.href) URL.revokeObjectURL(link.href);
+      link.href = URL.createObjectURL(blob);
+      link.download = `eos-${json.space}-${json.user}.p12`;
+      link.hidden = false;
+      say(
+        status,
+        `Certificate ${json.serial} for ${json.user} in ${json.space}, valid until ${json.not_after}. Download it and import it with your password.`,
+        "ok",
+      );
+    } catch (e) {
+      say(status, `This browser could not make the key or the file: ${e.message ?? e}`, "error");
+    }
+  });
+}
+
+function wireSimple(doc, prefix, path, describe) {
+  const form = doc.getElementById(`${prefix}-form`);
+  const status = doc.getElementById(`${prefix}-status`);
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const code = normaliseCode(doc.getElementById(`${prefix}-code`).value);
+    say(status, "Sending…", "busy");
+    try {
+      const { ok, json } = await post(path, { code });
+      say(status, ok ? describe(json) : explain(json), ok ? "ok" : "error");
+    } catch (e) {
+      say(status, `The request failed: ${e.message ?? e}`, "error");
+    }
+  });
+}
+
+function start(doc) {
+  wireCertificate(doc);
+  wireSimple(doc, "ip", "/v1/ip", (j) =>
+    j.rule === "added"
+      ? `Registered ${j.cidr} for ${j.space}.`
+      : `${j.cidr} was already registered for ${j.space}.`,
+  );
+  wireSimple(doc, "recover", "/v1/recover", (j) =>
+    j.replaced
+      ? `Recovered: ${j.cidr} replaces ${j.replaced} for ${j.user} in ${j.space}.`
+      : `Recovered: ${j.cidr} registered for ${j.user} in ${j.space}.`,
+  );
+  doc.body.dataset.ready = "true";
+}
+
+if (typeof document !== "undefined") {
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", () => start(document));
+  } else {
+    start(document);
+  }
+}

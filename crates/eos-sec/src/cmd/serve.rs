@@ -1,0 +1,101 @@
+//! `eos-sec serve`: the registration service (open zone) on the state
+//! store, the security codes' pepper and, when one exists, the local CA.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use eos_register::{BackgroundTask, CaSetup, Registrar, Service, shutdown_pair};
+
+use crate::exit::bad_input;
+
+/// Arguments of `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: `[serve] listen`, else 127.0.0.1:8443]
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// TLS certificate chain, PEM [default: `[serve] tls_cert`; without one
+    /// the service speaks plain HTTP, for a load balancer that terminates
+    /// TLS]
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key, PEM, mode 0600 [default: `[serve] tls_key`]
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// The sync engine (issue #9) plugs in here: when configured, return its
+/// task; it runs beside the server and stops with it.
+fn background_task(_ctx: &crate::Ctx) -> Option<BackgroundTask> {
+    None
+}
+
+pub fn run(a: ServeArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
+    let conf = &ctx.config.serve;
+    let options = conf.options()?;
+    let listen = a.listen.unwrap_or(conf.listen);
+    let tls_files = match (
+        a.tls_cert.or(conf.tls_cert.clone()),
+        a.tls_key.or(conf.tls_key.clone()),
+    ) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        _ => {
+            return Err(bad_input!(
+                "[serve] tls_cert and tls_key go together: set both or neither"
+            ));
+        }
+    };
+    let tls = tls_files
+        .as_ref()
+        .map(|(c, k)| eos_register::load_tls(c, k))
+        .transpose()?;
+    let ring = super::code::load_ring(&ctx.config.codes)?;
+    let backoff = ctx.config.codes.backoff()?;
+    let ca = super::ca::load_local(&ctx.state_dir, &ctx.config.ca)?
+        .map(|(ca, policy, limits)| CaSetup { ca, policy, limits });
+    let store = ctx.store()?;
+    init_logging();
+    if ca.is_none() {
+        tracing::warn!("no CA in the state directory: /v1/cert answers ca-unavailable");
+    }
+    if options.notify == eos_register::NotifyHook::None {
+        tracing::warn!(
+            "no recovery notification hook configured ([serve] recovery_notify_command or recovery_notify_webhook)"
+        );
+    }
+    let registrar = Registrar::new(store, ring, backoff, ca, options);
+    let background = background_task(ctx);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| bad_input!("cannot listen on {listen}: {e}"))?;
+        let local = listener.local_addr().unwrap_or(listen);
+        tracing::info!(address = %local, tls = tls.is_some(), "eos-sec serve listening");
+        let (trigger, shutdown) = shutdown_pair();
+        trigger.on_signals();
+        Service::new(registrar)
+            .serve(listener, tls, shutdown, background)
+            .await?;
+        tracing::info!("eos-sec serve stopped");
+        Ok(())
+    })
+}
+
+/// Structured logs on stderr: JSON lines, level from `EOS_SEC_LOG`
+/// (`info` by default). Request bodies, codes and keys are never logged.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("EOS_SEC_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
