@@ -25,9 +25,10 @@ pub struct ServeConfig {
     pub tls_cert: Option<PathBuf>,
     /// TLS private key (PEM, PKCS#8/SEC1/PKCS#1, mode 0600 or stricter).
     pub tls_key: Option<PathBuf>,
-    /// Proxies whose `X-Forwarded-For` is believed (CIDRs) [default: none:
-    /// the peer is the client]. Same rule as `[logs] trusted_proxies`.
-    pub trusted_proxies: TrustedProxies,
+    /// Proxies whose `X-Forwarded-For` is believed (CIDRs), by the same rule
+    /// as log extraction [default: `[logs] trusted_proxies`, else none: the
+    /// peer is the client].
+    pub trusted_proxies: Option<TrustedProxies>,
     /// Requests per minute per client address (IPv6: per /64) [default: 30].
     pub per_source_per_minute: u32,
     /// Burst per client address [default: 10].
@@ -62,7 +63,7 @@ impl Default for ServeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             tls_cert: None,
             tls_key: None,
-            trusted_proxies: TrustedProxies::default(),
+            trusted_proxies: None,
             per_source_per_minute: 30,
             per_source_burst: 10,
             global_per_second: 200,
@@ -209,7 +210,7 @@ impl ServeConfig {
         let label = eos_plan::rules::Label::new(&self.rule_label)
             .map_err(|e| RegisterError::Config(format!("[serve] rule_label: {e}")))?;
         Ok(ServeOptions {
-            trusted_proxies: self.trusted_proxies.clone(),
+            trusted_proxies: self.trusted_proxies.clone().unwrap_or_default(),
             limits: RateLimits {
                 per_source_per_minute: nonzero(
                     "per_source_per_minute",

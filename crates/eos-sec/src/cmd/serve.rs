@@ -34,7 +34,11 @@ fn background_task(_ctx: &crate::Ctx) -> Option<BackgroundTask> {
 
 pub fn run(a: ServeArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
     let conf = &ctx.config.serve;
-    let options = conf.options()?;
+    let mut options = conf.options()?;
+    if conf.trusted_proxies.is_none() {
+        // The service sits behind the same proxies its logs come through.
+        options.trusted_proxies = ctx.config.logs.trusted_proxies.clone();
+    }
     let listen = a.listen.unwrap_or(conf.listen);
     let tls_files = match (
         a.tls_cert.or(conf.tls_cert.clone()),
