@@ -1,0 +1,87 @@
+//! Load benchmark of the registration service (not a timed test): C
+//! concurrent clients over loopback TLS each register addresses with their
+//! own single-use codes (`POST /v1/ip`, one store transaction per request:
+//! code check + spend, rule, outbox row, registration row, audit entries).
+//! Prints sustained registrations per second and latency percentiles.
+//!
+//! cargo bench -p eos-register --bench load -- [--quick] [--clients N] [--requests N]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{Harness, Setup};
+use eos_codes::Purpose;
+use serde_json::json;
+
+fn arg(name: &str) -> Option<usize> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+#[tokio::main]
+async fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let clients = arg("--clients").unwrap_or(if quick { 50 } else { 300 });
+    let requests = arg("--requests").unwrap_or(if quick { 500 } else { 6000 });
+    let mut setup = Setup::default();
+    setup.options.trusted_proxies = eos_logs::TrustedProxies::parse(&["127.0.0.0/8"]).unwrap();
+    // The benchmark measures the service, not the limiter in front of it.
+    setup.options.limits.global_per_second = 1_000_000.try_into().unwrap();
+    setup.options.limits.global_burst = 1_000_000.try_into().unwrap();
+    let h = Arc::new(Harness::start_with(setup).await);
+    let codes: Vec<String> = (0..requests)
+        .map(|i| h.issue_for(&format!("u{i}"), &[Purpose::RegisterIp]))
+        .collect();
+    let codes = Arc::new(tokio::sync::Mutex::new(codes.into_iter().enumerate()));
+    // Warm the connection pool.
+    let _ = h.client.get(format!("{}/healthz", h.url)).send().await;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let h = h.clone();
+        let codes = codes.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let Some((i, code)) = codes.lock().await.next() else {
+                    return lat;
+                };
+                let xff = format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255);
+                let t = Instant::now();
+                let (status, body) = h
+                    .post_from("/v1/ip", json!({ "code": code }), Some(&xff))
+                    .await;
+                assert_eq!(status, 200, "{body}");
+                lat.push(t.elapsed());
+            }
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.unwrap());
+    }
+    let elapsed = start.elapsed();
+    lat.sort();
+    println!(
+        "register /v1/ip over TLS: {} registrations, {} clients, {:.2}s: {:.0} registrations/s; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        lat.len(),
+        clients,
+        elapsed.as_secs_f64(),
+        lat.len() as f64 / elapsed.as_secs_f64(),
+        percentile(&lat, 0.50).as_secs_f64() * 1e3,
+        percentile(&lat, 0.99).as_secs_f64() * 1e3,
+        lat.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+    );
+}

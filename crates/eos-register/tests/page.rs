@@ -1,0 +1,205 @@
+//! The page end to end in headless Chromium: enter a code, get a
+//! certificate, download the PKCS#12, then check with openssl that it opens
+//! with the password and chains to the CA. Needs chromium, node with the
+//! page's npm packages (`npm ci` in crates/eos-register/web) and openssl:
+//! missing ones skip loudly locally and fail under CI.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use base64::Engine;
+use common::Harness;
+use eos_codes::Purpose;
+use sha2::{Digest, Sha256};
+
+fn web_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("web")
+}
+
+fn chromium() -> PathBuf {
+    std::env::var_os("EOS_SEC_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
+}
+
+/// The project's rule for outside oracles (as `eos_aws::moto::oracles_required`,
+/// without linking the AWS SDK into this crate's tests and benches): under CI
+/// or `EOS_SEC_REQUIRE_ORACLES` a missing one fails instead of skipping.
+fn oracles_required() -> bool {
+    let set =
+        |v: &str| std::env::var_os(v).is_some_and(|v| !v.is_empty() && v != "0" && v != "false");
+    set("EOS_SEC_REQUIRE_ORACLES") || set("CI")
+}
+
+/// What is missing to run the browser test, if anything.
+fn missing_oracle() -> Option<String> {
+    if !chromium().exists() {
+        return Some(format!(
+            "{} (apt-get install chromium)",
+            chromium().display()
+        ));
+    }
+    if Command::new("node").arg("--version").output().is_err() {
+        return Some("node".to_owned());
+    }
+    if !web_dir().join("node_modules/playwright-core").exists() {
+        return Some("playwright-core (npm ci in crates/eos-register/web)".to_owned());
+    }
+    if Command::new("openssl").arg("version").output().is_err() {
+        return Some("openssl".to_owned());
+    }
+    None
+}
+
+/// base64(SHA-256(SubjectPublicKeyInfo)) of the server certificate, for
+/// Chromium's --ignore-certificate-errors-spki-list.
+fn spki_hash(h: &Harness) -> String {
+    use der::{Decode, Encode};
+    let cert = eos_ca::Certificate::from_der(h.server_chain[0].as_ref()).unwrap();
+    let spki = cert
+        .tbs_certificate()
+        .subject_public_key_info()
+        .to_der()
+        .unwrap();
+    base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&spki))
+}
+
+fn openssl(args: &[&str]) -> String {
+    let out = Command::new("openssl").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn page_issues_a_certificate_as_a_pkcs12_that_chains_to_the_ca() {
+    if let Some(missing) = missing_oracle() {
+        if oracles_required() {
+            panic!("the browser test needs {missing}, and oracles are required (CI)");
+        }
+        eprintln!(
+            "SKIPPED page test: {missing} is not available; install it to run the browser test"
+        );
+        return;
+    }
+    let h = Harness::start().await;
+    let cert_code = h.issue_for("alice", &[Purpose::RegisterCert]);
+    let ip_code = h.issue_for("bob", &[Purpose::RegisterIp]);
+    let out = tempfile::tempdir().unwrap();
+    let password = "correct horse battery";
+    let script = web_dir().join("e2e.mjs");
+    let args = [
+        script.display().to_string(),
+        format!("{}/", h.url),
+        cert_code.clone(),
+        password.to_owned(),
+        out.path().display().to_string(),
+        spki_hash(&h),
+        ip_code,
+    ];
+    let run = tokio::process::Command::new("node")
+        .args(&args)
+        .current_dir(web_dir())
+        .env("EOS_SEC_CHROMIUM", chromium())
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "e2e.mjs failed: {stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    eprintln!("page report: {report}");
+    assert_eq!(report["secure"], true, "{report}");
+    assert_eq!(
+        report["foreign"],
+        serde_json::json!([]),
+        "no third-party requests: {report}"
+    );
+    let console = report["console"].to_string();
+    assert!(!console.contains("Content Security Policy"), "{console}");
+    assert!(
+        !console.contains(&cert_code),
+        "the page must not log the code"
+    );
+    assert_eq!(report["filename"], "eos-acme-alice.p12", "{report}");
+    assert!(
+        report["ip_status"]
+            .as_str()
+            .unwrap()
+            .contains("127.0.0.1/32"),
+        "{report}"
+    );
+
+    // openssl opens the file with the password, and only with it.
+    let p12 = report["p12"].as_str().unwrap();
+    let pass = format!("pass:{password}");
+    let pem = openssl(&["pkcs12", "-in", p12, "-passin", &pass, "-nodes"]);
+    assert!(
+        pem.contains("PRIVATE KEY") && pem.contains("CERTIFICATE"),
+        "{pem}"
+    );
+    let wrong = Command::new("openssl")
+        .args([
+            "pkcs12",
+            "-in",
+            p12,
+            "-passin",
+            "pass:wrong password",
+            "-nodes",
+        ])
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success(), "a wrong password must not open it");
+    let dir = out.path();
+    let leaf = dir.join("leaf.pem");
+    let key = dir.join("key.pem");
+    let ca = dir.join("ca.pem");
+    std::fs::write(
+        &leaf,
+        openssl(&[
+            "pkcs12", "-in", p12, "-passin", &pass, "-clcerts", "-nokeys",
+        ]),
+    )
+    .unwrap();
+    std::fs::write(
+        &key,
+        openssl(&["pkcs12", "-in", p12, "-passin", &pass, "-nocerts", "-nodes"]),
+    )
+    .unwrap();
+    std::fs::write(&ca, &h.ca_pem).unwrap();
+    // Chains to the CA, as a client certificate.
+    let verified = openssl(&[
+        "verify",
+        "-CAfile",
+        ca.to_str().unwrap(),
+        "-purpose",
+        "sslclient",
+        leaf.to_str().unwrap(),
+    ]);
+    assert!(verified.trim_end().ends_with(": OK"), "{verified}");
+    // The key in the file is the certificate's key.
+    let cert_pub = openssl(&["x509", "-in", leaf.to_str().unwrap(), "-noout", "-pubkey"]);
+    let key_pub = openssl(&["pkey", "-in", key.to_str().unwrap(), "-pubout"]);
+    assert_eq!(cert_pub, key_pub);
+    // Identity from the code's binding.
+    let subject = openssl(&["x509", "-in", leaf.to_str().unwrap(), "-noout", "-subject"]);
+    assert!(
+        subject.contains("alice") && subject.contains("acme"),
+        "{subject}"
+    );
+    // The CA chain is in the file too.
+    assert_eq!(pem.matches("BEGIN CERTIFICATE").count(), 2, "{pem}");
+    // The code is spent: the page cannot be replayed.
+    let records = eos_store::certs::list(h.store().conn(), &Default::default()).unwrap();
+    assert_eq!(records.len(), 1);
+    h.stop().await;
+}
