@@ -32,9 +32,17 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::main]
 async fn main() {
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this
+    // binary without it: then only a smoke run, like criterion's test mode.
+    let measuring = std::env::args().any(|a| a == "--bench");
     let quick = std::env::args().any(|a| a == "--quick");
-    let clients = arg("--clients").unwrap_or(if quick { 50 } else { 300 });
-    let requests = arg("--requests").unwrap_or(if quick { 500 } else { 6000 });
+    let (default_clients, default_requests) = match (measuring, quick) {
+        (false, _) => (4, 20),
+        (true, true) => (50, 500),
+        (true, false) => (300, 6000),
+    };
+    let clients = arg("--clients").unwrap_or(default_clients);
+    let requests = arg("--requests").unwrap_or(default_requests);
     let mut setup = Setup::default();
     setup.options.trusted_proxies = eos_logs::TrustedProxies::parse(&["127.0.0.0/8"]).unwrap();
     // The benchmark measures the service, not the limiter in front of it.
