@@ -1,0 +1,105 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! `eos-sec serve` run as a process: a code issued by the CLI registers the
+//! caller's address over HTTP, and SIGTERM stops the service cleanly.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PEPPER: &str = "a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebfc0";
+
+fn eos_sec(dir: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_eos-sec"));
+    c.current_dir(dir)
+        .env("EOS_SEC_STATE_DIR", dir.join("state"))
+        .env("EOS_SEC_PEPPER", PEPPER)
+        .env_remove("EOS_SEC_CONFIG");
+    c
+}
+
+/// One HTTP/1.1 request on a fresh connection; the whole answer.
+fn http(port: u16, request: &str) -> std::io::Result<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(request.as_bytes())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+#[test]
+fn serve_registers_an_address_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let issued = eos_sec(dir.path())
+        .args([
+            "code",
+            "issue",
+            "--space",
+            "acme",
+            "--user",
+            "alice",
+            "--purpose",
+            "register-ip",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        issued.status.success(),
+        "{}",
+        String::from_utf8_lossy(&issued.stderr)
+    );
+    let code = String::from_utf8(issued.stdout).unwrap().trim().to_owned();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = eos_sec(dir.path())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        if let Ok(r) = http(
+            port,
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        ) && r.starts_with("HTTP/1.1 200")
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "serve did not come up"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let body = format!("{{\"code\":\"{code}\"}}");
+    let answer = http(
+        port,
+        &format!(
+            "POST /v1/ip HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains(r#""cidr":"127.0.0.1/32""#), "{answer}");
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    assert!(status.success(), "exit {status}: {logs}");
+    assert!(!logs.contains(&code), "the code reached the logs");
+}
