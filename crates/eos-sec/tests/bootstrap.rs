@@ -35,6 +35,22 @@ fn example_state(extra_config: &str) -> State {
     st
 }
 
+/// `rules add` of one address with a label, declared by `by`.
+fn add_rule(st: &State, space: &str, cidr: &str, label: &str, by: &str) {
+    st.ok(&[
+        "rules",
+        "add",
+        "--space",
+        space,
+        "--cidr",
+        cidr,
+        "--label",
+        label,
+        "--declared-by",
+        by,
+    ]);
+}
+
 fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
@@ -168,18 +184,13 @@ fn without_trusted_proxies_the_load_balancers_are_flagged() {
 fn sync_delivers_rules_added_after_bootstrap() {
     let st = example_state("");
     st.ok(&strs(&bootstrap_args()));
-    st.ok(&[
-        "rules",
-        "add",
-        "--space",
+    add_rule(
+        &st,
         "acme",
-        "--cidr",
         "198.51.100.77",
-        "--label",
         "new desk",
-        "--declared-by",
         "alice@acme.example",
-    ]);
+    );
     let status = st.json(&["sync", "status"]);
     let acme = status["sets"]
         .as_array()
@@ -216,35 +227,13 @@ fn bootstrap_and_sync_against_moto() {
     assert_eq!(staged_names(&v).len(), 4);
     let o = st.ok(&["plan"]);
     assert!(o.stdout.contains("No changes."), "{}", o.stdout);
-    st.ok(&[
-        "rules",
-        "add",
-        "--space",
-        "globex",
-        "--cidr",
-        "192.0.2.200",
-        "--label",
-        "x",
-        "--declared-by",
-        "hank@globex.example",
-    ]);
+    add_rule(&st, "globex", "192.0.2.200", "x", "hank@globex.example");
     let r = st.json(&["sync", "--write-interval", "0s"]);
     assert_eq!(r["delivered"], 1, "{r}");
     let o = st.ok(&["plan"]);
     assert!(o.stdout.contains("No changes."), "{}", o.stdout);
     // The review path: a saved plan, applied exactly.
-    st.ok(&[
-        "rules",
-        "add",
-        "--space",
-        "globex",
-        "--cidr",
-        "192.0.2.210",
-        "--label",
-        "y",
-        "--declared-by",
-        "hank@globex.example",
-    ]);
+    add_rule(&st, "globex", "192.0.2.210", "y", "hank@globex.example");
     let o = st.ok(&["plan", "--out", "plan.json"]);
     assert!(o.stdout.contains("+ 192.0.2.210/32"), "{}", o.stdout);
     let applied = st.json(&["apply", "plan.json"]);

@@ -420,42 +420,22 @@ async fn removed_rule_with_recent_evidence_is_reported() {
 
 // ---- AWS WAFv2 on moto ----
 
-#[tokio::test]
-async fn moto_rule_reaches_set() {
-    let Some(moto) = MotoServer::start() else {
-        return;
+/// A test of `scenario` against a fresh moto server and state directory.
+macro_rules! on_moto {
+    ($name:ident, $scenario:ident) => {
+        #[tokio::test]
+        async fn $name() {
+            let Some(moto) = MotoServer::start() else {
+                return;
+            };
+            let dir = tempfile::tempdir().unwrap();
+            let mut s = Store::open(dir.path()).unwrap();
+            $scenario(&mut s, &moto_backend(&moto).await).await;
+        }
     };
-    let dir = tempfile::tempdir().unwrap();
-    let mut s = Store::open(dir.path()).unwrap();
-    rule_reaches_set(&mut s, &moto_backend(&moto).await).await;
 }
 
-#[tokio::test]
-async fn moto_burst_is_batched() {
-    let Some(moto) = MotoServer::start() else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let mut s = Store::open(dir.path()).unwrap();
-    burst_is_batched(&mut s, &moto_backend(&moto).await).await;
-}
-
-#[tokio::test]
-async fn moto_concurrent_writer_survives() {
-    let Some(moto) = MotoServer::start() else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let mut s = Store::open(dir.path()).unwrap();
-    concurrent_writer_survives(&mut s, &moto_backend(&moto).await).await;
-}
-
-#[tokio::test]
-async fn moto_crash_mid_write_converges() {
-    let Some(moto) = MotoServer::start() else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let mut s = Store::open(dir.path()).unwrap();
-    crash_mid_write_converges(&mut s, &moto_backend(&moto).await).await;
-}
+on_moto!(moto_rule_reaches_set, rule_reaches_set);
+on_moto!(moto_burst_is_batched, burst_is_batched);
+on_moto!(moto_concurrent_writer_survives, concurrent_writer_survives);
+on_moto!(moto_crash_mid_write_converges, crash_mid_write_converges);
