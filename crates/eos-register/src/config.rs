@@ -55,6 +55,10 @@ pub struct ServeConfig {
     pub recovery_notify_command: Option<Vec<String>>,
     /// Notification on admin recovery: a URL the event is POSTed to as JSON.
     pub recovery_notify_webhook: Option<String>,
+    /// Run the sync watcher (docs/SYNC.md) beside the service, so rules it
+    /// registers reach the IPSets in seconds, and serve its figures on
+    /// `/metrics` [default: false].
+    pub sync: bool,
 }
 
 impl Default for ServeConfig {
@@ -76,6 +80,7 @@ impl Default for ServeConfig {
             rule_label: "registered".to_owned(),
             recovery_notify_command: None,
             recovery_notify_webhook: None,
+            sync: false,
         }
     }
 }

@@ -66,6 +66,7 @@ fn route_name(path: &str) -> &'static str {
         "/licenses.txt" => "/licenses.txt",
         "/healthz" => "/healthz",
         "/readyz" => "/readyz",
+        "/metrics" => "/metrics",
         "/v1/ip" => "/v1/ip",
         "/v1/cert" => "/v1/cert",
         "/v1/recover" => "/v1/recover",
@@ -94,6 +95,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/licenses.txt", get(page::licenses))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/v1/ip", post(ip))
         .route("/v1/cert", post(cert))
         .route("/v1/recover", post(recover))
@@ -249,6 +251,30 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
         axum::http::StatusCode::SERVICE_UNAVAILABLE
     };
     (status, axum::Json(body)).into_response()
+}
+
+/// The sync watcher's figures (Prometheus text), when it runs here.
+async fn metrics(State(st): State<Arc<AppState>>) -> Response {
+    let registrar = st.registrar.clone();
+    match tokio::task::spawn_blocking(move || registrar.sync_metrics()).await {
+        Ok(Some(Ok(text))) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Ok(None) => axum::http::StatusCode::NOT_FOUND.into_response(),
+        Ok(Some(Err(e))) => {
+            tracing::error!(error = %e, "sync metrics");
+            error_response(ApiError::internal())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "sync metrics");
+            error_response(ApiError::internal())
+        }
+    }
 }
 
 /// Read the body as JSON of type `T`: `application/json` only (a

@@ -171,6 +171,7 @@ pub struct Registrar {
     backoff: BackoffPolicy,
     ca: Option<CaSetup>,
     options: ServeOptions,
+    sync_backend: Option<String>,
 }
 
 impl fmt::Debug for Registrar {
@@ -218,7 +219,23 @@ impl Registrar {
             backoff,
             ca,
             options,
+            sync_backend: None,
         }
+    }
+
+    /// Serve the sync figures of `backend` (its id) on `/metrics`: set when
+    /// the service runs the sync watcher.
+    pub fn with_sync_metrics(mut self, backend: String) -> Registrar {
+        self.sync_backend = Some(backend);
+        self
+    }
+
+    /// The sync figures as Prometheus text, when the service runs the
+    /// watcher; `None` otherwise (`/metrics` is then a plain 404).
+    pub fn sync_metrics(&self) -> Option<Result<String, StoreError>> {
+        let backend = self.sync_backend.as_deref()?;
+        let rows = eos_store::sync::status(self.store().conn(), backend, now_utc());
+        Some(rows.map(|rows| eos_store::sync::prometheus(backend, &rows)))
     }
 
     /// The options it was made with.

@@ -107,7 +107,10 @@ fn init_tracing(long_running: bool) {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    init_tracing(matches!(&cli.command, Command::Sync(a) if a.watch));
+    // `serve` sets up its own structured (JSON) logs.
+    if !matches!(&cli.command, Command::Serve(_)) {
+        init_tracing(matches!(&cli.command, Command::Sync(a) if a.watch));
+    }
     let (config, _path) = config::load(cli.config.as_deref())?;
     let state_dir = cli
         .state_dir

@@ -292,6 +292,58 @@ pub fn status(
     Ok(by_name.into_values().collect())
 }
 
+/// The figures of [`status`] in the Prometheus text format, one gauge or
+/// counter per IPSet (for `eos-sec serve`'s `/metrics`).
+pub fn prometheus(backend: &str, rows: &[SetStatus]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let metrics: [(&str, &str, &str, fn(&SetStatus) -> Option<i64>); 5] = [
+        (
+            "eos_sync_pending",
+            "gauge",
+            "Rule changes waiting for the IPSet",
+            |s| i64::try_from(s.pending).ok(),
+        ),
+        (
+            "eos_sync_lag_seconds",
+            "gauge",
+            "Age of the oldest pending change",
+            |s| Some(s.lag_seconds),
+        ),
+        (
+            "eos_sync_last_delivery_lag_milliseconds",
+            "gauge",
+            "Commit of the oldest change of the last delivery to the IPSet written",
+            |s| s.last_lag_ms,
+        ),
+        (
+            "eos_sync_writes_total",
+            "counter",
+            "Writes sent to the IPSet",
+            |s| i64::try_from(s.writes).ok(),
+        ),
+        (
+            "eos_sync_failing",
+            "gauge",
+            "1 when the last attempt failed or was refused after the last success",
+            |s| Some(i64::from(s.last_error.is_some())),
+        ),
+    ];
+    for (name, kind, help, value) in metrics {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for r in rows {
+            if let Some(v) = value(r) {
+                let _ = writeln!(
+                    out,
+                    "{name}{{backend=\"{backend}\",ipset=\"{}\"}} {v}",
+                    r.name
+                );
+            }
+        }
+    }
+    out
+}
+
 /// The oldest pending change's id, if any (cheap: the watcher polls it).
 pub fn oldest_pending(conn: &Connection) -> Result<Option<i64>, StoreError> {
     Ok(conn

@@ -25,7 +25,7 @@ use crate::exit::bad_input;
 use crate::output::{emit, emit_json, paint, use_colour};
 
 /// Where to reach the backend: overrides of the `[backend]` config section.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct BackendArgs {
     /// AWS endpoint override, e.g. a moto server [default: `[backend] endpoint_url`]
     #[arg(long)]

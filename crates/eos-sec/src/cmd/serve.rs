@@ -26,10 +26,30 @@ pub struct ServeArgs {
     pub tls_key: Option<PathBuf>,
 }
 
-/// The sync engine (issue #9) plugs in here: when configured, return its
-/// task; it runs beside the server and stops with it.
-fn background_task(_ctx: &crate::Ctx) -> Option<BackgroundTask> {
-    None
+/// With `[serve] sync = true`, the sync watcher (docs/SYNC.md) on the
+/// configured backend, beside the server and stopped with it; and the id of
+/// that backend, whose figures `/metrics` serves.
+fn background_task(ctx: &crate::Ctx) -> anyhow::Result<Option<(BackgroundTask, String)>> {
+    if !ctx.config.serve.sync {
+        return Ok(None);
+    }
+    let mut opts = eos_sync::SyncOptions::new(super::plan::plan_options(ctx)?);
+    let backend = super::plan::runtime()?.block_on(super::plan::open_backend(
+        ctx,
+        &super::plan::BackendArgs::default(),
+    ))?;
+    opts.write_interval = super::sync::default_write_interval(&backend);
+    let id = eos_plan::IpSetBackend::id(&backend);
+    let store = ctx.store()?;
+    let task: BackgroundTask = Box::new(move |shutdown| {
+        Box::pin(super::sync::watch_on_thread(
+            store,
+            backend,
+            opts,
+            shutdown.wait(),
+        ))
+    });
+    Ok(Some((task, id)))
 }
 
 pub fn run(a: ServeArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
@@ -70,8 +90,15 @@ pub fn run(a: ServeArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
             "no recovery notification hook configured ([serve] recovery_notify_command or recovery_notify_webhook)"
         );
     }
-    let registrar = Registrar::new(store, ring, backoff, ca, options);
-    let background = background_task(ctx);
+    let mut registrar = Registrar::new(store, ring, backoff, ca, options);
+    let background = match background_task(ctx)? {
+        Some((task, backend)) => {
+            tracing::info!(%backend, "sync watcher runs beside the service; figures on /metrics");
+            registrar = registrar.with_sync_metrics(backend);
+            Some(task)
+        }
+        None => None,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
