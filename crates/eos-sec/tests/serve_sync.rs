@@ -68,7 +68,7 @@ fn serve_runs_the_sync_watcher_and_serves_its_metrics() {
             .arg("serve")
             .env("EOS_SEC_STATE_DIR", st.path().join("state"))
             .env("EOS_SEC_CONFIG", st.path().join("eos-sec.toml"))
-            .env("EOS_SEC_PEPPER", &pepper)
+            .env("EOS_SEC_PEPPER", pepper)
             .current_dir(st.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

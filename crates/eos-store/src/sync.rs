@@ -292,12 +292,20 @@ pub fn status(
     Ok(by_name.into_values().collect())
 }
 
+/// A metric: name, type, help, and its value for one set.
+type Metric = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&SetStatus) -> Option<i64>,
+);
+
 /// The figures of [`status`] in the Prometheus text format, one gauge or
 /// counter per IPSet (for `eos-sec serve`'s `/metrics`).
 pub fn prometheus(backend: &str, rows: &[SetStatus]) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
-    let metrics: [(&str, &str, &str, fn(&SetStatus) -> Option<i64>); 5] = [
+    let metrics: [Metric; 5] = [
         (
             "eos_sync_pending",
             "gauge",
