@@ -266,15 +266,14 @@ async fn metrics(State(st): State<Arc<AppState>>) -> Response {
         )
             .into_response(),
         Ok(None) => axum::http::StatusCode::NOT_FOUND.into_response(),
-        Ok(Some(Err(e))) => {
-            tracing::error!(error = %e, "sync metrics");
-            error_response(ApiError::internal())
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "sync metrics");
-            error_response(ApiError::internal())
-        }
+        Ok(Some(Err(e))) => metrics_failed(&e),
+        Err(e) => metrics_failed(&e),
     }
+}
+
+fn metrics_failed(e: &dyn std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "sync metrics");
+    error_response(ApiError::internal())
 }
 
 /// Read the body as JSON of type `T`: `application/json` only (a

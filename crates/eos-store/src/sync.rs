@@ -215,7 +215,7 @@ fn stamp_ms(t: OffsetDateTime) -> String {
 }
 
 /// What `sync status` shows for one IPSet.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct SetStatus {
     /// The IPSet.
     pub name: String,
@@ -277,14 +277,7 @@ pub fn status(
         let name = row.set_name().to_string();
         let s = by_name.entry(name.clone()).or_insert_with(|| SetStatus {
             name,
-            last_success: None,
-            last_attempt: None,
-            pending: 0,
-            lag_seconds: 0,
-            writes: 0,
-            last_lag_ms: None,
-            last_error: None,
-            last_error_at: None,
+            ..SetStatus::default()
         });
         s.pending += 1;
         s.lag_seconds = s.lag_seconds.max((now - row.at).whole_seconds().max(0));
