@@ -39,6 +39,7 @@ use x509_cert::time::{Time, Validity};
 use zeroize::Zeroizing;
 
 use crate::csr::{CsrError, KeyFingerprint, ValidatedCsr};
+use crate::key::CaKey;
 use crate::oids;
 use crate::profile::{IssuancePolicy, Profile, format_duration};
 
@@ -365,6 +366,9 @@ pub struct CertificatePlan {
     crl_url: Option<String>,
     account: Account,
     profile: Profile,
+    /// Encoded once by [`plan_certificate`]; signing and every check use
+    /// these very values.
+    extensions: Vec<Extension>,
 }
 
 impl CertificatePlan {
@@ -410,10 +414,15 @@ impl CertificatePlan {
         self.crl_url.as_deref()
     }
 
-    /// The extensions the certificate carries, in order. Criticality per
-    /// RFC 5280 §4.2.1.9 (basicConstraints: critical so that no relying
-    /// party can ignore CA:false) and §4.2.1.3 (keyUsage: critical).
-    fn extensions(&self) -> Result<Vec<Extension>, IssueError> {
+    /// The extensions the certificate carries, in order.
+    fn extensions(&self) -> &[Extension] {
+        &self.extensions
+    }
+
+    /// Encode the extensions. Criticality per RFC 5280 §4.2.1.9
+    /// (basicConstraints: critical so that no relying party can ignore
+    /// CA:false) and §4.2.1.3 (keyUsage: critical).
+    fn encode_extensions(&self) -> Result<Vec<Extension>, IssueError> {
         let uri = GeneralName::UniformResourceIdentifier(Ia5String::new(&self.uri).map_err(enc)?);
         let mut exts = vec![
             extension(
@@ -546,7 +555,7 @@ pub fn plan_certificate(
         .unwrap_or(now)
         .max(ca.not_before);
     let not_after = seconds((now + lifetime).min(ca.not_after));
-    Ok(CertificatePlan {
+    let mut plan = CertificatePlan {
         serial: Serial::random()?,
         issuer: ca.subject.clone(),
         subject: name(&[
@@ -563,7 +572,10 @@ pub fn plan_certificate(
         crl_url: policy.crl_url.clone(),
         account: account.clone(),
         profile: request.profile,
-    })
+        extensions: Vec::new(),
+    };
+    plan.extensions = plan.encode_extensions()?;
+    Ok(plan)
 }
 
 /// How closely [`check_tbs`] holds a certificate to its plan.
@@ -635,7 +647,7 @@ fn check_extensions(
     plan: &CertificatePlan,
     strictness: Strictness,
 ) -> Result<(), IssueError> {
-    let planned = plan.extensions()?;
+    let planned = plan.extensions();
     for (i, ext) in found.iter().enumerate() {
         if found.iter().skip(i + 1).any(|e| e.extn_id == ext.extn_id) {
             return Err(violation(
@@ -650,7 +662,7 @@ fn check_extensions(
             format!("{} extensions, planned {}", found.len(), planned.len()),
         ));
     }
-    for want in &planned {
+    for want in planned {
         let Some(got) = found.iter().find(|e| e.extn_id == want.extn_id) else {
             return Err(violation(
                 "extensions",
@@ -825,7 +837,7 @@ pub const MAX_CRL_VALIDITY: Duration = Duration::from_secs(24 * 3600);
 
 /// The CA with its own P-256 key (the embedded default).
 pub struct LocalCa {
-    key: SigningKey,
+    key: CaKey,
     cert: Certificate,
     info: CaInfo,
 }
@@ -881,9 +893,12 @@ impl LocalCa {
         now: SystemTime,
     ) -> Result<LocalCa, IssueError> {
         use p256::elliptic_curve::Generate;
-        let key =
-            SigningKey::try_generate().map_err(|e| IssueError::Signer(format!("random: {e}")))?;
-        let spki = SubjectPublicKeyInfoOwned::from_key(key.verifying_key()).map_err(enc)?;
+        let key = CaKey::new(
+            SigningKey::try_generate().map_err(|e| IssueError::Signer(format!("random: {e}")))?,
+        )
+        .map_err(IssueError::Signer)?;
+        let spki =
+            SubjectPublicKeyInfoOwned::from_key(key.signing_key().verifying_key()).map_err(enc)?;
         let root = name(&[
             (oids::ORGANIZATION, "entityOS"),
             (oids::ORGANIZATIONAL_UNIT, env.as_str()),
@@ -945,7 +960,12 @@ impl LocalCa {
         };
         let cert = certificate_from_pem(cert_pem)
             .map_err(|e| IssueError::BadCa(format!("cannot read the CA certificate: {e}")))?;
-        let key_spki = key.verifying_key().to_public_key_der().map_err(enc)?;
+        let key = CaKey::new(key).map_err(IssueError::BadCa)?;
+        let key_spki = key
+            .signing_key()
+            .verifying_key()
+            .to_public_key_der()
+            .map_err(enc)?;
         if KeyFingerprint::of_der(key_spki.as_bytes())
             != KeyFingerprint::of(cert.tbs_certificate().subject_public_key_info()).map_err(enc)?
         {
@@ -966,9 +986,14 @@ impl LocalCa {
         match passphrase {
             Some(p) => self
                 .key
+                .signing_key()
                 .to_pkcs8_encrypted_pem(p.0.as_bytes(), LineEnding::LF)
                 .map_err(enc),
-            None => self.key.to_pkcs8_pem(LineEnding::LF).map_err(enc),
+            None => self
+                .key
+                .signing_key()
+                .to_pkcs8_pem(LineEnding::LF)
+                .map_err(enc),
         }
     }
 
@@ -994,7 +1019,9 @@ impl LocalCa {
     }
 
     /// Sign a planned certificate. The to-be-signed bytes are decoded and
-    /// checked against the plan before the key touches them.
+    /// checked against the plan before the key touches them; the
+    /// certificate is those bytes, the algorithm and the signature.
+    /// ([`issue`] checks what any signer returns once more.)
     pub fn sign(&self, plan: &CertificatePlan) -> Result<Certificate, IssueError> {
         if plan.issuer != self.info.subject || plan.authority_key_id != self.info.key_id {
             return Err(violation("issuer", "plan was made for another CA"));
@@ -1002,7 +1029,7 @@ impl LocalCa {
         let profile = ExactProfile {
             issuer: plan.issuer.clone(),
             subject: plan.subject.clone(),
-            extensions: plan.extensions()?,
+            extensions: plan.extensions().to_vec(),
         };
         let mut builder = CertificateBuilder::new(
             profile,
@@ -1021,7 +1048,6 @@ impl LocalCa {
         let cert = builder
             .assemble(signature.to_bitstring().map_err(enc)?, &self.key)
             .map_err(enc)?;
-        check_issued(&cert, plan, Strictness::Exact)?;
         Ok(cert)
     }
 

@@ -17,8 +17,8 @@ use std::fmt;
 
 use der::asn1::{AnyRef, BitString, ObjectIdentifier};
 use der::{Decode, Encode, Reader, Sequence, SliceReader, Tag, Tagged};
+use p256::elliptic_curve::sec1::ToSec1Point;
 use sha2::Digest;
-use signature::hazmat::PrehashVerifier;
 use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
 use x509_cert::ext::Extension;
 use x509_cert::ext::pkix::{BasicConstraints, KeyUsage, KeyUsages, SubjectAltName};
@@ -597,9 +597,11 @@ enum Hash {
     Sha512,
 }
 
-/// Pin the signature algorithm to the key type: ECDSA for EC keys, RSA
-/// PKCS#1 v1.5 for RSA keys, always with SHA-2. The parameters must be what
-/// RFC 5758 §3.2 (ECDSA: absent) and RFC 4055 §5 (RSA: NULL) say.
+/// Pin the signature algorithm to the key type: ECDSA with SHA-256 or
+/// SHA-384 for EC keys (what `openssl req` makes for either curve; SHA-512
+/// with ECDSA is refused), RSA PKCS#1 v1.5 with SHA-256/384/512 for RSA
+/// keys. The parameters must be what RFC 5758 §3.2 (ECDSA: absent) and
+/// RFC 4055 §5 (RSA: NULL) say.
 fn check_signature_algorithm(
     alg: &AlgorithmIdentifierOwned,
     key: KeyKind,
@@ -622,13 +624,16 @@ fn check_signature_algorithm(
             });
         }
     };
-    let key_is_ec = matches!(key, KeyKind::P256 | KeyKind::P384);
+    let matches_key = match key {
+        KeyKind::P256 | KeyKind::P384 => is_ec && hash != Hash::Sha512,
+        KeyKind::Rsa { .. } => !is_ec,
+    };
     let params_ok = if is_ec {
         alg.parameters.is_none()
     } else {
         alg.parameters.as_ref().is_none_or(|p| p.is_null())
     };
-    if is_ec != key_is_ec || !params_ok {
+    if !matches_key || !params_ok {
         return Err(CsrError::SignatureAlgorithmMismatch {
             signature: oids::name(&alg.oid),
             key: key.to_string(),
@@ -637,14 +642,9 @@ fn check_signature_algorithm(
     Ok(hash)
 }
 
-fn digest(hash: Hash, data: &[u8]) -> Vec<u8> {
-    match hash {
-        Hash::Sha256 => sha2::Sha256::digest(data).to_vec(),
-        Hash::Sha384 => sha2::Sha384::digest(data).to_vec(),
-        Hash::Sha512 => sha2::Sha512::digest(data).to_vec(),
-    }
-}
-
+/// Verify the proof of possession with ring (the constant-time assembly
+/// implementations rustls uses here too). The key was already checked by
+/// [`check_key`]; ring checks the point or the RSA key again itself.
 fn verify_signature(
     spki: &SubjectPublicKeyInfoOwned,
     key: KeyKind,
@@ -652,49 +652,48 @@ fn verify_signature(
     signed: &[u8],
     signature: &BitString,
 ) -> Result<(), CsrError> {
-    let sig = signature.as_bytes().ok_or(CsrError::BadSignature)?;
-    let ok = match key {
-        KeyKind::P256 => {
-            let point = spki.subject_public_key.raw_bytes();
-            let vk = p256::ecdsa::VerifyingKey::from_sec1_bytes(point)
-                .map_err(|_| invalid_key("not a point on P-256"))?;
-            let sig = p256::ecdsa::Signature::from_der(sig).map_err(|_| CsrError::BadSignature)?;
-            vk.verify_prehash(&digest(hash, signed), &sig).is_ok()
-        }
-        KeyKind::P384 => {
-            let point = spki.subject_public_key.raw_bytes();
-            let vk = p384::ecdsa::VerifyingKey::from_sec1_bytes(point)
-                .map_err(|_| invalid_key("not a point on P-384"))?;
-            let sig = p384::ecdsa::Signature::from_der(sig).map_err(|_| CsrError::BadSignature)?;
-            vk.verify_prehash(&digest(hash, signed), &sig).is_ok()
-        }
-        KeyKind::Rsa { .. } => {
-            let der = spki.to_der().map_err(malformed)?;
-            let pk = rsa::PublicKey::from_public_key_der(&der)
-                .map_err(|e| invalid_key(&format!("rsa public key: {e}")))?;
-            let sig =
-                rsa::pkcs1v15::Signature::try_from(sig).map_err(|_| CsrError::BadSignature)?;
-            match hash {
-                Hash::Sha256 => rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(pk)
-                    .verify_prehash(&digest(hash, signed), &sig)
-                    .is_ok(),
-                Hash::Sha384 => rsa::pkcs1v15::VerifyingKey::<sha2::Sha384>::new(pk)
-                    .verify_prehash(&digest(hash, signed), &sig)
-                    .is_ok(),
-                Hash::Sha512 => rsa::pkcs1v15::VerifyingKey::<sha2::Sha512>::new(pk)
-                    .verify_prehash(&digest(hash, signed), &sig)
-                    .is_ok(),
-            }
-        }
+    use ring::signature as sig;
+    let signature = signature.as_bytes().ok_or(CsrError::BadSignature)?;
+    let alg: &dyn sig::VerificationAlgorithm = match (key, hash) {
+        (KeyKind::P256, Hash::Sha256) => &sig::ECDSA_P256_SHA256_ASN1,
+        (KeyKind::P256, Hash::Sha384) => &sig::ECDSA_P256_SHA384_ASN1,
+        (KeyKind::P384, Hash::Sha256) => &sig::ECDSA_P384_SHA256_ASN1,
+        (KeyKind::P384, Hash::Sha384) => &sig::ECDSA_P384_SHA384_ASN1,
+        (KeyKind::Rsa { .. }, Hash::Sha256) => &sig::RSA_PKCS1_2048_8192_SHA256,
+        (KeyKind::Rsa { .. }, Hash::Sha384) => &sig::RSA_PKCS1_2048_8192_SHA384,
+        (KeyKind::Rsa { .. }, Hash::Sha512) => &sig::RSA_PKCS1_2048_8192_SHA512,
+        // check_signature_algorithm lets no other pair through.
+        _ => return Err(CsrError::BadSignature),
     };
-    if ok {
-        Ok(())
-    } else {
-        Err(CsrError::BadSignature)
-    }
+    // ring takes EC points uncompressed only; the key check accepted a
+    // compressed one, so widen it first. RSA: the PKCS#1 RSAPublicKey.
+    let point;
+    let public: &[u8] = match key {
+        KeyKind::P256 | KeyKind::P384 => {
+            point = uncompressed_point(spki, key)?;
+            &point
+        }
+        KeyKind::Rsa { .. } => spki.subject_public_key.raw_bytes(),
+    };
+    sig::UnparsedPublicKey::new(alg, public)
+        .verify(signed, signature)
+        .map_err(|_| CsrError::BadSignature)
 }
 
-use rsa::pkcs8::DecodePublicKey;
+/// The key's SEC1 point, uncompressed (as received when it already is).
+fn uncompressed_point(spki: &SubjectPublicKeyInfoOwned, key: KeyKind) -> Result<Vec<u8>, CsrError> {
+    let point = spki.subject_public_key.raw_bytes();
+    if point.first() == Some(&0x04) {
+        return Ok(point.to_vec());
+    }
+    let widened = match key {
+        KeyKind::P256 => p256::PublicKey::from_sec1_bytes(point)
+            .map(|k| k.to_sec1_point(false).as_bytes().to_vec()),
+        _ => p384::PublicKey::from_sec1_bytes(point)
+            .map(|k| k.to_sec1_point(false).as_bytes().to_vec()),
+    };
+    widened.map_err(|_| invalid_key("not a point on the curve"))
+}
 
 /// Read the extensionRequest attribute: refuse duplicates and malformed
 /// values of the extensions we look at, and note what will be ignored.

@@ -12,6 +12,7 @@
 
 mod ca;
 mod csr;
+mod key;
 mod oids;
 mod profile;
 

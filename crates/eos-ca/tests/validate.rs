@@ -83,6 +83,7 @@ fn accepts_openssl_p256_p384_rsa2048_rsa4096() {
     for (file, kind) in [
         ("p256.csr", KeyKind::P256),
         ("p384.csr", KeyKind::P384),
+        ("p256-sha384.csr", KeyKind::P256),
         ("rsa2048.csr", KeyKind::Rsa { bits: 2048 }),
         ("rsa4096.csr", KeyKind::Rsa { bits: 4096 }),
     ] {
@@ -94,6 +95,18 @@ fn accepts_openssl_p256_p384_rsa2048_rsa4096() {
         assert_eq!(d.fingerprint(), v.fingerprint());
         assert!(!v.requested_ca());
     }
+}
+
+#[test]
+fn accepts_a_compressed_p256_point() {
+    let k = key();
+    let mut info = info_of(&p256_csr(&k));
+    let compressed = k.verifying_key().to_sec1_point(true);
+    info.public_key.subject_public_key = BitString::from_bytes(compressed.as_bytes()).unwrap();
+    let v = check(&sign_info(&info, &k)).unwrap();
+    assert_eq!(v.key_kind(), KeyKind::P256);
+    // Signed by another key: still refused after widening the point.
+    refused(&sign_info(&info, &key()), "csr-bad-signature");
 }
 
 #[test]
@@ -264,6 +277,13 @@ fn rejects_signature_algorithm_mismatch() {
     let mut req = CertReq::from_der(&der).unwrap();
     req.algorithm.parameters = Some(Any::null());
     refused(&req.to_der().unwrap(), "csr-signature-algorithm-mismatch");
+    // ECDSA takes SHA-256 or SHA-384: SHA-512 (`openssl req -sha512`) is
+    // refused although it verifies.
+    let e = refused(
+        &fixture("p256-sha512.csr"),
+        "csr-signature-algorithm-mismatch",
+    );
+    assert!(e.to_string().contains("SHA512"), "{e}");
 }
 
 #[test]
