@@ -39,7 +39,9 @@ pub struct ServeConfig {
     pub global_burst: u32,
     /// Largest request body in bytes [default: 16384].
     pub max_body_bytes: usize,
-    /// Time allowed for one request, from headers to response [default: 10s].
+    /// Time allowed for a client to send its request body once the headers
+    /// are in [default: 10s]. The registration itself is not cut short: a
+    /// code that may be spent is answered.
     pub request_timeout: String,
     /// Time allowed for a client to send its request headers [default: 5s].
     pub header_timeout: String,

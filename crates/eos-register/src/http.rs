@@ -193,10 +193,7 @@ async fn guard(
                 Some(wait) => ApiError::rate_limited(wait).into_response(),
                 None => {
                     req.extensions_mut().insert(Client(client));
-                    match tokio::time::timeout(options.request_timeout, next.run(req)).await {
-                        Ok(r) => r,
-                        Err(_) => ApiError::timeout().into_response(),
-                    }
+                    next.run(req).await
                 }
             }
         }
@@ -407,10 +404,17 @@ async fn endpoint<T: serde::de::DeserializeOwned>(
     shape: &str,
     make: impl FnOnce(T) -> Result<Registration, ApiError>,
 ) -> Response {
-    let limit = st.registrar.options().max_body_bytes;
-    let request = read_json::<T>(headers, body, limit, shape)
-        .await
-        .and_then(make);
+    // The time limit covers reading the request (a slow or stalled body),
+    // not the registration: once a code may be spent, the transaction runs
+    // to its end and its answer is sent — a 408 after a commit would tell
+    // the user to retry a code that is already used.
+    let options = st.registrar.options();
+    let (limit, timeout) = (options.max_body_bytes, options.request_timeout);
+    let request =
+        match tokio::time::timeout(timeout, read_json::<T>(headers, body, limit, shape)).await {
+            Ok(read) => read.and_then(make),
+            Err(_) => return error_response(ApiError::timeout()),
+        };
     run(st, request, client).await
 }
 

@@ -567,3 +567,33 @@ async fn shutdown_is_graceful() {
     h.stop().await;
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+#[tokio::test]
+async fn a_slow_registration_is_answered_not_timed_out() {
+    // The request time limit is for reading the request. A registration
+    // that waits on the store longer than that still commits and is
+    // answered: a 408 after the commit would send the user back with a
+    // code that is already spent.
+    let mut setup = Setup::default();
+    setup.options.request_timeout = Duration::from_millis(300);
+    let h = Harness::start_with(setup).await;
+    let code = h.issue_for("alice", &[Purpose::RegisterIp]);
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let dir = h.state_dir();
+    let holder = std::thread::spawn(move || {
+        let store = eos_store::Store::open(&dir).unwrap();
+        store.conn().execute_batch("BEGIN IMMEDIATE").unwrap();
+        locked_tx.send(()).unwrap();
+        std::thread::sleep(Duration::from_millis(1200));
+        store.conn().execute_batch("COMMIT").unwrap();
+    });
+    locked_rx.recv().unwrap();
+    let started = std::time::Instant::now();
+    let (status, body) = h.post("/v1/ip", json!({ "code": code })).await;
+    holder.join().unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "registered");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(rules(&h), vec!["127.0.0.1/32"]);
+    h.stop().await;
+}
