@@ -300,3 +300,66 @@ fn sync_watch_killed_mid_burst_converges_after_restart() {
         assert_eq!(c["drift"], serde_json::json!([]), "{c}");
     }
 }
+
+/// Local IPSet backend, evidence from CloudWatch Logs (moto): the AWS flags
+/// reach the log source and are not refused as meant for the backend; with
+/// file sources they still are.
+#[test]
+fn bootstrap_from_cloudwatch_with_the_local_backend() {
+    let Some(moto) = MotoServer::start() else {
+        return;
+    };
+    let example = std::fs::read_to_string(common::examples().join("usage.jsonl")).unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+    let events: Vec<(i64, String)> = example
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| (now - 60_000, l.to_owned()))
+        .collect();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(eos_aws::cloudwatch::put_events(
+            &moto.aws_options(),
+            "/eos/usage",
+            "api-1",
+            &events,
+        ))
+        .unwrap();
+    let mut st = example_state("");
+    st.env = moto.env();
+    let endpoint = moto.endpoint();
+    let cloud = [
+        "--json",
+        "bootstrap",
+        "--logs",
+        "cloudwatch:///eos/usage",
+        "--rules",
+        "rules.toml",
+        "--region",
+        "us-east-1",
+        "--endpoint-url",
+        endpoint.as_str(),
+    ];
+    let v: serde_json::Value = serde_json::from_str(&st.ok(&cloud).stdout).unwrap();
+    assert!(v["backend"].as_str().unwrap().starts_with("local"), "{v}");
+    assert_eq!(staged_names(&v).len(), 4, "{v}");
+    // The same evidence from the file: nothing left to stage.
+    let o = st.ok(&["plan"]);
+    assert!(o.stdout.contains("No changes."), "{}", o.stdout);
+    let files = [
+        "bootstrap",
+        "--logs",
+        "usage.jsonl",
+        "--endpoint-url",
+        endpoint.as_str(),
+    ];
+    let o = st.run(&files);
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("apply to the aws backend"),
+        "{}",
+        o.stderr
+    );
+}

@@ -72,6 +72,26 @@ struct ScanSummary<'a> {
     observations: usize,
 }
 
+/// The backend flags for the IPSet backend. With the local backend,
+/// `--endpoint-url` and `--region` can only have been meant for the
+/// CloudWatch sources (which take them above); without one, they are refused
+/// by `open_backend` as for every other command.
+fn backend_args(args: &BootstrapArgs, ctx: &crate::Ctx) -> BackendArgs {
+    let cloudwatch = args
+        .logs
+        .iter()
+        .any(|s| s.starts_with(crate::cmd::scan::CLOUDWATCH));
+    if cloudwatch && ctx.config.backend.kind == crate::config::BackendKind::Local {
+        BackendArgs {
+            endpoint_url: None,
+            region: None,
+            ..args.backend.clone()
+        }
+    } else {
+        args.backend.clone()
+    }
+}
+
 pub fn run(args: BootstrapArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
     // Everything that can be bad input is checked before anything is written.
     let plan_opts = plan_options(ctx)?;
@@ -105,7 +125,7 @@ pub fn run(args: BootstrapArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
     replace_observations(&mut store, &observations, &actor())?;
 
     let rt = runtime()?;
-    let backend = rt.block_on(open_backend(ctx, &args.backend))?;
+    let backend = rt.block_on(open_backend(ctx, &backend_args(&args, ctx)))?;
     let delivers = pending_in_scope(&store, &args.space)?;
     let desired = desired_from_store(&store, &args.space, &plan_opts)?;
     let plan = rt
