@@ -138,6 +138,13 @@ async fn page_issues_a_certificate_as_a_pkcs12_that_chains_to_the_ca() {
             .contains("127.0.0.1/32"),
         "{report}"
     );
+    // A typo in the code is caught by the page's own check: an error and
+    // no request; the right code then registers.
+    assert!(
+        report["typo_status"].as_str().unwrap().contains("mistyped"),
+        "{report}"
+    );
+    assert_eq!(report["typo_requests"], 0, "{report}");
 
     // openssl opens the file with the password, and only with it.
     let p12 = report["p12"].as_str().unwrap();

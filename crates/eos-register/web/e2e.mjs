@@ -59,6 +59,19 @@ try {
     await download.saveAs(result.p12);
   }
   if (ipCode) {
+    // A typo (the check symbol changed) is caught in the page: an error,
+    // and no request.
+    const last = ipCode.slice(-1).toUpperCase();
+    const typo = ipCode.slice(0, -1) + (last === "7" ? "8" : "7");
+    const before = result.requests.length;
+    await page.fill("#ip-code", typo);
+    await page.click("#ip-submit");
+    await page.waitForSelector("#ip-status[data-state=error]", { timeout: 15000 });
+    result.typo_status = await page.textContent("#ip-status");
+    result.typo_requests = result.requests.length - before;
+    await page.evaluate(() => {
+      document.getElementById("ip-status").dataset.state = "";
+    });
     await page.fill("#ip-code", ipCode);
     await page.click("#ip-submit");
     await page.waitForSelector("#ip-status[data-state=ok], #ip-status[data-state=error]", {

@@ -23,6 +23,47 @@ export function normaliseCode(input) {
   return input.replace(/[\s-]/g, "").toUpperCase();
 }
 
+// The written form of a code, as eos-codes reads it (crates/eos-codes/src/
+// format.rs): Crockford base32, `I`/`L` read as 1 and `O` as 0, an optional
+// `EOS` prefix, 36 symbols, the last a Damm check over GF(32). Checked here
+// only to catch a typo before anything is sent; the server decides.
+const ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+const CODE_LEN = 36;
+const PREFIX = "EOS";
+
+function symbolValue(c) {
+  const u = c.toUpperCase();
+  return ALPHABET.indexOf(u === "I" || u === "L" ? "1" : u === "O" ? "0" : u);
+}
+
+function timesX(v) {
+  const w = (v & 31) << 1;
+  return w & 32 ? (w ^ 0b100101) & 31 : w;
+}
+
+/** Why a typed code cannot be a security code, or null when it may be. */
+export function codeProblem(input) {
+  let chars = [...normaliseCode(input)];
+  const prefixed =
+    chars.length !== CODE_LEN &&
+    chars.length >= PREFIX.length &&
+    [...PREFIX].every((c, i) => symbolValue(c) === symbolValue(chars[i]));
+  if (prefixed) chars = chars.slice(PREFIX.length);
+  if (chars.length !== CODE_LEN) {
+    return `A security code has ${CODE_LEN} symbols after EOS; this one has ${chars.length}.`;
+  }
+  let fold = 0;
+  for (const [i, c] of chars.entries()) {
+    const v = symbolValue(c);
+    if (v < 0) return `Symbol ${i + 1} of the code (“${c}”) is not used in security codes.`;
+    fold = timesX(fold) ^ v;
+  }
+  if (fold !== 0) {
+    return "This code does not check out: a symbol is mistyped or two are swapped. Please compare it with the one you were given.";
+  }
+  return null;
+}
+
 function pem(label, der) {
   const bytes = new Uint8Array(der);
   let bin = "";
@@ -174,6 +215,11 @@ function wireCertificate(doc) {
     link.hidden = true;
     const code = normaliseCode(doc.getElementById("cert-code").value);
     const password = doc.getElementById("cert-password").value;
+    const problem = codeProblem(code);
+    if (problem) {
+      say(status, problem, "error");
+      return;
+    }
     if (password.length < 8) {
       say(status, "Choose a file password of at least 8 characters.", "error");
       return;
@@ -213,6 +259,11 @@ function wireSimple(doc, prefix, path, describe) {
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const code = normaliseCode(doc.getElementById(`${prefix}-code`).value);
+    const problem = codeProblem(code);
+    if (problem) {
+      say(status, problem, "error");
+      return;
+    }
     say(status, "Sending…", "busy");
     try {
       const { ok, json } = await post(path, { code });
