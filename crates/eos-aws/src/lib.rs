@@ -2,6 +2,7 @@
 //! domain crates define traits (IPSet backend, CA signer, log source) and
 //! this crate implements them on AWS.
 
+pub mod acmpca;
 pub mod cloudwatch;
 #[cfg(feature = "test-support")]
 pub mod moto;
