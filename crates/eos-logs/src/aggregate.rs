@@ -2,9 +2,12 @@
 //! parser threads. Memory grows with distinct (space, ip) pairs (and the
 //! distinct days and users of each), never with the input size.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
-use std::hash::{Hash, Hasher};
+use std::collections::HashSet;
+use std::hash::BuildHasher;
 use std::net::IpAddr;
+
+use foldhash::HashMap;
+use foldhash::fast::FixedState;
 
 use eos_identity::{SpaceId, UserId};
 use serde::Serialize;
@@ -41,18 +44,113 @@ pub struct ScanReport {
     pub stats: ScanStats,
 }
 
-/// Per-pair state.
+/// Distinct days (since the epoch) of one pair, sorted. Logs arrive mostly
+/// in time order, so a day is usually the last one or appended.
+#[derive(Debug, Clone, Default)]
+struct Days(Vec<i32>);
+
+impl Days {
+    fn insert(&mut self, day: i32) {
+        if self.0.last() == Some(&day) {
+            return;
+        }
+        if let Err(at) = self.0.binary_search(&day) {
+            self.0.insert(at, day);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// The seed of the user hash: fixed, so distinct-user counts are the same
+/// on every run.
+const USER_HASH: FixedState = FixedState::with_seed(0x6575_7365_7273);
+
+/// Up to this many distinct users a pair keeps their hashes in a sorted
+/// vector; beyond it, in a hash set.
+const FEW_USERS: usize = 32;
+
+/// Distinct users of one pair, by a 64-bit hash of the user: exact unless
+/// two of one pair's users collide (odds ~n²/2^65).
+#[derive(Debug, Clone)]
+enum Users {
+    Few(Vec<u64>),
+    Many(HashSet<u64, FixedState>),
+}
+
+impl Default for Users {
+    fn default() -> Users {
+        Users::Few(Vec::new())
+    }
+}
+
+impl Users {
+    /// Add a user hash; true when it is new.
+    fn insert(&mut self, h: u64) -> bool {
+        match self {
+            Users::Many(set) => set.insert(h),
+            Users::Few(v) => match v.binary_search(&h) {
+                Ok(_) => false,
+                Err(_) if v.len() >= FEW_USERS => {
+                    let mut set: HashSet<u64, FixedState> =
+                        HashSet::with_capacity_and_hasher(v.len() * 2, FixedState::default());
+                    set.extend(v.iter().copied());
+                    set.insert(h);
+                    *self = Users::Many(set);
+                    true
+                }
+                Err(at) => {
+                    v.insert(at, h);
+                    true
+                }
+            },
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Users::Few(v) => v.len(),
+            Users::Many(set) => set.len(),
+        }
+    }
+
+    fn merge(&mut self, o: Users) {
+        match o {
+            Users::Few(v) => v.into_iter().for_each(|h| {
+                self.insert(h);
+            }),
+            Users::Many(set) => set.into_iter().for_each(|h| {
+                self.insert(h);
+            }),
+        }
+    }
+}
+
+/// Per-pair state. Kept small: one is touched per record.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Agg {
     requests: u64,
     first: Option<OffsetDateTime>,
     last: Option<OffsetDateTime>,
-    days: BTreeSet<i64>,
-    users: HashSet<u64>,
-    examples: BTreeSet<UserId>,
+    days: Days,
+    users: Users,
+    /// Sorted, at most [`Observation::MAX_EXAMPLE_USERS`].
+    examples: Vec<UserId>,
     /// A known lower bound of distinct users (Logs Insights rows).
     users_floor: u64,
     status: StatusCounts,
+}
+
+/// Days since the epoch of `t`.
+fn day_of(t: OffsetDateTime) -> i32 {
+    day_i32(t.unix_timestamp().div_euclid(86_400))
+}
+
+/// A day number as an `i32` (the `time` crate's range fits one).
+fn day_i32(day: i64) -> i32 {
+    i32::try_from(day).unwrap_or(if day < 0 { i32::MIN } else { i32::MAX })
 }
 
 impl Agg {
@@ -69,7 +167,7 @@ impl Agg {
             requests,
             first: Some(first.min(last)),
             last: Some(first.max(last)),
-            days: BTreeSet::from([day]),
+            days: Days(vec![day_i32(day)]),
             users_floor: users,
             ..Agg::default()
         }
@@ -103,15 +201,11 @@ impl Agg {
         if self.last.is_none_or(|l| t > l) {
             self.last = Some(t);
         }
-        self.days.insert(t.unix_timestamp().div_euclid(86_400));
-        if let Some(user) = rec.user.filter(|u| !u.is_empty()) {
-            // Distinct users are counted by a 64-bit hash: exact unless two
-            // of one address's users collide (odds ~n²/2^65).
-            let mut h = std::hash::DefaultHasher::new();
-            user.hash(&mut h);
-            if self.users.insert(h.finish()) {
-                self.keep_example(user);
-            }
+        self.days.insert(day_of(t));
+        if let Some(user) = rec.user.filter(|u| !u.is_empty())
+            && self.users.insert(USER_HASH.hash_one(user))
+        {
+            self.keep_example(user);
         }
     }
 
@@ -125,11 +219,12 @@ impl Agg {
         {
             return;
         }
+        let Err(at) = self.examples.binary_search_by(|e| e.as_str().cmp(user)) else {
+            return;
+        };
         if let Ok(id) = UserId::new(user) {
-            self.examples.insert(id);
-            while self.examples.len() > max {
-                self.examples.pop_last();
-            }
+            self.examples.insert(at, id);
+            self.examples.truncate(max);
         }
     }
 
@@ -143,10 +238,12 @@ impl Agg {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
         };
-        self.days.extend(o.days);
-        self.users.extend(o.users);
+        for d in o.days.0 {
+            self.days.insert(d);
+        }
+        self.users.merge(o.users);
         self.users_floor = self.users_floor.max(o.users_floor);
-        for u in o.examples {
+        for u in &o.examples {
             self.keep_example(u.as_str());
         }
         let (s, t) = (&mut self.status, o.status);
@@ -212,7 +309,11 @@ pub fn scan(
         Aggregator::default,
         |acc: &mut Aggregator, rec| acc.add(rec, rec.is_evidence(&opts.evidence, has_users)),
     )?;
-    let mut all = Aggregator::default();
+    // Merge into the largest accumulator: fewer pairs move.
+    let mut accs = accs;
+    accs.sort_by_key(|a| std::cmp::Reverse(a.pairs.values().map(HashMap::len).sum::<usize>()));
+    let mut accs = accs.into_iter();
+    let mut all = accs.next().unwrap_or_default();
     for a in accs {
         all.merge(a);
     }

@@ -111,12 +111,15 @@ impl Stamp {
     }
 
     pub(crate) fn to_datetime(self) -> Result<OffsetDateTime, Bad> {
-        OffsetDateTime::from_unix_timestamp_nanos(self.nanos_total()).map_err(|_| {
-            Bad::new(
-                BadReason::BadTime,
-                format!("time {} out of range", self.secs),
-            )
-        })
+        // Seconds and nanoseconds apart: no 128-bit division per line.
+        OffsetDateTime::from_unix_timestamp(self.secs)
+            .and_then(|t| t.replace_nanosecond(self.nanos))
+            .map_err(|_| {
+                Bad::new(
+                    BadReason::BadTime,
+                    format!("time {} out of range", self.secs),
+                )
+            })
     }
 }
 

@@ -119,7 +119,7 @@ struct Ctx<'o> {
 /// Validated space ids by name, so a hot loop validates each space once.
 #[derive(Default)]
 struct SpaceCache {
-    map: HashMap<Box<str>, Option<SpaceId>>,
+    map: foldhash::HashMap<Box<str>, Option<SpaceId>>,
 }
 
 impl SpaceCache {

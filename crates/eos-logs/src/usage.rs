@@ -335,9 +335,17 @@ pub(crate) fn parse<'a>(tree: &PathTree, line: &'a [u8]) -> Result<Raw<'a>, Bad>
         },
         None => return Err(missing(SOURCE_IP)),
     };
-    let status = match text(status) {
-        Some(s) => parse_status(&s)?,
-        None => return Err(missing(STATUS)),
+    let status = match status {
+        // A JSON number: no text round trip.
+        #[allow(clippy::cast_possible_truncation)]
+        Some(Val::Num(n)) if n.fract() == 0.0 && n.abs() < 1e15 => match n as i64 {
+            code @ 100..=599 => u16::try_from(code).ok(),
+            code => return bad(BadReason::BadStatus, "status", &code.to_string()),
+        },
+        other => match text(other) {
+            Some(s) => parse_status(&s)?,
+            None => return Err(missing(STATUS)),
+        },
     };
     let xff = match xff {
         Some(Val::List(items)) => Some(Cow::Owned(items.join(","))),
