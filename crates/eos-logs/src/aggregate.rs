@@ -8,6 +8,7 @@ use std::net::IpAddr;
 
 use foldhash::HashMap;
 use foldhash::fast::FixedState;
+use smallvec::SmallVec;
 
 use eos_identity::{SpaceId, UserId};
 use serde::Serialize;
@@ -44,10 +45,11 @@ pub struct ScanReport {
     pub stats: ScanStats,
 }
 
-/// Distinct days (since the epoch) of one pair, sorted. Logs arrive mostly
-/// in time order, so a day is usually the last one or appended.
+/// Distinct days (since the epoch) of one pair, sorted; the first few
+/// inline, so a pair seen on a few days needs no allocation of its own.
+/// Logs arrive mostly in time order: a day is usually the last or appended.
 #[derive(Debug, Clone, Default)]
-struct Days(Vec<i32>);
+struct Days(SmallVec<[i32; 6]>);
 
 impl Days {
     fn insert(&mut self, day: i32) {
@@ -76,13 +78,13 @@ const FEW_USERS: usize = 32;
 /// two of one pair's users collide (odds ~n²/2^65).
 #[derive(Debug, Clone)]
 enum Users {
-    Few(Vec<u64>),
-    Many(HashSet<u64, FixedState>),
+    Few(SmallVec<[u64; 4]>),
+    Many(Box<HashSet<u64, FixedState>>),
 }
 
 impl Default for Users {
     fn default() -> Users {
-        Users::Few(Vec::new())
+        Users::Few(SmallVec::new())
     }
 }
 
@@ -98,7 +100,7 @@ impl Users {
                         HashSet::with_capacity_and_hasher(v.len() * 2, FixedState::default());
                     set.extend(v.iter().copied());
                     set.insert(h);
-                    *self = Users::Many(set);
+                    *self = Users::Many(Box::new(set));
                     true
                 }
                 Err(at) => {
@@ -121,7 +123,7 @@ impl Users {
             Users::Few(v) => v.into_iter().for_each(|h| {
                 self.insert(h);
             }),
-            Users::Many(set) => set.into_iter().for_each(|h| {
+            Users::Many(set) => (*set).into_iter().for_each(|h| {
                 self.insert(h);
             }),
         }
@@ -167,7 +169,7 @@ impl Agg {
             requests,
             first: Some(first.min(last)),
             last: Some(first.max(last)),
-            days: Days(vec![day_i32(day)]),
+            days: Days(smallvec::smallvec![day_i32(day)]),
             users_floor: users,
             ..Agg::default()
         }
@@ -256,41 +258,62 @@ impl Agg {
     }
 }
 
-/// Per-thread accumulator.
+/// Per-thread accumulator. The maps hold only indices into `aggs`: the
+/// tables stay small and cache-friendly, and each record touches one
+/// `Agg`.
 #[derive(Debug, Default)]
 pub(crate) struct Aggregator {
-    pairs: HashMap<SpaceId, HashMap<IpAddr, Agg>>,
+    pairs: HashMap<SpaceId, HashMap<IpAddr, usize>>,
+    aggs: Vec<Agg>,
 }
 
 impl Aggregator {
-    fn add(&mut self, rec: &LogRecord<'_>, evidence: bool) {
-        let ips = match self.pairs.get_mut(rec.space) {
+    /// Where the state of (space, ip) is in `aggs`, or where it goes.
+    fn index(&mut self, space: &SpaceId, ip: IpAddr) -> usize {
+        let ips = match self.pairs.get_mut(space) {
             Some(m) => m,
-            None => self.pairs.entry(rec.space.clone()).or_default(),
+            None => self.pairs.entry(space.clone()).or_default(),
         };
-        ips.entry(rec.client_ip).or_default().add(rec, evidence);
+        *ips.entry(ip).or_insert(self.aggs.len())
     }
 
-    pub(crate) fn add_agg(&mut self, space: SpaceId, ip: IpAddr, agg: Agg) {
-        match self.pairs.entry(space).or_default().entry(ip) {
-            std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().merge(agg),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(agg);
-            }
+    fn add(&mut self, rec: &LogRecord<'_>, evidence: bool) {
+        let i = self.index(rec.space, rec.client_ip);
+        if i == self.aggs.len() {
+            self.aggs.push(Agg::default());
+        }
+        self.aggs[i].add(rec, evidence);
+    }
+
+    pub(crate) fn add_agg(&mut self, space: &SpaceId, ip: IpAddr, agg: Agg) {
+        let i = self.index(space, ip);
+        match self.aggs.get_mut(i) {
+            Some(mine) => mine.merge(agg),
+            None => self.aggs.push(agg),
         }
     }
 
-    fn merge(&mut self, other: Aggregator) {
-        for (space, ips) in other.pairs {
-            let mine = self.pairs.entry(space).or_default();
-            for (ip, agg) in ips {
-                match mine.get_mut(&ip) {
-                    Some(m) => m.merge(agg),
-                    None => {
-                        mine.insert(ip, agg);
-                    }
+    fn len(&self) -> usize {
+        self.aggs.len()
+    }
+
+    /// Every pair with its state.
+    fn into_pairs(self) -> Vec<(SpaceId, IpAddr, Agg)> {
+        let mut aggs: Vec<Option<Agg>> = self.aggs.into_iter().map(Some).collect();
+        let mut out = Vec::with_capacity(aggs.len());
+        for (space, ips) in self.pairs {
+            for (ip, i) in ips {
+                if let Some(agg) = aggs.get_mut(i).and_then(Option::take) {
+                    out.push((space.clone(), ip, agg));
                 }
             }
+        }
+        out
+    }
+
+    fn merge(&mut self, other: Aggregator) {
+        for (space, ip, agg) in other.into_pairs() {
+            self.add_agg(&space, ip, agg);
         }
     }
 }
@@ -311,7 +334,7 @@ pub fn scan(
     )?;
     // Merge into the largest accumulator: fewer pairs move.
     let mut accs = accs;
-    accs.sort_by_key(|a| std::cmp::Reverse(a.pairs.values().map(HashMap::len).sum::<usize>()));
+    accs.sort_by_key(|a| std::cmp::Reverse(a.len()));
     let mut accs = accs.into_iter();
     let mut all = accs.next().unwrap_or_default();
     for a in accs {
@@ -323,31 +346,29 @@ pub fn scan(
 pub(crate) fn report(all: Aggregator, stats: ScanStats, opts: &ScanOptions) -> ScanReport {
     let mut observations = Vec::new();
     let (mut seen, mut without, mut below) = (0u64, 0u64, 0u64);
-    for (space, ips) in all.pairs {
-        for (ip, agg) in ips {
-            seen += 1;
-            let (Some(first), Some(last)) = (agg.first, agg.last) else {
-                without += 1;
-                continue;
-            };
-            let days = u32::try_from(agg.days.len()).unwrap_or(u32::MAX);
-            if agg.requests < opts.evidence.min_requests || days < opts.evidence.min_distinct_days {
-                below += 1;
-                continue;
-            }
-            observations.push(Observation {
-                space: space.clone(),
-                ip,
-                requests: agg.requests,
-                first_seen: first,
-                last_seen: last,
-                distinct_days: days,
-                distinct_users: agg.distinct_users(),
-                example_users: agg.examples.into_iter().collect(),
-                status: agg.status,
-                flag: eos_ipset::classify_addr(ip),
-            });
+    for (space, ip, agg) in all.into_pairs() {
+        seen += 1;
+        let (Some(first), Some(last)) = (agg.first, agg.last) else {
+            without += 1;
+            continue;
+        };
+        let days = u32::try_from(agg.days.len()).unwrap_or(u32::MAX);
+        if agg.requests < opts.evidence.min_requests || days < opts.evidence.min_distinct_days {
+            below += 1;
+            continue;
         }
+        observations.push(Observation {
+            space,
+            ip,
+            requests: agg.requests,
+            first_seen: first,
+            last_seen: last,
+            distinct_days: days,
+            distinct_users: agg.distinct_users(),
+            example_users: agg.examples.into_iter().collect(),
+            status: agg.status,
+            flag: eos_ipset::classify_addr(ip),
+        });
     }
     observations.sort_by(|a, b| (&a.space, a.ip).cmp(&(&b.space, b.ip)));
     ScanReport {

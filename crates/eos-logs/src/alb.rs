@@ -13,18 +13,21 @@ use crate::bad::{Bad, BadReason, bad};
 use crate::record::{Raw, parse_addr, parse_status};
 use crate::stamp;
 
-/// Split an ALB entry into fields: quoted fields end at a `"` followed by a
-/// space or the end of the line (user agents may contain spaces and quotes).
-pub(crate) fn fields(line: &str, want: usize) -> Vec<&str> {
-    let mut out = Vec::with_capacity(want);
+/// Split an ALB entry into its first `N` fields (no allocation): quoted
+/// fields end at a `"` followed by a space or the end of the line (user
+/// agents may contain spaces and quotes). Returns the fields and how many
+/// were found.
+pub(crate) fn fields<const N: usize>(line: &str) -> ([&str; N], usize) {
+    let mut out = [""; N];
+    let mut n = 0;
     let b = line.as_bytes();
     let mut i = 0;
-    while i < b.len() && out.len() < want {
+    while i < b.len() && n < N {
         if b[i] == b' ' {
             i += 1;
             continue;
         }
-        if b[i] == b'"' {
+        let (start, end, next) = if b[i] == b'"' {
             let start = i + 1;
             let mut j = start;
             loop {
@@ -32,27 +35,23 @@ pub(crate) fn fields(line: &str, want: usize) -> Vec<&str> {
                     Some(k) => {
                         let q = j + k;
                         if q + 1 >= b.len() || b[q + 1] == b' ' {
-                            out.push(line.get(start..q).unwrap_or_default());
-                            i = q + 1;
-                            break;
+                            break (start, q, q + 1);
                         }
                         j = q + 1;
                     }
-                    None => {
-                        // Unterminated quote: the rest of the line.
-                        out.push(line.get(start..).unwrap_or_default());
-                        i = b.len();
-                        break;
-                    }
+                    // Unterminated quote: the rest of the line.
+                    None => break (start, b.len(), b.len()),
                 }
             }
         } else {
             let end = memchr::memchr(b' ', &b[i..]).map_or(b.len(), |k| i + k);
-            out.push(line.get(i..end).unwrap_or_default());
-            i = end;
-        }
+            (i, end, end)
+        };
+        out[n] = line.get(start..end).unwrap_or_default();
+        n += 1;
+        i = next;
     }
-    out
+    (out, n)
 }
 
 /// `"GET https://host:443/path?q HTTP/1.1"` → (method, host, path).
@@ -75,7 +74,13 @@ pub(crate) fn split_request(req: &str) -> (Option<&str>, Option<&str>, Option<&s
 
 /// Parse one ALB entry.
 pub(crate) fn parse(line: &str) -> Result<Raw<'_>, Bad> {
-    let f = fields(line, 13);
+    let (f, n) = fields::<13>(line);
+    if n < 13 {
+        return Err(Bad::new(
+            BadReason::FieldCount,
+            format!("{n} fields, at least 13 expected"),
+        ));
+    }
     let [
         _type,
         time,
@@ -90,13 +95,7 @@ pub(crate) fn parse(line: &str) -> Result<Raw<'_>, Bad> {
         _rx,
         _tx,
         request,
-    ] = f.as_slice()
-    else {
-        return Err(Bad::new(
-            BadReason::FieldCount,
-            format!("{} fields, at least 13 expected", f.len()),
-        ));
-    };
+    ] = f;
     let Some(time) = stamp::rfc3339(time) else {
         return bad(BadReason::BadTime, "time", time);
     };

@@ -164,7 +164,7 @@ pub fn report_from_insights(rows: &[InsightsRow], source: &str, opts: &ScanOptio
             Ok((space, ip, requests, agg)) => {
                 stats.records += requests;
                 stats.evidence += requests;
-                all.add_agg(space, ip, agg);
+                all.add_agg(&space, ip, agg);
             }
             Err(b) => {
                 *stats.bad.by_reason.entry(b.reason).or_default() += 1;

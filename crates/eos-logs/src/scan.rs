@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 use std::sync::{Arc, Mutex};
 
 use eos_identity::SpaceId;
@@ -21,8 +21,8 @@ use crate::record::{LogRecord, Raw, Stamp, resolve_client, space_name};
 use crate::usage::PathTree;
 use crate::{alb, cloudfront, usage, waf};
 
-/// Bytes read per chunk.
-const CHUNK: usize = 1 << 20;
+/// Bytes read per chunk: large, so the parsers never wait on the reader.
+const CHUNK: usize = 4 << 20;
 
 /// Progress of a scan, reported in raw (on-disk) bytes. The CLI draws a bar
 /// with it; libraries embedding a scan may ignore it.
@@ -119,19 +119,27 @@ struct Ctx<'o> {
 /// Validated space ids by name, so a hot loop validates each space once.
 #[derive(Default)]
 struct SpaceCache {
-    map: foldhash::HashMap<Box<str>, Option<SpaceId>>,
+    /// Name → index in `ids`: one lookup per line.
+    map: foldhash::HashMap<Box<str>, usize>,
+    ids: Vec<Option<SpaceId>>,
 }
 
 impl SpaceCache {
     fn get(&mut self, name: &str) -> Result<&SpaceId, Bad> {
-        if !self.map.contains_key(name) {
-            // Bounded: a log full of random hosts must not grow this forever.
-            if self.map.len() >= 100_000 {
-                self.map.clear();
+        let i = match self.map.get(name) {
+            Some(&i) => i,
+            None => {
+                // Bounded: a log full of random hosts must not grow this forever.
+                if self.ids.len() >= 100_000 {
+                    self.map.clear();
+                    self.ids.clear();
+                }
+                self.ids.push(SpaceId::new(name).ok());
+                self.map.insert(name.into(), self.ids.len() - 1);
+                self.ids.len() - 1
             }
-            self.map.insert(name.into(), SpaceId::new(name).ok());
-        }
-        match self.map.get(name) {
+        };
+        match self.ids.get(i) {
             Some(Some(id)) => Ok(id),
             _ => crate::bad::bad(BadReason::InvalidSpace, "space", name),
         }
@@ -165,15 +173,18 @@ where
     let counter: Counter = Arc::new(AtomicU64::new(0));
     let (tx, rx) = sync_channel::<Chunk>(threads * 2);
     let rx = Mutex::new(rx);
+    // Parsed chunks' buffers go back to the reader for reuse.
+    let (pool_tx, pool_rx) = channel::<Vec<u8>>();
     let n_inputs = inputs.len() as u64;
 
     let (reader_result, worker_results) = std::thread::scope(|s| {
-        let (stop, counter, rx) = (&stop, &counter, &rx);
+        let (stop, counter, rx, pool_tx) = (&stop, &counter, &rx, &pool_tx);
         // The reader owns the sender: when it returns, the channel closes
         // and the parsers drain it and stop.
-        let reader = s.spawn(move || read_all(inputs, opts, &tx, stop, counter, progress));
+        let reader =
+            s.spawn(move || read_all(inputs, opts, &tx, &pool_rx, stop, counter, progress));
         let workers: Vec<_> = (0..threads)
-            .map(|_| s.spawn(|| work(rx, opts, stop, &init, &fold)))
+            .map(|_| s.spawn(|| work(rx, pool_tx, opts, stop, &init, &fold)))
             .collect();
         let reader_result = reader.join();
         let results: Vec<_> = workers.into_iter().map(|w| w.join()).collect();
@@ -233,6 +244,7 @@ fn read_all(
     inputs: Vec<Input>,
     opts: &ScanOptions,
     tx: &SyncSender<Chunk>,
+    pool: &Receiver<Vec<u8>>,
     stop: &AtomicBool,
     counter: &Counter,
     progress: Option<&dyn Progress>,
@@ -249,7 +261,7 @@ fn read_all(
             tx,
             layout: (opts.format == Format::Cloudfront).then(|| Arc::new(Layout::default())),
         };
-        cut(reader, opts.max_line_bytes, &mut cutter, stop, || {
+        cut(reader, opts.max_line_bytes, &mut cutter, stop, pool, || {
             if let Some(p) = progress {
                 p.position(counter.load(Ordering::Relaxed));
             }
@@ -323,104 +335,133 @@ impl Cutter<'_> {
     }
 }
 
-/// Read `reader` to the end, handing whole lines to `out`.
+/// Read `reader` to the end, handing whole lines to `out`. Buffers come
+/// back from the parsers through `pool`: each is zero-filled once, when it
+/// is first made, and then read into directly after the partial line
+/// carried over from the previous chunk.
 fn cut(
     mut reader: Box<dyn Read + Send>,
     max_line: usize,
     out: &mut Cutter<'_>,
     stop: &AtomicBool,
+    pool: &Receiver<Vec<u8>>,
     mut tick: impl FnMut(),
 ) {
-    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK + 4096);
+    // The unterminated end of the previous chunk.
+    let mut carry: Vec<u8> = Vec::new();
     // Inside a line longer than `max_line`: discard until its end.
     let mut skipping = false;
+    let too_long = || {
+        Body::Skipped(Bad::new(
+            BadReason::LineTooLong,
+            format!("line longer than {max_line} bytes"),
+        ))
+    };
     loop {
         if stop.load(Ordering::Relaxed) {
             return;
         }
-        let old = buf.len();
-        buf.resize(old + CHUNK, 0);
-        let n = match read_some(&mut reader, &mut buf[old..]) {
-            Ok(n) => n,
-            Err(e) => {
-                buf.truncate(old);
-                let reason = if e.kind() == io::ErrorKind::UnexpectedEof {
-                    BadReason::TruncatedGzip
-                } else {
-                    BadReason::ReadError
-                };
-                // Whole lines before the failure are still good.
-                if let Some(last) = memchr::memrchr(b'\n', &buf) {
-                    let tail = buf.split_off(last + 1);
-                    if !out.lines(std::mem::take(&mut buf)) {
-                        return;
-                    }
-                    buf = tail;
-                }
-                let detail = format!(
-                    "input ends early ({e}); {} bytes of a partial line dropped",
-                    buf.len()
-                );
-                out.send(Body::Skipped(Bad::new(reason, detail)));
-                return;
-            }
-        };
-        buf.truncate(old + n);
-        tick();
-        if n == 0 {
-            if !buf.is_empty() && !skipping {
-                out.lines(buf);
-            }
-            return;
+        let mut buf = pool.try_recv().unwrap_or_default();
+        let want = carry.len() + CHUNK;
+        if buf.len() < want {
+            buf.resize(want, 0);
         }
+        let old = carry.len();
+        buf[..old].copy_from_slice(&carry);
+        carry.clear();
+        let (filled, failure) = fill(&mut reader, &mut buf, old);
+        // Short of full: the input ended (or failed).
+        let ended = filled < want || failure.is_some();
+        buf.truncate(filled);
+        tick();
         if skipping {
-            match memchr::memchr(b'\n', &buf[old..]) {
+            match memchr::memchr(b'\n', &buf) {
                 Some(k) => {
-                    buf.drain(..=old + k);
+                    buf.drain(..=k);
                     skipping = false;
                 }
-                None => {
-                    buf.clear();
-                    continue;
-                }
-            }
-        }
-        match memchr::memrchr(b'\n', &buf) {
-            Some(last) => {
-                if buf.len() - last - 1 > max_line {
-                    // The unterminated tail is already too long.
-                    buf.truncate(last + 1);
-                    if !out.lines(std::mem::take(&mut buf)) {
-                        return;
+                None if ended => {
+                    if let Some(e) = failure {
+                        out.send(early_end(&e, 0));
                     }
-                    if !out.send(Body::Skipped(Bad::new(
-                        BadReason::LineTooLong,
-                        format!("line longer than {max_line} bytes"),
-                    ))) {
-                        return;
-                    }
-                    skipping = true;
-                    continue;
-                }
-                let tail = buf.split_off(last + 1);
-                let full = std::mem::replace(&mut buf, tail);
-                if !out.lines(full) {
                     return;
                 }
+                None => continue,
             }
-            None if buf.len() > max_line => {
-                buf.clear();
-                if !out.send(Body::Skipped(Bad::new(
-                    BadReason::LineTooLong,
-                    format!("line longer than {max_line} bytes"),
-                ))) {
+        }
+        if let Some(e) = failure {
+            // Whole lines before the failure are still good.
+            let keep = memchr::memrchr(b'\n', &buf).map_or(0, |last| last + 1);
+            let dropped = buf.len() - keep;
+            buf.truncate(keep);
+            if !buf.is_empty() && !out.lines(buf) {
+                return;
+            }
+            out.send(early_end(&e, dropped));
+            return;
+        }
+        match memchr::memrchr(b'\n', &buf) {
+            Some(last) if buf.len() - last - 1 > max_line => {
+                // The unterminated tail is already too long.
+                buf.truncate(last + 1);
+                if !out.lines(buf) || !out.send(too_long()) {
                     return;
                 }
                 skipping = true;
             }
-            None => {}
+            Some(last) => {
+                if !ended {
+                    carry.extend_from_slice(&buf[last + 1..]);
+                    buf.truncate(last + 1);
+                }
+                if !out.lines(buf) {
+                    return;
+                }
+            }
+            None if buf.len() > max_line => {
+                if !out.send(too_long()) {
+                    return;
+                }
+                skipping = true;
+            }
+            None if ended => {
+                if !buf.is_empty() {
+                    out.lines(buf);
+                }
+            }
+            None => carry = buf,
+        }
+        if ended {
+            return;
         }
     }
+}
+
+/// Read into `buf[from..]` until it is full, the input ends or a read
+/// fails: bytes held, and the failure.
+fn fill(reader: &mut dyn Read, buf: &mut [u8], from: usize) -> (usize, Option<io::Error>) {
+    let mut filled = from;
+    while filled < buf.len() {
+        match read_some(reader, &mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) => return (filled, Some(e)),
+        }
+    }
+    (filled, None)
+}
+
+/// The input failed mid-stream: a truncated gzip member or a read error.
+fn early_end(e: &io::Error, dropped: usize) -> Body {
+    let reason = if e.kind() == io::ErrorKind::UnexpectedEof {
+        BadReason::TruncatedGzip
+    } else {
+        BadReason::ReadError
+    };
+    Body::Skipped(Bad::new(
+        reason,
+        format!("input ends early ({e}); {dropped} bytes of a partial line dropped"),
+    ))
 }
 
 fn read_some(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
@@ -435,6 +476,7 @@ fn read_some(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
 /// A parser thread.
 fn work<A, I, F>(
     rx: &Mutex<Receiver<Chunk>>,
+    pool: &Sender<Vec<u8>>,
     opts: &ScanOptions,
     stop: &AtomicBool,
     init: &I,
@@ -502,6 +544,16 @@ where
                         continue;
                     }
                     st.lines += 1;
+                    // Lines that span chunks are cut by the reader; this
+                    // catches those inside one.
+                    if line.len() > opts.max_line_bytes {
+                        let bad = Bad::new(
+                            BadReason::LineTooLong,
+                            format!("line longer than {} bytes", opts.max_line_bytes),
+                        );
+                        note(&mut st, n - 1, bad);
+                        continue;
+                    }
                     let layout = layout.as_deref();
                     match one_line(&ctx, layout, line, &mut spaces, &mut acc, fold) {
                         Ok(Outcome::Outside) => {
@@ -516,6 +568,8 @@ where
                     }
                 }
                 st.chunk_lines.push((input, seq, n));
+                // The reader may be gone: then the buffer is simply freed.
+                let _ = pool.send(data);
             }
         }
     }
@@ -731,6 +785,28 @@ mod tests {
             .iter()
             .find(|b| b.reason == BadReason::InvalidJson);
         assert_eq!(json.map(|b| b.line), Some(4));
+    }
+
+    #[test]
+    fn long_lines_across_and_inside_chunks_are_skipped() {
+        // Good lines up to just before the first chunk boundary, then a line
+        // that crosses it, more good lines, and a long line inside a chunk.
+        let line = usage_line(0) + "\n";
+        let before = (CHUNK - 1000) / line.len();
+        let mut data = good(before);
+        data.push_str(&"x".repeat(CHUNK / 2));
+        data.push('\n');
+        data.push_str(&good(10));
+        data.push_str(&"y".repeat(5000));
+        data.push('\n');
+        data.push_str(&good(10));
+        let mut o = opts(Format::Usage);
+        o.max_line_bytes = 4096;
+        let r = run(data.into_bytes(), &o);
+        assert_eq!(r.stats.records, before as u64 + 20);
+        assert_eq!(reasons(&r), [(BadReason::LineTooLong, 2)]);
+        let lines: Vec<u64> = r.stats.bad.examples.iter().map(|b| b.line).collect();
+        assert_eq!(lines, [before as u64 + 1, before as u64 + 12]);
     }
 
     #[test]

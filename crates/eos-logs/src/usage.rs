@@ -26,9 +26,44 @@ enum Slot {
     Node(usize),
 }
 
+/// A mapped key: its length and first 8 bytes are compared first, so the
+/// keys a line has but the map does not cost no string comparison.
+#[derive(Debug)]
+struct Child {
+    sig: (usize, u64),
+    key: String,
+    slot: Slot,
+}
+
+fn sig(key: &str) -> (usize, u64) {
+    let b = key.as_bytes();
+    let mut head = [0u8; 8];
+    let n = b.len().min(8);
+    head[..n].copy_from_slice(&b[..n]);
+    (b.len(), u64::from_le_bytes(head))
+}
+
 #[derive(Debug, Default)]
 struct Node {
-    children: Vec<(String, Slot)>,
+    children: Vec<Child>,
+}
+
+impl Node {
+    fn find(&self, key: &str) -> Option<Slot> {
+        let s = sig(key);
+        self.children
+            .iter()
+            .find(|c| c.sig == s && c.key == key)
+            .map(|c| c.slot)
+    }
+
+    fn push(&mut self, key: &str, slot: Slot) {
+        self.children.push(Child {
+            sig: sig(key),
+            key: key.to_owned(),
+            slot,
+        });
+    }
 }
 
 /// The mapped paths as a tree of object keys.
@@ -64,21 +99,13 @@ impl PathTree {
             let mut node = 0;
             for (i, key) in keys.iter().enumerate() {
                 let last = i + 1 == keys.len();
-                let found = tree.nodes[node]
-                    .children
-                    .iter()
-                    .find(|(k, _)| k == key)
-                    .map(|(_, s)| *s);
+                let found = tree.nodes[node].find(key);
                 match (found, last) {
-                    (None, true) => tree.nodes[node]
-                        .children
-                        .push(((*key).to_owned(), Slot::Leaf(slot))),
+                    (None, true) => tree.nodes[node].push(key, Slot::Leaf(slot)),
                     (None, false) => {
                         tree.nodes.push(Node::default());
                         let child = tree.nodes.len() - 1;
-                        tree.nodes[node]
-                            .children
-                            .push(((*key).to_owned(), Slot::Node(child)));
+                        tree.nodes[node].push(key, Slot::Node(child));
                         node = child;
                     }
                     (Some(Slot::Node(child)), false) => node = child,
@@ -217,9 +244,9 @@ impl<'de> Visitor<'de> for ObjSeed<'_, '_, 'de> {
         f.write_str("a JSON object")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
-        let children = &self.tree.nodes[self.node].children;
+        let node = &self.tree.nodes[self.node];
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            match children.iter().find(|(k, _)| *k == key).map(|(_, s)| *s) {
+            match node.find(&key) {
                 Some(Slot::Leaf(i)) => {
                     let Value(v) = map.next_value::<Value<'de>>()?;
                     if let Some(slot) = self.out.get_mut(i) {
@@ -360,9 +387,15 @@ pub(crate) fn parse<'a>(tree: &PathTree, line: &'a [u8]) -> Result<Raw<'a>, Bad>
         xff,
         user,
         method: text(method),
-        path: text(path).map(|p| match p {
-            Cow::Borrowed(b) => Cow::Borrowed(b.split('?').next().unwrap_or(b)),
-            Cow::Owned(o) => Cow::Owned(o.split('?').next().unwrap_or(&o).to_owned()),
+        path: text(path).map(|p| match memchr::memchr(b'?', p.as_bytes()) {
+            None => p,
+            Some(q) => match p {
+                Cow::Borrowed(b) => Cow::Borrowed(b.get(..q).unwrap_or(b)),
+                Cow::Owned(mut o) => {
+                    o.truncate(q);
+                    Cow::Owned(o)
+                }
+            },
         }),
         status,
         waf_action: None,
