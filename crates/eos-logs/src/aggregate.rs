@@ -79,7 +79,7 @@ const FEW_USERS: usize = 32;
 #[derive(Debug, Clone)]
 enum Users {
     Few(SmallVec<[u64; 4]>),
-    Many(Box<HashSet<u64, FixedState>>),
+    Many(HashSet<u64, FixedState>),
 }
 
 impl Default for Users {
@@ -100,7 +100,7 @@ impl Users {
                         HashSet::with_capacity_and_hasher(v.len() * 2, FixedState::default());
                     set.extend(v.iter().copied());
                     set.insert(h);
-                    *self = Users::Many(Box::new(set));
+                    *self = Users::Many(set);
                     true
                 }
                 Err(at) => {
@@ -123,7 +123,7 @@ impl Users {
             Users::Few(v) => v.into_iter().for_each(|h| {
                 self.insert(h);
             }),
-            Users::Many(set) => (*set).into_iter().for_each(|h| {
+            Users::Many(set) => set.into_iter().for_each(|h| {
                 self.insert(h);
             }),
         }
