@@ -211,22 +211,27 @@ impl Agg {
         }
     }
 
-    fn keep_example(&mut self, user: &str) {
-        let max = Observation::MAX_EXAMPLE_USERS;
-        if self.examples.len() >= max
+    /// Where `user` goes among the examples, if it is kept.
+    fn example_slot(&self, user: &str) -> Option<usize> {
+        if self.examples.len() >= Observation::MAX_EXAMPLE_USERS
             && self
                 .examples
                 .last()
                 .is_some_and(|last| user >= last.as_str())
         {
-            return;
+            return None;
         }
-        let Err(at) = self.examples.binary_search_by(|e| e.as_str().cmp(user)) else {
-            return;
-        };
-        if let Ok(id) = UserId::new(user) {
+        self.examples
+            .binary_search_by(|e| e.as_str().cmp(user))
+            .err()
+    }
+
+    fn keep_example(&mut self, user: &str) {
+        if let Some(at) = self.example_slot(user)
+            && let Ok(id) = UserId::new(user)
+        {
             self.examples.insert(at, id);
-            self.examples.truncate(max);
+            self.examples.truncate(Observation::MAX_EXAMPLE_USERS);
         }
     }
 
@@ -245,8 +250,11 @@ impl Agg {
         }
         self.users.merge(o.users);
         self.users_floor = self.users_floor.max(o.users_floor);
-        for u in &o.examples {
-            self.keep_example(u.as_str());
+        for u in o.examples {
+            if let Some(at) = self.example_slot(u.as_str()) {
+                self.examples.insert(at, u);
+                self.examples.truncate(Observation::MAX_EXAMPLE_USERS);
+            }
         }
         let (s, t) = (&mut self.status, o.status);
         s.s1xx += t.s1xx;
@@ -258,13 +266,40 @@ impl Agg {
     }
 }
 
+/// Pair states by index, in fixed-size segments: growing never moves them.
+#[derive(Debug, Default)]
+struct Slab {
+    segments: Vec<Vec<Agg>>,
+    len: usize,
+}
+
+impl Slab {
+    const SEGMENT: usize = 4096;
+
+    fn push(&mut self, agg: Agg) {
+        if self.len.is_multiple_of(Self::SEGMENT) {
+            self.segments.push(Vec::with_capacity(Self::SEGMENT));
+        }
+        if let Some(seg) = self.segments.last_mut() {
+            seg.push(agg);
+            self.len += 1;
+        }
+    }
+
+    fn get_mut(&mut self, i: usize) -> Option<&mut Agg> {
+        self.segments
+            .get_mut(i / Self::SEGMENT)?
+            .get_mut(i % Self::SEGMENT)
+    }
+}
+
 /// Per-thread accumulator. The maps hold only indices into `aggs`: the
 /// tables stay small and cache-friendly, and each record touches one
 /// `Agg`.
 #[derive(Debug, Default)]
 pub(crate) struct Aggregator {
     pairs: HashMap<SpaceId, HashMap<IpAddr, usize>>,
-    aggs: Vec<Agg>,
+    aggs: Slab,
 }
 
 impl Aggregator {
@@ -274,15 +309,17 @@ impl Aggregator {
             Some(m) => m,
             None => self.pairs.entry(space.clone()).or_default(),
         };
-        *ips.entry(ip).or_insert(self.aggs.len())
+        *ips.entry(ip).or_insert(self.aggs.len)
     }
 
     fn add(&mut self, rec: &LogRecord<'_>, evidence: bool) {
         let i = self.index(rec.space, rec.client_ip);
-        if i == self.aggs.len() {
+        if i == self.aggs.len {
             self.aggs.push(Agg::default());
         }
-        self.aggs[i].add(rec, evidence);
+        if let Some(agg) = self.aggs.get_mut(i) {
+            agg.add(rec, evidence);
+        }
     }
 
     pub(crate) fn add_agg(&mut self, space: &SpaceId, ip: IpAddr, agg: Agg) {
@@ -294,27 +331,23 @@ impl Aggregator {
     }
 
     fn len(&self) -> usize {
-        self.aggs.len()
+        self.aggs.len
     }
 
-    /// Every pair with its state.
-    fn into_pairs(self) -> Vec<(SpaceId, IpAddr, Agg)> {
-        let mut aggs: Vec<Option<Agg>> = self.aggs.into_iter().map(Some).collect();
-        let mut out = Vec::with_capacity(aggs.len());
-        for (space, ips) in self.pairs {
-            for (ip, i) in ips {
-                if let Some(agg) = aggs.get_mut(i).and_then(Option::take) {
-                    out.push((space.clone(), ip, agg));
+    /// Hand every pair with its state to `f`.
+    fn drain(self, mut f: impl FnMut(&SpaceId, IpAddr, Agg)) {
+        let Aggregator { pairs, mut aggs } = self;
+        for (space, ips) in &pairs {
+            for (&ip, &i) in ips {
+                if let Some(agg) = aggs.get_mut(i) {
+                    f(space, ip, std::mem::take(agg));
                 }
             }
         }
-        out
     }
 
     fn merge(&mut self, other: Aggregator) {
-        for (space, ip, agg) in other.into_pairs() {
-            self.add_agg(&space, ip, agg);
-        }
+        other.drain(|space, ip, agg| self.add_agg(space, ip, agg));
     }
 }
 
@@ -346,31 +379,31 @@ pub fn scan(
 pub(crate) fn report(all: Aggregator, stats: ScanStats, opts: &ScanOptions) -> ScanReport {
     let mut observations = Vec::new();
     let (mut seen, mut without, mut below) = (0u64, 0u64, 0u64);
-    for (space, ip, agg) in all.into_pairs() {
+    all.drain(|space, ip, agg| {
         seen += 1;
         let (Some(first), Some(last)) = (agg.first, agg.last) else {
             without += 1;
-            continue;
+            return;
         };
         let days = u32::try_from(agg.days.len()).unwrap_or(u32::MAX);
         if agg.requests < opts.evidence.min_requests || days < opts.evidence.min_distinct_days {
             below += 1;
-            continue;
+            return;
         }
         observations.push(Observation {
-            space,
+            space: space.clone(),
             ip,
             requests: agg.requests,
             first_seen: first,
             last_seen: last,
             distinct_days: days,
             distinct_users: agg.distinct_users(),
-            example_users: agg.examples.into_iter().collect(),
+            example_users: agg.examples,
             status: agg.status,
             flag: eos_ipset::classify_addr(ip),
         });
-    }
-    observations.sort_by(|a, b| (&a.space, a.ip).cmp(&(&b.space, b.ip)));
+    });
+    observations.sort_unstable_by(|a, b| (&a.space, a.ip).cmp(&(&b.space, b.ip)));
     ScanReport {
         format: opts.format,
         since: opts.since,
