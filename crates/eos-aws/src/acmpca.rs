@@ -887,15 +887,17 @@ impl Signer for PrivateCa {
 /// activate it by importing that as its certificate (moto's CAs stay
 /// PENDING_CERTIFICATE until then). `subject` is the CA configuration's
 /// subject as (organization, organizational unit, common name): moto names
-/// the issuer of what it signs from it. Returns the CA's ARN.
+/// the issuer of what it signs from it; `key` an AWS key algorithm name
+/// (`EC_prime256v1`, `RSA_2048`, ...). Returns the CA's ARN.
 #[cfg(feature = "test-support")]
 pub async fn create_test_ca(
     opts: &AwsOptions,
     subject: (&str, &str, &str),
-    key: KeyAlgorithm,
+    key: &str,
     certificate_pem: Option<&str>,
 ) -> Result<String, PrivateCaError> {
     use aws_sdk_acmpca::types::CertificateAuthorityConfiguration;
+    let key = KeyAlgorithm::from(key);
     let client = Client::new(&crate::sdk_config(opts).await);
     let signing = signing_algorithm(&key).unwrap_or(SigningAlgorithm::Sha256Withrsa);
     let config = CertificateAuthorityConfiguration::builder()

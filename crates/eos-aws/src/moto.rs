@@ -100,6 +100,16 @@ impl MotoServer {
     }
 }
 
+/// Run a future to completion on a fresh current-thread runtime (tests
+/// that set up AWS state from synchronous code).
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime")
+        .block_on(f)
+}
+
 fn free_port() -> u16 {
     TcpListener::bind(("127.0.0.1", 0))
         .and_then(|l| l.local_addr())

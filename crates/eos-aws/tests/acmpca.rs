@@ -14,25 +14,16 @@
 
 use std::time::{Duration, SystemTime};
 
-use aws_sdk_acmpca::types::KeyAlgorithm;
 use eos_aws::acmpca::{
     CLIENT_AUTH_TEMPLATE, IssueWait, PrivateCa, PrivateCaError, Revocation, connect_recording,
     create_test_ca,
 };
-use eos_aws::moto::MotoServer;
+use eos_aws::moto::{MotoServer, block_on};
 use eos_ca::{
     Account, CaEnv, CsrLimits, IssuancePolicy, IssueError, IssueRequest, LocalCa, Profile,
     RevocationReason, Signer, Strictness, ValidatedCsr,
 };
 use eos_identity::{SpaceId, UserId};
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
 
 /// The certificate moto's CA presents: a real entityOS root whose subject is
 /// the CA configuration's (moto names the issuer of what it signs from it).
@@ -82,7 +73,7 @@ fn setup(wait: IssueWait) -> Option<Setup> {
         let arn = create_test_ca(
             &opts,
             SUBJECT,
-            KeyAlgorithm::EcPrime256v1,
+            "EC_prime256v1",
             Some(&root.certificate_pem().unwrap()),
         )
         .await
@@ -282,7 +273,7 @@ fn refuses_a_ca_that_is_not_active_or_unknown() {
             .unwrap_err();
         assert!(matches!(err, PrivateCaError::BadArn { .. }), "{err:?}");
         // Created but never given its certificate: PENDING_CERTIFICATE.
-        let pending = create_test_ca(&opts, SUBJECT, KeyAlgorithm::EcPrime256v1, None)
+        let pending = create_test_ca(&opts, SUBJECT, "EC_prime256v1", None)
             .await
             .unwrap();
         let err = PrivateCa::connect(&opts, &pending, IssueWait::default())

@@ -10,12 +10,14 @@
 //! The crate does no I/O: key files, the inventory and AWS live in the CLI,
 //! `eos-store` and `eos-aws`, which plug in through [`Signer`].
 
+mod boxed;
 mod ca;
 mod csr;
 mod key;
 mod oids;
 mod profile;
 
+pub use boxed::BoxedSigner;
 pub use ca::{
     Account, CaEnv, CaInfo, CertificatePlan, IssueError, IssueRequest, KeyOwner, LocalCa,
     MAX_CRL_VALIDITY, Passphrase, RevocationReason, RevokedEntry, Serial, Signer, Strictness,

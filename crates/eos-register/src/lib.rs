@@ -26,6 +26,7 @@
 mod config;
 mod error;
 mod http;
+pub mod issuance;
 mod notify;
 pub mod page;
 mod registrar;
@@ -33,8 +34,9 @@ mod server;
 
 pub use config::{NotifyHook, RateLimits, ServeConfig, ServeOptions};
 pub use error::{ApiError, RegisterError};
+pub use issuance::{CaSetup, IssuanceError};
 pub use notify::RecoveryEvent;
-pub use registrar::{CaSetup, Outcome, PresentedCode, Registrar, Registration};
+pub use registrar::{Outcome, PresentedCode, Registrar, Registration};
 pub use server::{
     BackgroundTask, Service, Shutdown, ShutdownTrigger, load_tls, server_config, shutdown_pair,
 };

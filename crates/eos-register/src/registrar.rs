@@ -13,19 +13,20 @@ use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use eos_ca::{Account, CsrLimits, IssuancePolicy, IssueError, IssueRequest, KeyOwner, LocalCa};
+use eos_ca::{Account, IssueError};
 use eos_codes::{Attempt, BackoffPolicy, CheckError, Grant, PepperRing, Purpose};
 use eos_identity::{Role, SpaceId, UserId};
 use eos_plan::rules::{Label, NetworkAccessRule, RuleCidr};
 use eos_store::registrations::{self, NewRegistration, RegistrationKind};
 use eos_store::rusqlite::Transaction;
-use eos_store::{AuditEntry, Store, StoreError, audit_in, certs, rules};
+use eos_store::{AuditEntry, Store, StoreError, audit_in, rules};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use zeroize::Zeroizing;
 
 use crate::ApiError;
 use crate::config::ServeOptions;
+use crate::issuance::{CaSetup, IssuanceError, IssueAudit, IssueInput, drive, issue_in};
 
 /// A security code as a client sent it. Never logged, never displayed;
 /// `Debug` redacts it and the memory is wiped on drop.
@@ -152,17 +153,6 @@ pub enum Outcome {
     },
 }
 
-/// The CA a registrar issues with.
-#[derive(Debug)]
-pub struct CaSetup {
-    /// The local CA key and certificate.
-    pub ca: LocalCa,
-    /// Lifetimes and CRL URL.
-    pub policy: IssuancePolicy,
-    /// CSR size limits.
-    pub limits: CsrLimits,
-}
-
 /// The registration service's state: the store, the pepper ring, the
 /// backoff policy and, when certificates are issued, the CA.
 pub struct Registrar {
@@ -248,9 +238,9 @@ impl Registrar {
         self.ca.is_some()
     }
 
-    /// The CA certificate, PEM, when certificates are issued.
+    /// The CA chain, PEM, when certificates are issued.
     pub fn ca_pem(&self) -> Option<String> {
-        self.ca.as_ref().and_then(|c| c.ca.certificate_pem().ok())
+        self.ca.as_ref().map(|c| c.chain_pem().to_owned())
     }
 
     fn store(&self) -> MutexGuard<'_, Store> {
@@ -519,58 +509,36 @@ impl Registrar {
             };
             ApiError::csr_refused(e.code(), message)
         };
-        let csr =
-            eos_ca::validate_csr(csr_pem.as_bytes(), &ca.limits).map_err(|e| refused(e.into()))?;
         let account = Account {
             space: grant.space.clone(),
             user: grant.user.clone(),
         };
-        let fingerprint = csr.fingerprint().to_string();
-        let owner = certs::key_owner(tx, &fingerprint)
-            .map_err(store_err)?
-            .map(|(space, user)| -> Result<KeyOwner, ApiError> {
-                Ok(KeyOwner {
-                    space: SpaceId::new(&space).map_err(|e| internal("inventory", e))?,
-                    user: UserId::new(&user).map_err(|e| internal("inventory", e))?,
-                })
-            })
-            .transpose()?;
         let profile = self.options.cert_profile;
-        let request = IssueRequest {
-            csr: &csr,
-            account: &account,
-            profile,
-            lifetime: None,
-        };
-        let plan = eos_ca::plan_certificate(
-            ca.ca.info(),
-            &request,
-            &ca.policy,
-            owner.as_ref(),
-            SystemTime::now(),
-        )
-        .map_err(refused)?;
-        let cert = ca.ca.sign(&plan).map_err(refused)?;
-        eos_ca::check_issued(&cert, &plan, eos_ca::Signer::strictness(&ca.ca)).map_err(refused)?;
-        let pem = eos_ca::certificate_pem(&cert).map_err(refused)?;
-        let chain = ca.ca.certificate_pem().map_err(refused)?;
-        let serial = eos_ca::serial_of(&cert).to_string();
-        let not_after = eos_ca::rfc3339(plan.not_after());
-        certs::record_issued(
+        let mut extra = serde_json::Map::new();
+        extra.insert("source".into(), json!(client.to_string()));
+        let issued = drive(issue_in(
             tx,
-            &certs::NewCert {
-                serial: &serial,
-                space: account.space.as_str(),
-                user: account.user.as_str(),
-                profile: profile.as_str(),
-                key_fingerprint: &fingerprint,
-                not_before: &eos_ca::rfc3339(plan.not_before()),
-                not_after: &not_after,
-                signer: "local",
-                pem: &pem,
+            ca,
+            &IssueInput {
+                csr: csr_pem.as_bytes(),
+                account: &account,
+                profile,
+                lifetime: None,
             },
-        )
-        .map_err(store_err)?;
+            &IssueAudit {
+                actor: &format!("code:{}", grant.code_id),
+                action: "register.cert",
+                extra,
+            },
+            SystemTime::now(),
+        ))
+        .map_err(|e| internal("async runtime", e))?
+        .map_err(|e| match e {
+            IssuanceError::Refused(e) => refused(e),
+            IssuanceError::Store(e) => store_err(e),
+            other => internal("certificate issuance", other),
+        })?;
+        let serial = issued.serial;
         let id = registrations::record_in(
             tx,
             &NewRegistration {
@@ -585,30 +553,15 @@ impl Registrar {
             },
         )
         .map_err(store_err)?;
-        audit_in(
-            tx,
-            &AuditEntry::new(&format!("code:{}", grant.code_id), "register.cert", &serial)
-                .with_detail(json!({
-                    "space": account.space,
-                    "user": account.user,
-                    "profile": profile,
-                    "key_fingerprint": fingerprint,
-                    "key": csr.key_kind().to_string(),
-                    "ignored_requests": csr.ignored(),
-                    "source": client.to_string(),
-                    "registration": id,
-                })),
-        )
-        .map_err(store_err)?;
-        tracing::info!(space = %grant.space, user = %grant.user, code_id = %grant.code_id, %serial, "certificate issued");
+        tracing::info!(space = %grant.space, user = %grant.user, code_id = %grant.code_id, %serial, registration = id, "certificate issued");
         Ok(Outcome::Issued {
             space: account.space,
             user: account.user,
             serial,
             profile: profile.as_str().to_owned(),
-            not_after,
-            certificate: pem,
-            chain,
+            not_after: issued.not_after,
+            certificate: issued.pem,
+            chain: ca.chain_pem().to_owned(),
         })
     }
 }

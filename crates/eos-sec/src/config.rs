@@ -108,6 +108,15 @@ impl CodesSection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CaSection {
+    /// Who signs: `local` (the key in `<state-dir>/ca/`, default) or
+    /// `acmpca` (AWS Private CA, reached with `[backend]` region, profile
+    /// and endpoint_url over the standard AWS configuration).
+    #[serde(default)]
+    pub backend: CaBackendKind,
+    /// The Private CA's ARN (`backend = "acmpca"`).
+    pub certificate_authority_arn: Option<String>,
+    /// How long to wait for Private CA to issue a certificate [default: 60s].
+    pub issue_wait: Option<String>,
     /// Name of the environment variable holding the CA key passphrase. When
     /// set, the CA key is stored encrypted and the variable must be present;
     /// the passphrase itself is never read from the command line or config.
@@ -124,6 +133,17 @@ pub struct CaSection {
     /// Lifetimes per profile.
     #[serde(default)]
     pub profiles: CaProfiles,
+}
+
+/// Which CA signs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CaBackendKind {
+    /// The CA key in the state directory (the embedded default).
+    #[default]
+    Local,
+    /// AWS Private CA.
+    Acmpca,
 }
 
 /// `[ca.profiles.<name>]`.
@@ -280,6 +300,19 @@ mod tests {
             c.codes.backoff().unwrap(),
             eos_codes::BackoffPolicy::default()
         );
+    }
+
+    #[test]
+    fn ca_backend() {
+        let c = parse("", Path::new("x")).unwrap();
+        assert_eq!(c.ca.backend, CaBackendKind::Local);
+        let c = parse(
+            "[ca]\nbackend = \"acmpca\"\ncertificate_authority_arn = \"arn:x\"\n",
+            Path::new("x"),
+        )
+        .unwrap();
+        assert_eq!(c.ca.backend, CaBackendKind::Acmpca);
+        assert!(parse("[ca]\nbackend = \"vault\"\n", Path::new("x")).is_err());
     }
 
     #[test]

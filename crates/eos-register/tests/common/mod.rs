@@ -84,11 +84,9 @@ impl Harness {
         let (chain, key) = server_cert(&ca);
         let tls = eos_register::server_config(chain.clone(), key).unwrap();
         let store = Store::open(&dir.path().join("state")).unwrap();
-        let ca_setup = setup.with_ca.then(|| CaSetup {
-            ca,
-            policy: IssuancePolicy::default(),
-            limits: CsrLimits::default(),
-        });
+        let ca_setup = setup
+            .with_ca
+            .then(|| CaSetup::local(ca, IssuancePolicy::default(), CsrLimits::default()).unwrap());
         let registrar = Registrar::new(store, ring(), setup.backoff, ca_setup, setup.options);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -1,8 +1,12 @@
-//! `eos-sec ca ...`: the local entityOS CA from the command line.
+//! `eos-sec ca ...`: the entityOS CA from the command line.
 //!
-//! Files live in `<state-dir>/ca/`: `ca.key` (PKCS#8, mode 0600, encrypted
-//! when `[ca] key_passphrase_env` is set), `ca.pem`, `crl.pem`. The
-//! inventory and CRL numbers live in the state database.
+//! `[ca] backend` picks who signs. `local` (the default): files live in
+//! `<state-dir>/ca/`: `ca.key` (PKCS#8, mode 0600, encrypted when
+//! `[ca] key_passphrase_env` is set), `ca.pem`, `crl.pem`. `acmpca`: AWS
+//! Private CA `[ca] certificate_authority_arn` signs and revokes and
+//! publishes its own CRL. Either way the inventory lives in the state
+//! database and every certificate goes through the one issuance flow
+//! (`eos_register::issuance`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -11,19 +15,22 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use eos_ca::{
-    Account, CaEnv, CsrLimits, IssueRequest, KeyOwner, LocalCa, Passphrase, Profile,
-    RevocationReason, RevokedEntry, Serial,
+    Account, CaEnv, CsrLimits, LocalCa, Passphrase, Profile, RevocationReason, RevokedEntry, Serial,
 };
 use eos_identity::{SpaceId, UserId};
-use eos_store::certs::{self, CertFilter, CertRecord, CrlRecord, NewCert};
+use eos_store::certs::{self, CertFilter, CertRecord, CrlRecord};
 use eos_store::{AuditEntry, audit_in};
 use serde::Serialize;
 
-use crate::config::CaSection;
+use eos_aws::acmpca::{IssueWait, PrivateCa, Revocation};
+use eos_register::issuance::{CaSetup, IssuanceError, IssueAudit, IssueInput, issue_in};
+
+use crate::cmd::aws::{AwsArgs, aws_options};
+use crate::config::{CaBackendKind, CaSection};
 use crate::exit::bad_input;
 use crate::output::{emit, emit_json};
 
-/// Run the entityOS CA (local key).
+/// Run the entityOS CA (local key or AWS Private CA, `[ca] backend`).
 #[derive(Debug, Subcommand)]
 pub enum CaCommand {
     /// Create the CA: a fresh P-256 key and a self-signed root named for
@@ -41,7 +48,8 @@ pub enum CaCommand {
     Show(ShowArgs),
     /// Revoke a certificate and regenerate the CRL.
     Revoke(RevokeArgs),
-    /// Issue a fresh CRL (next CRL number) to <state-dir>/ca/crl.pem.
+    /// Issue a fresh CRL (next CRL number) to <state-dir>/ca/crl.pem (local
+    /// CA; AWS Private CA publishes its own).
     Crl(OutArgs),
     /// Print the trust bundle (the CA chain) for an ALB trust store or an
     /// API Gateway truststore.
@@ -147,6 +155,22 @@ pub struct ExpiringArgs {
 pub fn run(cmd: CaCommand, ctx: &crate::Ctx) -> anyhow::Result<()> {
     let files = CaFiles::new(&ctx.state_dir);
     let conf = &ctx.config.ca;
+    if conf.backend == CaBackendKind::Acmpca {
+        let arn = private_arn(conf)?;
+        match &cmd {
+            CaCommand::Init(_) | CaCommand::Import(_) => {
+                return Err(bad_input!(
+                    "[ca] backend = \"acmpca\": the CA lives in AWS Private CA ({arn}) and its key never leaves AWS; `ca init` and `ca import` make a local CA (set [ca] backend = \"local\" for one)"
+                ));
+            }
+            CaCommand::Crl(_) => {
+                return Err(bad_input!(
+                    "[ca] backend = \"acmpca\": AWS Private CA publishes its own CRL to the S3 bucket of its CrlConfiguration (see `aws acm-pca describe-certificate-authority --certificate-authority-arn {arn}`); eos-sec signs CRLs only for a local CA"
+                ));
+            }
+            _ => {}
+        }
+    }
     match cmd {
         CaCommand::Init(a) => init(a, ctx, &files, conf),
         CaCommand::Import(a) => import(a, ctx, &files, conf),
@@ -248,21 +272,83 @@ fn load_ca(files: &CaFiles, conf: &CaSection) -> anyhow::Result<LocalCa> {
     Ok(LocalCa::from_pem(&key, &cert, pass.as_ref())?)
 }
 
-/// The CA of the state directory, with its issuance policy and CSR limits,
-/// for `eos-sec serve`; `None` when no CA was made or imported there.
-pub(crate) fn load_local(
-    state_dir: &Path,
-    conf: &CaSection,
-) -> anyhow::Result<Option<(LocalCa, eos_ca::IssuancePolicy, CsrLimits)>> {
-    let files = CaFiles::new(state_dir);
-    if !files.key.exists() {
+/// The configured CA ready to issue, for `eos-sec serve`: `None` when the
+/// backend is local and no CA was made or imported in the state directory.
+/// `rt` is the runtime the service runs on (the AWS client's connections
+/// belong to it).
+pub(crate) fn load_setup(
+    ctx: &crate::Ctx,
+    rt: &tokio::runtime::Runtime,
+) -> anyhow::Result<Option<CaSetup>> {
+    let files = CaFiles::new(&ctx.state_dir);
+    let conf = &ctx.config.ca;
+    if conf.backend == CaBackendKind::Local && !files.key.exists() {
         return Ok(None);
     }
-    Ok(Some((
-        load_ca(&files, conf)?,
-        policy(conf)?,
-        csr_limits(conf),
-    )))
+    let ca = open_ca(ctx, &files, rt)?;
+    Ok(Some(setup(ca, conf)?))
+}
+
+/// The CA that signs, as configured.
+enum Ca {
+    Local(Box<LocalCa>),
+    Private(Box<PrivateCa>),
+}
+
+fn private_arn(conf: &CaSection) -> anyhow::Result<&str> {
+    conf.certificate_authority_arn.as_deref().ok_or_else(|| {
+        bad_input!(
+            "[ca] backend = \"acmpca\" needs [ca] certificate_authority_arn (the AWS Private CA's ARN)"
+        )
+    })
+}
+
+fn issue_wait(conf: &CaSection) -> anyhow::Result<IssueWait> {
+    let mut wait = IssueWait::default();
+    if let Some(s) = &conf.issue_wait {
+        wait.max = duration(s, "[ca] issue_wait")?;
+    }
+    Ok(wait)
+}
+
+/// Connect to AWS Private CA `[ca] certificate_authority_arn`, reached as
+/// every AWS command reaches AWS: `[backend]` region, profile and
+/// endpoint_url over the standard AWS configuration (`ca sign` has its own
+/// `--profile`, so the CA commands take no AWS flags).
+fn open_private(ctx: &crate::Ctx, rt: &tokio::runtime::Runtime) -> anyhow::Result<PrivateCa> {
+    let conf = &ctx.config.ca;
+    let arn = private_arn(conf)?;
+    let opts = aws_options(&AwsArgs::default(), &ctx.config.backend);
+    rt.block_on(PrivateCa::connect(&opts, arn, issue_wait(conf)?))
+        .with_context(|| format!("[ca] certificate_authority_arn {arn}"))
+}
+
+/// The configured CA: the local key or AWS Private CA.
+fn open_ca(ctx: &crate::Ctx, files: &CaFiles, rt: &tokio::runtime::Runtime) -> anyhow::Result<Ca> {
+    match ctx.config.ca.backend {
+        CaBackendKind::Local => Ok(Ca::Local(Box::new(load_ca(files, &ctx.config.ca)?))),
+        CaBackendKind::Acmpca => Ok(Ca::Private(Box::new(open_private(ctx, rt)?))),
+    }
+}
+
+/// A CA with its issuance policy and CSR limits. AWS Private CA writes its
+/// own CRL distribution point into what it issues, so the plan carries that
+/// URL (`[ca] crl_url`, when set, is taken as what the CA writes).
+fn setup(ca: Ca, conf: &CaSection) -> anyhow::Result<CaSetup> {
+    let mut policy = policy(conf)?;
+    let limits = csr_limits(conf);
+    match ca {
+        Ca::Local(ca) => Ok(CaSetup::local(*ca, policy, limits)?),
+        Ca::Private(ca) => {
+            if policy.crl_url.is_none() {
+                policy.crl_url = ca.crl_url().map(str::to_owned);
+            }
+            let info = ca.info().clone();
+            let id = ca.arn().to_owned();
+            let chain = ca.trust_bundle();
+            Ok(CaSetup::new(*ca, info, id, chain, policy, limits))
+        }
+    }
 }
 
 fn csr_limits(conf: &CaSection) -> CsrLimits {
@@ -509,7 +595,7 @@ struct SignReport<'a> {
 fn refuse(ctx: &crate::Ctx, a: &SignArgs, err: eos_ca::IssueError) -> anyhow::Error {
     let path = &a.csr;
     let context = format!("{}: csr refused [{}]", path.display(), err.code());
-    if let Err(e) = audit_refusal(ctx, a, err.code()) {
+    if let Err(e) = audit_refusal(ctx, a, "ca.csr-refused", err.code()) {
         return e.context(format!(
             "{context}; recording the refusal in the audit log failed"
         ));
@@ -524,12 +610,12 @@ fn refuse(ctx: &crate::Ctx, a: &SignArgs, err: eos_ca::IssueError) -> anyhow::Er
     anyhow::Error::new(err).context(context)
 }
 
-fn audit_refusal(ctx: &crate::Ctx, a: &SignArgs, code: &str) -> anyhow::Result<()> {
+fn audit_refusal(ctx: &crate::Ctx, a: &SignArgs, action: &str, code: &str) -> anyhow::Result<()> {
     let mut store = ctx.store()?;
     let tx = store.transaction()?;
     audit_in(
         &tx,
-        &AuditEntry::new(&actor(), "ca.csr-refused", code).with_detail(serde_json::json!({
+        &AuditEntry::new(&actor(), action, code).with_detail(serde_json::json!({
             "space": a.space,
             "user": a.user,
             "profile": a.profile,
@@ -541,7 +627,6 @@ fn audit_refusal(ctx: &crate::Ctx, a: &SignArgs, code: &str) -> anyhow::Result<(
 }
 
 fn sign(a: SignArgs, ctx: &crate::Ctx, files: &CaFiles, conf: &CaSection) -> anyhow::Result<()> {
-    let policy = policy(conf)?;
     let limits = csr_limits(conf);
     let lifetime = a
         .lifetime
@@ -551,100 +636,72 @@ fn sign(a: SignArgs, ctx: &crate::Ctx, files: &CaFiles, conf: &CaSection) -> any
     // Read at most one byte over the cap: a huge file is refused without
     // being read whole.
     let input = read_capped(&a.csr, limits.max_bytes)?;
-    let ca = load_ca(files, conf)?;
-    let csr = match eos_ca::validate_csr(&input, &limits) {
-        Ok(c) => c,
-        Err(e) => {
-            return Err(refuse(ctx, &a, e.into()));
-        }
-    };
+    let rt = super::plan::runtime()?;
+    let ca = setup(open_ca(ctx, files, &rt)?, conf)?;
     let account = Account {
         space: a.space.clone(),
         user: a.user.clone(),
     };
     let mut store = ctx.store()?;
     let tx = store.transaction()?;
-    let fingerprint = csr.fingerprint().to_string();
-    let owner = certs::key_owner(&tx, &fingerprint)?
-        .map(|(space, user)| -> anyhow::Result<KeyOwner> {
-            Ok(KeyOwner {
-                space: SpaceId::new(&space)?,
-                user: UserId::new(&user)?,
-            })
-        })
-        .transpose()?;
-    let request = IssueRequest {
-        csr: &csr,
-        account: &account,
-        profile: a.profile,
-        lifetime,
-    };
-    let plan = match eos_ca::plan_certificate(
-        ca.info(),
-        &request,
-        &policy,
-        owner.as_ref(),
+    let actor = actor();
+    let mut extra = serde_json::Map::new();
+    extra.insert("csr".into(), serde_json::json!(a.csr.display().to_string()));
+    let issued = rt.block_on(issue_in(
+        &tx,
+        &ca,
+        &IssueInput {
+            csr: &input,
+            account: &account,
+            profile: a.profile,
+            lifetime,
+        },
+        &IssueAudit {
+            actor: &actor,
+            action: "ca.sign",
+            extra,
+        },
         SystemTime::now(),
-    ) {
-        Ok(p) => p,
+    ));
+    let issued = match issued {
+        Ok(issued) => issued,
         Err(e) => {
-            // Roll back the read transaction before the refusal is audited.
+            // Roll back before the refusal or failure is audited.
             drop(tx);
-            return Err(refuse(ctx, &a, e));
+            return Err(match e {
+                IssuanceError::Refused(e) => refuse(ctx, &a, e),
+                IssuanceError::Failed(e) => {
+                    let code = e.code();
+                    let err = anyhow::Error::new(e).context(format!(
+                        "{}: not issued by {} [{code}]; nothing recorded",
+                        a.csr.display(),
+                        ca.signer_id()
+                    ));
+                    match audit_refusal(ctx, &a, "ca.sign-failed", code) {
+                        Ok(()) => err,
+                        Err(audit) => audit.context(format!("{err:#}")),
+                    }
+                }
+                other => anyhow::Error::new(other),
+            });
         }
     };
-    let cert = ca.sign(&plan)?;
-    let pem = eos_ca::certificate_pem(&cert)?;
-    let serial = eos_ca::serial_of(&cert).to_string();
-    certs::record_issued(
-        &tx,
-        &NewCert {
-            serial: &serial,
-            space: account.space.as_str(),
-            user: account.user.as_str(),
-            profile: a.profile.as_str(),
-            key_fingerprint: &fingerprint,
-            not_before: &eos_ca::rfc3339(plan.not_before()),
-            not_after: &eos_ca::rfc3339(plan.not_after()),
-            signer: "local",
-            pem: &pem,
-        },
-    )?;
-    let actor = actor();
-    audit_in(
-        &tx,
-        &AuditEntry::new(&actor, "ca.sign", &serial).with_detail(serde_json::json!({
-            "space": account.space,
-            "user": account.user,
-            "profile": a.profile,
-            "key_fingerprint": fingerprint,
-            "key": csr.key_kind().to_string(),
-            "ignored_requests": csr.ignored(),
-        })),
-    )?;
-    if csr.requested_ca() {
-        // Someone asked this CA to make them a CA: worth its own entry.
-        audit_in(
-            &tx,
-            &AuditEntry::new(&actor, "ca.csr-requested-ca", &serial).with_detail(
-                serde_json::json!({"space": account.space, "user": account.user, "csr": a.csr.display().to_string()}),
-            ),
-        )?;
-    }
+    let pem = issued.pem.as_str();
+    let serial = issued.serial.as_str();
     // The output file is written before the commit: if it cannot be
     // written, nothing is recorded; the rename is the last step.
     if let Some(out) = &a.out {
         write_atomic(out, pem.as_bytes(), 0o644)?;
     }
     tx.commit()?;
-    let record = certs::get(store.conn(), &serial)?;
+    let record = certs::get(store.conn(), serial)?;
     if ctx.json {
         return emit_json(&SignReport {
             status: "issued",
             record: &record,
-            ignored_requests: csr.ignored(),
+            ignored_requests: &issued.ignored,
             out: a.out.as_ref().map(|p| p.display().to_string()),
-            pem: a.out.is_none().then_some(pem.as_str()),
+            pem: a.out.is_none().then_some(pem),
         });
     }
     match &a.out {
@@ -658,12 +715,12 @@ fn sign(a: SignArgs, ctx: &crate::Ctx, files: &CaFiles, conf: &CaSection) -> any
                 record.not_after,
                 out.display()
             );
-            if csr.requested_ca() {
+            if issued.requested_ca {
                 s.push_str("note: the CSR asked for CA powers; ignored and logged\n");
             }
             emit(&s)
         }
-        None => emit(&pem),
+        None => emit(pem),
     }
 }
 
@@ -761,7 +818,8 @@ struct RevokeReport<'a> {
     #[serde(flatten)]
     record: &'a CertRecord,
     crl_number: Option<u64>,
-    crl: String,
+    /// The CRL file (local CA); AWS Private CA publishes its own.
+    crl: Option<String>,
 }
 
 fn revoke(
@@ -771,31 +829,68 @@ fn revoke(
     conf: &CaSection,
 ) -> anyhow::Result<()> {
     let serial = serial_arg(&a.serial)?;
-    let ca = load_ca(files, conf)?;
-    let validity = crl_validity(conf)?;
+    let (ca, rt) = match conf.backend {
+        CaBackendKind::Local => (Ca::Local(Box::new(load_ca(files, conf)?)), None),
+        CaBackendKind::Acmpca => {
+            let rt = super::plan::runtime()?;
+            (Ca::Private(Box::new(open_private(ctx, &rt)?)), Some(rt))
+        }
+    };
+    let signer_id = match &ca {
+        Ca::Local(_) => "local",
+        Ca::Private(p) => p.arn(),
+    };
     let mut store = ctx.store()?;
     let tx = store.transaction()?;
+    let known = certs::get(&tx, &serial).map_err(not_found)?;
+    if known.signer != signer_id {
+        return Err(bad_input!(
+            "{serial} was issued by {}, not by the configured CA ({signer_id}); revoke it with the [ca] backend that issued it",
+            known.signer
+        ));
+    }
     let now = eos_ca::rfc3339(SystemTime::now());
     let outcome = certs::revoke(&tx, &serial, &now, a.reason.as_str()).map_err(not_found)?;
-    let (record, number) = match outcome {
-        certs::Revoked::Already(r) => (r, None),
+    let (record, number, changed) = match outcome {
+        certs::Revoked::Already(r) => (r, None, false),
         certs::Revoked::Now(r) => {
-            let (number, pem) = issue_crl(&ca, &tx, validity)?;
+            let mut detail = serde_json::json!({
+                "space": r.space, "user": r.user, "reason": a.reason, "signer": signer_id,
+            });
+            let number = match (&ca, &rt) {
+                (Ca::Local(local), _) => {
+                    let (number, pem) = issue_crl(local, &tx, crl_validity(conf)?)?;
+                    write_atomic(&files.crl, pem.as_bytes(), 0o644)?;
+                    detail["crl_number"] = serde_json::json!(number);
+                    Some(number)
+                }
+                (Ca::Private(private), Some(rt)) => {
+                    // AWS first: if it refuses, the inventory is not
+                    // changed (the transaction is dropped). Revoked there
+                    // already (an earlier run that failed to commit) is
+                    // the same outcome.
+                    let serial = Serial::from_hex(&serial).map_err(|e| bad_input!("{e}"))?;
+                    let done = rt.block_on(private.revoke(&serial, a.reason))?;
+                    detail["aws"] = serde_json::json!(match done {
+                        Revocation::Revoked => "revoked",
+                        _ => "already-revoked",
+                    });
+                    None
+                }
+                (Ca::Private(_), None) => None,
+            };
             audit_in(
                 &tx,
-                &AuditEntry::new(&actor(), "ca.revoke", &serial).with_detail(serde_json::json!({
-                    "space": r.space, "user": r.user, "reason": a.reason, "crl_number": number,
-                })),
+                &AuditEntry::new(&actor(), "ca.revoke", &serial).with_detail(detail),
             )?;
-            write_atomic(&files.crl, pem.as_bytes(), 0o644)?;
-            (r, Some(number))
+            (r, number, true)
         }
     };
     tx.commit()?;
-    let crl = files.crl.display().to_string();
+    let crl = matches!(ca, Ca::Local(_)).then(|| files.crl.display().to_string());
     if ctx.json {
         return emit_json(&RevokeReport {
-            status: if number.is_some() {
+            status: if changed {
                 "revoked"
             } else {
                 "already-revoked"
@@ -805,12 +900,16 @@ fn revoke(
             crl,
         });
     }
-    emit(&match number {
-        Some(n) => format!(
+    emit(&match (changed, number, &crl) {
+        (true, Some(n), Some(crl)) => format!(
             "revoked {} ({}/{}, {}); CRL {n} written to {crl}\n",
             record.serial, record.space, record.user, a.reason
         ),
-        None => format!(
+        (true, _, _) => format!(
+            "revoked {} ({}/{}, {}) in AWS Private CA {signer_id}; it publishes the revocation in its own CRL\n",
+            record.serial, record.space, record.user, a.reason
+        ),
+        (false, _, _) => format!(
             "{} was already revoked at {}; nothing changed\n",
             record.serial,
             record.revoked_at.as_deref().unwrap_or("?")
@@ -838,14 +937,22 @@ fn crl(a: OutArgs, ctx: &crate::Ctx, files: &CaFiles, conf: &CaSection) -> anyho
 }
 
 fn bundle(a: OutArgs, ctx: &crate::Ctx, files: &CaFiles, conf: &CaSection) -> anyhow::Result<()> {
-    let ca = load_ca(files, conf)?;
-    let pem = ca.trust_bundle()?;
+    let (subject, pem) = match conf.backend {
+        CaBackendKind::Local => {
+            let ca = load_ca(files, conf)?;
+            (ca.info().subject().to_string(), ca.trust_bundle()?)
+        }
+        CaBackendKind::Acmpca => {
+            let ca = open_private(ctx, &super::plan::runtime()?)?;
+            (ca.info().subject().to_string(), ca.trust_bundle())
+        }
+    };
     if let Some(out) = &a.out {
         write_atomic(out, pem.as_bytes(), 0o644)?;
     }
     if ctx.json {
         return emit_json(&serde_json::json!({
-            "subject": ca.info().subject().to_string(),
+            "subject": subject,
             "pem": pem,
         }));
     }

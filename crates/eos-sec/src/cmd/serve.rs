@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use eos_register::{BackgroundTask, CaSetup, Registrar, Service, shutdown_pair};
+use eos_register::{BackgroundTask, Registrar, Service, shutdown_pair};
 
 use crate::exit::bad_input;
 
@@ -78,12 +78,18 @@ pub fn run(a: ServeArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
         .transpose()?;
     let ring = super::code::load_ring(&ctx.config.codes)?;
     let backoff = ctx.config.codes.backoff()?;
-    let ca = super::ca::load_local(&ctx.state_dir, &ctx.config.ca)?
-        .map(|(ca, policy, limits)| CaSetup { ca, policy, limits });
+    // The runtime comes first: an AWS Private CA client is made on the
+    // runtime whose workers will drive its connections.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let ca = super::ca::load_setup(ctx, &runtime)?;
     let store = ctx.store()?;
     init_logging();
-    if ca.is_none() {
-        tracing::warn!("no CA in the state directory: /v1/cert answers ca-unavailable");
+    match &ca {
+        Some(ca) => tracing::info!(signer = ca.signer_id(), "/v1/cert issues certificates"),
+        None => tracing::warn!("no CA in the state directory: /v1/cert answers ca-unavailable"),
     }
     if options.notify == eos_register::NotifyHook::None {
         tracing::warn!(
@@ -99,10 +105,6 @@ pub fn run(a: ServeArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)
             .await

@@ -1,0 +1,256 @@
+//! The one certificate issuance flow, for `eos-sec ca sign` and the open
+//! zone's `/v1/cert` alike: validate the CSR → refuse a key bound to
+//! another account → plan from the account record → sign (local key or AWS
+//! Private CA) → `check_issued` → record in the inventory → audit, all in
+//! the caller's transaction. The caller commits (after writing its own
+//! output), or drops the transaction and nothing is recorded.
+
+use std::fmt;
+use std::future::Future;
+use std::time::{Duration, SystemTime};
+
+use eos_ca::{
+    Account, BoxedSigner, CaInfo, CsrLimits, IgnoredRequest, IssuancePolicy, IssueError,
+    IssueRequest, KeyOwner, LocalCa, Profile, Signer,
+};
+use eos_identity::{SpaceId, UserId};
+use eos_store::rusqlite::Transaction;
+use eos_store::{AuditEntry, StoreError, audit_in, certs};
+use serde_json::json;
+
+/// The CA certificates are issued with: a signer, what planning needs to
+/// know about the CA, the chain handed out with each certificate, the
+/// issuance policy and the CSR limits.
+#[derive(Debug)]
+pub struct CaSetup {
+    signer: BoxedSigner,
+    info: CaInfo,
+    signer_id: String,
+    chain_pem: String,
+    policy: IssuancePolicy,
+    limits: CsrLimits,
+}
+
+impl CaSetup {
+    /// Any signer: `info` from the CA's certificate, `signer_id` as the
+    /// inventory records it (`local` or the Private CA's ARN), `chain_pem`
+    /// the CA chain returned beside each certificate.
+    pub fn new<S: Signer + Send + Sync + 'static>(
+        signer: S,
+        info: CaInfo,
+        signer_id: String,
+        chain_pem: String,
+        policy: IssuancePolicy,
+        limits: CsrLimits,
+    ) -> CaSetup {
+        CaSetup {
+            signer: BoxedSigner::new(signer),
+            info,
+            signer_id,
+            chain_pem,
+            policy,
+            limits,
+        }
+    }
+
+    /// The local CA key (recorded as signer `local`).
+    pub fn local(
+        ca: LocalCa,
+        policy: IssuancePolicy,
+        limits: CsrLimits,
+    ) -> Result<CaSetup, IssueError> {
+        let info = ca.info().clone();
+        let chain = ca.trust_bundle()?;
+        Ok(CaSetup::new(
+            ca,
+            info,
+            "local".to_owned(),
+            chain,
+            policy,
+            limits,
+        ))
+    }
+
+    /// The CA chain, PEM.
+    pub fn chain_pem(&self) -> &str {
+        &self.chain_pem
+    }
+
+    /// The CSR limits (the caller reads at most this much).
+    pub fn limits(&self) -> &CsrLimits {
+        &self.limits
+    }
+
+    /// `local` or the Private CA's ARN.
+    pub fn signer_id(&self) -> &str {
+        &self.signer_id
+    }
+}
+
+/// What is asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct IssueInput<'a> {
+    /// The CSR as received, PEM or DER (validated here).
+    pub csr: &'a [u8],
+    /// The account, from eos-sec's records (never from the CSR).
+    pub account: &'a Account,
+    /// The profile.
+    pub profile: Profile,
+    /// A lifetime within the profile's cap; `None` for its default.
+    pub lifetime: Option<Duration>,
+}
+
+/// Who the audit entry names and what it adds.
+#[derive(Debug, Clone)]
+pub struct IssueAudit<'a> {
+    /// The actor (`operator name` or `code:<id>`).
+    pub actor: &'a str,
+    /// The action (`ca.sign`, `register.cert`).
+    pub action: &'a str,
+    /// Fields added to the entry's detail (e.g. the request's source).
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A certificate issued and recorded (not yet committed).
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// Lower-case hex serial.
+    pub serial: String,
+    /// The certificate, PEM.
+    pub pem: String,
+    /// RFC 3339.
+    pub not_after: String,
+    /// What the CSR asked for and did not get.
+    pub ignored: Vec<IgnoredRequest>,
+    /// Whether the CSR asked for CA powers (logged on its own).
+    pub requested_ca: bool,
+}
+
+/// Why nothing was issued.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IssuanceError {
+    /// The request is refused: the CSR, its key, the lifetime (the
+    /// caller's input; exit 2, `csr-refused` on the wire).
+    #[error(transparent)]
+    Refused(IssueError),
+    /// Signing or the check of the signed certificate failed (never the
+    /// caller's fault; nothing recorded).
+    #[error(transparent)]
+    Failed(IssueError),
+    /// The inventory could not be read or written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl IssuanceError {
+    fn of(e: IssueError) -> IssuanceError {
+        if e.is_bad_input() {
+            IssuanceError::Refused(e)
+        } else {
+            IssuanceError::Failed(e)
+        }
+    }
+}
+
+fn corrupt(what: impl fmt::Display) -> IssuanceError {
+    IssuanceError::Store(StoreError::Corrupt {
+        what: "certificate inventory",
+        detail: what.to_string(),
+    })
+}
+
+/// Issue a certificate for `input` with `ca`, inside `tx`: validated,
+/// planned, signed, checked against the plan, recorded and audited. A CSR
+/// that asked for CA powers gets an audit entry of its own
+/// (`ca.csr-requested-ca`).
+pub async fn issue_in(
+    tx: &Transaction<'_>,
+    ca: &CaSetup,
+    input: &IssueInput<'_>,
+    audit: &IssueAudit<'_>,
+    now: SystemTime,
+) -> Result<Issued, IssuanceError> {
+    let csr = eos_ca::validate_csr(input.csr, &ca.limits)
+        .map_err(|e| IssuanceError::Refused(e.into()))?;
+    let fingerprint = csr.fingerprint().to_string();
+    let owner = match certs::key_owner(tx, &fingerprint)? {
+        Some((space, user)) => Some(KeyOwner {
+            space: SpaceId::new(&space).map_err(corrupt)?,
+            user: UserId::new(&user).map_err(corrupt)?,
+        }),
+        None => None,
+    };
+    let request = IssueRequest {
+        csr: &csr,
+        account: input.account,
+        profile: input.profile,
+        lifetime: input.lifetime,
+    };
+    let plan = eos_ca::plan_certificate(&ca.info, &request, &ca.policy, owner.as_ref(), now)
+        .map_err(IssuanceError::of)?;
+    let cert = eos_ca::issue(&ca.signer, &plan, &csr)
+        .await
+        .map_err(IssuanceError::Failed)?;
+    let pem = eos_ca::certificate_pem(&cert).map_err(IssuanceError::Failed)?;
+    let serial = eos_ca::serial_of(&cert).to_string();
+    let not_after = eos_ca::rfc3339(plan.not_after());
+    let account = input.account;
+    certs::record_issued(
+        tx,
+        &certs::NewCert {
+            serial: &serial,
+            space: account.space.as_str(),
+            user: account.user.as_str(),
+            profile: input.profile.as_str(),
+            key_fingerprint: &fingerprint,
+            not_before: &eos_ca::rfc3339(plan.not_before()),
+            not_after: &not_after,
+            signer: &ca.signer_id,
+            pem: &pem,
+        },
+    )?;
+    let mut detail = serde_json::Map::new();
+    detail.insert("space".into(), json!(account.space));
+    detail.insert("user".into(), json!(account.user));
+    detail.insert("profile".into(), json!(input.profile));
+    detail.insert("key_fingerprint".into(), json!(fingerprint));
+    detail.insert("key".into(), json!(csr.key_kind().to_string()));
+    detail.insert("ignored_requests".into(), json!(csr.ignored()));
+    detail.insert("signer".into(), json!(ca.signer_id));
+    detail.extend(audit.extra.clone());
+    audit_in(
+        tx,
+        &AuditEntry::new(audit.actor, audit.action, &serial)
+            .with_detail(serde_json::Value::Object(detail)),
+    )?;
+    if csr.requested_ca() {
+        // Someone asked this CA to make them a CA: worth its own entry.
+        audit_in(
+            tx,
+            &AuditEntry::new(audit.actor, "ca.csr-requested-ca", &serial)
+                .with_detail(json!({"space": account.space, "user": account.user})),
+        )?;
+    }
+    Ok(Issued {
+        serial,
+        pem,
+        not_after,
+        ignored: csr.ignored().to_vec(),
+        requested_ca: csr.requested_ca(),
+    })
+}
+
+/// Run an issuance future from synchronous code: on the current Tokio
+/// runtime when there is one (the service calls this from
+/// `spawn_blocking`, where the runtime's workers drive the AWS client's
+/// I/O), else on a small runtime of its own (the local key never waits).
+pub fn drive<F: Future>(f: F) -> Result<F::Output, std::io::Error> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => Ok(handle.block_on(f)),
+        Err(_) => Ok(tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(f)),
+    }
+}
