@@ -309,24 +309,7 @@ fn bootstrap_from_cloudwatch_with_the_local_backend() {
     let Some(moto) = MotoServer::start() else {
         return;
     };
-    let example = std::fs::read_to_string(common::examples().join("usage.jsonl")).unwrap();
-    let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
-    let events: Vec<(i64, String)> = example
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| (now - 60_000, l.to_owned()))
-        .collect();
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(eos_aws::cloudwatch::put_events(
-            &moto.aws_options(),
-            "/eos/usage",
-            "api-1",
-            &events,
-        ))
-        .unwrap();
+    common::put_example_usage_log(&moto, "/eos/usage");
     let mut st = example_state("");
     st.env = moto.env();
     let endpoint = moto.endpoint();

@@ -1,6 +1,8 @@
 //! `eos-sec logs scan`, driven as a process on the shipped examples.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -278,24 +280,7 @@ fn cloudwatch_source_through_the_cli() {
     let Some(moto) = eos_aws::moto::MotoServer::start() else {
         return;
     };
-    let example = std::fs::read_to_string(root().join("examples/data/usage.jsonl")).unwrap();
-    let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
-    let events: Vec<(i64, String)> = example
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| (now - 60_000, l.to_owned()))
-        .collect();
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(eos_aws::cloudwatch::put_events(
-            &moto.aws_options(),
-            "/eos/usage",
-            "api-1",
-            &events,
-        ))
-        .unwrap();
+    let events = common::put_example_usage_log(&moto, "/eos/usage");
     let cloud = |extra: &[&str]| {
         bin()
             .args([
@@ -338,7 +323,7 @@ fn cloudwatch_source_through_the_cli() {
     let v: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
     assert_eq!(
         v["stats"]["bad"]["by_reason"]["missing_field"],
-        events.len() as u64
+        events as u64
     );
 
     let out = cloud(&["cloudwatch:///no/such/group"]);

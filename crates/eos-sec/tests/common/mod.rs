@@ -80,3 +80,28 @@ impl State {
         serde_json::from_str(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", o.stdout))
     }
 }
+
+/// The example usage log as events of CloudWatch Logs group `group` on
+/// moto (stream `api-1`), one event per line, a minute old. Returns the
+/// number of events.
+pub fn put_example_usage_log(moto: &eos_aws::moto::MotoServer, group: &str) -> usize {
+    let example = std::fs::read_to_string(examples().join("usage.jsonl")).unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+    let events: Vec<(i64, String)> = example
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| (now - 60_000, l.to_owned()))
+        .collect();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(eos_aws::cloudwatch::put_events(
+            &moto.aws_options(),
+            group,
+            "api-1",
+            &events,
+        ))
+        .unwrap();
+    events.len()
+}
