@@ -1,7 +1,8 @@
 //! The scan pipeline: one reader thread cuts each input into chunks of whole
 //! lines; parser threads parse, resolve and fold records into per-thread
 //! accumulators; the caller merges them. Memory: the chunks in flight
-//! (bounded channel) plus the accumulators — never the file.
+//! (bounded channel; their buffers return to the reader for reuse) plus the
+//! accumulators — never the file.
 
 use std::collections::HashMap;
 use std::io::{self, Read};
