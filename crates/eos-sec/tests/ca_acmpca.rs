@@ -13,7 +13,7 @@ mod common;
 
 use std::time::{Duration, SystemTime};
 
-use common::{State, example};
+use common::{PEPPER, State, example, http};
 use eos_aws::acmpca::{IssueWait, PrivateCa, create_test_ca};
 use eos_aws::moto::{MotoServer, block_on};
 use eos_ca::{CaEnv, LocalCa};
@@ -284,4 +284,93 @@ fn revoke_goes_to_private_ca_and_the_inventory() {
     // Unknown serial.
     let o = a.st.run(&["ca", "revoke", "abcdef"]);
     assert_eq!(o.code, 2, "{o:?}");
+}
+
+/// `eos-sec serve` with `[ca] backend = "acmpca"` issues through Private CA:
+/// moto's certificate breaks the plan, so `/v1/cert` answers 500, nothing
+/// is recorded, and the code is not spent (the transaction that would have
+/// spent it rolled back).
+#[test]
+fn serve_issues_through_private_ca_and_never_records_what_breaks_the_plan() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let Some(mut a) = aws() else {
+        return;
+    };
+    a.st.env.push(("EOS_SEC_PEPPER", PEPPER.to_owned()));
+    // moto's CAs are in SHORT_LIVED_CERTIFICATE mode: the default browser
+    // profile (30d) would be refused before the call; cli (72h) is sent.
+    let config = a.st.path().join("eos-sec.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[serve]\ncert_profile = \"cli\"\n");
+    std::fs::write(&config, text).unwrap();
+    let code = a.st.ok(&[
+        "code",
+        "issue",
+        "--space",
+        "acme",
+        "--user",
+        "alice",
+        "--purpose",
+        "register-cert",
+    ]);
+    let code = code.stdout.trim().to_owned();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_eos-sec"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("EOS_SEC_STATE_DIR", a.st.path().join("state"))
+        .env("EOS_SEC_CONFIG", a.st.path().join("eos-sec.toml"))
+        .envs(a.st.env.iter().map(|(k, v)| (*k, v.as_str())))
+        .current_dir(a.st.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !http(
+        port,
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .is_ok_and(|r| r.starts_with("HTTP/1.1 200"))
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "serve did not come up"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let csr = std::fs::read_to_string(example("csr/p256.csr")).unwrap();
+    let body = serde_json::json!({"code": code, "csr": csr}).to_string();
+    let request = format!(
+        "POST /v1/cert HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    for _ in 0..2 {
+        // Twice: the first attempt did not spend the code.
+        let answer = http(port, &request).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 500"), "{answer}");
+        assert!(!answer.contains("code-rejected"), "{answer}");
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    assert!(logs.contains(&a.arn), "the signer is logged: {logs}");
+    assert!(
+        logs.contains("certificate policy violation: subject"),
+        "{logs}"
+    );
+    assert!(!logs.contains(&code), "the code reached the logs");
+    assert_eq!(a.st.json(&["ca", "list"]), serde_json::json!([]));
 }

@@ -2,12 +2,13 @@
 //! `eos-sec serve` run as a process: a code issued by the CLI registers the
 //! caller's address over HTTP, and SIGTERM stops the service cleanly.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const PEPPER: &str = "a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebfc0";
+mod common;
+
+use common::{PEPPER, http};
 
 fn eos_sec(dir: &std::path::Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_eos-sec"));
@@ -16,16 +17,6 @@ fn eos_sec(dir: &std::path::Path) -> Command {
         .env("EOS_SEC_PEPPER", PEPPER)
         .env_remove("EOS_SEC_CONFIG");
     c
-}
-
-/// One HTTP/1.1 request on a fresh connection; the whole answer.
-fn http(port: u16, request: &str) -> std::io::Result<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    s.write_all(request.as_bytes())?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    Ok(out)
 }
 
 #[test]

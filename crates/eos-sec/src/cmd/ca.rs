@@ -532,7 +532,8 @@ fn issue_crl(
     let now = SystemTime::now();
     let revoked = certs::revoked_unexpired(tx, &eos_ca::rfc3339(now))?;
     let mut entries = Vec::with_capacity(revoked.len());
-    for r in &revoked {
+    // Only the local CA's own certificates: AWS Private CA lists its own.
+    for r in revoked.iter().filter(|r| r.signer == "local") {
         entries.push(revoked_entry(r)?);
     }
     let number = certs::next_crl_number(tx)?;

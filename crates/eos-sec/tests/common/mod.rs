@@ -105,3 +105,18 @@ pub fn put_example_usage_log(moto: &eos_aws::moto::MotoServer, group: &str) -> u
         .unwrap();
     events.len()
 }
+
+/// A test pepper (hex) for `EOS_SEC_PEPPER`.
+pub const PEPPER: &str = "a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebfc0";
+
+/// One HTTP/1.1 request to 127.0.0.1:`port` on a fresh connection; the
+/// whole answer.
+pub fn http(port: u16, request: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))?;
+    s.write_all(request.as_bytes())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
