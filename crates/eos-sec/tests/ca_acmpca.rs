@@ -184,7 +184,7 @@ fn sign_through_moto_is_refused_by_the_plan_check_and_nothing_is_recorded() {
         .collect();
     assert_eq!(failed.len(), 1, "{actions:?}");
     assert!(!actions.iter().any(|(action, _)| action == "ca.sign"));
-    // A refused CSR is refused before AWS is asked, as with the local CA.
+    // A refused CSR never reaches IssueCertificate, as with the local CA.
     let o = a.st.run(&[
         "ca",
         "sign",
