@@ -271,6 +271,9 @@ pub struct CaInfo {
     not_before: SystemTime,
     not_after: SystemTime,
     fingerprint: KeyFingerprint,
+    /// The CA's public key: what a remotely signed certificate must verify
+    /// under.
+    public_key: SubjectPublicKeyInfoOwned,
 }
 
 impl CaInfo {
@@ -311,6 +314,7 @@ impl CaInfo {
             not_before: tbs.validity().not_before.to_system_time(),
             not_after: tbs.validity().not_after.to_system_time(),
             fingerprint: KeyFingerprint::of(spki).map_err(enc)?,
+            public_key: spki.clone(),
         })
     }
 
@@ -361,6 +365,7 @@ pub struct CertificatePlan {
     fingerprint: KeyFingerprint,
     key_id: Vec<u8>,
     authority_key_id: Vec<u8>,
+    issuer_public_key: SubjectPublicKeyInfoOwned,
     not_before: SystemTime,
     not_after: SystemTime,
     crl_url: Option<String>,
@@ -567,6 +572,7 @@ pub fn plan_certificate(
         fingerprint: csr.fingerprint(),
         key_id: key_identifier(csr.public_key()),
         authority_key_id: ca.key_id.clone(),
+        issuer_public_key: ca.public_key.clone(),
         not_before,
         not_after,
         crl_url: policy.crl_url.clone(),
@@ -703,7 +709,22 @@ pub fn check_issued(
             "outer and inner algorithms differ",
         ));
     }
-    check_tbs(cert.tbs_certificate(), plan, strictness)
+    check_tbs(cert.tbs_certificate(), plan, strictness)?;
+    // A remote CA's answer must be signed by the CA key the plan was made
+    // for. (The local key signs the very bytes `LocalCa::sign` checked a
+    // moment before; verifying its own signature again would double the
+    // cost of issuing and prove nothing new.)
+    if strictness == Strictness::Remote {
+        let tbs = cert.tbs_certificate().to_der().map_err(enc)?;
+        crate::csr::verify_signed(
+            &plan.issuer_public_key,
+            cert.signature_algorithm(),
+            &tbs,
+            cert.signature(),
+        )
+        .map_err(|e| violation("signature", format!("not signed by the CA's key: {e}")))?;
+    }
+    Ok(())
 }
 
 /// The seam between issuance and whoever holds the CA key: the local key

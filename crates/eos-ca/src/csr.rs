@@ -458,9 +458,7 @@ fn validate_der(der: &[u8], limits: &CsrLimits) -> Result<ValidatedCsr, CsrError
         });
     }
 
-    let key = check_key(&info.public_key)?;
-    let hash = check_signature_algorithm(&raw.algorithm, key)?;
-    verify_signature(&info.public_key, key, hash, &info_der, &raw.signature)?;
+    let key = verify_signed(&info.public_key, &raw.algorithm, &info_der, &raw.signature)?;
 
     let mut ignored = requested_extensions(&info)?;
     if !info.subject.as_ref().is_empty() {
@@ -642,7 +640,22 @@ fn check_signature_algorithm(
     Ok(hash)
 }
 
-/// Verify the proof of possession with ring (the constant-time assembly
+/// Check `key` and `algorithm` as for a CSR and verify `signature` over
+/// `signed`: the proof of possession of a CSR, and the issuer's signature on
+/// a certificate a remote CA returned.
+pub(crate) fn verify_signed(
+    key: &SubjectPublicKeyInfoOwned,
+    algorithm: &AlgorithmIdentifierOwned,
+    signed: &[u8],
+    signature: &BitString,
+) -> Result<KeyKind, CsrError> {
+    let kind = check_key(key)?;
+    let hash = check_signature_algorithm(algorithm, kind)?;
+    verify_signature(key, kind, hash, signed, signature)?;
+    Ok(kind)
+}
+
+/// Verify a signature with ring (the constant-time assembly
 /// implementations rustls uses here too). The key was already checked by
 /// [`check_key`]; ring checks the point or the RSA key again itself.
 fn verify_signature(

@@ -233,6 +233,7 @@ fn init_sign_list_revoke_crl_bundle_agree_with_openssl() {
     ]);
     let v: serde_json::Value = serde_json::from_str(&revoked).unwrap();
     assert_eq!(v["status"], "revoked");
+    assert_eq!(v["certificate"]["serial"], serial.as_str(), "{v}");
     let crl_number = v["crl_number"].as_u64().unwrap();
     std::fs::copy(env.state().join("ca/crl.pem"), env.path("crl2.pem")).unwrap();
     chain("crl2.pem");
@@ -303,7 +304,9 @@ fn init_sign_list_revoke_crl_bundle_agree_with_openssl() {
 
     // Revoking again changes nothing and issues no CRL.
     let again = env.ok(&["--json", "ca", "revoke", &serial]);
-    assert!(again.contains("already-revoked"));
+    let again: serde_json::Value = serde_json::from_str(&again).unwrap();
+    assert_eq!(again["status"], "already-revoked", "{again}");
+    assert_eq!(again["certificate"]["status"], "revoked", "{again}");
     let list = env.ok(&["--json", "ca", "list", "--status", "revoked"]);
     assert!(list.contains(&serial));
 }

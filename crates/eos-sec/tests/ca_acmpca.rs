@@ -265,7 +265,7 @@ fn revoke_goes_to_private_ca_and_the_inventory() {
         a.st.json(&["ca", "revoke", &serial, "--reason", "key-compromise"]);
     assert_eq!(v["status"], "revoked", "{v}");
     assert_eq!(v["crl"], serde_json::Value::Null);
-    assert_eq!(v["signer"], a.arn.as_str());
+    assert_eq!(v["certificate"]["signer"], a.arn.as_str());
     let revoked = a.st.json(&["ca", "list", "--status", "revoked"]);
     assert_eq!(revoked[0]["serial"], serial.as_str());
     assert_eq!(revoked[0]["revocation_reason"], "key-compromise");

@@ -815,9 +815,11 @@ fn not_found(e: eos_store::StoreError) -> anyhow::Error {
 
 #[derive(Serialize)]
 struct RevokeReport<'a> {
+    /// `revoked` or `already-revoked`.
     status: &'static str,
-    #[serde(flatten)]
-    record: &'a CertRecord,
+    /// The inventory record after the revocation (its own `status` is the
+    /// certificate's, hence not flattened into the report).
+    certificate: &'a CertRecord,
     crl_number: Option<u64>,
     /// The CRL file (local CA); AWS Private CA publishes its own.
     crl: Option<String>,
@@ -896,7 +898,7 @@ fn revoke(
             } else {
                 "already-revoked"
             },
-            record: &record,
+            certificate: &record,
             crl_number: number,
             crl,
         });
