@@ -13,6 +13,7 @@
 //! signature over the exact `certificationRequestInfo` bytes that were
 //! received; requested extensions (duplicates refused, dangerous ones noted).
 
+use std::borrow::Cow;
 use std::fmt;
 
 use der::asn1::{AnyRef, BitString, ObjectIdentifier};
@@ -394,7 +395,7 @@ fn is_space(b: u8) -> bool {
 /// PEM or DER in, DER out. Leading whitespace is tolerated in PEM, trailing
 /// whitespace after the end line too, anything else after it is refused
 /// (pem-rfc7468 alone would accept it).
-fn unwrap_envelope(input: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, CsrError> {
+fn unwrap_envelope(input: &[u8]) -> Result<Cow<'_, [u8]>, CsrError> {
     let start = input.iter().position(|b| !is_space(*b));
     let Some(start) = start else {
         return Err(CsrError::Empty);
@@ -406,7 +407,7 @@ fn unwrap_envelope(input: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, CsrError>
         if start != 0 {
             return Err(malformed("input is neither PEM nor DER"));
         }
-        return Ok(std::borrow::Cow::Borrowed(input));
+        return Ok(Cow::Borrowed(input));
     }
     const END: &[u8] = b"-----END ";
     let end_line = find(body, END).ok_or_else(|| CsrError::BadPem {
@@ -431,7 +432,7 @@ fn unwrap_envelope(input: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, CsrError>
             label: label.chars().take(64).collect(),
         });
     }
-    Ok(std::borrow::Cow::Owned(der))
+    Ok(Cow::Owned(der))
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -680,24 +681,24 @@ fn verify_signature(
     };
     // ring takes EC points uncompressed only; the key check accepted a
     // compressed one, so widen it first. RSA: the PKCS#1 RSAPublicKey.
-    let point;
-    let public: &[u8] = match key {
-        KeyKind::P256 | KeyKind::P384 => {
-            point = uncompressed_point(spki, key)?;
-            &point
-        }
-        KeyKind::Rsa { .. } => spki.subject_public_key.raw_bytes(),
+    let public = match key {
+        KeyKind::P256 | KeyKind::P384 => uncompressed_point(spki, key)?,
+        KeyKind::Rsa { .. } => Cow::Borrowed(spki.subject_public_key.raw_bytes()),
     };
-    sig::UnparsedPublicKey::new(alg, public)
+    sig::UnparsedPublicKey::new(alg, &*public)
         .verify(signed, signature)
         .map_err(|_| CsrError::BadSignature)
 }
 
-/// The key's SEC1 point, uncompressed (as received when it already is).
-fn uncompressed_point(spki: &SubjectPublicKeyInfoOwned, key: KeyKind) -> Result<Vec<u8>, CsrError> {
+/// The key's SEC1 point, uncompressed: borrowed as received when it
+/// already is (the common case, on the hot path), widened otherwise.
+fn uncompressed_point(
+    spki: &SubjectPublicKeyInfoOwned,
+    key: KeyKind,
+) -> Result<Cow<'_, [u8]>, CsrError> {
     let point = spki.subject_public_key.raw_bytes();
     if point.first() == Some(&0x04) {
-        return Ok(point.to_vec());
+        return Ok(Cow::Borrowed(point));
     }
     let widened = match key {
         KeyKind::P256 => p256::PublicKey::from_sec1_bytes(point)
@@ -705,7 +706,9 @@ fn uncompressed_point(spki: &SubjectPublicKeyInfoOwned, key: KeyKind) -> Result<
         _ => p384::PublicKey::from_sec1_bytes(point)
             .map(|k| k.to_sec1_point(false).as_bytes().to_vec()),
     };
-    widened.map_err(|_| invalid_key("not a point on the curve"))
+    widened
+        .map(Cow::Owned)
+        .map_err(|_| invalid_key("not a point on the curve"))
 }
 
 /// Read the extensionRequest attribute: refuse duplicates and malformed
