@@ -8,7 +8,6 @@ use std::net::IpAddr;
 
 use foldhash::HashMap;
 use foldhash::fast::FixedState;
-use smallvec::SmallVec;
 
 use eos_identity::{SpaceId, UserId};
 use serde::Serialize;
@@ -18,7 +17,7 @@ use crate::error::ScanError;
 use crate::input::Input;
 use crate::observation::{Observation, StatusCounts};
 use crate::options::{Format, ScanOptions};
-use crate::record::LogRecord;
+use crate::record::{LogRecord, Stamp};
 use crate::scan::{Progress, ScanStats, fold_records};
 
 /// What one scan found.
@@ -45,24 +44,67 @@ pub struct ScanReport {
     pub stats: ScanStats,
 }
 
-/// Distinct days (since the epoch) of one pair, sorted; the first few
-/// inline, so a pair seen on a few days needs no allocation of its own.
-/// Logs arrive mostly in time order: a day is usually the last or appended.
+/// Distinct days (since the epoch) of one pair. Logs arrive mostly in time
+/// order, so the days of a pair are a bitmap of a 128-day window anchored a
+/// little before the first day seen: an insert sets a bit, with nothing to
+/// search and nothing allocated. The rare day outside the window goes to a
+/// sorted vector.
 #[derive(Debug, Clone, Default)]
-struct Days(SmallVec<[i32; 6]>);
+struct Days {
+    base: i32,
+    bits: [u64; 2],
+    /// Boxed: one pointer in the hot struct instead of a vector's three
+    /// words, for a case that is rare.
+    #[allow(clippy::box_collection)]
+    outside: Option<Box<Vec<i32>>>,
+}
 
 impl Days {
+    /// Days of the window before the first day seen.
+    const LEAD: i32 = 32;
+
+    fn is_empty(&self) -> bool {
+        self.bits == [0, 0] && self.outside.is_none()
+    }
+
     fn insert(&mut self, day: i32) {
-        if self.0.last() == Some(&day) {
-            return;
+        if self.is_empty() {
+            self.base = day.saturating_sub(Self::LEAD);
         }
-        if let Err(at) = self.0.binary_search(&day) {
-            self.0.insert(at, day);
+        match usize::try_from(i64::from(day) - i64::from(self.base)) {
+            Ok(off) if off < 128 => {
+                if let Some(w) = self.bits.get_mut(off / 64) {
+                    *w |= 1 << (off % 64);
+                }
+            }
+            _ => {
+                let v = self.outside.get_or_insert_default();
+                if let Err(at) = v.binary_search(&day) {
+                    v.insert(at, day);
+                }
+            }
         }
     }
 
     fn len(&self) -> usize {
-        self.0.len()
+        let bits: u32 = self.bits.iter().map(|w| w.count_ones()).sum();
+        bits as usize + self.outside.as_ref().map_or(0, |v| v.len())
+    }
+
+    /// Every day, in no particular order.
+    fn iter(&self) -> impl Iterator<Item = i32> + '_ {
+        let base = i64::from(self.base);
+        let window = (0..128usize)
+            .filter(|&off| self.bits[off / 64] & (1 << (off % 64)) != 0)
+            // In the window: base + off fits an i32.
+            .map(move |off| day_i32(base + off as i64));
+        window.chain(self.outside.iter().flat_map(|v| v.iter().copied()))
+    }
+
+    fn merge(&mut self, o: &Days) {
+        for d in o.iter() {
+            self.insert(d);
+        }
     }
 }
 
@@ -70,21 +112,26 @@ impl Days {
 /// on every run.
 const USER_HASH: FixedState = FixedState::with_seed(0x6575_7365_7273);
 
-/// Up to this many distinct users a pair keeps their hashes in a sorted
-/// vector; beyond it, in a hash set.
-const FEW_USERS: usize = 32;
+/// Up to this many distinct users a pair keeps their hashes inline; beyond
+/// it, in a hash set of its own.
+const FEW_USERS: usize = 8;
 
 /// Distinct users of one pair, by a 64-bit hash of the user: exact unless
 /// two of one pair's users collide (odds ~n²/2^65).
 #[derive(Debug, Clone)]
 enum Users {
-    Few(SmallVec<[u64; 4]>),
-    Many(HashSet<u64, FixedState>),
+    Few { n: u8, hashes: [u64; FEW_USERS] },
+    /// Boxed: the inline case sets the size of every pair's state.
+    #[allow(clippy::box_collection)]
+    Many(Box<HashSet<u64, FixedState>>),
 }
 
 impl Default for Users {
     fn default() -> Users {
-        Users::Few(SmallVec::new())
+        Users::Few {
+            n: 0,
+            hashes: [0; FEW_USERS],
+        }
     }
 }
 
@@ -93,61 +140,75 @@ impl Users {
     fn insert(&mut self, h: u64) -> bool {
         match self {
             Users::Many(set) => set.insert(h),
-            Users::Few(v) => match v.binary_search(&h) {
-                Ok(_) => false,
-                Err(_) if v.len() >= FEW_USERS => {
-                    let mut set: HashSet<u64, FixedState> =
-                        HashSet::with_capacity_and_hasher(v.len() * 2, FixedState::default());
-                    set.extend(v.iter().copied());
-                    set.insert(h);
-                    *self = Users::Many(set);
-                    true
+            Users::Few { n, hashes } => {
+                let len = usize::from(*n);
+                if hashes.get(..len).is_some_and(|seen| seen.contains(&h)) {
+                    return false;
                 }
-                Err(at) => {
-                    v.insert(at, h);
-                    true
+                if let Some(slot) = hashes.get_mut(len) {
+                    *slot = h;
+                    *n += 1;
+                    return true;
                 }
-            },
+                let mut set: HashSet<u64, FixedState> =
+                    HashSet::with_capacity_and_hasher(FEW_USERS * 4, FixedState::default());
+                set.extend(hashes.iter().copied());
+                set.insert(h);
+                *self = Users::Many(Box::new(set));
+                true
+            }
         }
     }
 
     fn len(&self) -> usize {
         match self {
-            Users::Few(v) => v.len(),
+            Users::Few { n, .. } => usize::from(*n),
             Users::Many(set) => set.len(),
         }
     }
 
-    fn merge(&mut self, o: Users) {
+    fn merge(&mut self, o: &Users) {
         match o {
-            Users::Few(v) => v.into_iter().for_each(|h| {
+            Users::Few { n, hashes } => hashes.iter().take(usize::from(*n)).for_each(|&h| {
                 self.insert(h);
             }),
-            Users::Many(set) => set.into_iter().for_each(|h| {
+            Users::Many(set) => set.iter().for_each(|&h| {
                 self.insert(h);
             }),
         }
     }
 }
 
-/// Per-pair state. Kept small: one is touched per record.
-#[derive(Debug, Clone, Default)]
+/// Per-pair state: one is touched per record, so it holds no pointer the
+/// common case follows (days and users are inline).
+#[derive(Debug, Clone)]
 pub(crate) struct Agg {
     requests: u64,
-    first: Option<OffsetDateTime>,
-    last: Option<OffsetDateTime>,
+    /// First and last evidence; `first > last` while there is none.
+    first: Stamp,
+    last: Stamp,
+    status: StatusCounts,
     days: Days,
     users: Users,
     /// Sorted, at most [`Observation::MAX_EXAMPLE_USERS`].
     examples: Vec<UserId>,
     /// A known lower bound of distinct users (Logs Insights rows).
     users_floor: u64,
-    status: StatusCounts,
 }
 
-/// Days since the epoch of `t`.
-fn day_of(t: OffsetDateTime) -> i32 {
-    day_i32(t.unix_timestamp().div_euclid(86_400))
+impl Default for Agg {
+    fn default() -> Agg {
+        Agg {
+            requests: 0,
+            first: Stamp::MAX,
+            last: Stamp::MIN,
+            status: StatusCounts::default(),
+            days: Days::default(),
+            users: Users::default(),
+            examples: Vec::new(),
+            users_floor: 0,
+        }
+    }
 }
 
 /// A day number as an `i32` (the `time` crate's range fits one).
@@ -165,18 +226,30 @@ impl Agg {
         day: i64,
         users: u64,
     ) -> Agg {
-        Agg {
+        let mut agg = Agg {
             requests,
-            first: Some(first.min(last)),
-            last: Some(first.max(last)),
-            days: Days(smallvec::smallvec![day_i32(day)]),
+            first: Stamp::of(first.min(last)),
+            last: Stamp::of(first.max(last)),
             users_floor: users,
             ..Agg::default()
-        }
+        };
+        agg.days.insert(day_i32(day));
+        agg
     }
 
     fn distinct_users(&self) -> u64 {
         (self.users.len() as u64).max(self.users_floor)
+    }
+
+    /// First and last evidence, if any.
+    fn seen(&self) -> Option<(OffsetDateTime, OffsetDateTime)> {
+        if self.first > self.last {
+            return None;
+        }
+        Some((
+            self.first.to_datetime().ok()?,
+            self.last.to_datetime().ok()?,
+        ))
     }
 
     fn add(&mut self, rec: &LogRecord<'_>, evidence: bool) {
@@ -196,14 +269,14 @@ impl Agg {
             return;
         }
         self.requests += 1;
-        let t = rec.time;
-        if self.first.is_none_or(|f| t < f) {
-            self.first = Some(t);
+        let t = rec.stamp;
+        if t < self.first {
+            self.first = t;
         }
-        if self.last.is_none_or(|l| t > l) {
-            self.last = Some(t);
+        if t > self.last {
+            self.last = t;
         }
-        self.days.insert(day_of(t));
+        self.days.insert(day_i32(t.day()));
         if let Some(user) = rec.user.filter(|u| !u.is_empty())
             && self.users.insert(USER_HASH.hash_one(user))
         {
@@ -237,18 +310,10 @@ impl Agg {
 
     fn merge(&mut self, o: Agg) {
         self.requests += o.requests;
-        self.first = match (self.first, o.first) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        self.last = match (self.last, o.last) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        };
-        for d in o.days.0 {
-            self.days.insert(d);
-        }
-        self.users.merge(o.users);
+        self.first = self.first.min(o.first);
+        self.last = self.last.max(o.last);
+        self.days.merge(&o.days);
+        self.users.merge(&o.users);
         self.users_floor = self.users_floor.max(o.users_floor);
         for u in o.examples {
             if let Some(at) = self.example_slot(u.as_str()) {
@@ -293,40 +358,92 @@ impl Slab {
     }
 }
 
-/// Per-thread accumulator. The maps hold only indices into `aggs`: the
-/// tables stay small and cache-friendly, and each record touches one
+/// Per-thread accumulator. The pair map holds only indices into `aggs`:
+/// the table stays small and cache-friendly, and each record touches one
 /// `Agg`.
 #[derive(Debug, Default)]
 pub(crate) struct Aggregator {
-    pairs: HashMap<SpaceId, HashMap<IpAddr, usize>>,
+    /// Spaces by index, and the index of each.
+    spaces: Vec<SpaceId>,
+    by_name: HashMap<SpaceId, u32>,
+    /// The parser thread's space-cache slot → index in `spaces`
+    /// (`u32::MAX`: not looked up yet), for the cache's `generation`.
+    by_slot: Vec<u32>,
+    generation: u32,
+    /// Pairs with an IPv4 client, keyed `space << 32 | address`: 16-byte
+    /// buckets, so more of the table stays in cache.
+    v4: HashMap<u64, u32>,
+    /// Pairs with an IPv6 client.
+    v6: HashMap<(u128, u32), u32>,
     aggs: Slab,
 }
 
 impl Aggregator {
-    /// Where the state of (space, ip) is in `aggs`, or where it goes.
-    fn index(&mut self, space: &SpaceId, ip: IpAddr) -> usize {
-        let ips = match self.pairs.get_mut(space) {
-            Some(m) => m,
-            None => self.pairs.entry(space.clone()).or_default(),
+    fn space_index(&mut self, space: &SpaceId) -> u32 {
+        if let Some(&i) = self.by_name.get(space) {
+            return i;
+        }
+        // Pairs are counted in u32: at most 4 billion spaces.
+        let i = u32::try_from(self.spaces.len()).unwrap_or(u32::MAX);
+        self.spaces.push(space.clone());
+        self.by_name.insert(space.clone(), i);
+        i
+    }
+
+    /// The space of `rec`, by its cache slot when the slot is current.
+    fn record_space(&mut self, rec: &LogRecord<'_>) -> u32 {
+        let slot = rec.space_slot;
+        if slot.index == u32::MAX {
+            return self.space_index(rec.space);
+        }
+        if slot.generation != self.generation {
+            self.by_slot.clear();
+            self.generation = slot.generation;
+        }
+        let at = slot.index as usize;
+        if let Some(&i) = self.by_slot.get(at)
+            && i != u32::MAX
+        {
+            return i;
+        }
+        let i = self.space_index(rec.space);
+        if self.by_slot.len() <= at {
+            self.by_slot.resize(at + 1, u32::MAX);
+        }
+        if let Some(s) = self.by_slot.get_mut(at) {
+            *s = i;
+        }
+        i
+    }
+
+    /// The state of (space, ip), pushed if it is new.
+    fn state(&mut self, space: u32, ip: IpAddr) -> Option<&mut Agg> {
+        // More than 4 billion pairs do not fit in memory anyway.
+        let next = u32::try_from(self.aggs.len).unwrap_or(u32::MAX);
+        let i = match ip {
+            IpAddr::V4(a) => *self
+                .v4
+                .entry(u64::from(space) << 32 | u64::from(u32::from(a)))
+                .or_insert(next),
+            IpAddr::V6(a) => *self.v6.entry((u128::from(a), space)).or_insert(next),
         };
-        *ips.entry(ip).or_insert(self.aggs.len)
+        if i == next {
+            self.aggs.push(Agg::default());
+        }
+        self.aggs.get_mut(i as usize)
     }
 
     fn add(&mut self, rec: &LogRecord<'_>, evidence: bool) {
-        let i = self.index(rec.space, rec.client_ip);
-        if i == self.aggs.len {
-            self.aggs.push(Agg::default());
-        }
-        if let Some(agg) = self.aggs.get_mut(i) {
+        let space = self.record_space(rec);
+        if let Some(agg) = self.state(space, rec.client_ip) {
             agg.add(rec, evidence);
         }
     }
 
     pub(crate) fn add_agg(&mut self, space: &SpaceId, ip: IpAddr, agg: Agg) {
-        let i = self.index(space, ip);
-        match self.aggs.get_mut(i) {
-            Some(mine) => mine.merge(agg),
-            None => self.aggs.push(agg),
+        let space = self.space_index(space);
+        if let Some(mine) = self.state(space, ip) {
+            mine.merge(agg);
         }
     }
 
@@ -336,12 +453,25 @@ impl Aggregator {
 
     /// Hand every pair with its state to `f`.
     fn drain(self, mut f: impl FnMut(&SpaceId, IpAddr, Agg)) {
-        let Aggregator { pairs, mut aggs } = self;
-        for (space, ips) in &pairs {
-            for (&ip, &i) in ips {
-                if let Some(agg) = aggs.get_mut(i) {
-                    f(space, ip, std::mem::take(agg));
-                }
+        let Aggregator {
+            spaces,
+            v4,
+            v6,
+            mut aggs,
+            ..
+        } = self;
+        let v4 = v4.into_iter().map(|(k, i)| {
+            // The high half is the space, the low half the address.
+            let (space, addr) = ((k >> 32) as u32, k as u32);
+            (space, IpAddr::V4(addr.into()), i)
+        });
+        let v6 = v6
+            .into_iter()
+            .map(|((addr, space), i)| (space, IpAddr::V6(addr.into()), i));
+        for (space, ip, i) in v4.chain(v6) {
+            if let (Some(space), Some(agg)) = (spaces.get(space as usize), aggs.get_mut(i as usize))
+            {
+                f(space, ip, std::mem::take(agg));
             }
         }
     }
@@ -381,7 +511,7 @@ pub(crate) fn report(all: Aggregator, stats: ScanStats, opts: &ScanOptions) -> S
     let (mut seen, mut without, mut below) = (0u64, 0u64, 0u64);
     all.drain(|space, ip, agg| {
         seen += 1;
-        let (Some(first), Some(last)) = (agg.first, agg.last) else {
+        let Some((first, last)) = agg.seen() else {
             without += 1;
             return;
         };
@@ -413,5 +543,80 @@ pub(crate) fn report(all: Aggregator, stats: ScanStats, opts: &ScanOptions) -> S
         pairs_without_evidence: without,
         pairs_below_threshold: below,
         stats,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Days: the bitmap window plus the vector outside it count what a
+        /// set would, in any insert order, and merging is a union.
+        #[test]
+        fn days_count_like_a_set(
+            a in proptest::collection::vec(-400i32..400, 0..200),
+            b in proptest::collection::vec(-400i32..400, 0..200),
+        ) {
+            let (mut da, mut db) = (Days::default(), Days::default());
+            a.iter().for_each(|&d| da.insert(d));
+            b.iter().for_each(|&d| db.insert(d));
+            let sa: BTreeSet<i32> = a.iter().copied().collect();
+            let sb: BTreeSet<i32> = b.iter().copied().collect();
+            prop_assert_eq!(da.len(), sa.len());
+            prop_assert_eq!(da.iter().collect::<BTreeSet<_>>(), sa.clone());
+            da.merge(&db);
+            prop_assert_eq!(da.len(), sa.union(&sb).count());
+        }
+
+        /// Users: inline and spilled to a set, counts and merges are exact.
+        #[test]
+        fn users_count_like_a_set(
+            a in proptest::collection::vec(0u64..40, 0..100),
+            b in proptest::collection::vec(0u64..40, 0..100),
+        ) {
+            let (mut ua, mut ub) = (Users::default(), Users::default());
+            let mut sa = BTreeSet::new();
+            for &h in &a {
+                prop_assert_eq!(ua.insert(h), sa.insert(h));
+            }
+            b.iter().for_each(|&h| { ub.insert(h); });
+            let sb: BTreeSet<u64> = b.iter().copied().collect();
+            prop_assert_eq!(ua.len(), sa.len());
+            ua.merge(&ub);
+            prop_assert_eq!(ua.len(), sa.union(&sb).count());
+        }
+    }
+
+    #[test]
+    fn days_at_the_ends_of_the_range() {
+        let mut d = Days::default();
+        for day in [i32::MIN, i32::MAX, 0, i32::MIN, 127 - 32, 128 - 32] {
+            d.insert(day);
+        }
+        assert_eq!(d.len(), 5);
+    }
+
+    #[test]
+    fn pairs_keep_the_address_family() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap_or_else(|e| panic!("{e}"));
+        let space = SpaceId::new("acme").unwrap_or_else(|e| panic!("{e}"));
+        let mut agg = Aggregator::default();
+        for a in ["10.0.0.1", "::ffff:10.0.0.1", "255.255.255.255", "::"] {
+            agg.add_agg(&space, ip(a), Agg::default());
+        }
+        agg.add_agg(&space, ip("10.0.0.1"), Agg::default());
+        let mut seen = Vec::new();
+        agg.drain(|s, a, _| seen.push((s.to_string(), a)));
+        seen.sort();
+        let want: Vec<(String, IpAddr)> = ["10.0.0.1", "255.255.255.255", "::", "::ffff:10.0.0.1"]
+            .iter()
+            .map(|a| ("acme".to_owned(), ip(a)))
+            .collect();
+        assert_eq!(seen, want);
     }
 }

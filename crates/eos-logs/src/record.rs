@@ -75,6 +75,19 @@ pub struct LogRecord<'a> {
     pub status: Option<u16>,
     /// WAF's terminating action (WAF logs only).
     pub waf_action: Option<WafAction>,
+    /// `time` as parsed, for the aggregator's hot path (no calendar math).
+    pub(crate) stamp: Stamp,
+    /// The space's slot in the parser thread's space cache, so the
+    /// aggregator finds the space without hashing its name.
+    pub(crate) space_slot: SpaceSlot,
+}
+
+/// Where a parser thread's space cache keeps a space: the cache's
+/// generation (it is emptied when it grows too large) and the index in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SpaceSlot {
+    pub generation: u32,
+    pub index: u32,
 }
 
 impl LogRecord<'_> {
@@ -106,6 +119,28 @@ pub(crate) struct Stamp {
 }
 
 impl Stamp {
+    pub(crate) const MIN: Stamp = Stamp {
+        secs: i64::MIN,
+        nanos: 0,
+    };
+    pub(crate) const MAX: Stamp = Stamp {
+        secs: i64::MAX,
+        nanos: 0,
+    };
+
+    /// The stamp of `t`.
+    pub(crate) fn of(t: OffsetDateTime) -> Stamp {
+        Stamp {
+            secs: t.unix_timestamp(),
+            nanos: t.nanosecond(),
+        }
+    }
+
+    /// Days since the epoch (UTC).
+    pub(crate) fn day(self) -> i64 {
+        self.secs.div_euclid(86_400)
+    }
+
     pub(crate) fn nanos_total(self) -> i128 {
         i128::from(self.secs) * 1_000_000_000 + i128::from(self.nanos)
     }

@@ -18,7 +18,7 @@ use crate::cloudfront::Layout;
 use crate::error::ScanError;
 use crate::input::{Counter, Input};
 use crate::options::{Format, ScanOptions};
-use crate::record::{LogRecord, Raw, Stamp, resolve_client, space_name};
+use crate::record::{LogRecord, Raw, SpaceSlot, Stamp, resolve_client, space_name};
 use crate::usage::PathTree;
 use crate::{alb, cloudfront, usage, waf};
 
@@ -123,17 +123,24 @@ struct SpaceCache {
     /// Name → index in `ids`: one lookup per line.
     map: foldhash::HashMap<Box<str>, usize>,
     ids: Vec<Option<SpaceId>>,
+    /// Bumped whenever the cache is emptied: slots of older generations
+    /// mean nothing.
+    generation: u32,
 }
 
 impl SpaceCache {
-    fn get(&mut self, name: &str) -> Result<&SpaceId, Bad> {
+    /// Names kept before the cache is emptied: a log full of random hosts
+    /// must not grow it forever.
+    const MAX: usize = 100_000;
+
+    fn get(&mut self, name: &str) -> Result<(&SpaceId, SpaceSlot), Bad> {
         let i = match self.map.get(name) {
             Some(&i) => i,
             None => {
-                // Bounded: a log full of random hosts must not grow this forever.
-                if self.ids.len() >= 100_000 {
+                if self.ids.len() >= Self::MAX {
                     self.map.clear();
                     self.ids.clear();
+                    self.generation = self.generation.wrapping_add(1);
                 }
                 self.ids.push(SpaceId::new(name).ok());
                 self.map.insert(name.into(), self.ids.len() - 1);
@@ -141,7 +148,14 @@ impl SpaceCache {
             }
         };
         match self.ids.get(i) {
-            Some(Some(id)) => Ok(id),
+            Some(Some(id)) => Ok((
+                id,
+                SpaceSlot {
+                    generation: self.generation,
+                    // At most `MAX`: fits.
+                    index: u32::try_from(i).unwrap_or(u32::MAX),
+                },
+            )),
             _ => crate::bad::bad(BadReason::InvalidSpace, "space", name),
         }
     }
@@ -624,9 +638,11 @@ where
         .ok_or_else(|| Bad::new(BadReason::MissingField, "no client address"))?;
     let client = resolve_client(peer, raw.xff.as_deref(), &ctx.opts.trusted_proxies)?;
     let name = space_name(&raw, &ctx.opts.space_rule)?;
-    let space = spaces.get(name)?;
+    let (space, space_slot) = spaces.get(name)?;
     let rec = LogRecord {
         time: stamp.to_datetime()?,
+        stamp,
+        space_slot,
         space,
         client_ip: client,
         peer_ip: peer,
