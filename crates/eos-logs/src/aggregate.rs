@@ -120,7 +120,10 @@ const FEW_USERS: usize = 8;
 /// two of one pair's users collide (odds ~n²/2^65).
 #[derive(Debug, Clone)]
 enum Users {
-    Few { n: u8, hashes: [u64; FEW_USERS] },
+    Few {
+        n: u8,
+        hashes: [u64; FEW_USERS],
+    },
     /// Boxed: the inline case sets the size of every pair's state.
     #[allow(clippy::box_collection)]
     Many(Box<HashSet<u64, FixedState>>),
@@ -167,6 +170,14 @@ impl Users {
         }
     }
 
+    /// Every user hash, in no particular order.
+    fn hashes(&self) -> Box<dyn Iterator<Item = u64> + '_> {
+        match self {
+            Users::Few { n, hashes } => Box::new(hashes.iter().take(usize::from(*n)).copied()),
+            Users::Many(set) => Box::new(set.iter().copied()),
+        }
+    }
+
     fn merge(&mut self, o: &Users) {
         match o {
             Users::Few { n, hashes } => hashes.iter().take(usize::from(*n)).for_each(|&h| {
@@ -190,8 +201,6 @@ pub(crate) struct Agg {
     status: StatusCounts,
     days: Days,
     users: Users,
-    /// Sorted, at most [`Observation::MAX_EXAMPLE_USERS`].
-    examples: Vec<UserId>,
     /// A known lower bound of distinct users (Logs Insights rows).
     users_floor: u64,
 }
@@ -205,7 +214,6 @@ impl Default for Agg {
             status: StatusCounts::default(),
             days: Days::default(),
             users: Users::default(),
-            examples: Vec::new(),
             users_floor: 0,
         }
     }
@@ -252,7 +260,8 @@ impl Agg {
         ))
     }
 
-    fn add(&mut self, rec: &LogRecord<'_>, evidence: bool) {
+    /// Count `rec`; the hash of its user when the user is new to the pair.
+    fn add(&mut self, rec: &LogRecord<'_>, evidence: bool) -> Option<u64> {
         let s = &mut self.status;
         match rec.status.map(|c| c / 100) {
             Some(1) => s.s1xx += 1,
@@ -266,7 +275,7 @@ impl Agg {
             s.waf_blocked += 1;
         }
         if !evidence {
-            return;
+            return None;
         }
         self.requests += 1;
         let t = rec.stamp;
@@ -277,35 +286,31 @@ impl Agg {
             self.last = t;
         }
         self.days.insert(day_i32(t.day()));
-        if let Some(user) = rec.user.filter(|u| !u.is_empty())
-            && self.users.insert(USER_HASH.hash_one(user))
-        {
-            self.keep_example(user);
-        }
+        let user = rec.user.filter(|u| !u.is_empty())?;
+        let h = USER_HASH.hash_one(user);
+        self.users.insert(h).then_some(h)
     }
 
-    /// Where `user` goes among the examples, if it is kept.
-    fn example_slot(&self, user: &str) -> Option<usize> {
-        if self.examples.len() >= Observation::MAX_EXAMPLE_USERS
-            && self
-                .examples
-                .last()
-                .is_some_and(|last| user >= last.as_str())
-        {
-            return None;
+    /// A few of the pair's users, sorted: those with the smallest hashes,
+    /// a choice that depends on the users only, not on the order of the
+    /// input or of the threads.
+    fn examples(&self, names: &Names) -> Vec<UserId> {
+        let mut hashes: Vec<u64> = self
+            .users
+            .hashes()
+            .filter(|h| matches!(names.get(h), Some(Some(_))))
+            .collect();
+        let keep = Observation::MAX_EXAMPLE_USERS;
+        if hashes.len() > keep {
+            hashes.select_nth_unstable(keep);
+            hashes.truncate(keep);
         }
-        self.examples
-            .binary_search_by(|e| e.as_str().cmp(user))
-            .err()
-    }
-
-    fn keep_example(&mut self, user: &str) {
-        if let Some(at) = self.example_slot(user)
-            && let Ok(id) = UserId::new(user)
-        {
-            self.examples.insert(at, id);
-            self.examples.truncate(Observation::MAX_EXAMPLE_USERS);
-        }
+        let mut users: Vec<UserId> = hashes
+            .iter()
+            .filter_map(|h| names.get(h).cloned().flatten())
+            .collect();
+        users.sort_unstable();
+        users
     }
 
     fn merge(&mut self, o: Agg) {
@@ -315,12 +320,6 @@ impl Agg {
         self.days.merge(&o.days);
         self.users.merge(&o.users);
         self.users_floor = self.users_floor.max(o.users_floor);
-        for u in o.examples {
-            if let Some(at) = self.example_slot(u.as_str()) {
-                self.examples.insert(at, u);
-                self.examples.truncate(Observation::MAX_EXAMPLE_USERS);
-            }
-        }
         let (s, t) = (&mut self.status, o.status);
         s.s1xx += t.s1xx;
         s.s2xx += t.s2xx;
@@ -330,6 +329,10 @@ impl Agg {
         s.waf_blocked += t.waf_blocked;
     }
 }
+
+/// Users by hash, as [`Users`] counts them (`None`: not a valid user id,
+/// counted but never shown), so pairs keep hashes only.
+type Names = HashMap<u64, Option<UserId>>;
 
 /// Pair states by index, in fixed-size segments: growing never moves them.
 #[derive(Debug, Default)]
@@ -376,6 +379,8 @@ pub(crate) struct Aggregator {
     /// Pairs with an IPv6 client.
     v6: HashMap<(u128, u32), u32>,
     aggs: Slab,
+    /// The users of every pair, by hash.
+    names: Names,
 }
 
 impl Aggregator {
@@ -435,8 +440,13 @@ impl Aggregator {
 
     fn add(&mut self, rec: &LogRecord<'_>, evidence: bool) {
         let space = self.record_space(rec);
-        if let Some(agg) = self.state(space, rec.client_ip) {
-            agg.add(rec, evidence);
+        let new_user = self
+            .state(space, rec.client_ip)
+            .and_then(|agg| agg.add(rec, evidence));
+        if let (Some(h), Some(user)) = (new_user, rec.user) {
+            self.names
+                .entry(h)
+                .or_insert_with(|| UserId::new(user).ok());
         }
     }
 
@@ -451,13 +461,14 @@ impl Aggregator {
         self.aggs.len
     }
 
-    /// Hand every pair with its state to `f`.
-    fn drain(self, mut f: impl FnMut(&SpaceId, IpAddr, Agg)) {
+    /// Hand every pair with its state to `f`; the users by hash.
+    fn drain(self, mut f: impl FnMut(&SpaceId, IpAddr, Agg)) -> Names {
         let Aggregator {
             spaces,
             v4,
             v6,
             mut aggs,
+            names,
             ..
         } = self;
         let v4 = v4.into_iter().map(|(k, i)| {
@@ -474,10 +485,14 @@ impl Aggregator {
                 f(space, ip, std::mem::take(agg));
             }
         }
+        names
     }
 
     fn merge(&mut self, other: Aggregator) {
-        other.drain(|space, ip, agg| self.add_agg(space, ip, agg));
+        let names = other.drain(|space, ip, agg| self.add_agg(space, ip, agg));
+        for (h, name) in names {
+            self.names.entry(h).or_insert(name);
+        }
     }
 }
 
@@ -506,9 +521,10 @@ pub fn scan(
     Ok(report(all, stats, opts))
 }
 
-pub(crate) fn report(all: Aggregator, stats: ScanStats, opts: &ScanOptions) -> ScanReport {
+pub(crate) fn report(mut all: Aggregator, stats: ScanStats, opts: &ScanOptions) -> ScanReport {
     let mut observations = Vec::new();
     let (mut seen, mut without, mut below) = (0u64, 0u64, 0u64);
+    let names = std::mem::take(&mut all.names);
     all.drain(|space, ip, agg| {
         seen += 1;
         let Some((first, last)) = agg.seen() else {
@@ -528,7 +544,7 @@ pub(crate) fn report(all: Aggregator, stats: ScanStats, opts: &ScanOptions) -> S
             last_seen: last,
             distinct_days: days,
             distinct_users: agg.distinct_users(),
-            example_users: agg.examples,
+            example_users: agg.examples(&names),
             status: agg.status,
             flag: eos_ipset::classify_addr(ip),
         });
@@ -599,6 +615,36 @@ mod tests {
             d.insert(day);
         }
         assert_eq!(d.len(), 5);
+    }
+
+    /// Example users depend on the users only: not on the order of the
+    /// lines, nor on how many threads share them out.
+    #[test]
+    fn example_users_are_the_same_whatever_the_order_and_threads() {
+        let line = |u: usize| {
+            format!(
+                "{{\"timestamp\":\"2026-11-02T08:00:{:02}Z\",\"space\":\"acme\",\"user\":\"u{u:02}\",\"status\":200,\"source_ip\":\"203.0.113.9\"}}\n",
+                u % 60
+            )
+        };
+        let forward: String = (0..40).map(line).collect();
+        let backward: String = (0..40).rev().map(line).collect();
+        let mut got = Vec::new();
+        for (text, threads) in [(&forward, 1), (&forward, 2), (&backward, 2)] {
+            let mut opts = ScanOptions::new(crate::Format::Usage);
+            opts.threads = threads;
+            let input = Input::bytes("t", text.clone().into_bytes());
+            let report = scan(vec![input], &opts, None).unwrap_or_else(|e| panic!("{e}"));
+            let [o] = report.observations.as_slice() else {
+                panic!("{:?}", report.observations);
+            };
+            assert_eq!(o.distinct_users, 40);
+            assert_eq!(o.example_users.len(), Observation::MAX_EXAMPLE_USERS);
+            assert!(o.example_users.is_sorted());
+            got.push(o.example_users.clone());
+        }
+        assert_eq!(got[0], got[1]);
+        assert_eq!(got[0], got[2]);
     }
 
     #[test]

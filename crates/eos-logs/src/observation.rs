@@ -43,7 +43,9 @@ pub struct Observation {
     pub distinct_days: u32,
     /// Distinct authenticated users seen from this address.
     pub distinct_users: u64,
-    /// A few of those users (sorted, at most [`Observation::MAX_EXAMPLE_USERS`]).
+    /// A few of those users (sorted, at most [`Observation::MAX_EXAMPLE_USERS`]):
+    /// all of them when they are that few; otherwise a choice by a fixed
+    /// hash of the user, the same for the same input.
     pub example_users: Vec<UserId>,
     /// All requests from this address to this space by status class,
     /// including those that did not count as evidence.
