@@ -313,7 +313,7 @@ impl Agg {
         users
     }
 
-    fn merge(&mut self, o: Agg) {
+    fn merge(&mut self, o: &Agg) {
         self.requests += o.requests;
         self.first = self.first.min(o.first);
         self.last = self.last.max(o.last);
@@ -335,7 +335,7 @@ impl Agg {
 type Names = HashMap<u64, Option<UserId>>;
 
 /// Pair states by index, in fixed-size segments: growing never moves them.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Slab {
     segments: Vec<Vec<Agg>>,
     len: usize,
@@ -354,6 +354,10 @@ impl Slab {
         }
     }
 
+    fn get(&self, i: usize) -> Option<&Agg> {
+        self.segments.get(i / Self::SEGMENT)?.get(i % Self::SEGMENT)
+    }
+
     fn get_mut(&mut self, i: usize) -> Option<&mut Agg> {
         self.segments
             .get_mut(i / Self::SEGMENT)?
@@ -364,7 +368,7 @@ impl Slab {
 /// Per-thread accumulator. The pair map holds only indices into `aggs`:
 /// the table stays small and cache-friendly, and each record touches one
 /// `Agg`.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Aggregator {
     /// Spaces by index, and the index of each.
     spaces: Vec<SpaceId>,
@@ -453,7 +457,7 @@ impl Aggregator {
     pub(crate) fn add_agg(&mut self, space: &SpaceId, ip: IpAddr, agg: Agg) {
         let space = self.space_index(space);
         if let Some(mine) = self.state(space, ip) {
-            mine.merge(agg);
+            mine.merge(&agg);
         }
     }
 
@@ -461,37 +465,52 @@ impl Aggregator {
         self.aggs.len
     }
 
-    /// Hand every pair with its state to `f`; the users by hash.
-    fn drain(self, mut f: impl FnMut(&SpaceId, IpAddr, Agg)) -> Names {
-        let Aggregator {
-            spaces,
-            v4,
-            v6,
-            mut aggs,
-            names,
-            ..
-        } = self;
-        let v4 = v4.into_iter().map(|(k, i)| {
+    /// Every pair of this accumulator (number `acc`), with its space as
+    /// ranked by `rank`.
+    fn entries(&self, acc: u32, rank: &[u32], out: &mut Vec<Entry>) {
+        let space = |local: u32| rank.get(local as usize).copied().unwrap_or(u32::MAX);
+        out.extend(self.v4.iter().map(|(&k, &idx)| Entry {
             // The high half is the space, the low half the address.
-            let (space, addr) = ((k >> 32) as u32, k as u32);
-            (space, IpAddr::V4(addr.into()), i)
-        });
-        let v6 = v6
-            .into_iter()
-            .map(|((addr, space), i)| (space, IpAddr::V6(addr.into()), i));
-        for (space, ip, i) in v4.chain(v6) {
-            if let (Some(space), Some(agg)) = (spaces.get(space as usize), aggs.get_mut(i as usize))
-            {
-                f(space, ip, std::mem::take(agg));
-            }
-        }
-        names
+            space: space((k >> 32) as u32),
+            v6: false,
+            addr: u128::from(k as u32),
+            acc,
+            idx,
+        }));
+        out.extend(self.v6.iter().map(|(&(addr, local), &idx)| Entry {
+            space: space(local),
+            v6: true,
+            addr,
+            acc,
+            idx,
+        }));
+    }
+}
+
+/// One pair of one accumulator. Sorting by (space, v6, addr) is the
+/// report's order (spaces by name, then `IpAddr`'s order) and brings the
+/// same pair of different accumulators together.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    /// The space's rank among all spaces by name.
+    space: u32,
+    v6: bool,
+    addr: u128,
+    acc: u32,
+    idx: u32,
+}
+
+impl Entry {
+    fn key(&self) -> (u32, bool, u128) {
+        (self.space, self.v6, self.addr)
     }
 
-    fn merge(&mut self, other: Aggregator) {
-        let names = other.drain(|space, ip, agg| self.add_agg(space, ip, agg));
-        for (h, name) in names {
-            self.names.entry(h).or_insert(name);
+    fn ip(&self) -> IpAddr {
+        if self.v6 {
+            IpAddr::V6(self.addr.into())
+        } else {
+            // Made from a u32.
+            IpAddr::V4(u32::try_from(self.addr).unwrap_or_default().into())
         }
     }
 }
@@ -510,56 +529,157 @@ pub fn scan(
         Aggregator::default,
         |acc: &mut Aggregator, rec| acc.add(rec, rec.is_evidence(&opts.evidence, has_users)),
     )?;
-    // Merge into the largest accumulator: fewer pairs move.
-    let mut accs = accs;
-    accs.sort_by_key(|a| std::cmp::Reverse(a.len()));
-    let mut accs = accs.into_iter();
-    let mut all = accs.next().unwrap_or_default();
-    for a in accs {
-        all.merge(a);
-    }
-    Ok(report(all, stats, opts))
+    Ok(report(accs, stats, opts))
 }
 
-pub(crate) fn report(mut all: Aggregator, stats: ScanStats, opts: &ScanOptions) -> ScanReport {
-    let mut observations = Vec::new();
-    let (mut seen, mut without, mut below) = (0u64, 0u64, 0u64);
-    let names = std::mem::take(&mut all.names);
-    all.drain(|space, ip, agg| {
-        seen += 1;
-        let Some((first, last)) = agg.seen() else {
-            without += 1;
-            return;
-        };
-        let days = u32::try_from(agg.days.len()).unwrap_or(u32::MAX);
-        if agg.requests < opts.evidence.min_requests || days < opts.evidence.min_distinct_days {
-            below += 1;
-            return;
+/// Below this many pairs the report is built on the calling thread.
+const PARALLEL_REPORT: usize = 50_000;
+
+/// The report of per-thread accumulators: their pairs are sorted into the
+/// report's order with the same pair of different accumulators side by
+/// side, then merged and turned into observations in parallel, a range of
+/// the sorted pairs per thread. No hash merge, no string sort.
+pub(crate) fn report(accs: Vec<Aggregator>, stats: ScanStats, opts: &ScanOptions) -> ScanReport {
+    let pairs: usize = accs.iter().map(Aggregator::len).sum();
+    let parts = if pairs < PARALLEL_REPORT {
+        1
+    } else {
+        opts.threads.max(1)
+    };
+    report_in(parts, accs, stats, opts)
+}
+
+/// [`report`] on `parts` threads.
+fn report_in(
+    parts: usize,
+    accs: Vec<Aggregator>,
+    stats: ScanStats,
+    opts: &ScanOptions,
+) -> ScanReport {
+    let mut spaces: Vec<&SpaceId> = accs.iter().flat_map(|a| a.spaces.iter()).collect();
+    spaces.sort_unstable();
+    spaces.dedup();
+    let mut entries = Vec::with_capacity(accs.iter().map(Aggregator::len).sum());
+    for (n, a) in accs.iter().enumerate() {
+        let rank: Vec<u32> = a
+            .spaces
+            .iter()
+            .map(|s| {
+                spaces
+                    .binary_search(&s)
+                    .map_or(u32::MAX, |r| u32::try_from(r).unwrap_or(u32::MAX))
+            })
+            .collect();
+        a.entries(u32::try_from(n).unwrap_or(u32::MAX), &rank, &mut entries);
+    }
+    entries.sort_unstable_by_key(Entry::key);
+    let mut names = Names::default();
+    for a in &accs {
+        for (h, name) in &a.names {
+            names.entry(*h).or_insert_with(|| name.clone());
         }
-        observations.push(Observation {
-            space: space.clone(),
-            ip,
-            requests: agg.requests,
-            first_seen: first,
-            last_seen: last,
-            distinct_days: days,
-            distinct_users: agg.distinct_users(),
-            example_users: agg.examples(&names),
-            status: agg.status,
-            flag: eos_ipset::classify_addr(ip),
-        });
-    });
-    observations.sort_unstable_by(|a, b| (&a.space, a.ip).cmp(&(&b.space, b.ip)));
+    }
+    // Cut points between pairs, never inside one.
+    let mut cuts = vec![0];
+    for k in 1..parts {
+        let mut at = (entries.len() * k / parts).max(cuts.last().copied().unwrap_or(0));
+        while at > 0 && at < entries.len() && entries[at - 1].key() == entries[at].key() {
+            at += 1;
+        }
+        cuts.push(at);
+    }
+    cuts.push(entries.len());
+    let ranges: Vec<&[Entry]> = cuts
+        .windows(2)
+        .map(|w| entries.get(w[0]..w[1]).unwrap_or_default())
+        .collect();
+    let ctx = (&accs[..], &spaces[..], &names, opts);
+    let built: Vec<Built> = if ranges.len() == 1 {
+        ranges.iter().map(|r| build(r, ctx)).collect()
+    } else {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = ranges
+                .iter()
+                .map(|r| s.spawn(move || build(r, ctx)))
+                .collect();
+            handles
+                .into_iter()
+                // A panic in `build` is the caller's, as on one thread.
+                .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect()
+        })
+    };
+    let mut out = Built::default();
+    for b in built {
+        out.observations.extend(b.observations);
+        out.seen += b.seen;
+        out.without += b.without;
+        out.below += b.below;
+    }
     ScanReport {
         format: opts.format,
         since: opts.since,
         until: opts.until,
-        observations,
-        pairs_seen: seen,
-        pairs_without_evidence: without,
-        pairs_below_threshold: below,
+        observations: out.observations,
+        pairs_seen: out.seen,
+        pairs_without_evidence: out.without,
+        pairs_below_threshold: out.below,
         stats,
     }
+}
+
+/// Observations and pair counts of one range of sorted pairs.
+#[derive(Debug, Default)]
+struct Built {
+    observations: Vec<Observation>,
+    seen: u64,
+    without: u64,
+    below: u64,
+}
+
+fn build(
+    entries: &[Entry],
+    (accs, spaces, names, opts): (&[Aggregator], &[&SpaceId], &Names, &ScanOptions),
+) -> Built {
+    let mut out = Built::default();
+    let state = |e: &Entry| accs.get(e.acc as usize)?.aggs.get(e.idx as usize);
+    for pair in entries.chunk_by(|a, b| a.key() == b.key()) {
+        let (Some(first), Some(space)) = (pair.first(), spaces.get(pair[0].space as usize)) else {
+            continue;
+        };
+        let Some(mut agg) = state(first).cloned() else {
+            continue;
+        };
+        for e in &pair[1..] {
+            if let Some(o) = state(e) {
+                agg.merge(o);
+            }
+        }
+        out.seen += 1;
+        let Some((first_seen, last_seen)) = agg.seen() else {
+            out.without += 1;
+            continue;
+        };
+        let days = u32::try_from(agg.days.len()).unwrap_or(u32::MAX);
+        if agg.requests < opts.evidence.min_requests || days < opts.evidence.min_distinct_days {
+            out.below += 1;
+            continue;
+        }
+        let ip = first.ip();
+        out.observations.push(Observation {
+            space: (*space).clone(),
+            ip,
+            requests: agg.requests,
+            first_seen,
+            last_seen,
+            distinct_days: days,
+            distinct_users: agg.distinct_users(),
+            example_users: agg.examples(names),
+            status: agg.status,
+            flag: eos_ipset::classify_addr(ip),
+        });
+    }
+    out
 }
 
 #[cfg(test)]
@@ -647,22 +767,49 @@ mod tests {
         assert_eq!(got[0], got[2]);
     }
 
+    /// The report's order is (space, `IpAddr`), and the same pair from
+    /// several accumulators is one observation.
     #[test]
-    fn pairs_keep_the_address_family() {
+    fn report_merges_and_orders_pairs() {
         let ip = |s: &str| s.parse::<IpAddr>().unwrap_or_else(|e| panic!("{e}"));
-        let space = SpaceId::new("acme").unwrap_or_else(|e| panic!("{e}"));
-        let mut agg = Aggregator::default();
-        for a in ["10.0.0.1", "::ffff:10.0.0.1", "255.255.255.255", "::"] {
-            agg.add_agg(&space, ip(a), Agg::default());
+        let space = |s: &str| SpaceId::new(s).unwrap_or_else(|e| panic!("{e}"));
+        let row = |n| {
+            let t = OffsetDateTime::UNIX_EPOCH;
+            Agg::from_aggregate(n, t, t, 0, 1)
+        };
+        let mut a = Aggregator::default();
+        let mut b = Aggregator::default();
+        for addr in ["::ffff:10.0.0.1", "10.0.0.1", "255.255.255.255", "::"] {
+            a.add_agg(&space("zeta"), ip(addr), row(1));
+            b.add_agg(&space("acme"), ip(addr), row(2));
         }
-        agg.add_agg(&space, ip("10.0.0.1"), Agg::default());
-        let mut seen = Vec::new();
-        agg.drain(|s, a, _| seen.push((s.to_string(), a)));
-        seen.sort();
-        let want: Vec<(String, IpAddr)> = ["10.0.0.1", "255.255.255.255", "::", "::ffff:10.0.0.1"]
-            .iter()
-            .map(|a| ("acme".to_owned(), ip(a)))
-            .collect();
-        assert_eq!(seen, want);
+        b.add_agg(&space("zeta"), ip("10.0.0.1"), row(4));
+        let opts = ScanOptions::new(crate::Format::Usage);
+        for parts in [1, 2, 3, 9, 20] {
+            let r = report_in(
+                parts,
+                vec![a.clone(), b.clone()],
+                ScanStats::default(),
+                &opts,
+            );
+            let got: Vec<(String, IpAddr, u64)> = r
+                .observations
+                .iter()
+                .map(|o| (o.space.to_string(), o.ip, o.requests))
+                .collect();
+            let mut want = Vec::new();
+            for (s, n) in [("acme", 2), ("zeta", 1)] {
+                for addr in ["10.0.0.1", "255.255.255.255", "::", "::ffff:10.0.0.1"] {
+                    let n = if s == "zeta" && addr == "10.0.0.1" {
+                        5
+                    } else {
+                        n
+                    };
+                    want.push((s.to_owned(), ip(addr), n));
+                }
+            }
+            assert_eq!(got, want);
+            assert_eq!(r.pairs_seen, 8);
+        }
     }
 }

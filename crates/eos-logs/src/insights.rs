@@ -179,7 +179,7 @@ pub fn report_from_insights(rows: &[InsightsRow], source: &str, opts: &ScanOptio
             }
         }
     }
-    report(all, stats, opts)
+    report(vec![all], stats, opts)
 }
 
 fn one_row(
