@@ -260,10 +260,10 @@ impl Agg {
         ))
     }
 
-    /// Count `rec`; the hash of its user when the user is new to the pair.
-    fn add(&mut self, rec: &LogRecord<'_>, evidence: bool) -> Option<u64> {
+    /// Count `p`; true when its user is new to the pair.
+    fn add(&mut self, p: &Pending) -> bool {
         let s = &mut self.status;
-        match rec.status.map(|c| c / 100) {
+        match p.status.map(|c| c / 100) {
             Some(1) => s.s1xx += 1,
             Some(2) => s.s2xx += 1,
             Some(3) => s.s3xx += 1,
@@ -271,14 +271,14 @@ impl Agg {
             Some(5) => s.s5xx += 1,
             _ => {}
         }
-        if rec.waf_action.is_some_and(crate::WafAction::blocked) {
+        if p.blocked {
             s.waf_blocked += 1;
         }
-        if !evidence {
-            return None;
+        if !p.evidence {
+            return false;
         }
         self.requests += 1;
-        let t = rec.stamp;
+        let t = p.stamp;
         if t < self.first {
             self.first = t;
         }
@@ -286,9 +286,7 @@ impl Agg {
             self.last = t;
         }
         self.days.insert(day_i32(t.day()));
-        let user = rec.user.filter(|u| !u.is_empty())?;
-        let h = USER_HASH.hash_one(user);
-        self.users.insert(h).then_some(h)
+        p.user.as_ref().is_some_and(|(h, _)| self.users.insert(*h))
     }
 
     /// A few of the pair's users, sorted: those with the smallest hashes,
@@ -329,6 +327,25 @@ impl Agg {
         s.waf_blocked += t.waf_blocked;
     }
 }
+
+/// What one record adds to its pair, waiting in a batch.
+#[derive(Debug, Clone)]
+struct Pending {
+    space: u32,
+    ip: IpAddr,
+    stamp: Stamp,
+    status: Option<u16>,
+    /// WAF blocked it.
+    blocked: bool,
+    evidence: bool,
+    /// An evidence request's user: its hash and where its name is in the
+    /// batch's text.
+    user: Option<(u64, std::ops::Range<usize>)>,
+}
+
+/// Records are folded in batches of this many: the cache misses of finding
+/// and touching their pairs' states then overlap instead of queueing.
+const BATCH: usize = 64;
 
 /// Users by hash, as [`Users`] counts them (`None`: not a valid user id,
 /// counted but never shown), so pairs keep hashes only.
@@ -385,6 +402,11 @@ pub(crate) struct Aggregator {
     aggs: Slab,
     /// The users of every pair, by hash.
     names: Names,
+    /// Records not folded yet, the user names they hold, and (reused) the
+    /// index of each one's pair.
+    batch: Vec<Pending>,
+    batch_users: String,
+    batch_index: Vec<u32>,
 }
 
 impl Aggregator {
@@ -425,8 +447,8 @@ impl Aggregator {
         i
     }
 
-    /// The state of (space, ip), pushed if it is new.
-    fn state(&mut self, space: u32, ip: IpAddr) -> Option<&mut Agg> {
+    /// The index of (space, ip)'s state, pushed if it is new.
+    fn index(&mut self, space: u32, ip: IpAddr) -> u32 {
         // More than 4 billion pairs do not fit in memory anyway.
         let next = u32::try_from(self.aggs.len).unwrap_or(u32::MAX);
         let i = match ip {
@@ -439,19 +461,67 @@ impl Aggregator {
         if i == next {
             self.aggs.push(Agg::default());
         }
+        i
+    }
+
+    /// The state of (space, ip), pushed if it is new.
+    fn state(&mut self, space: u32, ip: IpAddr) -> Option<&mut Agg> {
+        let i = self.index(space, ip);
         self.aggs.get_mut(i as usize)
     }
 
     fn add(&mut self, rec: &LogRecord<'_>, evidence: bool) {
         let space = self.record_space(rec);
-        let new_user = self
-            .state(space, rec.client_ip)
-            .and_then(|agg| agg.add(rec, evidence));
-        if let (Some(h), Some(user)) = (new_user, rec.user) {
-            self.names
-                .entry(h)
-                .or_insert_with(|| UserId::new(user).ok());
+        let user = rec.user.filter(|u| evidence && !u.is_empty()).map(|u| {
+            let start = self.batch_users.len();
+            self.batch_users.push_str(u);
+            (USER_HASH.hash_one(u), start..self.batch_users.len())
+        });
+        self.batch.push(Pending {
+            space,
+            ip: rec.client_ip,
+            stamp: rec.stamp,
+            status: rec.status,
+            blocked: rec.waf_action.is_some_and(crate::WafAction::blocked),
+            evidence,
+            user,
+        });
+        if self.batch.len() >= BATCH {
+            self.flush();
         }
+    }
+
+    /// Fold the batch: find every record's pair first, then touch each
+    /// state, then update them. The finds and the touches do not depend on
+    /// one another, so their cache misses overlap.
+    fn flush(&mut self) {
+        let batch = std::mem::take(&mut self.batch);
+        let mut index = std::mem::take(&mut self.batch_index);
+        index.clear();
+        index.extend(batch.iter().map(|p| self.index(p.space, p.ip)));
+        let mut touched = 0u64;
+        for &i in &index {
+            if let Some(a) = self.aggs.get(i as usize) {
+                touched = touched
+                    .wrapping_add(a.requests)
+                    .wrapping_add(a.days.bits[0])
+                    .wrapping_add(a.users.len() as u64);
+            }
+        }
+        std::hint::black_box(touched);
+        for (p, &i) in batch.iter().zip(&index) {
+            let new_user = self.aggs.get_mut(i as usize).is_some_and(|a| a.add(p));
+            if new_user && let Some((h, at)) = &p.user {
+                let name = self.batch_users.get(at.clone()).unwrap_or_default();
+                self.names
+                    .entry(*h)
+                    .or_insert_with(|| UserId::new(name).ok());
+            }
+        }
+        self.batch = batch;
+        self.batch.clear();
+        self.batch_index = index;
+        self.batch_users.clear();
     }
 
     pub(crate) fn add_agg(&mut self, space: &SpaceId, ip: IpAddr, agg: Agg) {
@@ -539,7 +609,12 @@ const PARALLEL_REPORT: usize = 50_000;
 /// report's order with the same pair of different accumulators side by
 /// side, then merged and turned into observations in parallel, a range of
 /// the sorted pairs per thread. No hash merge, no string sort.
-pub(crate) fn report(accs: Vec<Aggregator>, stats: ScanStats, opts: &ScanOptions) -> ScanReport {
+pub(crate) fn report(
+    mut accs: Vec<Aggregator>,
+    stats: ScanStats,
+    opts: &ScanOptions,
+) -> ScanReport {
+    accs.iter_mut().for_each(Aggregator::flush);
     let pairs: usize = accs.iter().map(Aggregator::len).sum();
     let parts = if pairs < PARALLEL_REPORT {
         1
