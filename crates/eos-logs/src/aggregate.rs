@@ -470,7 +470,8 @@ impl Aggregator {
         self.aggs.get_mut(i as usize)
     }
 
-    fn add(&mut self, rec: &LogRecord<'_>, evidence: bool) {
+    fn add(&mut self, rec: &LogRecord<'_>) {
+        let evidence = rec.evidence;
         let space = self.record_space(rec);
         let user = rec.user.filter(|u| evidence && !u.is_empty()).map(|u| {
             let start = self.batch_users.len();
@@ -591,14 +592,7 @@ pub fn scan(
     opts: &ScanOptions,
     progress: Option<&dyn Progress>,
 ) -> Result<ScanReport, ScanError> {
-    let has_users = opts.format.has_users();
-    let (accs, stats) = fold_records(
-        inputs,
-        opts,
-        progress,
-        Aggregator::default,
-        |acc: &mut Aggregator, rec| acc.add(rec, rec.is_evidence(&opts.evidence, has_users)),
-    )?;
+    let (accs, stats) = fold_records(inputs, opts, progress, Aggregator::default, Aggregator::add)?;
     Ok(report(accs, stats, opts))
 }
 

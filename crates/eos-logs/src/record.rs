@@ -80,6 +80,9 @@ pub struct LogRecord<'a> {
     /// The space's slot in the parser thread's space cache, so the
     /// aggregator finds the space without hashing its name.
     pub(crate) space_slot: SpaceSlot,
+    /// [`LogRecord::is_evidence`] under the scan's own filter, decided once
+    /// by the parser.
+    pub(crate) evidence: bool,
 }
 
 /// Where a parser thread's space cache keeps a space: the cache's
@@ -92,7 +95,7 @@ pub(crate) struct SpaceSlot {
 
 /// Records are equal when what they say is: the parser's bookkeeping
 /// (`stamp` repeats `time`; the space's cache slot differs between
-/// threads) does not take part.
+/// threads; `evidence` follows from the fields) does not take part.
 impl PartialEq for LogRecord<'_> {
     fn eq(&self, o: &Self) -> bool {
         self.time == o.time
@@ -360,6 +363,7 @@ mod tests {
                 generation: 0,
                 index: 3,
             },
+            evidence: true,
         };
         let mut b = a.clone();
         b.space_slot.index = 7;

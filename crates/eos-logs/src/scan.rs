@@ -639,7 +639,7 @@ where
     let client = resolve_client(peer, raw.xff.as_deref(), &ctx.opts.trusted_proxies)?;
     let name = space_name(&raw, &ctx.opts.space_rule)?;
     let (space, space_slot) = spaces.get(name)?;
-    let rec = LogRecord {
+    let mut rec = LogRecord {
         time: stamp.to_datetime()?,
         stamp,
         space_slot,
@@ -652,8 +652,10 @@ where
         host: raw.host.as_deref(),
         status: raw.status,
         waf_action: raw.waf_action,
+        evidence: false,
     };
     let evidence = rec.is_evidence(&ctx.opts.evidence, ctx.has_users);
+    rec.evidence = evidence;
     fold(acc, &rec);
     Ok(Outcome::Record { evidence })
 }
