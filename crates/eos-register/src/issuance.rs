@@ -53,7 +53,7 @@ impl CaSetup {
         }
     }
 
-    /// The local CA key (recorded as signer `local`).
+    /// The local CA key (recorded as signer [`certs::LOCAL_SIGNER`]).
     pub fn local(
         ca: LocalCa,
         policy: IssuancePolicy,
@@ -64,7 +64,7 @@ impl CaSetup {
         Ok(CaSetup::new(
             ca,
             info,
-            "local".to_owned(),
+            certs::LOCAL_SIGNER.to_owned(),
             chain,
             policy,
             limits,

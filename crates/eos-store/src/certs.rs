@@ -11,6 +11,10 @@ use serde::Serialize;
 use crate::StoreError;
 
 /// A certificate as recorded.
+/// The `signer` of certificates the local CA key signed (the others name
+/// their AWS Private CA by ARN).
+pub const LOCAL_SIGNER: &str = "local";
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CertRecord {
     /// Lower-case hex serial.
@@ -29,7 +33,7 @@ pub struct CertRecord {
     pub not_after: String,
     /// RFC 3339 UTC.
     pub issued_at: String,
-    /// `local` or the AWS Private CA ARN.
+    /// [`LOCAL_SIGNER`] or the AWS Private CA ARN.
     pub signer: String,
     /// `active` or `revoked`.
     pub status: String,
@@ -59,7 +63,7 @@ pub struct NewCert<'a> {
     pub not_before: &'a str,
     /// RFC 3339 UTC.
     pub not_after: &'a str,
-    /// `local` or the Private CA ARN.
+    /// [`LOCAL_SIGNER`] or the Private CA ARN.
     pub signer: &'a str,
     /// The certificate PEM.
     pub pem: &'a str,
@@ -293,7 +297,7 @@ mod tests {
             key_fingerprint: fp,
             not_before: "2026-01-01T00:00:00Z",
             not_after,
-            signer: "local",
+            signer: LOCAL_SIGNER,
             pem: "-----BEGIN CERTIFICATE-----\n...",
         }
     }

@@ -533,7 +533,7 @@ fn issue_crl(
     let revoked = certs::revoked_unexpired(tx, &eos_ca::rfc3339(now))?;
     let mut entries = Vec::with_capacity(revoked.len());
     // Only the local CA's own certificates: AWS Private CA lists its own.
-    for r in revoked.iter().filter(|r| r.signer == "local") {
+    for r in revoked.iter().filter(|r| r.signer == certs::LOCAL_SIGNER) {
         entries.push(revoked_entry(r)?);
     }
     let number = certs::next_crl_number(tx)?;
@@ -840,7 +840,7 @@ fn revoke(
         }
     };
     let signer_id = match &ca {
-        Ca::Local(_) => "local",
+        Ca::Local(_) => certs::LOCAL_SIGNER,
         Ca::Private(p) => p.arn(),
     };
     let mut store = ctx.store()?;
