@@ -4,11 +4,14 @@
 //! `-crl_check`, CSRs from `openssl req`, and an mTLS handshake between
 //! `openssl s_server -Verify` and `openssl s_client` on 127.0.0.1.
 
+mod common;
+
 use std::io::Read;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use common::free_port;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../examples/data/csr/{name}"))
@@ -712,14 +715,6 @@ fn import_an_openssl_made_ca() {
     let out = other.eos(&["ca", "import", "--key", "ca.key", "--cert", "leaf.pem"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a CA"));
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Run s_server (one connection, client certificate required, trusting

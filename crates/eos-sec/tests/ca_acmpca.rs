@@ -13,7 +13,7 @@ mod common;
 
 use std::time::{Duration, SystemTime};
 
-use common::{PEPPER, State, example, http};
+use common::{PEPPER, State, example, free_port, http, wait_until_serving};
 use eos_aws::acmpca::{IssueWait, PrivateCa, create_test_ca};
 use eos_aws::moto::{MotoServer, block_on};
 use eos_ca::{CaEnv, LocalCa};
@@ -315,34 +315,15 @@ fn serve_issues_through_private_ca_and_never_records_what_breaks_the_plan() {
         "register-cert",
     ]);
     let code = code.stdout.trim().to_owned();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_eos-sec"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .env("EOS_SEC_STATE_DIR", a.st.path().join("state"))
-        .env("EOS_SEC_CONFIG", a.st.path().join("eos-sec.toml"))
-        .envs(a.st.env.iter().map(|(k, v)| (*k, v.as_str())))
-        .current_dir(a.st.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = std::time::Instant::now();
-    while !http(
-        port,
-        "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    )
-    .is_ok_and(|r| r.starts_with("HTTP/1.1 200"))
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "serve did not come up"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let port = free_port();
+    let mut child =
+        a.st.command()
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+    wait_until_serving(port);
     let csr = std::fs::read_to_string(example("csr/p256.csr")).unwrap();
     let body = serde_json::json!({"code": code, "csr": csr}).to_string();
     let request = format!(

@@ -4,11 +4,10 @@
 
 use std::io::Read;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{PEPPER, http};
+use common::{PEPPER, free_port, http, wait_until_serving};
 
 fn eos_sec(dir: &std::path::Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_eos-sec"));
@@ -41,32 +40,14 @@ fn serve_registers_an_address_and_stops_on_sigterm() {
         String::from_utf8_lossy(&issued.stderr)
     );
     let code = String::from_utf8(issued.stdout).unwrap().trim().to_owned();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut child = eos_sec(dir.path())
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let start = Instant::now();
-    loop {
-        if let Ok(r) = http(
-            port,
-            "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        ) && r.starts_with("HTTP/1.1 200")
-        {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "serve did not come up"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until_serving(port);
     let body = format!("{{\"code\":\"{code}\"}}");
     let answer = http(
         port,

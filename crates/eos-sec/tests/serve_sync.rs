@@ -10,7 +10,7 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::State;
+use common::{State, free_port, wait_until_serving};
 
 struct Server(Child);
 
@@ -19,14 +19,6 @@ impl Drop for Server {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A plain HTTP/1.1 GET on loopback; (status, body).
@@ -75,9 +67,7 @@ fn serve_runs_the_sync_watcher_and_serves_its_metrics() {
             .spawn()
             .unwrap(),
     );
-    wait_for("the service", || {
-        get(port, "/healthz").is_some_and(|(s, _)| s == 200)
-    });
+    wait_until_serving(port);
     st.ok(&[
         "rules",
         "add",

@@ -43,17 +43,20 @@ impl State {
         self.dir.path()
     }
 
-    /// Run `eos-sec args...` with this state directory and config, in it.
-    pub fn run(&self, args: &[&str]) -> Out {
-        let out = Command::new(env!("CARGO_BIN_EXE_eos-sec"))
-            .args(args)
-            .env("EOS_SEC_STATE_DIR", self.path().join("state"))
+    /// `eos-sec` with this state directory and config, run in it.
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_eos-sec"));
+        c.env("EOS_SEC_STATE_DIR", self.path().join("state"))
             .env("EOS_SEC_CONFIG", self.path().join("eos-sec.toml"))
             .env_remove("NO_COLOR")
             .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
-            .current_dir(self.path())
-            .output()
-            .unwrap();
+            .current_dir(self.path());
+        c
+    }
+
+    /// Run `eos-sec args...` with this state directory and config, in it.
+    pub fn run(&self, args: &[&str]) -> Out {
+        let out = self.command().args(args).output().unwrap();
         Out {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8(out.stdout).unwrap(),
@@ -119,4 +122,31 @@ pub fn http(port: u16, request: &str) -> std::io::Result<String> {
     let mut out = String::new();
     s.read_to_string(&mut out)?;
     Ok(out)
+}
+
+/// A loopback port nothing listens on (just now).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Wait until `eos-sec serve` on `port` answers `/healthz` with 200; panic
+/// after 30 s.
+pub fn wait_until_serving(port: u16) {
+    let start = std::time::Instant::now();
+    while !http(
+        port,
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .is_ok_and(|r| r.starts_with("HTTP/1.1 200"))
+    {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "serve did not come up on port {port}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
