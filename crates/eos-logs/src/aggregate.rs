@@ -816,8 +816,13 @@ mod tests {
                 u % 60
             )
         };
-        let forward: String = (0..40).map(line).collect();
-        let backward: String = (0..40).rev().map(line).collect();
+        // Each user on a run of lines: about 12 MB, three of the reader's
+        // 4 MiB chunks, so two parser threads see different users and the
+        // report merges them.
+        let run = |u: usize| line(u).repeat(2_400);
+        let forward: String = (0..40).map(run).collect();
+        let backward: String = (0..40).rev().map(run).collect();
+        assert!(forward.len() > 2 * (4 << 20));
         let mut got = Vec::new();
         for (text, threads) in [(&forward, 1), (&forward, 2), (&backward, 2)] {
             let mut opts = ScanOptions::new(crate::Format::Usage);
