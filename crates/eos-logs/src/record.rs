@@ -2,7 +2,7 @@
 //! and what observations aggregate.
 
 use std::borrow::Cow;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use eos_identity::SpaceId;
 use serde::Serialize;
@@ -260,6 +260,9 @@ fn strip_port(host: &str) -> &str {
 /// when `port_required` (ALB always logs `client:port`).
 pub(crate) fn parse_addr(s: &str, port_required: bool) -> Option<IpAddr> {
     let s = s.trim();
+    if !port_required && let Some(a) = ipv4(s) {
+        return Some(IpAddr::V4(a));
+    }
     if let Some(rest) = s.strip_prefix('[') {
         let end = rest.find(']')?;
         let tail = rest.get(end + 1..)?;
@@ -279,12 +282,51 @@ pub(crate) fn parse_addr(s: &str, port_required: bool) -> Option<IpAddr> {
     if !is_port(port) {
         return None;
     }
-    if port_required {
-        return host.parse::<IpAddr>().ok();
+    if let Some(a) = ipv4(host) {
+        return Some(IpAddr::V4(a));
     }
     // Without a required port only IPv4 takes a port unbracketed: a bare
     // IPv6 address already parsed above.
-    host.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
+    if port_required {
+        return host.parse::<IpAddr>().ok();
+    }
+    None
+}
+
+/// A dotted-quad IPv4 address exactly as `Ipv4Addr::from_str` reads one
+/// (four decimal octets of one to three digits, no leading zero, each at
+/// most 255), without going through std's combined v4/v6 parser: this is
+/// the address of nearly every log line. A property test holds it to std.
+fn ipv4(s: &str) -> Option<Ipv4Addr> {
+    let b = s.as_bytes();
+    if !(7..=15).contains(&b.len()) {
+        return None;
+    }
+    let mut octets = [0u8; 4];
+    let mut i = 0;
+    for (k, octet) in octets.iter_mut().enumerate() {
+        if k > 0 {
+            if b.get(i) != Some(&b'.') {
+                return None;
+            }
+            i += 1;
+        }
+        let start = i;
+        let mut v: u32 = 0;
+        while let Some(&c) = b.get(i)
+            && c.is_ascii_digit()
+            && i - start < 3
+        {
+            v = v * 10 + u32::from(c - b'0');
+            i += 1;
+        }
+        let digits = i - start;
+        if digits == 0 || (digits > 1 && b.get(start) == Some(&b'0')) {
+            return None;
+        }
+        *octet = u8::try_from(v).ok()?;
+    }
+    (i == b.len()).then_some(Ipv4Addr::from(octets))
 }
 
 fn is_port(p: &str) -> bool {
@@ -370,6 +412,42 @@ mod tests {
         assert_eq!(a, b);
         b.status = Some(302);
         assert_ne!(a, b);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn ipv4_reads_what_std_reads(s in "([0-9]{1,4}\\.){3}[0-9]{1,4}|[0-9.]{0,18}|[0-9a-f:.x+ ]{0,16}") {
+            proptest::prop_assert_eq!(ipv4(&s), s.parse::<Ipv4Addr>().ok());
+        }
+
+        #[test]
+        fn ipv4_reads_every_address(a: u32) {
+            let a = Ipv4Addr::from(a);
+            proptest::prop_assert_eq!(ipv4(&a.to_string()), Some(a));
+        }
+    }
+
+    #[test]
+    fn ipv4_edges() {
+        for s in ["0.0.0.0", "255.255.255.255", "1.2.3.4", "10.0.0.1"] {
+            assert_eq!(ipv4(s), s.parse().ok(), "{s}");
+        }
+        for s in [
+            "256.1.1.1",
+            "01.2.3.4",
+            "1.2.3",
+            "1.2.3.4.",
+            ".1.2.3.4",
+            "1..2.3",
+            "1.2.3.0004",
+            "1.2.3.4 ",
+            "+1.2.3.4",
+            "1.2.3.-4",
+            "1111.2.3.4",
+        ] {
+            assert_eq!(ipv4(s), None, "{s}");
+            assert_eq!(s.parse::<Ipv4Addr>().ok(), None, "{s}");
+        }
     }
 
     #[test]
