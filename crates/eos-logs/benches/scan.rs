@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use eos_logs::{Format, Input, ScanOptions, scan};
+use eos_logs::{Format, Input, LogRecord, ScanOptions, fold_records, scan};
 
 /// Deterministic xorshift64*.
 struct Rng(u64);
@@ -76,6 +76,21 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let r = scan(vec![Input::bytes("bench", data.clone())], &opts, None).unwrap();
             black_box(r.observations.len())
+        });
+    });
+    // The same scan without the aggregate: reading, parsing and resolving
+    // only. The difference is what the pair tables and the report cost.
+    g.bench_function("usage 16 MiB, records only", |b| {
+        b.iter(|| {
+            let (counts, stats) = fold_records(
+                vec![Input::bytes("bench", data.clone())],
+                &opts,
+                None,
+                || 0u64,
+                |n: &mut u64, r: &LogRecord<'_>| *n += u64::from(r.status.unwrap_or(0)),
+            )
+            .unwrap();
+            black_box((counts, stats.records))
         });
     });
     g.finish();

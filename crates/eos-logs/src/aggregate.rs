@@ -171,11 +171,12 @@ impl Users {
     }
 
     /// Every user hash, in no particular order.
-    fn hashes(&self) -> Box<dyn Iterator<Item = u64> + '_> {
-        match self {
-            Users::Few { n, hashes } => Box::new(hashes.iter().take(usize::from(*n)).copied()),
-            Users::Many(set) => Box::new(set.iter().copied()),
-        }
+    fn hashes(&self) -> impl Iterator<Item = u64> + '_ {
+        let (few, many) = match self {
+            Users::Few { n, hashes } => (hashes.get(..usize::from(*n)).unwrap_or_default(), None),
+            Users::Many(set) => (&[][..], Some(set.iter())),
+        };
+        few.iter().chain(many.into_iter().flatten()).copied()
     }
 
     fn merge(&mut self, o: &Users) {
@@ -293,20 +294,24 @@ impl Agg {
     /// a choice that depends on the users only, not on the order of the
     /// input or of the threads.
     fn examples(&self, names: &Names) -> Vec<UserId> {
-        let mut hashes: Vec<u64> = self
-            .users
-            .hashes()
-            .filter(|h| matches!(names.get(h), Some(Some(_))))
-            .collect();
-        let keep = Observation::MAX_EXAMPLE_USERS;
-        if hashes.len() > keep {
-            hashes.select_nth_unstable(keep);
-            hashes.truncate(keep);
+        const KEEP: usize = Observation::MAX_EXAMPLE_USERS;
+        // The smallest hashes so far, ascending: a sorted insert into a
+        // small array, with nothing allocated until the names are cloned.
+        let mut best: [(u64, Option<&UserId>); KEEP] = [(u64::MAX, None); KEEP];
+        let mut len = 0;
+        for h in self.users.hashes() {
+            let Some(Some(name)) = names.get(&h) else {
+                continue;
+            };
+            if len == KEEP && best.last().is_some_and(|(worst, _)| h >= *worst) {
+                continue;
+            }
+            let at = best[..len].partition_point(|(b, _)| *b < h);
+            len = (len + 1).min(KEEP);
+            best.copy_within(at..len - 1, at + 1);
+            best[at] = (h, Some(name));
         }
-        let mut users: Vec<UserId> = hashes
-            .iter()
-            .filter_map(|h| names.get(h).cloned().flatten())
-            .collect();
+        let mut users: Vec<UserId> = best[..len].iter().filter_map(|(_, n)| n.cloned()).collect();
         users.sort_unstable();
         users
     }
@@ -599,10 +604,12 @@ pub fn scan(
 /// Below this many pairs the report is built on the calling thread.
 const PARALLEL_REPORT: usize = 50_000;
 
-/// The report of per-thread accumulators: their pairs are sorted into the
-/// report's order with the same pair of different accumulators side by
-/// side, then merged and turned into observations in parallel, a range of
-/// the sorted pairs per thread. No hash merge, no string sort.
+/// The report of per-thread accumulators. Their pairs are split into
+/// `parts` ranges of the report's order (by splitters drawn from a sample),
+/// and each range is sorted, merged and turned into observations on a
+/// thread of its own: the same pair of different accumulators lands in one
+/// range, side by side. No hash merge, no string sort, nothing serial but
+/// one pass over the pairs.
 pub(crate) fn report(
     mut accs: Vec<Aggregator>,
     stats: ScanStats,
@@ -618,6 +625,30 @@ pub(crate) fn report(
     report_in(parts, accs, stats, opts)
 }
 
+/// Sample size per part for choosing the splitters.
+const SAMPLE_PER_PART: usize = 256;
+
+/// Keys that cut `entries` into `parts` ranges of about equal size: part
+/// `i` holds the keys `k` with `splitters[i - 1] <= k < splitters[i]`, so
+/// equal keys always share a part. Drawn from evenly spaced entries, which
+/// in hash-table order are a fair sample.
+fn splitters(entries: &[Entry], parts: usize) -> Vec<(u32, bool, u128)> {
+    if parts < 2 || entries.is_empty() {
+        return Vec::new();
+    }
+    let n = (SAMPLE_PER_PART * parts).min(entries.len());
+    let step = entries.len() / n;
+    let mut sample: Vec<(u32, bool, u128)> = entries
+        .iter()
+        .step_by(step.max(1))
+        .map(Entry::key)
+        .collect();
+    sample.sort_unstable();
+    (1..parts)
+        .filter_map(|k| sample.get(sample.len() * k / parts).copied())
+        .collect()
+}
+
 /// [`report`] on `parts` threads.
 fn report_in(
     parts: usize,
@@ -628,7 +659,8 @@ fn report_in(
     let mut spaces: Vec<&SpaceId> = accs.iter().flat_map(|a| a.spaces.iter()).collect();
     spaces.sort_unstable();
     spaces.dedup();
-    let mut entries = Vec::with_capacity(accs.iter().map(Aggregator::len).sum());
+    let total: usize = accs.iter().map(Aggregator::len).sum();
+    let mut entries = Vec::with_capacity(total);
     for (n, a) in accs.iter().enumerate() {
         let rank: Vec<u32> = a
             .spaces
@@ -641,35 +673,37 @@ fn report_in(
             .collect();
         a.entries(u32::try_from(n).unwrap_or(u32::MAX), &rank, &mut entries);
     }
-    entries.sort_unstable_by_key(Entry::key);
+    let cuts = splitters(&entries, parts);
+    let mut ranges: Vec<Vec<Entry>> = (0..=cuts.len())
+        .map(|_| Vec::with_capacity(total / (cuts.len() + 1) + total / 16))
+        .collect();
+    for e in entries {
+        let part = cuts.partition_point(|c| *c <= e.key());
+        if let Some(r) = ranges.get_mut(part) {
+            r.push(e);
+        }
+    }
     let mut names = Names::default();
     for a in &accs {
         for (h, name) in &a.names {
             names.entry(*h).or_insert_with(|| name.clone());
         }
     }
-    // Cut points between pairs, never inside one.
-    let mut cuts = vec![0];
-    for k in 1..parts {
-        let mut at = (entries.len() * k / parts).max(cuts.last().copied().unwrap_or(0));
-        while at > 0 && at < entries.len() && entries[at - 1].key() == entries[at].key() {
-            at += 1;
-        }
-        cuts.push(at);
-    }
-    cuts.push(entries.len());
-    let ranges: Vec<&[Entry]> = cuts
-        .windows(2)
-        .map(|w| entries.get(w[0]..w[1]).unwrap_or_default())
-        .collect();
     let ctx = (&accs[..], &spaces[..], &names, opts);
+    // The first range's observations get room for every range's, so the
+    // others are appended without moving it.
+    let sort_and_build = |(i, mut range): (usize, Vec<Entry>)| {
+        range.sort_unstable_by_key(Entry::key);
+        build(&range, if i == 0 { total } else { range.len() }, ctx)
+    };
     let built: Vec<Built> = if ranges.len() == 1 {
-        ranges.iter().map(|r| build(r, ctx)).collect()
+        ranges.into_iter().enumerate().map(sort_and_build).collect()
     } else {
         std::thread::scope(|s| {
             let handles: Vec<_> = ranges
-                .iter()
-                .map(|r| s.spawn(move || build(r, ctx)))
+                .into_iter()
+                .enumerate()
+                .map(|r| s.spawn(move || sort_and_build(r)))
                 .collect();
             handles
                 .into_iter()
@@ -680,7 +714,11 @@ fn report_in(
     };
     let mut out = Built::default();
     for b in built {
-        out.observations.extend(b.observations);
+        if out.observations.is_empty() {
+            out.observations = b.observations;
+        } else {
+            out.observations.extend(b.observations);
+        }
         out.seen += b.seen;
         out.without += b.without;
         out.below += b.below;
@@ -708,9 +746,13 @@ struct Built {
 
 fn build(
     entries: &[Entry],
+    room: usize,
     (accs, spaces, names, opts): (&[Aggregator], &[&SpaceId], &Names, &ScanOptions),
 ) -> Built {
-    let mut out = Built::default();
+    let mut out = Built {
+        observations: Vec::with_capacity(room),
+        ..Built::default()
+    };
     let state = |e: &Entry| accs.get(e.acc as usize)?.aggs.get(e.idx as usize);
     for pair in entries.chunk_by(|a, b| a.key() == b.key()) {
         let (Some(first), Some(space)) = (pair.first(), spaces.get(pair[0].space as usize)) else {
@@ -794,6 +836,29 @@ mod tests {
             prop_assert_eq!(ua.len(), sa.len());
             ua.merge(&ub);
             prop_assert_eq!(ua.len(), sa.union(&sb).count());
+        }
+
+        /// Example users: the named users with the smallest hashes, at
+        /// most five, sorted by name; users without a valid id are skipped.
+        #[test]
+        fn examples_are_the_named_users_with_the_smallest_hashes(
+            users in proptest::collection::btree_map(any::<u64>(), any::<bool>(), 0..30),
+        ) {
+            let mut agg = Agg::default();
+            let mut names = Names::default();
+            for (&h, &valid) in &users {
+                agg.users.insert(h);
+                let name = UserId::new(&format!("user-{h:016x}")).ok();
+                names.insert(h, if valid { name } else { None });
+            }
+            let mut model: Vec<UserId> = users
+                .iter()
+                .filter(|&(_, valid)| *valid)
+                .take(Observation::MAX_EXAMPLE_USERS)
+                .filter_map(|(h, _)| names.get(h).cloned().flatten())
+                .collect();
+            model.sort_unstable();
+            prop_assert_eq!(agg.examples(&names), model);
         }
     }
 
