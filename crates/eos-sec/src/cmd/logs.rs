@@ -83,7 +83,7 @@ fn scan(args: ScanArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
         return emit_json(&report);
     }
     if args.csv {
-        return emit(&csv(&report.observations)?);
+        return emit(&csv(&report.observations, opts.threads)?);
     }
     emit(&human(&report, args.top, args.save))
 }
@@ -148,8 +148,51 @@ struct CsvRow<'a> {
     flag: &'a str,
 }
 
-fn csv(observations: &[Observation]) -> anyhow::Result<String> {
-    let mut w = csv::Writer::from_writer(Vec::new());
+/// Below this many observations the CSV is written on the calling thread.
+const PARALLEL_CSV: usize = 20_000;
+
+/// The observations as CSV, formatted in `threads` slices at once (the
+/// header with the first) and joined in order.
+fn csv(observations: &[Observation], threads: usize) -> anyhow::Result<String> {
+    let parts = if observations.len() < PARALLEL_CSV {
+        1
+    } else {
+        threads.max(1)
+    };
+    let slices: Vec<&[Observation]> = observations
+        .chunks(observations.len().div_ceil(parts).max(1))
+        .collect();
+    let written: Vec<anyhow::Result<Vec<u8>>> = if slices.len() <= 1 {
+        vec![csv_rows(observations, true)]
+    } else {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = slices
+                .iter()
+                .enumerate()
+                .map(|(i, slice)| s.spawn(move || csv_rows(slice, i == 0)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect()
+        })
+    };
+    let mut out = Vec::new();
+    for part in written {
+        let part = part?;
+        if out.is_empty() {
+            out = part;
+        } else {
+            out.extend_from_slice(&part);
+        }
+    }
+    String::from_utf8(out).context("CSV is UTF-8")
+}
+
+fn csv_rows(observations: &[Observation], header: bool) -> anyhow::Result<Vec<u8>> {
+    let mut w = csv::WriterBuilder::new()
+        .has_headers(header)
+        .from_writer(Vec::new());
     for o in observations {
         let users: Vec<&str> = o.example_users.iter().map(|u| u.as_str()).collect();
         w.serialize(CsvRow {
@@ -170,8 +213,7 @@ fn csv(observations: &[Observation]) -> anyhow::Result<String> {
             flag: o.flag.map_or("", eos_ipset::SpecialRange::as_str),
         })?;
     }
-    let bytes = w.into_inner().context("writing CSV")?;
-    String::from_utf8(bytes).context("CSV is UTF-8")
+    w.into_inner().context("writing CSV")
 }
 
 /// `2026-11-02 08:01:37Z`: to the second, for people.
@@ -381,4 +423,47 @@ fn flagged(out: &mut String, observations: &[Observation]) {
         })
         .collect();
     table(out, &rows);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn observation(i: u32) -> Observation {
+        let t = OffsetDateTime::from_unix_timestamp(1_793_491_200 + i64::from(i))
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        Observation {
+            space: eos_identity::SpaceId::new(&format!("space-{:03}", i % 300))
+                .unwrap_or_else(|e| panic!("{e}")),
+            ip: std::net::IpAddr::V4(i.into()),
+            requests: u64::from(i) + 1,
+            first_seen: t,
+            last_seen: t,
+            distinct_days: 1,
+            distinct_users: u64::from(i % 3),
+            example_users: (0..i % 3)
+                .map(|u| {
+                    eos_identity::UserId::new(&format!("user{u}@x"))
+                        .unwrap_or_else(|e| panic!("{e}"))
+                })
+                .collect(),
+            status: eos_logs::StatusCounts::default(),
+            flag: eos_ipset::classify_addr(std::net::IpAddr::V4(i.into())),
+        }
+    }
+
+    #[test]
+    fn csv_in_parallel_slices_is_the_csv_of_one_thread() {
+        let many: Vec<Observation> = (0..PARALLEL_CSV as u32 * 2 + 7).map(observation).collect();
+        let one = csv(&many, 1).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(one.lines().count(), many.len() + 1);
+        assert!(one.starts_with("space,ip,requests,"));
+        for threads in [2, 3, 8] {
+            assert!(
+                csv(&many, threads).is_ok_and(|c| c == one),
+                "{threads} threads"
+            );
+        }
+        assert_eq!(csv(&[], 4).ok().as_deref(), Some(""));
+    }
 }
