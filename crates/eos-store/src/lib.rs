@@ -70,6 +70,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "register",
         sql: include_str!("migrations/0007_register.sql"),
     },
+    Migration {
+        version: 8,
+        name: "rules-expires",
+        sql: include_str!("migrations/0008_rules_expires.sql"),
+    },
 ];
 
 /// One schema step.

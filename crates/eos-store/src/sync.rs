@@ -96,6 +96,11 @@ pub fn mark_delivered(
     Ok(())
 }
 
+/// Asked on every poll of the sync watcher: served by the `rules_expires`
+/// index (migration 8), not a scan of every rule.
+const SPACES_WITH_EXPIRIES: &str = "SELECT DISTINCT space FROM rules
+     WHERE expires IS NOT NULL AND expires > ?1 AND expires <= ?2 ORDER BY space";
+
 /// Spaces with a rule whose expiry falls in `(after, upto]`: their sets must
 /// lose it even though no outbox row says so.
 pub fn spaces_with_expiries(
@@ -103,10 +108,7 @@ pub fn spaces_with_expiries(
     after: Option<OffsetDateTime>,
     upto: OffsetDateTime,
 ) -> Result<Vec<SpaceId>, StoreError> {
-    let mut stmt = conn.prepare(
-        "SELECT DISTINCT space FROM rules
-         WHERE expires IS NOT NULL AND expires > ?1 AND expires <= ?2 ORDER BY space",
-    )?;
+    let mut stmt = conn.prepare(SPACES_WITH_EXPIRIES)?;
     let after = after.map_or_else(|| "0000".to_owned(), format_rfc3339);
     let rows = stmt.query_map(params![after, format_rfc3339(upto)], |r| {
         r.get::<_, String>(0)
@@ -375,6 +377,26 @@ mod tests {
             expires,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn the_expiry_poll_reads_the_index_not_every_rule() {
+        let s = Store::open_in_memory().unwrap();
+        let mut stmt = s
+            .conn()
+            .prepare(&format!("EXPLAIN QUERY PLAN {SPACES_WITH_EXPIRIES}"))
+            .unwrap();
+        let plan: Vec<String> = stmt
+            .query_map(params!["0000", "9999"], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter()
+                .any(|step| step.contains("USING INDEX rules_expires")),
+            "{plan:?}"
+        );
+        assert!(!plan.iter().any(|step| step == "SCAN rules"), "{plan:?}");
     }
 
     #[test]
