@@ -597,19 +597,19 @@ enum Outcome {
 }
 
 fn parse_raw<'a>(ctx: &Ctx<'_>, layout: Option<&Layout>, line: &'a [u8]) -> Result<Raw<'a>, Bad> {
+    // Every format is text: one UTF-8 check of the whole line (std's fast
+    // path), so no parser checks its strings again, and no bad byte passes
+    // in a field a JSON parser skips.
+    let Ok(text) = std::str::from_utf8(line) else {
+        return Err(Bad::new(BadReason::InvalidUtf8, "line is not UTF-8"));
+    };
     match ctx.opts.format {
-        Format::Usage => usage::parse(&ctx.tree, line),
-        Format::Waf => waf::parse(line),
-        Format::Alb | Format::Cloudfront => {
-            let Ok(text) = std::str::from_utf8(line) else {
-                return Err(Bad::new(BadReason::InvalidUtf8, "line is not UTF-8"));
-            };
-            if ctx.opts.format == Format::Alb {
-                alb::parse(text)
-            } else {
-                let default = Layout::default();
-                cloudfront::parse(layout.unwrap_or(&default), text)
-            }
+        Format::Usage => usage::parse(&ctx.tree, text),
+        Format::Waf => waf::parse(text),
+        Format::Alb => alb::parse(text),
+        Format::Cloudfront => {
+            let default = Layout::default();
+            cloudfront::parse(layout.unwrap_or(&default), text)
         }
     }
 }
@@ -863,13 +863,19 @@ mod tests {
         ];
         let mut data = lines.join("\n").into_bytes();
         data.extend_from_slice(b"\n{\"timestamp\":1,\"space\":\"\xc3\x28\",\"status\":200,\"source_ip\":\"1.2.3.4\"}\n");
+        // ... and in a field no one reads.
+        data.extend_from_slice(b"{\"timestamp\":1,\"space\":\"acme\",\"user\":\"u\",\"status\":200,\"source_ip\":\"1.2.3.4\",\"note\":\"\xff\"}\n");
         let r = run(data, &opts(Format::Usage));
         let by = &r.stats.bad.by_reason;
         assert_eq!(by.get(&BadReason::BadForwardedFor), Some(&1), "{by:?}");
         assert_eq!(by.get(&BadReason::MissingField), Some(&1), "{by:?}");
-        assert_eq!(by.get(&BadReason::InvalidUtf8), Some(&1), "{by:?}");
+        assert_eq!(by.get(&BadReason::InvalidUtf8), Some(&2), "{by:?}");
         assert_eq!(r.observations.len(), 1);
         assert_eq!(r.observations[0].ip.to_string(), "203.0.113.9");
+        // A WAF log's skipped fields are checked too.
+        let waf = b"{\"timestamp\":1700000000000,\"action\":\"ALLOW\",\"httpRequest\":{\"clientIp\":\"1.2.3.4\",\"country\":\"\xff\"}}\n";
+        let r = run(waf.to_vec(), &opts(Format::Waf));
+        assert_eq!(reasons(&r), [(BadReason::InvalidUtf8, 1)]);
     }
 
     proptest! {

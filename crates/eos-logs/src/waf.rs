@@ -45,15 +45,10 @@ struct Header<'a> {
 }
 
 /// Parse one WAF log line.
-pub(crate) fn parse(line: &[u8]) -> Result<Raw<'_>, Bad> {
-    let parsed: Line<'_> = match serde_json::from_slice(line) {
+pub(crate) fn parse(line: &str) -> Result<Raw<'_>, Bad> {
+    let parsed: Line<'_> = match serde_json::from_str(line) {
         Ok(l) => l,
-        Err(e) => {
-            if std::str::from_utf8(line).is_err() {
-                return Err(Bad::new(BadReason::InvalidUtf8, "line is not UTF-8"));
-            }
-            return Err(Bad::new(BadReason::InvalidJson, e.to_string()));
-        }
+        Err(e) => return Err(Bad::new(BadReason::InvalidJson, e.to_string())),
     };
     let missing = |f: &str| Bad::new(BadReason::MissingField, format!("field `{f}` is absent"));
     let ms = parsed.timestamp.ok_or_else(|| missing("timestamp"))?;
