@@ -13,7 +13,7 @@ mod common;
 
 use std::time::{Duration, SystemTime};
 
-use common::{PEPPER, State, example, free_port, http, wait_until_serving};
+use common::{PEPPER, Serving, State, example};
 use eos_aws::acmpca::{IssueWait, PrivateCa, create_test_ca};
 use eos_aws::moto::{MotoServer, block_on};
 use eos_ca::{CaEnv, LocalCa};
@@ -292,8 +292,6 @@ fn revoke_goes_to_private_ca_and_the_inventory() {
 /// spent it rolled back).
 #[test]
 fn serve_issues_through_private_ca_and_never_records_what_breaks_the_plan() {
-    use std::io::Read;
-    use std::process::{Command, Stdio};
     let Some(mut a) = aws() else {
         return;
     };
@@ -315,38 +313,16 @@ fn serve_issues_through_private_ca_and_never_records_what_breaks_the_plan() {
         "register-cert",
     ]);
     let code = code.stdout.trim().to_owned();
-    let port = free_port();
-    let mut child =
-        a.st.command()
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-    wait_until_serving(port);
+    let serving = Serving::start(a.st.command());
     let csr = std::fs::read_to_string(example("csr/p256.csr")).unwrap();
     let body = serde_json::json!({"code": code, "csr": csr}).to_string();
-    let request = format!(
-        "POST /v1/cert HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
     for _ in 0..2 {
         // Twice: the first attempt did not spend the code.
-        let answer = http(port, &request).unwrap();
+        let answer = serving.post_json("/v1/cert", &body);
         assert!(answer.starts_with("HTTP/1.1 500"), "{answer}");
         assert!(!answer.contains("code-rejected"), "{answer}");
     }
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
-    let mut logs = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .unwrap();
+    let (_, logs) = serving.stop();
     assert!(logs.contains(&a.arn), "the signer is logged: {logs}");
     assert!(
         logs.contains("certificate policy violation: subject"),

@@ -2,12 +2,11 @@
 //! `eos-sec serve` run as a process: a code issued by the CLI registers the
 //! caller's address over HTTP, and SIGTERM stops the service cleanly.
 
-use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 mod common;
 
-use common::{PEPPER, free_port, http, wait_until_serving};
+use common::{PEPPER, Serving};
 
 fn eos_sec(dir: &std::path::Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_eos-sec"));
@@ -40,38 +39,11 @@ fn serve_registers_an_address_and_stops_on_sigterm() {
         String::from_utf8_lossy(&issued.stderr)
     );
     let code = String::from_utf8(issued.stdout).unwrap().trim().to_owned();
-    let port = free_port();
-    let mut child = eos_sec(dir.path())
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_until_serving(port);
-    let body = format!("{{\"code\":\"{code}\"}}");
-    let answer = http(
-        port,
-        &format!(
-            "POST /v1/ip HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        ),
-    )
-    .unwrap();
+    let serving = Serving::start(eos_sec(dir.path()));
+    let answer = serving.post_json("/v1/ip", &format!("{{\"code\":\"{code}\"}}"));
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains(r#""cidr":"127.0.0.1/32""#), "{answer}");
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = child.wait().unwrap();
-    let mut logs = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .unwrap();
+    let (status, logs) = serving.stop();
     assert!(status.success(), "exit {status}: {logs}");
     assert!(!logs.contains(&code), "the code reached the logs");
 }

@@ -150,3 +150,72 @@ pub fn wait_until_serving(port: u16) {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+/// `eos-sec serve` as a process on a free loopback port, answering. Killed
+/// if a test ends without [`Serving::stop`].
+pub struct Serving {
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl Serving {
+    /// Start `serve --listen 127.0.0.1:PORT` from `cmd` (the binary with
+    /// its environment) and wait until it answers `/healthz`.
+    pub fn start(mut cmd: Command) -> Serving {
+        use std::process::Stdio;
+        let port = free_port();
+        let child = cmd
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let serving = Serving {
+            port,
+            child: Some(child),
+        };
+        wait_until_serving(port);
+        serving
+    }
+
+    /// POST `body` as JSON to `path`; the whole answer.
+    pub fn post_json(&self, path: &str, body: &str) -> String {
+        http(
+            self.port,
+            &format!(
+                "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            ),
+        )
+        .unwrap()
+    }
+
+    /// SIGTERM, then wait: how the service exited and everything it logged.
+    pub fn stop(mut self) -> (std::process::ExitStatus, String) {
+        use std::io::Read;
+        let mut child = self.child.take().unwrap();
+        let killed = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let status = child.wait().unwrap();
+        let mut logs = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut logs)
+            .unwrap();
+        (status, logs)
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
