@@ -180,13 +180,8 @@ impl Users {
     }
 
     fn merge(&mut self, o: &Users) {
-        match o {
-            Users::Few { n, hashes } => hashes.iter().take(usize::from(*n)).for_each(|&h| {
-                self.insert(h);
-            }),
-            Users::Many(set) => set.iter().for_each(|&h| {
-                self.insert(h);
-            }),
+        for h in o.hashes() {
+            self.insert(h);
         }
     }
 }
