@@ -27,6 +27,30 @@ pub mod sync;
 pub use audit::{AuditEntry, AuditRecord};
 pub use rusqlite;
 
+/// How long a statement waits for another connection's lock.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Switch to WAL: readers (sync status, serve) never block the writer.
+/// SQLite answers a switch that races another connection's with "database
+/// is locked" at once, without its busy handler (seen with 8 processes
+/// opening a fresh store together), so the switch is retried here, within
+/// the same time a locked statement would wait.
+fn wal_mode(conn: &Connection) -> Result<(), StoreError> {
+    let start = std::time::Instant::now();
+    loop {
+        match conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0)) {
+            Ok(_) => return Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && start.elapsed() < BUSY_TIMEOUT =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// The database file inside the state directory.
 pub const DB_FILE: &str = "state.db";
 
@@ -156,12 +180,11 @@ impl Store {
     }
 
     fn init(conn: Connection, path: String) -> Result<Store, StoreError> {
-        // WAL: readers (sync status, serve) never block the writer; a killed
-        // writer's transaction is rolled back on next open.
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // A killed writer's transaction is rolled back on next open.
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        wal_mode(&conn)?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
         let mut store = Store { conn, path };
         store.migrate()?;
         Ok(store)
@@ -344,6 +367,31 @@ mod tests {
         drop(s);
         let s = Store::open(dir.path()).unwrap();
         assert_eq!(s.schema_version().unwrap(), Store::latest_version());
+    }
+
+    /// Processes open one store at once (serve, the CLI, the sync
+    /// watcher), a fresh one too: every open waits its turn, none fails
+    /// with "database is locked".
+    #[test]
+    fn concurrent_opens_of_a_fresh_store_all_succeed() {
+        for _ in 0..60 {
+            let dir = tempfile::tempdir().unwrap();
+            let start = std::sync::Barrier::new(8);
+            std::thread::scope(|s| {
+                let opens: Vec<_> = (0..8)
+                    .map(|_| {
+                        s.spawn(|| {
+                            start.wait();
+                            Store::open(dir.path()).map(|_| ())
+                        })
+                    })
+                    .collect();
+                for open in opens {
+                    let opened = open.join().unwrap();
+                    assert!(opened.is_ok(), "{opened:?}");
+                }
+            });
+        }
     }
 
     #[test]
