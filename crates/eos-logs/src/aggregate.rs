@@ -94,10 +94,17 @@ impl Days {
     /// Every day, in no particular order.
     fn iter(&self) -> impl Iterator<Item = i32> + '_ {
         let base = i64::from(self.base);
-        let window = (0..128usize)
-            .filter(|&off| self.bits[off / 64] & (1 << (off % 64)) != 0)
-            // In the window: base + off fits an i32.
-            .map(move |off| day_i32(base + off as i64));
+        // The set bits only, lowest first: a pair has a few days, not 128,
+        // and the report merges every pair's days across threads.
+        let window = self.bits.iter().enumerate().flat_map(move |(w, &word)| {
+            let mut rest = word;
+            std::iter::from_fn(move || {
+                let off = rest.trailing_zeros();
+                rest &= rest.checked_sub(1)?;
+                // In the window: base + off fits an i32.
+                Some(day_i32(base + (w * 64) as i64 + i64::from(off)))
+            })
+        });
         window.chain(self.outside.iter().flat_map(|v| v.iter().copied()))
     }
 
