@@ -6,6 +6,7 @@
 //! subjects and URI SANs, where an unexpected character is an injection.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// Why an identifier was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -48,9 +49,12 @@ fn shown(s: &str) -> String {
 /// A space (tenant) identifier: 1–48 characters of `a-z`, `0-9` and `-`,
 /// starting with a letter or digit. 48 leaves room for `eos-<space>-v4`
 /// inside WAF's 128-character name limit and for DNS labels (63).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-#[serde(transparent)]
-pub struct SpaceId(String);
+///
+/// Shared (`Arc<str>`): a clone counts a reference instead of copying the
+/// text. A log scan's report holds a space and up to five users per
+/// observation, hundreds of thousands of them, naming a few thousand ids.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SpaceId(Arc<str>);
 
 impl SpaceId {
     /// Maximum length.
@@ -77,7 +81,7 @@ impl SpaceId {
                 });
             }
         }
-        Ok(SpaceId(s.to_owned()))
+        Ok(SpaceId(Arc::from(s)))
     }
 
     /// The id as a string.
@@ -89,9 +93,9 @@ impl SpaceId {
 /// A user identifier: 1–128 characters of ASCII letters, digits and
 /// `. _ @ + -` (covers e-mail style logins), starting with a letter or digit.
 /// No `/`, `:`, `,`, `=` or spaces: those are structure in URIs and DNs.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-#[serde(transparent)]
-pub struct UserId(String);
+/// Shared, like [`SpaceId`].
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UserId(Arc<str>);
 
 impl UserId {
     /// Maximum length.
@@ -119,7 +123,7 @@ impl UserId {
                 });
             }
         }
-        Ok(UserId(s.to_owned()))
+        Ok(UserId(Arc::from(s)))
     }
 
     /// The id as a string.
@@ -139,6 +143,11 @@ macro_rules! impl_common {
             type Err = IdError;
             fn from_str(s: &str) -> Result<Self, IdError> {
                 $t::new(s)
+            }
+        }
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
             }
         }
         impl<'de> serde::Deserialize<'de> for $t {
