@@ -1,9 +1,10 @@
 //! `eos-sec logs scan`: usage/ALB/CloudFront/WAF logs (files, directories,
 //! globs, gzip, stdin, CloudWatch Logs) → per (space, address) observations.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::io::IsTerminal;
+use std::net::IpAddr;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -276,6 +277,43 @@ fn table(out: &mut String, rows: &[Vec<String>]) {
     }
 }
 
+/// Addresses and requests per space. Observations come sorted by space:
+/// one map update per run of a space, not per observation (the map still
+/// adds up the runs if they are not).
+fn space_totals(observations: &[Observation]) -> BTreeMap<&str, (u64, u64)> {
+    observations
+        .chunk_by(|a, b| a.space == b.space)
+        .fold(BTreeMap::new(), |mut m, run| {
+            if let Some(first) = run.first() {
+                let e = m.entry(first.space.as_str()).or_insert((0, 0));
+                e.0 += run.len() as u64;
+                e.1 += run.iter().map(|o| o.requests).sum::<u64>();
+            }
+            m
+        })
+}
+
+/// The `top` observations with the most requests, then by (space,
+/// address). That order is total, so selecting the first `top` and sorting
+/// only those gives the rows a full sort would, without sorting every
+/// observation on the main thread.
+fn top_addresses(observations: &[Observation], top: usize) -> Vec<&Observation> {
+    let order = |a: &&Observation, b: &&Observation| {
+        b.requests
+            .cmp(&a.requests)
+            .then((&a.space, a.ip).cmp(&(&b.space, b.ip)))
+    };
+    let mut obs: Vec<&Observation> = observations.iter().collect();
+    if top < obs.len() {
+        if let Some(last) = top.checked_sub(1) {
+            obs.select_nth_unstable_by(last, order);
+        }
+        obs.truncate(top);
+    }
+    obs.sort_by(order);
+    obs
+}
+
 fn human(r: &ScanReport, top: usize, saved: bool) -> String {
     let s = &r.stats;
     let mut out = String::new();
@@ -306,13 +344,7 @@ fn human(r: &ScanReport, top: usize, saved: bool) -> String {
         s.bad.total(),
         s.unusable_share() * 100.0
     );
-    let spaces: BTreeMap<&str, (u64, u64)> =
-        r.observations.iter().fold(BTreeMap::new(), |mut m, o| {
-            let e = m.entry(o.space.as_str()).or_insert((0, 0));
-            e.0 += 1;
-            e.1 += o.requests;
-            m
-        });
+    let spaces = space_totals(&r.observations);
     let _ = writeln!(
         out,
         "\nobservations: {} (space, address) pairs in {} space(s); {} pairs seen, {} without evidence, {} below the thresholds",
@@ -332,12 +364,7 @@ fn human(r: &ScanReport, top: usize, saved: bool) -> String {
         }
         table(&mut out, &rows);
 
-        let mut obs: Vec<&Observation> = r.observations.iter().collect();
-        obs.sort_by(|a, b| {
-            b.requests
-                .cmp(&a.requests)
-                .then((&a.space, a.ip).cmp(&(&b.space, b.ip)))
-        });
+        let obs = top_addresses(&r.observations, top);
         let _ = writeln!(out, "\ntop addresses");
         let mut rows = vec![
             [
@@ -399,13 +426,17 @@ fn human(r: &ScanReport, top: usize, saved: bool) -> String {
 /// Special-range addresses, by range: usually a proxy missing from
 /// `trusted_proxies` (private, CGNAT) or test data (documentation).
 fn flagged(out: &mut String, observations: &[Observation]) {
-    let mut by_range: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    /// Addresses shown per range; the rest are counted.
+    const SHOWN: usize = 5;
+    // Per range: the distinct addresses, and the first SHOWN of them in
+    // report order. A set, not a search of a list: a scan can flag tens of
+    // thousands of addresses (documentation ranges in test data).
+    let mut by_range: BTreeMap<&str, (HashSet<IpAddr>, Vec<IpAddr>)> = BTreeMap::new();
     for o in observations {
         if let Some(f) = o.flag {
-            let list = by_range.entry(f.as_str()).or_default();
-            let ip = o.ip.to_string();
-            if !list.contains(&ip) {
-                list.push(ip);
+            let (seen, first) = by_range.entry(f.as_str()).or_default();
+            if seen.insert(o.ip) && first.len() < SHOWN {
+                first.push(o.ip);
             }
         }
     }
@@ -418,10 +449,10 @@ fn flagged(out: &mut String, observations: &[Observation]) {
     );
     let rows: Vec<Vec<String>> = by_range
         .into_iter()
-        .map(|(range, ips)| {
-            let n = ips.len();
-            let mut shown: Vec<String> = ips.into_iter().take(5).collect();
-            if n > 5 {
+        .map(|(range, (seen, first))| {
+            let n = seen.len();
+            let mut shown: Vec<String> = first.iter().map(IpAddr::to_string).collect();
+            if n > SHOWN {
                 shown.push(format!("... ({n} in all)"));
             }
             vec![range.to_owned(), shown.join(", ")]
@@ -470,5 +501,73 @@ mod tests {
             );
         }
         assert_eq!(csv(&[], 4).ok().as_deref(), Some(""));
+    }
+
+    #[test]
+    fn top_addresses_and_space_totals_match_a_full_sort_and_a_plain_fold() {
+        // Many ties on requests; spaces out of order, so runs repeat.
+        let mut many: Vec<Observation> = (0..2_000u32)
+            .map(|i| Observation {
+                requests: u64::from(i.wrapping_mul(7_919) % 50),
+                ..observation(i)
+            })
+            .collect();
+        many.reverse();
+        let mut full: Vec<&Observation> = many.iter().collect();
+        full.sort_by(|a, b| {
+            b.requests
+                .cmp(&a.requests)
+                .then((&a.space, a.ip).cmp(&(&b.space, b.ip)))
+        });
+        for top in [0, 1, 2, 10, 1_999, 2_000, 2_050] {
+            let want: Vec<&Observation> = full.iter().copied().take(top).collect();
+            assert_eq!(top_addresses(&many, top), want, "top {top}");
+        }
+        let mut plain: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        for o in &many {
+            let e = plain.entry(o.space.to_string()).or_insert((0, 0));
+            e.0 += 1;
+            e.1 += o.requests;
+        }
+        let owned = |m: BTreeMap<&str, (u64, u64)>| -> BTreeMap<String, (u64, u64)> {
+            m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+        };
+        assert_eq!(owned(space_totals(&many)), plain);
+        many.sort_by(|a, b| (&a.space, a.ip).cmp(&(&b.space, b.ip)));
+        assert_eq!(owned(space_totals(&many)), plain);
+    }
+
+    #[test]
+    fn flagged_shows_the_first_five_distinct_addresses_and_counts_all() {
+        // 10.0.0.1..=10.0.0.8 (private), each in two spaces, and a public one.
+        let ip = |i: u32| std::net::IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+        let mut obs: Vec<Observation> = Vec::new();
+        for space in ["alpha", "beta"] {
+            for i in 1..=8 {
+                obs.push(Observation {
+                    space: eos_identity::SpaceId::new(space).unwrap_or_else(|e| panic!("{e}")),
+                    ip: ip(i),
+                    flag: eos_ipset::classify_addr(ip(i)),
+                    ..observation(1)
+                });
+            }
+        }
+        obs.push(Observation {
+            ip: std::net::IpAddr::V4(std::net::Ipv4Addr::new(8, 8, 8, 8)),
+            flag: None,
+            ..observation(2)
+        });
+        let mut out = String::new();
+        flagged(&mut out, &obs);
+        assert!(
+            out.contains(
+                "private  10.0.0.1, 10.0.0.2, 10.0.0.3, 10.0.0.4, 10.0.0.5, ... (8 in all)"
+            ),
+            "{out}"
+        );
+        assert!(!out.contains("8.8.8.8"), "{out}");
+        let mut none = String::new();
+        flagged(&mut none, &obs[16..]);
+        assert_eq!(none, "");
     }
 }
