@@ -99,8 +99,12 @@ impl Days {
         let window = self.bits.iter().enumerate().flat_map(move |(w, &word)| {
             let mut rest = word;
             std::iter::from_fn(move || {
+                if rest == 0 {
+                    return None;
+                }
                 let off = rest.trailing_zeros();
-                rest &= rest.checked_sub(1)?;
+                // Clear the lowest set bit (rest is not 0).
+                rest &= rest - 1;
                 // In the window: base + off fits an i32.
                 Some(day_i32(base + (w * 64) as i64 + i64::from(off)))
             })
