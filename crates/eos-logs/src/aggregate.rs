@@ -481,7 +481,7 @@ impl Aggregator {
         self.aggs.get_mut(i as usize)
     }
 
-    fn add(&mut self, rec: &LogRecord<'_>) {
+    pub(crate) fn add(&mut self, rec: &LogRecord<'_>) {
         let evidence = rec.evidence;
         let space = self.record_space(rec);
         let user = rec.user.filter(|u| evidence && !u.is_empty()).map(|u| {
@@ -719,15 +719,29 @@ fn report_in(
         })
     };
     let mut out = Built::default();
-    for b in built {
-        if out.observations.is_empty() {
-            out.observations = b.observations;
-        } else {
-            out.observations.extend(b.observations);
+    let join = || {
+        for b in built {
+            if out.observations.is_empty() {
+                out.observations = b.observations;
+            } else {
+                out.observations.extend(b.observations);
+            }
+            out.seen += b.seen;
+            out.without += b.without;
+            out.below += b.below;
         }
-        out.seen += b.seen;
-        out.without += b.without;
-        out.below += b.below;
+    };
+    if parts < 2 {
+        join();
+    } else {
+        // Freeing an accumulator visits every pair's state: each is freed
+        // on a thread of its own while the parts are joined.
+        std::thread::scope(|s| {
+            for a in accs {
+                s.spawn(move || drop(a));
+            }
+            join();
+        });
     }
     ScanReport {
         format: opts.format,

@@ -4,7 +4,9 @@
 
 use std::fs::File;
 use std::io::{self, BufReader, Read};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use flate2::read::MultiGzDecoder;
 
@@ -130,12 +132,29 @@ impl Input {
         Err(ScanError::NoMatch(spec.to_owned()))
     }
 
-    /// Open for reading: raw bytes counted into `counter`, decompressed
-    /// when the stream starts with the gzip magic `1f 8b`.
-    pub(crate) fn open(self, counter: Counter) -> Result<Box<dyn Read + Send>, ScanError> {
+    /// Open for reading. With `ranges`, a regular file that does not start
+    /// with the gzip magic is handed back whole, for the parsers to read at
+    /// offsets; anything else is a stream of raw bytes counted into
+    /// `counter`, decompressed when it starts with the gzip magic `1f 8b`.
+    pub(crate) fn open(self, counter: Counter, ranges: bool) -> Result<Opened, ScanError> {
         let raw: Box<dyn Read + Send> = match self.kind {
             Kind::Path(p) => {
-                let f = File::open(&p).map_err(|source| ScanError::Open { path: p, source })?;
+                let f = File::open(&p).map_err(|source| ScanError::Open {
+                    path: p.clone(),
+                    source,
+                })?;
+                if ranges {
+                    let plain = plain_file(&f).map_err(|source| ScanError::Open {
+                        path: p.clone(),
+                        source,
+                    })?;
+                    if let Some(len) = plain {
+                        return Ok(Opened::File {
+                            file: Arc::new(f),
+                            len,
+                        });
+                    }
+                }
                 Box::new(f)
             }
             Kind::Stdin => Box::new(io::stdin()),
@@ -157,12 +176,51 @@ impl Input {
             path: PathBuf::from(&self.name),
             source,
         })?;
-        if head.starts_with(&[0x1f, 0x8b]) {
-            Ok(Box::new(MultiGzDecoder::new(peek)))
+        if head.starts_with(&GZIP_MAGIC) {
+            Ok(Opened::Stream(Box::new(MultiGzDecoder::new(peek))))
         } else {
-            Ok(Box::new(peek))
+            Ok(Opened::Stream(Box::new(peek)))
         }
     }
+}
+
+/// The first bytes of a gzip member.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// An input, opened.
+pub(crate) enum Opened {
+    /// A regular, uncompressed file of `len` bytes (its size when opened).
+    File { file: Arc<File>, len: u64 },
+    /// Anything else, read front to back.
+    Stream(Box<dyn Read + Send>),
+}
+
+/// The size of `f` if it is a regular file that does not start with the
+/// gzip magic (a pipe or a device is read as a stream).
+fn plain_file(f: &File) -> io::Result<Option<u64>> {
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Ok(None);
+    }
+    let mut head = [0u8; 2];
+    let n = read_at(f, &mut head, 0)?;
+    Ok((!head.get(..n).unwrap_or_default().starts_with(&GZIP_MAGIC)).then_some(meta.len()))
+}
+
+/// Read into `buf` from `offset` until it is full or the file ends (a
+/// short count), retrying interrupted reads.
+pub(crate) fn read_at(f: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let at = offset + filled as u64;
+        match f.read_at(buf.get_mut(filled..).unwrap_or_default(), at) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {

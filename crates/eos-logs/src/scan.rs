@@ -5,6 +5,7 @@
 //! accumulators — never the file.
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
@@ -16,14 +17,23 @@ use serde::Serialize;
 use crate::bad::{Bad, BadLine, BadLines, BadReason};
 use crate::cloudfront::Layout;
 use crate::error::ScanError;
-use crate::input::{Counter, Input};
+use crate::input::{Counter, Input, Opened};
 use crate::options::{Format, ScanOptions};
 use crate::record::{LogRecord, Raw, SpaceSlot, Stamp, resolve_client, space_name};
 use crate::usage::PathTree;
 use crate::{alb, cloudfront, usage, waf};
 
-/// Bytes read per chunk: large, so the parsers never wait on the reader.
+/// Bytes read per chunk of a stream: large, so the parsers never wait on
+/// the reader.
 const CHUNK: usize = 4 << 20;
+
+/// Bytes per range of a regular file. Each parser reads its ranges into a
+/// buffer of its own, small enough to stay in its core's cache: the lines
+/// are parsed where they were just copied, not fetched from another core.
+const RANGE: u64 = 1 << 20;
+
+/// Bytes read at a time past a range's end, to finish its last line.
+const TAIL_STEP: usize = 64 << 10;
 
 /// Progress of a scan, reported in raw (on-disk) bytes. The CLI draws a bar
 /// with it; libraries embedding a scan may ignore it.
@@ -41,7 +51,7 @@ pub trait Progress: Sync {
 pub struct ScanStats {
     /// Inputs read.
     pub inputs: u64,
-    /// Bytes parsed (after decompression).
+    /// Bytes read (after decompression), those of skipped lines included.
     pub bytes: u64,
     /// Lines that were neither blank nor comments.
     pub lines: u64,
@@ -68,7 +78,6 @@ impl ScanStats {
     }
 
     fn merge(&mut self, o: WorkerStats) {
-        self.bytes += o.bytes;
         self.lines += o.lines;
         self.records += o.records;
         self.outside_window += o.outside_window;
@@ -81,7 +90,6 @@ impl ScanStats {
 
 #[derive(Default)]
 struct WorkerStats {
-    bytes: u64,
     lines: u64,
     records: u64,
     outside_window: u64,
@@ -97,6 +105,13 @@ enum Body {
     Lines {
         data: Vec<u8>,
         layout: Option<Arc<Layout>>,
+    },
+    /// The lines that start in bytes `start..end` of a regular file: the
+    /// parser reads them itself.
+    Range {
+        file: Arc<File>,
+        start: u64,
+        end: u64,
     },
     /// A line or stream tail that could not be read.
     Skipped(Bad),
@@ -177,6 +192,23 @@ where
     I: Fn() -> A + Sync,
     F: Fn(&mut A, &LogRecord<'_>) + Sync,
 {
+    fold_records_in(RANGE, inputs, opts, progress, init, fold)
+}
+
+/// [`fold_records`], with regular files cut into ranges of `range` bytes.
+pub(crate) fn fold_records_in<A, I, F>(
+    range: u64,
+    inputs: Vec<Input>,
+    opts: &ScanOptions,
+    progress: Option<&dyn Progress>,
+    init: I,
+    fold: F,
+) -> Result<(Vec<A>, ScanStats), ScanError>
+where
+    A: Send,
+    I: Fn() -> A + Sync,
+    F: Fn(&mut A, &LogRecord<'_>) + Sync,
+{
     opts.validate()?;
     let threads = opts.threads.max(1);
     let names: Vec<String> = inputs.iter().map(|i| i.name().to_owned()).collect();
@@ -196,10 +228,19 @@ where
         let (stop, counter, rx, pool_tx) = (&stop, &counter, &rx, &pool_tx);
         // The reader owns the sender: when it returns, the channel closes
         // and the parsers drain it and stop.
-        let reader =
-            s.spawn(move || read_all(inputs, opts, &tx, &pool_rx, stop, counter, progress));
+        let reader = s.spawn(move || {
+            read_all(
+                inputs,
+                opts,
+                range,
+                (&tx, &pool_rx),
+                stop,
+                counter,
+                progress,
+            )
+        });
         let workers: Vec<_> = (0..threads)
-            .map(|_| s.spawn(|| work(rx, pool_tx, opts, stop, &init, &fold)))
+            .map(|_| s.spawn(|| work(rx, pool_tx, counter, opts, stop, &init, &fold)))
             .collect();
         let reader_result = reader.join();
         let results: Vec<_> = workers.into_iter().map(|w| w.join()).collect();
@@ -208,10 +249,11 @@ where
     if let Some(p) = progress {
         p.finish();
     }
-    reader_result.map_err(|_| ScanError::Worker("reader panicked".to_owned()))??;
+    let bytes = reader_result.map_err(|_| ScanError::Worker("reader panicked".to_owned()))??;
 
     let mut stats = ScanStats {
         inputs: n_inputs,
+        bytes,
         ..ScanStats::default()
     };
     let mut accs = Vec::with_capacity(threads);
@@ -254,35 +296,63 @@ where
     Ok((accs, stats))
 }
 
-/// The reader: cut inputs into chunks of whole lines.
+/// The reader: cut streams into chunks of whole lines, and regular files
+/// into ranges the parsers read. Returns the bytes read (decompressed) or
+/// handed out in ranges.
 fn read_all(
     inputs: Vec<Input>,
     opts: &ScanOptions,
-    tx: &SyncSender<Chunk>,
-    pool: &Receiver<Vec<u8>>,
+    range: u64,
+    (tx, pool): (&SyncSender<Chunk>, &Receiver<Vec<u8>>),
     stop: &AtomicBool,
     counter: &Counter,
     progress: Option<&dyn Progress>,
-) -> Result<(), ScanError> {
+) -> Result<u64, ScanError> {
+    let mut bytes: u64 = 0;
     for (idx, input) in inputs.into_iter().enumerate() {
         if stop.load(Ordering::Relaxed) {
             break;
         }
         let idx = u32::try_from(idx).unwrap_or(u32::MAX);
-        let reader = input.open(counter.clone())?;
+        let cloudfront = opts.format == Format::Cloudfront;
+        // CloudFront's `#Fields:` headers change the layout of the lines
+        // after them: only a front-to-back read knows each line's.
+        let opened = input.open(counter.clone(), !cloudfront)?;
         let mut cutter = Cutter {
             input: idx,
             seq: 0,
             tx,
-            layout: (opts.format == Format::Cloudfront).then(|| Arc::new(Layout::default())),
+            layout: cloudfront.then(|| Arc::new(Layout::default())),
         };
-        cut(reader, opts.max_line_bytes, &mut cutter, stop, pool, || {
+        let tick = || {
             if let Some(p) = progress {
                 p.position(counter.load(Ordering::Relaxed));
             }
-        });
+        };
+        match opened {
+            Opened::File { file, len } => {
+                let mut start = 0;
+                while start < len && !stop.load(Ordering::Relaxed) {
+                    let end = len.min(start.saturating_add(range.max(1)));
+                    let range = Body::Range {
+                        file: file.clone(),
+                        start,
+                        end,
+                    };
+                    if !cutter.send(range) {
+                        return Ok(bytes);
+                    }
+                    tick();
+                    bytes += end - start;
+                    start = end;
+                }
+            }
+            Opened::Stream(reader) => {
+                bytes += cut(reader, opts.max_line_bytes, &mut cutter, stop, pool, tick);
+            }
+        }
     }
-    Ok(())
+    Ok(bytes)
 }
 
 struct Cutter<'t> {
@@ -361,20 +431,17 @@ fn cut(
     stop: &AtomicBool,
     pool: &Receiver<Vec<u8>>,
     mut tick: impl FnMut(),
-) {
+) -> u64 {
+    // Bytes read, skipped ones included.
+    let mut read: u64 = 0;
     // The unterminated end of the previous chunk.
     let mut carry: Vec<u8> = Vec::new();
     // Inside a line longer than `max_line`: discard until its end.
     let mut skipping = false;
-    let too_long = || {
-        Body::Skipped(Bad::new(
-            BadReason::LineTooLong,
-            format!("line longer than {max_line} bytes"),
-        ))
-    };
+    let too_long = || Body::Skipped(too_long(max_line));
     loop {
         if stop.load(Ordering::Relaxed) {
-            return;
+            return read;
         }
         let mut buf = pool.try_recv().unwrap_or_default();
         let want = carry.len() + CHUNK;
@@ -385,6 +452,7 @@ fn cut(
         buf[..old].copy_from_slice(&carry);
         carry.clear();
         let (filled, failure) = fill(&mut reader, &mut buf, old);
+        read += (filled - old) as u64;
         // Short of full: the input ended (or failed).
         let ended = filled < want || failure.is_some();
         buf.truncate(filled);
@@ -399,7 +467,7 @@ fn cut(
                     if let Some(e) = failure {
                         out.send(early_end(&e, 0));
                     }
-                    return;
+                    return read;
                 }
                 None => continue,
             }
@@ -410,17 +478,17 @@ fn cut(
             let dropped = buf.len() - keep;
             buf.truncate(keep);
             if !buf.is_empty() && !out.lines(buf) {
-                return;
+                return read;
             }
             out.send(early_end(&e, dropped));
-            return;
+            return read;
         }
         match memchr::memrchr(b'\n', &buf) {
             Some(last) if buf.len() - last - 1 > max_line => {
                 // The unterminated tail is already too long.
                 buf.truncate(last + 1);
                 if !out.lines(buf) || !out.send(too_long()) {
-                    return;
+                    return read;
                 }
                 skipping = true;
             }
@@ -430,12 +498,12 @@ fn cut(
                     buf.truncate(last + 1);
                 }
                 if !out.lines(buf) {
-                    return;
+                    return read;
                 }
             }
             None if buf.len() > max_line => {
                 if !out.send(too_long()) {
-                    return;
+                    return read;
                 }
                 skipping = true;
             }
@@ -447,7 +515,7 @@ fn cut(
             None => carry = buf,
         }
         if ended {
-            return;
+            return read;
         }
     }
 }
@@ -488,10 +556,95 @@ fn read_some(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
+/// What a parser read of its range of a file.
+#[derive(Debug)]
+struct RangeRead {
+    /// Where the whole lines that start in the range are, in the buffer.
+    lines: std::ops::Range<usize>,
+    /// What cut the line after them short: longer than the limit, or a
+    /// failed read.
+    tail: Option<Bad>,
+}
+
+/// Read the lines that start in bytes `start..end` of `file` into `buf`
+/// (kept between calls: it grows, and is zero-filled, only when a range
+/// needs more than it held). The byte before `start` tells whether a line
+/// starts there; the last line is read past `end` to its newline, to the
+/// end of the file, or until it is longer than `max_line`.
+fn read_range(file: &File, start: u64, end: u64, max_line: usize, buf: &mut Vec<u8>) -> RangeRead {
+    let failed = |at: u64, e: io::Error, what: &str| {
+        Some(Bad::new(
+            BadReason::ReadError,
+            format!("read failed at byte {at} ({e}); {what} dropped"),
+        ))
+    };
+    let from = start.saturating_sub(1);
+    let want = usize::try_from(end.saturating_sub(from)).unwrap_or(usize::MAX);
+    if buf.len() < want {
+        buf.resize(want, 0);
+    }
+    let mut filled = match crate::input::read_at(file, &mut buf[..want], from) {
+        Ok(n) => n,
+        Err(e) => {
+            return RangeRead {
+                lines: 0..0,
+                tail: failed(from, e, &format!("bytes {start}..{end}")),
+            };
+        }
+    };
+    let whole = |lines| RangeRead { lines, tail: None };
+    // The first line starting at or after `start`.
+    let first = if start == 0 {
+        0
+    } else {
+        match memchr::memchr(b'\n', &buf[..filled]) {
+            Some(k) if k + 1 < filled => k + 1,
+            // No line starts in the range: it is inside a longer one.
+            _ => return whole(0..0),
+        }
+    };
+    // The file ended early (it shrank), or the range ends a line.
+    if filled < want || buf[..filled].last() == Some(&b'\n') {
+        return whole(first..filled);
+    }
+    // The last line goes on past the range.
+    let last = memchr::memrchr(b'\n', &buf[first..filled]).map_or(first, |k| first + k + 1);
+    loop {
+        if filled - last > max_line {
+            return RangeRead {
+                lines: first..last,
+                tail: Some(too_long(max_line)),
+            };
+        }
+        if buf.len() < filled + TAIL_STEP {
+            buf.resize(filled + TAIL_STEP, 0);
+        }
+        let at = from + filled as u64;
+        let n = match crate::input::read_at(file, &mut buf[filled..filled + TAIL_STEP], at) {
+            Ok(n) => n,
+            Err(e) => {
+                return RangeRead {
+                    lines: first..last,
+                    tail: failed(at, e, "the line there"),
+                };
+            }
+        };
+        if let Some(k) = memchr::memchr(b'\n', &buf[filled..filled + n]) {
+            return whole(first..filled + k + 1);
+        }
+        filled += n;
+        if n < TAIL_STEP {
+            // The end of the file ends the line.
+            return whole(first..filled);
+        }
+    }
+}
+
 /// A parser thread.
 fn work<A, I, F>(
     rx: &Mutex<Receiver<Chunk>>,
     pool: &Sender<Vec<u8>>,
+    counter: &Counter,
     opts: &ScanOptions,
     stop: &AtomicBool,
     init: &I,
@@ -513,6 +666,8 @@ where
         has_users: opts.format.has_users(),
     };
     let mut spaces = SpaceCache::default();
+    // This thread's buffer for ranges of files.
+    let mut range_buf = Vec::new();
     loop {
         let next = match rx.lock() {
             Ok(guard) => guard.recv(),
@@ -524,7 +679,7 @@ where
         if stop.load(Ordering::Relaxed) {
             continue;
         }
-        let note = |st: &mut WorkerStats, line: u64, bad: Bad| {
+        let mut note = |st: &mut WorkerStats, line: u64, bad: Bad| {
             *st.by_reason.entry(bad.reason).or_default() += 1;
             if st.examples.len() < opts.max_bad_examples.max(1) {
                 st.examples.push((input, seq, line, bad));
@@ -533,6 +688,17 @@ where
                 stop.store(true, Ordering::Relaxed);
             }
         };
+        let mut lines = |st: &mut WorkerStats, data: &[u8], layout: Option<&Layout>| {
+            let mut parse = Parse {
+                ctx: &ctx,
+                layout,
+                spaces: &mut spaces,
+                acc: &mut acc,
+                fold,
+                st,
+            };
+            parse.lines(data, &mut note)
+        };
         match body {
             Body::Skipped(bad) => {
                 st.lines += 1;
@@ -540,55 +706,98 @@ where
                 note(&mut st, 0, bad);
             }
             Body::Lines { data, layout } => {
-                st.bytes += data.len() as u64;
-                let mut n: u64 = 0;
-                let mut start = 0;
-                let len = data.len();
-                while start < len {
-                    let end = memchr::memchr(b'\n', &data[start..]).map_or(len, |k| start + k);
-                    let mut line = &data[start..end];
-                    start = end + 1;
-                    n += 1;
-                    if let [rest @ .., b'\r'] = line {
-                        line = rest;
-                    }
-                    if line.is_empty() || line.iter().all(u8::is_ascii_whitespace) {
-                        continue;
-                    }
-                    if ctx.opts.format == Format::Cloudfront && line.first() == Some(&b'#') {
-                        continue;
-                    }
-                    st.lines += 1;
-                    // Lines that span chunks are cut by the reader; this
-                    // catches those inside one.
-                    if line.len() > opts.max_line_bytes {
-                        let bad = Bad::new(
-                            BadReason::LineTooLong,
-                            format!("line longer than {} bytes", opts.max_line_bytes),
-                        );
-                        note(&mut st, n - 1, bad);
-                        continue;
-                    }
-                    let layout = layout.as_deref();
-                    match one_line(&ctx, layout, line, &mut spaces, &mut acc, fold) {
-                        Ok(Outcome::Outside) => {
-                            st.records += 1;
-                            st.outside_window += 1;
-                        }
-                        Ok(Outcome::Record { evidence }) => {
-                            st.records += 1;
-                            st.evidence += u64::from(evidence);
-                        }
-                        Err(bad) => note(&mut st, n - 1, bad),
-                    }
-                }
+                let n = lines(&mut st, &data, layout.as_deref());
                 st.chunk_lines.push((input, seq, n));
                 // The reader may be gone: then the buffer is simply freed.
                 let _ = pool.send(data);
             }
+            Body::Range { file, start, end } => {
+                let read = read_range(&file, start, end, opts.max_line_bytes, &mut range_buf);
+                counter.fetch_add(end - start, Ordering::Relaxed);
+                let data = range_buf.get(read.lines).unwrap_or_default();
+                let mut n = lines(&mut st, data, None);
+                if let Some(bad) = read.tail {
+                    st.lines += 1;
+                    note(&mut st, n, bad);
+                    n += 1;
+                }
+                st.chunk_lines.push((input, seq, n));
+            }
         }
     }
     (acc, st)
+}
+
+fn too_long(max_line: usize) -> Bad {
+    Bad::new(
+        BadReason::LineTooLong,
+        format!("line longer than {max_line} bytes"),
+    )
+}
+
+/// One parser thread's state while it parses a run of lines.
+struct Parse<'p, 'o, A, F> {
+    ctx: &'p Ctx<'o>,
+    layout: Option<&'p Layout>,
+    spaces: &'p mut SpaceCache,
+    acc: &'p mut A,
+    fold: &'p F,
+    st: &'p mut WorkerStats,
+}
+
+impl<A, F> Parse<'_, '_, A, F>
+where
+    F: Fn(&mut A, &LogRecord<'_>),
+{
+    /// Parse and fold every line of `data`, noting bad ones by their
+    /// 0-based number in it; returns the number of lines, blank included.
+    fn lines(&mut self, data: &[u8], note: &mut impl FnMut(&mut WorkerStats, u64, Bad)) -> u64 {
+        let max_line = self.ctx.opts.max_line_bytes;
+        let mut n: u64 = 0;
+        let mut start = 0;
+        let len = data.len();
+        while start < len {
+            let end = memchr::memchr(b'\n', &data[start..]).map_or(len, |k| start + k);
+            let mut line = &data[start..end];
+            start = end + 1;
+            n += 1;
+            if let [rest @ .., b'\r'] = line {
+                line = rest;
+            }
+            if line.is_empty() || line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            if self.ctx.opts.format == Format::Cloudfront && line.first() == Some(&b'#') {
+                continue;
+            }
+            self.st.lines += 1;
+            // Lines that span chunks are cut by the reader or the range
+            // read; this catches those inside one.
+            if line.len() > max_line {
+                note(self.st, n - 1, too_long(max_line));
+                continue;
+            }
+            match one_line(
+                self.ctx,
+                self.layout,
+                line,
+                self.spaces,
+                self.acc,
+                self.fold,
+            ) {
+                Ok(Outcome::Outside) => {
+                    self.st.records += 1;
+                    self.st.outside_window += 1;
+                }
+                Ok(Outcome::Record { evidence }) => {
+                    self.st.records += 1;
+                    self.st.evidence += u64::from(evidence);
+                }
+                Err(bad) => note(self.st, n - 1, bad),
+            }
+        }
+        n
+    }
 }
 
 enum Outcome {
@@ -890,6 +1099,119 @@ mod tests {
             let r = run(data, &o);
             prop_assert!(r.stats.records + r.stats.bad.total() <= r.stats.lines);
             prop_assert!(r.stats.evidence <= r.stats.records);
+        }
+    }
+
+    /// A line of a generated log for the range tests: kinds that end up
+    /// differently (records, bad lines, blank lines, long lines).
+    fn mixed_line(kind: u8, i: usize) -> String {
+        match kind % 7 {
+            0 | 1 => usage_line(i),
+            2 => usage_line(i) + "\r",
+            3 => String::new(),
+            4 => "  \t".to_owned(),
+            5 => "not json".to_owned(),
+            _ => format!("{{\"space\":\"{}\"}}", "x".repeat(1000 + i % 300)),
+        }
+    }
+
+    /// Scan the file at `path` with regular files cut into `range`-byte
+    /// ranges.
+    fn run_ranged(path: &std::path::Path, o: &ScanOptions, range: u64) -> ScanReport {
+        let inputs = vec![Input::path(path)];
+        let agg = crate::aggregate::Aggregator::default;
+        match fold_records_in(
+            range,
+            inputs,
+            o,
+            None,
+            agg,
+            crate::aggregate::Aggregator::add,
+        ) {
+            Ok((accs, stats)) => crate::aggregate::report(accs, stats, o),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// A regular file read in ranges by the parsers gives the report of
+        /// the same bytes read front to back by the reader: the same
+        /// observations, counts, bad lines and line numbers, whatever the
+        /// range size (smaller than a line, or than the long lines) and the
+        /// number of threads.
+        #[test]
+        fn ranges_of_a_file_read_like_a_stream(
+            kinds in proptest::collection::vec(any::<u8>(), 0..60),
+            newline_at_end in any::<bool>(),
+            range in 1u64..3000,
+            threads in 1usize..4,
+        ) {
+            let lines: Vec<String> =
+                kinds.iter().enumerate().map(|(i, &k)| mixed_line(k, i)).collect();
+            let mut text = lines.join("\n");
+            if newline_at_end {
+                text.push('\n');
+            }
+            let mut o = opts(Format::Usage);
+            o.max_line_bytes = 1024;
+            o.threads = threads;
+            o.max_bad_examples = 1000;
+            let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+            let path = dir.path().join("usage.log");
+            std::fs::write(&path, &text).unwrap_or_else(|e| panic!("{e}"));
+            let stream = match scan(vec![Input::bytes(path.display().to_string(), text.into_bytes())], &o, None) {
+                Ok(r) => r,
+                Err(e) => panic!("{e}"),
+            };
+            let ranged = run_ranged(&path, &o, range);
+            prop_assert_eq!(&ranged.observations, &stream.observations);
+            prop_assert_eq!(&ranged.stats, &stream.stats);
+        }
+    }
+
+    #[test]
+    fn a_plain_file_is_read_in_ranges_and_a_gzip_file_as_a_stream() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let text = good(2_000);
+        let plain = dir.path().join("plain.log");
+        // Gzip is found by its magic bytes, not by the file's name.
+        let packed = dir.path().join("packed.log");
+        std::fs::write(&plain, &text).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&packed, gzip(text.as_bytes())).unwrap_or_else(|e| panic!("{e}"));
+        let counter = Counter::default();
+        let opened = |p: &std::path::Path| match Input::path(p).open(counter.clone(), true) {
+            Ok(o) => o,
+            Err(e) => panic!("{e}"),
+        };
+        assert!(matches!(opened(&plain), Opened::File { len, .. } if len == text.len() as u64));
+        assert!(matches!(opened(&packed), Opened::Stream(_)));
+        let o = opts(Format::Usage);
+        let a = run_ranged(&plain, &o, 4096);
+        let b = run_ranged(&packed, &o, 4096);
+        assert_eq!(a.stats.records, 2_000);
+        assert_eq!(a.observations, b.observations);
+        assert_eq!(a.stats.bytes, b.stats.bytes);
+    }
+
+    #[test]
+    fn a_line_longer_than_the_limit_across_ranges_is_one_bad_line() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("long.log");
+        let mut text = good(3);
+        text.push_str(&"z".repeat(200_000));
+        text.push('\n');
+        text.push_str(&good(3));
+        std::fs::write(&path, &text).unwrap_or_else(|e| panic!("{e}"));
+        let mut o = opts(Format::Usage);
+        o.max_line_bytes = 4096;
+        for range in [1000, 4096, 65_536, 1 << 20] {
+            let r = run_ranged(&path, &o, range);
+            assert_eq!(r.stats.records, 6, "{range}");
+            assert_eq!(reasons(&r), [(BadReason::LineTooLong, 1)], "{range}");
+            assert_eq!(r.stats.bad.examples[0].line, 4, "{range}");
+            assert_eq!(r.stats.bytes, text.len() as u64);
         }
     }
 }

@@ -5,8 +5,18 @@ use std::io::{IsTerminal, Write};
 
 /// Write `text` to stdout in one go.
 pub fn emit(text: &str) -> anyhow::Result<()> {
+    emit_parts(&[text])
+}
+
+/// Write `parts` to stdout in order, as one text: a large output made in
+/// parts is not copied into one buffer first.
+pub fn emit_parts<T: AsRef<[u8]>>(parts: &[T]) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+    let written = parts
+        .iter()
+        .try_for_each(|part| out.write_all(part.as_ref()))
+        .and_then(|()| out.flush());
+    match written {
         Ok(()) => Ok(()),
         // `eos-sec ... | head` is not an error.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
