@@ -6,7 +6,6 @@ use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use flate2::read::MultiGzDecoder;
 
@@ -149,10 +148,7 @@ impl Input {
                         source,
                     })?;
                     if let Some(len) = plain {
-                        return Ok(Opened::File {
-                            file: Arc::new(f),
-                            len,
-                        });
+                        return Ok(Opened::File { file: f, len });
                     }
                 }
                 Box::new(f)
@@ -190,7 +186,7 @@ const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 /// An input, opened.
 pub(crate) enum Opened {
     /// A regular, uncompressed file of `len` bytes (its size when opened).
-    File { file: Arc<File>, len: u64 },
+    File { file: File, len: u64 },
     /// Anything else, read front to back.
     Stream(Box<dyn Read + Send>),
 }
