@@ -138,18 +138,13 @@ impl Input {
     pub(crate) fn open(self, counter: Counter, ranges: bool) -> Result<Opened, ScanError> {
         let raw: Box<dyn Read + Send> = match self.kind {
             Kind::Path(p) => {
-                let f = File::open(&p).map_err(|source| ScanError::Open {
+                let failed = |source| ScanError::Open {
                     path: p.clone(),
                     source,
-                })?;
-                if ranges {
-                    let plain = plain_file(&f).map_err(|source| ScanError::Open {
-                        path: p.clone(),
-                        source,
-                    })?;
-                    if let Some(len) = plain {
-                        return Ok(Opened::File { file: f, len });
-                    }
+                };
+                let f = File::open(&p).map_err(failed)?;
+                if ranges && let Some(len) = plain_file(&f).map_err(failed)? {
+                    return Ok(Opened::File { file: f, len });
                 }
                 Box::new(f)
             }
