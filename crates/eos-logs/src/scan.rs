@@ -1248,4 +1248,24 @@ mod tests {
             assert_eq!(r.stats.bytes, text.len() as u64);
         }
     }
+
+    /// A file that shrank after the scan opened it: ranges past its new end
+    /// read nothing, and the range across it keeps its whole lines.
+    #[test]
+    fn a_range_past_the_end_of_a_shrunk_file_reads_what_is_there() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("shrunk.log");
+        std::fs::write(&path, "aaaa\nbbbb\ncc").unwrap_or_else(|e| panic!("{e}"));
+        let file = File::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let mut buf = Vec::new();
+        // As if the file had been 40 bytes long when opened.
+        let read = read_range(&file, 3, 20, 1024, &mut buf);
+        assert!(read.tail.is_none());
+        assert_eq!(buf.get(read.lines), Some(&b"bbbb\ncc"[..]));
+        let read = read_range(&file, 20, 40, 1024, &mut buf);
+        assert_eq!((read.lines, read.tail.is_none()), (0..0, true));
+        // A range that starts on a line's first byte owns that line.
+        let read = read_range(&file, 5, 7, 1024, &mut buf);
+        assert_eq!(buf.get(read.lines), Some(&b"bbbb\n"[..]));
+    }
 }
