@@ -481,7 +481,7 @@ impl Aggregator {
         self.aggs.get_mut(i as usize)
     }
 
-    pub(crate) fn add(&mut self, rec: &LogRecord<'_>) {
+    fn add(&mut self, rec: &LogRecord<'_>) {
         let evidence = rec.evidence;
         let space = self.record_space(rec);
         let user = rec.user.filter(|u| evidence && !u.is_empty()).map(|u| {

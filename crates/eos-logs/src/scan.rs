@@ -32,11 +32,6 @@ use crate::{alb, cloudfront, usage, waf};
 /// the reader.
 const CHUNK: usize = 4 << 20;
 
-/// Bytes per range of a regular file. Each parser reads its ranges into a
-/// buffer of its own: the lines are parsed on the core that copied them,
-/// not fetched from the reader's. (128 KiB to 4 MiB measured alike.)
-const RANGE: u64 = 1 << 20;
-
 /// Bytes read first past a range's end, to finish its last line: a line or
 /// two. Each further read is twice the last, up to `TAIL_MAX`.
 const TAIL_STEP: usize = 4 << 10;
@@ -215,23 +210,6 @@ where
     I: Fn() -> A + Sync,
     F: Fn(&mut A, &LogRecord<'_>) + Sync,
 {
-    fold_records_in(RANGE, inputs, opts, progress, init, fold)
-}
-
-/// [`fold_records`], with regular files cut into ranges of `range` bytes.
-pub(crate) fn fold_records_in<A, I, F>(
-    range: u64,
-    inputs: Vec<Input>,
-    opts: &ScanOptions,
-    progress: Option<&dyn Progress>,
-    init: I,
-    fold: F,
-) -> Result<(Vec<A>, ScanStats), ScanError>
-where
-    A: Send,
-    I: Fn() -> A + Sync,
-    F: Fn(&mut A, &LogRecord<'_>) + Sync,
-{
     opts.validate()?;
     let threads = opts.threads.max(1);
     let names: Vec<String> = inputs.iter().map(|i| i.name().to_owned()).collect();
@@ -251,17 +229,8 @@ where
         let (stop, counter, rx, pool_tx) = (&stop, &counter, &rx, &pool_tx);
         // The reader owns the sender: when it returns, the channel closes
         // and the parsers drain it and stop.
-        let reader = s.spawn(move || {
-            read_all(
-                inputs,
-                opts,
-                range,
-                (&tx, &pool_rx),
-                stop,
-                counter,
-                progress,
-            )
-        });
+        let reader =
+            s.spawn(move || read_all(inputs, opts, (&tx, &pool_rx), stop, counter, progress));
         let workers: Vec<_> = (0..threads)
             .map(|_| s.spawn(|| work(rx, pool_tx, (counter, progress), opts, stop, &init, &fold)))
             .collect();
@@ -325,7 +294,6 @@ where
 fn read_all(
     inputs: Vec<Input>,
     opts: &ScanOptions,
-    range: u64,
     (tx, pool): (&SyncSender<Chunk>, &Receiver<Vec<u8>>),
     stop: &AtomicBool,
     counter: &Counter,
@@ -357,7 +325,7 @@ fn read_all(
                 let shared = Arc::new(SharedFile {
                     file,
                     len,
-                    range: range.max(1),
+                    range: opts.range_bytes.max(1),
                     next: AtomicU64::new(0),
                 });
                 for _ in 0..opts.threads.max(1) {
@@ -1152,17 +1120,10 @@ mod tests {
     /// Scan the file at `path` with regular files cut into `range`-byte
     /// ranges.
     fn run_ranged(path: &std::path::Path, o: &ScanOptions, range: u64) -> ScanReport {
-        let inputs = vec![Input::path(path)];
-        let agg = crate::aggregate::Aggregator::default;
-        match fold_records_in(
-            range,
-            inputs,
-            o,
-            None,
-            agg,
-            crate::aggregate::Aggregator::add,
-        ) {
-            Ok((accs, stats)) => crate::aggregate::report(accs, stats, o),
+        let mut o = o.clone();
+        o.range_bytes = range;
+        match scan(vec![Input::path(path)], &o, None) {
+            Ok(r) => r,
             Err(e) => panic!("{e}"),
         }
     }
