@@ -1,7 +1,7 @@
 //! The scan pipeline: one reader thread goes through the inputs in order. It
 //! cuts a regular, uncompressed file into byte ranges that the parser
-//! threads read themselves, each into a buffer of its own, so lines are
-//! parsed in the cache they were just copied into; any other input (gzip,
+//! threads read themselves, each into a buffer of its own, so each line is
+//! parsed on the core that copied it; any other input (gzip,
 //! pipes, stdin, other sources, and CloudFront logs, whose headers set the
 //! layout of the lines after them) it reads and cuts into chunks of whole
 //! lines. Parser threads parse, resolve and fold records into per-thread
@@ -53,7 +53,8 @@ pub trait Progress: Sync {
 pub struct ScanStats {
     /// Inputs read.
     pub inputs: u64,
-    /// Bytes read (after decompression), those of skipped lines included.
+    /// Bytes read (after decompression), those of skipped lines included;
+    /// a regular file counts as its size when the scan opened it.
     pub bytes: u64,
     /// Lines that were neither blank nor comments.
     pub lines: u64,
@@ -1228,5 +1229,30 @@ mod tests {
         // A range that starts on a line's first byte owns that line.
         let read = read_range(&file, 5, 7, 1024, &mut buf);
         assert_eq!(buf.get(read.lines), Some(&b"bbbb\n"[..]));
+    }
+
+    /// `--strict` on a file read in ranges by two threads stops at the first
+    /// bad line in file order, whichever thread meets a bad line first.
+    #[test]
+    fn strict_on_ranges_reports_the_first_bad_line_of_the_file() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("strict.log");
+        let mut text = good(40);
+        text.push_str("not json\n");
+        text.push_str(&good(300));
+        text.push_str("{\"timestamp\":\n");
+        text.push_str(&good(40));
+        std::fs::write(&path, &text).unwrap_or_else(|e| panic!("{e}"));
+        let mut o = opts(Format::Usage);
+        o.strict = true;
+        o.range_bytes = 2048;
+        for _ in 0..20 {
+            match scan(vec![Input::path(&path)], &o, None) {
+                Err(ScanError::Strict(first)) => {
+                    assert_eq!((first.line, first.reason), (41, BadReason::InvalidJson));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
     }
 }
