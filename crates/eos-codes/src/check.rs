@@ -483,6 +483,14 @@ pub enum CodeEvent<'a> {
         /// A `code verify` check rather than a real use.
         dry_run: bool,
     },
+    /// A spent use was given back: the action it was spent for failed
+    /// after the spend had been committed (see [`return_use`]).
+    Returned {
+        /// The use given back.
+        usage: &'a CodeUse,
+        /// Why, in a few words (never the code).
+        reason: &'a str,
+    },
     /// A code was revoked.
     Revoked {
         /// The code.
@@ -505,6 +513,7 @@ impl CodeEvent<'_> {
             CodeEvent::Used { .. } => "code.use",
             CodeEvent::Verified { .. } => "code.verify",
             CodeEvent::Rejected { .. } => "code.reject",
+            CodeEvent::Returned { .. } => "code.use-returned",
             CodeEvent::Revoked { .. } => "code.revoke",
         }
     }
@@ -529,6 +538,9 @@ pub trait CodeStore {
         max_uses: Option<u32>,
         now: i64,
     ) -> Result<bool, Self::Error>;
+    /// Take back one counted use of `purpose`. `Ok(false)`: none was
+    /// counted, nothing written.
+    fn release_use(&mut self, id: &CodeId, purpose: Purpose) -> Result<bool, Self::Error>;
     /// Mark a code revoked. `Ok(false)`: no such code, or already revoked.
     fn mark_revoked(
         &mut self,
@@ -645,6 +657,24 @@ pub fn verify<S: CodeStore>(
     now: i64,
 ) -> Result<CodeUse, CheckError<S::Error>> {
     check(store, ring, policy, attempt, now, false)
+}
+
+/// Give back the use `grant` spent, when the action it authorised failed
+/// after the spend was committed (an action that runs partly outside the
+/// spend's transaction, such as a certificate signed by a remote CA while
+/// the store is not held). The grant is consumed: a use is either acted on
+/// or given back, once. Revocation and expiry are untouched: a code revoked
+/// meanwhile stays revoked.
+pub fn return_use<S: CodeStore>(store: &mut S, grant: Grant, reason: &str) -> Result<(), S::Error> {
+    let usage = grant.usage;
+    if store.release_use(&usage.code_id, usage.purpose)? {
+        store.record_event(&CodeEvent::Returned {
+            usage: &usage,
+            reason,
+        })?;
+        tracing::info!(code_id = %usage.code_id, purpose = %usage.purpose, reason, "security code use returned");
+    }
+    Ok(())
 }
 
 /// Revoke a code and record who did it. `Ok(false)`: unknown or already

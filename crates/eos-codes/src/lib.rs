@@ -33,8 +33,8 @@ pub use binding::{
 pub use check::{
     Attempt, BackoffPolicy, CheckError, CodeEvent, CodeHash, CodeInfo, CodeState, CodeStore,
     CodeUse, GENERIC_REJECTION, Grant, IssueError, PurposeUses, RefusalReason, Rejection, Status,
-    StoredCode, ThrottleKey, ThrottleState, check_and_spend, issue, revoke, rfc3339, unix_now,
-    verify,
+    StoredCode, ThrottleKey, ThrottleState, check_and_spend, issue, return_use, revoke, rfc3339,
+    unix_now, verify,
 };
 pub use format::{CodeId, FormatError, RandomError, SecurityCode};
 pub use pepper::{PEPPER_ENV, Pepper, PepperError, PepperId, PepperRing, PepperSources};

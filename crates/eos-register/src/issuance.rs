@@ -1,20 +1,27 @@
 //! The one certificate issuance flow, for `eos-sec ca sign` and the open
 //! zone's `/v1/cert` alike: validate the CSR → refuse a key bound to
-//! another account → plan from the account record → sign (local key or AWS
-//! Private CA) → `check_issued` → record in the inventory → audit, all in
-//! the caller's transaction. The caller commits (after writing its own
-//! output), or drops the transaction and nothing is recorded.
+//! another account → plan from the account record ([`prepare_in`]) → sign
+//! (local key or AWS Private CA) → `check_issued` ([`sign`]) → check the
+//! key's owner again, record in the inventory, audit ([`record_in`]).
+//!
+//! [`issue_in`] runs all three in the caller's transaction (`ca sign`: one
+//! operator, nothing to wait for). The registration service runs them in
+//! two transactions with the signing between them and its store free
+//! meanwhile, because a Private CA answers in seconds and every other
+//! registration would queue behind it (`registrar.rs`). Either way the
+//! caller commits what it records, or drops the transaction and nothing is
+//! recorded.
 
 use std::fmt;
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
 use eos_ca::{
-    Account, BoxedSigner, CaInfo, CsrLimits, IgnoredRequest, IssuancePolicy, IssueError,
-    IssueRequest, KeyOwner, LocalCa, Profile, Signer,
+    Account, BoxedSigner, CaInfo, Certificate, CertificatePlan, CsrLimits, IgnoredRequest,
+    IssuancePolicy, IssueError, IssueRequest, KeyOwner, LocalCa, Profile, Signer, ValidatedCsr,
 };
 use eos_identity::{SpaceId, UserId};
-use eos_store::rusqlite::Transaction;
+use eos_store::rusqlite::{Connection, Transaction};
 use eos_store::{AuditEntry, StoreError, audit_in, certs};
 use serde_json::json;
 
@@ -160,21 +167,33 @@ fn corrupt(what: impl fmt::Display) -> IssuanceError {
     })
 }
 
-/// Issue a certificate for `input` with `ca`, inside `tx`: validated,
-/// planned, signed, checked against the plan, recorded and audited. A CSR
-/// that asked for CA powers gets an audit entry of its own
-/// (`ca.csr-requested-ca`).
-pub async fn issue_in(
-    tx: &Transaction<'_>,
+/// A request validated and planned, ready to be signed.
+pub struct Prepared {
+    csr: ValidatedCsr,
+    fingerprint: String,
+    plan: CertificatePlan,
+    now: SystemTime,
+}
+
+impl fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Prepared")
+            .field("fingerprint", &self.fingerprint)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The plan for `csr` under the records as `conn` sees them now: refused
+/// when the key is bound to another account.
+fn plan_in(
+    conn: &Connection,
     ca: &CaSetup,
     input: &IssueInput<'_>,
-    audit: &IssueAudit<'_>,
+    csr: &ValidatedCsr,
+    fingerprint: &str,
     now: SystemTime,
-) -> Result<Issued, IssuanceError> {
-    let csr = eos_ca::validate_csr(input.csr, &ca.limits)
-        .map_err(|e| IssuanceError::Refused(e.into()))?;
-    let fingerprint = csr.fingerprint().to_string();
-    let owner = match certs::key_owner(tx, &fingerprint)? {
+) -> Result<CertificatePlan, IssuanceError> {
+    let owner = match certs::key_owner(conn, fingerprint)? {
         Some((space, user)) => Some(KeyOwner {
             space: SpaceId::new(&space).map_err(corrupt)?,
             user: UserId::new(&user).map_err(corrupt)?,
@@ -182,18 +201,66 @@ pub async fn issue_in(
         None => None,
     };
     let request = IssueRequest {
-        csr: &csr,
+        csr,
         account: input.account,
         profile: input.profile,
         lifetime: input.lifetime,
     };
-    let plan = eos_ca::plan_certificate(&ca.info, &request, &ca.policy, owner.as_ref(), now)
-        .map_err(IssuanceError::of)?;
-    let cert = eos_ca::issue(&ca.signer, &plan, &csr)
+    eos_ca::plan_certificate(&ca.info, &request, &ca.policy, owner.as_ref(), now)
+        .map_err(IssuanceError::of)
+}
+
+/// Validate the CSR, refuse a key bound to another account and plan the
+/// certificate from the account record, reading the inventory in `tx`.
+pub fn prepare_in(
+    tx: &Transaction<'_>,
+    ca: &CaSetup,
+    input: &IssueInput<'_>,
+    now: SystemTime,
+) -> Result<Prepared, IssuanceError> {
+    let csr = eos_ca::validate_csr(input.csr, &ca.limits)
+        .map_err(|e| IssuanceError::Refused(e.into()))?;
+    let fingerprint = csr.fingerprint().to_string();
+    let plan = plan_in(tx, ca, input, &csr, &fingerprint, now)?;
+    Ok(Prepared {
+        csr,
+        fingerprint,
+        plan,
+        now,
+    })
+}
+
+/// Sign a prepared request and check what the signer returned against the
+/// plan. Touches no store: with AWS Private CA this waits on the network,
+/// so callers that serialise store access run it without holding it.
+pub async fn sign(ca: &CaSetup, prepared: &Prepared) -> Result<Certificate, IssuanceError> {
+    eos_ca::issue(&ca.signer, &prepared.plan, &prepared.csr)
         .await
-        .map_err(IssuanceError::Failed)?;
-    let pem = eos_ca::certificate_pem(&cert).map_err(IssuanceError::Failed)?;
-    let serial = eos_ca::serial_of(&cert).to_string();
+        .map_err(IssuanceError::Failed)
+}
+
+/// Record a signed certificate in the inventory and audit it, inside `tx`.
+/// The key's owner is checked again first: when [`sign`] ran outside the
+/// transaction of [`prepare_in`], another account may have certified the
+/// same key meanwhile, and then this one is refused (not recorded, not to
+/// be handed out).
+pub fn record_in(
+    tx: &Transaction<'_>,
+    ca: &CaSetup,
+    input: &IssueInput<'_>,
+    audit: &IssueAudit<'_>,
+    prepared: &Prepared,
+    cert: &Certificate,
+) -> Result<Issued, IssuanceError> {
+    let Prepared {
+        csr,
+        fingerprint,
+        plan,
+        now,
+    } = prepared;
+    plan_in(tx, ca, input, csr, fingerprint, *now)?;
+    let pem = eos_ca::certificate_pem(cert).map_err(IssuanceError::Failed)?;
+    let serial = eos_ca::serial_of(cert).to_string();
     let not_after = eos_ca::rfc3339(plan.not_after());
     let account = input.account;
     certs::record_issued(
@@ -203,7 +270,7 @@ pub async fn issue_in(
             space: account.space.as_str(),
             user: account.user.as_str(),
             profile: input.profile.as_str(),
-            key_fingerprint: &fingerprint,
+            key_fingerprint: fingerprint,
             not_before: &eos_ca::rfc3339(plan.not_before()),
             not_after: &not_after,
             signer: &ca.signer_id,
@@ -239,6 +306,22 @@ pub async fn issue_in(
         ignored: csr.ignored().to_vec(),
         requested_ca: csr.requested_ca(),
     })
+}
+
+/// Issue a certificate for `input` with `ca`, inside `tx`: validated,
+/// planned, signed, checked against the plan, recorded and audited. A CSR
+/// that asked for CA powers gets an audit entry of its own
+/// (`ca.csr-requested-ca`).
+pub async fn issue_in(
+    tx: &Transaction<'_>,
+    ca: &CaSetup,
+    input: &IssueInput<'_>,
+    audit: &IssueAudit<'_>,
+    now: SystemTime,
+) -> Result<Issued, IssuanceError> {
+    let prepared = prepare_in(tx, ca, input, now)?;
+    let cert = sign(ca, &prepared).await?;
+    record_in(tx, ca, input, audit, &prepared, &cert)
 }
 
 /// Run an issuance future from synchronous code: on the current Tokio

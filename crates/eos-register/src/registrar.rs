@@ -1,22 +1,29 @@
-//! What a registration does, synchronously, in one store transaction: the
-//! code check and spend, then the rule or certificate with its registration
-//! row and audit entry — all committed together, or nothing.
+//! What a registration does, synchronously. An address registration or a
+//! recovery is one store transaction: the code check and spend, then the
+//! rule with its registration row and audit entry — all committed together,
+//! or nothing. A certificate is two, with the CA's signature between them
+//! and the store free meanwhile ([`Registrar::execute`], `issue`): the
+//! spend and the plan, then the record; if signing or recording fails, the
+//! spent use is given back, so the outcome is again all or nothing.
 //!
 //! Every request is a [`Registration`] variant, and each variant names the
 //! purpose its code is checked for. The work that follows runs inside
-//! [`eos_store::Store::spend_code`]'s action, which is only called with the
-//! [`Grant`] that a successful check makes: nothing reaches a rule or the
-//! CA without the code check, and the CSR is not even parsed before it.
+//! [`eos_store::Store::spend_code`]'s action (or
+//! [`eos_store::Store::spend_code_keeping_grant`]'s), which is only called
+//! with the [`Grant`] that a successful check makes: nothing reaches a rule
+//! or the CA without the code check, and the CSR is not even parsed before
+//! it.
 
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use eos_ca::{Account, IssueError};
+use eos_ca::{Account, IssueError, Profile};
 use eos_codes::{Attempt, BackoffPolicy, CheckError, Grant, PepperRing, Purpose};
 use eos_identity::{Role, SpaceId, UserId};
 use eos_plan::rules::{Label, NetworkAccessRule, RuleCidr};
+use eos_store::codes::SpendError;
 use eos_store::registrations::{self, NewRegistration, RegistrationKind};
 use eos_store::rusqlite::Transaction;
 use eos_store::{AuditEntry, Store, StoreError, audit_in, rules};
@@ -26,7 +33,7 @@ use zeroize::Zeroizing;
 
 use crate::ApiError;
 use crate::config::ServeOptions;
-use crate::issuance::{CaSetup, IssuanceError, IssueAudit, IssueInput, drive, issue_in};
+use crate::issuance::{self, CaSetup, IssuanceError, IssueAudit, IssueInput, drive};
 
 /// A security code as a client sent it. Never logged, never displayed;
 /// `Debug` redacts it and the memory is wiped on drop.
@@ -181,6 +188,39 @@ fn store_err(e: StoreError) -> ApiError {
     internal("state store", e)
 }
 
+fn spend_error(e: SpendError<ApiError>) -> ApiError {
+    match e {
+        SpendError::Action(e) => e,
+        SpendError::Check(CheckError::Rejected(_)) => ApiError::code_rejected(),
+        SpendError::Check(CheckError::Throttled { retry_after }) => {
+            ApiError::throttled(retry_after)
+        }
+        SpendError::Check(CheckError::Store(e)) | SpendError::Store(e) => store_err(e),
+        e => internal("code check", e),
+    }
+}
+
+/// An issuance failure as the client sees it: what is wrong with the CSR
+/// (`csr-refused`, with its reason), else an internal error (logged).
+fn issuance_error(e: IssuanceError) -> ApiError {
+    match e {
+        IssuanceError::Refused(e) => {
+            let message = match &e {
+                // The inventory's owner of the key is another account's
+                // business: say only that the key is taken.
+                IssueError::Csr(eos_ca::CsrError::KeyReuse { .. }) => {
+                    "this key is already certified for another account; generate a new key"
+                        .to_owned()
+                }
+                _ => e.to_string(),
+            };
+            ApiError::csr_refused(e.code(), message)
+        }
+        IssuanceError::Store(e) => store_err(e),
+        other => internal("certificate issuance", other),
+    }
+}
+
 /// `<addr>/32` or `<addr>/128`: exactly the one address.
 fn host_cidr(addr: IpAddr) -> Result<RuleCidr, ApiError> {
     let len = if addr.is_ipv4() { 32 } else { 128 };
@@ -288,32 +328,26 @@ impl Registrar {
             source: client,
             space: None,
         };
-        let mut store = self.store();
-        let result =
-            store.spend_code(
+        if let Registration::Cert { csr, .. } = &request {
+            return self.issue(&attempt, csr, client, now);
+        }
+        self.store()
+            .spend_code(
                 &self.ring,
                 &self.backoff,
                 &attempt,
                 now,
                 |tx, grant| match &request {
                     Registration::Ip { .. } => self.register_ip(tx, grant, client),
-                    Registration::Cert { csr, .. } => self.issue(tx, grant, csr, client),
                     Registration::Recover { .. } => self.recover(tx, grant, client),
+                    // Signed between two transactions, above.
+                    Registration::Cert { .. } => Err(internal(
+                        "registration",
+                        "a certificate request reached the one-transaction path",
+                    )),
                 },
-            );
-        match result {
-            Ok(outcome) => Ok(outcome),
-            Err(eos_store::codes::SpendError::Action(e)) => Err(e),
-            Err(eos_store::codes::SpendError::Check(CheckError::Rejected(_))) => {
-                Err(ApiError::code_rejected())
-            }
-            Err(eos_store::codes::SpendError::Check(CheckError::Throttled { retry_after })) => {
-                Err(ApiError::throttled(retry_after))
-            }
-            Err(eos_store::codes::SpendError::Check(CheckError::Store(e)))
-            | Err(eos_store::codes::SpendError::Store(e)) => Err(store_err(e)),
-            Err(e) => Err(internal("code check", e)),
-        }
+            )
+            .map_err(spend_error)
     }
 
     fn label(
@@ -484,80 +518,117 @@ impl Registrar {
         })
     }
 
+    /// `/v1/cert`, in three steps, so that the store is not held while the
+    /// CA signs (AWS Private CA answers in seconds; every other
+    /// registration would queue behind it):
+    /// 1. one transaction checks and spends the code, validates the CSR and
+    ///    plans the certificate from the code's account (nothing of the CSR
+    ///    is parsed before the code is accepted);
+    /// 2. the CA signs, the store free;
+    /// 3. a second transaction checks the key's owner again, records the
+    ///    certificate, the registration and the audit entries.
+    ///
+    /// If step 2 or 3 fails, the spent use is given back (audited as
+    /// `code.use-returned`) and nothing is recorded: as when the one
+    /// transaction of the other requests rolls back. A use being signed for
+    /// counts as spent, so a code's last use cannot be spent twice.
     fn issue(
         &self,
-        tx: &Transaction<'_>,
-        grant: &Grant,
+        attempt: &Attempt<'_>,
         csr_pem: &str,
         client: IpAddr,
+        now: i64,
     ) -> Result<Outcome, ApiError> {
         let Some(ca) = &self.ca else {
             return Err(ApiError::ca_unavailable());
         };
-        let refused = |e: IssueError| -> ApiError {
-            if !e.is_bad_input() {
-                return internal("certificate issuance", e);
-            }
-            let message = match &e {
-                // The inventory's owner of the key is another account's
-                // business: say only that the key is taken.
-                IssueError::Csr(eos_ca::CsrError::KeyReuse { .. }) => {
-                    "this key is already certified for another account; generate a new key"
-                        .to_owned()
-                }
-                _ => e.to_string(),
-            };
-            ApiError::csr_refused(e.code(), message)
-        };
-        let account = Account {
-            space: grant.space.clone(),
-            user: grant.user.clone(),
-        };
         let profile = self.options.cert_profile;
-        let mut extra = serde_json::Map::new();
-        extra.insert("source".into(), json!(client.to_string()));
-        let issued = drive(issue_in(
-            tx,
-            ca,
-            &IssueInput {
-                csr: csr_pem.as_bytes(),
-                account: &account,
+        fn input<'a>(csr: &'a str, account: &'a Account, profile: Profile) -> IssueInput<'a> {
+            IssueInput {
+                csr: csr.as_bytes(),
+                account,
                 profile,
                 lifetime: None,
-            },
-            &IssueAudit {
-                actor: &format!("code:{}", grant.code_id),
-                action: "register.cert",
-                extra,
-            },
-            SystemTime::now(),
-        ))
-        .map_err(|e| internal("async runtime", e))?
-        .map_err(|e| match e {
-            IssuanceError::Refused(e) => refused(e),
-            IssuanceError::Store(e) => store_err(e),
-            other => internal("certificate issuance", other),
-        })?;
-        let serial = issued.serial;
-        let id = registrations::record_in(
-            tx,
-            &NewRegistration {
-                kind: RegistrationKind::Cert,
-                space: &grant.space,
-                user: &grant.user,
-                code_id: grant.code_id.as_str(),
-                source: client,
-                cidr: None,
-                wrote_rule: false,
-                serial: Some(&serial),
-            },
-        )
-        .map_err(store_err)?;
-        tracing::info!(space = %grant.space, user = %grant.user, code_id = %grant.code_id, %serial, registration = id, "certificate issued");
+            }
+        }
+        let (grant, (account, prepared)) = self
+            .store()
+            .spend_code_keeping_grant(&self.ring, &self.backoff, attempt, now, |tx, grant| {
+                let account = Account {
+                    space: grant.space.clone(),
+                    user: grant.user.clone(),
+                };
+                let prepared = issuance::prepare_in(
+                    tx,
+                    ca,
+                    &input(csr_pem, &account, profile),
+                    SystemTime::now(),
+                )
+                .map_err(issuance_error)?;
+                Ok((account, prepared))
+            })
+            .map_err(spend_error)?;
+        // The store is free from here until the certificate is recorded.
+        let signed = match drive(issuance::sign(ca, &prepared)) {
+            Ok(signed) => signed.map_err(issuance_error),
+            Err(e) => Err(internal("async runtime", e)),
+        };
+        let mut store = self.store();
+        let recorded = signed.and_then(|cert| {
+            let tx = store.transaction().map_err(store_err)?;
+            let mut extra = serde_json::Map::new();
+            extra.insert("source".into(), json!(client.to_string()));
+            let issued = issuance::record_in(
+                &tx,
+                ca,
+                &input(csr_pem, &account, profile),
+                &IssueAudit {
+                    actor: &format!("code:{}", grant.code_id),
+                    action: "register.cert",
+                    extra,
+                },
+                &prepared,
+                &cert,
+            )
+            .map_err(issuance_error)?;
+            let id = registrations::record_in(
+                &tx,
+                &NewRegistration {
+                    kind: RegistrationKind::Cert,
+                    space: &grant.space,
+                    user: &grant.user,
+                    code_id: grant.code_id.as_str(),
+                    source: client,
+                    cidr: None,
+                    wrote_rule: false,
+                    serial: Some(&issued.serial),
+                },
+            )
+            .map_err(store_err)?;
+            tx.commit().map_err(|e| store_err(e.into()))?;
+            Ok((issued, id))
+        });
+        let (issued, id) = match recorded {
+            Ok(done) => done,
+            Err(e) => {
+                let reason = format!("certificate not issued: {}", e.code());
+                let code_id = grant.code_id.clone();
+                let given_back = store.transaction().and_then(|tx| {
+                    eos_store::codes::return_use_in(&tx, grant, &reason)?;
+                    Ok(tx.commit()?)
+                });
+                if let Err(g) = given_back {
+                    tracing::error!(%code_id, error = %g, "giving back the use of a certificate that was not issued");
+                }
+                return Err(e);
+            }
+        };
+        drop(store);
+        tracing::info!(space = %account.space, user = %account.user, code_id = %grant.code_id, serial = %issued.serial, registration = id, "certificate issued");
         Ok(Outcome::Issued {
             space: account.space,
             user: account.user,
-            serial,
+            serial: issued.serial,
             profile: profile.as_str().to_owned(),
             not_after: issued.not_after,
             certificate: issued.pem,

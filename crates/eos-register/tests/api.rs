@@ -5,9 +5,10 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Harness, Setup, csr};
+use common::{Gate, Harness, Setup, Signing, csr};
 use eos_codes::{BackoffPolicy, Purpose};
 use eos_identity::SpaceId;
 use serde_json::json;
@@ -346,6 +347,130 @@ async fn cert_refuses_a_key_certified_for_another_account() {
     assert!(
         !body["message"].as_str().unwrap().contains("alice"),
         "{body}"
+    );
+    h.stop().await;
+}
+
+fn gated(gate: &Arc<Gate>) -> Setup {
+    Setup {
+        signing: Signing::Gated(gate.clone()),
+        ..Setup::default()
+    }
+}
+
+// Several worker threads, as the service runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_go_on_while_the_ca_signs() {
+    // A remote CA (AWS Private CA) answers in seconds: the store must not
+    // be held meanwhile, or every registration queues behind it.
+    let gate = Gate::new();
+    let h = Harness::start_with(gated(&gate)).await;
+    let cert_code = h.issue_for("alice", &[Purpose::RegisterCert]);
+    let ip_code = h.issue_for("bob", &[Purpose::RegisterIp]);
+    let (pem, _key) = csr();
+    let cert = h.post("/v1/cert", json!({ "code": cert_code, "csr": pem }));
+    // Both waits together stay under the client's 30 s timeout, so if the
+    // store were held, this fails instead of hanging on the gate.
+    let meanwhile = async {
+        gate.wait_started().await;
+        let ip = tokio::time::timeout(
+            Duration::from_secs(10),
+            h.post("/v1/ip", json!({ "code": ip_code })),
+        )
+        .await;
+        // The code's one use is spent while its certificate is signed.
+        let again = tokio::time::timeout(
+            Duration::from_secs(10),
+            h.post("/v1/cert", json!({ "code": cert_code, "csr": csr().0 })),
+        )
+        .await;
+        gate.open(1);
+        (ip, again)
+    };
+    let ((status, body), (ip, again)) = tokio::join!(cert, meanwhile);
+    let (ip_status, ip_body) = ip.expect("an address registration waited for the CA");
+    assert_eq!(ip_status, 200, "{ip_body}");
+    assert_rejected(again.expect("a second use of the code waited for the CA"));
+    assert_eq!(status, 200, "{body}");
+    let serial = body["serial"].as_str().unwrap();
+    let record = eos_store::certs::get(h.store().conn(), serial).unwrap();
+    assert_eq!(record.user.as_str(), "alice");
+    let acts = actions(&h);
+    assert!(acts.contains(&"register.cert".to_owned()), "{acts:?}");
+    assert!(!acts.contains(&"code.use-returned".to_owned()), "{acts:?}");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_signature_gives_the_code_use_back() {
+    let h = Harness::start_with(Setup {
+        signing: Signing::Failing,
+        ..Setup::default()
+    })
+    .await;
+    let code = h.issue_for("alice", &[Purpose::RegisterCert]);
+    for _ in 0..2 {
+        let (status, body) = h
+            .post("/v1/cert", json!({ "code": code, "csr": csr().0 }))
+            .await;
+        // Not the client's fault, and the second time not `code-rejected`:
+        // the use came back.
+        assert_eq!((status, body["error"].as_str()), (500, Some("internal")));
+    }
+    let acts = actions(&h);
+    assert_eq!(
+        acts.iter().filter(|a| *a == "code.use-returned").count(),
+        2,
+        "{acts:?}"
+    );
+    assert!(!acts.contains(&"register.cert".to_owned()), "{acts:?}");
+    assert!(
+        eos_store::certs::list(h.store().conn(), &Default::default())
+            .unwrap()
+            .is_empty()
+    );
+    h.stop().await;
+}
+
+// Several worker threads, as the service runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_certified_while_another_request_was_signed_is_refused() {
+    // Two accounts send the same key at once. Both pass the first check
+    // (nothing is recorded yet) and both are signed; the owner check when
+    // recording lets exactly one through and gives the other's use back.
+    let gate = Gate::new();
+    let h = Harness::start_with(gated(&gate)).await;
+    let (pem, _key) = csr();
+    let a = h.issue_for("alice", &[Purpose::RegisterCert]);
+    let b = h.issue_for("bob", &[Purpose::RegisterCert]);
+    let alice = h.post("/v1/cert", json!({ "code": a, "csr": pem }));
+    let bob = async {
+        gate.wait_started().await;
+        let bob = h.post("/v1/cert", json!({ "code": b, "csr": pem }));
+        let open = async {
+            gate.wait_started().await;
+            gate.open(2);
+        };
+        tokio::join!(bob, open).0
+    };
+    let (alice, bob) = tokio::join!(alice, bob);
+    let mut outcomes = [
+        (alice.0, alice.1["error"].as_str().map(str::to_owned)),
+        (bob.0, bob.1["error"].as_str().map(str::to_owned)),
+    ];
+    outcomes.sort();
+    assert_eq!(
+        outcomes,
+        [(200, None), (422, Some("csr-key-reuse".to_owned()))],
+        "{alice:?} {bob:?}"
+    );
+    let certs = eos_store::certs::list(h.store().conn(), &Default::default()).unwrap();
+    assert_eq!(certs.len(), 1);
+    let acts = actions(&h);
+    assert_eq!(
+        acts.iter().filter(|a| *a == "code.use-returned").count(),
+        1,
+        "{acts:?}"
     );
     h.stop().await;
 }

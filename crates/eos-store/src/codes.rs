@@ -195,6 +195,15 @@ impl CodeStore for SqlCodeStore<'_, '_> {
         Ok(n == 1)
     }
 
+    fn release_use(&mut self, id: &CodeId, purpose: Purpose) -> Result<bool, StoreError> {
+        let n = self.tx.execute(
+            "UPDATE code_uses SET uses = uses - 1
+             WHERE code_id = ?1 AND purpose = ?2 AND uses > 0",
+            params![id.as_str(), purpose.as_str()],
+        )?;
+        Ok(n == 1)
+    }
+
     fn mark_revoked(
         &mut self,
         id: &CodeId,
@@ -287,19 +296,11 @@ impl CodeStore for SqlCodeStore<'_, '_> {
                 )?;
             }
             CodeEvent::Used { usage, source } | CodeEvent::Verified { usage, source } => {
-                let actor = format!("code:{}", usage.code_id);
-                audit_in(
+                audit_use(
                     self.tx,
-                    &AuditEntry::new(&actor, action, usage.space.as_str()).with_detail(json!({
-                        "code_id": usage.code_id,
-                        "user": usage.user,
-                        "role": usage.role,
-                        "kind": usage.kind,
-                        "purpose": usage.purpose,
-                        "use_number": usage.use_number,
-                        "max_uses": usage.max_uses,
-                        "source": source.to_string(),
-                    })),
+                    action,
+                    usage,
+                    ("source", json!(source.to_string())),
                 )?;
             }
             CodeEvent::Rejected {
@@ -320,6 +321,9 @@ impl CodeStore for SqlCodeStore<'_, '_> {
                         "dry_run": dry_run,
                     })),
                 )?;
+            }
+            CodeEvent::Returned { usage, reason } => {
+                audit_use(self.tx, action, usage, ("reason", json!(reason)))?;
             }
             CodeEvent::Revoked {
                 code_id,
@@ -388,6 +392,40 @@ pub fn verify_in(
 ) -> Result<CodeUse, CheckError<StoreError>> {
     prune_throttle(tx, policy, now).map_err(CheckError::Store)?;
     eos_codes::verify(&mut SqlCodeStore::new(tx), ring, policy, attempt, now)
+}
+
+/// An audit entry about one use of a code: the code as actor, its space as
+/// subject, the use's fields and one more (`source` or `reason`).
+fn audit_use(
+    tx: &Transaction<'_>,
+    action: &str,
+    usage: &CodeUse,
+    (key, value): (&str, serde_json::Value),
+) -> Result<(), StoreError> {
+    let mut detail = json!({
+        "code_id": usage.code_id,
+        "user": usage.user,
+        "role": usage.role,
+        "kind": usage.kind,
+        "purpose": usage.purpose,
+        "use_number": usage.use_number,
+        "max_uses": usage.max_uses,
+    });
+    if let Some(fields) = detail.as_object_mut() {
+        fields.insert(key.to_owned(), value);
+    }
+    let actor = format!("code:{}", usage.code_id);
+    audit_in(
+        tx,
+        &AuditEntry::new(&actor, action, usage.space.as_str()).with_detail(detail),
+    )?;
+    Ok(())
+}
+
+/// Give back the use `grant` spent, inside `tx` (see
+/// [`eos_codes::return_use`]).
+pub fn return_use_in(tx: &Transaction<'_>, grant: Grant, reason: &str) -> Result<(), StoreError> {
+    eos_codes::return_use(&mut SqlCodeStore::new(tx), grant, reason)
 }
 
 /// Revoke a code inside `tx`. `Ok(false)`: unknown or already revoked.
@@ -566,12 +604,32 @@ impl Store {
         now: i64,
         action: impl FnOnce(&Transaction<'_>, &Grant) -> Result<T, E>,
     ) -> Result<T, SpendError<E>> {
+        self.spend_code_keeping_grant(ring, policy, attempt, now, action)
+            .map(|(_, out)| out)
+    }
+
+    /// [`Store::spend_code`] for an action that goes on after the commit:
+    /// the use, `action`'s writes and the audit entries commit together, and
+    /// the grant comes back with `action`'s result. The caller finishes the
+    /// action in a later transaction, or gives the use back with
+    /// [`return_use_in`] if it fails. Until then the use counts as spent, so
+    /// a code with one use left cannot be spent twice meanwhile; if the
+    /// process dies before either, the use stays spent (refused, not
+    /// reopened: a new code is needed).
+    pub fn spend_code_keeping_grant<T, E>(
+        &mut self,
+        ring: &PepperRing,
+        policy: &BackoffPolicy,
+        attempt: &Attempt<'_>,
+        now: i64,
+        action: impl FnOnce(&Transaction<'_>, &Grant) -> Result<T, E>,
+    ) -> Result<(Grant, T), SpendError<E>> {
         let tx = self.transaction()?;
         match check_and_spend_in(&tx, ring, policy, attempt, now) {
             Ok(grant) => {
                 let out = action(&tx, &grant).map_err(SpendError::Action)?;
                 tx.commit().map_err(StoreError::from)?;
-                Ok(out)
+                Ok((grant, out))
             }
             Err(CheckError::Store(e)) => Err(SpendError::Store(e)),
             Err(refused) => {

@@ -446,6 +446,69 @@ fn failed_action_rolls_back_the_use() {
 }
 
 #[test]
+fn a_kept_grant_holds_its_use_until_it_is_given_back() {
+    let mut store = Store::open_in_memory().unwrap();
+    let ring = ring_a();
+    let (code, _) = store
+        .issue_code(&ring, &onboarding(&[Purpose::RegisterCert]), T0, "op")
+        .unwrap();
+    let c = code.reveal();
+    let (grant, planned) = store
+        .spend_code_keeping_grant(
+            &ring,
+            &BackoffPolicy::default(),
+            &attempt(&c, Purpose::RegisterCert, "192.0.2.1"),
+            T0,
+            |_, g| Ok::<_, std::convert::Infallible>(g.use_number),
+        )
+        .unwrap();
+    assert_eq!(planned, 1);
+    // The spend is committed: the code's one use is taken while the grant
+    // is out (say, while a remote CA signs).
+    let second = spend(
+        &mut store,
+        &ring,
+        &attempt(&c, Purpose::RegisterCert, "192.0.2.2"),
+        T0 + 1,
+    );
+    assert!(matches!(second, Err(CheckError::Rejected(_))), "{second:?}");
+    // Given back: one more use, and the audit log says which and why.
+    let tx = store.transaction().unwrap();
+    eos_store::codes::return_use_in(&tx, grant, "certificate not issued: signer-failed").unwrap();
+    tx.commit().unwrap();
+    let log = store.audit_log(20).unwrap();
+    let returned: Vec<_> = log
+        .iter()
+        .filter(|e| e.action == "code.use-returned")
+        .collect();
+    assert_eq!(returned.len(), 1);
+    assert_eq!(returned[0].subject, "acme");
+    assert_eq!(returned[0].detail["use_number"], 1);
+    assert_eq!(
+        returned[0].detail["reason"],
+        "certificate not issued: signer-failed"
+    );
+    let again = spend(
+        &mut store,
+        &ring,
+        &attempt(&c, Purpose::RegisterCert, "192.0.2.1"),
+        T0 + 2,
+    )
+    .unwrap();
+    assert_eq!(again.use_number, 1);
+    // And it is spent once more.
+    assert!(matches!(
+        spend(
+            &mut store,
+            &ring,
+            &attempt(&c, Purpose::RegisterCert, "192.0.2.1"),
+            T0 + 3
+        ),
+        Err(CheckError::Rejected(_))
+    ));
+}
+
+#[test]
 fn recovery_codes_are_reusable_and_every_use_is_audited() {
     let mut store = Store::open_in_memory().unwrap();
     let ring = ring_a();

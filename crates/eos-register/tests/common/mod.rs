@@ -4,9 +4,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use eos_ca::{CaEnv, CsrLimits, IssuancePolicy, LocalCa};
+use eos_ca::{
+    CaEnv, Certificate, CertificatePlan, CsrLimits, IssuancePolicy, IssueError, LocalCa, Signer,
+    Strictness, ValidatedCsr,
+};
 use eos_codes::{BackoffPolicy, IssueRequest, Pepper, PepperRing, Purpose, Purposes};
 use eos_identity::{Role, SpaceId, UserId};
 use eos_register::{CaSetup, Registrar, ServeOptions, Service, ShutdownTrigger, shutdown_pair};
@@ -51,6 +55,79 @@ pub struct Setup {
     pub options: ServeOptions,
     pub backoff: BackoffPolicy,
     pub with_ca: bool,
+    pub signing: Signing,
+}
+
+/// How the test CA signs.
+#[derive(Clone, Default)]
+pub enum Signing {
+    /// The local CA key, at once.
+    #[default]
+    Local,
+    /// The local CA key once the test opens the gate: a remote CA that
+    /// takes its time (AWS Private CA answers in seconds).
+    Gated(Arc<Gate>),
+    /// A remote CA that fails.
+    Failing,
+}
+
+/// Each signature adds a permit to `started` when it begins and takes one
+/// from `open` before it finishes: the test waits for the first and hands
+/// out the second.
+pub struct Gate {
+    pub started: tokio::sync::Semaphore,
+    pub open: tokio::sync::Semaphore,
+}
+
+impl Gate {
+    pub fn new() -> Arc<Gate> {
+        Arc::new(Gate {
+            started: tokio::sync::Semaphore::new(0),
+            open: tokio::sync::Semaphore::new(0),
+        })
+    }
+
+    /// Wait until one more signature has begun.
+    pub async fn wait_started(&self) {
+        self.started.acquire().await.unwrap().forget();
+    }
+
+    /// Let `n` signatures finish.
+    pub fn open(&self, n: usize) {
+        self.open.add_permits(n);
+    }
+}
+
+/// The local CA key behind [`Signing`].
+struct TestSigner {
+    ca: LocalCa,
+    signing: Signing,
+}
+
+impl Signer for TestSigner {
+    async fn issue(
+        &self,
+        plan: &CertificatePlan,
+        csr: &ValidatedCsr,
+    ) -> Result<Certificate, IssueError> {
+        match &self.signing {
+            Signing::Local => {}
+            Signing::Gated(gate) => {
+                gate.started.add_permits(1);
+                gate.open.acquire().await.unwrap().forget();
+            }
+            Signing::Failing => {
+                return Err(IssueError::Signer(
+                    "the remote CA is unavailable (test)".to_owned(),
+                ));
+            }
+        }
+        self.ca.issue(plan, csr).await
+    }
+
+    fn strictness(&self) -> Strictness {
+        self.ca.strictness()
+    }
 }
 
 impl Default for Setup {
@@ -63,6 +140,7 @@ impl Default for Setup {
             options,
             backoff: BackoffPolicy::default(),
             with_ca: true,
+            signing: Signing::Local,
         }
     }
 }
@@ -84,9 +162,21 @@ impl Harness {
         let (chain, key) = server_cert(&ca);
         let tls = eos_register::server_config(chain.clone(), key).unwrap();
         let store = Store::open(&dir.path().join("state")).unwrap();
-        let ca_setup = setup
-            .with_ca
-            .then(|| CaSetup::local(ca, IssuancePolicy::default(), CsrLimits::default()).unwrap());
+        let ca_setup = setup.with_ca.then(|| {
+            let info = ca.info().clone();
+            let chain = ca.trust_bundle().unwrap();
+            CaSetup::new(
+                TestSigner {
+                    ca,
+                    signing: setup.signing,
+                },
+                info,
+                eos_store::certs::LOCAL_SIGNER.to_owned(),
+                chain,
+                IssuancePolicy::default(),
+                CsrLimits::default(),
+            )
+        });
         let registrar = Registrar::new(store, ring(), setup.backoff, ca_setup, setup.options);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
