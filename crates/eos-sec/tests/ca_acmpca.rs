@@ -286,10 +286,11 @@ fn revoke_goes_to_private_ca_and_the_inventory() {
     assert_eq!(o.code, 2, "{o:?}");
 }
 
-/// `eos-sec serve` with `[ca] backend = "acmpca"` issues through Private CA:
-/// moto's certificate breaks the plan, so `/v1/cert` answers 500, nothing
-/// is recorded, and the code is not spent (the transaction that would have
-/// spent it rolled back).
+/// `eos-sec serve` with `[ca] backend = "acmpca"` issues through Private CA
+/// (the AWS calls run with the state store free, between the transaction
+/// that spends the code and the one that records): moto's certificate
+/// breaks the plan, so `/v1/cert` answers 500, nothing is recorded, and the
+/// code's use is given back (audited `code.use-returned`).
 #[test]
 fn serve_issues_through_private_ca_and_never_records_what_breaks_the_plan() {
     let Some(mut a) = aws() else {
@@ -330,4 +331,14 @@ fn serve_issues_through_private_ca_and_never_records_what_breaks_the_plan() {
     );
     assert!(!logs.contains(&code), "the code reached the logs");
     assert_eq!(a.st.json(&["ca", "list"]), serde_json::json!([]));
+    let returned: Vec<_> = audit_actions(&a.st)
+        .into_iter()
+        .filter(|(action, _)| action == "code.use-returned")
+        .collect();
+    assert_eq!(returned.len(), 2, "{returned:?}");
+    assert_eq!(
+        returned[0].1["reason"],
+        "certificate not issued: internal",
+        "{returned:?}"
+    );
 }
