@@ -2,15 +2,20 @@
 
 use eos_logs::{Format, Input, ScanOptions, TrustedProxies};
 
-/// Scan `data` as `format` on one parser thread: no panic, counts that add
-/// up, every observation inside what was read.
-pub fn scan_never_panics(format: Format, data: &[u8]) {
+fn options(format: Format) -> ScanOptions {
     let mut opts = ScanOptions::new(format);
     opts.threads = 1;
     opts.max_line_bytes = 4096;
     if let Ok(t) = TrustedProxies::parse(&["10.0.0.0/8", "2001:db8::/32"]) {
         opts.trusted_proxies = t;
     }
+    opts
+}
+
+/// Scan `data` as `format` on one parser thread: no panic, counts that add
+/// up, every observation inside what was read.
+pub fn scan_never_panics(format: Format, data: &[u8]) {
+    let opts = options(format);
     let report = match eos_logs::scan(vec![Input::bytes("fuzz", data.to_vec())], &opts, None) {
         Ok(r) => r,
         Err(e) => panic!("a scan of bytes fails only on bad options: {e}"),
@@ -24,4 +29,38 @@ pub fn scan_never_panics(format: Format, data: &[u8]) {
         assert!(o.first_seen <= o.last_seen);
         assert!(o.distinct_days >= 1);
     }
+}
+
+/// A regular file is read by the parser threads in ranges, other inputs
+/// front to back by one reader: both must give the same report. The first
+/// two bytes pick the format and the range size (1–64 bytes, so lines cross
+/// range boundaries), the rest is the file. CloudFront is left out: its
+/// `#Fields:` headers need a front-to-back read, so it is never read in
+/// ranges.
+pub fn ranges_read_like_a_stream(data: &[u8]) {
+    let [pick, size, body @ ..] = data else {
+        return;
+    };
+    let format = match pick % 3 {
+        0 => Format::Usage,
+        1 => Format::Alb,
+        _ => Format::Waf,
+    };
+    let mut opts = options(format);
+    opts.max_bad_examples = 1000;
+    let path = std::env::temp_dir().join(format!("eos-sec-fuzz-ranges-{}.log", std::process::id()));
+    if let Err(e) = std::fs::write(&path, body) {
+        panic!("writing {}: {e}", path.display());
+    }
+    let name = path.display().to_string();
+    let scan = |input: Input, opts: &ScanOptions| match eos_logs::scan(vec![input], opts, None) {
+        Ok(r) => r,
+        Err(e) => panic!("a scan fails only on bad options or an unreadable file: {e}"),
+    };
+    let stream = scan(Input::bytes(name, body.to_vec()), &opts);
+    opts.set_range_bytes(u64::from(size % 64) + 1);
+    opts.threads = 2;
+    let ranged = scan(Input::path(&path), &opts);
+    assert_eq!(ranged.observations, stream.observations);
+    assert_eq!(ranged.stats, stream.stats);
 }

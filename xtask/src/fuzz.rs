@@ -39,6 +39,14 @@ const SEEDS: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "logs_ranges",
+        &[
+            "examples/data/usage.jsonl",
+            "examples/data/alb.log",
+            "examples/data/waf.jsonl",
+        ],
+    ),
+    (
         "logs_waf",
         &[
             "examples/data/waf.jsonl",

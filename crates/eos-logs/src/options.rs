@@ -301,7 +301,8 @@ pub struct ScanOptions {
     /// Parser threads. Default: the available parallelism.
     pub threads: usize,
     /// Bytes per range of a regular file, which the parsers read
-    /// themselves (`scan.rs`). Not a user setting: tests make it small.
+    /// themselves (`scan.rs`). Not a user setting: tests and the fuzz
+    /// targets make it small.
     pub(crate) range_bytes: u64,
 }
 
@@ -325,6 +326,14 @@ impl Default for ScanOptions {
 }
 
 impl ScanOptions {
+    /// Read regular files in ranges of `bytes` (at least 1): only in fuzz
+    /// builds (`cargo fuzz` sets `--cfg fuzzing`), so that small inputs
+    /// cross range boundaries. Not a setting of the product.
+    #[cfg(fuzzing)]
+    pub fn set_range_bytes(&mut self, bytes: u64) {
+        self.range_bytes = bytes.max(1);
+    }
+
     /// Default longest line: 1 MiB.
     pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
 
