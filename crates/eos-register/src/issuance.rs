@@ -167,32 +167,45 @@ fn corrupt(what: impl fmt::Display) -> IssuanceError {
     })
 }
 
-/// A request validated and planned, ready to be signed.
-pub struct Prepared {
+/// What a certificate is planned from: the validated CSR and what the
+/// caller asked for.
+struct Request {
     csr: ValidatedCsr,
     fingerprint: String,
-    plan: CertificatePlan,
+    account: Account,
+    profile: Profile,
+    lifetime: Option<Duration>,
     now: SystemTime,
+}
+
+/// A request validated and planned, ready to be signed. It keeps the
+/// account and profile it was planned for, so that [`record_in`] records
+/// exactly those.
+pub struct Prepared {
+    request: Request,
+    plan: CertificatePlan,
 }
 
 impl fmt::Debug for Prepared {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Prepared")
-            .field("fingerprint", &self.fingerprint)
+            .field("account", &self.request.account)
+            .field("fingerprint", &self.request.fingerprint)
             .finish_non_exhaustive()
     }
 }
 
-/// The plan for `csr` under the records as `conn` sees them now: refused
+/// The plan for `r` under the records as `conn` sees them now: refused
 /// when the key is bound to another account.
-fn plan_in(
-    conn: &Connection,
-    ca: &CaSetup,
-    input: &IssueInput<'_>,
-    csr: &ValidatedCsr,
-    fingerprint: &str,
-    now: SystemTime,
-) -> Result<CertificatePlan, IssuanceError> {
+fn plan_in(conn: &Connection, ca: &CaSetup, r: &Request) -> Result<CertificatePlan, IssuanceError> {
+    let Request {
+        csr,
+        fingerprint,
+        account,
+        profile,
+        lifetime,
+        now,
+    } = r;
     let owner = match certs::key_owner(conn, fingerprint)? {
         Some((space, user)) => Some(KeyOwner {
             space: SpaceId::new(&space).map_err(corrupt)?,
@@ -202,11 +215,11 @@ fn plan_in(
     };
     let request = IssueRequest {
         csr,
-        account: input.account,
-        profile: input.profile,
-        lifetime: input.lifetime,
+        account,
+        profile: *profile,
+        lifetime: *lifetime,
     };
-    eos_ca::plan_certificate(&ca.info, &request, &ca.policy, owner.as_ref(), now)
+    eos_ca::plan_certificate(&ca.info, &request, &ca.policy, owner.as_ref(), *now)
         .map_err(IssuanceError::of)
 }
 
@@ -220,21 +233,23 @@ pub fn prepare_in(
 ) -> Result<Prepared, IssuanceError> {
     let csr = eos_ca::validate_csr(input.csr, &ca.limits)
         .map_err(|e| IssuanceError::Refused(e.into()))?;
-    let fingerprint = csr.fingerprint().to_string();
-    let plan = plan_in(tx, ca, input, &csr, &fingerprint, now)?;
-    Ok(Prepared {
+    let request = Request {
+        fingerprint: csr.fingerprint().to_string(),
         csr,
-        fingerprint,
-        plan,
+        account: input.account.clone(),
+        profile: input.profile,
+        lifetime: input.lifetime,
         now,
-    })
+    };
+    let plan = plan_in(tx, ca, &request)?;
+    Ok(Prepared { request, plan })
 }
 
 /// Sign a prepared request and check what the signer returned against the
 /// plan. Touches no store: with AWS Private CA this waits on the network,
 /// so callers that serialise store access run it without holding it.
 pub async fn sign(ca: &CaSetup, prepared: &Prepared) -> Result<Certificate, IssuanceError> {
-    eos_ca::issue(&ca.signer, &prepared.plan, &prepared.csr)
+    eos_ca::issue(&ca.signer, &prepared.plan, &prepared.request.csr)
         .await
         .map_err(IssuanceError::Failed)
 }
@@ -247,29 +262,29 @@ pub async fn sign(ca: &CaSetup, prepared: &Prepared) -> Result<Certificate, Issu
 pub fn record_in(
     tx: &Transaction<'_>,
     ca: &CaSetup,
-    input: &IssueInput<'_>,
     audit: &IssueAudit<'_>,
     prepared: &Prepared,
     cert: &Certificate,
 ) -> Result<Issued, IssuanceError> {
-    let Prepared {
+    let Prepared { request, plan } = prepared;
+    plan_in(tx, ca, request)?;
+    let Request {
         csr,
         fingerprint,
-        plan,
-        now,
-    } = prepared;
-    plan_in(tx, ca, input, csr, fingerprint, *now)?;
+        account,
+        profile,
+        ..
+    } = request;
     let pem = eos_ca::certificate_pem(cert).map_err(IssuanceError::Failed)?;
     let serial = eos_ca::serial_of(cert).to_string();
     let not_after = eos_ca::rfc3339(plan.not_after());
-    let account = input.account;
     certs::record_issued(
         tx,
         &certs::NewCert {
             serial: &serial,
             space: account.space.as_str(),
             user: account.user.as_str(),
-            profile: input.profile.as_str(),
+            profile: profile.as_str(),
             key_fingerprint: fingerprint,
             not_before: &eos_ca::rfc3339(plan.not_before()),
             not_after: &not_after,
@@ -280,7 +295,7 @@ pub fn record_in(
     let mut detail = serde_json::Map::new();
     detail.insert("space".into(), json!(account.space));
     detail.insert("user".into(), json!(account.user));
-    detail.insert("profile".into(), json!(input.profile));
+    detail.insert("profile".into(), json!(profile));
     detail.insert("key_fingerprint".into(), json!(fingerprint));
     detail.insert("key".into(), json!(csr.key_kind().to_string()));
     detail.insert("ignored_requests".into(), json!(csr.ignored()));
@@ -321,7 +336,7 @@ pub async fn issue_in(
 ) -> Result<Issued, IssuanceError> {
     let prepared = prepare_in(tx, ca, input, now)?;
     let cert = sign(ca, &prepared).await?;
-    record_in(tx, ca, input, audit, &prepared, &cert)
+    record_in(tx, ca, audit, &prepared, &cert)
 }
 
 /// Run an issuance future from synchronous code: on the current Tokio

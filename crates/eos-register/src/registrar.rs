@@ -19,7 +19,7 @@ use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use eos_ca::{Account, IssueError, Profile};
+use eos_ca::{Account, IssueError};
 use eos_codes::{Attempt, BackoffPolicy, CheckError, Grant, PepperRing, Purpose};
 use eos_identity::{Role, SpaceId, UserId};
 use eos_plan::rules::{Label, NetworkAccessRule, RuleCidr};
@@ -543,14 +543,6 @@ impl Registrar {
             return Err(ApiError::ca_unavailable());
         };
         let profile = self.options.cert_profile;
-        fn input<'a>(csr: &'a str, account: &'a Account, profile: Profile) -> IssueInput<'a> {
-            IssueInput {
-                csr: csr.as_bytes(),
-                account,
-                profile,
-                lifetime: None,
-            }
-        }
         let (grant, (account, prepared)) = self
             .store()
             .spend_code_keeping_grant(&self.ring, &self.backoff, attempt, now, |tx, grant| {
@@ -558,13 +550,14 @@ impl Registrar {
                     space: grant.space.clone(),
                     user: grant.user.clone(),
                 };
-                let prepared = issuance::prepare_in(
-                    tx,
-                    ca,
-                    &input(csr_pem, &account, profile),
-                    SystemTime::now(),
-                )
-                .map_err(issuance_error)?;
+                let input = IssueInput {
+                    csr: csr_pem.as_bytes(),
+                    account: &account,
+                    profile,
+                    lifetime: None,
+                };
+                let prepared = issuance::prepare_in(tx, ca, &input, SystemTime::now())
+                    .map_err(issuance_error)?;
                 Ok((account, prepared))
             })
             .map_err(spend_error)?;
@@ -581,7 +574,6 @@ impl Registrar {
             let issued = issuance::record_in(
                 &tx,
                 ca,
-                &input(csr_pem, &account, profile),
                 &IssueAudit {
                     actor: &format!("code:{}", grant.code_id),
                     action: "register.cert",

@@ -337,8 +337,7 @@ fn serve_issues_through_private_ca_and_never_records_what_breaks_the_plan() {
         .collect();
     assert_eq!(returned.len(), 2, "{returned:?}");
     assert_eq!(
-        returned[0].1["reason"],
-        "certificate not issued: internal",
+        returned[0].1["reason"], "certificate not issued: internal",
         "{returned:?}"
     );
 }
