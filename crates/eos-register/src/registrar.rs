@@ -567,7 +567,11 @@ impl Registrar {
             Err(e) => Err(internal("async runtime", e)),
         };
         let mut store = self.store();
+        // A certificate signed but then refused or not recorded exists at the
+        // CA (AWS Private CA keeps it): its serial goes in the audit entry.
+        let mut unrecorded = None;
         let recorded = signed.and_then(|cert| {
+            unrecorded = Some(eos_ca::serial_of(&cert).to_string());
             let tx = store.transaction().map_err(store_err)?;
             let mut extra = serde_json::Map::new();
             extra.insert("source".into(), json!(client.to_string()));
@@ -603,7 +607,12 @@ impl Registrar {
         let (issued, id) = match recorded {
             Ok(done) => done,
             Err(e) => {
-                let reason = format!("certificate not issued: {}", e.code());
+                let reason = match &unrecorded {
+                    Some(serial) => {
+                        format!("certificate {serial} signed, not recorded: {}", e.code())
+                    }
+                    None => format!("certificate not issued: {}", e.code()),
+                };
                 let code_id = grant.code_id.clone();
                 let given_back = store.transaction().and_then(|tx| {
                     eos_store::codes::return_use_in(&tx, grant, &reason)?;
