@@ -4,7 +4,13 @@
 //! code check + spend, rule, outbox row, registration row, audit entries).
 //! Prints sustained registrations per second and latency percentiles.
 //!
+//! With `--cert-clients K`, K more clients register certificates
+//! (`POST /v1/cert`) the whole time through a CA that takes
+//! `--ca-latency-ms` (default 1000, as AWS Private CA can): the address
+//! registrations' figures then show whether they wait for the CA.
+//!
 //! cargo bench -p eos-register --bench load -- [--quick] [--clients N] [--requests N]
+//!     [--cert-clients K] [--ca-latency-ms MS]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 #[path = "../tests/common/mod.rs"]
@@ -13,7 +19,9 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Harness, Setup};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use common::{Harness, Setup, Signing, csr};
 use eos_codes::Purpose;
 use serde_json::json;
 
@@ -43,7 +51,12 @@ async fn main() {
     };
     let clients = arg("--clients").unwrap_or(default_clients);
     let requests = arg("--requests").unwrap_or(default_requests);
+    let cert_clients = arg("--cert-clients").unwrap_or(0);
+    let ca_latency = Duration::from_millis(arg("--ca-latency-ms").unwrap_or(1000) as u64);
     let mut setup = Setup::default();
+    if cert_clients > 0 {
+        setup.signing = Signing::Delayed(ca_latency);
+    }
     setup.options.trusted_proxies = eos_logs::TrustedProxies::parse(&["127.0.0.0/8"]).unwrap();
     // The benchmark measures the service, not the limiter in front of it.
     setup.options.limits.global_per_second = 1_000_000.try_into().unwrap();
@@ -53,8 +66,34 @@ async fn main() {
         .map(|i| h.issue_for(&format!("u{i}"), &[Purpose::RegisterIp]))
         .collect();
     let codes = Arc::new(tokio::sync::Mutex::new(codes.into_iter().enumerate()));
+    // Enough certificate codes for the run (each client stops when the
+    // address registrations are done, or when its codes run out).
+    let cert_codes: Vec<String> = (0..cert_clients * 200)
+        .map(|i| h.issue_for(&format!("c{i}"), &[Purpose::RegisterCert]))
+        .collect();
+    let cert_codes = Arc::new(tokio::sync::Mutex::new(cert_codes.into_iter()));
+    let done = Arc::new(AtomicBool::new(false));
     // Warm the connection pool.
     let _ = h.client.get(format!("{}/healthz", h.url)).send().await;
+    let mut cert_tasks = Vec::new();
+    for _ in 0..cert_clients {
+        let (h, codes, done) = (h.clone(), cert_codes.clone(), done.clone());
+        cert_tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while !done.load(Ordering::Relaxed) {
+                let Some(code) = codes.lock().await.next() else {
+                    break;
+                };
+                let t = Instant::now();
+                let (status, body) = h
+                    .post("/v1/cert", json!({ "code": code, "csr": csr().0 }))
+                    .await;
+                assert_eq!(status, 200, "{body}");
+                lat.push(t.elapsed());
+            }
+            lat
+        }));
+    }
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..clients {
@@ -81,6 +120,12 @@ async fn main() {
         lat.extend(t.await.unwrap());
     }
     let elapsed = start.elapsed();
+    done.store(true, Ordering::Relaxed);
+    let mut cert_lat = Vec::new();
+    for t in cert_tasks {
+        cert_lat.extend(t.await.unwrap());
+    }
+    cert_lat.sort();
     lat.sort();
     println!(
         "register /v1/ip over TLS: {} registrations, {} clients, {:.2}s: {:.0} registrations/s; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
@@ -92,4 +137,13 @@ async fn main() {
         percentile(&lat, 0.99).as_secs_f64() * 1e3,
         lat.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
     );
+    if cert_clients > 0 && !cert_lat.is_empty() {
+        println!(
+            "meanwhile {cert_clients} clients on /v1/cert through a CA taking {} ms: {} certificates; latency p50 {:.1} ms, max {:.1} ms",
+            ca_latency.as_millis(),
+            cert_lat.len(),
+            percentile(&cert_lat, 0.50).as_secs_f64() * 1e3,
+            cert_lat.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+        );
+    }
 }

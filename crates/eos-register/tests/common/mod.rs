@@ -69,6 +69,9 @@ pub enum Signing {
     Gated(Arc<Gate>),
     /// A remote CA that fails.
     Failing,
+    /// The local CA key after this long: a remote CA's latency (the load
+    /// benchmark).
+    Delayed(Duration),
 }
 
 /// Each signature adds a permit to `started` when it begins and takes one
@@ -116,6 +119,7 @@ impl Signer for TestSigner {
                 gate.started.add_permits(1);
                 gate.open.acquire().await.unwrap().forget();
             }
+            Signing::Delayed(latency) => tokio::time::sleep(*latency).await,
             Signing::Failing => {
                 return Err(IssueError::Signer(
                     "the remote CA is unavailable (test)".to_owned(),
