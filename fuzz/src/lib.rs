@@ -61,6 +61,7 @@ pub fn ranges_read_like_a_stream(data: &[u8]) {
     opts.set_range_bytes(u64::from(size % 64) + 1);
     opts.threads = 2;
     let ranged = scan(Input::path(&path), &opts);
+    let _ = std::fs::remove_file(&path);
     assert_eq!(ranged.observations, stream.observations);
     assert_eq!(ranged.stats, stream.stats);
 }

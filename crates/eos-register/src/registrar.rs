@@ -328,25 +328,17 @@ impl Registrar {
             source: client,
             space: None,
         };
-        if let Registration::Cert { csr, .. } = &request {
-            return self.issue(&attempt, csr, client, now);
-        }
+        type Action = fn(&Registrar, &Transaction<'_>, &Grant, IpAddr) -> Result<Outcome, ApiError>;
+        let action: Action = match &request {
+            Registration::Ip { .. } => Registrar::register_ip,
+            Registration::Recover { .. } => Registrar::recover,
+            // Signed between two transactions.
+            Registration::Cert { csr, .. } => return self.issue(&attempt, csr, client, now),
+        };
         self.store()
-            .spend_code(
-                &self.ring,
-                &self.backoff,
-                &attempt,
-                now,
-                |tx, grant| match &request {
-                    Registration::Ip { .. } => self.register_ip(tx, grant, client),
-                    Registration::Recover { .. } => self.recover(tx, grant, client),
-                    // Signed between two transactions, above.
-                    Registration::Cert { .. } => Err(internal(
-                        "registration",
-                        "a certificate request reached the one-transaction path",
-                    )),
-                },
-            )
+            .spend_code(&self.ring, &self.backoff, &attempt, now, |tx, grant| {
+                action(self, tx, grant, client)
+            })
             .map_err(spend_error)
     }
 
