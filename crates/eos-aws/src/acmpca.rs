@@ -37,7 +37,7 @@ use aws_sdk_acmpca::types::{
 };
 use eos_ca::{
     CaInfo, Certificate, CertificatePlan, IssueError, RevocationReason, Serial, Signer, Strictness,
-    ValidatedCsr,
+    ValidatedCsr, Withdrawal,
 };
 use sha2::Digest;
 
@@ -880,6 +880,16 @@ impl Signer for PrivateCa {
 
     fn strictness(&self) -> Strictness {
         Strictness::Remote
+    }
+
+    /// Private CA keeps what it signs: revoke it, so its CRL (and OCSP)
+    /// lists it.
+    async fn withdraw(&self, serial: &Serial) -> Result<Withdrawal, IssueError> {
+        match self.revoke(serial, eos_ca::WITHDRAWAL_REASON).await {
+            Ok(Revocation::Revoked) => Ok(Withdrawal::Revoked),
+            Ok(Revocation::AlreadyRevoked) => Ok(Withdrawal::AlreadyRevoked),
+            Err(e) => Err(IssueError::Signer(e.to_string())),
+        }
     }
 }
 

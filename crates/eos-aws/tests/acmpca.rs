@@ -119,11 +119,27 @@ fn issue_sends_the_plan_not_the_csr_and_check_issued_refuses_what_moto_returns()
     let account = account();
     let plan = plan(&s.ca, &csr, &account);
     let err = block_on(eos_ca::issue(&s.ca, &plan, &csr)).unwrap_err();
-    // moto ignored ApiPassthrough and copied the CSR's subject: refused.
+    // moto ignored ApiPassthrough and copied the CSR's subject: refused,
+    // and the certificate, which Private CA keeps, revoked there.
+    let IssueError::Rejected {
+        serial,
+        violation,
+        withdrawal,
+    } = &err
+    else {
+        panic!("{err:?}");
+    };
     assert!(
-        matches!(&err, IssueError::PolicyViolation { rule: "subject", detail } if detail.contains("mallory")),
+        matches!(violation.as_ref(), IssueError::PolicyViolation { rule: "subject", detail } if detail.contains("mallory")),
         "{err:?}"
     );
+    assert_eq!(withdrawal, "revoked at the CA (cessation-of-operation)");
+    let revoked = s.recorded.bodies("RevokeCertificate");
+    assert_eq!(revoked.len(), 1, "{revoked:?}");
+    assert_eq!(revoked[0]["CertificateAuthorityArn"], s.arn.as_str());
+    assert_eq!(revoked[0]["RevocationReason"], "CESSATION_OF_OPERATION");
+    let sent = revoked[0]["CertificateSerial"].as_str().unwrap();
+    assert_eq!(sent.replace(':', "").to_lowercase(), serial.to_lowercase());
 
     // The call carried the plan: template, passthrough subject and SAN,
     // absolute validity with the backdate, the CA key's algorithm, a token.

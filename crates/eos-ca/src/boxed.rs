@@ -9,11 +9,12 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::ca::{CertificatePlan, IssueError, Signer, Strictness};
+use crate::ca::{CertificatePlan, IssueError, Serial, Signer, Strictness, Withdrawal};
 use crate::csr::ValidatedCsr;
 use x509_cert::Certificate;
 
 type IssueFuture<'a> = Pin<Box<dyn Future<Output = Result<Certificate, IssueError>> + Send + 'a>>;
+type WithdrawFuture<'a> = Pin<Box<dyn Future<Output = Result<Withdrawal, IssueError>> + Send + 'a>>;
 
 /// The object-safe half of [`Signer`], private so that no caller sees two
 /// `strictness` methods.
@@ -24,6 +25,7 @@ trait ErasedSigner: Send + Sync {
         csr: &'a ValidatedCsr,
     ) -> IssueFuture<'a>;
     fn strictness_erased(&self) -> Strictness;
+    fn withdraw_erased<'a>(&'a self, serial: &'a Serial) -> WithdrawFuture<'a>;
 }
 
 impl<S: Signer + Send + Sync> ErasedSigner for S {
@@ -37,6 +39,10 @@ impl<S: Signer + Send + Sync> ErasedSigner for S {
 
     fn strictness_erased(&self) -> Strictness {
         self.strictness()
+    }
+
+    fn withdraw_erased<'a>(&'a self, serial: &'a Serial) -> WithdrawFuture<'a> {
+        Box::pin(self.withdraw(serial))
     }
 }
 
@@ -74,5 +80,9 @@ impl Signer for BoxedSigner {
 
     fn strictness(&self) -> Strictness {
         self.inner.strictness_erased()
+    }
+
+    async fn withdraw(&self, serial: &Serial) -> Result<Withdrawal, IssueError> {
+        self.inner.withdraw_erased(serial).await
     }
 }

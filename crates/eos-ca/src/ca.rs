@@ -93,6 +93,20 @@ pub enum IssueError {
     /// The signing backend failed (AWS Private CA, key unavailable).
     #[error("signer: {0}")]
     Signer(String),
+    /// The signer returned a certificate that breaks the plan: it is not
+    /// handed out, and it was withdrawn from the signer ([`Signer::withdraw`]:
+    /// revoked where the signer keeps what it signs).
+    #[error(
+        "the CA signed certificate {serial}, which breaks its plan ({violation}); {withdrawal}"
+    )]
+    Rejected {
+        /// The certificate's serial.
+        serial: String,
+        /// What it breaks.
+        violation: Box<IssueError>,
+        /// What became of it ([`withdrawal_note`]).
+        withdrawal: String,
+    },
 }
 
 impl IssueError {
@@ -107,6 +121,7 @@ impl IssueError {
             IssueError::PolicyViolation { .. } => "cert-policy-violation",
             IssueError::Encoding(_) => "encoding",
             IssueError::Signer(_) => "signer-failed",
+            IssueError::Rejected { violation, .. } => violation.code(),
         }
     }
 
@@ -741,17 +756,68 @@ pub trait Signer {
 
     /// How closely to check what this signer returns.
     fn strictness(&self) -> Strictness;
+
+    /// Make a certificate this signer signed unusable, because it will not
+    /// be handed out: it broke its plan, or it could not be recorded. A
+    /// signer that keeps nothing (the local key) has nothing to do; one that
+    /// keeps what it signs (AWS Private CA) revokes it. No default: a new
+    /// remote signer must say what it does.
+    fn withdraw(
+        &self,
+        serial: &Serial,
+    ) -> impl Future<Output = Result<Withdrawal, IssueError>> + Send;
+}
+
+/// What [`Signer::withdraw`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Withdrawal {
+    /// The signer keeps no copy of what it signs: the certificate existed
+    /// only in memory and is gone.
+    NotKept,
+    /// Revoked at the CA now.
+    Revoked,
+    /// The CA had revoked it already.
+    AlreadyRevoked,
+}
+
+/// The reason a withdrawn certificate is revoked with: it is no longer
+/// needed for the purpose it was signed for (it never reached its holder).
+pub const WITHDRAWAL_REASON: RevocationReason = RevocationReason::CessationOfOperation;
+
+/// What became of a withdrawn certificate, in words for an audit entry or
+/// an error message.
+pub fn withdrawal_note(outcome: &Result<Withdrawal, IssueError>) -> String {
+    match outcome {
+        Ok(Withdrawal::NotKept) => "the signer keeps no copy".to_owned(),
+        Ok(Withdrawal::Revoked) => format!("revoked at the CA ({})", WITHDRAWAL_REASON.as_str()),
+        Ok(Withdrawal::AlreadyRevoked) => "already revoked at the CA".to_owned(),
+        Err(e) => format!("NOT revoked at the CA ({e}): revoke it there by hand"),
+    }
+}
+
+/// Withdraw the certificate `serial` from `signer` ([`Signer::withdraw`])
+/// and say what became of it ([`withdrawal_note`]).
+pub async fn withdraw<S: Signer>(signer: &S, serial: &Serial) -> String {
+    withdrawal_note(&signer.withdraw(serial).await)
 }
 
 /// Issue through any signer: plan-checked before (by the local signer) and
-/// after (always).
+/// after (always). A returned certificate that breaks the plan is withdrawn
+/// from the signer and refused as [`IssueError::Rejected`].
 pub async fn issue<S: Signer>(
     signer: &S,
     plan: &CertificatePlan,
     csr: &ValidatedCsr,
 ) -> Result<Certificate, IssueError> {
     let cert = signer.issue(plan, csr).await?;
-    check_issued(&cert, plan, signer.strictness())?;
+    if let Err(violation) = check_issued(&cert, plan, signer.strictness()) {
+        let serial = serial_of(&cert);
+        return Err(IssueError::Rejected {
+            withdrawal: withdraw(signer, &serial).await,
+            serial: serial.to_string(),
+            violation: Box::new(violation),
+        });
+    }
     Ok(cert)
 }
 
@@ -1151,6 +1217,13 @@ impl Signer for LocalCa {
 
     fn strictness(&self) -> Strictness {
         Strictness::Exact
+    }
+
+    fn withdraw(
+        &self,
+        _serial: &Serial,
+    ) -> impl Future<Output = Result<Withdrawal, IssueError>> + Send {
+        std::future::ready(Ok(Withdrawal::NotKept))
     }
 }
 

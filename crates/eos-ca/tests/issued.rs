@@ -7,8 +7,9 @@ use std::time::{Duration, SystemTime};
 
 use der::{Decode, Encode};
 use eos_ca::{
-    Account, CaEnv, Certificate, CsrLimits, IssuancePolicy, IssueRequest, LocalCa, Profile,
-    Strictness, check_issued, plan_certificate, validate_csr,
+    Account, CaEnv, Certificate, CsrLimits, IssuancePolicy, IssueError, IssueRequest, LocalCa,
+    Profile, Strictness, Withdrawal, check_issued, issue, plan_certificate, serial_of,
+    validate_csr, withdrawal_note,
 };
 use eos_identity::{SpaceId, UserId};
 
@@ -66,5 +67,112 @@ fn a_remote_certificate_not_signed_by_the_ca_is_refused() {
     assert!(
         err.to_string().contains("not signed by the CA's key"),
         "{err}"
+    );
+}
+
+/// A remote CA that keeps what it signs: it answers every request with the
+/// certificate it was given, and notes what it is asked to withdraw.
+struct KeepingCa {
+    answer: Certificate,
+    withdrawn: std::sync::Mutex<Vec<String>>,
+}
+
+impl eos_ca::Signer for KeepingCa {
+    async fn issue(
+        &self,
+        _plan: &eos_ca::CertificatePlan,
+        _csr: &eos_ca::ValidatedCsr,
+    ) -> Result<Certificate, eos_ca::IssueError> {
+        Ok(self.answer.clone())
+    }
+
+    fn strictness(&self) -> Strictness {
+        Strictness::Remote
+    }
+
+    async fn withdraw(&self, serial: &eos_ca::Serial) -> Result<Withdrawal, eos_ca::IssueError> {
+        self.withdrawn.lock().unwrap().push(serial.to_string());
+        Ok(Withdrawal::Revoked)
+    }
+}
+
+/// Run a future that never waits (every signer here answers at once).
+fn ready<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match f.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(out) => out,
+        std::task::Poll::Pending => panic!("the test signer waited"),
+    }
+}
+
+#[test]
+fn a_signed_certificate_that_breaks_its_plan_is_withdrawn_and_refused() {
+    let now = SystemTime::now();
+    let (plan, cert) = setup(now);
+    let (other_plan, _) = setup(now);
+    let csr = validate_csr(
+        &std::fs::read(format!(
+            "{}/../../examples/data/csr/p256.csr",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap(),
+        &CsrLimits::default(),
+    )
+    .unwrap();
+    let ca = KeepingCa {
+        answer: cert.clone(),
+        withdrawn: std::sync::Mutex::default(),
+    };
+    // What matches its plan is handed out, and nothing is withdrawn.
+    let got = ready(issue(&ca, &plan, &csr)).unwrap();
+    assert_eq!(got, cert);
+    assert!(ca.withdrawn.lock().unwrap().is_empty());
+    // The same certificate against another CA's plan: refused, and revoked
+    // at the signer, by its serial.
+    let serial = serial_of(&cert).to_string();
+    let err = ready(issue(&ca, &other_plan, &csr)).unwrap_err();
+    assert_eq!(err.code(), "cert-policy-violation", "{err}");
+    let IssueError::Rejected {
+        serial: named,
+        violation,
+        withdrawal,
+    } = &err
+    else {
+        panic!("{err:?}");
+    };
+    assert_eq!(named, &serial);
+    assert!(
+        violation.to_string().contains("not signed by the CA's key"),
+        "{violation}"
+    );
+    assert_eq!(withdrawal, "revoked at the CA (cessation-of-operation)");
+    assert_eq!(*ca.withdrawn.lock().unwrap(), std::slice::from_ref(&serial));
+    assert!(
+        err.to_string().starts_with(&format!(
+            "the CA signed certificate {serial}, which breaks its plan ("
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_withdrawal_says_what_became_of_the_certificate() {
+    let (_, cert) = setup(SystemTime::now());
+    let local =
+        LocalCa::generate(CaEnv::Dev, Duration::from_secs(86400), SystemTime::now()).unwrap();
+    // The local key keeps nothing it signs.
+    assert_eq!(
+        ready(eos_ca::withdraw(&local, &serial_of(&cert))),
+        "the signer keeps no copy"
+    );
+    assert_eq!(
+        withdrawal_note(&Ok(Withdrawal::AlreadyRevoked)),
+        "already revoked at the CA"
+    );
+    let failed = withdrawal_note(&Err(eos_ca::IssueError::Signer("throttled".to_owned())));
+    assert_eq!(
+        failed,
+        "NOT revoked at the CA (signer: throttled): revoke it there by hand"
     );
 }

@@ -18,7 +18,8 @@ use std::time::{Duration, SystemTime};
 
 use eos_ca::{
     Account, BoxedSigner, CaInfo, Certificate, CertificatePlan, CsrLimits, IgnoredRequest,
-    IssuancePolicy, IssueError, IssueRequest, KeyOwner, LocalCa, Profile, Signer, ValidatedCsr,
+    IssuancePolicy, IssueError, IssueRequest, KeyOwner, LocalCa, Profile, Serial, Signer,
+    ValidatedCsr,
 };
 use eos_identity::{SpaceId, UserId};
 use eos_store::rusqlite::{Connection, Transaction};
@@ -148,6 +149,17 @@ pub enum IssuanceError {
     /// The inventory could not be read or written.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Signed, then not recorded: the certificate was withdrawn from the
+    /// signer ([`withdraw`]) and is not handed out.
+    #[error("certificate {serial} was signed but not recorded ({source}); {withdrawal}")]
+    Unrecorded {
+        /// The certificate's serial.
+        serial: String,
+        /// Why it was not recorded.
+        source: Box<IssuanceError>,
+        /// What became of it ([`eos_ca::withdrawal_note`]).
+        withdrawal: String,
+    },
 }
 
 impl IssuanceError {
@@ -336,7 +348,24 @@ pub async fn issue_in(
 ) -> Result<Issued, IssuanceError> {
     let prepared = prepare_in(tx, ca, input, now)?;
     let cert = sign(ca, &prepared).await?;
-    record_in(tx, ca, audit, &prepared, &cert)
+    match record_in(tx, ca, audit, &prepared, &cert) {
+        Ok(issued) => Ok(issued),
+        Err(e) => {
+            let serial = eos_ca::serial_of(&cert);
+            Err(IssuanceError::Unrecorded {
+                withdrawal: withdraw(ca, &serial).await,
+                serial: serial.to_string(),
+                source: Box::new(e),
+            })
+        }
+    }
+}
+
+/// Withdraw a certificate that was signed but will not be handed out
+/// ([`eos_ca::Signer::withdraw`]: AWS Private CA revokes it, the local key
+/// keeps nothing) and say what became of it, for the error or audit entry.
+pub async fn withdraw(ca: &CaSetup, serial: &Serial) -> String {
+    eos_ca::withdraw(&ca.signer, serial).await
 }
 
 /// Run an issuance future from synchronous code: on the current Tokio

@@ -522,8 +522,12 @@ impl Registrar {
     ///
     /// If step 2 or 3 fails, the spent use is given back (audited as
     /// `code.use-returned`) and nothing is recorded: as when the one
-    /// transaction of the other requests rolls back. A use being signed for
-    /// counts as spent, so a code's last use cannot be spent twice.
+    /// transaction of the other requests rolls back. A certificate the CA
+    /// signed but that is not handed out (it broke its plan, or step 3
+    /// failed) is withdrawn from the signer first, the store free: AWS
+    /// Private CA revokes it. The reason names its serial and what became of
+    /// it. A use being signed for counts as spent, so a code's last use
+    /// cannot be spent twice.
     fn issue(
         &self,
         attempt: &Attempt<'_>,
@@ -554,59 +558,49 @@ impl Registrar {
             })
             .map_err(spend_error)?;
         // The store is free from here until the certificate is recorded.
-        let signed = match drive(issuance::sign(ca, &prepared)) {
-            Ok(signed) => signed.map_err(issuance_error),
-            Err(e) => Err(internal("async runtime", e)),
-        };
-        let mut store = self.store();
-        // A certificate signed but then refused or not recorded exists at the
-        // CA (AWS Private CA keeps it): its serial goes in the audit entry.
-        let mut unrecorded = None;
-        let recorded = signed.and_then(|cert| {
-            unrecorded = Some(eos_ca::serial_of(&cert).to_string());
-            let tx = store.transaction().map_err(store_err)?;
-            let mut extra = serde_json::Map::new();
-            extra.insert("source".into(), json!(client.to_string()));
-            let issued = issuance::record_in(
-                &tx,
-                ca,
-                &IssueAudit {
-                    actor: &format!("code:{}", grant.code_id),
-                    action: "register.cert",
-                    extra,
-                },
-                &prepared,
-                &cert,
-            )
-            .map_err(issuance_error)?;
-            let id = registrations::record_in(
-                &tx,
-                &NewRegistration {
-                    kind: RegistrationKind::Cert,
-                    space: &grant.space,
-                    user: &grant.user,
-                    code_id: grant.code_id.as_str(),
-                    source: client,
-                    cidr: None,
-                    wrote_rule: false,
-                    serial: Some(&issued.serial),
-                },
-            )
-            .map_err(store_err)?;
-            tx.commit().map_err(|e| store_err(e.into()))?;
-            Ok((issued, id))
-        });
-        let (issued, id) = match recorded {
-            Ok(done) => done,
-            Err(e) => {
-                let reason = match &unrecorded {
-                    Some(serial) => {
-                        format!("certificate {serial} signed, not recorded: {}", e.code())
-                    }
-                    None => format!("certificate not issued: {}", e.code()),
+        let issued = match drive(issuance::sign(ca, &prepared)) {
+            Err(e) => Err((
+                "certificate not issued: internal".to_owned(),
+                internal("async runtime", e),
+            )),
+            Ok(Err(e)) => {
+                let rejected = match &e {
+                    IssuanceError::Failed(IssueError::Rejected {
+                        serial, withdrawal, ..
+                    }) => Some(format!(
+                        "certificate {serial} signed, broke its plan; {withdrawal}"
+                    )),
+                    _ => None,
                 };
+                let e = issuance_error(e);
+                let reason =
+                    rejected.unwrap_or_else(|| format!("certificate not issued: {}", e.code()));
+                Err((reason, e))
+            }
+            Ok(Ok(cert)) => self
+                .record_cert(ca, &grant, client, &prepared, &cert)
+                .map_err(|e| {
+                    // Signed, but neither recorded nor handed out: withdrawn
+                    // from the signer (a Private CA revokes it), with the
+                    // store free. Its serial goes in the audit entry.
+                    let serial = eos_ca::serial_of(&cert);
+                    let withdrawal = drive(issuance::withdraw(ca, &serial)).unwrap_or_else(|r| {
+                        eos_ca::withdrawal_note(&Err(IssueError::Signer(format!(
+                            "async runtime: {r}"
+                        ))))
+                    });
+                    let reason = format!(
+                        "certificate {serial} signed, not recorded: {}; {withdrawal}",
+                        e.code()
+                    );
+                    (reason, e)
+                }),
+        };
+        let (issued, id) = match issued {
+            Ok(done) => done,
+            Err((reason, e)) => {
                 let code_id = grant.code_id.clone();
-                let given_back = store.transaction().and_then(|tx| {
+                let given_back = self.store().transaction().and_then(|tx| {
                     eos_store::codes::return_use_in(&tx, grant, &reason)?;
                     Ok(tx.commit()?)
                 });
@@ -616,7 +610,6 @@ impl Registrar {
                 return Err(e);
             }
         };
-        drop(store);
         tracing::info!(space = %account.space, user = %account.user, code_id = %grant.code_id, serial = %issued.serial, registration = id, "certificate issued");
         Ok(Outcome::Issued {
             space: account.space,
@@ -627,5 +620,50 @@ impl Registrar {
             certificate: issued.pem,
             chain: ca.chain_pem().to_owned(),
         })
+    }
+
+    /// The second transaction of [`Registrar::issue`]: check the key's owner
+    /// again, record the certificate, the registration and the audit
+    /// entries. Holds the store until it returns.
+    fn record_cert(
+        &self,
+        ca: &CaSetup,
+        grant: &Grant,
+        client: IpAddr,
+        prepared: &issuance::Prepared,
+        cert: &eos_ca::Certificate,
+    ) -> Result<(issuance::Issued, i64), ApiError> {
+        let mut store = self.store();
+        let tx = store.transaction().map_err(store_err)?;
+        let mut extra = serde_json::Map::new();
+        extra.insert("source".into(), json!(client.to_string()));
+        let issued = issuance::record_in(
+            &tx,
+            ca,
+            &IssueAudit {
+                actor: &format!("code:{}", grant.code_id),
+                action: "register.cert",
+                extra,
+            },
+            prepared,
+            cert,
+        )
+        .map_err(issuance_error)?;
+        let id = registrations::record_in(
+            &tx,
+            &NewRegistration {
+                kind: RegistrationKind::Cert,
+                space: &grant.space,
+                user: &grant.user,
+                code_id: grant.code_id.as_str(),
+                source: client,
+                cidr: None,
+                wrote_rule: false,
+                serial: Some(&issued.serial),
+            },
+        )
+        .map_err(store_err)?;
+        tx.commit().map_err(|e| store_err(e.into()))?;
+        Ok((issued, id))
     }
 }

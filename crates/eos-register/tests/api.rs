@@ -466,8 +466,9 @@ async fn a_key_certified_while_another_request_was_signed_is_refused() {
     );
     let certs = eos_store::certs::list(h.store().conn(), &Default::default()).unwrap();
     assert_eq!(certs.len(), 1);
-    // The loser's certificate was signed but not recorded: its serial is in
-    // the audit entry (a Private CA keeps what it signed).
+    // The loser's certificate was signed but not recorded: it is revoked
+    // at the CA (which, like a Private CA, keeps what it signed), and its
+    // serial is in the audit entry.
     let returned: Vec<_> = h
         .store()
         .audit_log(1000)
@@ -479,7 +480,11 @@ async fn a_key_certified_while_another_request_was_signed_is_refused() {
     let reason = returned[0].detail["reason"].as_str().unwrap();
     let serial = reason
         .strip_prefix("certificate ")
-        .and_then(|r| r.strip_suffix(" signed, not recorded: csr-key-reuse"))
+        .and_then(|r| {
+            r.strip_suffix(
+                " signed, not recorded: csr-key-reuse; revoked at the CA (cessation-of-operation)",
+            )
+        })
         .unwrap_or_else(|| panic!("{reason}"));
     assert!(
         !serial.is_empty()
@@ -487,6 +492,7 @@ async fn a_key_certified_while_another_request_was_signed_is_refused() {
             && serial != certs[0].serial,
         "{reason}"
     );
+    assert_eq!(gate.revoked(), [serial.to_owned()]);
     h.stop().await;
 }
 

@@ -877,3 +877,42 @@ fn mtls_handshake_with_an_issued_certificate() {
         "a dev certificate was accepted by a prod-trusting server:\n{log}"
     );
 }
+
+#[test]
+fn a_certificate_signed_but_not_written_is_not_recorded_and_says_so() {
+    let env = Env::new();
+    env.ok(&["ca", "init", "--env", "dev"]);
+    // The output's directory does not exist: the certificate is signed,
+    // then cannot be written, so the inventory is rolled back and the error
+    // names the certificate and what became of it.
+    let out = env.eos(&[
+        "ca",
+        "sign",
+        "--csr",
+        fixture("p256.csr").to_str().unwrap(),
+        "--space",
+        "acme",
+        "--user",
+        "alice",
+        "--profile",
+        "cli",
+        "--out",
+        "missing/alice.pem",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let serial = err
+        .split("certificate ")
+        .nth(1)
+        .and_then(|rest| {
+            rest.split(" was signed but not recorded; the signer keeps no copy")
+                .next()
+        })
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        !serial.is_empty() && serial.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{err}"
+    );
+    assert!(err.contains("a temporary file in missing"), "{err}");
+    assert_eq!(env.ok(&["ca", "list"]), "no certificates\n");
+}

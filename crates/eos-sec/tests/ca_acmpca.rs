@@ -174,6 +174,15 @@ fn sign_through_moto_is_refused_by_the_plan_check_and_nothing_is_recorded() {
         "{}",
         o.stderr
     );
+    // Private CA keeps what it signed: the certificate was revoked there
+    // (RevokeCertificate against the moto server), and the error says so.
+    assert!(
+        o.stderr.contains("which breaks its plan")
+            && o.stderr
+                .contains("revoked at the CA (cessation-of-operation)"),
+        "{}",
+        o.stderr
+    );
     assert!(!a.st.path().join("alice.pem").exists());
     let list = a.st.json(&["ca", "list"]);
     assert_eq!(list, serde_json::json!([]));
@@ -183,6 +192,12 @@ fn sign_through_moto_is_refused_by_the_plan_check_and_nothing_is_recorded() {
         .filter(|(action, _)| action == "ca.sign-failed")
         .collect();
     assert_eq!(failed.len(), 1, "{actions:?}");
+    let error = failed[0].1["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("the CA signed certificate ")
+            && error.ends_with("; revoked at the CA (cessation-of-operation)"),
+        "{error}"
+    );
     assert!(!actions.iter().any(|(action, _)| action == "ca.sign"));
     // A refused CSR never reaches IssueCertificate, as with the local CA.
     let o = a.st.run(&[
@@ -292,7 +307,7 @@ fn revoke_goes_to_private_ca_and_the_inventory() {
 /// breaks the plan, so `/v1/cert` answers 500, nothing is recorded, and the
 /// code's use is given back (audited `code.use-returned`).
 #[test]
-fn serve_issues_through_private_ca_and_never_records_what_breaks_the_plan() {
+fn serve_issues_through_private_ca_never_records_what_breaks_the_plan_and_revokes_it() {
     let Some(mut a) = aws() else {
         return;
     };
@@ -336,8 +351,23 @@ fn serve_issues_through_private_ca_and_never_records_what_breaks_the_plan() {
         .filter(|(action, _)| action == "code.use-returned")
         .collect();
     assert_eq!(returned.len(), 2, "{returned:?}");
-    assert_eq!(
-        returned[0].1["reason"], "certificate not issued: internal",
-        "{returned:?}"
-    );
+    // Private CA keeps what it signed: each certificate that broke the plan
+    // was revoked there (RevokeCertificate against the moto server), and
+    // the audit entry names it.
+    let mut serials = Vec::new();
+    for (_, detail) in &returned {
+        let reason = detail["reason"].as_str().unwrap();
+        let serial = reason
+            .strip_prefix("certificate ")
+            .and_then(|r| {
+                r.strip_suffix(
+                    " signed, broke its plan; revoked at the CA (cessation-of-operation)",
+                )
+            })
+            .unwrap_or_else(|| panic!("{reason}"));
+        assert!(serial.bytes().all(|b| b.is_ascii_hexdigit()), "{reason}");
+        serials.push(serial.to_owned());
+    }
+    assert_ne!(serials[0], serials[1]);
+    assert!(logs.contains("which breaks its plan"), "{logs}");
 }

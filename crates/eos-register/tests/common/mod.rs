@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use eos_ca::{
-    CaEnv, Certificate, CertificatePlan, CsrLimits, IssuancePolicy, IssueError, LocalCa, Signer,
-    Strictness, ValidatedCsr,
+    CaEnv, Certificate, CertificatePlan, CsrLimits, IssuancePolicy, IssueError, LocalCa, Serial,
+    Signer, Strictness, ValidatedCsr, Withdrawal,
 };
 use eos_codes::{BackoffPolicy, IssueRequest, Pepper, PepperRing, Purpose, Purposes};
 use eos_identity::{Role, SpaceId, UserId};
@@ -65,7 +65,8 @@ pub enum Signing {
     #[default]
     Local,
     /// The local CA key once the test opens the gate: a remote CA that
-    /// takes its time (AWS Private CA answers in seconds).
+    /// takes its time (AWS Private CA answers in seconds) and keeps what it
+    /// signs, so a withdrawn certificate is revoked (noted in the gate).
     Gated(Arc<Gate>),
     /// A remote CA that fails.
     Failing,
@@ -76,10 +77,11 @@ pub enum Signing {
 
 /// Each signature adds a permit to `started` when it begins and takes one
 /// from `open` before it finishes: the test waits for the first and hands
-/// out the second.
+/// out the second. `revoked` lists the serials withdrawn from this CA.
 pub struct Gate {
     pub started: tokio::sync::Semaphore,
     pub open: tokio::sync::Semaphore,
+    pub revoked: std::sync::Mutex<Vec<String>>,
 }
 
 impl Gate {
@@ -87,7 +89,12 @@ impl Gate {
         Arc::new(Gate {
             started: tokio::sync::Semaphore::new(0),
             open: tokio::sync::Semaphore::new(0),
+            revoked: std::sync::Mutex::default(),
         })
+    }
+
+    pub fn revoked(&self) -> Vec<String> {
+        self.revoked.lock().unwrap().clone()
     }
 
     /// Wait until one more signature has begun.
@@ -131,6 +138,16 @@ impl Signer for TestSigner {
 
     fn strictness(&self) -> Strictness {
         self.ca.strictness()
+    }
+
+    async fn withdraw(&self, serial: &Serial) -> Result<Withdrawal, IssueError> {
+        match &self.signing {
+            Signing::Gated(gate) => {
+                gate.revoked.lock().unwrap().push(serial.to_string());
+                Ok(Withdrawal::Revoked)
+            }
+            _ => self.ca.withdraw(serial).await,
+        }
     }
 }
 

@@ -23,7 +23,7 @@ use eos_store::{AuditEntry, audit_in};
 use serde::Serialize;
 
 use eos_aws::acmpca::{IssueWait, PrivateCa, Revocation};
-use eos_register::issuance::{CaSetup, IssuanceError, IssueAudit, IssueInput, issue_in};
+use eos_register::issuance::{CaSetup, IssuanceError, IssueAudit, IssueInput, issue_in, withdraw};
 
 use crate::cmd::aws::{AwsArgs, aws_options};
 use crate::config::{CaBackendKind, CaSection};
@@ -596,7 +596,7 @@ struct SignReport<'a> {
 fn refuse(ctx: &crate::Ctx, a: &SignArgs, err: eos_ca::IssueError) -> anyhow::Error {
     let path = &a.csr;
     let context = format!("{}: csr refused [{}]", path.display(), err.code());
-    if let Err(e) = audit_refusal(ctx, a, "ca.csr-refused", err.code()) {
+    if let Err(e) = audit_refusal(ctx, a, "ca.csr-refused", err.code(), None) {
         return e.context(format!(
             "{context}; recording the refusal in the audit log failed"
         ));
@@ -611,17 +611,30 @@ fn refuse(ctx: &crate::Ctx, a: &SignArgs, err: eos_ca::IssueError) -> anyhow::Er
     anyhow::Error::new(err).context(context)
 }
 
-fn audit_refusal(ctx: &crate::Ctx, a: &SignArgs, action: &str, code: &str) -> anyhow::Result<()> {
+/// Audit a refused or failed `ca sign`; `error` is the failure's message
+/// when it says more than its code (the serial of a certificate the CA
+/// signed and what became of it).
+fn audit_refusal(
+    ctx: &crate::Ctx,
+    a: &SignArgs,
+    action: &str,
+    code: &str,
+    error: Option<String>,
+) -> anyhow::Result<()> {
     let mut store = ctx.store()?;
     let tx = store.transaction()?;
+    let mut detail = serde_json::json!({
+        "space": a.space,
+        "user": a.user,
+        "profile": a.profile,
+        "csr": a.csr.display().to_string(),
+    });
+    if let Some(error) = error {
+        detail["error"] = serde_json::json!(error);
+    }
     audit_in(
         &tx,
-        &AuditEntry::new(&actor(), action, code).with_detail(serde_json::json!({
-            "space": a.space,
-            "user": a.user,
-            "profile": a.profile,
-            "csr": a.csr.display().to_string(),
-        })),
+        &AuditEntry::new(&actor(), action, code).with_detail(detail),
     )?;
     tx.commit()?;
     Ok(())
@@ -673,12 +686,13 @@ fn sign(a: SignArgs, ctx: &crate::Ctx, files: &CaFiles, conf: &CaSection) -> any
                 IssuanceError::Refused(e) => refuse(ctx, &a, e),
                 IssuanceError::Failed(e) => {
                     let code = e.code();
+                    let message = e.to_string();
                     let err = anyhow::Error::new(e).context(format!(
                         "{}: not issued by {} [{code}]; nothing recorded",
                         a.csr.display(),
                         ca.signer_id()
                     ));
-                    match audit_refusal(ctx, &a, "ca.sign-failed", code) {
+                    match audit_refusal(ctx, &a, "ca.sign-failed", code, Some(message)) {
                         Ok(()) => err,
                         Err(audit) => audit.context(format!("{err:#}")),
                     }
@@ -690,11 +704,25 @@ fn sign(a: SignArgs, ctx: &crate::Ctx, files: &CaFiles, conf: &CaSection) -> any
     let pem = issued.pem.as_str();
     let serial = issued.serial.as_str();
     // The output file is written before the commit: if it cannot be
-    // written, nothing is recorded; the rename is the last step.
-    if let Some(out) = &a.out {
-        write_atomic(out, pem.as_bytes(), 0o644)?;
+    // written, nothing is recorded; the rename is the last step. A
+    // certificate signed but not recorded is withdrawn from the signer (AWS
+    // Private CA revokes it), and the error says so.
+    let finished = match &a.out {
+        Some(out) => write_atomic(out, pem.as_bytes(), 0o644),
+        None => Ok(()),
     }
-    tx.commit()?;
+    .and_then(|()| Ok(tx.commit()?));
+    if let Err(e) = finished {
+        let withdrawal = match Serial::from_hex(serial) {
+            Ok(s) => rt.block_on(withdraw(&ca, &s)),
+            Err(bad) => {
+                eos_ca::withdrawal_note(&Err(eos_ca::IssueError::Encoding(bad.to_string())))
+            }
+        };
+        return Err(e.context(format!(
+            "certificate {serial} was signed but not recorded; {withdrawal}"
+        )));
+    }
     let record = certs::get(store.conn(), serial)?;
     if ctx.json {
         return emit_json(&SignReport {
