@@ -365,7 +365,11 @@ pub async fn issue_in(
 /// ([`eos_ca::Signer::withdraw`]: AWS Private CA revokes it, the local key
 /// keeps nothing) and say what became of it, for the error or audit entry.
 pub async fn withdraw(ca: &CaSetup, serial: &Serial) -> String {
-    eos_ca::withdraw(&ca.signer, serial).await
+    let outcome = ca.signer.withdraw(serial).await;
+    if let Err(e) = &outcome {
+        tracing::error!(%serial, signer = %ca.signer_id, error = %e, "a signed certificate that is not handed out could not be revoked at the CA: revoke it there by hand");
+    }
+    eos_ca::withdrawal_note(&outcome)
 }
 
 /// Run an issuance future from synchronous code: on the current Tokio

@@ -77,11 +77,13 @@ pub enum Signing {
 
 /// Each signature adds a permit to `started` when it begins and takes one
 /// from `open` before it finishes: the test waits for the first and hands
-/// out the second. `revoked` lists the serials withdrawn from this CA.
+/// out the second. `revoked` lists the serials withdrawn from this CA;
+/// with `refuse_revocation` set, withdrawing fails instead.
 pub struct Gate {
     pub started: tokio::sync::Semaphore,
     pub open: tokio::sync::Semaphore,
     pub revoked: std::sync::Mutex<Vec<String>>,
+    pub refuse_revocation: std::sync::atomic::AtomicBool,
 }
 
 impl Gate {
@@ -90,6 +92,7 @@ impl Gate {
             started: tokio::sync::Semaphore::new(0),
             open: tokio::sync::Semaphore::new(0),
             revoked: std::sync::Mutex::default(),
+            refuse_revocation: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -143,6 +146,14 @@ impl Signer for TestSigner {
     async fn withdraw(&self, serial: &Serial) -> Result<Withdrawal, IssueError> {
         match &self.signing {
             Signing::Gated(gate) => {
+                if gate
+                    .refuse_revocation
+                    .load(std::sync::atomic::Ordering::SeqCst)
+                {
+                    return Err(IssueError::Signer(
+                        "RevokeCertificate throttled (test)".to_owned(),
+                    ));
+                }
                 gate.revoked.lock().unwrap().push(serial.to_string());
                 Ok(Withdrawal::Revoked)
             }
