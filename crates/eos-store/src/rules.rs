@@ -317,78 +317,96 @@ pub fn replace_observations(
     Ok(())
 }
 
-/// Stored observations, optionally of some spaces only.
+/// The columns of an observation row, as [`observation_row`] reads them.
+const OBSERVATION_COLUMNS: &str = "SELECT space, ip, requests, first_seen, last_seen, \
+     distinct_days, distinct_users, example_users, status FROM observations";
+
+/// Stored observations, ordered by space then address; of the given spaces
+/// only when `spaces` is not empty (each read by the primary key, so one
+/// space costs its own rows, not the whole table: the sync service reads a
+/// space's observations on every removed rule).
 pub fn load_observations(
     conn: &Connection,
     spaces: &[SpaceId],
 ) -> Result<Vec<Observation>, StoreError> {
-    let mut stmt = conn.prepare(
-        "SELECT space, ip, requests, first_seen, last_seen, distinct_days, distinct_users,
-                example_users, status
-         FROM observations ORDER BY space, ip",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, i64>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, String>(4)?,
-            r.get::<_, u32>(5)?,
-            r.get::<_, i64>(6)?,
-            r.get::<_, String>(7)?,
-            r.get::<_, String>(8)?,
-        ))
-    })?;
     let mut out = Vec::new();
-    for row in rows {
-        let (space, ip, requests, first, last, days, users, examples, status) = row?;
-        let space = SpaceId::new(&space).map_err(|e| corrupt("observation", e))?;
-        if !spaces.is_empty() && !spaces.contains(&space) {
-            continue;
+    if spaces.is_empty() {
+        let mut stmt = conn.prepare(&format!("{OBSERVATION_COLUMNS} ORDER BY space, ip"))?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            out.push(observation_row(row)?);
         }
-        let ts = |s: &str| {
-            Timestamp::parse(s)
-                .map(|t| t.0)
-                .map_err(|e| corrupt("observation", e))
-        };
-        let example_users: Vec<String> =
-            serde_json::from_str(&examples).map_err(|e| corrupt("observation", e))?;
-        let example_users = example_users
-            .iter()
-            .map(|u| UserId::new(u))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| corrupt("observation", e))?;
-        let status: serde_json::Value =
-            serde_json::from_str(&status).map_err(|e| corrupt("observation", e))?;
-        let count = |k: &str| {
-            status
-                .get(k)
-                .and_then(serde_json::Value::as_u64)
-                .unwrap_or(0)
-        };
-        let ip = IpAddr::from_str(&ip).map_err(|e| corrupt("observation", e))?;
-        out.push(Observation {
-            space,
-            ip,
-            requests: u64::try_from(requests).unwrap_or(0),
-            first_seen: ts(&first)?,
-            last_seen: ts(&last)?,
-            distinct_days: days,
-            distinct_users: u64::try_from(users).unwrap_or(0),
-            example_users,
-            status: StatusCounts {
-                s1xx: count("s1xx"),
-                s2xx: count("s2xx"),
-                s3xx: count("s3xx"),
-                s4xx: count("s4xx"),
-                s5xx: count("s5xx"),
-                waf_blocked: count("waf_blocked"),
-            },
-            flag: eos_ipset::classify_addr(ip),
-        });
+        return Ok(out);
+    }
+    let mut wanted: Vec<&str> = spaces.iter().map(SpaceId::as_str).collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mut stmt = conn.prepare(&format!(
+        "{OBSERVATION_COLUMNS} WHERE space = ?1 ORDER BY ip"
+    ))?;
+    for space in wanted {
+        let mut rows = stmt.query([space])?;
+        while let Some(row) = rows.next()? {
+            out.push(observation_row(row)?);
+        }
     }
     Ok(out)
+}
+
+/// One row of [`OBSERVATION_COLUMNS`].
+fn observation_row(r: &rusqlite::Row<'_>) -> Result<Observation, StoreError> {
+    let (space, ip, requests, first, last, days, users, examples, status) = (
+        r.get::<_, String>(0)?,
+        r.get::<_, String>(1)?,
+        r.get::<_, i64>(2)?,
+        r.get::<_, String>(3)?,
+        r.get::<_, String>(4)?,
+        r.get::<_, u32>(5)?,
+        r.get::<_, i64>(6)?,
+        r.get::<_, String>(7)?,
+        r.get::<_, String>(8)?,
+    );
+    let space = SpaceId::new(&space).map_err(|e| corrupt("observation", e))?;
+    let ts = |s: &str| {
+        Timestamp::parse(s)
+            .map(|t| t.0)
+            .map_err(|e| corrupt("observation", e))
+    };
+    let example_users: Vec<String> =
+        serde_json::from_str(&examples).map_err(|e| corrupt("observation", e))?;
+    let example_users = example_users
+        .iter()
+        .map(|u| UserId::new(u))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| corrupt("observation", e))?;
+    let status: serde_json::Value =
+        serde_json::from_str(&status).map_err(|e| corrupt("observation", e))?;
+    let count = |k: &str| {
+        status
+            .get(k)
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0)
+    };
+    let ip = IpAddr::from_str(&ip).map_err(|e| corrupt("observation", e))?;
+    Ok(Observation {
+        space,
+        ip,
+        requests: u64::try_from(requests).unwrap_or(0),
+        first_seen: ts(&first)?,
+        last_seen: ts(&last)?,
+        distinct_days: days,
+        distinct_users: u64::try_from(users).unwrap_or(0),
+        example_users,
+        status: StatusCounts {
+            s1xx: count("s1xx"),
+            s2xx: count("s2xx"),
+            s3xx: count("s3xx"),
+            s4xx: count("s4xx"),
+            s5xx: count("s5xx"),
+            waf_blocked: count("waf_blocked"),
+        },
+        flag: eos_ipset::classify_addr(ip),
+    })
 }
 
 /// Rule changes not yet delivered, oldest first: (id, topic, JSON payload).
@@ -505,5 +523,63 @@ mod tests {
         assert_eq!(load_observations(s.conn(), &[]).unwrap(), vec![o.clone()]);
         replace_observations(&mut s, std::slice::from_ref(&o), "op").unwrap();
         assert_eq!(load_observations(s.conn(), &[]).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn observations_of_some_spaces_come_in_space_then_address_order() {
+        let mut s = Store::open_in_memory().unwrap();
+        let obs: Vec<Observation> = [
+            ("zeta", "192.0.2.9"),
+            ("acme", "198.51.100.1"),
+            ("beta", "192.0.2.1"),
+            ("acme", "192.0.2.10"),
+            ("zeta", "192.0.2.1"),
+        ]
+        .iter()
+        .map(|(space, ip)| Observation {
+            space: SpaceId::new(space).unwrap(),
+            ip: ip.parse().unwrap(),
+            requests: 1,
+            first_seen: datetime!(2026-02-01 08:00 UTC),
+            last_seen: datetime!(2026-02-01 08:00 UTC),
+            distinct_days: 1,
+            distinct_users: 0,
+            example_users: vec![],
+            status: StatusCounts::default(),
+            flag: eos_ipset::classify_addr(ip.parse().unwrap()),
+        })
+        .collect();
+        replace_observations(&mut s, &obs, "op").unwrap();
+        let keys = |spaces: &[&str]| -> Vec<(String, String)> {
+            let spaces: Vec<SpaceId> = spaces.iter().map(|x| SpaceId::new(x).unwrap()).collect();
+            load_observations(s.conn(), &spaces)
+                .unwrap()
+                .iter()
+                .map(|o| (o.space.to_string(), o.ip.to_string()))
+                .collect()
+        };
+        let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+        // Every space: ordered as stored text, space then address.
+        assert_eq!(
+            keys(&[]),
+            [
+                pair("acme", "192.0.2.10"),
+                pair("acme", "198.51.100.1"),
+                pair("beta", "192.0.2.1"),
+                pair("zeta", "192.0.2.1"),
+                pair("zeta", "192.0.2.9"),
+            ]
+        );
+        // Some spaces, asked in any order and twice: the same order, once.
+        assert_eq!(
+            keys(&["zeta", "acme", "zeta", "nobody"]),
+            [
+                pair("acme", "192.0.2.10"),
+                pair("acme", "198.51.100.1"),
+                pair("zeta", "192.0.2.1"),
+                pair("zeta", "192.0.2.9"),
+            ]
+        );
+        assert_eq!(keys(&["nobody"]), []);
     }
 }
