@@ -253,16 +253,43 @@ fn decode_rule(row: RuleRow) -> Result<StoredRule, StoreError> {
 
 /// Rules, optionally of some spaces only, by space then CIDR.
 pub fn list_rules(conn: &Connection, spaces: &[SpaceId]) -> Result<Vec<StoredRule>, StoreError> {
-    let mut stmt = conn.prepare(
-        "SELECT id, space, cidr, label, declared_by, created, expires FROM rules
-         ORDER BY space, family, cidr",
-    )?;
-    let rows = stmt.query_map([], row_tuple)?;
+    rows_of_spaces(
+        conn,
+        "SELECT id, space, cidr, label, declared_by, created, expires FROM rules",
+        "family, cidr",
+        spaces,
+        |r| decode_rule(row_tuple(r)?),
+    )
+}
+
+/// The rows of `select` (a SELECT without WHERE of a table with a `space`
+/// column), ordered by space and then `order`: every row, or those of
+/// `spaces` only, each space read by its index (so one space costs its own
+/// rows, not the table's), in name order, each once.
+fn rows_of_spaces<T>(
+    conn: &Connection,
+    select: &str,
+    order: &str,
+    spaces: &[SpaceId],
+    mut decode: impl FnMut(&rusqlite::Row<'_>) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
     let mut out = Vec::new();
-    for row in rows {
-        let r = decode_rule(row?)?;
-        if spaces.is_empty() || spaces.contains(&r.rule.space) {
-            out.push(r);
+    if spaces.is_empty() {
+        let mut stmt = conn.prepare(&format!("{select} ORDER BY space, {order}"))?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            out.push(decode(row)?);
+        }
+        return Ok(out);
+    }
+    let mut wanted: Vec<&str> = spaces.iter().map(SpaceId::as_str).collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mut stmt = conn.prepare(&format!("{select} WHERE space = ?1 ORDER BY {order}"))?;
+    for space in wanted {
+        let mut rows = stmt.query([space])?;
+        while let Some(row) = rows.next()? {
+            out.push(decode(row)?);
         }
     }
     Ok(out)
@@ -322,35 +349,13 @@ const OBSERVATION_COLUMNS: &str = "SELECT space, ip, requests, first_seen, last_
      distinct_days, distinct_users, example_users, status FROM observations";
 
 /// Stored observations, ordered by space then address; of the given spaces
-/// only when `spaces` is not empty (each read by the primary key, so one
-/// space costs its own rows, not the whole table: the sync service reads a
-/// space's observations on every removed rule).
+/// only when `spaces` is not empty (read by the primary key: the sync
+/// service reads a space's observations on every pass that changes it).
 pub fn load_observations(
     conn: &Connection,
     spaces: &[SpaceId],
 ) -> Result<Vec<Observation>, StoreError> {
-    let mut out = Vec::new();
-    if spaces.is_empty() {
-        let mut stmt = conn.prepare(&format!("{OBSERVATION_COLUMNS} ORDER BY space, ip"))?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            out.push(observation_row(row)?);
-        }
-        return Ok(out);
-    }
-    let mut wanted: Vec<&str> = spaces.iter().map(SpaceId::as_str).collect();
-    wanted.sort_unstable();
-    wanted.dedup();
-    let mut stmt = conn.prepare(&format!(
-        "{OBSERVATION_COLUMNS} WHERE space = ?1 ORDER BY ip"
-    ))?;
-    for space in wanted {
-        let mut rows = stmt.query([space])?;
-        while let Some(row) = rows.next()? {
-            out.push(observation_row(row)?);
-        }
-    }
-    Ok(out)
+    rows_of_spaces(conn, OBSERVATION_COLUMNS, "ip", spaces, observation_row)
 }
 
 /// One row of [`OBSERVATION_COLUMNS`].
@@ -439,6 +444,51 @@ mod tests {
             Some(datetime!(2026-12-31 00:00 UTC)),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn rules_of_some_spaces_are_those_of_every_space_in_the_same_order() {
+        let mut s = Store::open_in_memory().unwrap();
+        let rules = [
+            rule("zeta", "2001:db8::/48", "v6"),
+            rule("acme", "198.51.100.0/24", "HQ"),
+            rule("zeta", "192.0.2.0/24", "office"),
+            rule("acme", "2001:db8:1::/48", "v6"),
+            rule("beta", "203.0.113.7/32", "home"),
+            rule("acme", "192.0.2.128/25", "lab"),
+        ];
+        import_rules(&mut s, &rules, "op").unwrap();
+        let all = list_rules(s.conn(), &[]).unwrap();
+        let names: Vec<(&str, String)> = all
+            .iter()
+            .map(|r| (r.rule.space.as_str(), r.rule.cidr.to_string()))
+            .collect();
+        // By space, then family (v4 first), then CIDR text.
+        assert_eq!(
+            names,
+            [
+                ("acme", "192.0.2.128/25".to_owned()),
+                ("acme", "198.51.100.0/24".to_owned()),
+                ("acme", "2001:db8:1::/48".to_owned()),
+                ("beta", "203.0.113.7/32".to_owned()),
+                ("zeta", "192.0.2.0/24".to_owned()),
+                ("zeta", "2001:db8::/48".to_owned()),
+            ]
+        );
+        for asked in [
+            &["zeta", "acme"][..],
+            &["beta"],
+            &["zeta", "zeta"],
+            &["nobody"],
+        ] {
+            let spaces: Vec<SpaceId> = asked.iter().map(|x| SpaceId::new(x).unwrap()).collect();
+            let some = list_rules(s.conn(), &spaces).unwrap();
+            let expected: Vec<&StoredRule> = all
+                .iter()
+                .filter(|r| spaces.contains(&r.rule.space))
+                .collect();
+            assert_eq!(some.iter().collect::<Vec<_>>(), expected, "{asked:?}");
+        }
     }
 
     #[test]
