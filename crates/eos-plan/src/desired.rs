@@ -328,9 +328,7 @@ pub fn desired_sets(
     let mut findings = Vec::new();
     // (space, family) -> items
     let mut items: BTreeMap<(SpaceId, Family), Vec<(IpNet, Source)>> = BTreeMap::new();
-    let mut spaces: BTreeSet<SpaceId> = BTreeSet::new();
     for r in rules {
-        spaces.insert(r.space.clone());
         let net = r.cidr.net();
         let name = IpSetName::staged(&r.space, Family::of(&net));
         if r.is_expired(now) {
@@ -376,7 +374,6 @@ pub fn desired_sets(
             .push((net, Source::from_rule(r)));
     }
     for o in observations {
-        spaces.insert(o.space.clone());
         if !passes(o, opts) {
             continue;
         }
@@ -429,13 +426,24 @@ pub fn desired_sets(
             entries,
         });
     }
-    let coverage = spaces
+    // Each space's rules and observations, gathered in one pass: a scan of
+    // every observation for each space was most of `eos-sec plan` (300
+    // spaces of 244,000 observations: 73 million name comparisons).
+    let mut by_space: BTreeMap<&SpaceId, (Vec<&NetworkAccessRule>, Vec<&Observation>)> =
+        BTreeMap::new();
+    for r in rules {
+        by_space.entry(&r.space).or_default().0.push(r);
+    }
+    for o in observations {
+        by_space.entry(&o.space).or_default().1.push(o);
+    }
+    let coverage = by_space
         .iter()
-        .map(|s| coverage(s, rules, observations, &sets, opts, now))
+        .map(|(space, (rules, obs))| coverage(space, rules, obs, &sets, opts, now))
         .collect();
     Desired {
         sets,
-        spaces: spaces.into_iter().collect(),
+        spaces: by_space.keys().map(|&s| s.clone()).collect(),
         findings,
         coverage,
     }
@@ -468,10 +476,11 @@ fn attribute(cidrs: &[IpNet], list: &[(IpNet, Source)]) -> Vec<DesiredEntry> {
         .collect()
 }
 
+/// The coverage of `space`, given its own rules and observations.
 fn coverage(
     space: &SpaceId,
-    rules: &[NetworkAccessRule],
-    observations: &[Observation],
+    space_rules: &[&NetworkAccessRule],
+    obs: &[&Observation],
     sets: &[DesiredSet],
     opts: &CheckedOptions,
     now: OffsetDateTime,
@@ -480,13 +489,11 @@ fn coverage(
         .iter()
         .filter(|s| &s.space == space)
         .fold(IpSet::new(), |acc, s| acc.union(&s.set));
-    let obs: Vec<&Observation> = observations.iter().filter(|o| &o.space == space).collect();
     let seen: IpSet = obs.iter().map(|o| o.ip).collect();
-    let space_rules: Vec<&NetworkAccessRule> = rules.iter().filter(|r| &r.space == space).collect();
     let mut active_rules = 0;
     let mut expired_rules = 0;
     let mut rules_never_seen = Vec::new();
-    for r in &space_rules {
+    for r in space_rules {
         if r.is_expired(now) {
             expired_rules += 1;
             continue;
@@ -504,7 +511,7 @@ fn coverage(
     let mut users = BTreeSet::new();
     let mut not_admitted = Vec::new();
     let mut addresses_passing = 0;
-    for o in &obs {
+    for o in obs {
         requests_total = requests_total.saturating_add(o.requests);
         if passes(o, opts) {
             addresses_passing += 1;
