@@ -4,11 +4,13 @@ use std::net::IpAddr;
 
 use eos_identity::{SpaceId, UserId};
 use eos_ipset::SpecialRange;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-/// Requests per HTTP status class.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+/// Requests per HTTP status class. Read back (the state store keeps it as
+/// JSON), a class that is missing counts 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct StatusCounts {
     /// 1xx responses.
     pub s1xx: u64,

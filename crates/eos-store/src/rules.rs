@@ -358,58 +358,25 @@ pub fn load_observations(
     rows_of_spaces(conn, OBSERVATION_COLUMNS, "ip", spaces, observation_row)
 }
 
-/// One row of [`OBSERVATION_COLUMNS`].
+/// One row of [`OBSERVATION_COLUMNS`], its text read in place.
 fn observation_row(r: &rusqlite::Row<'_>) -> Result<Observation, StoreError> {
-    let (space, ip, requests, first, last, days, users, examples, status) = (
-        r.get::<_, String>(0)?,
-        r.get::<_, String>(1)?,
-        r.get::<_, i64>(2)?,
-        r.get::<_, String>(3)?,
-        r.get::<_, String>(4)?,
-        r.get::<_, u32>(5)?,
-        r.get::<_, i64>(6)?,
-        r.get::<_, String>(7)?,
-        r.get::<_, String>(8)?,
-    );
-    let space = SpaceId::new(&space).map_err(|e| corrupt("observation", e))?;
-    let ts = |s: &str| {
-        Timestamp::parse(s)
-            .map(|t| t.0)
-            .map_err(|e| corrupt("observation", e))
+    let bad = |e: &dyn std::fmt::Display| corrupt("observation", e);
+    let text =
+        |i: usize| -> Result<&str, StoreError> { r.get_ref(i)?.as_str().map_err(|e| bad(&e)) };
+    let ts = |i: usize| -> Result<time::OffsetDateTime, StoreError> {
+        Timestamp::parse(text(i)?).map(|t| t.0).map_err(|e| bad(&e))
     };
-    let example_users: Vec<String> =
-        serde_json::from_str(&examples).map_err(|e| corrupt("observation", e))?;
-    let example_users = example_users
-        .iter()
-        .map(|u| UserId::new(u))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| corrupt("observation", e))?;
-    let status: serde_json::Value =
-        serde_json::from_str(&status).map_err(|e| corrupt("observation", e))?;
-    let count = |k: &str| {
-        status
-            .get(k)
-            .and_then(serde_json::Value::as_u64)
-            .unwrap_or(0)
-    };
-    let ip = IpAddr::from_str(&ip).map_err(|e| corrupt("observation", e))?;
+    let ip = IpAddr::from_str(text(1)?).map_err(|e| bad(&e))?;
     Ok(Observation {
-        space,
+        space: SpaceId::new(text(0)?).map_err(|e| bad(&e))?,
         ip,
-        requests: u64::try_from(requests).unwrap_or(0),
-        first_seen: ts(&first)?,
-        last_seen: ts(&last)?,
-        distinct_days: days,
-        distinct_users: u64::try_from(users).unwrap_or(0),
-        example_users,
-        status: StatusCounts {
-            s1xx: count("s1xx"),
-            s2xx: count("s2xx"),
-            s3xx: count("s3xx"),
-            s4xx: count("s4xx"),
-            s5xx: count("s5xx"),
-            waf_blocked: count("waf_blocked"),
-        },
+        requests: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+        first_seen: ts(3)?,
+        last_seen: ts(4)?,
+        distinct_days: r.get(5)?,
+        distinct_users: u64::try_from(r.get::<_, i64>(6)?).unwrap_or(0),
+        example_users: serde_json::from_str::<Vec<UserId>>(text(7)?).map_err(|e| bad(&e))?,
+        status: serde_json::from_str::<StatusCounts>(text(8)?).map_err(|e| bad(&e))?,
         flag: eos_ipset::classify_addr(ip),
     })
 }
