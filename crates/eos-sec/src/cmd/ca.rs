@@ -704,24 +704,29 @@ fn sign(a: SignArgs, ctx: &crate::Ctx, files: &CaFiles, conf: &CaSection) -> any
     let pem = issued.pem.as_str();
     let serial = issued.serial.as_str();
     // The output file is written before the commit: if it cannot be
-    // written, nothing is recorded; the rename is the last step. A
-    // certificate signed but not recorded is withdrawn from the signer (AWS
-    // Private CA revokes it), and the error says so.
-    let finished = match &a.out {
-        Some(out) => write_atomic(out, pem.as_bytes(), 0o644),
-        None => Ok(()),
-    }
-    .and_then(|()| Ok(tx.commit()?));
-    if let Err(e) = finished {
+    // written, nothing is recorded; the rename is the last step, and a
+    // failed commit removes the file again. A certificate signed but not
+    // recorded is withdrawn from the signer (AWS Private CA revokes it), and
+    // the error says so.
+    let unrecorded = |e: anyhow::Error| {
         let withdrawal = match Serial::from_hex(serial) {
             Ok(s) => rt.block_on(withdraw(&ca, &s)),
             Err(bad) => {
                 eos_ca::withdrawal_note(&Err(eos_ca::IssueError::Encoding(bad.to_string())))
             }
         };
-        return Err(e.context(format!(
+        e.context(format!(
             "certificate {serial} was signed but not recorded; {withdrawal}"
-        )));
+        ))
+    };
+    if let Some(out) = &a.out {
+        write_atomic(out, pem.as_bytes(), 0o644).map_err(unrecorded)?;
+    }
+    if let Err(e) = tx.commit() {
+        if let Some(out) = &a.out {
+            let _ = std::fs::remove_file(out);
+        }
+        return Err(unrecorded(e.into()));
     }
     let record = certs::get(store.conn(), serial)?;
     if ctx.json {
