@@ -253,14 +253,14 @@ fn decode_rule(row: RuleRow) -> Result<StoredRule, StoreError> {
 
 /// Rules, optionally of some spaces only, by space then CIDR.
 pub fn list_rules(conn: &Connection, spaces: &[SpaceId]) -> Result<Vec<StoredRule>, StoreError> {
-    rows_of_spaces(
-        conn,
-        "SELECT id, space, cidr, label, declared_by, created, expires FROM rules",
-        "family, cidr",
-        spaces,
-        |r| decode_rule(row_tuple(r)?),
-    )
+    rows_of_spaces(conn, RULE_COLUMNS, "family, cidr", spaces, |r| {
+        decode_rule(row_tuple(r)?)
+    })
 }
+
+/// The columns of a rule row, as [`row_tuple`] reads them.
+const RULE_COLUMNS: &str =
+    "SELECT id, space, cidr, label, declared_by, created, expires FROM rules";
 
 /// The rows of `select` (a SELECT without WHERE of a table with a `space`
 /// column), ordered by space and then `order`: every row, or those of
@@ -411,6 +411,28 @@ mod tests {
             Some(datetime!(2026-12-31 00:00 UTC)),
         )
         .unwrap()
+    }
+
+    /// SQLite's plan for the query `rows_of_spaces` runs for one space.
+    fn plan_of_one_space(s: &Store, select: &str, order: &str) -> String {
+        let sql = format!("EXPLAIN QUERY PLAN {select} WHERE space = ?1 ORDER BY {order}");
+        let mut stmt = s.conn().prepare(&sql).unwrap();
+        let rows = stmt.query_map(["acme"], |r| r.get::<_, String>(3)).unwrap();
+        rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
+    }
+
+    #[test]
+    fn one_space_is_read_by_its_index_not_by_a_scan_of_the_table() {
+        // The sync service reads a space's rules and observations on every
+        // pass that changes it: that must cost the space's rows, not the
+        // table's (a scan was 0.13 s per space with 244,000 observations).
+        let s = Store::open_in_memory().unwrap();
+        let obs = plan_of_one_space(&s, OBSERVATION_COLUMNS, "ip");
+        assert!(obs.starts_with("SEARCH observations USING INDEX"), "{obs}");
+        assert!(obs.contains("(space=?)"), "{obs}");
+        let rules = plan_of_one_space(&s, RULE_COLUMNS, "family, cidr");
+        assert!(rules.starts_with("SEARCH rules USING INDEX"), "{rules}");
+        assert!(rules.contains("(space=?)"), "{rules}");
     }
 
     #[test]
