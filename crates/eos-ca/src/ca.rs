@@ -795,12 +795,6 @@ pub fn withdrawal_note(outcome: &Result<Withdrawal, IssueError>) -> String {
     }
 }
 
-/// Withdraw the certificate `serial` from `signer` ([`Signer::withdraw`])
-/// and say what became of it ([`withdrawal_note`]).
-pub async fn withdraw<S: Signer>(signer: &S, serial: &Serial) -> String {
-    withdrawal_note(&signer.withdraw(serial).await)
-}
-
 /// Issue through any signer: plan-checked before (by the local signer) and
 /// after (always). A returned certificate that breaks the plan is withdrawn
 /// from the signer and refused as [`IssueError::Rejected`].
@@ -813,7 +807,7 @@ pub async fn issue<S: Signer>(
     if let Err(violation) = check_issued(&cert, plan, signer.strictness()) {
         let serial = serial_of(&cert);
         return Err(IssueError::Rejected {
-            withdrawal: withdraw(signer, &serial).await,
+            withdrawal: withdrawal_note(&signer.withdraw(&serial).await),
             serial: serial.to_string(),
             violation: Box::new(violation),
         });

@@ -163,7 +163,7 @@ fn a_withdrawal_says_what_became_of_the_certificate() {
         LocalCa::generate(CaEnv::Dev, Duration::from_secs(86400), SystemTime::now()).unwrap();
     // The local key keeps nothing it signs.
     assert_eq!(
-        ready(eos_ca::withdraw(&local, &serial_of(&cert))),
+        withdrawal_note(&ready(eos_ca::Signer::withdraw(&local, &serial_of(&cert)))),
         "the signer keeps no copy"
     );
     assert_eq!(

@@ -122,8 +122,8 @@ pub struct IssueAudit<'a> {
 /// A certificate issued and recorded (not yet committed).
 #[derive(Debug, Clone)]
 pub struct Issued {
-    /// Lower-case hex serial.
-    pub serial: String,
+    /// The serial (shown as lower-case hex).
+    pub serial: Serial,
     /// The certificate, PEM.
     pub pem: String,
     /// RFC 3339.
@@ -196,6 +196,13 @@ struct Request {
 pub struct Prepared {
     request: Request,
     plan: CertificatePlan,
+}
+
+impl Prepared {
+    /// The account the certificate is planned for.
+    pub fn account(&self) -> &Account {
+        &self.request.account
+    }
 }
 
 impl fmt::Debug for Prepared {
@@ -288,12 +295,13 @@ pub fn record_in(
         ..
     } = request;
     let pem = eos_ca::certificate_pem(cert).map_err(IssuanceError::Failed)?;
-    let serial = eos_ca::serial_of(cert).to_string();
+    let serial = eos_ca::serial_of(cert);
+    let hex = serial.to_string();
     let not_after = eos_ca::rfc3339(plan.not_after());
     certs::record_issued(
         tx,
         &certs::NewCert {
-            serial: &serial,
+            serial: &hex,
             space: account.space.as_str(),
             user: account.user.as_str(),
             profile: profile.as_str(),
@@ -315,14 +323,14 @@ pub fn record_in(
     detail.extend(audit.extra.clone());
     audit_in(
         tx,
-        &AuditEntry::new(audit.actor, audit.action, &serial)
+        &AuditEntry::new(audit.actor, audit.action, &hex)
             .with_detail(serde_json::Value::Object(detail)),
     )?;
     if csr.requested_ca() {
         // Someone asked this CA to make them a CA: worth its own entry.
         audit_in(
             tx,
-            &AuditEntry::new(audit.actor, "ca.csr-requested-ca", &serial)
+            &AuditEntry::new(audit.actor, "ca.csr-requested-ca", &hex)
                 .with_detail(json!({"space": account.space, "user": account.user})),
         )?;
     }

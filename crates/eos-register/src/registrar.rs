@@ -539,22 +539,19 @@ impl Registrar {
             return Err(ApiError::ca_unavailable());
         };
         let profile = self.options.cert_profile;
-        let (grant, (account, prepared)) = self
+        let (grant, prepared) = self
             .store()
             .spend_code_keeping_grant(&self.ring, &self.backoff, attempt, now, |tx, grant| {
-                let account = Account {
-                    space: grant.space.clone(),
-                    user: grant.user.clone(),
-                };
                 let input = IssueInput {
                     csr: csr_pem.as_bytes(),
-                    account: &account,
+                    account: &Account {
+                        space: grant.space.clone(),
+                        user: grant.user.clone(),
+                    },
                     profile,
                     lifetime: None,
                 };
-                let prepared = issuance::prepare_in(tx, ca, &input, SystemTime::now())
-                    .map_err(issuance_error)?;
-                Ok((account, prepared))
+                issuance::prepare_in(tx, ca, &input, SystemTime::now()).map_err(issuance_error)
             })
             .map_err(spend_error)?;
         // The store is free from here until the certificate is recorded.
@@ -610,11 +607,12 @@ impl Registrar {
                 return Err(e);
             }
         };
+        let account = prepared.account();
         tracing::info!(space = %account.space, user = %account.user, code_id = %grant.code_id, serial = %issued.serial, registration = id, "certificate issued");
         Ok(Outcome::Issued {
-            space: account.space,
-            user: account.user,
-            serial: issued.serial,
+            space: account.space.clone(),
+            user: account.user.clone(),
+            serial: issued.serial.to_string(),
             profile: profile.as_str().to_owned(),
             not_after: issued.not_after,
             certificate: issued.pem,
@@ -659,7 +657,7 @@ impl Registrar {
                 source: client,
                 cidr: None,
                 wrote_rule: false,
-                serial: Some(&issued.serial),
+                serial: Some(&issued.serial.to_string()),
             },
         )
         .map_err(store_err)?;

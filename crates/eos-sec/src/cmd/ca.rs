@@ -702,19 +702,15 @@ fn sign(a: SignArgs, ctx: &crate::Ctx, files: &CaFiles, conf: &CaSection) -> any
         }
     };
     let pem = issued.pem.as_str();
-    let serial = issued.serial.as_str();
+    let serial = issued.serial.to_string();
+    let serial = serial.as_str();
     // The output file is written before the commit: if it cannot be
     // written, nothing is recorded; the rename is the last step, and a
     // failed commit removes the file again. A certificate signed but not
     // recorded is withdrawn from the signer (AWS Private CA revokes it), and
     // the error says so.
     let unrecorded = |e: anyhow::Error| {
-        let withdrawal = match Serial::from_hex(serial) {
-            Ok(s) => rt.block_on(withdraw(&ca, &s)),
-            Err(bad) => {
-                eos_ca::withdrawal_note(&Err(eos_ca::IssueError::Encoding(bad.to_string())))
-            }
-        };
+        let withdrawal = rt.block_on(withdraw(&ca, &issued.serial));
         e.context(format!(
             "certificate {serial} was signed but not recorded; {withdrawal}"
         ))
@@ -723,10 +719,16 @@ fn sign(a: SignArgs, ctx: &crate::Ctx, files: &CaFiles, conf: &CaSection) -> any
         write_atomic(out, pem.as_bytes(), 0o644).map_err(unrecorded)?;
     }
     if let Err(e) = tx.commit() {
-        if let Some(out) = &a.out {
-            let _ = std::fs::remove_file(out);
+        let mut e = anyhow::Error::from(e);
+        if let Some(out) = &a.out
+            && let Err(rm) = std::fs::remove_file(out)
+        {
+            e = e.context(format!(
+                "{} holds the unrecorded certificate and could not be removed: {rm}",
+                out.display()
+            ));
         }
-        return Err(unrecorded(e.into()));
+        return Err(unrecorded(e));
     }
     let record = certs::get(store.conn(), serial)?;
     if ctx.json {
