@@ -8,7 +8,7 @@
 
 use std::borrow::Cow;
 
-use crate::bad::{Bad, BadReason, bad};
+use crate::bad::{Bad, BadReason, bad, shown};
 use crate::record::{Raw, parse_addr, parse_status};
 use crate::stamp;
 
@@ -76,13 +76,71 @@ impl Layout {
     }
 }
 
-fn unescape(s: &str) -> Cow<'_, str> {
-    // CloudFront URL-encodes spaces and some separators inside fields.
-    if s.contains('%') {
-        Cow::Owned(s.replace("%20", " ").replace("%2C", ","))
-    } else {
-        Cow::Borrowed(s)
+/// Does CloudFront URL-encode byte `b` in a log field? "Standard log file
+/// fields": ASCII codes 0 to 32, 127 and higher, and `< > " # % { } | \ ^
+/// ~ [ ] ` '`.
+fn aws_encodes(b: u8) -> bool {
+    b <= b' '
+        || b >= 0x7f
+        || matches!(
+            b,
+            b'<' | b'>'
+                | b'"'
+                | b'#'
+                | b'%'
+                | b'{'
+                | b'}'
+                | b'|'
+                | b'\\'
+                | b'^'
+                | b'~'
+                | b'['
+                | b']'
+                | b'`'
+                | b'\''
+        )
+}
+
+/// Undo CloudFront's URL encoding of a field: `%XX` becomes its byte when
+/// it is one CloudFront encodes (so `%` itself is `%25`); anything else is
+/// left as written. Borrowed, with no copy, when the field has no `%`. A
+/// field that decodes to bytes that are not UTF-8 is `invalid_utf8`.
+pub(crate) fn decode<'a>(what: &str, s: &'a str) -> Result<Cow<'a, str>, Bad> {
+    let b = s.as_bytes();
+    let Some(first) = memchr::memchr(b'%', b) else {
+        return Ok(Cow::Borrowed(s));
+    };
+    let mut out = Vec::with_capacity(b.len());
+    out.extend_from_slice(b.get(..first).unwrap_or_default());
+    let mut i = first;
+    while let Some(&c) = b.get(i) {
+        let escaped = match b.get(i + 1..i + 3) {
+            Some(&[h, l]) if c == b'%' => hex(h).zip(hex(l)).map(|(h, l)| h << 4 | l),
+            _ => None,
+        };
+        match escaped {
+            Some(v) if aws_encodes(v) => {
+                out.push(v);
+                i += 3;
+            }
+            _ => {
+                out.push(c);
+                i += 1;
+            }
+        }
     }
+    String::from_utf8(out).map(Cow::Owned).map_err(|_| {
+        Bad::new(
+            BadReason::InvalidUtf8,
+            format!("{what} `{}` decodes to bytes that are not UTF-8", shown(s)),
+        )
+    })
+}
+
+fn hex(c: u8) -> Option<u8> {
+    char::from(c)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
 }
 
 /// Parse one data line with `layout`.
@@ -118,17 +176,86 @@ pub(crate) fn parse<'a>(layout: &Layout, line: &'a str) -> Result<Raw<'a>, Bad> 
         Some(s) => parse_status(s)?,
         None => None,
     };
+    // The fields read as text are URL-encoded; c-ip, the status and the
+    // time never hold an encoded character.
+    let decoded = |what: &str, i: Option<usize>| get(i).map(|v| decode(what, v)).transpose();
     let host = get(layout.host_header).or_else(|| get(layout.cs_host));
+    let host = host.map(|h| decode("host", h)).transpose()?;
     Ok(Raw {
         time: Some(time),
         space: None,
-        host: host.map(Cow::Borrowed),
+        host,
         peer: Some(peer),
-        xff: get(layout.xff).map(unescape),
+        xff: decoded("x-forwarded-for", layout.xff)?,
         user: None,
         method: get(layout.method).map(Cow::Borrowed),
-        path: get(layout.uri).map(Cow::Borrowed),
+        path: decoded("cs-uri-stem", layout.uri)?,
         status,
         waf_action: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// The table of "Standard log file fields", written with the
+    /// percent-encoding crate (which also encodes every byte from 127 up).
+    const AWS: &AsciiSet = &CONTROLS
+        .add(b' ')
+        .add(b'<')
+        .add(b'>')
+        .add(b'"')
+        .add(b'#')
+        .add(b'%')
+        .add(b'{')
+        .add(b'}')
+        .add(b'|')
+        .add(b'\\')
+        .add(b'^')
+        .add(b'~')
+        .add(b'[')
+        .add(b']')
+        .add(b'`')
+        .add(b'\'');
+
+    fn decoded(s: &str) -> Result<String, BadReason> {
+        decode("f", s).map(Cow::into_owned).map_err(|b| b.reason)
+    }
+
+    #[test]
+    fn decodes_what_cloudfront_encodes_and_nothing_else() {
+        assert_eq!(
+            decoded("%5B2001:db8::7%5D:443"),
+            Ok("[2001:db8::7]:443".into())
+        );
+        assert_eq!(decoded("a,%20b%09c%7e%25"), Ok("a, b\tc~%".into()));
+        assert_eq!(decoded("%E2%82%AC"), Ok("€".into()));
+        // Not in the table: CloudFront writes these as they are, so `%2C`
+        // was `%2C` in the request.
+        assert_eq!(decoded("1.2.3.4%2C5.6.7.8"), Ok("1.2.3.4%2C5.6.7.8".into()));
+        assert_eq!(decoded("%41%2F%3A"), Ok("%41%2F%3A".into()));
+        // Incomplete escapes stay.
+        assert_eq!(decoded("%"), Ok("%".into()));
+        assert_eq!(decoded("x%2"), Ok("x%2".into()));
+        assert_eq!(decoded("%g0%%20"), Ok("%g0% ".into()));
+        assert!(matches!(decode("f", "plain"), Ok(Cow::Borrowed("plain"))));
+        assert_eq!(decoded("%FF%20"), Err(BadReason::InvalidUtf8));
+    }
+
+    proptest! {
+        #[test]
+        fn decoding_undoes_the_aws_encoding(s in any::<String>()) {
+            let encoded = utf8_percent_encode(&s, AWS).to_string();
+            prop_assert_eq!(decoded(&encoded), Ok(s));
+        }
+
+        #[test]
+        fn decoding_never_panics(s in "[%0-9a-fA-FxX ,\\[\\]€]{0,40}") {
+            let _ = decode("f", &s);
+        }
+    }
 }

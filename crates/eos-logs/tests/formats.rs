@@ -192,3 +192,56 @@ fn usage_example_file() {
             .all(|o| !o.ip.to_string().starts_with("10."))
     );
 }
+
+/// One CloudFront line in the documented 33-field layout with the given
+/// `c-ip`, `x-host-header` and `x-forwarded-for`.
+fn cloudfront_line(c_ip: &str, host: &str, xff: &str) -> String {
+    format!(
+        "2026-11-02\t08:01:37\tDUB56-P1\t812\t{c_ip}\tPOST\td111111abcdef8.cloudfront.net\t/rpc/x\t200\t-\teos-agent/2.4\t-\t-\tMiss\treq0000EXAMPLE==\t{host}\thttps\t311\t0.042\t{xff}\tTLSv1.3\tTLS_AES_128_GCM_SHA256\tMiss\tHTTP/2.0\t-\t-\t50321\t0.042\tMiss\tapplication/json\t512\t-\t-\n"
+    )
+}
+
+#[test]
+fn cloudfront_forwarded_for_is_decoded_per_the_aws_encoding_table() {
+    // "Standard log file fields": spaces, `[`, `]` (and the rest of the
+    // table) are URL-encoded; commas are not.
+    let lines = [
+        cloudfront_line(
+            "130.176.1.1",
+            "acme.entityos.cloud",
+            "%5B2001:db8::7%5D:443",
+        ),
+        cloudfront_line(
+            "130.176.1.1",
+            "acme.entityos.cloud",
+            "198.51.100.7,%20130.176.9.9",
+        ),
+        // A `%` that was in the header itself is logged as %25: one entry
+        // `203.0.113.9%2C6.6.6.6` is not two, and is unreadable.
+        cloudfront_line(
+            "130.176.1.1",
+            "acme.entityos.cloud",
+            "203.0.113.9%252C6.6.6.6",
+        ),
+        // An IP-literal Host is encoded too and names no space.
+        cloudfront_line("130.176.1.1", "%5B2001:db8::1%5D:443", "-"),
+    ];
+    let mut opts = ScanOptions::new(Format::Cloudfront);
+    opts.trusted_proxies = TrustedProxies::parse(&["130.176.0.0/16"]).unwrap();
+    let report = scan(
+        vec![Input::bytes("cf", lines.concat().into_bytes())],
+        &opts,
+        None,
+    )
+    .unwrap();
+    let by = &report.stats.bad.by_reason;
+    assert_eq!(by.get(&BadReason::BadForwardedFor), Some(&1), "{by:?}");
+    assert_eq!(by.get(&BadReason::NoSpace), Some(&1), "{by:?}");
+    assert_eq!(report.stats.bad.total(), 2, "{by:?}");
+    let clients: Vec<String> = report
+        .observations
+        .iter()
+        .map(|o| o.ip.to_string())
+        .collect();
+    assert_eq!(clients, ["198.51.100.7", "2001:db8::7"]);
+}
