@@ -3,7 +3,9 @@
 //! The rules live here; storage plugs in through the trait. A check answers
 //! the caller with one generic refusal whatever went wrong, and tells the
 //! store (hence the audit log) the precise reason. Failures are counted per
-//! source address and per code, with exponential backoff.
+//! source address, with exponential backoff — never per code: code ids are
+//! public, and a per-code count would let anyone who knows an id lock its
+//! owner out, while adding nothing against guessing a 130-bit secret.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -194,15 +196,12 @@ pub fn unix_now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-/// What backoff is keyed on.
+/// What backoff is keyed on: a source address, IPv4 exactly, IPv6 by its
+/// /64 (one host usually holds a whole /64, so counting single addresses
+/// would be free to evade). Only sources: a per-code key would let anyone
+/// who knows a (public) code id make its owner's correct code wait.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum ThrottleKey {
-    /// A source address: IPv4 exactly, IPv6 by its /64 (one host usually
-    /// holds a whole /64, so counting single addresses would be free to evade).
-    Source(String),
-    /// A code id, so guesses against one code from many addresses add up.
-    Code(CodeId),
-}
+pub struct ThrottleKey(String);
 
 impl ThrottleKey {
     /// The key for a source address.
@@ -212,20 +211,17 @@ impl ThrottleKey {
             v4 => v4,
         };
         match ip {
-            IpAddr::V4(v4) => ThrottleKey::Source(v4.to_string()),
+            IpAddr::V4(v4) => ThrottleKey(v4.to_string()),
             IpAddr::V6(v6) => {
                 let net = u128::from(v6) & !((1u128 << 64) - 1);
-                ThrottleKey::Source(format!("{}/64", std::net::Ipv6Addr::from(net)))
+                ThrottleKey(format!("{}/64", std::net::Ipv6Addr::from(net)))
             }
         }
     }
 
-    /// The key as stored: `src:<addr>` or `code:<id>`.
+    /// The key as stored: `src:<addr>`.
     pub fn as_stored(&self) -> String {
-        match self {
-            ThrottleKey::Source(s) => format!("src:{s}"),
-            ThrottleKey::Code(id) => format!("code:{id}"),
-        }
+        format!("src:{}", self.0)
     }
 }
 
@@ -317,8 +313,6 @@ pub enum RefusalReason {
     WrongSpace,
     /// Its hash was made with a pepper that is no longer configured.
     PepperUnavailable,
-    /// Too many wrong secrets against this code id: not evaluated.
-    CodeThrottled,
 }
 
 impl RefusalReason {
@@ -334,7 +328,6 @@ impl RefusalReason {
             RefusalReason::WrongPurpose => "wrong-purpose",
             RefusalReason::WrongSpace => "wrong-space",
             RefusalReason::PepperUnavailable => "pepper-unavailable",
-            RefusalReason::CodeThrottled => "code-throttled",
         }
     }
 }
@@ -721,9 +714,6 @@ fn check<S: CodeStore>(
     }
     match evaluate(store, ring, attempt, now, spend).map_err(CheckError::Store)? {
         Ok(usage) => {
-            store
-                .set_throttle(&ThrottleKey::Code(usage.code_id.clone()), None)
-                .map_err(CheckError::Store)?;
             let event = if spend {
                 CodeEvent::Used {
                     usage: &usage,
@@ -750,16 +740,6 @@ fn check<S: CodeStore>(
             store
                 .set_throttle(&src_key, Some(&next))
                 .map_err(CheckError::Store)?;
-            if reason == RefusalReason::WrongSecret
-                && let Some(id) = &code_id
-            {
-                let key = ThrottleKey::Code(id.clone());
-                let prev = store.throttle(&key).map_err(CheckError::Store)?;
-                let next = policy.after_failure(prev, now);
-                store
-                    .set_throttle(&key, Some(&next))
-                    .map_err(CheckError::Store)?;
-            }
             store
                 .record_event(&CodeEvent::Rejected {
                     code_id: code_id.as_ref(),
@@ -795,11 +775,6 @@ fn evaluate<S: CodeStore>(
     };
     let id = code.id().clone();
     let refuse = |reason| Ok(Err((reason, Some(id.clone()))));
-    if let Some(st) = store.throttle(&ThrottleKey::Code(id.clone()))?
-        && st.blocked_until > now
-    {
-        return refuse(RefusalReason::CodeThrottled);
-    }
     let Some(state) = store.load_code(&id)? else {
         return refuse(RefusalReason::UnknownCode);
     };

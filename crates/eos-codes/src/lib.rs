@@ -13,10 +13,10 @@
 //! time, checks the binding and spends one use, returning a [`Grant`] — the
 //! only way to get one. Every refusal looks the same to the caller
 //! ([`GENERIC_REJECTION`]); the precise [`RefusalReason`] goes to the audit
-//! log. Failures are counted per source address and per code with
-//! exponential backoff ([`BackoffPolicy`]). Storage plugs in through
-//! [`CodeStore`]; the crate does no I/O besides the OS random source and
-//! reading a pepper file it is pointed at.
+//! log. Failures are counted per source address with exponential backoff
+//! ([`BackoffPolicy`]); never per code, since code ids are public. Storage
+//! plugs in through [`CodeStore`]; the crate does no I/O besides the OS
+//! random source and reading a pepper file it is pointed at.
 //!
 //! Times are Unix seconds passed in by the caller, so tests drive a clock
 //! instead of sleeping.

@@ -664,6 +664,47 @@ async fn brute_forced_codes_are_throttled_and_none_succeeds() {
 }
 
 #[tokio::test]
+async fn guesses_at_a_code_from_many_addresses_never_lock_its_owner_out() {
+    // Code ids are public (rule labels carry them). Wrong secrets for the
+    // victim's id from many addresses back those addresses off, never the
+    // code: its owner's correct code is accepted from anywhere else.
+    let mut setup = Setup::default();
+    setup.options.trusted_proxies = eos_logs::TrustedProxies::parse(&["127.0.0.0/8"]).unwrap();
+    let h = Harness::start_with(setup).await;
+    let real = h.issue_for("alice", &[Purpose::RegisterIp]);
+    for i in 0..12u32 {
+        let from = format!("203.0.113.{}", i + 1);
+        let (status, body) = h
+            .post_from(
+                "/v1/ip",
+                json!({ "code": common::guess(&real, i) }),
+                Some(&from),
+            )
+            .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (403, Some("code-rejected")),
+            "{i}"
+        );
+    }
+    let (status, body) = h
+        .post_from("/v1/ip", json!({ "code": real }), Some("198.51.100.77"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["cidr"], "198.51.100.77/32");
+    let reasons: Vec<String> = h
+        .store()
+        .audit_log(1000)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "code.reject")
+        .map(|e| e.detail["reason"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(reasons, vec!["wrong-secret"; 12]);
+    h.stop().await;
+}
+
+#[tokio::test]
 async fn requests_over_the_rate_limit_are_refused() {
     let mut setup = Setup::default();
     setup.options.limits.per_source_per_minute = 1.try_into().unwrap();

@@ -57,7 +57,7 @@ pub struct CodesSection {
     pub default_ttl: String,
     /// Lifetime of recovery codes.
     pub recovery_ttl: String,
-    /// Failed checks allowed without delay, per source and per code.
+    /// Failed checks allowed without delay, per source address.
     pub backoff_free_failures: u32,
     /// First backoff delay; doubles with each further failure.
     pub backoff_base: String,
