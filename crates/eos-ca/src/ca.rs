@@ -641,7 +641,15 @@ pub fn check_tbs(
     if tbs.subject() != &plan.subject {
         return Err(violation("subject", tbs.subject().to_string()));
     }
-    if tbs.subject_public_key_info() != &plan.public_key {
+    // The local key signs the canonical key exactly. A remote CA is handed
+    // the CSR as received and may carry the point in the form the CSR sent
+    // it: there the key must be the same key, in either encoding.
+    let key = tbs.subject_public_key_info();
+    let same_key = match strictness {
+        Strictness::Exact => key == &plan.public_key,
+        Strictness::Remote => KeyFingerprint::of(key).map_err(enc)? == plan.fingerprint,
+    };
+    if !same_key {
         return Err(violation("public-key", "not the CSR's key"));
     }
     let nb = tbs.validity().not_before.to_system_time();

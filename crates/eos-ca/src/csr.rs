@@ -9,7 +9,8 @@
 //! Order of checks: size cap before any parsing; envelope (PEM label, no
 //! trailing bytes); strict DER (the `der` crate refuses BER: indefinite
 //! lengths, non-minimal lengths and integers); version; subject size; key
-//! algorithm and parameters; signature algorithm pinned to the key type;
+//! algorithm and parameters (the key then re-encoded in its one canonical
+//! form, see [`KeyFingerprint`]); signature algorithm pinned to the key type;
 //! signature over the exact `certificationRequestInfo` bytes that were
 //! received; requested extensions (duplicates refused, dangerous ones noted).
 
@@ -253,18 +254,41 @@ impl fmt::Display for KeyKind {
     }
 }
 
-/// SHA-256 of a DER `SubjectPublicKeyInfo`: what the inventory binds to an
-/// account. Displayed as `sha256:<hex>`.
+/// SHA-256 of a public key's canonical DER `SubjectPublicKeyInfo`: what the
+/// inventory binds to an account, what the CA-key check compares. Displayed
+/// as `sha256:<hex>`.
+///
+/// One key has one fingerprint. An EC point may be sent compressed or
+/// uncompressed (SEC 1 §2.3.3), so the DER a CSR carries is not the key's
+/// identity: comparing it would let one key be certified for two accounts,
+/// or the CA's own key for a client. Keys eos-sec accepts are therefore
+/// re-encoded before anything is derived from them (the validator does it
+/// once, see [`ValidatedCsr::public_key`]): EC points uncompressed, RSA keys
+/// as the minimal PKCS#1 `RSAPublicKey` (strict DER leaves one encoding).
+/// The certificate carries that canonical form too, never the form
+/// received: RFC 5480 §2.2 makes the uncompressed form the one every
+/// implementation MUST support (compressed is a MAY), and one key then has
+/// one subjectKeyIdentifier.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KeyFingerprint([u8; 32]);
 
 impl KeyFingerprint {
-    /// Fingerprint of a public key.
+    /// Fingerprint of a public key, canonicalised first when it is a key
+    /// eos-sec accepts in a CSR (any other key, such as a P-521 or RSA-8192
+    /// CA key, is hashed as given: no CSR key can equal it).
     pub fn of(spki: &SubjectPublicKeyInfoOwned) -> Result<KeyFingerprint, der::Error> {
+        match check_key(spki) {
+            Ok(key) => Self::of_canonical(&key.spki),
+            Err(_) => Ok(Self::of_der(&spki.to_der()?)),
+        }
+    }
+
+    fn of_canonical(spki: &SubjectPublicKeyInfoOwned) -> Result<KeyFingerprint, der::Error> {
         Ok(Self::of_der(&spki.to_der()?))
     }
 
-    /// Fingerprint of DER `SubjectPublicKeyInfo` bytes.
+    /// Fingerprint of DER `SubjectPublicKeyInfo` bytes, taken as they are
+    /// (the caller vouches that they are canonical).
     pub fn of_der(spki_der: &[u8]) -> KeyFingerprint {
         KeyFingerprint(sha2::Sha256::digest(spki_der).into())
     }
@@ -340,8 +364,8 @@ impl ValidatedCsr {
         &self.der
     }
 
-    /// The requester's public key, the only thing that reaches the
-    /// certificate.
+    /// The requester's public key in its canonical encoding (see
+    /// [`KeyFingerprint`]): the only thing that reaches the certificate.
     pub fn public_key(&self) -> &SubjectPublicKeyInfoOwned {
         &self.public_key
     }
@@ -351,7 +375,7 @@ impl ValidatedCsr {
         self.key_kind
     }
 
-    /// SHA-256 of the DER public key.
+    /// SHA-256 of the canonical DER public key.
     pub fn fingerprint(&self) -> KeyFingerprint {
         self.fingerprint
     }
@@ -467,11 +491,11 @@ fn validate_der(der: &[u8], limits: &CsrLimits) -> Result<ValidatedCsr, CsrError
             subject: info.subject.to_string(),
         });
     }
-    let fingerprint = KeyFingerprint::of(&info.public_key).map_err(malformed)?;
+    let fingerprint = KeyFingerprint::of_canonical(&key.spki).map_err(malformed)?;
     Ok(ValidatedCsr {
         der: der.to_vec(),
-        public_key: info.public_key,
-        key_kind: key,
+        public_key: key.spki,
+        key_kind: key.kind,
         fingerprint,
         ignored,
     })
@@ -500,7 +524,32 @@ fn check_version(info_value: &[u8]) -> Result<(), CsrError> {
     Ok(())
 }
 
-fn check_key(spki: &SubjectPublicKeyInfoOwned) -> Result<KeyKind, CsrError> {
+/// A public key that passed [`check_key`], re-encoded canonically.
+pub(crate) struct CheckedKey {
+    pub(crate) kind: KeyKind,
+    /// The key in its one encoding (see [`KeyFingerprint`]).
+    pub(crate) spki: SubjectPublicKeyInfoOwned,
+}
+
+/// Check a key against what eos-sec accepts and re-encode it canonically.
+/// The algorithm identifier is kept as received: strict DER leaves one
+/// encoding of an OID and of NULL, and the checks below allow nothing else.
+fn check_key(spki: &SubjectPublicKeyInfoOwned) -> Result<CheckedKey, CsrError> {
+    let (kind, key) = check_key_bits(spki)?;
+    let subject_public_key =
+        BitString::from_bytes(&key).map_err(|e| invalid_key(&e.to_string()))?;
+    Ok(CheckedKey {
+        kind,
+        spki: SubjectPublicKeyInfoOwned {
+            algorithm: spki.algorithm.clone(),
+            subject_public_key,
+        },
+    })
+}
+
+/// The key's kind and its canonical subjectPublicKey bits: the SEC 1 point
+/// uncompressed, or the DER `RSAPublicKey` encoded again.
+fn check_key_bits(spki: &SubjectPublicKeyInfoOwned) -> Result<(KeyKind, Vec<u8>), CsrError> {
     let alg = &spki.algorithm;
     if alg.oid == oids::EC_PUBLIC_KEY {
         let params = alg.parameters.as_ref().ok_or(CsrError::UnsupportedCurve {
@@ -518,13 +567,13 @@ fn check_key(spki: &SubjectPublicKeyInfoOwned) -> Result<KeyKind, CsrError> {
             .as_bytes()
             .ok_or_else(|| invalid_key("public key bit string has unused bits"))?;
         return if curve == oids::SECP256R1 {
-            p256::PublicKey::from_sec1_bytes(point)
+            let key = p256::PublicKey::from_sec1_bytes(point)
                 .map_err(|_| invalid_key("not a point on P-256"))?;
-            Ok(KeyKind::P256)
+            Ok((KeyKind::P256, key.to_sec1_point(false).as_bytes().to_vec()))
         } else if curve == oids::SECP384R1 {
-            p384::PublicKey::from_sec1_bytes(point)
+            let key = p384::PublicKey::from_sec1_bytes(point)
                 .map_err(|_| invalid_key("not a point on P-384"))?;
-            Ok(KeyKind::P384)
+            Ok((KeyKind::P384, key.to_sec1_point(false).as_bytes().to_vec()))
         } else {
             Err(CsrError::UnsupportedCurve {
                 curve: oids::name(&curve),
@@ -552,7 +601,10 @@ fn check_key(spki: &SubjectPublicKeyInfoOwned) -> Result<KeyKind, CsrError> {
                 exponent: exponent_text(e),
             });
         }
-        return Ok(KeyKind::Rsa { bits });
+        let canonical = pk
+            .to_der()
+            .map_err(|e| invalid_key(&format!("rsa public key: {e}")))?;
+        return Ok((KeyKind::Rsa { bits }, canonical));
     }
     Err(CsrError::UnsupportedKey {
         algorithm: oids::name(&alg.oid),
@@ -649,23 +701,25 @@ pub(crate) fn verify_signed(
     algorithm: &AlgorithmIdentifierOwned,
     signed: &[u8],
     signature: &BitString,
-) -> Result<KeyKind, CsrError> {
-    let kind = check_key(key)?;
-    let hash = check_signature_algorithm(algorithm, kind)?;
-    verify_signature(key, kind, hash, signed, signature)?;
-    Ok(kind)
+) -> Result<CheckedKey, CsrError> {
+    let checked = check_key(key)?;
+    let hash = check_signature_algorithm(algorithm, checked.kind)?;
+    verify_signature(&checked, hash, signed, signature)?;
+    Ok(checked)
 }
 
 /// Verify a signature with ring (the constant-time assembly
 /// implementations rustls uses here too). The key was already checked by
-/// [`check_key`]; ring checks the point or the RSA key again itself.
+/// [`check_key`]; ring checks the point or the RSA key again itself. ring
+/// takes EC points uncompressed only, and RSA keys as PKCS#1
+/// `RSAPublicKey`: the canonical key is both.
 fn verify_signature(
-    spki: &SubjectPublicKeyInfoOwned,
-    key: KeyKind,
+    checked: &CheckedKey,
     hash: Hash,
     signed: &[u8],
     signature: &BitString,
 ) -> Result<(), CsrError> {
+    let key = checked.kind;
     use ring::signature as sig;
     let signature = signature.as_bytes().ok_or(CsrError::BadSignature)?;
     let alg: &dyn sig::VerificationAlgorithm = match (key, hash) {
@@ -679,36 +733,9 @@ fn verify_signature(
         // check_signature_algorithm lets no other pair through.
         _ => return Err(CsrError::BadSignature),
     };
-    // ring takes EC points uncompressed only; the key check accepted a
-    // compressed one, so widen it first. RSA: the PKCS#1 RSAPublicKey.
-    let public = match key {
-        KeyKind::P256 | KeyKind::P384 => uncompressed_point(spki, key)?,
-        KeyKind::Rsa { .. } => Cow::Borrowed(spki.subject_public_key.raw_bytes()),
-    };
-    sig::UnparsedPublicKey::new(alg, &*public)
+    sig::UnparsedPublicKey::new(alg, checked.spki.subject_public_key.raw_bytes())
         .verify(signed, signature)
         .map_err(|_| CsrError::BadSignature)
-}
-
-/// The key's SEC1 point, uncompressed: borrowed as received when it
-/// already is (the common case, on the hot path), widened otherwise.
-fn uncompressed_point(
-    spki: &SubjectPublicKeyInfoOwned,
-    key: KeyKind,
-) -> Result<Cow<'_, [u8]>, CsrError> {
-    let point = spki.subject_public_key.raw_bytes();
-    if point.first() == Some(&0x04) {
-        return Ok(Cow::Borrowed(point));
-    }
-    let widened = match key {
-        KeyKind::P256 => p256::PublicKey::from_sec1_bytes(point)
-            .map(|k| k.to_sec1_point(false).as_bytes().to_vec()),
-        _ => p384::PublicKey::from_sec1_bytes(point)
-            .map(|k| k.to_sec1_point(false).as_bytes().to_vec()),
-    };
-    widened
-        .map(Cow::Owned)
-        .map_err(|_| invalid_key("not a point on the curve"))
 }
 
 /// Read the extensionRequest attribute: refuse duplicates and malformed

@@ -176,3 +176,33 @@ fn a_withdrawal_says_what_became_of_the_certificate() {
         "NOT revoked at the CA (signer: throttled): revoke it there by hand"
     );
 }
+
+/// A remote CA is handed the CSR as received and may write the point in
+/// the form the CSR used: the same key compressed passes the remote check,
+/// not the exact one (the local key signs the canonical form only).
+#[test]
+fn a_remote_certificate_may_carry_the_same_key_compressed() {
+    use p256::elliptic_curve::sec1::ToSec1Point;
+    let (plan, cert) = setup(SystemTime::now());
+    let tbs_der = cert.tbs_certificate().to_der().unwrap();
+    let spki = plan.public_key();
+    let key = p256::PublicKey::from_sec1_bytes(spki.subject_public_key.raw_bytes()).unwrap();
+    let squeezed = spki::SubjectPublicKeyInfoOwned {
+        algorithm: spki.algorithm.clone(),
+        subject_public_key: der::asn1::BitString::from_bytes(key.to_sec1_point(true).as_bytes())
+            .unwrap(),
+    };
+    let (old, new) = (spki.to_der().unwrap(), squeezed.to_der().unwrap());
+    let at = tbs_der.windows(old.len()).position(|w| w == old).unwrap();
+    let mut body = tbs_der[4..at].to_vec();
+    body.extend_from_slice(&new);
+    body.extend_from_slice(&tbs_der[at + old.len()..]);
+    assert_eq!(tbs_der[..2], [0x30, 0x82]);
+    let mut patched = vec![0x30, 0x82];
+    patched.extend_from_slice(&u16::try_from(body.len()).unwrap().to_be_bytes());
+    patched.extend_from_slice(&body);
+    let tbs = x509_cert::TbsCertificate::from_der(&patched).unwrap();
+    eos_ca::check_tbs(&tbs, &plan, Strictness::Remote).unwrap();
+    let err = eos_ca::check_tbs(&tbs, &plan, Strictness::Exact).unwrap_err();
+    assert!(err.to_string().contains("public-key"), "{err}");
+}

@@ -109,6 +109,23 @@ fn accepts_a_compressed_p256_point() {
     refused(&sign_info(&info, &key()), "csr-bad-signature");
 }
 
+/// One key, one identity: the compressed and the uncompressed encodings of
+/// a point give the same fingerprint and the same (uncompressed) key, the
+/// one the certificate carries.
+#[test]
+fn both_encodings_of_one_key_are_one_key() {
+    let k = key();
+    let plain = check(&p256_csr(&k)).unwrap();
+    let mut info = info_of(&p256_csr(&k));
+    let compressed = k.verifying_key().to_sec1_point(true);
+    info.public_key.subject_public_key = BitString::from_bytes(compressed.as_bytes()).unwrap();
+    let squeezed = check(&sign_info(&info, &k)).unwrap();
+    assert_eq!(squeezed.fingerprint(), plain.fingerprint());
+    assert_eq!(squeezed.public_key(), plain.public_key());
+    let point = squeezed.public_key().subject_public_key.raw_bytes();
+    assert_eq!((point.len(), point.first()), (65, Some(&0x04)));
+}
+
 #[test]
 fn accepts_in_process_csr_and_notes_the_subject() {
     let v = check(&p256_csr(&key())).unwrap();

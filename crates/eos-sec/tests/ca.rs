@@ -96,7 +96,7 @@ impl Env {
         let mut args = vec!["genpkey", "-out", &key];
         args.extend_from_slice(genpkey);
         assert!(self.openssl(&args).status.success());
-        let out = self.openssl(&[
+        self.openssl_ok(&[
             "req",
             "-new",
             "-key",
@@ -106,12 +106,18 @@ impl Env {
             "-out",
             &csr,
         ]);
+        self.path(&csr)
+    }
+
+    /// Run openssl, which must succeed.
+    fn openssl_ok(&self, args: &[&str]) -> Output {
+        let out = self.openssl(args);
         assert!(
             out.status.success(),
-            "{}",
+            "openssl {args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        self.path(&csr)
+        out
     }
 
     fn verify(&self, extra: &[&str], cert: &str) -> Output {
@@ -915,4 +921,135 @@ fn a_certificate_signed_but_not_written_is_not_recorded_and_says_so() {
     );
     assert!(err.contains("a temporary file in missing"), "{err}");
     assert_eq!(env.ok(&["ca", "list"]), "no certificates\n");
+}
+
+impl Env {
+    /// `eos-sec ca sign` for `space/user` with profile `cli`.
+    fn sign(&self, csr: &str, space: &str, user: &str, out: &str) -> Output {
+        self.eos(&[
+            "ca",
+            "sign",
+            "--csr",
+            csr,
+            "--space",
+            space,
+            "--user",
+            user,
+            "--profile",
+            "cli",
+            "--out",
+            out,
+        ])
+    }
+
+    /// The key in `key` written again with its point compressed
+    /// (`openssl ec -conv_form compressed`), and a CSR made from that.
+    fn compressed_csr(&self, key: &str, name: &str) -> String {
+        let squeezed = format!("{name}.key");
+        self.openssl_ok(&[
+            "ec",
+            "-in",
+            key,
+            "-conv_form",
+            "compressed",
+            "-out",
+            &squeezed,
+        ]);
+        let csr = format!("{name}.csr");
+        self.openssl_ok(&[
+            "req",
+            "-new",
+            "-key",
+            &squeezed,
+            "-subj",
+            "/CN=ignored",
+            "-out",
+            &csr,
+        ]);
+        assert_eq!(self.point_prefix("req", &csr), "02 or 03", "{csr}");
+        csr
+    }
+
+    /// Whether the EC point `openssl <cmd> -text` prints for `file` is
+    /// uncompressed (`04`) or compressed (`02 or 03`).
+    fn point_prefix(&self, cmd: &str, file: &str) -> &'static str {
+        let out = self.openssl(&[cmd, "-in", file, "-noout", "-text"]);
+        let text = String::from_utf8(out.stdout).unwrap();
+        let after = text
+            .split("pub:")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{text}"));
+        match after.trim_start().get(..3) {
+            Some("04:") => "04",
+            Some("02:" | "03:") => "02 or 03",
+            other => panic!("unexpected point {other:?} in {text}"),
+        }
+    }
+}
+
+fn refused_with(out: &Output, code: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("[{code}]")), "{err}");
+}
+
+/// One key is one key whatever its encoding: a CSR carrying the compressed
+/// form of a key bound to alice is refused for bob, the CA's own key in
+/// compressed form is refused as the CA's key, and a certificate for a
+/// compressed key carries the point uncompressed (RFC 5480 §2.2: every
+/// verifier supports that form).
+#[test]
+fn a_compressed_point_is_the_same_key() {
+    if !openssl_available() {
+        return;
+    }
+    let env = Env::new();
+    env.ok(&["ca", "init", "--env", "dev"]);
+    let alice = env.openssl_csr(
+        "alice",
+        &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
+    );
+    let out = env.sign(alice.to_str().unwrap(), "acme", "alice", "alice.pem");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bob = env.compressed_csr("alice.key", "bob");
+    refused_with(&env.sign(&bob, "acme", "bob", "bob.pem"), "csr-key-reuse");
+    assert!(!env.path("bob.pem").exists());
+
+    let ca_key = env.state().join("ca/ca.key");
+    let mallory = env.compressed_csr(ca_key.to_str().unwrap(), "mallory");
+    refused_with(
+        &env.sign(&mallory, "acme", "mallory", "mallory.pem"),
+        "csr-ca-key",
+    );
+
+    // P-384, compressed first: the certificate carries the point
+    // uncompressed, and the uncompressed form is then the same key.
+    let carol = env.openssl_csr(
+        "carol",
+        &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384"],
+    );
+    let carol_squeezed = env.compressed_csr("carol.key", "carol-c");
+    let out = env.sign(&carol_squeezed, "acme", "carol", "carol.pem");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(env.point_prefix("x509", "carol.pem"), "04");
+    env.ok(&["ca", "bundle", "--out", "bundle.pem"]);
+    let v = env.verify(&["-CAfile", "bundle.pem"], "carol.pem");
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+    refused_with(
+        &env.sign(carol.to_str().unwrap(), "acme", "dave", "dave.pem"),
+        "csr-key-reuse",
+    );
+    // The certificate matches the private key it was requested with.
+    let out = env.openssl(&["x509", "-in", "carol.pem", "-noout", "-pubkey"]);
+    let cert_key = String::from_utf8(out.stdout).unwrap();
+    let out = env.openssl(&["pkey", "-in", "carol.key", "-pubout"]);
+    assert_eq!(cert_key, String::from_utf8(out.stdout).unwrap());
 }
