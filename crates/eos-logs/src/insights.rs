@@ -215,11 +215,11 @@ fn one_row(
     let client = resolve_client(peer, get(field::XFF), &opts.trusted_proxies)?;
     let name = space_name(&raw, &opts.space_rule)?;
     let space = spaces
-        .entry(name.to_owned())
-        .or_insert_with(|| SpaceId::new(name).ok())
+        .entry(name.to_string())
+        .or_insert_with(|| SpaceId::new(&name).ok())
         .clone();
     let Some(space) = space else {
-        return bad(BadReason::InvalidSpace, "space", name);
+        return bad(BadReason::InvalidSpace, "space", &name);
     };
     let users = get(field::USERS)
         .and_then(|u| u.parse::<u64>().ok())

@@ -197,10 +197,12 @@ pub(crate) struct Raw<'a> {
     pub waf_action: Option<WafAction>,
 }
 
-/// The space named by `raw`: its own field first, else the rule.
-pub(crate) fn space_name<'r>(raw: &'r Raw<'_>, rule: &SpaceRule) -> Result<&'r str, Bad> {
+/// The space named by `raw`: its own field first, else the rule. A label
+/// taken from a Host is lower-cased (host names are case-insensitive, RFC
+/// 4343); it is copied only when it has an upper-case letter.
+pub(crate) fn space_name<'r>(raw: &'r Raw<'_>, rule: &SpaceRule) -> Result<Cow<'r, str>, Bad> {
     if let Some(s) = raw.space.as_deref().filter(|s| !s.is_empty()) {
-        return Ok(s);
+        return Ok(Cow::Borrowed(s));
     }
     match rule {
         SpaceRule::HostLabel { suffix } => {
@@ -228,7 +230,10 @@ pub(crate) fn space_name<'r>(raw: &'r Raw<'_>, rule: &SpaceRule) -> Result<&'r s
             if label.contains('.') || label.is_empty() {
                 return bad(BadReason::NoSpace, "host has no single space label", host);
             }
-            Ok(label)
+            if label.bytes().any(|b| b.is_ascii_uppercase()) {
+                return Ok(Cow::Owned(label.to_ascii_lowercase()));
+            }
+            Ok(Cow::Borrowed(label))
         }
         SpaceRule::PathPrefix { prefix } => {
             let path = raw.path.as_deref().unwrap_or_default();
@@ -239,7 +244,7 @@ pub(crate) fn space_name<'r>(raw: &'r Raw<'_>, rule: &SpaceRule) -> Result<&'r s
             if seg.is_empty() {
                 return bad(BadReason::NoSpace, "path has no space segment", path);
             }
-            Ok(seg)
+            Ok(Cow::Borrowed(seg))
         }
     }
 }
@@ -511,11 +516,11 @@ mod tests {
             ..Raw::default()
         };
         let host = SpaceRule::HostLabel { suffix: None };
-        assert_eq!(space_name(&raw, &host), Ok("acme"));
+        assert_eq!(space_name(&raw, &host).as_deref(), Ok("acme"));
         let suffixed = SpaceRule::HostLabel {
             suffix: Some(".entityos.cloud".into()),
         };
-        assert_eq!(space_name(&raw, &suffixed), Ok("acme"));
+        assert_eq!(space_name(&raw, &suffixed).as_deref(), Ok("acme"));
         let other = SpaceRule::HostLabel {
             suffix: Some(".example.com".into()),
         };
@@ -526,7 +531,7 @@ mod tests {
         let prefix = SpaceRule::PathPrefix {
             prefix: "/s/".into(),
         };
-        assert_eq!(space_name(&raw, &prefix), Ok("globex"));
+        assert_eq!(space_name(&raw, &prefix).as_deref(), Ok("globex"));
         let ip_host = Raw {
             host: Some("10.0.2.105:773".into()),
             ..Raw::default()

@@ -848,7 +848,7 @@ where
         .ok_or_else(|| Bad::new(BadReason::MissingField, "no client address"))?;
     let client = resolve_client(peer, raw.xff.as_deref(), &ctx.opts.trusted_proxies)?;
     let name = space_name(&raw, &ctx.opts.space_rule)?;
-    let (space, space_slot) = spaces.get(name)?;
+    let (space, space_slot) = spaces.get(&name)?;
     let mut rec = LogRecord {
         time: stamp.to_datetime()?,
         stamp,

@@ -245,3 +245,44 @@ fn cloudfront_forwarded_for_is_decoded_per_the_aws_encoding_table() {
         .collect();
     assert_eq!(clients, ["198.51.100.7", "2001:db8::7"]);
 }
+
+#[test]
+fn upper_case_hosts_name_their_space_in_lower_case() {
+    // Host names are case-insensitive (RFC 4343): `WWW.Example.com` is the
+    // space `www`, in every format that reads a Host.
+    let alb = "http 2018-07-02T22:23:00.186641Z app/x/1 192.168.131.39:2817 10.0.0.1:80 0.000 0.001 0.000 200 200 34 366 \"GET http://WWW.Example.com:80/ HTTP/1.1\" \"curl/7.46.0\" - -\n";
+    let (recs, stats) = records(
+        Input::bytes("alb", alb.as_bytes().to_vec()),
+        &ScanOptions::new(Format::Alb),
+    );
+    assert_eq!(stats.bad.total(), 0, "{:?}", stats.bad);
+    assert_eq!(recs[0].space, "www");
+    assert_eq!(recs[0].host.as_deref(), Some("WWW.Example.com:80"));
+
+    let waf = r#"{"timestamp":1683355579981,"action":"ALLOW","httpRequest":{"clientIp":"198.51.100.7","headers":[{"name":"Host","value":"B34MYVFW0B.gamma.execute-api.us-east-1.amazonaws.com"}],"uri":"/","httpMethod":"GET"}}"#;
+    let (recs, stats) = records(
+        Input::bytes("waf", waf.as_bytes().to_vec()),
+        &ScanOptions::new(Format::Waf),
+    );
+    assert_eq!(stats.bad.total(), 0, "{:?}", stats.bad);
+    assert_eq!(recs[0].space, "b34myvfw0b");
+
+    let mut opts = ScanOptions::new(Format::Cloudfront);
+    opts.space_rule = SpaceRule::HostLabel {
+        suffix: Some(".entityos.cloud".to_owned()),
+    };
+    let cf = cloudfront_line("203.0.113.9", "ACME.EntityOS.Cloud", "-");
+    let (recs, stats) = records(Input::bytes("cf", cf.into_bytes()), &opts);
+    assert_eq!(stats.bad.total(), 0, "{:?}", stats.bad);
+    assert_eq!(recs[0].space, "acme");
+
+    // A space named by the usage log's own field is an id, not a host:
+    // its case is not changed.
+    let usage =
+        r#"{"timestamp":1,"space":"ACME","user":"u","status":200,"source_ip":"203.0.113.9"}"#;
+    let (_, stats) = records(
+        Input::bytes("usage", usage.as_bytes().to_vec()),
+        &ScanOptions::new(Format::Usage),
+    );
+    assert_eq!(stats.bad.by_reason.get(&BadReason::InvalidSpace), Some(&1));
+}
