@@ -16,8 +16,9 @@ use crate::stamp;
 /// Split an ALB entry into its first `N` fields (no allocation): quoted
 /// fields end at a `"` followed by a space or the end of the line (user
 /// agents may contain spaces and quotes). Returns the fields and how many
-/// were found.
-pub(crate) fn fields<const N: usize>(line: &str) -> ([&str; N], usize) {
+/// were found, or, for a quoted field that is not closed (a line cut
+/// short), its 1-based number and what it holds.
+pub(crate) fn fields<const N: usize>(line: &str) -> Result<([&str; N], usize), (usize, &str)> {
     let mut out = [""; N];
     let mut n = 0;
     let b = line.as_bytes();
@@ -31,17 +32,14 @@ pub(crate) fn fields<const N: usize>(line: &str) -> ([&str; N], usize) {
             let start = i + 1;
             let mut j = start;
             loop {
-                match memchr::memchr(b'"', b.get(j..).unwrap_or_default()) {
-                    Some(k) => {
-                        let q = j + k;
-                        if q + 1 >= b.len() || b[q + 1] == b' ' {
-                            break (start, q, q + 1);
-                        }
-                        j = q + 1;
-                    }
-                    // Unterminated quote: the rest of the line.
-                    None => break (start, b.len(), b.len()),
+                let Some(k) = memchr::memchr(b'"', b.get(j..).unwrap_or_default()) else {
+                    return Err((n + 1, line.get(start..).unwrap_or_default()));
+                };
+                let q = j + k;
+                if q + 1 >= b.len() || b[q + 1] == b' ' {
+                    break (start, q, q + 1);
                 }
+                j = q + 1;
             }
         } else {
             let end = memchr::memchr(b' ', &b[i..]).map_or(b.len(), |k| i + k);
@@ -51,30 +49,64 @@ pub(crate) fn fields<const N: usize>(line: &str) -> ([&str; N], usize) {
         n += 1;
         i = next;
     }
-    (out, n)
+    Ok((out, n))
 }
 
-/// `"GET https://host:443/path?q HTTP/1.1"` → (method, host, path).
-pub(crate) fn split_request(req: &str) -> (Option<&str>, Option<&str>, Option<&str>) {
+/// A request as ALB logs it: method, host (with port) and path.
+type Request<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>);
+
+/// `"GET https://host:443/path?q HTTP/1.1"` → (method, host, path). ALB
+/// logs `- - -` when there was no request line (all `None`); anything else
+/// that is not `METHOD scheme://host/path VERSION` is a bad line — such a
+/// line was cut short or is not an ALB entry, and a URL without `://`
+/// would otherwise be read as a host.
+pub(crate) fn split_request(req: &str) -> Result<Request<'_>, Bad> {
     let mut parts = req.splitn(3, ' ');
-    let method = parts.next().filter(|m| !m.is_empty() && *m != "-");
-    let url = parts.next().filter(|u| !u.is_empty() && *u != "-");
-    let Some(url) = url else {
-        return (method, None, None);
+    let (method, url, version) = (parts.next(), parts.next(), parts.next());
+    if method == Some("-") && url == Some("-") {
+        return Ok((None, None, None));
+    }
+    let not_a_request = || {
+        bad(
+            BadReason::BadRequestLine,
+            "request is not `METHOD scheme://host/path VERSION`",
+            req,
+        )
     };
-    let after_scheme = url.find("://").map_or(url, |i| &url[i + 3..]);
+    let (Some(method), Some(url), Some(_)) = (
+        method.filter(|m| !m.is_empty()),
+        url,
+        version.filter(|v| !v.trim().is_empty()),
+    ) else {
+        return not_a_request();
+    };
+    let Some((_, after_scheme)) = url.split_once("://") else {
+        return not_a_request();
+    };
     let (authority, path) = match after_scheme.find('/') {
         Some(i) => (&after_scheme[..i], &after_scheme[i..]),
         None => (after_scheme, "/"),
     };
+    if authority.is_empty() {
+        return not_a_request();
+    }
     let path = path.split('?').next().unwrap_or(path);
-    let host = Some(authority).filter(|a| !a.is_empty());
-    (method, host, Some(path))
+    Ok((Some(method), Some(authority), Some(path)))
 }
 
 /// Parse one ALB entry.
 pub(crate) fn parse(line: &str) -> Result<Raw<'_>, Bad> {
-    let (f, n) = fields::<13>(line);
+    let (f, n) = match fields::<13>(line) {
+        Ok(f) => f,
+        Err((n, value)) => {
+            let what = if n == 13 {
+                "field 13 (request) opens a quote that is not closed:".to_owned()
+            } else {
+                format!("field {n} opens a quote that is not closed:")
+            };
+            return bad(BadReason::UnclosedQuote, &what, value);
+        }
+    };
     if n < 13 {
         return Err(Bad::new(
             BadReason::FieldCount,
@@ -103,7 +135,7 @@ pub(crate) fn parse(line: &str) -> Result<Raw<'_>, Bad> {
         return bad(BadReason::BadAddress, "client:port", client);
     };
     let status = parse_status(elb_status)?;
-    let (method, host, path) = split_request(request);
+    let (method, host, path) = split_request(request)?;
     Ok(Raw {
         time: Some(time),
         space: None,
@@ -116,4 +148,63 @@ pub(crate) fn parse(line: &str) -> Result<Raw<'_>, Bad> {
         status,
         waf_action: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn entry(method: &str, host: &str, path: &str, agent: &str) -> String {
+        format!(
+            "https 2026-11-02T08:01:37.001000Z app/x/1 198.51.100.7:50123 10.0.0.1:80 0.000 0.001 0.000 200 200 34 366 \"{method} https://{host}{path}?q=1 HTTP/1.1\" \"{agent}\" - -"
+        )
+    }
+
+    #[test]
+    fn no_request_line_is_not_a_bad_request_line() {
+        assert_eq!(split_request("- - - "), Ok((None, None, None)));
+        for req in [
+            "",
+            "GET",
+            "GET /x HTTP/1.1",
+            "GET https:// HTTP/1.1",
+            "GET http",
+        ] {
+            let got = split_request(req).map_err(|b| b.reason);
+            assert_eq!(got, Err(BadReason::BadRequestLine), "{req:?}");
+        }
+    }
+
+    proptest! {
+        /// A whole entry gives back its method, host and path; the same
+        /// entry cut after any byte is either a bad line or the same
+        /// request (a cut after the fields read changes nothing) — never a
+        /// request to another host.
+        #[test]
+        fn cut_entries_never_name_another_host(
+            method in "[A-Z]{1,7}",
+            host in "[a-zA-Z0-9-]{1,12}(\\.[a-z0-9-]{1,8}){0,2}(:[0-9]{1,5})?",
+            path in "(/[a-zA-Z0-9._~%-]{0,8}){1,3}",
+            agent in "[ -~]{0,30}",
+        ) {
+            let line = entry(&method, &host, &path, &agent);
+            let whole = parse(&line).map_err(|b| b.detail);
+            let whole = whole.as_ref().map(|r| (r.host.as_deref(), r.path.as_deref()));
+            prop_assert_eq!(whole, Ok((Some(host.as_str()), Some(path.as_str()))));
+            for cut in 0..line.len() {
+                let Some(prefix) = line.get(..cut) else { continue };
+                if let Ok(r) = parse(prefix) {
+                    prop_assert_eq!(r.host.as_deref(), Some(host.as_str()), "{}", prefix);
+                    prop_assert_eq!(r.path.as_deref(), Some(path.as_str()), "{}", prefix);
+                }
+            }
+        }
+
+        #[test]
+        fn any_text_parses_or_is_a_bad_line(line in "[ -~]{0,200}") {
+            let _ = parse(&line);
+        }
+    }
 }

@@ -18,6 +18,10 @@ pub enum BadReason {
     InvalidJson,
     /// Fewer fields than the format requires (ALB, CloudFront).
     FieldCount,
+    /// A quoted field that is not closed: the line was cut short (ALB).
+    UnclosedQuote,
+    /// The request field is not `METHOD scheme://host/path VERSION` (ALB).
+    BadRequestLine,
     /// A required field is absent or empty.
     MissingField,
     /// The timestamp does not parse.
@@ -47,6 +51,8 @@ impl BadReason {
             BadReason::InvalidUtf8 => "invalid_utf8",
             BadReason::InvalidJson => "invalid_json",
             BadReason::FieldCount => "field_count",
+            BadReason::UnclosedQuote => "unclosed_quote",
+            BadReason::BadRequestLine => "bad_request_line",
             BadReason::MissingField => "missing_field",
             BadReason::BadTime => "bad_time",
             BadReason::BadAddress => "bad_address",

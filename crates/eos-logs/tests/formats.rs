@@ -286,3 +286,41 @@ fn upper_case_hosts_name_their_space_in_lower_case() {
     );
     assert_eq!(stats.bad.by_reason.get(&BadReason::InvalidSpace), Some(&1));
 }
+
+#[test]
+fn truncated_alb_lines_are_bad_lines_not_requests_to_made_up_spaces() {
+    let head = "https 2026-11-02T08:01:37.001000Z app/x/1 198.51.100.7:50123 10.0.0.1:80 0.000 0.001 0.000 200 200 34 366 ";
+    let lines = [
+        // Whole: the one request that counts.
+        format!("{head}\"POST https://acme.entityos.cloud:443/rpc/x HTTP/1.1\" \"curl/8\" - -"),
+        // Cut inside the request line: once read as the spaces `https`
+        // and `http`.
+        format!("{head}\"POST https:"),
+        format!("{head}\"POST http"),
+        format!("{head}\"GET https://acme.entityos.cloud:443/rpc/"),
+        // Closed, but not a request line (no `scheme://host`).
+        format!("{head}\"POST http HTTP/1.1\" \"curl/8\" - -"),
+        format!("{head}\"GET https:///rpc/x HTTP/1.1\" \"curl/8\" - -"),
+        format!("{head}\"GET https://acme.entityos.cloud:443/rpc/x\" \"curl/8\" - -"),
+    ];
+    let report = scan(
+        vec![Input::bytes("alb", (lines.join("\n") + "\n").into_bytes())],
+        &ScanOptions::new(Format::Alb),
+        None,
+    )
+    .unwrap();
+    let by = &report.stats.bad.by_reason;
+    assert_eq!(by.get(&BadReason::UnclosedQuote), Some(&3), "{by:?}");
+    assert_eq!(by.get(&BadReason::BadRequestLine), Some(&3), "{by:?}");
+    assert_eq!(report.stats.bad.total(), 6, "{by:?}");
+    let pairs: Vec<(String, u64)> = report
+        .observations
+        .iter()
+        .map(|o| (o.space.to_string(), o.requests))
+        .collect();
+    assert_eq!(pairs, [("acme".to_owned(), 1)]);
+    assert_eq!(
+        report.stats.bad.examples[0].to_string(),
+        "alb:2: unclosed_quote: field 13 (request) opens a quote that is not closed: `POST https:`"
+    );
+}
