@@ -96,6 +96,7 @@ impl Ctx {
 /// Logs go to stderr; `EOS_SEC_LOG` (env-filter syntax) sets the level.
 /// By default a long-running command logs at `info`; a one-shot command
 /// reports what matters in its own output, so only `error` is logged.
+/// Colour only when stderr is a terminal (a redirected log stays plain text).
 fn init_tracing(long_running: bool) {
     let default = if long_running { "info" } else { "error" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("EOS_SEC_LOG")
@@ -103,6 +104,7 @@ fn init_tracing(long_running: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(output::use_colour_on_stderr())
         .try_init();
 }
 

@@ -37,6 +37,12 @@ pub fn use_colour() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
 }
 
+/// Colour on stderr (logs, reports of failed commands): only when stderr is
+/// a terminal, and never with `NO_COLOR` set.
+pub fn use_colour_on_stderr() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
+}
+
 #[allow(dead_code)]
 /// Wrap `text` in an ANSI colour when `on`.
 pub fn paint(on: bool, code: &str, text: &str) -> String {

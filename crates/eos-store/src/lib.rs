@@ -99,6 +99,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "rules-expires",
         sql: include_str!("migrations/0008_rules_expires.sql"),
     },
+    Migration {
+        version: 9,
+        name: "outbox-ms",
+        sql: include_str!("migrations/0009_outbox_ms.sql"),
+    },
 ];
 
 /// One schema step.
@@ -309,6 +314,18 @@ pub fn format_rfc3339(t: time::OffsetDateTime) -> String {
     let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
     t.format(&fmt)
         .unwrap_or_else(|_| t.unix_timestamp().to_string())
+}
+
+/// Format a time as RFC 3339 UTC with milliseconds
+/// (`2026-01-05T09:00:00.263Z`): for times whose differences are reported
+/// in milliseconds (the outbox, the syncer's attempts), where whole seconds
+/// would overstate a lag by up to a second, or tie two events.
+pub fn format_rfc3339_ms(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    let fmt = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    t.format(&fmt).unwrap_or_else(|_| format_rfc3339(t))
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), StoreError> {

@@ -11,7 +11,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::{AuditEntry, Store, StoreError, audit_in, now_rfc3339};
+use crate::{AuditEntry, Store, StoreError, audit_in, format_rfc3339_ms, now_rfc3339};
 
 /// A rule as stored, with its id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -64,7 +64,7 @@ fn outbox(tx: &Transaction<'_>, topic: &str, rule: &NetworkAccessRule) -> Result
     tx.execute(
         "INSERT INTO outbox(at, topic, space, payload) VALUES (?1, ?2, ?3, ?4)",
         params![
-            now_rfc3339(),
+            format_rfc3339_ms(time::OffsetDateTime::now_utc()),
             topic,
             rule.space.as_str(),
             crate::to_json(rule)
@@ -135,15 +135,26 @@ pub fn import_rules(
     actor: &str,
 ) -> Result<ImportCounts, StoreError> {
     let tx = store.transaction()?;
+    let counts = import_rules_in(&tx, rules, actor)?;
+    tx.commit()?;
+    Ok(counts)
+}
+
+/// Store rules inside the caller's transaction (each with its outbox row and
+/// audit entry), so they commit with the caller's other writes or not at all.
+pub fn import_rules_in(
+    tx: &Transaction<'_>,
+    rules: &[NetworkAccessRule],
+    actor: &str,
+) -> Result<ImportCounts, StoreError> {
     let mut counts = ImportCounts::default();
     for r in rules {
-        match put_rule(&tx, r, actor)? {
+        match put_rule(tx, r, actor)? {
             RuleChange::Added => counts.added += 1,
             RuleChange::Updated => counts.updated += 1,
             RuleChange::Unchanged => counts.unchanged += 1,
         }
     }
-    tx.commit()?;
     Ok(counts)
 }
 
@@ -303,6 +314,17 @@ pub fn replace_observations(
     actor: &str,
 ) -> Result<(), StoreError> {
     let tx = store.transaction()?;
+    replace_observations_in(&tx, obs, actor)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// [`replace_observations`] inside the caller's transaction.
+pub fn replace_observations_in(
+    tx: &Transaction<'_>,
+    obs: &[Observation],
+    actor: &str,
+) -> Result<(), StoreError> {
     let now = now_rfc3339();
     let mut spaces: Vec<&SpaceId> = obs.iter().map(|o| &o.space).collect();
     spaces.sort();
@@ -336,11 +358,10 @@ pub fn replace_observations(
     }
     let names: Vec<&str> = spaces.iter().map(|s| s.as_str()).collect();
     audit_in(
-        &tx,
+        tx,
         &AuditEntry::new(actor, "observations.replace", &names.join(","))
             .with_detail(json!({ "observations": obs.len() })),
     )?;
-    tx.commit()?;
     Ok(())
 }
 

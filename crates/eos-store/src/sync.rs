@@ -8,13 +8,15 @@ use std::collections::BTreeMap;
 use eos_identity::SpaceId;
 use eos_ipset::Family;
 use eos_plan::{IpSetName, NetworkAccessRule};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::rules::{corrupt, parse_time};
-use crate::{AuditEntry, Store, StoreError, audit_in, format_rfc3339, kv_get, kv_set};
+use crate::{
+    AuditEntry, Store, StoreError, audit_in, format_rfc3339, format_rfc3339_ms, kv_get, kv_set,
+};
 
 /// One pending rule change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,11 +42,90 @@ impl OutboxRow {
 
 /// Pending (undelivered) rule changes, oldest first, at most `limit`.
 pub fn pending(conn: &Connection, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
-    let mut stmt = conn.prepare(
+    outbox_rows(
+        conn,
         "SELECT id, at, topic, space, payload FROM outbox
          WHERE delivered_at IS NULL ORDER BY id LIMIT ?1",
+        params![i64::try_from(limit).unwrap_or(i64::MAX)],
+    )
+}
+
+/// One space's pending rule changes, oldest first (read by the
+/// `outbox_pending_space` index, migration 9). All of them: a pass plans
+/// the space from every rule, so every pending row of a set that matches
+/// afterwards is delivered.
+pub fn pending_of_space(conn: &Connection, space: &SpaceId) -> Result<Vec<OutboxRow>, StoreError> {
+    outbox_rows(
+        conn,
+        "SELECT id, at, topic, space, payload FROM outbox
+         WHERE delivered_at IS NULL AND space = ?1 ORDER BY id",
+        params![space.as_str()],
+    )
+}
+
+/// A space with pending rule changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingSpace {
+    /// The space.
+    pub space: SpaceId,
+    /// Its oldest pending change.
+    pub oldest_id: i64,
+    /// Its newest pending change.
+    pub newest_id: i64,
+    /// How many changes are pending.
+    pub count: u64,
+}
+
+/// Asked once per pass and on every poll of the watcher: read through the
+/// `outbox_pending_space` partial index, which holds the pending rows only
+/// (migration 9; named, because on a small table SQLite's planner prefers
+/// `outbox_pending` and a sort for the grouping).
+const PENDING_SPACES: &str = "SELECT space, MIN(id), MAX(id), COUNT(*)
+     FROM outbox INDEXED BY outbox_pending_space
+     WHERE delivered_at IS NULL GROUP BY space ORDER BY MIN(id)";
+
+/// Every space with pending changes, the space waiting longest first: the
+/// order a pass serves them in, so no space waits behind another's backlog.
+pub fn pending_spaces(conn: &Connection) -> Result<Vec<PendingSpace>, StoreError> {
+    let mut stmt = conn.prepare(PENDING_SPACES)?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, i64>(3)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (space, oldest_id, newest_id, count) = row?;
+        out.push(PendingSpace {
+            space: SpaceId::new(&space).map_err(|e| corrupt("outbox", e))?,
+            oldest_id,
+            newest_id,
+            count: u64::try_from(count).unwrap_or(0),
+        });
+    }
+    Ok(out)
+}
+
+/// How many rule changes are pending, over every space.
+pub fn count_pending(conn: &Connection) -> Result<u64, StoreError> {
+    let n: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL",
+        [],
+        |r| r.get(0),
     )?;
-    let rows = stmt.query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+fn outbox_rows(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<OutboxRow>, StoreError> {
+    let mut stmt = conn.prepare(sql)?;
+    let rows = stmt.query_map(params, |r| {
         Ok((
             r.get::<_, i64>(0)?,
             r.get::<_, String>(1)?,
@@ -79,7 +160,23 @@ pub fn mark_delivered(
         return Ok(());
     }
     let tx = store.transaction()?;
-    let at = format_rfc3339(now);
+    mark_delivered_in(&tx, ids, backend, actor, now)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// [`mark_delivered`] inside the caller's transaction.
+pub fn mark_delivered_in(
+    tx: &Transaction<'_>,
+    ids: &[i64],
+    backend: &str,
+    actor: &str,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let at = format_rfc3339_ms(now);
     {
         let mut stmt = tx.prepare(
             "UPDATE outbox SET delivered_at = ?2 WHERE id = ?1 AND delivered_at IS NULL",
@@ -89,10 +186,9 @@ pub fn mark_delivered(
         }
     }
     audit_in(
-        &tx,
+        tx,
         &AuditEntry::new(actor, "sync.deliver", backend).with_detail(json!({ "outbox_ids": ids })),
     )?;
-    tx.commit()?;
     Ok(())
 }
 
@@ -173,7 +269,7 @@ pub fn record_attempt(
     now: OffsetDateTime,
 ) -> Result<(), StoreError> {
     let tx = store.transaction()?;
-    let at = stamp_ms(now);
+    let at = format_rfc3339_ms(now);
     let name = name.to_string();
     tx.execute(
         "INSERT INTO sync_state(backend, name, last_attempt) VALUES (?1, ?2, ?3)
@@ -206,16 +302,6 @@ pub fn record_attempt(
     Ok(())
 }
 
-/// RFC 3339 UTC with milliseconds: attempts on one set can be less than a
-/// second apart, and "is the error newer than the success" must not tie.
-fn stamp_ms(t: OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    let fmt = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    t.format(&fmt).unwrap_or_else(|_| format_rfc3339(t))
-}
-
 /// What `sync status` shows for one IPSet.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct SetStatus {
@@ -227,8 +313,8 @@ pub struct SetStatus {
     pub last_attempt: Option<String>,
     /// Rule changes waiting for this set.
     pub pending: u64,
-    /// Age in seconds of the oldest pending change (0 when none).
-    pub lag_seconds: i64,
+    /// Age in milliseconds of the oldest pending change (0 when none).
+    pub lag_ms: i64,
     /// Lag of the last delivery in milliseconds.
     pub last_lag_ms: Option<i64>,
     /// Writes sent so far.
@@ -257,7 +343,7 @@ pub fn status(
             last_success: r.get(1)?,
             last_attempt: r.get(2)?,
             pending: 0,
-            lag_seconds: 0,
+            lag_ms: 0,
             writes: r.get::<_, i64>(3).map(|w| u64::try_from(w).unwrap_or(0))?,
             last_lag_ms: r.get(4)?,
             last_error: r.get(5)?,
@@ -282,7 +368,8 @@ pub fn status(
             ..SetStatus::default()
         });
         s.pending += 1;
-        s.lag_seconds = s.lag_seconds.max((now - row.at).whole_seconds().max(0));
+        let lag = i64::try_from((now - row.at).whole_milliseconds()).unwrap_or(i64::MAX);
+        s.lag_ms = s.lag_ms.max(lag.max(0));
     }
     Ok(by_name.into_values().collect())
 }
@@ -308,10 +395,10 @@ pub fn prometheus(backend: &str, rows: &[SetStatus]) -> String {
             |s| i64::try_from(s.pending).ok(),
         ),
         (
-            "eos_sync_lag_seconds",
+            "eos_sync_lag_milliseconds",
             "gauge",
             "Age of the oldest pending change",
-            |s| Some(s.lag_seconds),
+            |s| Some(s.lag_ms),
         ),
         (
             "eos_sync_last_delivery_lag_milliseconds",
@@ -397,6 +484,126 @@ mod tests {
             "{plan:?}"
         );
         assert!(!plan.iter().any(|step| step == "SCAN rules"), "{plan:?}");
+    }
+
+    #[test]
+    fn pending_spaces_are_read_from_the_partial_index_of_pending_rows() {
+        let s = Store::open_in_memory().unwrap();
+        let mut stmt = s
+            .conn()
+            .prepare(&format!("EXPLAIN QUERY PLAN {PENDING_SPACES}"))
+            .unwrap();
+        let plan: Vec<String> = stmt
+            .query_map([], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter()
+                .any(|step| step.contains("INDEX outbox_pending_space")),
+            "{plan:?}"
+        );
+    }
+
+    #[test]
+    fn pending_spaces_come_longest_waiting_first_with_their_counts() {
+        let mut s = Store::open_in_memory().unwrap();
+        import_rules(&mut s, &[rule("zeta", "192.0.2.1/32", None)], "op").unwrap();
+        import_rules(
+            &mut s,
+            &[
+                rule("acme", "192.0.2.2/32", None),
+                rule("acme", "192.0.2.3/32", None),
+            ],
+            "op",
+        )
+        .unwrap();
+        import_rules(&mut s, &[rule("zeta", "192.0.2.4/32", None)], "op").unwrap();
+        let p = pending_spaces(s.conn()).unwrap();
+        let got: Vec<(&str, u64)> = p.iter().map(|x| (x.space.as_str(), x.count)).collect();
+        assert_eq!(got, [("zeta", 2), ("acme", 2)]);
+        assert!(p[0].oldest_id < p[1].oldest_id && p[0].newest_id > p[1].newest_id);
+        let acme = pending_of_space(s.conn(), &SpaceId::new("acme").unwrap()).unwrap();
+        assert_eq!(acme.len(), 2);
+        assert!(acme.iter().all(|r| r.space.as_str() == "acme"));
+        assert_eq!(count_pending(s.conn()).unwrap(), 4);
+    }
+
+    /// `outbox.at` is stored to the millisecond, and `sync status` reports
+    /// the lag in milliseconds: a change 263 ms old is 263 ms late, not
+    /// 1,000 or 1,100.
+    #[test]
+    fn outbox_times_and_lag_have_millisecond_precision() {
+        let mut s = Store::open_in_memory().unwrap();
+        let now = OffsetDateTime::now_utc();
+        let before = now
+            .replace_nanosecond(now.nanosecond() / 1_000_000 * 1_000_000)
+            .unwrap();
+        import_rules(&mut s, &[rule("acme", "192.0.2.1/32", None)], "op").unwrap();
+        let after = OffsetDateTime::now_utc();
+        let row = pending(s.conn(), 10).unwrap().remove(0);
+        assert!(
+            before <= row.at && row.at <= after,
+            "{before} <= {} <= {after}",
+            row.at
+        );
+        let st = status(
+            s.conn(),
+            "local",
+            row.at + time::Duration::milliseconds(263),
+        )
+        .unwrap();
+        assert_eq!(st[0].lag_ms, 263);
+        let stored: String = s
+            .conn()
+            .query_row("SELECT at FROM outbox", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(stored.len(), "2026-01-05T09:00:00.263Z".len(), "{stored}");
+    }
+
+    /// Rows written before migration 9 (whole seconds) are converted: one
+    /// format, read back as the same time.
+    #[test]
+    fn migration_9_converts_second_stamps() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        import_rules(&mut s, &[rule("acme", "192.0.2.1/32", None)], "op").unwrap();
+        let id = pending(s.conn(), 1).unwrap()[0].id;
+        mark_delivered(&mut s, &[id], "local", "op", OffsetDateTime::now_utc()).unwrap();
+        import_rules(&mut s, &[rule("acme", "192.0.2.2/32", None)], "op").unwrap();
+        // As an eos-sec before migration 9 left them.
+        s.conn()
+            .execute_batch(
+                "UPDATE outbox SET at = '2026-01-05T09:00:07Z';
+                 UPDATE outbox SET delivered_at = '2026-01-05T09:00:08Z' WHERE delivered_at IS NOT NULL;
+                 DROP INDEX outbox_pending_space;
+                 DELETE FROM schema_migrations WHERE version = 9;",
+            )
+            .unwrap();
+        drop(s);
+        let s = Store::open(dir.path()).unwrap();
+        let rows: Vec<(String, Option<String>)> = s
+            .conn()
+            .prepare("SELECT at, delivered_at FROM outbox ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            [
+                (
+                    "2026-01-05T09:00:07.000Z".to_owned(),
+                    Some("2026-01-05T09:00:08.000Z".to_owned())
+                ),
+                ("2026-01-05T09:00:07.000Z".to_owned(), None),
+            ]
+        );
+        assert_eq!(
+            pending(s.conn(), 10).unwrap()[0].at,
+            datetime!(2026-01-05 09:00:07 UTC)
+        );
     }
 
     #[test]

@@ -3,36 +3,40 @@
 //! anything on the way.
 //!
 //! The state store's outbox is written in the same transaction as every rule
-//! change (`eos_store::rules`). A pass ([`sync_once`]) reads the pending
-//! rows, recomputes the desired sets of the spaces they touch (rules ∪
-//! evidence, with every guard of planning), plans each set against a fresh
+//! change (`eos_store::rules`). A pass ([`sync_once`]) serves every space
+//! with pending rows, the one waiting longest first, each on its own: it
+//! reads the space's rows, recomputes its desired sets (rules ∪ evidence,
+//! with every guard of planning), plans each set on its own against a fresh
 //! read (lock token included) and applies only eos-sec's delta
 //! ([`eos_plan::apply_change`]: on a lock conflict it re-reads and re-applies
-//! the delta, never a stale list). Rows are marked delivered only after
-//! their sets match, so a crash at any point leaves them pending and the
-//! next pass converges; since every write is computed from desired state,
+//! the delta, never a stale list). A refused or failing set holds back only
+//! its own rows, never another set's or another space's. Rows are marked
+//! delivered only after their set matches, so a crash at any point leaves
+//! them pending and the next pass converges; since every write is computed from desired state,
 //! applying a change twice has the effect of applying it once. Entries
 //! about to be written are recorded as eos-sec's before the write
 //! (`record_intent`), so a crash between write and record cannot turn them
 //! into drift.
 //!
 //! [`watch`] runs passes whenever changes are pending (batched: all the
-//! changes of a burst become one write per set) and paces writes to the
-//! backend's rate (WAF: about one write per second per account and region).
+//! changes of a burst become one write per set), paces writes to the
+//! backend's rate (WAF: about one write per second per account and region),
+//! and backs off per space: a space that keeps failing is retried later (or
+//! at its next change) while the others are served at once.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use eos_identity::SpaceId;
 use eos_plan::{
-    ActualInput, AppliedSet, CheckedOptions, Finding, IpSetBackend, IpSetName, SetAction,
+    ActualInput, AppliedSet, CheckedOptions, Desired, Finding, IpSetBackend, IpSetName, SetAction,
     apply_change, desired_sets, names_in_scope, plan_changes,
 };
 use eos_store::ipsets::{managed_entries, record_apply, record_intent};
 use eos_store::rules::{list_rules, load_observations};
 use eos_store::sync::{
-    Attempt, OutboxRow, expiries_checked, mark_delivered, oldest_pending, pending, record_attempt,
-    set_expiries_checked, spaces_with_expiries,
+    Attempt, OutboxRow, count_pending, expiries_checked, mark_delivered, pending_of_space,
+    pending_spaces, record_attempt, set_expiries_checked, spaces_with_expiries,
 };
 use eos_store::{Store, StoreError};
 use serde::Serialize;
@@ -56,15 +60,13 @@ pub struct SyncOptions {
     pub poll_interval: Duration,
     /// How long the watcher lets a burst accumulate before a pass.
     pub batch_window: Duration,
-    /// Most outbox rows one pass consumes.
-    pub max_rows: usize,
     /// A removed rule whose addresses had evidence this recently is reported.
     pub recent_evidence: time::Duration,
 }
 
 impl SyncOptions {
     /// Defaults: 1 s between writes, poll every 250 ms, 200 ms batch window,
-    /// 10,000 rows per pass, evidence within 30 days.
+    /// evidence within 30 days.
     pub fn new(plan: CheckedOptions) -> SyncOptions {
         SyncOptions {
             plan,
@@ -72,7 +74,6 @@ impl SyncOptions {
             write_interval: Duration::from_secs(1),
             poll_interval: Duration::from_millis(250),
             batch_window: Duration::from_millis(200),
-            max_rows: 10_000,
             recent_evidence: time::Duration::days(30),
         }
     }
@@ -122,7 +123,9 @@ pub struct RemovedButSeen {
 pub struct PassReport {
     /// Outbox rows delivered.
     pub delivered: usize,
-    /// Outbox rows left pending (their set failed or was refused).
+    /// Outbox rows pending after the pass, over every space (as `sync
+    /// status` counts them): those of sets that failed or were refused, and
+    /// any written meanwhile.
     pub pending: usize,
     /// Spaces whose rules expired since the last pass.
     pub expired_spaces: Vec<SpaceId>,
@@ -179,44 +182,103 @@ pub async fn sync_once<B: IpSetBackend>(
     opts: &SyncOptions,
     pacer: &mut Pacer,
 ) -> Result<PassReport, SyncError> {
+    Ok(sync_pass(store, backend, opts, pacer, &Holds::default())
+        .await?
+        .report)
+}
+
+/// One space's work in a pass.
+struct Work {
+    space: SpaceId,
+    /// Its newest pending change when the pass began (none: only expiries).
+    newest_id: Option<i64>,
+}
+
+/// What a pass did, and which spaces it could not bring to match.
+struct Pass {
+    report: PassReport,
+    /// Spaces the pass worked on (not held).
+    served: Vec<SpaceId>,
+    /// Spaces with a set that failed or was refused, with their newest
+    /// pending change when the pass began.
+    failed: Vec<(SpaceId, Option<i64>)>,
+}
+
+/// A pass over every space with pending changes or expiries, the space
+/// waiting longest first, except those `holds` keeps back. Each space is
+/// read, planned and delivered on its own (its rows read by the
+/// `outbox_pending_space` index), and each of its sets too: a refused or
+/// failing set delays nothing but its own changes.
+async fn sync_pass<B: IpSetBackend>(
+    store: &mut Store,
+    backend: &B,
+    opts: &SyncOptions,
+    pacer: &mut Pacer,
+    holds: &Holds,
+) -> Result<Pass, SyncError> {
     let id = backend.id();
     let now = OffsetDateTime::now_utc();
-    let rows = pending(store.conn(), opts.max_rows)?;
     let checked = expiries_checked(store.conn(), &id)?;
     let expired = spaces_with_expiries(store.conn(), checked, now)?;
-    let mut by_space: BTreeMap<SpaceId, Vec<&OutboxRow>> = BTreeMap::new();
-    for r in &rows {
-        by_space.entry(r.space.clone()).or_default().push(r);
-    }
+    let mut work: Vec<Work> = pending_spaces(store.conn())?
+        .into_iter()
+        .map(|p| Work {
+            space: p.space,
+            newest_id: Some(p.newest_id),
+        })
+        .collect();
     for s in &expired {
-        by_space.entry(s.clone()).or_default();
+        if !work.iter().any(|w| &w.space == s) {
+            work.push(Work {
+                space: s.clone(),
+                newest_id: None,
+            });
+        }
     }
-    let mut report = PassReport {
-        expired_spaces: expired.clone(),
-        ..PassReport::default()
+    let mut pass = Pass {
+        report: PassReport {
+            expired_spaces: expired.clone(),
+            ..PassReport::default()
+        },
+        served: Vec::new(),
+        failed: Vec::new(),
     };
+    let report = &mut pass.report;
     let mut expiries_ok = true;
-    for (space, rows) in &by_space {
-        let ok = sync_space(store, backend, opts, pacer, space, rows, now, &mut report).await?;
-        if ok {
-            let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-            mark_delivered(store, &ids, &id, ACTOR, OffsetDateTime::now_utc())?;
-            report.delivered += ids.len();
-            report
-                .removed_but_seen
-                .extend(removed_but_seen(store, opts, space, rows, now)?);
-        } else {
-            report.pending += rows.len();
+    for w in work {
+        let space = &w.space;
+        if holds.holds(space, w.newest_id) {
+            expiries_ok &= !expired.contains(space);
+            continue;
+        }
+        pass.served.push(space.clone());
+        let rows = pending_of_space(store.conn(), space)?;
+        let failed = sync_space(store, backend, opts, pacer, space, &rows, now, report).await?;
+        let delivered: Vec<&OutboxRow> = rows
+            .iter()
+            .filter(|r| !failed.contains(&r.set_name()))
+            .collect();
+        let ids: Vec<i64> = delivered.iter().map(|r| r.id).collect();
+        mark_delivered(store, &ids, &id, ACTOR, OffsetDateTime::now_utc())?;
+        report.delivered += ids.len();
+        report
+            .removed_but_seen
+            .extend(removed_but_seen(store, opts, space, &delivered, now)?);
+        if !failed.is_empty() {
+            pass.failed.push((space.clone(), w.newest_id));
             expiries_ok &= !expired.contains(space);
         }
     }
+    // What is left, counted as `sync status` counts it.
+    report.pending = usize::try_from(count_pending(store.conn())?).unwrap_or(usize::MAX);
     if expiries_ok {
         set_expiries_checked(store, &id, now)?;
     }
-    Ok(report)
+    Ok(pass)
 }
 
-/// Sync one space's sets; whether they now match (rows may be delivered).
+/// Sync one space's sets, each planned on its own; the sets that do not
+/// match now (failed or refused: their rows stay pending).
 #[allow(clippy::too_many_arguments)]
 async fn sync_space<B: IpSetBackend>(
     store: &mut Store,
@@ -224,14 +286,80 @@ async fn sync_space<B: IpSetBackend>(
     opts: &SyncOptions,
     pacer: &mut Pacer,
     space: &SpaceId,
-    rows: &[&OutboxRow],
+    rows: &[OutboxRow],
     now: OffsetDateTime,
+    report: &mut PassReport,
+) -> Result<BTreeSet<IpSetName>, SyncError> {
+    let scope = std::slice::from_ref(space);
+    let rules: Vec<_> = list_rules(store.conn(), scope)?
+        .into_iter()
+        .map(|r| r.rule)
+        .collect();
+    let observations = load_observations(store.conn(), scope)?;
+    let desired = desired_sets(&rules, &observations, &opts.plan, now);
+    let mut failed = BTreeSet::new();
+    for name in names_in_scope(scope) {
+        let oldest = rows
+            .iter()
+            .filter(|r| r.set_name() == name)
+            .map(|r| r.at)
+            .min();
+        let one = SetWork {
+            name: &name,
+            desired: &desired,
+            oldest,
+            now,
+        };
+        if !sync_set(store, backend, opts, pacer, one, report).await? {
+            failed.insert(name);
+        }
+    }
+    Ok(failed)
+}
+
+/// One set of a space in a pass.
+struct SetWork<'a> {
+    name: &'a IpSetName,
+    /// The desired sets of its space.
+    desired: &'a Desired,
+    /// Its oldest pending change.
+    oldest: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+}
+
+/// The desired state of one set: its entries and the findings about it, so
+/// that planning refuses it for its own guards and no other set's.
+fn desired_for(desired: &Desired, name: &IpSetName) -> Desired {
+    Desired {
+        sets: desired
+            .sets
+            .iter()
+            .filter(|s| &s.name() == name)
+            .cloned()
+            .collect(),
+        spaces: desired.spaces.clone(),
+        findings: desired
+            .findings
+            .iter()
+            .filter(|f| &f.set == name)
+            .cloned()
+            .collect(),
+        coverage: Vec::new(),
+    }
+}
+
+/// Sync one set; whether it matches now (its rows may be delivered).
+async fn sync_set<B: IpSetBackend>(
+    store: &mut Store,
+    backend: &B,
+    opts: &SyncOptions,
+    pacer: &mut Pacer,
+    work: SetWork<'_>,
     report: &mut PassReport,
 ) -> Result<bool, SyncError> {
     let id = backend.id();
-    let scope = std::slice::from_ref(space);
-    let names = names_in_scope(scope);
-    let fail = |store: &mut Store, name: &IpSetName, error: String| {
+    let name = work.name;
+    let fail = |store: &mut Store, error: String| {
         record_attempt(
             store,
             &id,
@@ -240,45 +368,33 @@ async fn sync_space<B: IpSetBackend>(
             OffsetDateTime::now_utc(),
         )
     };
-    // Read both sets first; a set we cannot read cannot be planned.
-    let mut actual = BTreeMap::new();
-    for name in &names {
-        match backend.read(name).await {
-            Ok(set) => {
-                let managed = managed_entries(store.conn(), &id, name)?;
-                actual.insert(name.clone(), ActualInput { set, managed });
-            }
-            Err(e) => {
-                let error = e.to_string();
-                fail(store, name, error.clone())?;
-                report.sets.push(outcome(name, "failed", Some(error)));
-                return Ok(false);
-            }
+    // A set we cannot read cannot be planned.
+    let set = match backend.read(name).await {
+        Ok(set) => set,
+        Err(e) => {
+            let error = e.to_string();
+            fail(store, error.clone())?;
+            report.sets.push(outcome(name, "failed", Some(error)));
+            return Ok(false);
         }
-    }
-    let rules: Vec<_> = list_rules(store.conn(), scope)?
-        .into_iter()
-        .map(|r| r.rule)
-        .collect();
-    let observations = load_observations(store.conn(), scope)?;
-    let desired = desired_sets(&rules, &observations, &opts.plan, now);
+    };
+    let managed = managed_entries(store.conn(), &id, name)?;
+    let actual = BTreeMap::from([(name.clone(), ActualInput { set, managed })]);
     let plan = match plan_changes(
-        &desired,
+        &desired_for(work.desired, name),
         &actual,
         &opts.plan,
         opts.allow_large_change,
         &id,
-        now,
+        work.now,
     ) {
         Ok(plan) => plan,
         Err(refused) => {
-            let error = refused.to_string();
-            for name in &names {
-                fail(store, name, error.clone())?;
-                report
-                    .sets
-                    .push(outcome(name, "refused", Some(error.clone())));
-            }
+            fail(store, refused.to_string())?;
+            let codes: Vec<&str> = refused.findings.iter().map(|f| f.code.as_str()).collect();
+            report
+                .sets
+                .push(outcome(name, "refused", Some(codes.join(", "))));
             report.warnings.extend(refused.findings);
             return Ok(false);
         }
@@ -298,18 +414,15 @@ async fn sync_space<B: IpSetBackend>(
     );
     let mut all_ok = true;
     for c in plan.changes() {
-        let oldest = rows
-            .iter()
-            .filter(|r| r.set_name() == c.name)
-            .map(|r| r.at)
-            .min();
         if c.action == SetAction::NoChange {
-            let lag_ms = oldest.map(lag_ms);
             record_attempt(
                 store,
                 &id,
                 &c.name,
-                &Attempt::Success { writes: 0, lag_ms },
+                &Attempt::Success {
+                    writes: 0,
+                    lag_ms: work.oldest.map(lag_ms),
+                },
                 OffsetDateTime::now_utc(),
             )?;
             report.sets.push(outcome(&c.name, "unchanged", None));
@@ -321,7 +434,7 @@ async fn sync_space<B: IpSetBackend>(
         match apply_change(backend, c, read).await {
             Ok(applied) => {
                 record_apply(store, &id, None, std::slice::from_ref(&applied), ACTOR)?;
-                let lag_ms = oldest.map(lag_ms);
+                let lag_ms = work.oldest.map(lag_ms);
                 record_attempt(
                     store,
                     &id,
@@ -345,7 +458,7 @@ async fn sync_space<B: IpSetBackend>(
             Err(e) => {
                 let error = e.to_string();
                 tracing::warn!(set = %c.name, %error, "sync failed; changes stay pending");
-                fail(store, &c.name, error.clone())?;
+                fail(store, error.clone())?;
                 report.sets.push(outcome(&c.name, "failed", Some(error)));
                 all_ok = false;
             }
@@ -422,9 +535,87 @@ fn removed_but_seen(
     Ok(out)
 }
 
+/// Spaces the watcher leaves out of its passes for a while after one of
+/// their sets failed or was refused: such a space is retried with a growing
+/// back-off, while every other space is served at once. A new change to a
+/// held space ends its hold (the change may be the fix).
+#[derive(Debug, Default)]
+struct Holds {
+    by_space: BTreeMap<SpaceId, Hold>,
+}
+
+#[derive(Debug)]
+struct Hold {
+    until: Instant,
+    /// The space's newest pending change when it failed.
+    newest_id: Option<i64>,
+    failures: u32,
+}
+
+/// The longest a failing space waits between two attempts.
+const MAX_HOLD: Duration = Duration::from_secs(300);
+
+impl Holds {
+    /// Whether `space`, whose newest pending change is `newest_id`, waits.
+    fn holds(&self, space: &SpaceId, newest_id: Option<i64>) -> bool {
+        self.by_space
+            .get(space)
+            .is_some_and(|h| Instant::now() < h.until && newest_id <= h.newest_id)
+    }
+
+    /// After a pass: hold the spaces that failed, release those served.
+    fn update(&mut self, pass: &Pass, base: Duration) {
+        for space in &pass.served {
+            match pass.failed.iter().find(|(s, _)| s == space) {
+                Some((_, newest_id)) => {
+                    let failures = self.by_space.get(space).map_or(0, |h| h.failures) + 1;
+                    let wait = base
+                        .saturating_mul(1 << (failures - 1).min(16))
+                        .min(MAX_HOLD);
+                    tracing::warn!(
+                        %space,
+                        retry_in_s = wait.as_secs(),
+                        "a set of this space failed or was refused; its changes stay pending and are retried then, or at the space's next change; other spaces are not held"
+                    );
+                    self.by_space.insert(
+                        space.clone(),
+                        Hold {
+                            until: Instant::now() + wait,
+                            newest_id: *newest_id,
+                            failures,
+                        },
+                    );
+                }
+                None => {
+                    self.by_space.remove(space);
+                }
+            }
+        }
+    }
+}
+
+/// Whether a pass has work: a space with pending changes or expiries that
+/// is not held.
+fn due(store: &Store, backend: &str, holds: &Holds) -> Result<bool, SyncError> {
+    if pending_spaces(store.conn())?
+        .iter()
+        .any(|p| !holds.holds(&p.space, Some(p.newest_id)))
+    {
+        return Ok(true);
+    }
+    let checked = expiries_checked(store.conn(), backend)?;
+    Ok(
+        spaces_with_expiries(store.conn(), checked, OffsetDateTime::now_utc())?
+            .iter()
+            .any(|s| !holds.holds(s, None)),
+    )
+}
+
 /// Run passes whenever changes are pending or rules expire, until
-/// `shutdown` resolves. A failed pass is logged and retried on the next
-/// poll; its changes stay pending.
+/// `shutdown` resolves. A space whose set failed or was refused is held
+/// back (its changes stay pending) and retried with a growing back-off, or
+/// at its next change; other spaces are never held with it. A pass that
+/// fails as a whole (the store) is logged and retried.
 pub async fn watch<B: IpSetBackend>(
     store: &mut Store,
     backend: &B,
@@ -434,42 +625,33 @@ pub async fn watch<B: IpSetBackend>(
 ) -> Result<(), SyncError> {
     let mut pacer = Pacer::new(opts.write_interval);
     let id = backend.id();
+    let backoff = opts.write_interval.max(Duration::from_secs(1)) * 5;
+    let mut holds = Holds::default();
     tokio::pin!(shutdown);
-    let mut failing = false;
     loop {
         tokio::select! {
             () = &mut shutdown => return Ok(()),
             () = tokio::time::sleep(opts.poll_interval) => {}
         }
-        let now = OffsetDateTime::now_utc();
-        let due = oldest_pending(store.conn())?.is_some()
-            || !spaces_with_expiries(store.conn(), expiries_checked(store.conn(), &id)?, now)?
-                .is_empty();
-        if !due {
+        if !due(store, &id, &holds)? {
             continue;
         }
-        if !failing {
-            // Let a burst accumulate into one write per set.
-            tokio::select! {
-                () = &mut shutdown => return Ok(()),
-                () = tokio::time::sleep(opts.batch_window) => {}
-            }
+        // Let a burst accumulate into one write per set.
+        tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            () = tokio::time::sleep(opts.batch_window) => {}
         }
-        match sync_once(store, backend, opts, &mut pacer).await {
-            Ok(report) => {
-                failing = report.has_errors();
-                on_pass(&report);
-                if failing {
-                    // Back off before retrying a failing set.
-                    tokio::select! {
-                        () = &mut shutdown => return Ok(()),
-                        () = tokio::time::sleep(opts.write_interval.max(Duration::from_secs(1)) * 5) => {}
-                    }
-                }
+        match sync_pass(store, backend, opts, &mut pacer, &holds).await {
+            Ok(pass) => {
+                holds.update(&pass, backoff);
+                on_pass(&pass.report);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "sync pass failed; retrying");
-                failing = true;
+                tokio::select! {
+                    () = &mut shutdown => return Ok(()),
+                    () = tokio::time::sleep(backoff) => {}
+                }
             }
         }
     }

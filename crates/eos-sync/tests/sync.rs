@@ -3,6 +3,7 @@
 //! writes; a concurrent writer's change survives; a crash between write and
 //! record converges without drift; expiries and guards hold.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![recursion_limit = "256"]
 
 use std::cell::Cell;
 use std::collections::BTreeSet;
@@ -439,3 +440,113 @@ on_moto!(moto_rule_reaches_set, rule_reaches_set);
 on_moto!(moto_burst_is_batched, burst_is_batched);
 on_moto!(moto_concurrent_writer_survives, concurrent_writer_survives);
 on_moto!(moto_crash_mid_write_converges, crash_mid_write_converges);
+
+// ---- one space's refusal never delays another ----
+
+/// 10,001 /32s that do not aggregate (every other address of 10.0.0.0/8):
+/// more than a WAF IPSet holds, so `big`'s set is refused.
+fn too_many(sp: &str) -> Vec<NetworkAccessRule> {
+    (0..10_001u32)
+        .map(|i| {
+            let j = 2 * i;
+            rule(
+                sp,
+                &format!("10.{}.{}.{}", j >> 16, (j >> 8) & 255, j & 255),
+            )
+        })
+        .collect()
+}
+
+/// `big`'s 10,001 changes come first in the outbox, `acme`'s one after
+/// them: a pass still delivers `acme`'s, refuses only `big`'s v4 set, and
+/// reports the pending count `sync status` reports.
+#[tokio::test]
+async fn a_refused_space_does_not_delay_another() {
+    let (_d, mut s, b) = local();
+    import_rules(&mut s, &too_many("big"), "op").unwrap();
+    import_rules(&mut s, &[rule("acme", "198.51.100.7")], "op").unwrap();
+    let r = pass(&mut s, &b, &opts()).await;
+    assert_eq!(entries(&b, &v4("acme")).await, set(&["198.51.100.7/32"]));
+    assert_eq!(r.delivered, 1, "{:?}", r.sets);
+    let refused: Vec<String> = r
+        .sets
+        .iter()
+        .filter(|x| x.outcome == "refused")
+        .map(|x| x.name.to_string())
+        .collect();
+    assert_eq!(refused, ["eos-big-v4"], "{:?}", r.sets);
+    let status = eos_store::sync::status(s.conn(), "local", OffsetDateTime::now_utc()).unwrap();
+    let pending: u64 = status.iter().map(|x| x.pending).sum();
+    assert_eq!((r.pending, pending), (10_001, 10_001));
+    // Only the refused set carries the error; `big` has no v6 set to blame.
+    let failing: Vec<&str> = status
+        .iter()
+        .filter(|x| x.last_error.is_some())
+        .map(|x| x.name.as_str())
+        .collect();
+    assert_eq!(failing, ["eos-big-v4"], "{status:?}");
+    // A v6 change of the refused space is delivered too: only the refused
+    // set's own changes wait.
+    import_rules(&mut s, &[rule("big", "2001:db8::7")], "op").unwrap();
+    let r = pass(&mut s, &b, &opts()).await;
+    assert_eq!(
+        entries(&b, &IpSetName::staged(&space("big"), Family::V6)).await,
+        set(&["2001:db8::7/128"])
+    );
+    assert_eq!((r.delivered, r.pending), (1, 10_001));
+}
+
+/// The watcher: `big` is refused and held back; `acme`'s change, made
+/// while `big` backs off, reaches its set within the poll and batch
+/// interval, not after `big`'s back-off (5 s).
+#[tokio::test]
+async fn the_watcher_serves_other_spaces_while_one_is_refused() {
+    let (dir, mut s, b) = local();
+    import_rules(&mut s, &too_many("big"), "op").unwrap();
+    let mut writer = Store::open(dir.path()).unwrap();
+    let mut o = opts();
+    o.poll_interval = std::time::Duration::from_millis(50);
+    o.batch_window = std::time::Duration::from_millis(50);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let passes = Cell::new(0u32);
+    let watcher = eos_sync::watch(
+        &mut s,
+        &b,
+        &o,
+        async {
+            let _ = stop_rx.await;
+        },
+        |_| passes.set(passes.get() + 1),
+    );
+    let driver = async {
+        // Wait for big's refusal.
+        let reader = Store::open(dir.path()).unwrap();
+        let refused = || {
+            eos_store::sync::status(reader.conn(), "local", OffsetDateTime::now_utc())
+                .unwrap()
+                .iter()
+                .any(|x| x.name == "eos-big-v4" && x.last_error.is_some())
+        };
+        let start = std::time::Instant::now();
+        while !refused() {
+            assert!(start.elapsed() < std::time::Duration::from_secs(30));
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        import_rules(&mut writer, &[rule("acme", "198.51.100.7")], "op").unwrap();
+        let added = std::time::Instant::now();
+        while entries(&b, &v4("acme")).await.is_empty() {
+            assert!(
+                added.elapsed() < std::time::Duration::from_secs(3),
+                "acme waited behind big's refusal"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let _ = stop_tx.send(());
+        added.elapsed()
+    };
+    let (watched, waited) = tokio::join!(watcher, driver);
+    watched.unwrap();
+    assert!(waited < std::time::Duration::from_secs(3), "{waited:?}");
+    // big was not retried on every poll while held.
+    assert!(passes.get() <= 3, "{} passes", passes.get());
+}

@@ -14,7 +14,7 @@ use crate::cmd::plan::{
     Backend, BackendArgs, open_backend, plan_options, render_findings, runtime,
 };
 use crate::exit::bad_input;
-use crate::output::{emit, emit_json, use_colour};
+use crate::output::{emit, emit_json, use_colour, use_colour_on_stderr};
 
 /// Arguments of `sync`.
 #[derive(Debug, Args)]
@@ -94,22 +94,31 @@ pub fn run(args: SyncArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
     }
     let mut pacer = eos_sync::Pacer::new(opts.write_interval);
     let report = rt.block_on(sync_once(&mut store, &backend, &opts, &mut pacer))?;
+    if !report.has_errors() {
+        return if ctx.json {
+            emit_json(&report)
+        } else {
+            emit(&render_pass(&report, use_colour()))
+        };
+    }
+    // A failed pass: the report is the diagnosis, on stderr; stdout stays
+    // empty, except for --json, whose report scripts read (as a refusal's
+    // `{"refused": ...}` document).
     if ctx.json {
         emit_json(&report)?;
     } else {
-        emit(&render_pass(&report, use_colour()))?;
+        #[allow(clippy::print_stderr)]
+        {
+            eprint!("{}", render_pass(&report, use_colour_on_stderr()));
+        }
     }
-    if report.has_errors() {
-        let refused = report.sets.iter().any(|s| s.outcome == "refused");
-        let msg =
-            "some changes could not be synced and stay pending (see above; `eos-sec sync status`)";
-        return Err(if refused {
-            bad_input!("{msg}")
-        } else {
-            anyhow::anyhow!(msg)
-        });
-    }
-    Ok(())
+    let refused = report.sets.iter().any(|s| s.outcome == "refused");
+    let msg = "some changes could not be synced and stay pending (see the report above; `eos-sec sync status`)";
+    Err(if refused {
+        bad_input!("{msg}")
+    } else {
+        anyhow::anyhow!(msg)
+    })
 }
 
 /// WAF allows about one write per second per account and region; the
@@ -213,8 +222,15 @@ pub fn render_pass(r: &PassReport, colour: bool) -> String {
                 if s.writes == 1 { "" } else { "s" }
             );
         }
-        if let Some(e) = &s.error {
-            let _ = write!(out, ": {e}");
+        match (&s.error, s.outcome) {
+            // The refused findings follow in full under "Warnings".
+            (Some(codes), "refused") => {
+                let _ = write!(out, " [{codes}]");
+            }
+            (Some(e), _) => {
+                let _ = write!(out, ": {e}");
+            }
+            (None, _) => {}
         }
         out.push('\n');
     }
@@ -258,17 +274,17 @@ fn run_status(a: &StatusArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
     }
     let _ = writeln!(
         out,
-        "{:<24} {:<21} {:>7} {:>8} {:>12} {:>7}  last error",
-        "IPSET", "LAST SUCCESS", "PENDING", "LAG (s)", "LAST LAG ms", "WRITES"
+        "{:<24} {:<24} {:>7} {:>10} {:>12} {:>7}  last error",
+        "IPSET", "LAST SUCCESS", "PENDING", "LAG ms", "LAST LAG ms", "WRITES"
     );
     for r in &rows {
         let _ = writeln!(
             out,
-            "{:<24} {:<21} {:>7} {:>8} {:>12} {:>7}  {}",
+            "{:<24} {:<24} {:>7} {:>10} {:>12} {:>7}  {}",
             r.name,
             r.last_success.as_deref().unwrap_or("never"),
             r.pending,
-            r.lag_seconds,
+            r.lag_ms,
             r.last_lag_ms
                 .map_or_else(|| "-".to_owned(), |l| l.to_string()),
             r.writes,

@@ -1,0 +1,156 @@
+//! `eos-sec sync` as a process, on the local backend: one space's refusal
+//! never delays another (one pass and `--watch`), a failed pass leaves
+//! stdout empty, the report's pending count is `sync status`'s, and the
+//! watcher's log is plain text when stderr is not a terminal.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::State;
+
+/// 10,001 /32s in `space` that do not aggregate (every other address of
+/// 10.0.0.0/8): more than an IPSet holds, so its v4 set is refused.
+fn import_too_many(st: &State, space: &str) {
+    let mut csv = String::from("space,cidr,label,declared_by,created\n");
+    for i in 0..10_001u32 {
+        let j = 2 * i;
+        csv.push_str(&format!(
+            "{space},10.{}.{}.{},desk {i},alice,2026-11-01T00:00:00Z\n",
+            j >> 16,
+            (j >> 8) & 255,
+            j & 255
+        ));
+    }
+    std::fs::write(st.path().join("big.csv"), csv).unwrap();
+    st.ok(&["rules", "import", "big.csv"]);
+}
+
+fn add_acme(st: &State) {
+    st.ok(&[
+        "rules",
+        "add",
+        "--space",
+        "acme",
+        "--cidr",
+        "198.51.100.7",
+        "--label",
+        "desk",
+        "--declared-by",
+        "alice",
+    ]);
+}
+
+/// `sync status --json`: pending per IPSet.
+fn pending(st: &State) -> Vec<(String, u64)> {
+    st.json(&["sync", "status"])["sets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_owned(),
+                s["pending"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_refused_space_never_delays_another() {
+    let st = State::new("");
+    import_too_many(&st, "big");
+    add_acme(&st);
+    let o = st.run(&["sync"]);
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert_eq!(o.stdout, "", "a failed pass prints nothing on stdout");
+    assert!(
+        o.stderr.contains("eos-acme-v4              created"),
+        "{}",
+        o.stderr
+    );
+    assert!(
+        o.stderr
+            .contains("eos-big-v4               refused   [too-many-entries]"),
+        "{}",
+        o.stderr
+    );
+    assert!(!o.stderr.contains("eos-big-v6"), "{}", o.stderr);
+    assert!(
+        o.stderr
+            .contains("Delivered 1 change(s) with 1 write(s); 10001 pending."),
+        "{}",
+        o.stderr
+    );
+    // `sync status` agrees, set by set.
+    assert_eq!(
+        pending(&st),
+        [
+            ("eos-acme-v4".to_owned(), 0),
+            ("eos-big-v4".to_owned(), 10_001)
+        ]
+    );
+    let plan = st.ok(&["plan", "--space", "acme"]);
+    assert!(plan.stdout.contains("No changes."), "{}", plan.stdout);
+    // --json: the report is the document, with the same count.
+    let o = st.run(&["--json", "sync"]);
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    let r: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(
+        (r["delivered"].as_u64(), r["pending"].as_u64()),
+        (Some(0), Some(10_001))
+    );
+    assert_eq!(r["sets"][0]["outcome"], "refused", "{r}");
+    assert_eq!(r["warnings"][0]["code"], "too-many-entries", "{r}");
+}
+
+#[test]
+fn the_watcher_serves_other_spaces_while_one_is_refused() {
+    let st = State::new("");
+    import_too_many(&st, "big");
+    let log = st.path().join("watch.log");
+    let mut watch = st
+        .command()
+        .args(["sync", "--watch"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let refused = || {
+        st.json(&["sync", "status"])["sets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "eos-big-v4" && !s["last_error"].is_null())
+    };
+    let start = Instant::now();
+    while !refused() {
+        assert!(start.elapsed() < Duration::from_secs(60), "big never tried");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    add_acme(&st);
+    let added = Instant::now();
+    while pending(&st)
+        .iter()
+        .any(|(n, p)| n == "eos-acme-v4" && *p > 0)
+        || !pending(&st).iter().any(|(n, _)| n == "eos-acme-v4")
+    {
+        assert!(
+            added.elapsed() < Duration::from_secs(4),
+            "acme waited behind big's refusal"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::process::Command::new("kill")
+        .args(["-TERM", &watch.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(watch.wait().unwrap().success());
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("too-many-entries"), "{logged}");
+    assert!(
+        !logged.contains('\x1b'),
+        "colour in a redirected log: {logged:?}"
+    );
+}
