@@ -166,7 +166,7 @@ pub struct TrustedProxies {
 impl TrustedProxies {
     /// Trust exactly these networks.
     pub fn new(nets: Vec<IpNet>) -> TrustedProxies {
-        let nets = nets.into_iter().map(|n| n.trunc()).collect();
+        let nets = nets.into_iter().map(|n| canonical_net(n).trunc()).collect();
         TrustedProxies { nets }
     }
 
@@ -197,8 +197,10 @@ impl TrustedProxies {
         self.nets.is_empty()
     }
 
-    /// Is `addr` a trusted proxy?
+    /// Is `addr` a trusted proxy? An IPv4-mapped IPv6 address is the IPv4
+    /// address it maps.
     pub fn contains(&self, addr: std::net::IpAddr) -> bool {
+        let addr = addr.to_canonical();
         self.nets.iter().any(|n| n.contains(&addr))
     }
 
@@ -214,6 +216,20 @@ impl TrustedProxies {
     ) -> Option<std::net::IpAddr> {
         crate::record::resolve_client(peer, xff, self).ok()
     }
+}
+
+/// An IPv4-mapped IPv6 network (`::ffff:10.0.0.0/104`) as the IPv4 network
+/// it maps (`10.0.0.0/8`), so it matches the canonical addresses compared
+/// against it.
+fn canonical_net(net: IpNet) -> IpNet {
+    if let IpNet::V6(v6) = net
+        && v6.prefix_len() >= 96
+        && let Some(v4) = v6.network().to_ipv4_mapped()
+        && let Ok(n) = ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+    {
+        return IpNet::V4(n);
+    }
+    net
 }
 
 impl<'de> Deserialize<'de> for TrustedProxies {
@@ -420,5 +436,36 @@ mod tests {
             Some(ip("198.51.100.1"))
         );
         assert_eq!(lb.client_address(ip("10.0.0.5"), Some("junk")), None);
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_are_compared_and_answered_as_ipv4() {
+        // A dual-stack listener sees the IPv4 proxy 10.0.0.5 as
+        // ::ffff:10.0.0.5; it is still the trusted proxy.
+        let lb = TrustedProxies::parse(&["10.0.0.0/8"]).unwrap_or_default();
+        assert!(lb.contains(ip("::ffff:10.0.0.5")));
+        assert_eq!(
+            lb.client_address(ip("::ffff:10.0.0.5"), Some("203.0.113.60")),
+            Some(ip("203.0.113.60"))
+        );
+        // Mapped entries in the header are read as IPv4 too: a mapped form of
+        // a trusted hop is skipped, a mapped client is answered as IPv4.
+        assert_eq!(
+            lb.client_address(ip("10.0.0.5"), Some("::ffff:203.0.113.61, ::ffff:10.0.0.4")),
+            Some(ip("203.0.113.61"))
+        );
+        // No forwarded header, or an untrusted peer: the peer, as IPv4.
+        assert_eq!(
+            lb.client_address(ip("::ffff:10.0.0.5"), None),
+            Some(ip("10.0.0.5"))
+        );
+        assert_eq!(
+            TrustedProxies::default().client_address(ip("::ffff:192.0.2.1"), Some("1.1.1.1")),
+            Some(ip("192.0.2.1"))
+        );
+        // A mapped network in the configuration is the IPv4 network.
+        let mapped = TrustedProxies::parse(&["::ffff:10.0.0.0/104"]).unwrap_or_default();
+        assert_eq!(mapped, lb);
+        assert!(mapped.contains(ip("10.1.2.3")));
     }
 }

@@ -344,6 +344,10 @@ pub(crate) fn resolve_client(
     xff: Option<&str>,
     trusted: &TrustedProxies,
 ) -> Result<IpAddr, Bad> {
+    // A dual-stack listener sees an IPv4 peer as ::ffff:a.b.c.d, and a proxy
+    // may forward that form too: compare and answer in the IPv4 form, or an
+    // IPv4 proxy would not be recognised and every client would be the proxy.
+    let peer = peer.to_canonical();
     if trusted.is_empty() || !trusted.contains(peer) {
         return Ok(peer);
     }
@@ -356,7 +360,7 @@ pub(crate) fn resolve_client(
         if entry.is_empty() {
             continue;
         }
-        let Some(addr) = parse_addr(entry, false) else {
+        let Some(addr) = parse_addr(entry, false).map(|a| a.to_canonical()) else {
             // An entry we cannot read sits between us and the client:
             // everything left of it is unverifiable, so the line is unusable.
             return bad(BadReason::BadForwardedFor, "x-forwarded-for entry", entry);

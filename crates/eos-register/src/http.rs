@@ -171,10 +171,10 @@ async fn guard(
     let route = route_name(req.uri().path());
     let options = st.registrar.options();
     let xff = forwarded_for(req.headers());
-    let client = options
-        .trusted_proxies
-        .client_address(peer.ip(), xff.as_deref())
-        .map(|a| a.to_canonical());
+    // Canonical (IPv4-mapped IPv6 as IPv4) before any use: proxy check, rate
+    // limit and backoff keys, the rule, the audit and access log.
+    let peer = peer.ip().to_canonical();
+    let client = options.trusted_proxies.client_address(peer, xff.as_deref());
     let mut resp = match client {
         None => ApiError::unknown_client().into_response(),
         Some(client) => {
@@ -210,7 +210,7 @@ async fn guard(
         route,
         status = resp.status().as_u16(),
         client = %client.map(|c| c.to_string()).unwrap_or_else(|| "?".to_owned()),
-        peer = %peer.ip(),
+        peer = %peer,
         error,
         elapsed_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
         "request"

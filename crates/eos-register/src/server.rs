@@ -221,6 +221,9 @@ impl Service {
                             continue;
                         }
                     };
+                    // One form per client from here on: a dual-stack
+                    // listener reports IPv4 peers as ::ffff:a.b.c.d.
+                    let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
                     let _ = tcp.set_nodelay(true);
                     let router = router.clone();
                     let acceptor = acceptor.clone();

@@ -56,6 +56,12 @@ pub struct Setup {
     pub backoff: BackoffPolicy,
     pub with_ca: bool,
     pub signing: Signing,
+    /// Where the service listens [default: 127.0.0.1:0]. Clients always
+    /// connect to 127.0.0.1 (on `[::]`, a dual-stack listener, they arrive
+    /// as `::ffff:127.0.0.1`).
+    pub listen: SocketAddr,
+    /// TLS (the default) or plain HTTP, as behind a load balancer.
+    pub tls: bool,
 }
 
 /// How the test CA signs.
@@ -173,6 +179,8 @@ impl Default for Setup {
             backoff: BackoffPolicy::default(),
             with_ca: true,
             signing: Signing::Local,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            tls: true,
         }
     }
 }
@@ -210,11 +218,11 @@ impl Harness {
             )
         });
         let registrar = Registrar::new(store, ring(), setup.backoff, ca_setup, setup.options);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let listener = tokio::net::TcpListener::bind(setup.listen).await.unwrap();
+        let addr = SocketAddr::from(([127, 0, 0, 1], listener.local_addr().unwrap().port()));
         let (trigger, shutdown) = shutdown_pair();
-        let handle =
-            tokio::spawn(Service::new(registrar).serve(listener, Some(tls), shutdown, None));
+        let tls = setup.tls.then_some(tls);
+        let handle = tokio::spawn(Service::new(registrar).serve(listener, tls, shutdown, None));
         let client = reqwest::Client::builder()
             .use_rustls_tls()
             .tls_built_in_root_certs(false)
@@ -225,7 +233,11 @@ impl Harness {
         Harness {
             dir,
             addr,
-            url: format!("https://127.0.0.1:{}", addr.port()),
+            url: format!(
+                "{}://127.0.0.1:{}",
+                if setup.tls { "https" } else { "http" },
+                addr.port()
+            ),
             client,
             ca_pem,
             server_chain: chain,
