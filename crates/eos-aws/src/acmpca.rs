@@ -29,12 +29,13 @@ use std::future::Future;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_acmpca::Client;
-use aws_sdk_acmpca::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_acmpca::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_acmpca::types::{
     ApiPassthrough, Asn1Subject, CertificateAuthorityStatus, CertificateAuthorityType,
     CertificateAuthorityUsageMode, CustomAttribute, Extensions, GeneralName, KeyAlgorithm,
     SigningAlgorithm, Validity, ValidityPeriodType,
 };
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use eos_ca::{
     CaInfo, Certificate, CertificatePlan, IssueError, RevocationReason, Serial, Signer, Strictness,
     ValidatedCsr, Withdrawal,
@@ -166,15 +167,14 @@ impl PrivateCaError {
     }
 }
 
-fn call_error<E, R>(call: &'static str, arn: &str, e: &SdkError<E, R>) -> PrivateCaError
+fn call_error<E>(call: &'static str, arn: &str, e: &SdkError<E, HttpResponse>) -> PrivateCaError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: fmt::Debug,
 {
     let code = e.code().unwrap_or("error").to_owned();
     let message = e
         .message()
-        .map_or_else(|| DisplayErrorContext(e).to_string(), str::to_owned);
+        .map_or_else(|| crate::client::describe(e), str::to_owned);
     PrivateCaError::Call {
         call,
         arn: arn.to_owned(),
@@ -540,7 +540,7 @@ impl PrivateCa {
         arn: &str,
         wait: IssueWait,
     ) -> Result<PrivateCa, PrivateCaError> {
-        let client = Client::new(&crate::sdk_config(opts).await);
+        let client = crate::client::client!(aws_sdk_acmpca, &crate::sdk_config(opts).await);
         PrivateCa::with_client(client, arn, wait).await
     }
 
@@ -908,7 +908,7 @@ pub async fn create_test_ca(
 ) -> Result<String, PrivateCaError> {
     use aws_sdk_acmpca::types::CertificateAuthorityConfiguration;
     let key = KeyAlgorithm::from(key);
-    let client = Client::new(&crate::sdk_config(opts).await);
+    let client = crate::client::client!(aws_sdk_acmpca, &crate::sdk_config(opts).await);
     let signing = signing_algorithm(&key).unwrap_or(SigningAlgorithm::Sha256Withrsa);
     let config = CertificateAuthorityConfiguration::builder()
         .key_algorithm(key)
@@ -956,10 +956,12 @@ pub async fn connect_recording(
 ) -> Result<(PrivateCa, Recorded), PrivateCaError> {
     let recorded = Recorded::default();
     let sdk = crate::sdk_config(opts).await;
-    let config = aws_sdk_acmpca::config::Builder::from(&sdk)
-        .interceptor(recorded.clone())
-        .build();
-    let ca = PrivateCa::with_client(Client::from_conf(config), arn, wait).await?;
+    let client = crate::client::client!(
+        aws_sdk_acmpca,
+        &sdk,
+        |b: aws_sdk_acmpca::config::Builder| { b.interceptor(recorded.clone()) }
+    );
+    let ca = PrivateCa::with_client(client, arn, wait).await?;
     Ok((ca, recorded))
 }
 

@@ -14,8 +14,9 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use aws_sdk_cloudwatchlogs::Client;
-use aws_sdk_cloudwatchlogs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_cloudwatchlogs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_cloudwatchlogs::types::QueryStatus;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use eos_logs::{InsightsRow, LogSource};
 use time::OffsetDateTime;
 
@@ -112,10 +113,9 @@ pub fn check_group_name(name: &str) -> Result<(), CloudWatchError> {
     Ok(())
 }
 
-fn call_error<E, R>(call: &'static str, group: &str, e: &SdkError<E, R>) -> CloudWatchError
+fn call_error<E>(call: &'static str, group: &str, e: &SdkError<E, HttpResponse>) -> CloudWatchError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
     if e.as_service_error()
         .and_then(ProvideErrorMetadata::code)
@@ -126,7 +126,7 @@ where
     let message = e
         .as_service_error()
         .and_then(ProvideErrorMetadata::message)
-        .map_or_else(|| DisplayErrorContext(e).to_string(), str::to_owned);
+        .map_or_else(|| crate::client::describe(e), str::to_owned);
     CloudWatchError::Call {
         call,
         group: group.to_owned(),
@@ -135,7 +135,7 @@ where
 }
 
 async fn client(opts: &AwsOptions) -> Client {
-    Client::new(&crate::sdk_config(opts).await)
+    crate::client::client!(aws_sdk_cloudwatchlogs, &crate::sdk_config(opts).await)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, CloudWatchError> {

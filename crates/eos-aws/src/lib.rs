@@ -3,6 +3,7 @@
 //! this crate implements them on AWS.
 
 pub mod acmpca;
+pub mod client;
 pub mod cloudwatch;
 #[cfg(feature = "test-support")]
 pub mod moto;
@@ -23,9 +24,12 @@ pub struct AwsOptions {
     pub static_credentials: Option<(String, String)>,
 }
 
-/// Load the SDK configuration for `opts`.
+/// Load the SDK configuration for `opts`, with eos-sec's timeouts
+/// ([`client::timeouts`]). Every client is built from it with
+/// [`client::client!`].
 pub async fn sdk_config(opts: &AwsOptions) -> aws_config::SdkConfig {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(client::timeouts());
     if let Some(region) = &opts.region {
         loader = loader.region(aws_config::Region::new(region.clone()));
     }

@@ -18,6 +18,7 @@ use std::time::Duration;
 use aws_sdk_wafv2::Client;
 use aws_sdk_wafv2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_wafv2::types::{IpAddressVersion, Tag};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use eos_ipset::{Family, IpNet, canonical, parse_net};
 use eos_plan::{
     ActualSet, BackendError, IpSetBackend, IpSetName, LockToken, NewIpSet, WAF_MAX_ENTRIES,
@@ -94,11 +95,12 @@ impl WafBackend {
         // WAF allows about one write per second per account and region; the
         // SDK's standard retry backs off on throttling, with more attempts
         // than its default of 3.
-        let config = aws_sdk_wafv2::config::Builder::from(&sdk)
-            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(8))
-            .build();
+        let client =
+            crate::client::client!(aws_sdk_wafv2, &sdk, |b: aws_sdk_wafv2::config::Builder| {
+                b.retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(8))
+            });
         Ok(WafBackend {
-            client: Client::from_conf(config),
+            client,
             scope,
             region,
             ids: Mutex::new(HashMap::new()),
@@ -205,18 +207,13 @@ where
     Ok(found.pop())
 }
 
-pub(crate) fn failed<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
-    name: &str,
-    e: &SdkError<E, R>,
-) -> BackendError {
-    let detail = match (e.code(), e.message()) {
-        (Some(c), Some(m)) => format!("{c}: {m}"),
-        (Some(c), None) => c.to_owned(),
-        _ => aws_sdk_wafv2::error::DisplayErrorContext(e).to_string(),
-    };
+pub(crate) fn failed<E>(name: &str, e: &SdkError<E, HttpResponse>) -> BackendError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
     BackendError::Failed {
         name: name.to_owned(),
-        detail,
+        detail: crate::client::describe(e),
     }
 }
 
