@@ -5,7 +5,8 @@
 //! AWS Private CA API Reference) and brings the certificate back:
 //!
 //! - the template is `EndEntityClientAuthCertificate_APIPassthrough/V1`, so
-//!   the subject (`O=<space>, CN=<user>`) and the URI SAN come from the plan
+//!   the subject (`O=<space>, CN=<user>`, no CN for a user id over 64
+//!   characters) and the URI SAN come from the plan
 //!   through `ApiPassthrough` — without a passthrough template Private CA
 //!   copies them from the CSR, which never names anyone here;
 //! - `Validity` (ABSOLUTE: the plan's notAfter) and `ValidityNotBefore`
@@ -311,8 +312,9 @@ pub struct IssueCall {
     pub not_before: i64,
     /// ABSOLUTE, Unix seconds: the plan's notAfter.
     pub not_after: i64,
-    /// The subject's RDNs in order, as (OID, value): O = space, CN = user.
-    pub subject: Vec<(&'static str, String)>,
+    /// The subject's RDNs in order, as (dotted OID, value): O = space,
+    /// CN = user when it fits ([`eos_ca::Account::subject_attributes`]).
+    pub subject: Vec<(String, String)>,
     /// The one URI SAN: the account URI.
     pub san_uri: String,
     /// The CSR: the validated DER byte for byte, in PEM armour.
@@ -351,14 +353,13 @@ fn issue_call(
     limits: &CaLimits,
 ) -> Result<IssueCall, PrivateCaError> {
     let refuse = |m: String| Err(PrivateCaError::Refused(m));
-    let account = plan.account();
-    for (what, value) in [
-        ("space", account.space.as_str()),
-        ("user", account.user.as_str()),
-    ] {
+    // The subject the plan holds the certificate to (a user id too long
+    // for a CommonName is in the URI SAN only).
+    let subject = plan.account().subject_attributes();
+    for (oid, value) in &subject {
         if value.chars().count() > MAX_NAME_CHARS {
             return refuse(format!(
-                "{what} `{value}` is over {MAX_NAME_CHARS} characters: AWS Private CA takes subject names of at most {MAX_NAME_CHARS}"
+                "subject attribute {oid} `{value}` is over {MAX_NAME_CHARS} characters: AWS Private CA takes subject names of at most {MAX_NAME_CHARS}"
             ));
         }
     }
@@ -406,10 +407,10 @@ fn issue_call(
         signing_algorithm: limits.signing.clone(),
         not_before,
         not_after,
-        subject: vec![
-            ("2.5.4.10", account.space.as_str().to_owned()),
-            ("2.5.4.3", account.user.as_str().to_owned()),
-        ],
+        subject: subject
+            .into_iter()
+            .map(|(oid, value)| (oid.to_string(), value.to_owned()))
+            .collect(),
         san_uri,
         csr: csr_pem.into_bytes(),
         idempotency_token,
@@ -720,7 +721,7 @@ impl PrivateCa {
             .iter()
             .map(|(oid, value)| {
                 CustomAttribute::builder()
-                    .object_identifier(*oid)
+                    .object_identifier(oid)
                     .value(value)
                     .build()
             })
@@ -1200,8 +1201,8 @@ mod tests {
         assert_eq!(
             call.subject,
             vec![
-                ("2.5.4.10", "acme".to_owned()),
-                ("2.5.4.3", "alice".to_owned())
+                ("2.5.4.10".to_owned(), "acme".to_owned()),
+                ("2.5.4.3".to_owned(), "alice".to_owned())
             ]
         );
         assert_eq!(call.san_uri, "urn:entityos:space:acme:user:alice");
@@ -1224,13 +1225,16 @@ mod tests {
         let err = issue_call(&plan, &csr, &limits(true)).unwrap_err();
         assert!(err.to_string().contains("SHORT_LIVED_CERTIFICATE"), "{err}");
         assert!(err.is_bad_input());
-        // A user id AWS cannot put in a common name.
-        let long = "u".repeat(65);
+        // A user id too long for a CommonName is in the URI SAN only, as
+        // the plan says, so AWS gets no subject name over its limit.
+        let long = "u".repeat(128);
         let (plan, csr) = plan_for(&long, eos_ca::Profile::Cli);
-        let err = issue_call(&plan, &csr, &limits(false)).unwrap_err();
-        assert!(err.to_string().contains("over 64 characters"), "{err}");
+        let call = issue_call(&plan, &csr, &limits(false)).unwrap();
+        assert_eq!(call.subject, [("2.5.4.10".to_owned(), "acme".to_owned())]);
+        assert!(call.san_uri.ends_with(&long));
         let (plan, csr) = plan_for(&"u".repeat(64), eos_ca::Profile::Cli);
-        issue_call(&plan, &csr, &limits(false)).unwrap();
+        let call = issue_call(&plan, &csr, &limits(false)).unwrap();
+        assert_eq!(call.subject.len(), 2);
     }
 
     #[tokio::test]

@@ -10,7 +10,7 @@ use std::future::Future;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use der::asn1::{Any, Ia5String, OctetString, Uint, Utf8StringRef};
+use der::asn1::{Any, Ia5String, ObjectIdentifier, OctetString, Uint, Utf8StringRef};
 use der::oid::AssociatedOid;
 use der::{Decode, Encode, EncodePem};
 use eos_identity::{SpaceId, UserId};
@@ -261,11 +261,32 @@ pub struct Account {
     pub user: UserId,
 }
 
+/// RFC 5280 Appendix A `ub-common-name`: a CommonName holds at most 64
+/// characters. (`ub-organization-name` is 64 too; a space id has at most
+/// 48.)
+pub const MAX_COMMON_NAME: usize = 64;
+
 impl Account {
     /// The URI SAN naming the account: `urn:entityos:space:<space>:user:<user>`
     /// (both ids are restricted to URN-safe characters by `eos-identity`).
     pub fn uri(&self) -> String {
         eos_identity::account_uri(&self.space, &self.user)
+    }
+
+    /// The certificate subject's attributes, in order: `O=<space>`, then
+    /// `CN=<user>` when the user id fits a CommonName. User ids may have up
+    /// to 128 characters (e-mail style logins), CommonName at most
+    /// [`MAX_COMMON_NAME`]: a longer id is left out of the subject rather
+    /// than cut (a cut id could name another user) or written over the
+    /// bound (pkilint calls that fatal, Python cryptography warns). The URI
+    /// SAN always carries the whole id, and it is what the certificate gate
+    /// reads; the subject is for people reading the certificate.
+    pub fn subject_attributes(&self) -> Vec<(ObjectIdentifier, &str)> {
+        let mut attributes = vec![(oids::ORGANIZATION, self.space.as_str())];
+        if self.user.as_str().chars().count() <= MAX_COMMON_NAME {
+            attributes.push((oids::COMMON_NAME, self.user.as_str()));
+        }
+        attributes
     }
 }
 
@@ -397,7 +418,7 @@ impl CertificatePlan {
     pub fn serial(&self) -> &Serial {
         &self.serial
     }
-    /// The subject: `O=<space>, CN=<user>`.
+    /// The subject: `O=<space>, CN=<user>` ([`Account::subject_attributes`]).
     pub fn subject(&self) -> &Name {
         &self.subject
     }
@@ -499,7 +520,7 @@ fn extension<T: Encode + AssociatedOid>(
 /// Build a name from (type, value) pairs, one attribute per RDN, values as
 /// UTF8String (RFC 5280 §4.1.2.6). Built structurally, not from RFC 4514
 /// text, so a user id containing `+` cannot add attributes.
-fn name(parts: &[(der::asn1::ObjectIdentifier, &str)]) -> Result<Name, IssueError> {
+fn name(parts: &[(ObjectIdentifier, &str)]) -> Result<Name, IssueError> {
     let mut rdns = Vec::with_capacity(parts.len());
     for (oid, value) in parts {
         let value = Any::encode_from(&Utf8StringRef::new(value).map_err(enc)?).map_err(enc)?;
@@ -578,10 +599,7 @@ pub fn plan_certificate(
     let mut plan = CertificatePlan {
         serial: Serial::random()?,
         issuer: ca.subject.clone(),
-        subject: name(&[
-            (oids::ORGANIZATION, account.space.as_str()),
-            (oids::COMMON_NAME, account.user.as_str()),
-        ])?,
+        subject: name(&account.subject_attributes())?,
         uri: account.uri(),
         public_key: csr.public_key().clone(),
         fingerprint: csr.fingerprint(),

@@ -1053,3 +1053,125 @@ fn a_compressed_point_is_the_same_key() {
     let out = env.openssl(&["pkey", "-in", "carol.key", "-pubout"]);
     assert_eq!(cert_key, String::from_utf8(out.stdout).unwrap());
 }
+
+/// Python with `cryptography` and pkilint, the outside linters: skip
+/// loudly when missing, unless CI or EOS_SEC_REQUIRE_ORACLES=1.
+fn linters_available() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import cryptography, pkilint"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        let required = std::env::var_os("CI").is_some()
+            || std::env::var("EOS_SEC_REQUIRE_ORACLES").is_ok_and(|v| v == "1");
+        assert!(
+            !required,
+            "python3 with cryptography and pkilint is required (CI / EOS_SEC_REQUIRE_ORACLES) but missing"
+        );
+        eprintln!("SKIPPED: python3 cryptography/pkilint not installed; this test needs them");
+    }
+    ok
+}
+
+impl Env {
+    /// What pkilint (`lint_pkix_cert`, RFC 5280) finds at WARNING or above
+    /// in a certificate, as (code, message). One finding is left out:
+    /// pkilint checks a URI SAN with `validators.url`, which knows URLs
+    /// only, and calls every URN (RFC 8141, an absolute URI per RFC 3986 as
+    /// RFC 5280 §4.2.1.6 asks) `pkix.invalid_uri_syntax`.
+    fn pkilint(&self, cert: &str) -> Vec<(String, String)> {
+        let out = Command::new("python3")
+            .args([
+                "-m",
+                "pkilint.bin.lint_pkix_cert",
+                "lint",
+                "-s",
+                "WARNING",
+                "-f",
+                "JSON",
+                cert,
+            ])
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("pkilint: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+        let mut found = Vec::new();
+        for result in report["results"].as_array().unwrap() {
+            for f in result["finding_descriptions"].as_array().unwrap() {
+                let code = f["code"].as_str().unwrap().to_owned();
+                let message = f["message"].as_str().unwrap_or_default().to_owned();
+                if code == "pkix.invalid_uri_syntax" && message.contains("\"urn:entityos:space:") {
+                    continue;
+                }
+                found.push((code, message));
+            }
+        }
+        found
+    }
+
+    /// Load a certificate with Python `cryptography`, every warning an
+    /// error; returns what it read as the subject and the URI SAN.
+    fn cryptography_reads(&self, cert: &str) -> String {
+        let script = "import sys\n\
+            from cryptography import x509\n\
+            with open(sys.argv[1], 'rb') as f:\n\
+            \x20   c = x509.load_pem_x509_certificate(f.read())\n\
+            san = c.extensions.get_extension_for_class(x509.SubjectAlternativeName).value\n\
+            print(c.subject.rfc4514_string())\n\
+            print(san.get_values_for_type(x509.UniformResourceIdentifier)[0])\n";
+        let out = Command::new("python3")
+            .args(["-W", "error", "-c", script, cert])
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cryptography refused {cert}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+/// RFC 5280's ub-common-name is 64 characters, user ids may have 128: a
+/// user id that does not fit a CommonName is carried by the URI SAN only,
+/// and every certificate lints clean (pkilint, Python cryptography with
+/// warnings as errors, openssl).
+#[test]
+fn long_user_ids_fit_the_certificate() {
+    if !openssl_available() || !linters_available() {
+        return;
+    }
+    let env = Env::new();
+    env.ok(&["ca", "init", "--env", "dev"]);
+    for (n, len) in [64usize, 65, 128].into_iter().enumerate() {
+        let user = format!("u{}", "x".repeat(len - 1));
+        let name = format!("user{n}");
+        let csr = env.openssl_csr(
+            &name,
+            &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        );
+        let cert = format!("{name}.pem");
+        let out = env.sign(csr.to_str().unwrap(), "acme", &user, &cert);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(env.pkilint(&cert), Vec::<(String, String)>::new(), "{len}");
+        let read = env.cryptography_reads(&cert);
+        let subject = if len <= 64 {
+            format!("CN={user},O=acme")
+        } else {
+            "O=acme".to_owned()
+        };
+        assert_eq!(
+            read,
+            format!("{subject}\nurn:entityos:space:acme:user:{user}\n"),
+            "{len}"
+        );
+        let v = env.verify(&["-CAfile", "state/ca/ca.pem"], &cert);
+        assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+    }
+}
