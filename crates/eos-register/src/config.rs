@@ -33,6 +33,12 @@ pub struct ServeConfig {
     pub per_source_per_minute: u32,
     /// Burst per client address [default: 10].
     pub per_source_burst: u32,
+    /// Requests per minute per client address for the page and its files
+    /// (anything but `/v1/*` and `/metrics`), a budget of its own so that
+    /// reloading the page never uses up the API's [default: 300].
+    pub page_per_source_per_minute: u32,
+    /// Burst per client address for the page and its files [default: 60].
+    pub page_per_source_burst: u32,
     /// Requests per second over all clients [default: 200].
     pub global_per_second: u32,
     /// Global burst [default: 400].
@@ -72,6 +78,8 @@ impl Default for ServeConfig {
             trusted_proxies: None,
             per_source_per_minute: 30,
             per_source_burst: 10,
+            page_per_source_per_minute: 300,
+            page_per_source_burst: 60,
             global_per_second: 200,
             global_burst: 400,
             max_body_bytes: 16 * 1024,
@@ -106,6 +114,10 @@ pub struct RateLimits {
     pub per_source_per_minute: NonZeroU32,
     /// Per client address burst.
     pub per_source_burst: NonZeroU32,
+    /// Per client address, per minute, for the page and its files.
+    pub page_per_source_per_minute: NonZeroU32,
+    /// Per client address burst for the page and its files.
+    pub page_per_source_burst: NonZeroU32,
     /// All clients, per second.
     pub global_per_second: NonZeroU32,
     /// All clients burst.
@@ -151,6 +163,8 @@ fn unreachable_defaults() -> ServeOptions {
         limits: RateLimits {
             per_source_per_minute: one,
             per_source_burst: one,
+            page_per_source_per_minute: one,
+            page_per_source_burst: one,
             global_per_second: one,
             global_burst: one,
         },
@@ -224,6 +238,14 @@ impl ServeConfig {
                     self.per_source_per_minute,
                 )?,
                 per_source_burst: nonzero("per_source_burst", self.per_source_burst)?,
+                page_per_source_per_minute: nonzero(
+                    "page_per_source_per_minute",
+                    self.page_per_source_per_minute,
+                )?,
+                page_per_source_burst: nonzero(
+                    "page_per_source_burst",
+                    self.page_per_source_burst,
+                )?,
                 global_per_second: nonzero("global_per_second", self.global_per_second)?,
                 global_burst: nonzero("global_burst", self.global_burst)?,
             },

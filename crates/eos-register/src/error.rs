@@ -48,6 +48,14 @@ pub struct ApiError {
     retry_after: Option<Duration>,
 }
 
+/// A wait in whole seconds, rounded up: `Retry-After` is whole seconds,
+/// and a client that waits exactly what it says must not be refused again.
+fn whole_seconds(d: Duration) -> u64 {
+    d.as_secs()
+        .saturating_add(u64::from(d.subsec_nanos() > 0))
+        .max(1)
+}
+
 #[derive(Serialize)]
 struct Body<'a> {
     error: &'a str,
@@ -90,7 +98,7 @@ impl ApiError {
     /// The client address is backing off after failed code checks.
     pub fn throttled(retry_after: Duration) -> ApiError {
         ApiError {
-            retry_after: Some(retry_after.max(Duration::from_secs(1))),
+            retry_after: Some(retry_after),
             ..ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "throttled",
@@ -102,7 +110,7 @@ impl ApiError {
     /// Over a rate limit.
     pub fn rate_limited(retry_after: Duration) -> ApiError {
         ApiError {
-            retry_after: Some(retry_after.max(Duration::from_secs(1))),
+            retry_after: Some(retry_after),
             ..ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate-limited",
@@ -199,17 +207,33 @@ impl std::fmt::Display for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let retry_after = self.retry_after.map(whole_seconds);
         let body = Body {
             error: self.code,
             message: &self.message,
-            retry_after: self.retry_after.map(|d| d.as_secs()),
+            retry_after,
         };
         let mut resp = (self.status, axum::Json(body)).into_response();
-        if let Some(d) = self.retry_after
-            && let Ok(v) = HeaderValue::from_str(&d.as_secs().to_string())
-        {
-            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        if let Some(secs) = retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_round_up_to_whole_seconds() {
+        let ms = Duration::from_millis;
+        assert_eq!(whole_seconds(ms(0)), 1);
+        assert_eq!(whole_seconds(ms(1)), 1);
+        assert_eq!(whole_seconds(ms(1000)), 1);
+        assert_eq!(whole_seconds(ms(1001)), 2);
+        assert_eq!(whole_seconds(ms(1999)), 2);
+        assert_eq!(whole_seconds(Duration::MAX), u64::MAX);
     }
 }

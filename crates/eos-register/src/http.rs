@@ -27,6 +27,7 @@ use crate::{ApiError, page};
 pub(crate) struct AppState {
     registrar: Arc<Registrar>,
     per_source: DefaultKeyedRateLimiter<IpAddr>,
+    page_per_source: DefaultKeyedRateLimiter<IpAddr>,
     global: DefaultDirectRateLimiter,
     tls: bool,
 }
@@ -35,8 +36,10 @@ impl AppState {
     /// Forget rate-limit state of sources that are idle again (called
     /// periodically, so an open endpoint cannot grow the map without bound).
     pub(crate) fn prune(&self) {
-        self.per_source.retain_recent();
-        self.per_source.shrink_to_fit();
+        for limiter in [&self.per_source, &self.page_per_source] {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
     }
 }
 
@@ -54,6 +57,15 @@ fn limit_key(ip: IpAddr) -> IpAddr {
             IpAddr::V6(bits.into())
         }
     }
+}
+
+/// Whether a request draws on the API's per-source budget: the requests
+/// that reach the state store (`/v1/*`, `/metrics`). Everything else — the
+/// page, its files, unknown paths such as a browser's `/favicon.ico` — is
+/// static and draws on the page's own budget, so reloading the page never
+/// leaves its script refused or the API's budget spent.
+fn reaches_the_store(path: &str) -> bool {
+    path.starts_with("/v1/") || path == "/metrics"
 }
 
 /// Known paths, for the access log: anything else is logged as `other`, so
@@ -78,10 +90,13 @@ pub(crate) fn state(registrar: Arc<Registrar>, tls: bool) -> Arc<AppState> {
     let limits = registrar.options().limits;
     let per_source =
         Quota::per_minute(limits.per_source_per_minute).allow_burst(limits.per_source_burst);
+    let page_per_source = Quota::per_minute(limits.page_per_source_per_minute)
+        .allow_burst(limits.page_per_source_burst);
     let global = Quota::per_second(limits.global_per_second).allow_burst(limits.global_burst);
     Arc::new(AppState {
         registrar,
         per_source: RateLimiter::keyed(per_source),
+        page_per_source: RateLimiter::keyed(page_per_source),
         global: RateLimiter::direct(global),
         tls,
     })
@@ -183,9 +198,14 @@ async fn guard(
                 None
             } else {
                 let clock = DefaultClock::default();
+                let per_source = if reaches_the_store(req.uri().path()) {
+                    &st.per_source
+                } else {
+                    &st.page_per_source
+                };
                 st.global
                     .check()
-                    .and_then(|()| st.per_source.check_key(&limit_key(client)))
+                    .and_then(|()| per_source.check_key(&limit_key(client)))
                     .err()
                     .map(|nu| nu.wait_time_from(clock.now()))
             };
@@ -301,8 +321,18 @@ async fn read_json<T: serde::de::DeserializeOwned>(
     let bytes = axum::body::to_bytes(body, limit)
         .await
         .map_err(|_| ApiError::payload_too_large(limit))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|_| ApiError::bad_request(&format!("the body must be a JSON object {shape}")))
+    let refused = || ApiError::bad_request(&format!("the body must be a JSON object {shape}"));
+    // serde reads a struct from a JSON array too (`["EOS-…"]` as
+    // `{"code": "EOS-…"}`): the API takes objects only. JSON whitespace is
+    // space, tab, CR and LF (RFC 8259 §2); anything else before the value
+    // is refused by the parser anyway.
+    let first = bytes
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'));
+    if first != Some(&b'{') {
+        return Err(refused());
+    }
+    serde_json::from_slice(&bytes).map_err(|_| refused())
 }
 
 #[derive(Deserialize)]

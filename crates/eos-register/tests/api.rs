@@ -733,6 +733,113 @@ async fn requests_over_the_rate_limit_are_refused() {
 }
 
 #[tokio::test]
+async fn waiting_as_long_as_retry_after_says_is_enough() {
+    // At 30 a minute a request is let through every 2 s: a wait of 1.9 s
+    // must be announced as 2, not 1, or a client that obeys it is refused
+    // again.
+    let mut setup = Setup::default();
+    setup.options.limits.per_source_per_minute = 30.try_into().unwrap();
+    setup.options.limits.per_source_burst = 1.try_into().unwrap();
+    let h = Harness::start_with(setup).await;
+    let get = || h.client.get(format!("{}/v1/nothing", h.url)).send();
+    for round in 0..3 {
+        let mut resp = get().await.unwrap();
+        while resp.status().as_u16() != 429 {
+            resp = get().await.unwrap();
+        }
+        let header: u64 = resp.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["retry_after"], header, "{body}");
+        assert!((1..=2).contains(&header), "round {round}: {header}");
+        tokio::time::sleep(Duration::from_secs(header)).await;
+        let after = get().await.unwrap();
+        assert_eq!(
+            after.status().as_u16(),
+            404,
+            "round {round}: waited {header}s"
+        );
+    }
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn page_loads_have_their_own_cached_budget() {
+    // The documented defaults: 10 requests at once per source for the API.
+    let mut setup = Setup::default();
+    setup.options.limits = eos_register::ServeOptions::default().limits;
+    let h = Harness::start_with(setup).await;
+    let get = |path: &str| h.client.get(format!("{}{path}", h.url)).send();
+    for load in 0..15 {
+        for path in ["/", "/app.js", "/style.css"] {
+            let r = get(path).await.unwrap();
+            assert_eq!(r.status().as_u16(), 200, "page load {load}: {path}");
+            let cache = r.headers()["cache-control"].to_str().unwrap().to_owned();
+            assert!(cache.contains("max-age="), "{path}: {cache}");
+            if load > 0 {
+                continue;
+            }
+            let etag = r.headers()["etag"].clone();
+            // A revalidation costs nothing to send again.
+            let again = h
+                .client
+                .get(format!("{}{path}", h.url))
+                .header("if-none-match", etag)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(again.status().as_u16(), 304, "{path}");
+        }
+    }
+    // The API's budget is untouched: its whole burst is still there.
+    for i in 0..10 {
+        let r = get("/v1/nothing").await.unwrap();
+        assert_eq!(r.status().as_u16(), 404, "API request {i}");
+    }
+    let r = get("/v1/nothing").await.unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_json_array_is_not_an_object() {
+    let h = Harness::start().await;
+    let code = h.issue_for("alice", &[Purpose::RegisterIp]);
+    let (status, body) = h.post("/v1/ip", json!([code])).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("bad-request")),
+        "{body}"
+    );
+    let cert = h.issue_for("bob", &[Purpose::RegisterCert]);
+    let (status, body) = h.post("/v1/cert", json!([cert, csr().0])).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("bad-request")),
+        "{body}"
+    );
+    let (status, body) = h.post("/v1/recover", json!([code])).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("bad-request")),
+        "{body}"
+    );
+    // Refused before the code: nothing spent, nothing counted.
+    let acts = actions(&h);
+    assert!(
+        acts.iter()
+            .all(|a| !a.starts_with("code.") || a == "code.issue"),
+        "{acts:?}"
+    );
+    let (status, body) = h.post("/v1/ip", json!({ "code": code })).await;
+    assert_eq!(status, 200, "{body}");
+    h.stop().await;
+}
+
+#[tokio::test]
 async fn two_concurrent_uses_of_a_single_use_code_make_one_success() {
     let mut setup = Setup::default();
     setup.options.trusted_proxies = eos_logs::TrustedProxies::parse(&["127.0.0.0/8"]).unwrap();

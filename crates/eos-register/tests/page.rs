@@ -131,6 +131,10 @@ async fn page_issues_a_certificate_as_a_pkcs12_that_chains_to_the_ca() {
         "the page must not log the code"
     );
     assert_eq!(report["filename"], "eos-acme-alice.p12", "{report}");
+    // Each button was double-clicked: one request each, so no second use
+    // of a single-use code (a failed attempt) was sent.
+    assert_eq!(report["cert_requests"], 1, "{report}");
+    assert_eq!(report["ip_requests"], 1, "{report}");
     assert!(
         report["ip_status"]
             .as_str()

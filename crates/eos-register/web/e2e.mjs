@@ -1,6 +1,8 @@
 // Drive the registration page in headless Chromium (Playwright, the
 // system's /usr/bin/chromium): get a certificate with a code, download the
-// PKCS#12, register the address with another code. Run by
+// PKCS#12, register the address with another code. Each button is
+// double-clicked: the page must send one request, not two (a second use of a
+// single-use code is a failed attempt that counts towards backoff). Run by
 // crates/eos-register/tests/page.rs; prints one JSON line with what happened.
 //
 // usage: node e2e.mjs <url> <cert-code> <p12-password> <out-dir> <spki-sha256-b64> [<ip-code>]
@@ -44,11 +46,15 @@ try {
 
   await page.fill("#cert-code", certCode);
   await page.fill("#cert-password", password);
-  await page.click("#cert-submit");
+  const countOf = (path) => result.requests.filter((r) => new URL(r).pathname === path).length;
+  await page.dblclick("#cert-submit");
   await page.waitForSelector("#cert-download:not([hidden]), #cert-status[data-state=error]", {
     timeout: 30000,
   });
   result.cert_status = await page.textContent("#cert-status");
+  // A second request, if any, is answered after the first: let it land.
+  await page.waitForTimeout(500);
+  result.cert_requests = countOf("/v1/cert");
   if (await page.isVisible("#cert-download")) {
     const [download] = await Promise.all([
       page.waitForEvent("download"),
@@ -73,11 +79,13 @@ try {
       document.getElementById("ip-status").dataset.state = "";
     });
     await page.fill("#ip-code", ipCode);
-    await page.click("#ip-submit");
+    await page.dblclick("#ip-submit");
     await page.waitForSelector("#ip-status[data-state=ok], #ip-status[data-state=error]", {
       timeout: 15000,
     });
+    await page.waitForTimeout(500);
     result.ip_status = await page.textContent("#ip-status");
+    result.ip_requests = countOf("/v1/ip");
   }
 } finally {
   await context.close();

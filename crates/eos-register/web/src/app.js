@@ -206,12 +206,32 @@ function explain(json) {
   return json.message || json.error || "failed";
 }
 
+/** Run `handler` on the form's submit, one at a time: its button is disabled
+ * until the handler is done, so a double click sends one request (a second
+ * use of a single-use code would be a failed attempt that counts towards the
+ * address's backoff). */
+function onSubmit(form, handler) {
+  const button = form.querySelector("button[type=submit]");
+  let busy = false;
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    if (busy) return;
+    busy = true;
+    button.disabled = true;
+    try {
+      await handler();
+    } finally {
+      busy = false;
+      button.disabled = false;
+    }
+  });
+}
+
 function wireCertificate(doc) {
   const form = doc.getElementById("cert-form");
   const status = doc.getElementById("cert-status");
   const link = doc.getElementById("cert-download");
-  form.addEventListener("submit", async (ev) => {
-    ev.preventDefault();
+  onSubmit(form, async () => {
     link.hidden = true;
     const code = normaliseCode(doc.getElementById("cert-code").value);
     const password = doc.getElementById("cert-password").value;
@@ -256,8 +276,7 @@ function wireCertificate(doc) {
 function wireSimple(doc, prefix, path, describe) {
   const form = doc.getElementById(`${prefix}-form`);
   const status = doc.getElementById(`${prefix}-status`);
-  form.addEventListener("submit", async (ev) => {
-    ev.preventDefault();
+  onSubmit(form, async () => {
     const code = normaliseCode(doc.getElementById(`${prefix}-code`).value);
     const problem = codeProblem(code);
     if (problem) {
