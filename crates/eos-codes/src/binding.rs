@@ -41,14 +41,33 @@ pub enum BindingError {
     /// Zero uses.
     #[error("max uses must be at least 1")]
     ZeroUses,
-    /// A recovery code for someone who is not an administrator.
-    #[error("recovery codes are for administrators; {user} has role {role}")]
+    /// A code that can recover (a recovery code, or an onboarding code with
+    /// the purpose `recover`) for someone who is not an administrator:
+    /// recovery is only ever granted to administrators, so such a code
+    /// could never be used.
+    #[error(
+        "recovery codes and the purpose `recover` are for administrators; {user} has role {role}"
+    )]
     RecoveryNotAdmin {
         /// The user.
         user: String,
         /// Their role.
         role: Role,
     },
+}
+
+impl BindingError {
+    /// The stable refusal code, for scripts and error messages.
+    pub fn code(&self) -> &'static str {
+        match self {
+            BindingError::Purpose(_) => "unknown-purpose",
+            BindingError::NoPurpose => "no-purpose",
+            BindingError::Ttl { .. } => "ttl-out-of-range",
+            BindingError::TtlSyntax(_) => "ttl-syntax",
+            BindingError::ZeroUses => "zero-uses",
+            BindingError::RecoveryNotAdmin { .. } => "recover-not-admin",
+        }
+    }
 }
 
 /// What a successful check authorises.
@@ -247,9 +266,21 @@ pub struct IssueRequest {
 
 impl IssueRequest {
     /// An onboarding code: valid [`DEFAULT_TTL`], [`DEFAULT_MAX_USES`] use
-    /// per purpose.
-    pub fn onboarding(space: SpaceId, user: UserId, role: Role, purposes: Purposes) -> Self {
-        IssueRequest {
+    /// per purpose. The purpose `recover` is refused for anyone but an
+    /// administrator: a check never grants it to anyone else.
+    pub fn onboarding(
+        space: SpaceId,
+        user: UserId,
+        role: Role,
+        purposes: Purposes,
+    ) -> Result<Self, BindingError> {
+        if purposes.contains(Purpose::Recover) && role != Role::Admin {
+            return Err(BindingError::RecoveryNotAdmin {
+                user: user.to_string(),
+                role,
+            });
+        }
+        Ok(IssueRequest {
             space,
             user,
             role,
@@ -257,7 +288,7 @@ impl IssueRequest {
             purposes,
             ttl: DEFAULT_TTL,
             max_uses: Some(DEFAULT_MAX_USES),
-        }
+        })
     }
 
     /// An administrator's recovery code: purpose `recover`, reusable,
@@ -386,8 +417,16 @@ mod tests {
         let e = IssueRequest::recovery(s.clone(), u.clone(), Role::User).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "recovery codes are for administrators; bob has role user"
+            "recovery codes and the purpose `recover` are for administrators; bob has role user"
         );
+        assert_eq!(e.code(), "recover-not-admin");
+        // The purpose on an onboarding code too, for every other role.
+        let recover = Purposes::new([Purpose::RegisterIp, Purpose::Recover]).unwrap();
+        for role in [Role::User, Role::Service] {
+            let e = IssueRequest::onboarding(s.clone(), u.clone(), role, recover).unwrap_err();
+            assert_eq!(e.code(), "recover-not-admin");
+        }
+        assert!(IssueRequest::onboarding(s.clone(), u.clone(), Role::Admin, recover).is_ok());
         let r = IssueRequest::recovery(s, u, Role::Admin).unwrap();
         let b = r.binding(100);
         assert_eq!(b.max_uses, None);
@@ -399,7 +438,7 @@ mod tests {
         let s = SpaceId::new("acme").unwrap();
         let u = UserId::new("bob").unwrap();
         let all = Purposes::new(Purpose::ALL).unwrap();
-        let r = IssueRequest::onboarding(s, u, Role::User, all);
+        let r = IssueRequest::onboarding(s, u, Role::Admin, all).unwrap();
         assert!(r.clone().with_ttl(Duration::ZERO).is_err());
         assert!(
             r.clone()

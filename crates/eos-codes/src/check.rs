@@ -313,6 +313,10 @@ pub enum RefusalReason {
     WrongSpace,
     /// Its hash was made with a pepper that is no longer configured.
     PepperUnavailable,
+    /// Presented to recover, but not an administrator's: recovery is only
+    /// ever granted to administrators (issuing refuses such codes; this
+    /// catches one issued before it did).
+    RecoverNotAdmin,
 }
 
 impl RefusalReason {
@@ -328,6 +332,7 @@ impl RefusalReason {
             RefusalReason::WrongPurpose => "wrong-purpose",
             RefusalReason::WrongSpace => "wrong-space",
             RefusalReason::PepperUnavailable => "pepper-unavailable",
+            RefusalReason::RecoverNotAdmin => "recover-not-admin",
         }
     }
 }
@@ -799,6 +804,9 @@ fn evaluate<S: CodeStore>(
     if !b.purposes.contains(attempt.purpose) {
         return refuse(RefusalReason::WrongPurpose);
     }
+    if attempt.purpose == Purpose::Recover && b.role != Role::Admin {
+        return refuse(RefusalReason::RecoverNotAdmin);
+    }
     let used = state.uses_for(attempt.purpose);
     if b.max_uses.is_some_and(|max| used >= max) {
         return refuse(RefusalReason::Spent);
@@ -845,6 +853,131 @@ mod tests {
         assert_eq!(s.failures, 2);
         let s = p.after_failure(Some(s), 10 + 24 * 3600);
         assert_eq!(s.failures, 1);
+    }
+
+    /// Codes, uses, backoff and events in memory: enough to drive a check.
+    #[derive(Default)]
+    struct Memory {
+        codes: Vec<StoredCode>,
+        uses: Vec<(CodeId, Purpose)>,
+        throttle: std::collections::HashMap<String, ThrottleState>,
+        events: Vec<String>,
+    }
+
+    impl CodeStore for Memory {
+        type Error = std::convert::Infallible;
+        fn insert_code(&mut self, code: &StoredCode) -> Result<bool, Self::Error> {
+            self.codes.push(code.clone());
+            Ok(true)
+        }
+        fn load_code(&mut self, id: &CodeId) -> Result<Option<CodeState>, Self::Error> {
+            Ok(self.codes.iter().find(|c| &c.id == id).map(|c| CodeState {
+                code: c.clone(),
+                uses: Vec::new(),
+                revoked_at: None,
+            }))
+        }
+        fn record_use(
+            &mut self,
+            id: &CodeId,
+            purpose: Purpose,
+            _: Option<u32>,
+            _: i64,
+        ) -> Result<bool, Self::Error> {
+            self.uses.push((id.clone(), purpose));
+            Ok(true)
+        }
+        fn release_use(&mut self, _: &CodeId, _: Purpose) -> Result<bool, Self::Error> {
+            Ok(false)
+        }
+        fn mark_revoked(
+            &mut self,
+            _: &CodeId,
+            _: &str,
+            _: &str,
+            _: i64,
+        ) -> Result<bool, Self::Error> {
+            Ok(false)
+        }
+        fn throttle(&mut self, key: &ThrottleKey) -> Result<Option<ThrottleState>, Self::Error> {
+            Ok(self.throttle.get(&key.as_stored()).copied())
+        }
+        fn set_throttle(
+            &mut self,
+            key: &ThrottleKey,
+            state: Option<&ThrottleState>,
+        ) -> Result<(), Self::Error> {
+            match state {
+                Some(s) => self.throttle.insert(key.as_stored(), *s),
+                None => self.throttle.remove(&key.as_stored()),
+            };
+            Ok(())
+        }
+        fn record_event(&mut self, event: &CodeEvent<'_>) -> Result<(), Self::Error> {
+            let reason = match event {
+                CodeEvent::Rejected { reason, .. } => format!(" {reason}"),
+                _ => String::new(),
+            };
+            self.events.push(format!("{}{reason}", event.action()));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_recover_code_of_a_non_administrator_is_refused_and_counted() {
+        // Issuing refuses such a code now; one issued before that is
+        // refused by the check, as a code refusal: audited and counted.
+        let ring = PepperRing::new(Pepper::generate().unwrap(), vec![]);
+        let binding = Binding {
+            space: SpaceId::new("acme").unwrap(),
+            user: UserId::new("alice").unwrap(),
+            role: Role::User,
+            kind: CodeKind::Onboarding,
+            purposes: crate::Purposes::new([Purpose::Recover, Purpose::RegisterIp]).unwrap(),
+            max_uses: Some(1),
+            issued_at: 0,
+            expires_at: 1000,
+        };
+        let code = SecurityCode::generate().unwrap();
+        let mut store = Memory::default();
+        store.codes.push(StoredCode {
+            id: code.id().clone(),
+            hash: code_hash(ring.current(), &code, &binding),
+            pepper_id: ring.current().id().clone(),
+            binding,
+            issued_by: "before the check".to_owned(),
+        });
+        let written = code.reveal();
+        let source: IpAddr = "192.0.2.1".parse().unwrap();
+        let attempt = |purpose| Attempt {
+            presented: &written,
+            purpose,
+            source,
+            space: None,
+        };
+        let policy = BackoffPolicy::default();
+        let r = check_and_spend(&mut store, &ring, &policy, &attempt(Purpose::Recover), 10);
+        match r {
+            Err(CheckError::Rejected(r)) => {
+                assert_eq!(r.audit_reason(), RefusalReason::RecoverNotAdmin);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(store.events, ["code.reject recover-not-admin"]);
+        assert_eq!(
+            store.throttle[&ThrottleKey::source(source).as_stored()].failures,
+            1
+        );
+        assert!(store.uses.is_empty());
+        // Its other purpose still works.
+        let grant = check_and_spend(
+            &mut store,
+            &ring,
+            &policy,
+            &attempt(Purpose::RegisterIp),
+            10,
+        );
+        assert_eq!(grant.unwrap().purpose, Purpose::RegisterIp);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::time::SystemTime;
 
 use eos_ca::{Account, IssueError};
 use eos_codes::{Attempt, BackoffPolicy, CheckError, Grant, PepperRing, Purpose};
-use eos_identity::{Role, SpaceId, UserId};
+use eos_identity::{SpaceId, UserId};
 use eos_plan::rules::{Label, NetworkAccessRule, RuleCidr};
 use eos_store::codes::SpendError;
 use eos_store::registrations::{self, NewRegistration, RegistrationKind};
@@ -443,12 +443,8 @@ impl Registrar {
         grant: &Grant,
         client: IpAddr,
     ) -> Result<Outcome, ApiError> {
-        // Recovery codes are only issued to administrators; a code that
-        // somehow carries `recover` for another role opens nothing.
-        if grant.role != Role::Admin {
-            tracing::warn!(code_id = %grant.code_id, role = %grant.role, "recovery code of a non-administrator refused");
-            return Err(ApiError::code_rejected());
-        }
+        // Only an administrator's code gets here: the check refuses `recover`
+        // for any other role (`recover-not-admin`, audited and counted).
         let previous =
             registrations::current_recovery(tx, &grant.space, &grant.user).map_err(store_err)?;
         let prev_cidr = previous

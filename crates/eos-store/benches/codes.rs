@@ -55,7 +55,8 @@ fn bench_codes(c: &mut Criterion) {
             UserId::new("alice").unwrap(),
             Role::User,
             Purposes::new([Purpose::RegisterIp]).unwrap(),
-        );
+        )
+        .unwrap();
         b.iter(|| mem.issue_code(&ring, &req, T0, "bench").unwrap())
     });
 

@@ -264,12 +264,15 @@ impl Harness {
     }
 
     pub fn issue_for(&self, user: &str, purposes: &[Purpose]) -> String {
-        self.issue(&IssueRequest::onboarding(
-            SpaceId::new("acme").unwrap(),
-            UserId::new(user).unwrap(),
-            Role::User,
-            Purposes::new(purposes.iter().copied()).unwrap(),
-        ))
+        self.issue(
+            &IssueRequest::onboarding(
+                SpaceId::new("acme").unwrap(),
+                UserId::new(user).unwrap(),
+                Role::User,
+                Purposes::new(purposes.iter().copied()).unwrap(),
+            )
+            .unwrap(),
+        )
     }
 
     pub fn issue_recovery(&self, user: &str) -> String {

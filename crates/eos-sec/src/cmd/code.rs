@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use eos_codes::{
     Attempt, CheckError, CodeId, CodeInfo, CodeUse, IssueRequest, Pepper, PepperId, PepperRing,
-    PepperSources, Purpose, Purposes, parse_duration, unix_now,
+    PepperSources, Purpose, Purposes, SecurityCode, parse_duration, unix_now,
 };
 use eos_identity::{Role, SpaceId, UserId};
 use eos_store::codes::{CodeFilter, PepperUsage, code_info, list_codes, pepper_usage};
@@ -166,6 +166,12 @@ struct Issued<'a> {
     info: &'a CodeInfo,
 }
 
+/// A refused issue request, with its stable code (exit 2).
+fn not_issued(e: eos_codes::BindingError) -> anyhow::Error {
+    let code = e.code();
+    anyhow::Error::new(e).context(format!("code not issued [{code}]"))
+}
+
 fn issue(a: IssueArgs, cfg: &CodesSection, ctx: &crate::Ctx) -> anyhow::Result<()> {
     let space = parse_space(&a.space)?;
     let user = UserId::new(&a.user).map_err(|e| bad_input!("--user: {e}"))?;
@@ -178,20 +184,24 @@ fn issue(a: IssueArgs, cfg: &CodesSection, ctx: &crate::Ctx) -> anyhow::Result<(
             ));
         }
         let ttl = ttl_arg(a.ttl.as_deref(), &cfg.recovery_ttl, "--ttl")?;
-        IssueRequest::recovery(space, user, role)?.with_ttl(ttl)?
+        IssueRequest::recovery(space, user, role)
+            .and_then(|r| r.with_ttl(ttl))
+            .map_err(not_issued)?
     } else {
         if a.purpose.is_empty() {
             return Err(bad_input!(
                 "--purpose is required: register-ip, register-cert and/or recover"
             ));
         }
-        let purposes = Purposes::new(parse_purposes(&a.purpose)?)?;
+        let purposes = Purposes::new(parse_purposes(&a.purpose)?).map_err(not_issued)?;
         let ttl = ttl_arg(a.ttl.as_deref(), &cfg.default_ttl, "--ttl")?;
-        let mut req = IssueRequest::onboarding(space, user, role, purposes).with_ttl(ttl)?;
-        if let Some(n) = a.max_uses {
-            req = req.with_max_uses(Some(n))?;
-        }
-        req
+        IssueRequest::onboarding(space, user, role, purposes)
+            .and_then(|r| r.with_ttl(ttl))
+            .and_then(|r| match a.max_uses {
+                Some(n) => r.with_max_uses(Some(n)),
+                None => Ok(r),
+            })
+            .map_err(not_issued)?
     };
     let ring = load_ring(cfg)?;
     let mut store = ctx.store()?;
@@ -401,6 +411,11 @@ fn verify(a: VerifyArgs, cfg: &CodesSection, ctx: &crate::Ctx) -> anyhow::Result
         .take(MAX_VERIFY_INPUT)
         .read_to_string(&mut input)
         .map_err(|e| bad_input!("reading the code from standard input: {e}"))?;
+    // A typo is the operator's to fix, not an attempt: say where it is (the
+    // check symbol catches every changed symbol and every swap of
+    // neighbours) and count nothing, as the page does before it sends.
+    SecurityCode::parse(input.trim())
+        .context("the code read from standard input (nothing was checked or counted)")?;
     let attempt = Attempt {
         presented: input.trim(),
         purpose,

@@ -31,6 +31,7 @@ pub fn onboarding(purposes: &[Purpose]) -> IssueRequest {
         Role::User,
         Purposes::new(purposes.iter().copied()).unwrap(),
     )
+    .unwrap()
 }
 
 pub fn ip(s: &str) -> IpAddr {
