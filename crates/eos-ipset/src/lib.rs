@@ -26,7 +26,7 @@ pub use parse::{
     parse_addr_strict, parse_list, parse_net, parse_v4_fast, read_list,
 };
 pub use set::{Family, IpSet, IpSetBuilder};
-pub use special::{SpecialRange, classify_addr, classify_net, special_nets};
+pub use special::{SpecialRange, classify_addr, classify_net, is_unicast_source, special_nets};
 
 /// The canonical text of a network, the form AWS WAF stores in an IPSet:
 /// always with a prefix length, host bits zero, IPv6 lowercase and

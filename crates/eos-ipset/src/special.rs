@@ -118,6 +118,20 @@ pub fn classify_addr(addr: IpAddr) -> Option<SpecialRange> {
     }
 }
 
+/// Can `addr` be the source address of a host's connection? Not when it is
+/// `reserved` (the unspecified address, "this network" 0/8, broadcast and
+/// the rest of 240/4, the IETF protocol assignments 192.0.0/24, the
+/// discard-only 100::/64) or `multicast`: RFC 6890 lists none of these as a
+/// valid source. A client address in one of them is a proxy's placeholder
+/// or a forgery, never a client to allow. Private, loopback, link-local and
+/// the other special ranges are real sources on some network and pass.
+pub fn is_unicast_source(addr: IpAddr) -> bool {
+    !matches!(
+        classify_addr(addr),
+        Some(SpecialRange::Reserved | SpecialRange::Multicast)
+    )
+}
+
 /// Every special range that overlaps `net` (a wide prefix can overlap several).
 pub fn classify_net(net: &IpNet) -> Vec<SpecialRange> {
     let probe = IpSet::from_nets([*net]);
@@ -167,6 +181,39 @@ mod tests {
         assert_eq!(c("2001:db8::1"), Some(SpecialRange::Documentation));
         assert_eq!(c("::ffff:10.0.0.1"), Some(SpecialRange::Private));
         assert_eq!(c("2606:4700::1"), None);
+    }
+
+    #[test]
+    fn only_unicast_sources_can_be_clients() {
+        let source = |s: &str| is_unicast_source(s.parse().unwrap());
+        for never in [
+            "0.0.0.0",
+            "0.1.2.3",
+            "255.255.255.255",
+            "240.0.0.1",
+            "224.0.0.1",
+            "239.255.255.250",
+            "192.0.0.170",
+            "::",
+            "ff02::1",
+            "100::1",
+            "::ffff:255.255.255.255",
+        ] {
+            assert!(!source(never), "{never}");
+        }
+        for real in [
+            "8.8.8.8",
+            "10.0.0.1",
+            "127.0.0.1",
+            "169.254.1.1",
+            "100.64.0.1",
+            "203.0.113.9",
+            "::1",
+            "fe80::1",
+            "2606:4700::1",
+        ] {
+            assert!(source(real), "{real}");
+        }
     }
 
     #[test]

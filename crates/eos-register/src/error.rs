@@ -169,6 +169,17 @@ impl ApiError {
         )
     }
 
+    /// A trusted proxy forwarded an address no host connects from
+    /// (unspecified, broadcast, reserved, multicast): the client is not known,
+    /// and no rule is written for such an address.
+    pub fn unroutable_client() -> ApiError {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "unroutable-client-address",
+            "the forwarded client address is not an address a client can connect from",
+        )
+    }
+
     /// The CSR (or the certificate asked for) was refused: `code` is the
     /// CA's stable refusal code (`csr-weak-hash`, ...).
     pub fn csr_refused(code: &'static str, message: String) -> ApiError {

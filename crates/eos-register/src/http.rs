@@ -191,7 +191,10 @@ async fn guard(
     let peer = peer.ip().to_canonical();
     let client = options.trusted_proxies.client_address(peer, xff.as_deref());
     let mut resp = match client {
-        None => ApiError::unknown_client().into_response(),
+        None => error_response(ApiError::unknown_client()),
+        Some(client) if !eos_ipset::is_unicast_source(client) => {
+            error_response(ApiError::unroutable_client())
+        }
         Some(client) => {
             let health = matches!(route, "/healthz" | "/readyz");
             let limited = if health {

@@ -52,3 +52,47 @@ async fn a_dual_stack_listener_trusts_an_ipv4_proxy() {
     assert_eq!(body["cidr"], "127.0.0.1/32");
     h.stop().await;
 }
+
+#[tokio::test]
+async fn a_forwarded_address_that_cannot_be_a_client_is_refused() {
+    let mut setup = Setup::default();
+    setup.options.trusted_proxies = eos_logs::TrustedProxies::parse(&["127.0.0.0/8"]).unwrap();
+    let h = Harness::start_with(setup).await;
+    let code = h.issue_for("alice", &[Purpose::RegisterIp]);
+    // Unspecified, broadcast, reserved, multicast, discard-only: no host
+    // connects from these, so a proxy that forwards one does not know the
+    // client, and no rule may be written for it.
+    for forwarded in [
+        "0.0.0.0",
+        "255.255.255.255",
+        "0.1.2.3",
+        "240.0.0.1",
+        "224.0.0.1",
+        "::",
+        "ff02::1",
+        "100::1",
+        "::ffff:0.0.0.0",
+    ] {
+        let (status, body) = h
+            .post_from("/v1/ip", json!({ "code": code }), Some(forwarded))
+            .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("unroutable-client-address")),
+            "{forwarded}: {body}"
+        );
+    }
+    let rules = eos_store::rules::list_rules(
+        h.store().conn(),
+        &[eos_identity::SpaceId::new("acme").unwrap()],
+    )
+    .unwrap();
+    assert!(rules.is_empty(), "{rules:?}");
+    // The code was never spent: a routable client registers with it.
+    let (status, body) = h
+        .post_from("/v1/ip", json!({ "code": code }), Some("198.51.100.7"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["cidr"], "198.51.100.7/32");
+    h.stop().await;
+}
