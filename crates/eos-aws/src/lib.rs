@@ -5,6 +5,7 @@
 pub mod acmpca;
 pub mod client;
 pub mod cloudwatch;
+pub mod gate;
 #[cfg(feature = "test-support")]
 pub mod moto;
 pub mod wafv2;

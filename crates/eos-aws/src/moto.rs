@@ -100,6 +100,38 @@ impl MotoServer {
     }
 }
 
+impl MotoServer {
+    /// Run a Python script with boto3 against this server (an independent
+    /// client to read back what eos-sec wrote); its stdout. `kw` holds the
+    /// client arguments: `boto3.client('s3', **kw)`. `None` (after a loud
+    /// message) when python3 is missing and oracles are not required; a
+    /// failing script panics with its stderr.
+    pub fn boto3(&self, script: &str) -> Option<String> {
+        let prelude = format!(
+            "import boto3, sys, json\n\
+             kw = dict(endpoint_url='{}', region_name='us-east-1', aws_access_key_id='testing', aws_secret_access_key='testing')\n",
+            self.endpoint()
+        );
+        match Command::new("python3")
+            .args(["-c", &format!("{prelude}{script}")])
+            .output()
+        {
+            Ok(o) if o.status.success() => Some(String::from_utf8_lossy(&o.stdout).into_owned()),
+            Ok(o) => panic!(
+                "boto3 script failed: {}\n{script}",
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(e) if !oracles_required() => {
+                eprintln!("\n*** SKIPPING: python3 not available ({e}) ***\n");
+                None
+            }
+            Err(e) => {
+                panic!("python3 with boto3 is required (EOS_SEC_REQUIRE_ORACLES/CI set): {e}")
+            }
+        }
+    }
+}
+
 /// Run a future to completion on a fresh current-thread runtime (tests
 /// that set up AWS state from synchronous code).
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {

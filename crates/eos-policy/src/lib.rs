@@ -26,6 +26,7 @@ pub mod compile;
 pub mod enforce;
 mod error;
 mod eval;
+pub mod gate;
 mod model;
 mod simulate;
 pub mod waf;

@@ -41,6 +41,40 @@ pub struct Config {
     /// `[serve]`: the registration service (`eos-sec serve`).
     #[serde(default)]
     pub serve: eos_register::ServeConfig,
+    /// `[gate]`: where the certificate gate's trust material goes
+    /// (docs/MTLS.md, "The certificate gate at the edge").
+    #[serde(default)]
+    pub gate: GateSection,
+}
+
+/// `[gate]`: the S3 bucket for the CA's trust bundle and CRL, and the ALB
+/// trust stores and API Gateway domains that use them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateSection {
+    /// S3 bucket the bundle and CRL are published to (required by `gate`).
+    pub bucket: Option<String>,
+    /// Key prefix inside the bucket [default: `eos-sec/`].
+    pub prefix: Option<String>,
+    /// ALB trust stores eos-sec owns: created when missing, their bundle
+    /// and revocation files replaced.
+    #[serde(default)]
+    pub trust_stores: Vec<String>,
+    /// API Gateway (v2, HTTP API) custom domains whose truststore eos-sec
+    /// points at the bundle; eos-sec never creates a domain.
+    #[serde(default)]
+    pub domains: Vec<GateDomain>,
+}
+
+/// `[[gate.domains]]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateDomain {
+    /// The custom domain name.
+    pub name: String,
+    /// The spaces it serves (for the no-CRL lifetime warning).
+    #[serde(default)]
+    pub spaces: Vec<String>,
 }
 
 /// `[codes]`: security codes. The pepper itself never goes in this file:

@@ -35,6 +35,8 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
                 .is_some_and(eos_ca::IssueError::is_bad_input)
             || e.downcast_ref::<eos_policy::PolicyError>()
                 .is_some_and(eos_policy::PolicyError::is_bad_input)
+            || e.downcast_ref::<eos_policy::gate::GateError>()
+                .is_some_and(eos_policy::gate::GateError::is_bad_input)
             || e.downcast_ref::<eos_aws::acmpca::PrivateCaError>()
                 .is_some_and(eos_aws::acmpca::PrivateCaError::is_bad_input)
             || e.is::<eos_logs::OptionsError>()

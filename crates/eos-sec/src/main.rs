@@ -69,6 +69,10 @@ enum Command {
     /// Deliver declared rule changes to the IPSets (one pass, or --watch);
     /// `sync status`
     Sync(cmd::sync::SyncArgs),
+    /// The certificate gate at the edge: publish the CA's bundle and CRL to
+    /// S3, ALB trust stores and API Gateway domains; `gate status`
+    #[command(subcommand)]
+    Gate(cmd::gate::GateCommand),
     /// The registration service (open zone): IP, certificate and admin
     /// recovery over HTTPS, and its page
     Serve(cmd::serve::ServeArgs),
@@ -136,6 +140,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Enforce(a) => cmd::enforce::run_enforce(a, &ctx),
         Command::Rollback(a) => cmd::enforce::run_rollback(a, &ctx),
         Command::Sync(a) => cmd::sync::run(a, &ctx),
+        Command::Gate(c) => cmd::gate::run(c, &ctx),
         Command::Serve(a) => cmd::serve::run(a, &ctx),
     }
 }

@@ -19,6 +19,7 @@ mod audit;
 pub mod certs;
 pub mod codes;
 pub mod enforce;
+pub mod gate;
 pub mod ipsets;
 pub mod registrations;
 pub mod rules;
@@ -103,6 +104,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 9,
         name: "outbox-ms",
         sql: include_str!("migrations/0009_outbox_ms.sql"),
+    },
+    Migration {
+        version: 10,
+        name: "gate",
+        sql: include_str!("migrations/0010_gate.sql"),
     },
 ];
 

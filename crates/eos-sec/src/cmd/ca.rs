@@ -179,7 +179,7 @@ pub fn run(cmd: CaCommand, ctx: &crate::Ctx) -> anyhow::Result<()> {
         CaCommand::Show(a) => show(a, ctx),
         CaCommand::Revoke(a) => revoke(a, ctx, &files, conf),
         CaCommand::Crl(a) => crl(a, ctx, &files, conf),
-        CaCommand::Bundle(a) => bundle(a, ctx, &files, conf),
+        CaCommand::Bundle(a) => bundle(a, ctx),
         CaCommand::Expiring(a) => expiring(a, ctx),
     }
 }
@@ -219,7 +219,7 @@ fn passphrase(conf: &CaSection) -> anyhow::Result<Option<Passphrase>> {
     Ok(Some(Passphrase::new(value)?))
 }
 
-fn policy(conf: &CaSection) -> anyhow::Result<eos_ca::IssuancePolicy> {
+pub(crate) fn policy(conf: &CaSection) -> anyhow::Result<eos_ca::IssuancePolicy> {
     let mut p = eos_ca::IssuancePolicy::default();
     let set = |slot: &mut eos_ca::Lifetime,
                c: &Option<crate::config::ProfileLifetime>,
@@ -974,17 +974,24 @@ fn crl(a: OutArgs, ctx: &crate::Ctx, files: &CaFiles, conf: &CaSection) -> anyho
     emit(&pem)
 }
 
-fn bundle(a: OutArgs, ctx: &crate::Ctx, files: &CaFiles, conf: &CaSection) -> anyhow::Result<()> {
-    let (subject, pem) = match conf.backend {
+/// The configured CA's subject and trust bundle (PEM): the local root, or
+/// the Private CA's certificate and chain (`ca bundle`, `gate publish`).
+pub(crate) fn trust_bundle(ctx: &crate::Ctx) -> anyhow::Result<(String, String)> {
+    let conf = &ctx.config.ca;
+    Ok(match conf.backend {
         CaBackendKind::Local => {
-            let ca = load_ca(files, conf)?;
+            let ca = load_ca(&CaFiles::new(&ctx.state_dir), conf)?;
             (ca.info().subject().to_string(), ca.trust_bundle()?)
         }
         CaBackendKind::Acmpca => {
             let ca = open_private(ctx, &super::plan::runtime()?)?;
             (ca.info().subject().to_string(), ca.trust_bundle())
         }
-    };
+    })
+}
+
+fn bundle(a: OutArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
+    let (subject, pem) = trust_bundle(ctx)?;
     if let Some(out) = &a.out {
         write_atomic(out, pem.as_bytes(), 0o644)?;
     }

@@ -6,6 +6,7 @@ pub mod bootstrap;
 pub mod ca;
 pub mod code;
 pub mod enforce;
+pub mod gate;
 pub mod ipset;
 pub mod logs;
 pub mod plan;

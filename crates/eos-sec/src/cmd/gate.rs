@@ -1,0 +1,562 @@
+//! `eos-sec gate publish|status`: the CA's trust bundle and current CRL in
+//! S3, on the `[gate]` ALB trust stores and API Gateway domains. The rules
+//! are `eos_policy::gate`'s, the calls `eos_aws::gate`'s, the record
+//! `eos_store::gate`'s.
+
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use eos_aws::gate::AwsGate;
+use eos_policy::gate::{
+    ApiGatewayWarning, CrlFile, DomainRecord, GateBackend, GateStep, ObjectKind, TrustMaterial,
+    TrustStoreRecord, api_gateway_warnings, check_material, check_trust_store_name, object_key,
+    publish_objects, sha256_hex, sync_domain, sync_trust_store,
+};
+use eos_store::gate::{Target, TargetKind};
+use serde::Serialize;
+
+use super::aws::{AwsArgs, aws_options};
+use crate::config::{CaBackendKind, GateSection};
+use crate::exit::bad_input;
+use crate::output::{emit, emit_json};
+
+/// `eos-sec gate ...`
+#[derive(Debug, Subcommand)]
+pub enum GateCommand {
+    /// Publish the CA's trust bundle and current CRL to S3 (content-addressed
+    /// keys) and attach them to the `[gate]` ALB trust stores and API
+    /// Gateway domains, reading every change back
+    Publish(GateArgs),
+    /// Per trust store and domain: bundle fingerprint, CRL number and age,
+    /// revocation ids, what the CA wants, last error
+    Status(GateArgs),
+}
+
+/// Arguments of both gate commands.
+#[derive(Debug, Args)]
+pub struct GateArgs {
+    #[command(flatten)]
+    aws: AwsArgs,
+    /// Policy file, for the modes of the spaces behind `[[gate.domains]]`
+    /// [default: `[policy] file`, else ./policy.toml]
+    #[arg(long)]
+    policy: Option<PathBuf>,
+}
+
+pub fn run(cmd: GateCommand, ctx: &crate::Ctx) -> anyhow::Result<()> {
+    match cmd {
+        GateCommand::Publish(a) => publish(a, ctx),
+        GateCommand::Status(a) => status(a, ctx),
+    }
+}
+
+/// Default key prefix inside the bucket.
+const DEFAULT_PREFIX: &str = "eos-sec/";
+
+fn bucket(conf: &GateSection) -> anyhow::Result<&str> {
+    let bucket = conf.bucket.as_deref().ok_or_else(|| {
+        bad_input!("[gate] bucket is not set: name the S3 bucket the CA's bundle and CRL go to")
+    })?;
+    if conf.trust_stores.is_empty() && conf.domains.is_empty() {
+        return Err(bad_input!(
+            "[gate] names no trust_stores and no [[gate.domains]]: nothing uses the published bundle"
+        ));
+    }
+    Ok(bucket)
+}
+
+fn prefix(conf: &GateSection) -> &str {
+    conf.prefix.as_deref().unwrap_or(DEFAULT_PREFIX)
+}
+
+/// The CA's bundle and current CRL, checked against the ELBv2 limits. A
+/// local CA must have a CRL that has not expired; AWS Private CA publishes
+/// its own CRL, which `gate` does not carry yet (docs/MTLS.md).
+fn material(ctx: &crate::Ctx, store: &eos_store::Store) -> anyhow::Result<TrustMaterial> {
+    let (_subject, bundle) = super::ca::trust_bundle(ctx)?;
+    let crl = match ctx.config.ca.backend {
+        CaBackendKind::Acmpca => None,
+        CaBackendKind::Local => {
+            let latest = eos_store::certs::latest_crl(store.conn())?.ok_or_else(|| {
+                bad_input!("the CA has issued no CRL yet: run `eos-sec ca crl` first")
+            })?;
+            // Both are RFC 3339 UTC to the second: they compare as text.
+            if latest.next_update <= eos_ca::rfc3339(SystemTime::now()) {
+                return Err(bad_input!(
+                    "CRL {} expired at {}: run `eos-sec ca crl` for a current one (an edge must never hold an expired CRL)",
+                    latest.number,
+                    latest.next_update
+                ));
+            }
+            Some(CrlFile {
+                number: latest.number,
+                this_update: latest.this_update,
+                next_update: latest.next_update,
+                pem: latest.pem.into_bytes(),
+            })
+        }
+    };
+    Ok(check_material(bundle.as_bytes(), crl)?)
+}
+
+/// Spaces behind API Gateway domains whose certificates may outlive 72 h.
+fn warnings(a: &GateArgs, ctx: &crate::Ctx) -> anyhow::Result<Vec<ApiGatewayWarning>> {
+    let domains = &ctx.config.gate.domains;
+    if domains.iter().all(|d| d.spaces.is_empty()) {
+        return Ok(Vec::new());
+    }
+    let policy = super::policy::load_policy(a.policy.as_deref(), ctx)
+        .context("[[gate.domains]] spaces: reading the policy for their modes")?;
+    let lifetimes = super::ca::policy(&ctx.config.ca)?;
+    let max = [
+        lifetimes.service.max,
+        lifetimes.device.max,
+        lifetimes.cli.max,
+        lifetimes.browser.max,
+    ]
+    .into_iter()
+    .max()
+    .unwrap_or_default();
+    let mut out = Vec::new();
+    for d in domains {
+        let mut spaces = Vec::new();
+        for s in &d.spaces {
+            let id = eos_identity::SpaceId::new(s)
+                .map_err(|e| bad_input!("[[gate.domains]] {}: space {s}: {e}", d.name))?;
+            spaces.push((s.clone(), policy.space(&id)?.mode));
+        }
+        out.extend(api_gateway_warnings(&d.name, &spaces, max.as_secs() / 3600));
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Serialize)]
+struct TargetReport {
+    kind: TargetKind,
+    name: String,
+    status: &'static str,
+    steps: Vec<GateStep>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct PublishReport {
+    backend: String,
+    bundle: eos_policy::gate::ObjectRef,
+    crl: Option<serde_json::Value>,
+    targets: Vec<TargetReport>,
+    warnings: Vec<String>,
+}
+
+fn publish(a: GateArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
+    let conf = &ctx.config.gate;
+    let bucket = bucket(conf)?;
+    let warnings = warnings(&a, ctx)?;
+    let mut store = ctx.store()?;
+    let material = material(ctx, &store)?;
+    let rt = super::plan::runtime()?;
+    let opts = aws_options(&a.aws, &ctx.config.backend);
+    let gate = rt.block_on(AwsGate::connect(&opts, bucket))?;
+    let backend = gate.gate_backend_id();
+    let published = rt
+        .block_on(publish_objects(&gate, prefix(conf), &material))
+        .with_context(|| format!("publishing to s3://{bucket}"))?;
+    let actor = super::rules::actor();
+    let mut targets = Vec::new();
+    for name in &conf.trust_stores {
+        let t = Target {
+            backend: &backend,
+            kind: TargetKind::TrustStore,
+            name,
+        };
+        let previous =
+            eos_store::gate::target::<TrustStoreRecord>(store.conn(), t)?.and_then(|r| r.record);
+        let outcome = rt.block_on(sync_trust_store(
+            &gate,
+            name,
+            &published,
+            &material,
+            previous.as_ref(),
+        ));
+        targets.push(finish(&mut store, t, outcome, &actor)?);
+    }
+    for d in &conf.domains {
+        let t = Target {
+            backend: &backend,
+            kind: TargetKind::Domain,
+            name: &d.name,
+        };
+        let outcome = rt.block_on(sync_domain(&gate, &d.name, &published));
+        targets.push(finish(&mut store, t, outcome, &actor)?);
+    }
+    let failed = targets.iter().filter(|t| t.error.is_some()).count();
+    let report = PublishReport {
+        backend,
+        bundle: published.bundle.clone(),
+        crl: published.crl.as_ref().map(|(object, file, entries)| {
+            serde_json::json!({ "number": file.number, "this_update": file.this_update,
+                "next_update": file.next_update, "entries": entries, "object": object })
+        }),
+        targets,
+        warnings: warnings.iter().map(ToString::to_string).collect(),
+    };
+    if ctx.json {
+        emit_json(&report)?;
+    } else {
+        emit(&render_publish(&report))?;
+    }
+    if failed > 0 {
+        anyhow::bail!(
+            "gate publish: {failed} of {} targets failed (see above; `eos-sec gate status`)",
+            report.targets.len()
+        );
+    }
+    Ok(())
+}
+
+/// Record a target's outcome: the read-back record (audited) or the error.
+fn finish<R: Serialize>(
+    store: &mut eos_store::Store,
+    t: Target<'_>,
+    outcome: Result<(R, Vec<GateStep>), eos_policy::gate::GateError>,
+    actor: &str,
+) -> anyhow::Result<TargetReport> {
+    let now = time::OffsetDateTime::now_utc();
+    Ok(match outcome {
+        Ok((record, steps)) => {
+            let detail =
+                serde_json::json!({ "backend": t.backend, "steps": steps, "record": record });
+            eos_store::gate::record_success(store, t, &record, detail, actor, now)?;
+            TargetReport {
+                kind: t.kind,
+                name: t.name.to_owned(),
+                status: if steps.is_empty() {
+                    "unchanged"
+                } else {
+                    "updated"
+                },
+                steps,
+                error: None,
+            }
+        }
+        Err(e) => {
+            let message = e.to_string();
+            eos_store::gate::record_error(store, t, &message, now)?;
+            TargetReport {
+                kind: t.kind,
+                name: t.name.to_owned(),
+                status: "failed",
+                steps: Vec::new(),
+                error: Some(message),
+            }
+        }
+    })
+}
+
+fn render_publish(r: &PublishReport) -> String {
+    let mut out = format!("bundle  {}\n", uri_of(&r.bundle));
+    if let Some(crl) = &r.crl {
+        out.push_str(&format!(
+            "CRL     {} (number {}, {} entries)\n",
+            crl["object"]["key"]
+                .as_str()
+                .map_or_else(String::new, |k| format!("s3://{}/{k}", r.bundle.bucket)),
+            crl["number"],
+            crl["entries"]
+        ));
+    } else {
+        out.push_str("CRL     none (AWS Private CA publishes its own)\n");
+    }
+    for t in &r.targets {
+        out.push_str(&format!("{} {}: {}\n", t.kind.as_str(), t.name, t.status));
+        for s in &t.steps {
+            out.push_str(&format!("  {s}\n"));
+        }
+        if let Some(e) = &t.error {
+            out.push_str(&format!("  error: {e}\n"));
+        }
+    }
+    for w in &r.warnings {
+        out.push_str(&format!("warning: {w}\n"));
+    }
+    out
+}
+
+fn uri_of(o: &eos_policy::gate::ObjectRef) -> String {
+    match &o.version {
+        Some(v) => format!("{} (version {v})", o.uri()),
+        None => o.uri(),
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Wants {
+    bundle_sha256: String,
+    bundle_key: String,
+    crl_number: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+struct TrustStoreStatus {
+    name: String,
+    exists: bool,
+    arn: Option<String>,
+    status: Option<String>,
+    ca_certificates: Option<usize>,
+    revocation_ids: Vec<i64>,
+    bundle_sha256: Option<String>,
+    crl_number: Option<u64>,
+    crl_this_update: Option<String>,
+    crl_age_seconds: Option<i64>,
+    updated_at: Option<String>,
+    in_sync: bool,
+    last_error: Option<String>,
+    /// Reading it now failed.
+    read_error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct DomainStatus {
+    name: String,
+    exists: bool,
+    truststore_uri: Option<String>,
+    truststore_warnings: Vec<String>,
+    bundle_sha256: Option<String>,
+    updated_at: Option<String>,
+    in_sync: bool,
+    last_error: Option<String>,
+    /// Reading it now failed.
+    read_error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct StatusReport {
+    backend: String,
+    wants: Wants,
+    trust_stores: Vec<TrustStoreStatus>,
+    domains: Vec<DomainStatus>,
+    warnings: Vec<String>,
+}
+
+fn age_seconds(rfc3339: &str, now: time::OffsetDateTime) -> Option<i64> {
+    time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| (now - t).whole_seconds())
+}
+
+fn status(a: GateArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
+    let conf = &ctx.config.gate;
+    let bucket = bucket(conf)?;
+    let warnings = warnings(&a, ctx)?;
+    let store = ctx.store()?;
+    let material = material(ctx, &store)?;
+    let wants = Wants {
+        bundle_sha256: sha256_hex(material.bundle()),
+        bundle_key: object_key(prefix(conf), ObjectKind::Bundle, material.bundle()),
+        crl_number: material.crl().map(|(c, _)| c.number),
+    };
+    let rt = super::plan::runtime()?;
+    let opts = aws_options(&a.aws, &ctx.config.backend);
+    let gate = rt.block_on(AwsGate::connect(&opts, bucket))?;
+    let backend = gate.gate_backend_id();
+    let now = time::OffsetDateTime::now_utc();
+    let mut trust_stores = Vec::new();
+    for name in &conf.trust_stores {
+        let t = Target {
+            backend: &backend,
+            kind: TargetKind::TrustStore,
+            name,
+        };
+        let row = eos_store::gate::target::<TrustStoreRecord>(store.conn(), t)?;
+        let (record, updated_at, last_error) = match row {
+            Some(r) => (r.record, r.updated_at, r.last_error),
+            None => (None, None, None),
+        };
+        let read = match check_trust_store_name(name) {
+            Ok(()) => rt.block_on(gate.trust_store(name)),
+            Err(e) => Err(e),
+        };
+        let (live, read_error) = live(read);
+        let revocation_ids: Vec<i64> = live
+            .as_ref()
+            .map(|l| l.revocations.iter().map(|r| r.id).collect())
+            .unwrap_or_default();
+        let crl = record.as_ref().and_then(|r| r.crl.as_ref());
+        let in_sync = match (&live, &record) {
+            (Some(l), Some(r)) => {
+                l.arn == r.arn
+                    && r.bundle.sha256 == wants.bundle_sha256
+                    && crl.map(|c| c.number) == wants.crl_number
+                    && revocation_ids
+                        == crl.map(|c| c.revocation_id).into_iter().collect::<Vec<_>>()
+            }
+            _ => false,
+        };
+        trust_stores.push(TrustStoreStatus {
+            name: name.clone(),
+            exists: live.is_some(),
+            arn: live.as_ref().map(|l| l.arn.clone()),
+            status: live.as_ref().map(|l| l.status.clone()),
+            ca_certificates: live.as_ref().map(|l| l.ca_certificates),
+            revocation_ids,
+            bundle_sha256: record.as_ref().map(|r| r.bundle.sha256.clone()),
+            crl_number: crl.map(|c| c.number),
+            crl_this_update: crl.map(|c| c.this_update.clone()),
+            crl_age_seconds: crl.and_then(|c| age_seconds(&c.this_update, now)),
+            updated_at,
+            in_sync,
+            last_error,
+            read_error,
+        });
+    }
+    let mut domains = Vec::new();
+    for d in &conf.domains {
+        let t = Target {
+            backend: &backend,
+            kind: TargetKind::Domain,
+            name: &d.name,
+        };
+        let row = eos_store::gate::target::<DomainRecord>(store.conn(), t)?;
+        let (record, updated_at, last_error) = match row {
+            Some(r) => (r.record, r.updated_at, r.last_error),
+            None => (None, None, None),
+        };
+        let (live, read_error) = live(rt.block_on(gate.domain(&d.name)));
+        let wanted_uri = format!("s3://{bucket}/{}", wants.bundle_key);
+        domains.push(DomainStatus {
+            name: d.name.clone(),
+            exists: live.is_some(),
+            in_sync: live
+                .as_ref()
+                .is_some_and(|l| l.truststore_uri.as_deref() == Some(wanted_uri.as_str())),
+            truststore_uri: live.as_ref().and_then(|l| l.truststore_uri.clone()),
+            truststore_warnings: live.map(|l| l.warnings).unwrap_or_default(),
+            bundle_sha256: record.map(|r| r.bundle.sha256),
+            updated_at,
+            last_error,
+            read_error,
+        });
+    }
+    let report = StatusReport {
+        backend,
+        wants,
+        trust_stores,
+        domains,
+        warnings: warnings.iter().map(ToString::to_string).collect(),
+    };
+    if ctx.json {
+        emit_json(&report)?;
+    } else {
+        emit(&render_status(&report))?;
+    }
+    let unread = report
+        .trust_stores
+        .iter()
+        .filter(|t| t.read_error.is_some())
+        .count()
+        + report
+            .domains
+            .iter()
+            .filter(|d| d.read_error.is_some())
+            .count();
+    if unread > 0 {
+        anyhow::bail!("gate status: {unread} targets could not be read (see above)");
+    }
+    Ok(())
+}
+
+/// A live read that fails is reported in its row, not for the whole
+/// command: the other targets and the record are still worth showing.
+fn live<T>(read: Result<Option<T>, eos_policy::gate::GateError>) -> (Option<T>, Option<String>) {
+    match read {
+        Ok(v) => (v, None),
+        Err(e) => (None, Some(e.to_string())),
+    }
+}
+
+fn short(sha: &str) -> &str {
+    sha.get(..16).unwrap_or(sha)
+}
+
+fn render_status(r: &StatusReport) -> String {
+    let mut out = format!(
+        "CA wants bundle sha256:{} and CRL {}\n",
+        short(&r.wants.bundle_sha256),
+        r.wants
+            .crl_number
+            .map_or_else(|| "none".to_owned(), |n| n.to_string())
+    );
+    for t in &r.trust_stores {
+        out.push_str(&format!(
+            "trust store {}: {}\n",
+            t.name,
+            if t.read_error.is_some() {
+                "unknown".to_owned()
+            } else if !t.exists {
+                "missing".to_owned()
+            } else if t.in_sync {
+                "in sync".to_owned()
+            } else {
+                "STALE".to_owned()
+            }
+        ));
+        if let Some(arn) = &t.arn {
+            out.push_str(&format!(
+                "  {arn} {} ({} CA certificates)\n",
+                t.status.as_deref().unwrap_or("?"),
+                t.ca_certificates.unwrap_or(0)
+            ));
+        }
+        out.push_str(&format!(
+            "  bundle sha256:{}\n",
+            t.bundle_sha256.as_deref().map_or("-", short)
+        ));
+        let ids: Vec<String> = t.revocation_ids.iter().map(ToString::to_string).collect();
+        out.push_str(&format!(
+            "  CRL {} ({}), revocation ids [{}]\n",
+            t.crl_number
+                .map_or_else(|| "-".to_owned(), |n| n.to_string()),
+            t.crl_age_seconds
+                .map_or_else(|| "age -".to_owned(), |s| format!("{s} s old")),
+            ids.join(", ")
+        ));
+        if let Some(e) = &t.last_error {
+            out.push_str(&format!("  last error: {e}\n"));
+        }
+        if let Some(e) = &t.read_error {
+            out.push_str(&format!("  cannot read it now: {e}\n"));
+        }
+    }
+    for d in &r.domains {
+        out.push_str(&format!(
+            "domain {}: {}\n  truststore {}\n",
+            d.name,
+            if d.read_error.is_some() {
+                "unknown"
+            } else if !d.exists {
+                "missing"
+            } else if d.in_sync {
+                "in sync"
+            } else {
+                "STALE"
+            },
+            d.truststore_uri.as_deref().unwrap_or("-")
+        ));
+        for w in &d.truststore_warnings {
+            out.push_str(&format!("  API Gateway warning: {w}\n"));
+        }
+        if let Some(e) = &d.last_error {
+            out.push_str(&format!("  last error: {e}\n"));
+        }
+        if let Some(e) = &d.read_error {
+            out.push_str(&format!("  cannot read it now: {e}\n"));
+        }
+    }
+    for w in &r.warnings {
+        out.push_str(&format!("warning: {w}\n"));
+    }
+    out
+}

@@ -1,0 +1,234 @@
+//! `eos-sec gate publish|status` with a local CA, against a private moto
+//! server (S3 and API Gateway v2; read back with boto3). ELBv2 trust
+//! stores, which moto lacks, are covered by eos-aws's replay tests.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::State;
+use eos_aws::moto::MotoServer;
+
+const POLICY: &str = r#"
+[web_acl]
+name = "eos-restricted"
+
+[routing]
+by = "host-label"
+domain = "entityos.cloud"
+
+[spaces.acme]
+mode = "cert"
+
+[spaces.beta]
+mode = "ip"
+"#;
+
+fn sha256(body: &str) -> String {
+    eos_policy::gate::sha256_hex(body.as_bytes())
+}
+
+#[test]
+fn rejects_publish_without_a_bucket_or_a_target() {
+    let st = State::new("");
+    let o = st.run(&["gate", "publish"]);
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("[gate] bucket is not set"),
+        "{}",
+        o.stderr
+    );
+    let st = State::new("[gate]\nbucket = \"trust\"\n");
+    let o = st.run(&["gate", "status"]);
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("nothing uses the published bundle"),
+        "{}",
+        o.stderr
+    );
+}
+
+#[test]
+fn rejects_an_expired_crl_before_any_call() {
+    // The endpoint is never reached: nothing listens there.
+    let st = State::new(
+        "[backend]\nregion = \"us-east-1\"\nendpoint_url = \"http://127.0.0.1:9\"\n\
+         [ca]\ncrl_validity = \"1s\"\n[gate]\nbucket = \"trust\"\ntrust_stores = [\"eos-ca\"]\n",
+    );
+    st.ok(&["ca", "init", "--env", "dev"]);
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let o = st.run(&["gate", "publish"]);
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(o.stderr.contains("CRL 1 expired at"), "{}", o.stderr);
+}
+
+#[test]
+fn rejects_a_bad_trust_store_name_without_calling_it() {
+    let Some(moto) = MotoServer::start() else {
+        return;
+    };
+    let Some(_) = moto.boto3("boto3.client('s3', **kw).create_bucket(Bucket='trust')") else {
+        return;
+    };
+    let mut st = State::new(&format!(
+        "[backend]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n[gate]\nbucket = \"trust\"\ntrust_stores = [\"eos_ca\"]\n",
+        moto.endpoint()
+    ));
+    st.env = moto.env();
+    st.ok(&["ca", "init", "--env", "dev"]);
+    let o = st.run(&["--json", "gate", "publish"]);
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    let report: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(report["targets"][0]["status"], "failed");
+    assert!(
+        report["targets"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("trust store name: `eos_ca`"),
+        "{report}"
+    );
+    // moto has no trust stores: the live read fails in its row (exit 1),
+    // and the recorded error is shown beside it.
+    let status = st.run(&["--json", "gate", "status"]);
+    assert_eq!(status.code, 1, "{}", status.stderr);
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert!(
+        status["trust_stores"][0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("eos_ca"),
+        "{status}"
+    );
+}
+
+#[test]
+fn publish_puts_bundle_and_crl_in_s3_and_a_revocation_publishes_the_new_crl() {
+    let Some(moto) = MotoServer::start() else {
+        return;
+    };
+    let Some(_) = moto.boto3("boto3.client('s3', **kw).create_bucket(Bucket='trust')") else {
+        return;
+    };
+    let mut st = State::new(&format!(
+        "[backend]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n\
+         [policy]\nfile = \"policy.toml\"\n\
+         [gate]\nbucket = \"trust\"\nprefix = \"edge/\"\n\
+         [[gate.domains]]\nname = \"api.acme.example\"\nspaces = [\"acme\", \"beta\"]\n",
+        moto.endpoint()
+    ));
+    st.env = moto.env();
+    std::fs::write(st.path().join("policy.toml"), POLICY).unwrap();
+    st.ok(&["ca", "init", "--env", "dev"]);
+    let bundle = st.json(&["ca", "bundle"])["pem"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let bundle_key = format!("edge/bundle/{}.pem", sha256(&bundle));
+    // The domain (made by whoever owns it) already trusts this bundle.
+    moto.boto3(&format!(
+        "boto3.client('apigatewayv2', **kw).create_domain_name(DomainName='api.acme.example', \
+         DomainNameConfigurations=[{{'CertificateArn': 'arn:aws:acm:us-east-1:111122223333:certificate/x', 'EndpointType': 'REGIONAL'}}], \
+         MutualTlsAuthentication={{'TruststoreUri': 's3://trust/{bundle_key}'}})"
+    ))
+    .unwrap();
+
+    let report = st.json(&["gate", "publish"]);
+    assert_eq!(report["bundle"]["key"], bundle_key.as_str());
+    assert_eq!(report["crl"]["number"], 1);
+    assert_eq!(report["targets"][0]["kind"], "domain");
+    assert_eq!(report["targets"][0]["status"], "unchanged");
+    // acme (cert) behind API Gateway with 90-day browser certificates is
+    // warned about; beta (ip) is not.
+    let warnings = report["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{report}");
+    assert!(
+        warnings[0]
+            .as_str()
+            .unwrap()
+            .contains("space acme (mode cert)")
+    );
+
+    let body = moto
+        .boto3(&format!(
+            "sys.stdout.write(boto3.client('s3', **kw).get_object(Bucket='trust', Key='{bundle_key}')['Body'].read().decode())"
+        ))
+        .unwrap();
+    assert_eq!(body, bundle);
+
+    let status = st.json(&["gate", "status"]);
+    assert_eq!(status["wants"]["bundle_key"], bundle_key.as_str());
+    assert_eq!(status["wants"]["crl_number"], 1);
+    assert_eq!(status["domains"][0]["in_sync"], true);
+    assert_eq!(
+        status["domains"][0]["bundle_sha256"],
+        sha256(&bundle).as_str()
+    );
+
+    // A revocation makes CRL 2; publishing puts it beside CRL 1 (a new
+    // content address: nothing a trust store points at is overwritten).
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(st.path())
+            .output()
+            .expect("openssl is required");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        "a.key",
+    ]);
+    openssl(&[
+        "req",
+        "-new",
+        "-key",
+        "a.key",
+        "-subj",
+        "/CN=ignored",
+        "-out",
+        "req.csr",
+    ]);
+    let signed = st.json(&[
+        "ca",
+        "sign",
+        "--csr",
+        "req.csr",
+        "--space",
+        "acme",
+        "--user",
+        "alice",
+        "--profile",
+        "device",
+    ]);
+    let serial = signed["serial"].as_str().unwrap().to_owned();
+    st.ok(&["ca", "revoke", &serial, "--reason", "key-compromise"]);
+    let report = st.json(&["gate", "publish"]);
+    assert_eq!(report["crl"]["number"], 2);
+    assert_eq!(report["crl"]["entries"], 1);
+    let crl_key = report["crl"]["object"]["key"].as_str().unwrap().to_owned();
+    let listing = moto
+        .boto3(
+            "print(json.dumps(sorted(o['Key'] for o in boto3.client('s3', **kw).list_objects_v2(Bucket='trust', Prefix='edge/crl/')['Contents'])))",
+        )
+        .unwrap();
+    let keys: Vec<String> = serde_json::from_str(&listing).unwrap();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(keys.contains(&crl_key));
+    let crl = moto
+        .boto3(&format!(
+            "sys.stdout.write(boto3.client('s3', **kw).get_object(Bucket='trust', Key='{crl_key}')['Body'].read().decode())"
+        ))
+        .unwrap();
+    assert_eq!(
+        crl,
+        std::fs::read_to_string(st.path().join("state/ca/crl.pem")).unwrap()
+    );
+}

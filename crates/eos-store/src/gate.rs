@@ -1,0 +1,181 @@
+//! The certificate gate's record (migration 9): per backend, ALB trust
+//! store and API Gateway domain, what eos-sec attached — written only after
+//! the backend read it back — and the last error. `eos-sec gate publish`
+//! writes it, `eos-sec gate status` reads it beside the live state.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use time::OffsetDateTime;
+
+use crate::rules::corrupt;
+use crate::{AuditEntry, Store, StoreError, audit_in, format_rfc3339};
+
+/// What a gate target is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TargetKind {
+    /// An ALB trust store (record: `eos_policy::gate::TrustStoreRecord`).
+    TrustStore,
+    /// An API Gateway custom domain (record: `eos_policy::gate::DomainRecord`).
+    Domain,
+}
+
+impl TargetKind {
+    /// `trust-store` or `domain`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetKind::TrustStore => "trust-store",
+            TargetKind::Domain => "domain",
+        }
+    }
+}
+
+/// A gate target: a trust store or domain on one backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target<'a> {
+    /// The backend (`aws:<region>`).
+    pub backend: &'a str,
+    /// Trust store or domain.
+    pub kind: TargetKind,
+    /// Its name.
+    pub name: &'a str,
+}
+
+/// One target's row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetRow<R> {
+    /// What eos-sec attached, as read back; `None` before the first success.
+    pub record: Option<R>,
+    /// When the record was written (RFC 3339).
+    pub updated_at: Option<String>,
+    /// The last failure, when newer than the record.
+    pub last_error: Option<String>,
+    /// When it happened.
+    pub last_error_at: Option<String>,
+}
+
+/// The row of `(backend, kind, name)`, `None` when eos-sec never touched it.
+pub fn target<R: DeserializeOwned>(
+    conn: &Connection,
+    t: Target<'_>,
+) -> Result<Option<TargetRow<R>>, StoreError> {
+    let row = conn
+        .query_row(
+            "SELECT record, updated_at, last_error, last_error_at FROM gate_targets
+             WHERE backend = ?1 AND kind = ?2 AND name = ?3",
+            params![t.backend, t.kind.as_str(), t.name],
+            |r| {
+                Ok((
+                    r.get::<_, Option<String>>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((record, updated_at, last_error, last_error_at)) = row else {
+        return Ok(None);
+    };
+    let record = record
+        .map(|r| serde_json::from_str(&r).map_err(|e| corrupt("gate target", e)))
+        .transpose()?;
+    Ok(Some(TargetRow {
+        record,
+        updated_at,
+        last_error,
+        last_error_at,
+    }))
+}
+
+/// Record what was attached to a target after it was read back, clearing
+/// its error, with an audit entry (`gate.publish`) in the same transaction.
+pub fn record_success<R: Serialize>(
+    store: &mut Store,
+    t: Target<'_>,
+    record: &R,
+    detail: serde_json::Value,
+    actor: &str,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let json = serde_json::to_string(record).map_err(|e| corrupt("gate target", e))?;
+    let tx = store.transaction()?;
+    tx.execute(
+        "INSERT INTO gate_targets(backend, kind, name, record, updated_at, last_error, last_error_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, NULL, NULL)
+         ON CONFLICT(backend, kind, name) DO UPDATE SET
+           record = excluded.record, updated_at = excluded.updated_at,
+           last_error = NULL, last_error_at = NULL",
+        params![t.backend, t.kind.as_str(), t.name, json, format_rfc3339(now)],
+    )?;
+    audit_in(
+        &tx,
+        &AuditEntry::new(
+            actor,
+            "gate.publish",
+            &format!("{}:{}", t.kind.as_str(), t.name),
+        )
+        .with_detail(detail),
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Record a failure for a target (its record stays as it was).
+pub fn record_error(
+    store: &mut Store,
+    t: Target<'_>,
+    error: &str,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    store.conn().execute(
+        "INSERT INTO gate_targets(backend, kind, name, last_error, last_error_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT(backend, kind, name) DO UPDATE SET
+           last_error = excluded.last_error, last_error_at = excluded.last_error_at",
+        params![
+            t.backend,
+            t.kind.as_str(),
+            t.name,
+            error,
+            format_rfc3339(now)
+        ],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn success_replaces_the_record_and_clears_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        let now = OffsetDateTime::UNIX_EPOCH;
+        let t = Target {
+            backend: "aws:x",
+            kind: TargetKind::TrustStore,
+            name: "ts",
+        };
+        let domain = Target {
+            kind: TargetKind::Domain,
+            ..t
+        };
+        assert!(target::<serde_json::Value>(s.conn(), t).unwrap().is_none());
+        record_error(&mut s, t, "boom", now).unwrap();
+        let row = target::<serde_json::Value>(s.conn(), t).unwrap().unwrap();
+        assert_eq!(
+            (row.record, row.last_error.as_deref()),
+            (None, Some("boom"))
+        );
+        let rec = serde_json::json!({"arn": "a"});
+        record_success(&mut s, t, &rec, serde_json::json!({}), "t", now).unwrap();
+        record_error(&mut s, domain, "other", now).unwrap();
+        let row = target::<serde_json::Value>(s.conn(), t).unwrap().unwrap();
+        assert_eq!(row.record, Some(rec));
+        assert_eq!(row.last_error, None);
+        assert_eq!(row.updated_at.as_deref(), Some("1970-01-01T00:00:00Z"));
+    }
+}
