@@ -346,3 +346,91 @@ fn bootstrap_from_cloudwatch_with_the_local_backend() {
         o.stderr
     );
 }
+
+/// What a state directory holds of bootstrap's input, read back from the
+/// store itself: rules, observations, pending outbox rows, plans, and the
+/// audit actions recorded.
+fn kept(
+    st: &State,
+) -> (
+    usize,
+    usize,
+    usize,
+    usize,
+    std::collections::BTreeSet<String>,
+) {
+    let store = eos_store::Store::open(&st.path().join("state")).unwrap();
+    let conn = store.conn();
+    let count = |table: &str| -> usize {
+        conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .unwrap()
+        .try_into()
+        .unwrap()
+    };
+    let actions = store
+        .audit_log(1000)
+        .unwrap()
+        .into_iter()
+        .map(|a| a.action)
+        .collect();
+    (
+        count("rules"),
+        count("observations"),
+        count("outbox"),
+        count("plans"),
+        actions,
+    )
+}
+
+/// A failed bootstrap says it stored nothing, prints nothing on stdout, and
+/// the store holds none of its input.
+fn assert_kept_nothing(st: &State, o: &common::Out) {
+    assert!(
+        o.stderr.contains("nothing of this bootstrap was stored"),
+        "{}",
+        o.stderr
+    );
+    assert!(o.stdout.is_empty(), "{}", o.stdout);
+    assert_eq!(kept(st), (0, 0, 0, 0, Default::default()));
+}
+
+/// A rules file planning refuses (10,001 /32s that do not aggregate, one
+/// space: more than an IPSet holds): bootstrap exits 2 and keeps nothing of
+/// its input — no rule, observation, outbox row, plan or audit entry — so
+/// no later sync works on what the operator was told was refused.
+#[test]
+fn a_refused_bootstrap_keeps_nothing() {
+    let st = example_state("");
+    std::fs::write(
+        st.path().join("big.csv"),
+        common::too_many_rules_csv("acme"),
+    )
+    .unwrap();
+    let o = st.run(&["bootstrap", "--logs", "usage.jsonl", "--rules", "big.csv"]);
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(o.stderr.contains("too-many-entries"), "{}", o.stderr);
+    assert_kept_nothing(&st, &o);
+    assert_eq!(st.json(&["rules", "list"]), serde_json::json!([]));
+    let o = st.ok(&["sync"]);
+    assert!(o.stdout.contains("Nothing to sync"), "{}", o.stdout);
+}
+
+/// The backend cannot be reached: bootstrap exits 1 and keeps nothing of
+/// its input either.
+#[test]
+fn a_bootstrap_that_cannot_reach_the_backend_keeps_nothing() {
+    let mut st = example_state(
+        "\n[backend]\nkind = \"aws\"\nregion = \"us-east-1\"\nendpoint_url = \"http://127.0.0.1:1\"\n",
+    );
+    st.env = vec![
+        ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+    ];
+    let o = st.run(&strs(&bootstrap_args()));
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert_kept_nothing(&st, &o);
+}

@@ -10,20 +10,9 @@ use std::time::{Duration, Instant};
 
 use common::State;
 
-/// 10,001 /32s in `space` that do not aggregate (every other address of
-/// 10.0.0.0/8): more than an IPSet holds, so its v4 set is refused.
+/// 10,001 /32s in `space`: its v4 set is refused (`too-many-entries`).
 fn import_too_many(st: &State, space: &str) {
-    let mut csv = String::from("space,cidr,label,declared_by,created\n");
-    for i in 0..10_001u32 {
-        let j = 2 * i;
-        csv.push_str(&format!(
-            "{space},10.{}.{}.{},desk {i},alice,2026-11-01T00:00:00Z\n",
-            j >> 16,
-            (j >> 8) & 255,
-            j & 255
-        ));
-    }
-    std::fs::write(st.path().join("big.csv"), csv).unwrap();
+    std::fs::write(st.path().join("big.csv"), common::too_many_rules_csv(space)).unwrap();
     st.ok(&["rules", "import", "big.csv"]);
 }
 

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use eos_ipset::{IpNet, canonical, parse_net};
 use eos_plan::{ActualSet, AppliedSet, BackendError, IpSetBackend, IpSetName, LockToken, NewIpSet};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde_json::json;
 
 use crate::{AuditEntry, Store, StoreError, audit_in, now_rfc3339};
@@ -33,17 +33,28 @@ pub fn save_plan(
     actor: &str,
 ) -> Result<i64, StoreError> {
     let tx = store.transaction()?;
+    let id = save_plan_in(&tx, backend, body, actor)?;
+    tx.commit()?;
+    Ok(id)
+}
+
+/// [`save_plan`] inside the caller's transaction.
+pub fn save_plan_in(
+    tx: &Transaction<'_>,
+    backend: &str,
+    body: &str,
+    actor: &str,
+) -> Result<i64, StoreError> {
     tx.execute(
         "INSERT INTO plans(created, backend, body) VALUES (?1, ?2, ?3)",
         params![now_rfc3339(), backend, body],
     )?;
     let id = tx.last_insert_rowid();
     audit_in(
-        &tx,
+        tx,
         &AuditEntry::new(actor, "plan.create", &format!("plan {id}"))
             .with_detail(json!({ "backend": backend })),
     )?;
-    tx.commit()?;
     Ok(id)
 }
 
@@ -84,6 +95,19 @@ pub fn record_apply(
     actor: &str,
 ) -> Result<(), StoreError> {
     let tx = store.transaction()?;
+    record_apply_in(&tx, backend, plan_id, applied, actor)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// [`record_apply`] inside the caller's transaction.
+pub fn record_apply_in(
+    tx: &Transaction<'_>,
+    backend: &str,
+    plan_id: Option<i64>,
+    applied: &[AppliedSet],
+    actor: &str,
+) -> Result<(), StoreError> {
     let now = now_rfc3339();
     for a in applied {
         let name = a.name.to_string();
@@ -100,7 +124,7 @@ pub fn record_apply(
             )?;
         }
         audit_in(
-            &tx,
+            tx,
             &AuditEntry::new(actor, "ipset.apply", &name).with_detail(json!({
                 "backend": backend,
                 "plan": plan_id,
@@ -118,7 +142,6 @@ pub fn record_apply(
             params![id, now],
         )?;
     }
-    tx.commit()?;
     Ok(())
 }
 

@@ -179,11 +179,21 @@ pub fn desired_from_store(
     spaces: &[SpaceId],
     opts: &CheckedOptions,
 ) -> anyhow::Result<Desired> {
-    let rules: Vec<_> = list_rules(store.conn(), spaces)?
+    desired_in(store.conn(), spaces, opts)
+}
+
+/// [`desired_from_store`] on a connection (also inside a transaction, to
+/// plan from writes not yet committed).
+pub fn desired_in(
+    conn: &eos_store::rusqlite::Connection,
+    spaces: &[SpaceId],
+    opts: &CheckedOptions,
+) -> anyhow::Result<Desired> {
+    let rules: Vec<_> = list_rules(conn, spaces)?
         .into_iter()
         .map(|r| r.rule)
         .collect();
-    let obs = load_observations(store.conn(), spaces)?;
+    let obs = load_observations(conn, spaces)?;
     Ok(desired_sets(
         &rules,
         &obs,
@@ -270,7 +280,15 @@ pub fn run_plan(args: PlanArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
 /// from the rules as they are now delivers them once it is applied, so
 /// `eos-sec sync` need not re-check those sets.
 pub fn pending_in_scope(store: &Store, spaces: &[SpaceId]) -> anyhow::Result<Vec<i64>> {
-    Ok(eos_store::sync::pending(store.conn(), usize::MAX)?
+    pending_in(store.conn(), spaces)
+}
+
+/// [`pending_in_scope`] on a connection (also inside a transaction).
+pub fn pending_in(
+    conn: &eos_store::rusqlite::Connection,
+    spaces: &[SpaceId],
+) -> anyhow::Result<Vec<i64>> {
+    Ok(eos_store::sync::pending(conn, usize::MAX)?
         .into_iter()
         .filter(|r| spaces.is_empty() || spaces.contains(&r.space))
         .map(|r| r.id)

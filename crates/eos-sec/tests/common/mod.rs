@@ -219,3 +219,20 @@ impl Drop for Serving {
         }
     }
 }
+
+/// A rules file (CSV) of 10,001 /32s of `space` that do not aggregate (every
+/// other address of 10.0.0.0/8): more than an IPSet holds, so planning
+/// refuses the space's v4 set (`too-many-entries`).
+pub fn too_many_rules_csv(space: &str) -> String {
+    let mut csv = String::from("space,cidr,label,declared_by,created\n");
+    for i in 0..10_001u32 {
+        let j = 2 * i;
+        csv.push_str(&format!(
+            "{space},10.{}.{}.{},desk {i},alice,2026-11-01T00:00:00Z\n",
+            j >> 16,
+            (j >> 8) & 255,
+            j & 255
+        ));
+    }
+    csv
+}
