@@ -7,6 +7,8 @@ use std::fmt;
 
 use eos_identity::{SpaceId, UserId};
 use eos_ipset::{IpNet, canonical, parse_net};
+use serde::de::value::{Error as DeError, MapDeserializer};
+use serde::de::{IntoDeserializer, Visitor};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -338,7 +340,7 @@ pub fn parse_rules(
     file: &str,
     now: OffsetDateTime,
 ) -> Result<Vec<NetworkAccessRule>, RuleImportError> {
-    let located: Vec<(usize, RuleRecord)> = match format {
+    let located: Vec<Located> = match format {
         RuleFormat::Toml => parse_toml(text, file)?,
         RuleFormat::Json => parse_json(text, file)?,
         RuleFormat::Csv => parse_csv(text, file)?,
@@ -346,7 +348,12 @@ pub fn parse_rules(
     let mut seen: Vec<((SpaceId, RuleCidr), usize)> = Vec::new();
     let mut keys = BTreeSet::new();
     let mut out = Vec::with_capacity(located.len());
-    for (line, r) in located {
+    for Located {
+        line,
+        column,
+        record: r,
+    } in located
+    {
         let key = (r.space.clone(), r.cidr);
         if !keys.insert(key.clone()) {
             let first_line = seen.iter().find(|(k, _)| *k == key).map_or(0, |(_, l)| *l);
@@ -371,7 +378,7 @@ pub fn parse_rules(
         .map_err(|e| RuleImportError::At {
             file: file.to_owned(),
             line,
-            column: 0,
+            column,
             message: e.to_string(),
         })?;
         out.push(rule);
@@ -379,17 +386,25 @@ pub fn parse_rules(
     Ok(out)
 }
 
+/// A record read from a file, with where an error about the whole record
+/// points: the field it is about where the format has columns (CSV: the
+/// `expires` field), else the record's start.
+struct Located {
+    line: usize,
+    column: usize,
+    record: RuleRecord,
+}
+
+/// The 1-based line and column (in characters) of byte `offset`.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = text.get(..offset.min(text.len())).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
-    let col = before
-        .rfind('\n')
-        .map_or(before.len(), |i| before.len() - i - 1)
-        + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let col = before.get(line_start..).map_or(0, |l| l.chars().count()) + 1;
     (line, col)
 }
 
-fn parse_toml(text: &str, file: &str) -> Result<Vec<(usize, RuleRecord)>, RuleImportError> {
+fn parse_toml(text: &str, file: &str) -> Result<Vec<Located>, RuleImportError> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct TomlFile {
@@ -409,8 +424,12 @@ fn parse_toml(text: &str, file: &str) -> Result<Vec<(usize, RuleRecord)>, RuleIm
         .rule
         .into_iter()
         .map(|s| {
-            let line = line_col(text, s.span().start).0;
-            (line, s.into_inner())
+            let (line, column) = line_col(text, s.span().start);
+            Located {
+                line,
+                column,
+                record: s.into_inner(),
+            }
         })
         .collect())
 }
@@ -423,7 +442,7 @@ pub(crate) fn json_message(e: &serde_json::Error) -> String {
     msg.strip_suffix(&suffix).unwrap_or(&msg).to_owned()
 }
 
-fn parse_json(text: &str, file: &str) -> Result<Vec<(usize, RuleRecord)>, RuleImportError> {
+fn parse_json(text: &str, file: &str) -> Result<Vec<Located>, RuleImportError> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Wrapped {
@@ -442,28 +461,31 @@ fn parse_json(text: &str, file: &str) -> Result<Vec<(usize, RuleRecord)>, RuleIm
     } else {
         serde_json::from_str::<Vec<RuleRecord>>(text).map_err(at)?
     };
-    let lines = json_record_lines(text);
+    let starts = json_record_starts(text);
     Ok(records
         .into_iter()
         .enumerate()
-        .map(|(i, r)| (lines.get(i).copied().unwrap_or(0), r))
+        .map(|(i, record)| {
+            let (line, column) = starts.get(i).map_or((0, 0), |&o| line_col(text, o));
+            Located {
+                line,
+                column,
+                record,
+            }
+        })
         .collect())
 }
 
-/// The line of each top-level record's opening `{` in a rules array: the
-/// objects at nesting depth 1 (bare array) or 2 (`{"rules": [...]}`), found
-/// by a scan that skips string contents.
-fn json_record_lines(text: &str) -> Vec<usize> {
+/// The byte offset of each top-level record's opening `{` in a rules array:
+/// the objects at nesting depth 1 (bare array) or 2 (`{"rules": [...]}`),
+/// found by a scan that skips string contents.
+fn json_record_starts(text: &str) -> Vec<usize> {
     let mut out = Vec::new();
     let mut depth = 0usize;
     let mut in_str = false;
     let mut escaped = false;
-    let mut line = 1usize;
     let mut record_depth = None;
-    for b in text.bytes() {
-        if b == b'\n' {
-            line += 1;
-        }
+    for (offset, b) in text.bytes().enumerate() {
         if in_str {
             match (escaped, b) {
                 (true, _) => escaped = false,
@@ -480,7 +502,7 @@ fn json_record_lines(text: &str) -> Vec<usize> {
                     record_depth = Some(depth + 1);
                 }
                 if b == b'{' && record_depth == Some(depth) {
-                    out.push(line);
+                    out.push(offset);
                 }
                 depth += 1;
             }
@@ -491,47 +513,169 @@ fn json_record_lines(text: &str) -> Vec<usize> {
     out
 }
 
-fn parse_csv(text: &str, file: &str) -> Result<Vec<(usize, RuleRecord)>, RuleImportError> {
+fn parse_csv(text: &str, file: &str) -> Result<Vec<Located>, RuleImportError> {
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .comment(Some(b'#'))
         .from_reader(text.as_bytes());
-    let at = |line: u64, message: String| RuleImportError::At {
+    let at = |(line, column): (usize, usize), message: String| RuleImportError::At {
         file: file.to_owned(),
-        line: usize::try_from(line).unwrap_or(0),
-        column: 0,
+        line,
+        column,
         message,
     };
-    let headers = reader.headers().map_err(|e| at(1, e.to_string()))?.clone();
+    let headers = reader
+        .headers()
+        .map_err(|e| at((1, 1), e.to_string()))?
+        .clone();
+    let expires = headers.iter().position(|h| h == "expires");
     let mut out = Vec::new();
     let mut record = csv::StringRecord::new();
     loop {
+        let fields = |pos: Option<&csv::Position>| CsvFields::of(text, pos);
         match reader.read_record(&mut record) {
             Ok(false) => break,
             Ok(true) => {}
             Err(e) => {
-                let line = e.position().map_or(0, |p| p.line());
-                return Err(at(line, e.to_string()));
+                let fields = fields(e.position());
+                return Err(match e.kind() {
+                    csv::ErrorKind::UnequalLengths {
+                        expected_len, len, ..
+                    } => {
+                        // Point at the first field too many, or at the end
+                        // of a record that has too few.
+                        let place = usize::try_from(*expected_len)
+                            .ok()
+                            .filter(|_| len > expected_len)
+                            .map_or(fields.end, |i| fields.start_of(i));
+                        at(
+                            line_col(text, place),
+                            format!("{len} fields, the header has {expected_len}"),
+                        )
+                    }
+                    _ => at(line_col(text, fields.record), e.to_string()),
+                });
             }
         }
-        let line = record.position().map_or(0, |p| p.line());
-        let r: RuleRecord = record.deserialize(Some(&headers)).map_err(|e| {
-            let message = match e.kind() {
-                csv::ErrorKind::Deserialize { err, .. } => {
-                    let field = err
-                        .field()
-                        .and_then(|i| headers.get(usize::try_from(i).ok()?))
-                        .map(|h| format!("{h}: "))
-                        .unwrap_or_default();
-                    format!("{field}{}", err.kind())
-                }
-                other => format!("{other:?}"),
-            };
-            at(line, message)
-        })?;
-        out.push((usize::try_from(line).unwrap_or(0), r));
+        let fields = fields(record.position());
+        let values = headers.iter().zip(record.iter().map(CsvField));
+        let r: RuleRecord = serde_path_to_error::deserialize(MapDeserializer::new(values))
+            .map_err(|e| {
+                let field = headers.iter().position(|h| e.path().to_string() == h);
+                let name = field
+                    .and_then(|i| headers.get(i))
+                    .map(|h| format!("{h}: "))
+                    .unwrap_or_default();
+                let place = field.map_or(fields.record, |i| fields.start_of(i));
+                at(line_col(text, place), format!("{name}{}", e.inner()))
+            })?;
+        let (line, column) = line_col(text, expires.map_or(fields.record, |i| fields.start_of(i)));
+        out.push(Located {
+            line,
+            column,
+            record: r,
+        });
     }
     Ok(out)
+}
+
+/// One CSV field as serde input: text, and an empty field as an absent
+/// option (what the csv crate's own deserializer does).
+struct CsvField<'a>(&'a str);
+
+impl<'de> IntoDeserializer<'de, DeError> for CsvField<'_> {
+    type Deserializer = Self;
+    fn into_deserializer(self) -> Self {
+        self
+    }
+}
+
+impl<'de> serde::Deserializer<'de> for CsvField<'_> {
+    type Error = DeError;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        visitor.visit_str(self.0)
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        if self.0.is_empty() {
+            visitor.visit_none()
+        } else {
+            visitor.visit_some(self)
+        }
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf unit unit_struct newtype_struct seq tuple tuple_struct
+        map struct enum identifier ignored_any
+    }
+}
+
+/// Where the fields of one CSV record start in the file (byte offsets of
+/// their first non-blank character, as the reader trims them): the csv
+/// crate reports a record's position, not its fields'.
+struct CsvFields {
+    record: usize,
+    fields: Vec<usize>,
+    end: usize,
+}
+
+impl CsvFields {
+    /// The record at `pos`. The reader's position of a record is where the
+    /// comment and empty lines before it start: skip them.
+    fn of(text: &str, pos: Option<&csv::Position>) -> CsvFields {
+        let mut record = pos
+            .and_then(|p| usize::try_from(p.byte()).ok())
+            .unwrap_or(0)
+            .min(text.len());
+        while let Some(rest) = text.get(record..) {
+            let Some(newline) = rest.find('\n') else {
+                break;
+            };
+            if !(rest.starts_with('#') || rest.starts_with('\n') || rest.starts_with("\r\n")) {
+                break;
+            }
+            record += newline + 1;
+        }
+        let rest = text.get(record..).unwrap_or_default();
+        let mut fields = Vec::new();
+        let (mut at_start, mut quoted) = (true, false);
+        for (i, c) in rest.char_indices() {
+            if at_start && (c == ' ' || c == '\t') {
+                continue;
+            }
+            if at_start {
+                fields.push(record + i);
+                at_start = false;
+            }
+            match c {
+                '"' => quoted = !quoted,
+                ',' if !quoted => at_start = true,
+                '\n' | '\r' if !quoted => {
+                    return CsvFields {
+                        record,
+                        fields,
+                        end: record + i,
+                    };
+                }
+                _ => {}
+            }
+        }
+        if at_start {
+            fields.push(text.len());
+        }
+        CsvFields {
+            record,
+            fields,
+            end: text.len(),
+        }
+    }
+
+    /// Where field `i` starts (the record's end when it has fewer).
+    fn start_of(&self, i: usize) -> usize {
+        self.fields.get(i).copied().unwrap_or(self.end)
+    }
 }
 
 #[cfg(test)]
@@ -639,6 +783,37 @@ acme,2001:db8:10::/48,HQ office v6,alice@acme.example,2026-01-05T09:00:00Z,2026-
         assert!(s.contains("not after created"), "{s}");
     }
 
+    /// The `file:line:column: message` of refusing `rows` under the header.
+    fn csv_error(rows: &str) -> String {
+        let csv = format!("space,cidr,label,declared_by,created,expires\n{rows}");
+        parse_rules(&csv, RuleFormat::Csv, "r.csv", now())
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn csv_errors_name_the_column() {
+        let e = csv_error("acme,10.0.0.0/8,a,bob,,\nacme,10.1.2.3/16,b,bob,,\n");
+        assert!(e.starts_with("r.csv:3:6: cidr: "), "{e}");
+        // Columns count characters, past quoted commas and trimmed blanks.
+        let e = csv_error("acme,10.0.0.0/8,\"Zürich, HQ\",bob,  yesterday,\n");
+        assert!(e.starts_with("r.csv:2:36: created: "), "{e}");
+        // A record-level refusal points at the field it is about.
+        let e = csv_error("acme,10.0.0.0/8,a,bob,2026-02-01T00:00:00Z,2026-01-01T00:00:00Z\n");
+        assert!(e.starts_with("r.csv:2:44: "), "{e}");
+        assert!(e.contains("not after created"), "{e}");
+        // A field too many: where it starts; too few: where the record ends.
+        let e = csv_error("acme,10.0.0.0/8,a,bob,,,extra\n");
+        assert_eq!(e, "r.csv:2:25: 7 fields, the header has 6");
+        let e = csv_error("acme,10.0.0.0/8,a\n");
+        assert_eq!(e, "r.csv:2:18: 3 fields, the header has 6");
+        // Comment lines and a quoted line break count as lines.
+        let e = csv_error("# note\nacme,10.0.0.0/8,\"two\nlines\",bob,,\n");
+        assert!(e.starts_with("r.csv:3:17: label: "), "{e}");
+        let e = csv_error("# note\n# more\nacme,0.0.0.0/0,c,bob,,\n");
+        assert!(e.starts_with("r.csv:4:6: cidr: "), "{e}");
+    }
+
     #[test]
     fn unknown_fields_are_refused() {
         let toml = "[[rule]]\nspace=\"acme\"\ncidr=\"10.0.0.0/8\"\nlabel=\"a\"\ndeclared_by=\"bob\"\nexpiry=\"2026-01-01T00:00:00Z\"\n";
@@ -654,6 +829,23 @@ acme,2001:db8:10::/48,HQ office v6,alice@acme.example,2026-01-05T09:00:00Z,2026-
             let _ = parse_rules(&s, RuleFormat::Toml, "f", now());
             let _ = parse_rules(&s, RuleFormat::Json, "f", now());
             let _ = parse_rules(&s, RuleFormat::Csv, "f", now());
+        }
+
+        #[test]
+        fn csv_errors_point_at_the_field(
+            label in "[a-zA-Zäé ,\"]{0,19}[a-z]",
+            blanks in " {0,3}",
+            comments in 0usize..3,
+        ) {
+            let quoted = format!("\"{}\"", label.replace('"', "\"\""));
+            let before = format!("acme,10.0.0.0/8,{quoted},bob,{blanks}");
+            let csv = format!(
+                "space,cidr,label,declared_by,created,expires\n{}{before}yesterday,\n",
+                "# c\n".repeat(comments)
+            );
+            let e = parse_rules(&csv, RuleFormat::Csv, "r.csv", now()).unwrap_err().to_string();
+            let at = format!("r.csv:{}:{}: created: ", comments + 2, before.chars().count() + 1);
+            proptest::prop_assert!(e.starts_with(&at), "{} does not start with {}", e, at);
         }
 
         #[test]

@@ -140,7 +140,8 @@ fn rules_import_errors_name_file_and_line() {
     std::fs::write(&bad, "space,cidr,label,declared_by,created,expires\nacme,10.0.0.0/8,a,bob,,\nacme,10.1.2.3/16,b,bob,,\n").unwrap();
     let o = run(dir.path(), &["rules", "import", bad.to_str().unwrap()]);
     assert_eq!(o.code, 2);
-    assert!(o.stderr.contains("bad.csv:3:"), "{}", o.stderr);
+    // file:line:column of the offending field (the cidr, column 6).
+    assert!(o.stderr.contains("bad.csv:3:6: cidr: "), "{}", o.stderr);
     assert_eq!(
         run(dir.path(), &["rules", "list"]).stdout,
         "no rules\n",
