@@ -942,6 +942,11 @@ impl FromStr for RevocationReason {
 /// The longest a CRL may be valid: relying parties refetch within a day.
 pub const MAX_CRL_VALIDITY: Duration = Duration::from_secs(24 * 3600);
 
+/// How far a CRL's thisUpdate is set before now: the default backdate of
+/// certificates' notBefore ([`IssuancePolicy::backdate`]), for the same
+/// verifiers with slow clocks.
+pub const CRL_BACKDATE: Duration = Duration::from_secs(300);
+
 /// The CA with its own P-256 key (the embedded default).
 pub struct LocalCa {
     key: CaKey,
@@ -1159,7 +1164,8 @@ impl LocalCa {
     }
 
     /// A CRL: signed by the CA, `number` (monotonic, kept by the caller's
-    /// store), thisUpdate `now`, nextUpdate `now + validity` (at most 24 h).
+    /// store), thisUpdate `now` minus [`CRL_BACKDATE`], nextUpdate
+    /// `now + validity` (at most 24 h); no reasonCode for `unspecified`.
     /// The AKI is the CA's own key identifier — x509-cert's `CrlBuilder`
     /// copies the issuer certificate's AKI instead, which names the CA's
     /// parent for an intermediate.
@@ -1179,16 +1185,22 @@ impl LocalCa {
         let now = seconds(now);
         let mut entries = Vec::with_capacity(revoked.len());
         for r in revoked {
-            let reason = Extension {
-                extn_id: CrlReason::OID,
-                critical: false,
-                extn_value: OctetString::new(r.reason.crl_reason().to_der().map_err(enc)?)
-                    .map_err(enc)?,
+            // RFC 5280 §5.3.1: "the reason code CRL entry extension SHOULD
+            // be absent instead of using the unspecified (0) reasonCode
+            // value".
+            let reason = match r.reason {
+                RevocationReason::Unspecified => None,
+                other => Some(vec![Extension {
+                    extn_id: CrlReason::OID,
+                    critical: false,
+                    extn_value: OctetString::new(other.crl_reason().to_der().map_err(enc)?)
+                        .map_err(enc)?,
+                }]),
             };
             entries.push(RevokedCert {
                 serial_number: r.serial.to_serial_number()?,
                 revocation_date: Time::try_from(seconds(r.revoked_at)).map_err(enc)?,
-                crl_entry_extensions: Some(vec![reason]),
+                crl_entry_extensions: reason,
             });
         }
         let number = Uint::new(&number.to_be_bytes()).map_err(enc)?;
@@ -1201,7 +1213,11 @@ impl LocalCa {
             version: Version::V2,
             signature: self.key.signature_algorithm_identifier().map_err(enc)?,
             issuer: self.info.subject.clone(),
-            this_update: Time::try_from(now).map_err(enc)?,
+            // Backdated like a certificate's notBefore: a verifier whose
+            // clock is behind would otherwise call a fresh CRL "not yet
+            // valid" and fail every check that needs it.
+            this_update: Time::try_from(now.checked_sub(CRL_BACKDATE).unwrap_or(now))
+                .map_err(enc)?,
             next_update: Some(Time::try_from(now + validity).map_err(enc)?),
             revoked_certificates: if entries.is_empty() {
                 None

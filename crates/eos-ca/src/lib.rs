@@ -19,10 +19,10 @@ mod profile;
 
 pub use boxed::BoxedSigner;
 pub use ca::{
-    Account, CaEnv, CaInfo, CertificatePlan, IssueError, IssueRequest, KeyOwner, LocalCa,
-    MAX_COMMON_NAME, MAX_CRL_VALIDITY, Passphrase, RevocationReason, RevokedEntry, Serial, Signer,
-    Strictness, WITHDRAWAL_REASON, Withdrawal, certificate_from_pem, certificate_pem, check_issued,
-    check_tbs, crl_pem, issue, plan_certificate, rfc3339, serial_of, withdrawal_note,
+    Account, CRL_BACKDATE, CaEnv, CaInfo, CertificatePlan, IssueError, IssueRequest, KeyOwner,
+    LocalCa, MAX_COMMON_NAME, MAX_CRL_VALIDITY, Passphrase, RevocationReason, RevokedEntry, Serial,
+    Signer, Strictness, WITHDRAWAL_REASON, Withdrawal, certificate_from_pem, certificate_pem,
+    check_issued, check_tbs, crl_pem, issue, plan_certificate, rfc3339, serial_of, withdrawal_note,
 };
 pub use csr::{
     CsrError, CsrLimits, IgnoredRequest, KeyFingerprint, KeyKind, ValidatedCsr, validate_csr,

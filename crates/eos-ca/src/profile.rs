@@ -103,7 +103,7 @@ impl Default for IssuancePolicy {
             device: lt(72 * HOUR, 30 * DAY),
             cli: lt(72 * HOUR, 30 * DAY),
             browser: lt(30 * DAY, 90 * DAY),
-            backdate: Duration::from_secs(300),
+            backdate: crate::CRL_BACKDATE,
             crl_url: None,
         }
     }

@@ -20,8 +20,14 @@ fn fixture(name: &str) -> PathBuf {
 /// openssl is an outside oracle: skip loudly when missing, unless CI or
 /// EOS_SEC_REQUIRE_ORACLES=1 make that a failure.
 fn openssl_available() -> bool {
-    let ok = Command::new("openssl")
-        .arg("version")
+    oracle_available("openssl", &["version"], "openssl")
+}
+
+/// Whether `program args` runs; when not, a loud skip, or a failure under
+/// CI or EOS_SEC_REQUIRE_ORACLES=1.
+fn oracle_available(program: &str, args: &[&str], what: &str) -> bool {
+    let ok = Command::new(program)
+        .args(args)
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
@@ -29,9 +35,9 @@ fn openssl_available() -> bool {
             || std::env::var("EOS_SEC_REQUIRE_ORACLES").is_ok_and(|v| v == "1");
         assert!(
             !required,
-            "openssl is required (CI / EOS_SEC_REQUIRE_ORACLES) but missing"
+            "{what} is required (CI / EOS_SEC_REQUIRE_ORACLES) but missing"
         );
-        eprintln!("SKIPPED: openssl not installed; this test needs it as an oracle");
+        eprintln!("SKIPPED: {what} not installed; this test needs it as an oracle");
     }
     ok
 }
@@ -1057,20 +1063,11 @@ fn a_compressed_point_is_the_same_key() {
 /// Python with `cryptography` and pkilint, the outside linters: skip
 /// loudly when missing, unless CI or EOS_SEC_REQUIRE_ORACLES=1.
 fn linters_available() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import cryptography, pkilint"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        let required = std::env::var_os("CI").is_some()
-            || std::env::var("EOS_SEC_REQUIRE_ORACLES").is_ok_and(|v| v == "1");
-        assert!(
-            !required,
-            "python3 with cryptography and pkilint is required (CI / EOS_SEC_REQUIRE_ORACLES) but missing"
-        );
-        eprintln!("SKIPPED: python3 cryptography/pkilint not installed; this test needs them");
-    }
-    ok
+    oracle_available(
+        "python3",
+        &["-c", "import cryptography, pkilint"],
+        "python3 with cryptography and pkilint",
+    )
 }
 
 impl Env {
@@ -1174,4 +1171,93 @@ fn long_user_ids_fit_the_certificate() {
         let v = env.verify(&["-CAfile", "state/ca/ca.pem"], &cert);
         assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
     }
+}
+
+fn epoch_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// The CRL is backdated like a certificate's notBefore, so a verifier
+/// whose clock is a minute behind still reads it; an `unspecified`
+/// revocation carries no reasonCode (RFC 5280 §5.3.1: absent rather than
+/// unspecified), a real reason does; pkilint finds nothing in the CRL.
+#[test]
+fn the_crl_is_backdated_and_names_only_real_reasons() {
+    if !openssl_available() || !linters_available() {
+        return;
+    }
+    let env = Env::new();
+    env.ok(&["ca", "init", "--env", "dev"]);
+    let mut serials = Vec::new();
+    for (name, reason) in [("alice", "unspecified"), ("bob", "key-compromise")] {
+        let csr = env.openssl_csr(
+            name,
+            &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        );
+        let out = env.ok(&[
+            "--json",
+            "ca",
+            "sign",
+            "--csr",
+            csr.to_str().unwrap(),
+            "--space",
+            "acme",
+            "--user",
+            name,
+            "--profile",
+            "cli",
+            "--out",
+            &format!("{name}.pem"),
+        ]);
+        let serial = serial_of(&out);
+        env.ok(&["ca", "revoke", &serial, "--reason", reason]);
+        serials.push(serial);
+    }
+    env.ok(&["ca", "crl", "--out", "crl.pem"]);
+    let text = env.openssl_ok(&["crl", "-in", "crl.pem", "-noout", "-text"]);
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert_eq!(text.matches("CRL Reason Code").count(), 1, "{text}");
+    assert!(text.contains("Key Compromise"), "{text}");
+    let behind = (epoch_now() - 60).to_string();
+    let v = env.verify(
+        &[
+            "-CAfile",
+            "state/ca/ca.pem",
+            "-CRLfile",
+            "crl.pem",
+            "-crl_check",
+            "-attime",
+            &behind,
+        ],
+        "alice.pem",
+    );
+    let said = String::from_utf8_lossy(&v.stdout).to_string() + &String::from_utf8_lossy(&v.stderr);
+    assert!(said.contains("certificate revoked"), "{said}");
+    assert!(!said.contains("not yet valid"), "{said}");
+    let out = Command::new("python3")
+        .args([
+            "-m",
+            "pkilint.bin.lint_crl",
+            "lint",
+            "-t",
+            "CRL",
+            "-p",
+            "PKIX",
+            "-s",
+            "WARNING",
+            "crl.pem",
+        ])
+        .current_dir(env.dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && out.stdout.trim_ascii().is_empty(),
+        "pkilint ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -539,11 +539,12 @@ fn issue_crl(
     let number = certs::next_crl_number(tx)?;
     let crl = ca.crl(number, &entries, now, validity)?;
     let pem = eos_ca::crl_pem(&crl)?;
+    let this_update = crl.tbs_cert_list.this_update.to_system_time();
     certs::record_crl(
         tx,
         &CrlRecord {
             number,
-            this_update: eos_ca::rfc3339(now),
+            this_update: eos_ca::rfc3339(this_update),
             next_update: eos_ca::rfc3339(now + validity),
             pem: pem.clone(),
         },
