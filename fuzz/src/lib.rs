@@ -6,6 +6,9 @@ fn options(format: Format) -> ScanOptions {
     let mut opts = ScanOptions::new(format);
     opts.threads = 1;
     opts.max_line_bytes = 4096;
+    // Arbitrary bytes are often nothing but bad lines: a report, not an
+    // error, here.
+    opts.allow_unusable = true;
     if let Ok(t) = TrustedProxies::parse(&["10.0.0.0/8", "2001:db8::/32"]) {
         opts.trusted_proxies = t;
     }

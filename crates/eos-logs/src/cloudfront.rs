@@ -28,7 +28,12 @@ pub(crate) struct Layout {
     status: Option<usize>,
     host_header: Option<usize>,
     cs_host: Option<usize>,
+    /// Columns a line needs: up to the time and `c-ip`.
+    required: usize,
+    /// Columns up to the last one read.
     width: usize,
+    /// Columns the header names.
+    declared: usize,
 }
 
 impl Default for Layout {
@@ -54,19 +59,45 @@ impl Layout {
             pos("x-host-header"),
             pos("cs(host)"),
         ];
+        let [date, time, timestamp, c_ip, ..] = needed;
+        let when = match (date, time) {
+            (Some(d), Some(t)) => Some(d.max(t)),
+            _ => timestamp,
+        };
+        let columns =
+            |v: &mut dyn Iterator<Item = Option<usize>>| v.flatten().max().map_or(0, |m| m + 1);
         Layout {
-            date: needed[0],
-            time: needed[1],
-            timestamp: needed[2],
-            c_ip: needed[3],
+            date,
+            time,
+            timestamp,
+            c_ip,
             xff: needed[4],
             method: needed[5],
             uri: needed[6],
             status: needed[7],
             host_header: needed[8],
             cs_host: needed[9],
-            width: needed.iter().flatten().max().map_or(0, |m| m + 1),
+            required: columns(&mut [when, c_ip].into_iter()),
+            width: columns(&mut needed.into_iter()),
+            declared: names.len(),
         }
+    }
+
+    /// Is column `i` one the parser reads?
+    fn reads(&self, i: usize) -> bool {
+        [
+            self.date,
+            self.time,
+            self.timestamp,
+            self.c_ip,
+            self.xff,
+            self.method,
+            self.uri,
+            self.status,
+            self.host_header,
+            self.cs_host,
+        ]
+        .contains(&Some(i))
     }
 
     /// A `#Fields:` line → layout; `None` for other lines.
@@ -146,10 +177,17 @@ fn hex(c: u8) -> Option<u8> {
 /// Parse one data line with `layout`.
 pub(crate) fn parse<'a>(layout: &Layout, line: &'a str) -> Result<Raw<'a>, Bad> {
     let cols: Vec<&str> = line.splitn(layout.width.max(1) + 1, '\t').collect();
-    if cols.len() < layout.width {
+    let n = cols.len();
+    // Older logs end earlier (19 columns, up to time-taken, before
+    // x-forwarded-for was added): a line may lack the later columns, which
+    // are then absent. But the last column of a line shorter than its
+    // layout may have been cut short: a line that ends in a column read is
+    // refused, never read as a shorter host or address.
+    let short = n < layout.declared && n <= layout.width;
+    if n < layout.required || (short && layout.reads(n - 1)) {
         return Err(Bad::new(
             BadReason::FieldCount,
-            format!("{} fields, {} expected", cols.len(), layout.width),
+            format!("{n} fields, {} expected", layout.declared),
         ));
     }
     let get = |i: Option<usize>| {

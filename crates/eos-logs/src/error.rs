@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::bad::BadLine;
+use crate::bad::{BadLine, BadReason};
 
 /// Options that contradict themselves or cannot be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -63,6 +63,35 @@ pub enum ScanError {
     /// `--strict` and a bad line.
     #[error("{0} (--strict)")]
     Strict(BadLine),
+    /// Not one line could be used: most likely the wrong `--format` or a
+    /// field mapping that names no field of the log.
+    #[error(
+        "none of the {lines} lines could be used (most were {reason}; the first: {first}): {hint}"
+    )]
+    NothingUsable {
+        /// Lines read (neither blank nor comments).
+        lines: u64,
+        /// The most frequent reason.
+        reason: BadReason,
+        /// The first bad line.
+        first: BadLine,
+        /// What to check.
+        hint: String,
+    },
+    /// A Logs Insights answer whose rows are not the aggregate the query
+    /// asks for (one row per event, as moto returns: its `stats` did not
+    /// run).
+    #[error(
+        "{input}: the Logs Insights answer is not an aggregate: {rows} rows with the fields {fields}, none with `requests`"
+    )]
+    NotAggregate {
+        /// The source (`cloudwatch://GROUP`).
+        input: String,
+        /// Rows returned.
+        rows: usize,
+        /// The field names the rows have.
+        fields: String,
+    },
     /// A parser thread panicked (a bug: parsers never panic on input).
     #[error("a parser thread failed: {0}")]
     Worker(String),
@@ -71,6 +100,6 @@ pub enum ScanError {
 impl ScanError {
     /// True for errors caused by what the user gave (exit code 2).
     pub fn is_bad_input(&self) -> bool {
-        !matches!(self, ScanError::Worker(_))
+        !matches!(self, ScanError::Worker(_) | ScanError::NotAggregate { .. })
     }
 }

@@ -10,7 +10,7 @@
 //! counted, so they stay 0), example users, and exact distinct users (the
 //! largest per-day `count_distinct(user)` of a pair: a lower bound).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
@@ -18,10 +18,10 @@ use eos_identity::SpaceId;
 
 use crate::aggregate::{Agg, Aggregator, ScanReport, report};
 use crate::bad::{Bad, BadLine, BadReason, bad};
-use crate::error::OptionsError;
+use crate::error::{OptionsError, ScanError};
 use crate::options::{Format, ScanOptions, SpaceRule};
 use crate::record::{Raw, Stamp, parse_addr, resolve_client, space_name};
-use crate::scan::ScanStats;
+use crate::scan::{ScanStats, check_usable};
 use crate::stamp;
 
 /// Result field names of [`insights_query`].
@@ -150,8 +150,26 @@ fn quoted(path: &str) -> String {
 pub type InsightsRow = Vec<(String, String)>;
 
 /// Turn the rows of [`insights_query`] into a report. Rows that cannot be
-/// used are counted like bad lines, located as `source:ROW`.
-pub fn report_from_insights(rows: &[InsightsRow], source: &str, opts: &ScanOptions) -> ScanReport {
+/// used are counted like bad lines, located as `source:ROW`; as for a scan,
+/// `strict` stops at the first and a result with no usable row fails
+/// (unless `allow_unusable`). An answer whose rows are not aggregates at
+/// all (no row has `requests`: the query's `stats` did not run) is
+/// [`ScanError::NotAggregate`], not a row count of bad lines.
+pub fn report_from_insights(
+    rows: &[InsightsRow],
+    source: &str,
+    opts: &ScanOptions,
+) -> Result<ScanReport, ScanError> {
+    let has = |row: &InsightsRow, name: &str| row.iter().any(|(f, _)| f == name);
+    if !rows.is_empty() && !rows.iter().any(|r| has(r, field::REQUESTS)) {
+        let names: BTreeSet<&str> = rows.iter().flatten().map(|(f, _)| f.as_str()).collect();
+        let fields: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+        return Err(ScanError::NotAggregate {
+            input: source.to_owned(),
+            rows: rows.len(),
+            fields: fields.join(", "),
+        });
+    }
     let mut all = Aggregator::default();
     let mut stats = ScanStats {
         inputs: 1,
@@ -168,18 +186,23 @@ pub fn report_from_insights(rows: &[InsightsRow], source: &str, opts: &ScanOptio
             }
             Err(b) => {
                 *stats.bad.by_reason.entry(b.reason).or_default() += 1;
+                let bad = BadLine {
+                    source: source.to_owned(),
+                    line: i as u64 + 1,
+                    reason: b.reason,
+                    detail: b.detail,
+                };
+                if opts.strict {
+                    return Err(ScanError::Strict(bad));
+                }
                 if stats.bad.examples.len() < opts.max_bad_examples.max(1) {
-                    stats.bad.examples.push(BadLine {
-                        source: source.to_owned(),
-                        line: i as u64 + 1,
-                        reason: b.reason,
-                        detail: b.detail,
-                    });
+                    stats.bad.examples.push(bad);
                 }
             }
         }
     }
-    report(vec![all], stats, opts)
+    check_usable(&stats, opts)?;
+    Ok(report(vec![all], stats, opts))
 }
 
 fn one_row(
@@ -323,7 +346,8 @@ mod tests {
             ]));
             r
         };
-        let r = report_from_insights(&[a, b, garbage, bad_xff], "cloudwatch:g", &o);
+        let rows = [a, b, garbage, bad_xff];
+        let r = report_from_insights(&rows, "cloudwatch:g", &o).unwrap();
         assert_eq!(r.observations.len(), 1);
         let obs = &r.observations[0];
         assert_eq!(obs.ip.to_string(), "203.0.113.10");
@@ -348,5 +372,47 @@ mod tests {
                 "cloudwatch:g:4: bad_forwarded_for: x-forwarded-for entry `junk`",
             ]
         );
+        // --strict stops at the first unusable row.
+        o.strict = true;
+        match report_from_insights(&rows, "cloudwatch:g", &o) {
+            Err(ScanError::Strict(first)) => assert_eq!(first.line, 3),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_answer_of_events_is_not_an_aggregate() {
+        let o = ScanOptions::new(Format::Usage);
+        let events: Vec<InsightsRow> = (0..3)
+            .map(|i| row(&[("@ptr", &format!("Cm{i}")), ("@timestamp", "1")]))
+            .collect();
+        let err = report_from_insights(&events, "cloudwatch:///eos/usage", &o).unwrap_err();
+        assert!(
+            matches!(err, ScanError::NotAggregate { rows: 3, .. }),
+            "{err}"
+        );
+        assert!(!err.is_bad_input());
+        assert_eq!(
+            err.to_string(),
+            "cloudwatch:///eos/usage: the Logs Insights answer is not an aggregate: 3 rows with the fields `@ptr`, `@timestamp`, none with `requests`"
+        );
+        // No rows at all is an empty aggregate.
+        let r = report_from_insights(&[], "cloudwatch:///eos/usage", &o).unwrap();
+        assert_eq!(r.stats.lines, 0);
+    }
+
+    #[test]
+    fn an_answer_with_no_usable_row_says_what_to_check() {
+        let mut o = ScanOptions::new(Format::Usage);
+        let unusable = row(&[("requests", "3"), ("peer", "10.0.1.5")]);
+        let err = report_from_insights(std::slice::from_ref(&unusable), "cw", &o).unwrap_err();
+        assert!(
+            matches!(err, ScanError::NothingUsable { lines: 1, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("[logs.fields]"), "{err}");
+        o.allow_unusable = true;
+        let r = report_from_insights(&[unusable], "cw", &o).unwrap();
+        assert_eq!(r.stats.bad.total(), 1);
     }
 }

@@ -310,6 +310,10 @@ pub struct ScanOptions {
     pub until: Option<OffsetDateTime>,
     /// Stop at the first bad line with an error. Default false.
     pub strict: bool,
+    /// Accept a scan in which no line could be used. Default false: such a
+    /// scan fails with [`ScanError::NothingUsable`](crate::ScanError),
+    /// naming what to check (a wrong format, a field mapping).
+    pub allow_unusable: bool,
     /// How many bad lines to keep as examples. Default 5.
     pub max_bad_examples: usize,
     /// Longest accepted line. Default 1 MiB.
@@ -333,6 +337,7 @@ impl Default for ScanOptions {
             since: None,
             until: None,
             strict: false,
+            allow_unusable: false,
             max_bad_examples: 5,
             max_line_bytes: ScanOptions::DEFAULT_MAX_LINE_BYTES,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),

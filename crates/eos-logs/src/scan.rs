@@ -286,7 +286,43 @@ where
     {
         return Err(ScanError::Strict(first.clone()));
     }
+    check_usable(&stats, opts)?;
     Ok((accs, stats))
+}
+
+/// A scan that read lines and could use none of them fails (unless
+/// `allow_unusable`), saying what to check: a report of nothing but bad
+/// lines, exit 0, is easily taken for "no one calls these spaces".
+pub(crate) fn check_usable(stats: &ScanStats, opts: &ScanOptions) -> Result<(), ScanError> {
+    if opts.allow_unusable || stats.lines == 0 || stats.records > 0 {
+        return Ok(());
+    }
+    let (Some((&reason, _)), Some(first)) = (
+        stats.bad.by_reason.iter().max_by_key(|(_, n)| **n),
+        stats.bad.examples.first(),
+    ) else {
+        return Ok(());
+    };
+    let f = &opts.fields;
+    let no_space = matches!(reason, BadReason::NoSpace | BadReason::InvalidSpace);
+    let hint = match opts.format {
+        Format::Usage if no_space => format!(
+            "check [logs.space_rule] and the [logs.fields] keys (space `{}`, host `{}`)",
+            f.space, f.host
+        ),
+        _ if no_space => "check [logs.space_rule]".to_owned(),
+        Format::Usage => format!(
+            "check --format (usage) and the [logs.fields] keys (time `{}`, source_ip `{}`, status `{}`, space `{}`)",
+            f.time, f.source_ip, f.status, f.space
+        ),
+        other => format!("check --format ({other})"),
+    };
+    Err(ScanError::NothingUsable {
+        lines: stats.lines,
+        reason,
+        first: first.clone(),
+        hint,
+    })
 }
 
 /// The reader: cut streams into chunks of whole lines, and regular files
@@ -928,6 +964,8 @@ mod tests {
         let mut o = ScanOptions::new(format);
         o.trusted_proxies = TrustedProxies::parse(&["10.0.0.0/8"]).unwrap_or_default();
         o.threads = 2;
+        // Some inputs here are nothing but bad lines.
+        o.allow_unusable = true;
         o
     }
 

@@ -28,20 +28,23 @@ struct Line<'a> {
 struct Request<'a> {
     #[serde(borrow)]
     client_ip: Option<Cow<'a, str>>,
+    /// `null` when WAF logged no headers.
     #[serde(borrow, default)]
-    headers: Vec<Header<'a>>,
+    headers: Option<Vec<Header<'a>>>,
     #[serde(borrow)]
     uri: Option<Cow<'a, str>>,
     #[serde(borrow)]
     http_method: Option<Cow<'a, str>>,
 }
 
+/// A header as logged; either half may be missing (or `null`): such a
+/// header is skipped, the rest of the line is still read.
 #[derive(Deserialize)]
 struct Header<'a> {
-    #[serde(borrow)]
-    name: Cow<'a, str>,
-    #[serde(borrow)]
-    value: Cow<'a, str>,
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    value: Option<Cow<'a, str>>,
 }
 
 /// Parse one WAF log line.
@@ -68,14 +71,17 @@ pub(crate) fn parse(line: &str) -> Result<Raw<'_>, Bad> {
     };
     let mut host = None;
     let mut xff: Option<Cow<'_, str>> = None;
-    for h in req.headers {
-        if h.name.eq_ignore_ascii_case("host") {
-            host = Some(h.value);
-        } else if h.name.eq_ignore_ascii_case("x-forwarded-for") {
+    for h in req.headers.into_iter().flatten() {
+        let (Some(name), Some(value)) = (h.name, h.value) else {
+            continue;
+        };
+        if name.eq_ignore_ascii_case("host") {
+            host = Some(value);
+        } else if name.eq_ignore_ascii_case("x-forwarded-for") {
             // Repeated headers are one list (RFC 9110, 5.3).
             xff = Some(match xff {
-                Some(prev) => Cow::Owned(format!("{prev},{}", h.value)),
-                None => h.value,
+                Some(prev) => Cow::Owned(format!("{prev},{value}")),
+                None => value,
             });
         }
     }

@@ -88,6 +88,17 @@ fn alb_doc_examples_with_path_space_rule_and_report() {
     opts.space_rule = SpaceRule::PathPrefix {
         prefix: "/".to_owned(),
     };
+    let err = scan(
+        vec![Input::path(data("aws/alb-doc-examples.log"))],
+        &opts,
+        None,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().ends_with("check [logs.space_rule]"),
+        "{err}"
+    );
+    opts.allow_unusable = true;
     let report = scan(
         vec![Input::path(data("aws/alb-doc-examples.log"))],
         &opts,
@@ -280,10 +291,9 @@ fn upper_case_hosts_name_their_space_in_lower_case() {
     // its case is not changed.
     let usage =
         r#"{"timestamp":1,"space":"ACME","user":"u","status":200,"source_ip":"203.0.113.9"}"#;
-    let (_, stats) = records(
-        Input::bytes("usage", usage.as_bytes().to_vec()),
-        &ScanOptions::new(Format::Usage),
-    );
+    let mut opts = ScanOptions::new(Format::Usage);
+    opts.allow_unusable = true;
+    let (_, stats) = records(Input::bytes("usage", usage.as_bytes().to_vec()), &opts);
     assert_eq!(stats.bad.by_reason.get(&BadReason::InvalidSpace), Some(&1));
 }
 
@@ -323,4 +333,83 @@ fn truncated_alb_lines_are_bad_lines_not_requests_to_made_up_spaces() {
         report.stats.bad.examples[0].to_string(),
         "alb:2: unclosed_quote: field 13 (request) opens a quote that is not closed: `POST https:`"
     );
+}
+
+#[test]
+fn waf_headers_without_a_value_or_null_keep_the_rest_of_the_line() {
+    let lines = [
+        r#"{"timestamp":1683355579981,"action":"ALLOW","httpRequest":{"clientIp":"198.51.100.7","headers":[{"name":"Referer"},{"name":"Host","value":"acme.entityos.cloud"}],"uri":"/","httpMethod":"GET"}}"#,
+        r#"{"timestamp":1683355579982,"action":"ALLOW","httpRequest":{"clientIp":"198.51.100.8","headers":null,"uri":"/","httpMethod":"GET"}}"#,
+        r#"{"timestamp":1683355579983,"action":"ALLOW","httpRequest":{"clientIp":"198.51.100.9","headers":[{"value":"x"},{"name":"host","value":null},{"name":"Host","value":"globex.entityos.cloud"}]}}"#,
+    ];
+    let (recs, stats) = records(
+        Input::bytes("waf", lines.join("\n").into_bytes()),
+        &ScanOptions::new(Format::Waf),
+    );
+    // The second has no Host: no space, but it was read, not invalid_json.
+    assert_eq!(
+        stats.bad.by_reason.iter().collect::<Vec<_>>(),
+        [(&BadReason::NoSpace, &1)]
+    );
+    let got: Vec<(String, IpAddr)> = recs.iter().map(|r| (r.space.clone(), r.client)).collect();
+    assert_eq!(
+        got,
+        [
+            ("acme".to_owned(), ip("198.51.100.7")),
+            ("globex".to_owned(), ip("198.51.100.9"))
+        ]
+    );
+}
+
+#[test]
+fn cloudfront_lines_without_the_later_columns_are_read() {
+    // The 19 fields of the older standard log (up to time-taken), as AWS's
+    // WAF security automations test data has them: no x-forwarded-for.
+    let full = cloudfront_line("203.0.113.9", "acme.entityos.cloud", "-");
+    let short: Vec<&str> = full.trim_end().split('\t').take(19).collect();
+    let mut data = short.join("\t") + "\n";
+    // Cut inside x-host-header, a column that is read: a bad line, never
+    // the space `acme` read as `ac`, nor cs(Host) instead.
+    let cut: Vec<&str> = full.trim_end().split('\t').take(16).collect();
+    data.push_str(&cut.join("\t").replace("acme.entityos.cloud", "ac"));
+    data.push('\n');
+    let (recs, stats) = records(
+        Input::bytes("cf", data.into_bytes()),
+        &ScanOptions::new(Format::Cloudfront),
+    );
+    assert_eq!(
+        stats.bad.by_reason.iter().collect::<Vec<_>>(),
+        [(&BadReason::FieldCount, &1)]
+    );
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].space, "acme");
+    assert_eq!(recs[0].client, ip("203.0.113.9"));
+}
+
+#[test]
+fn a_scan_with_no_usable_line_says_what_to_check() {
+    // A usage log whose time field has another name.
+    let line = r#"{"ts":"2026-11-02T08:03:14Z","space":"acme","user":"u","status":200,"source_ip":"203.0.113.9"}"#;
+    let input = || Input::bytes("usage.jsonl", format!("{line}\n{line}\n").into_bytes());
+    let mut opts = ScanOptions::new(Format::Usage);
+    let err = scan(vec![input()], &opts, None).unwrap_err();
+    assert!(err.is_bad_input());
+    assert_eq!(
+        err.to_string(),
+        "none of the 2 lines could be used (most were missing_field; the first: usage.jsonl:1: missing_field: field `time` (path `timestamp`) is absent): check --format (usage) and the [logs.fields] keys (time `timestamp`, source_ip `source_ip`, status `status`, space `space`)"
+    );
+    // The wrong format.
+    let err = scan(vec![input()], &ScanOptions::new(Format::Alb), None).unwrap_err();
+    assert!(err.to_string().ends_with("check --format (alb)"), "{err}");
+    // Told otherwise: a report of bad lines.
+    opts.allow_unusable = true;
+    let report = scan(vec![input()], &opts, None).unwrap();
+    assert_eq!(report.stats.bad.total(), 2);
+    // No lines at all is not an unusable scan.
+    let empty = scan(
+        vec![Input::bytes("e", Vec::new())],
+        &ScanOptions::new(Format::Usage),
+        None,
+    );
+    assert_eq!(empty.unwrap().stats.lines, 0);
 }

@@ -317,14 +317,29 @@ fn cloudwatch_source_through_the_cli() {
         text(&out.stdout)
     );
 
-    // moto ignores `stats`: one row per event, none of them an aggregate,
-    // so each is counted unusable (see eos-aws/tests/cloudwatch.rs).
-    let out = cloud(&["--insights", "--json", "cloudwatch:///eos/usage"]);
-    let v: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
-    assert_eq!(
-        v["stats"]["bad"]["by_reason"]["missing_field"],
-        events as u64
-    );
+    // moto ignores `stats`: one row per event, none of them an aggregate.
+    // That is said as such, exit 1 (the answer, not the user, is wrong),
+    // with --strict or not — never a report of unusable rows and exit 0.
+    for strict in [&[][..], &["--strict"]] {
+        let out = cloud(
+            &[
+                &["--insights", "--json"],
+                strict,
+                &["cloudwatch:///eos/usage"],
+            ]
+            .concat(),
+        );
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), "");
+        let expected = format!(
+            "cloudwatch:///eos/usage: the Logs Insights answer is not an aggregate: {events} rows with the fields `@ptr`"
+        );
+        assert!(
+            text(&out.stderr).contains(&expected),
+            "{}",
+            text(&out.stderr)
+        );
+    }
 
     let out = cloud(&["cloudwatch:///no/such/group"]);
     assert_eq!(out.status.code(), Some(2));
@@ -339,4 +354,37 @@ fn cloudwatch_source_through_the_cli() {
         "{}",
         text(&out.stderr)
     );
+}
+
+#[test]
+fn csv_without_observations_is_the_header_alone() {
+    let out = scan(&[
+        "--format",
+        "usage",
+        "--min-requests",
+        "1000000",
+        "--csv",
+        "examples/data/usage.jsonl",
+    ]);
+    assert_eq!(
+        ok(&out),
+        "space,ip,requests,first_seen,last_seen,distinct_days,distinct_users,example_users,s1xx,s2xx,s3xx,s4xx,s5xx,waf_blocked,flag\n"
+    );
+}
+
+#[test]
+fn a_scan_with_no_usable_line_exits_2_naming_what_to_check() {
+    // The wrong --format: every line unusable.
+    let out = scan(&["--format", "alb", "--csv", "examples/data/usage.jsonl"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(text(&out.stdout), "");
+    insta::assert_snapshot!(text(&out.stderr));
+    // Told otherwise: the report of bad lines, exit 0.
+    let out = scan(&[
+        "--format",
+        "alb",
+        "--allow-unusable",
+        "examples/data/usage.jsonl",
+    ]);
+    assert!(ok(&out).contains("unusable lines"));
 }

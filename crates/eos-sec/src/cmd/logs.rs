@@ -189,31 +189,58 @@ fn csv(observations: &[Observation], threads: usize) -> anyhow::Result<Vec<Vec<u
 /// About the bytes of one CSV row, so a part's buffer rarely grows.
 const CSV_ROW_BYTES: usize = 160;
 
+/// The CSV header: [`CsvRow`]'s fields. Written by hand rather than by the
+/// csv crate, which writes a header only with the first row.
+const CSV_COLUMNS: [&str; 15] = [
+    "space",
+    "ip",
+    "requests",
+    "first_seen",
+    "last_seen",
+    "distinct_days",
+    "distinct_users",
+    "example_users",
+    "s1xx",
+    "s2xx",
+    "s3xx",
+    "s4xx",
+    "s5xx",
+    "waf_blocked",
+    "flag",
+];
+
 fn csv_rows(observations: &[Observation], header: bool) -> anyhow::Result<Vec<u8>> {
     let mut w = csv::WriterBuilder::new()
-        .has_headers(header)
+        .has_headers(false)
         .from_writer(Vec::with_capacity(observations.len() * CSV_ROW_BYTES));
+    if header {
+        w.write_record(CSV_COLUMNS)?;
+    }
     for o in observations {
-        let users: Vec<&str> = o.example_users.iter().map(|u| u.as_str()).collect();
-        w.serialize(CsvRow {
-            space: o.space.as_str(),
-            ip: o.ip.to_string(),
-            requests: o.requests,
-            first_seen: rfc3339(o.first_seen),
-            last_seen: rfc3339(o.last_seen),
-            distinct_days: o.distinct_days,
-            distinct_users: o.distinct_users,
-            example_users: users.join(";"),
-            s1xx: o.status.s1xx,
-            s2xx: o.status.s2xx,
-            s3xx: o.status.s3xx,
-            s4xx: o.status.s4xx,
-            s5xx: o.status.s5xx,
-            waf_blocked: o.status.waf_blocked,
-            flag: o.flag.map_or("", eos_ipset::SpecialRange::as_str),
-        })?;
+        w.serialize(csv_row(o))?;
     }
     w.into_inner().context("writing CSV")
+}
+
+fn csv_row(o: &Observation) -> CsvRow<'_> {
+    let users: Vec<&str> = o.example_users.iter().map(|u| u.as_str()).collect();
+    CsvRow {
+        space: o.space.as_str(),
+        ip: o.ip.to_string(),
+        requests: o.requests,
+        first_seen: rfc3339(o.first_seen),
+        last_seen: rfc3339(o.last_seen),
+        distinct_days: o.distinct_days,
+        distinct_users: o.distinct_users,
+        example_users: users.join(";"),
+        s1xx: o.status.s1xx,
+        s2xx: o.status.s2xx,
+        s3xx: o.status.s3xx,
+        s4xx: o.status.s4xx,
+        s5xx: o.status.s5xx,
+        waf_blocked: o.status.waf_blocked,
+        flag: o.flag.map_or("", eos_ipset::SpecialRange::as_str),
+    }
 }
 
 /// `2026-11-02 08:01:37Z`: to the second, for people.
@@ -495,7 +522,15 @@ mod tests {
         for threads in [2, 3, 8] {
             assert_eq!(text(&many, threads), one, "{threads} threads");
         }
-        assert_eq!(text(&[], 4), "");
+        // No observations: the header alone.
+        assert_eq!(text(&[], 4), format!("{}\n", CSV_COLUMNS.join(",")));
+        // The header is what the csv crate writes for a row.
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.serialize(csv_row(&many[0]))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let written = w.into_inner().unwrap_or_else(|e| panic!("{e}"));
+        let written = String::from_utf8(written).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(written.lines().next(), Some(CSV_COLUMNS.join(",").as_str()));
     }
 
     #[test]

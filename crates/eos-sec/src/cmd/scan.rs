@@ -32,9 +32,15 @@ pub struct ScanFlags {
     /// [default: no bound]
     #[arg(long, value_parser = parse_instant)]
     pub until: Option<OffsetDateTime>,
-    /// Stop with exit code 2 at the first bad line, naming file:line
+    /// Stop with exit code 2 at the first bad line, naming file:line (with
+    /// --insights: the first unusable result row)
     #[arg(long)]
     pub strict: bool,
+    /// Exit 0 even when not one line could be used (by default such a scan
+    /// fails with exit code 2, naming what to check: --format, the field
+    /// mapping or the space rule)
+    #[arg(long, conflicts_with = "strict")]
+    pub allow_unusable: bool,
     /// A proxy whose X-Forwarded-For entries are believed (CIDR or address;
     /// repeatable; replaces `[logs] trusted_proxies`): the client is the
     /// right-most entry that is not one [default: none: the peer is the
@@ -111,6 +117,7 @@ impl ScanFlags {
         opts.since = self.since;
         opts.until = self.until;
         opts.strict = self.strict;
+        opts.allow_unusable = self.allow_unusable;
         opts.validate().map_err(|e| bad_input!("{e}"))?;
         Ok(opts)
     }
@@ -158,7 +165,7 @@ impl ScanFlags {
                 ));
             }
             let name = format!("{CLOUDWATCH}{}", groups.join(","));
-            return Ok(eos_logs::report_from_insights(&rows, &name, opts));
+            return Ok(eos_logs::report_from_insights(&rows, &name, opts)?);
         }
         for group in &groups {
             let source =
