@@ -107,15 +107,7 @@ impl MotoServer {
     /// message) when python3 is missing and oracles are not required; a
     /// failing script panics with its stderr.
     pub fn boto3(&self, script: &str) -> Option<String> {
-        let prelude = format!(
-            "import boto3, sys, json\n\
-             kw = dict(endpoint_url='{}', region_name='us-east-1', aws_access_key_id='testing', aws_secret_access_key='testing')\n",
-            self.endpoint()
-        );
-        match Command::new("python3")
-            .args(["-c", &format!("{prelude}{script}")])
-            .output()
-        {
+        match self.boto3_command(script).output() {
             Ok(o) if o.status.success() => Some(String::from_utf8_lossy(&o.stdout).into_owned()),
             Ok(o) => panic!(
                 "boto3 script failed: {}\n{script}",
@@ -129,6 +121,22 @@ impl MotoServer {
                 panic!("python3 with boto3 is required (EOS_SEC_REQUIRE_ORACLES/CI set): {e}")
             }
         }
+    }
+}
+
+impl MotoServer {
+    /// The command [`MotoServer::boto3`] runs, not started: for a peer that
+    /// runs beside the code under test (e.g. another writer racing it).
+    pub fn boto3_command(&self, script: &str) -> Command {
+        let prelude = format!(
+            "import boto3, sys, json\n\
+             kw = dict(endpoint_url='{}', region_name='us-east-1', aws_access_key_id='testing', aws_secret_access_key='testing')\n",
+            self.endpoint()
+        );
+        let mut c = Command::new("python3");
+        c.args(["-c", &format!("{prelude}{script}")])
+            .env("AWS_EC2_METADATA_DISABLED", "true");
+        c
     }
 }
 

@@ -215,9 +215,10 @@ async fn concurrent_writers_lose_nothing() {
     assert!(sorted[1] >= 2, "attempts {attempts:?}");
 }
 
-/// A saved plan is refused when the set changed since it was made.
+/// A plan is refused when another writer added or removed an entry it
+/// changes since it was made.
 #[tokio::test]
-async fn stale_plan_is_refused() {
+async fn plan_touched_by_another_writer_is_refused() {
     let Some(moto) = MotoServer::start() else {
         return;
     };
@@ -247,7 +248,7 @@ async fn stale_plan_is_refused() {
     let cur = actual.unwrap();
     b.update(
         &n,
-        &[net("203.0.113.0/28"), net("192.0.2.9/32")],
+        &[net("203.0.113.0/28"), net("198.51.100.1/32")],
         &cur.description,
         &cur.lock,
     )

@@ -142,6 +142,9 @@ pub enum FindingCode {
     Drift,
     /// A declared rule past its expiry (not in the desired set).
     ExpiredRule,
+    /// A saved or confirmed plan whose changes differ from what planning
+    /// makes now (an edited file, or rules, evidence or sets changed since).
+    PlanStale,
 }
 
 impl FindingCode {
@@ -155,6 +158,7 @@ impl FindingCode {
             FindingCode::LargeChange => "large-change",
             FindingCode::Drift => "drift",
             FindingCode::ExpiredRule => "expired-rule",
+            FindingCode::PlanStale => "plan-stale",
         }
     }
 }

@@ -6,8 +6,9 @@
 //!   passing the evidence thresholds, as exact sets with provenance per
 //!   entry, and the guards (`/0`, broad prefixes, special ranges, size).
 //! - [`plan_changes`]: desired vs actual per IPSet — add, remove, unchanged,
-//!   drift — and the large-change guard. A [`Plan`] is only made by planning
-//!   (or by re-checking a saved one).
+//!   drift — and the large-change guard. A [`Plan`] is only made by
+//!   planning; a plan file is read as a [`SavedPlan`], applied only through
+//!   [`SavedPlan::confirm`] against a plan made now.
 //! - [`IpSetBackend`]: where IPSets live (local state or AWS WAFv2), with
 //!   WAF's lock-token contract; [`apply_plan`] applies through it.
 //!
@@ -29,6 +30,7 @@ pub use naming::IpSetName;
 pub use options::{CheckedOptions, OptionsError, PlanOptions, WAF_MAX_ENTRIES};
 pub use plan::{
     ActualInput, AppliedSet, ApplyError, MAX_ATTEMPTS, PLAN_FORMAT, Plan, PlanEntry, Refused,
-    SavedPlanError, SetAction, SetChange, apply_change, apply_plan, names_in_scope, plan_changes,
+    SavedPlan, SavedPlanError, SetAction, SetChange, apply_change, apply_plan, names_in_scope,
+    plan_changes,
 };
 pub use rules::{Label, NetworkAccessRule, RuleCidr, RuleFormat, RuleImportError, parse_rules};

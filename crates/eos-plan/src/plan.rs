@@ -74,9 +74,11 @@ impl SetChange {
     }
 }
 
-/// A reviewed change to IPSets. Only made by [`plan_changes`] or by
-/// [`Plan::from_saved`], which re-runs every guard on a plan read from a
-/// file, so an edited plan cannot smuggle in what planning would refuse.
+/// A change to IPSets, ready to apply. Only made by [`plan_changes`], so
+/// it removes only entries eos-sec wrote and adds only what rules and
+/// evidence ask for. A plan read back from a file is a [`SavedPlan`], which
+/// cannot be applied: [`SavedPlan::confirm`] turns a plan made now into the
+/// applied one when both make the same changes.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Plan {
     format: u32,
@@ -90,14 +92,16 @@ pub struct Plan {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SavedPlan {
+struct PlanFile {
     format: u32,
-    #[serde(with = "time::serde::rfc3339")]
-    created: OffsetDateTime,
+    // `created` and `warnings` are for the reviewer: checked for form, not used.
+    #[serde(rename = "created", with = "time::serde::rfc3339")]
+    _created: OffsetDateTime,
     backend: String,
     allow_large_change: bool,
     changes: Vec<SetChange>,
-    warnings: Vec<Finding>,
+    #[serde(rename = "warnings")]
+    _warnings: Vec<Finding>,
 }
 
 /// Planning stopped by guards.
@@ -150,13 +154,34 @@ pub enum SavedPlanError {
         message: String,
     },
     /// The guards refuse it now.
-    #[error("{file}: {refused}")]
+    #[error("{file}: the saved plan is refused")]
     Refused {
         /// File.
         file: String,
-        /// Refusals.
+        /// Refusals (the error's source: shown once, after this).
         #[source]
         refused: Refused,
+    },
+    /// Planning now, from the current rules, evidence and sets, does not
+    /// make exactly the plan's changes: the file was edited, or something
+    /// changed since it was made. Every difference is a `plan-stale` finding.
+    #[error("{file}: the saved plan is not what planning makes now; review a new plan")]
+    Stale {
+        /// File.
+        file: String,
+        /// The differences (the error's source).
+        #[source]
+        refused: Refused,
+    },
+    /// Made against another backend.
+    #[error("{file}: the plan was made for backend {planned}, not {actual}; make a new plan")]
+    WrongBackend {
+        /// File.
+        file: String,
+        /// In the plan.
+        planned: String,
+        /// Configured now.
+        actual: String,
     },
 }
 
@@ -207,13 +232,44 @@ impl Plan {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
 
-    /// Read a saved plan and run every guard on it again.
-    pub fn from_saved(
+    /// Confirm this plan (shown to the operator, who agreed) against `now`,
+    /// a plan made afterwards from the current rules, evidence and sets:
+    /// `now` when both make the same changes, otherwise every difference as
+    /// a `plan-stale` refusal. Other writers' changes to entries this plan
+    /// does not touch are not differences.
+    pub fn confirm(&self, now: Plan) -> Result<Plan, Refused> {
+        let findings = differences(&self.changes, &now.changes);
+        if findings.is_empty() {
+            Ok(now)
+        } else {
+            Err(Refused { findings })
+        }
+    }
+}
+
+/// A plan read back from a file (`plan --out`): the operator's review
+/// artifact, not an input language. It cannot be applied as it stands —
+/// only a [`Plan`] can, and only planning makes one. [`SavedPlan::confirm`]
+/// takes the plan made now from the current state and returns it when it
+/// makes exactly the saved changes (Terraform's "saved plan is stale"
+/// model), so an edited file can neither remove an entry eos-sec did not
+/// write nor add one no rule or observation asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SavedPlan {
+    backend: String,
+    allow_large_change: bool,
+    changes: Vec<SetChange>,
+}
+
+impl SavedPlan {
+    /// Read a saved plan, check it is consistent, and run every guard on it
+    /// again (early, named refusals; the plan made at apply is guarded too).
+    pub fn parse(
         text: &str,
         file: &str,
         opts: &CheckedOptions,
-    ) -> Result<Plan, SavedPlanError> {
-        let saved: SavedPlan = serde_json::from_str(text).map_err(|e| SavedPlanError::Syntax {
+    ) -> Result<SavedPlan, SavedPlanError> {
+        let saved: PlanFile = serde_json::from_str(text).map_err(|e| SavedPlanError::Syntax {
             file: file.to_owned(),
             line: e.line(),
             column: e.column(),
@@ -291,15 +347,142 @@ impl Plan {
                 refused: Refused { findings: refusals },
             });
         }
-        Ok(Plan {
-            format: PLAN_FORMAT,
-            created: saved.created,
+        Ok(SavedPlan {
             backend: saved.backend,
             allow_large_change: saved.allow_large_change,
             changes,
-            warnings: saved.warnings,
         })
     }
+
+    /// Was it made with `--allow-large-change`? (Plan again with the same.)
+    pub fn allow_large_change(&self) -> bool {
+        self.allow_large_change
+    }
+
+    /// Its per-set changes, as saved (for review; never applied).
+    pub fn changes(&self) -> &[SetChange] {
+        &self.changes
+    }
+
+    /// Does it change anything?
+    pub fn has_changes(&self) -> bool {
+        self.changes.iter().any(|c| c.action != SetAction::NoChange)
+    }
+
+    /// The spaces of its sets: the scope to plan again.
+    pub fn spaces(&self) -> Vec<SpaceId> {
+        let spaces: BTreeSet<SpaceId> = self
+            .changes
+            .iter()
+            .map(|c| c.name.space().clone())
+            .collect();
+        spaces.into_iter().collect()
+    }
+
+    /// The plan to apply: `now` (made from the current state over
+    /// [`SavedPlan::spaces`], with [`SavedPlan::allow_large_change`]) when it
+    /// makes exactly the saved changes — the same sets created or updated,
+    /// the same entries added and removed. Otherwise
+    /// [`SavedPlanError::Stale`] naming every difference. Changes other
+    /// writers made since to entries the plan does not touch are not
+    /// differences: the applied delta is the same.
+    pub fn confirm(&self, now: Plan, file: &str) -> Result<Plan, SavedPlanError> {
+        if now.backend != self.backend {
+            return Err(SavedPlanError::WrongBackend {
+                file: file.to_owned(),
+                planned: self.backend.clone(),
+                actual: now.backend,
+            });
+        }
+        let findings = differences(&self.changes, &now.changes);
+        if findings.is_empty() {
+            Ok(now)
+        } else {
+            Err(SavedPlanError::Stale {
+                file: file.to_owned(),
+                refused: Refused { findings },
+            })
+        }
+    }
+}
+
+/// Every way the changes of `planned` differ from those of `now` (a plan
+/// made later from the then current state), as `plan-stale` refusals naming
+/// the set and entry. Only what an apply would do counts: which sets are
+/// created or updated and which entries are added or removed.
+fn differences(planned: &[SetChange], now: &[SetChange]) -> Vec<Finding> {
+    let by_name = |v: &[SetChange]| -> BTreeMap<IpSetName, SetChange> {
+        v.iter().map(|c| (c.name.clone(), c.clone())).collect()
+    };
+    let (planned, now) = (by_name(planned), by_name(now));
+    let names: BTreeSet<&IpSetName> = planned.keys().chain(now.keys()).collect();
+    let mut out = Vec::new();
+    for name in names {
+        let (p, q) = (planned.get(name), now.get(name));
+        let stale = |cidr: Option<&str>, message: String, sources: Vec<Source>| Finding {
+            code: FindingCode::PlanStale,
+            severity: Severity::Refusal,
+            set: name.clone(),
+            cidr: cidr.map(str::to_owned),
+            message,
+            sources,
+        };
+        let action = |c: Option<&SetChange>| c.map_or(SetAction::NoChange, |c| c.action);
+        let (pa, qa) = (action(p), action(q));
+        if pa != qa && pa != SetAction::NoChange && qa != SetAction::NoChange {
+            let message = if pa == SetAction::Create {
+                "the plan creates the set; it exists now"
+            } else {
+                "the plan updates the set; it does not exist now"
+            };
+            out.push(stale(None, message.to_owned(), Vec::new()));
+        }
+        let cidrs = |c: Option<&SetChange>,
+                     f: fn(&SetChange) -> &Vec<PlanEntry>|
+         -> BTreeMap<String, PlanEntry> {
+            c.map(|c| f(c).iter().map(|e| (e.cidr.clone(), e.clone())).collect())
+                .unwrap_or_default()
+        };
+        let holds = |c: Option<&SetChange>, cidr: &str, f: fn(&SetChange) -> &Vec<PlanEntry>| {
+            c.is_some_and(|c| f(c).iter().any(|e| e.cidr == cidr))
+        };
+        let (p_add, q_add) = (cidrs(p, |c| &c.add), cidrs(q, |c| &c.add));
+        let (p_rm, q_rm) = (cidrs(p, |c| &c.remove), cidrs(q, |c| &c.remove));
+        for cidr in p_add.keys().filter(|k| !q_add.contains_key(*k)) {
+            let why = if holds(q, cidr, |c| &c.unchanged) || holds(q, cidr, |c| &c.drift) {
+                "the plan adds it; the set holds it already"
+            } else {
+                "the plan adds it; no rule or observation asks for it now"
+            };
+            out.push(stale(Some(cidr), why.to_owned(), Vec::new()));
+        }
+        for (cidr, e) in q_add.iter().filter(|(k, _)| !p_add.contains_key(*k)) {
+            out.push(stale(
+                Some(cidr),
+                "planning now adds it; the plan does not".to_owned(),
+                e.sources.clone(),
+            ));
+        }
+        for cidr in p_rm.keys().filter(|k| !q_rm.contains_key(*k)) {
+            let why = if holds(q, cidr, |c| &c.drift) {
+                "the plan removes it; eos-sec never wrote it (drift: kept, never removed)"
+            } else if holds(q, cidr, |c| &c.unchanged) {
+                "the plan removes it; a rule or observation asks for it now"
+            } else {
+                "the plan removes it; it is not in the set"
+            };
+            out.push(stale(Some(cidr), why.to_owned(), Vec::new()));
+        }
+        for cidr in q_rm.keys().filter(|k| !p_rm.contains_key(*k)) {
+            out.push(stale(
+                Some(cidr),
+                "planning now removes it (eos-sec wrote it; no longer desired); the plan does not"
+                    .to_owned(),
+                Vec::new(),
+            ));
+        }
+    }
+    out
 }
 
 fn action_for(creating: bool, c: &SetChange) -> SetAction {
@@ -558,10 +741,9 @@ pub enum ApplyError {
         /// Configured now.
         actual: String,
     },
-    /// A saved plan no longer matches the set it would change.
-    #[error(
-        "{name} changed since the plan was made ({detail}); nothing was applied — make a new plan"
-    )]
+    /// Since the plan's read, another writer added or removed an entry the
+    /// plan adds or removes, or deleted the set, or created it first.
+    #[error("{name} changed since the plan was made ({detail}); make a new plan")]
     ChangedSincePlan {
         /// The set.
         name: String,
@@ -605,11 +787,15 @@ pub struct AppliedSet {
 /// Most attempts per set before [`ApplyError::Conflict`].
 pub const MAX_ATTEMPTS: u32 = 6;
 
-/// Apply a plan: first check every set still holds what the plan saw (a
-/// saved plan executes exactly or not at all), then write each set with the
-/// token of the read that checked it. On a lock conflict the set is re-read
-/// and only the plan's own delta (its adds and removes) is applied to what
-/// is there now — never a stale full list — up to [`MAX_ATTEMPTS`].
+/// Apply a plan (made by planning; a saved plan only through
+/// [`SavedPlan::confirm`]). Every set is read first: a set deleted or
+/// created by someone else since the plan, or one in which another writer
+/// added or removed an entry this plan adds or removes, stops the apply
+/// before anything is written ([`ApplyError::ChangedSincePlan`]). Other
+/// writers' changes to other entries do not: the plan's delta (its adds and
+/// removes) is applied to what is there now, with the token of that read.
+/// On a lock conflict the set is re-read and only the delta re-applied —
+/// never a stale full list — up to [`MAX_ATTEMPTS`], with the same check.
 pub async fn apply_plan<B: IpSetBackend>(
     backend: &B,
     plan: &Plan,
@@ -628,28 +814,20 @@ pub async fn apply_plan<B: IpSetBackend>(
         .filter(|c| c.action != SetAction::NoChange)
     {
         let read = backend.read(&c.name).await?;
-        let now: BTreeSet<String> = read
-            .as_ref()
-            .map(|s| s.addresses.iter().map(canonical).collect())
-            .unwrap_or_default();
-        let planned: BTreeSet<String> = c.before.iter().cloned().collect();
         let existence_changed = (c.action == SetAction::Create) != read.is_none();
-        if now != planned || existence_changed {
-            let added = now.difference(&planned).count();
-            let removed = planned.difference(&now).count();
-            let detail = if existence_changed {
-                if read.is_none() {
-                    "it was deleted".to_owned()
-                } else {
-                    "it was created by someone else".to_owned()
-                }
+        if existence_changed {
+            let detail = if read.is_none() {
+                "it was deleted"
             } else {
-                format!("{added} entries added and {removed} removed by someone else")
+                "it was created by someone else"
             };
             return Err(ApplyError::ChangedSincePlan {
                 name: c.name.to_string(),
-                detail,
+                detail: detail.to_owned(),
             });
+        }
+        if let Some(set) = &read {
+            check_untouched(c, set)?;
         }
         reads.push((c, read));
     }
@@ -660,6 +838,32 @@ pub async fn apply_plan<B: IpSetBackend>(
     Ok(out)
 }
 
+/// Refuse when another writer changed, since `c.before` was read, whether
+/// the set holds an entry `c` adds or removes. Applying the delta anyway
+/// would claim an entry another writer added as eos-sec's own (to be removed
+/// later), or report removing one eos-sec did not remove.
+fn check_untouched(c: &SetChange, now: &ActualSet) -> Result<(), ApplyError> {
+    let before: BTreeSet<&str> = c.before.iter().map(String::as_str).collect();
+    let now: BTreeSet<String> = now.addresses.iter().map(canonical).collect();
+    let touched: Vec<&str> = c
+        .add
+        .iter()
+        .chain(&c.remove)
+        .map(|e| e.cidr.as_str())
+        .filter(|e| before.contains(e) != now.contains(*e))
+        .collect();
+    if touched.is_empty() {
+        return Ok(());
+    }
+    Err(ApplyError::ChangedSincePlan {
+        name: c.name.to_string(),
+        detail: format!(
+            "another writer added or removed {}, which the plan changes",
+            touched.join(", ")
+        ),
+    })
+}
+
 fn parse_all(list: &[PlanEntry]) -> Vec<IpNet> {
     list.iter()
         .filter_map(|e| parse_net(&e.cidr).ok().map(|p| p.net))
@@ -668,9 +872,11 @@ fn parse_all(list: &[PlanEntry]) -> Vec<IpNet> {
 
 /// Apply one set's delta (its adds and removes) starting from `current`,
 /// the read whose lock token the first write carries. On a lock conflict
-/// the set is re-read and only the delta re-applied. [`apply_plan`] calls
-/// this after checking the set still matches the plan; a caller applying
-/// deltas directly (e.g. syncing rule changes) skips that check.
+/// the set is re-read and only the delta re-applied, unless another writer
+/// added or removed one of the delta's entries since `c.before` was read
+/// ([`ApplyError::ChangedSincePlan`]). [`apply_plan`] calls this after the
+/// same check on every set; a caller applying deltas directly (e.g. syncing
+/// rule changes) passes the read its plan was made from.
 pub async fn apply_change<B: IpSetBackend>(
     backend: &B,
     c: &SetChange,
@@ -693,8 +899,12 @@ pub async fn apply_change<B: IpSetBackend>(
             match backend.create(&new).await {
                 Ok(_) => return Ok(done("created", new.addresses, attempt)),
                 Err(BackendError::AlreadyExists { .. }) => {
-                    // Another writer created it first: apply our delta to theirs.
+                    // Another writer created it first: apply our delta to
+                    // theirs, unless theirs holds what we add.
                     current = backend.read(&c.name).await?;
+                    if let Some(set) = &current {
+                        check_untouched(c, set)?;
+                    }
                     continue;
                 }
                 Err(e) => return Err(e.into()),
@@ -722,11 +932,14 @@ pub async fn apply_change<B: IpSetBackend>(
             Err(BackendError::StaleLock { .. }) => {
                 backend.pause_before_retry(attempt).await;
                 current = backend.read(&c.name).await?;
-                if current.is_none() {
-                    return Err(ApplyError::ChangedSincePlan {
-                        name: c.name.to_string(),
-                        detail: "it was deleted during the apply".into(),
-                    });
+                match &current {
+                    Some(set) => check_untouched(c, set)?,
+                    None => {
+                        return Err(ApplyError::ChangedSincePlan {
+                            name: c.name.to_string(),
+                            detail: "it was deleted during the apply".into(),
+                        });
+                    }
                 }
             }
             Err(e) => return Err(e.into()),
@@ -862,15 +1075,105 @@ mod tests {
         let p = plan(&["8.8.8.0/24"], &BTreeMap::new(), false).unwrap();
         assert_eq!(p.changes()[0].action, SetAction::Create);
         let json = p.to_json();
-        let back = Plan::from_saved(&json, "p.json", &opts()).unwrap();
-        assert_eq!(back, p);
+        let back = SavedPlan::parse(&json, "p.json", &opts()).unwrap();
+        assert_eq!(back.changes(), p.changes());
+        assert_eq!(back.spaces(), [SpaceId::new("acme").unwrap()]);
+        assert_eq!(back.confirm(p.clone(), "p.json").unwrap(), p);
         let edited = json.replace("8.8.8.0/24", "8.0.0.0/8");
-        let e = Plan::from_saved(&edited, "p.json", &opts()).unwrap_err();
+        let e = SavedPlan::parse(&edited, "p.json", &opts()).unwrap_err();
         assert!(matches!(e, SavedPlanError::Refused { .. }), "{e}");
+        // The guard list is the error's source, not repeated in its message.
+        assert!(!e.to_string().contains("broad-prefix"), "{e}");
         let edited = json.replace("8.8.8.0/24", "0.0.0.0/0");
-        assert!(Plan::from_saved(&edited, "p.json", &opts()).is_err());
-        let e = Plan::from_saved("{", "p.json", &opts()).unwrap_err();
+        assert!(SavedPlan::parse(&edited, "p.json", &opts()).is_err());
+        let e = SavedPlan::parse("{", "p.json", &opts()).unwrap_err();
         assert!(e.to_string().starts_with("p.json:1:"), "{e}");
+    }
+
+    /// Edit a saved plan's JSON: `f` gets the first set's change.
+    fn edit(p: &Plan, f: impl FnOnce(&mut serde_json::Value)) -> String {
+        let mut v: serde_json::Value = serde_json::from_str(&p.to_json()).unwrap();
+        f(&mut v["changes"][0]);
+        v.to_string()
+    }
+
+    fn stale_cidrs(e: SavedPlanError) -> Vec<(String, String)> {
+        let SavedPlanError::Stale { refused, .. } = e else {
+            panic!("not stale: {e}")
+        };
+        refused
+            .findings
+            .into_iter()
+            .map(|f| {
+                assert_eq!(f.code, FindingCode::PlanStale);
+                (f.cidr.unwrap_or_default(), f.message)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rejects_saved_plan_removing_drift() {
+        let act = actual(&["8.8.8.0/24", "100.64.9.9/32"], &["8.8.8.0/24"]);
+        let p = plan(&["8.8.8.0/24", "7.7.7.7/32"], &act, false).unwrap();
+        assert_eq!(p.changes()[0].drift[0].cidr, "100.64.9.9/32");
+        let edited = edit(&p, |c| {
+            let drift = c["drift"].as_array_mut().unwrap().remove(0);
+            c["remove"].as_array_mut().unwrap().push(drift);
+        });
+        // The file is consistent and passes every guard ...
+        let saved = SavedPlan::parse(&edited, "p.json", &opts()).unwrap();
+        // ... but planning now keeps the drift entry.
+        let now = plan(&["8.8.8.0/24", "7.7.7.7/32"], &act, false).unwrap();
+        let diffs = stale_cidrs(saved.confirm(now, "p.json").unwrap_err());
+        assert_eq!(diffs.len(), 1, "{diffs:?}");
+        assert_eq!(diffs[0].0, "100.64.9.9/32");
+        assert!(diffs[0].1.contains("never wrote"), "{diffs:?}");
+    }
+
+    #[test]
+    fn rejects_saved_plan_adding_what_nothing_asks_for() {
+        let act = actual(&["8.8.8.0/24"], &["8.8.8.0/24"]);
+        let p = plan(&["8.8.8.0/24", "7.7.7.7/32"], &act, false).unwrap();
+        let edited = edit(&p, |c| {
+            c["add"]
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!({"cidr": "8.8.4.4/32"}));
+        });
+        let saved = SavedPlan::parse(&edited, "p.json", &opts()).unwrap();
+        let now = plan(&["8.8.8.0/24", "7.7.7.7/32"], &act, false).unwrap();
+        let diffs = stale_cidrs(saved.confirm(now, "p.json").unwrap_err());
+        assert_eq!(diffs.len(), 1, "{diffs:?}");
+        assert_eq!(diffs[0].0, "8.8.4.4/32");
+        assert!(diffs[0].1.contains("no rule or observation"), "{diffs:?}");
+        // A rule declared since the plan is a difference too, and so is a
+        // plan made for another backend.
+        let now = plan(&["8.8.8.0/24", "7.7.7.7/32", "6.6.6.6/32"], &act, false).unwrap();
+        let saved = SavedPlan::parse(&p.to_json(), "p.json", &opts()).unwrap();
+        let diffs = stale_cidrs(saved.confirm(now.clone(), "p.json").unwrap_err());
+        assert_eq!(diffs[0].0, "6.6.6.6/32", "{diffs:?}");
+        assert!(diffs[0].1.contains("planning now adds"), "{diffs:?}");
+        let mut other = now;
+        other.backend = "other".into();
+        assert!(matches!(
+            saved.confirm(other, "p.json").unwrap_err(),
+            SavedPlanError::WrongBackend { .. }
+        ));
+    }
+
+    #[test]
+    fn other_writers_unrelated_changes_do_not_stale_a_plan() {
+        let act = actual(&["8.8.8.0/24"], &["8.8.8.0/24"]);
+        let p = plan(&["8.8.8.0/24", "7.7.7.7/32"], &act, false).unwrap();
+        let later = actual(&["8.8.8.0/24", "1.1.1.1/32"], &["8.8.8.0/24"]);
+        let now = plan(&["8.8.8.0/24", "7.7.7.7/32"], &later, false).unwrap();
+        assert_eq!(p.confirm(now.clone()).unwrap(), now);
+        // Unless they touch an entry the plan changes.
+        let touched = actual(&["8.8.8.0/24", "7.7.7.7/32"], &["8.8.8.0/24"]);
+        let now = plan(&["8.8.8.0/24", "7.7.7.7/32"], &touched, false).unwrap();
+        let e = p.confirm(now).unwrap_err();
+        assert_eq!(e.findings[0].cidr.as_deref(), Some("7.7.7.7/32"), "{e}");
+        assert!(e.findings[0].message.contains("holds it already"), "{e}");
     }
 
     /// A backend whose every first update loses a race against a writer that
@@ -962,24 +1265,57 @@ mod tests {
     }
 
     #[test]
-    fn saved_plan_is_refused_when_the_set_changed() {
-        let backend = Racing {
+    fn apply_is_refused_only_when_another_writer_touched_the_delta() {
+        let act = actual(&["8.8.8.0/24"], &["8.8.8.0/24"]);
+        let mut p = plan(&["8.8.8.0/24", "7.7.7.7/32"], &act, false).unwrap();
+        p.backend = "test".into();
+        let backend = |entries: &[&str]| Racing {
             set: RefCell::new(Some((
-                vec!["8.8.8.0/24".parse().unwrap(), "1.1.1.1/32".parse().unwrap()],
+                entries.iter().map(|e| e.parse().unwrap()).collect(),
                 4,
             ))),
             races_left: RefCell::new(0),
         };
-        let act = actual(&["8.8.8.0/24"], &["8.8.8.0/24"]);
-        let mut p = plan(&["8.8.8.0/24", "7.7.7.7/32"], &act, false).unwrap();
-        p.backend = "test".into();
-        let e = block_on(apply_plan(&backend, &p)).unwrap_err();
+        // Another writer added 1.1.1.1: not the plan's business.
+        let b = backend(&["8.8.8.0/24", "1.1.1.1/32"]);
+        let applied = block_on(apply_plan(&b, &p)).unwrap();
+        assert_eq!(applied[0].added, ["7.7.7.7/32"]);
+        assert_eq!(
+            applied[0].entries,
+            ["1.1.1.1/32", "7.7.7.7/32", "8.8.8.0/24"]
+        );
+        // Another writer added 7.7.7.7, which the plan adds: refused.
+        let b = backend(&["8.8.8.0/24", "7.7.7.7/32"]);
+        let e = block_on(apply_plan(&b, &p)).unwrap_err();
         assert!(matches!(e, ApplyError::ChangedSincePlan { .. }), "{e}");
+        assert!(e.to_string().contains("7.7.7.7/32"), "{e}");
+        // Another writer deleted the set.
+        let b = Racing {
+            set: RefCell::new(None),
+            races_left: RefCell::new(0),
+        };
+        let e = block_on(apply_plan(&b, &p)).unwrap_err();
+        assert!(e.to_string().contains("deleted"), "{e}");
         let mut p2 = p.clone();
         p2.backend = "other".into();
         assert!(matches!(
-            block_on(apply_plan(&backend, &p2)).unwrap_err(),
+            block_on(apply_plan(&b, &p2)).unwrap_err(),
             ApplyError::WrongBackend { .. }
         ));
+    }
+
+    #[test]
+    fn a_race_that_touches_the_delta_stops_the_retry() {
+        let act = actual(&["8.8.8.0/24"], &["8.8.8.0/24"]);
+        let mut p = plan(&["8.8.8.0/24", "5.5.5.0/32"], &act, false).unwrap();
+        p.backend = "test".into();
+        // The racing write before our first update adds 5.5.5.0/32 itself.
+        let b = Racing {
+            set: RefCell::new(Some((vec!["8.8.8.0/24".parse().unwrap()], 1))),
+            races_left: RefCell::new(1),
+        };
+        let e = block_on(apply_plan(&b, &p)).unwrap_err();
+        assert!(matches!(e, ApplyError::ChangedSincePlan { .. }), "{e}");
+        assert!(e.to_string().contains("5.5.5.0/32"), "{e}");
     }
 }

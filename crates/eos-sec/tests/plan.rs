@@ -202,28 +202,53 @@ fn plan_apply_cycle_on_the_local_backend() {
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert!(o.stdout.contains("- 198.51.100.200/32"), "{}", o.stdout);
 
-    // Removing the /28 as well would remove most of the set: guarded.
-    let o = run(d, &["rules", "remove", "--space", "acme", "203.0.113.0/28"]);
-    assert_eq!(o.code, 0);
+    // Removing the /28 as well would remove most of the set: guarded. The
+    // saved plan is refused too: it is applied only as planning makes it
+    // now, and planning now refuses.
+    let remove_28 = ["rules", "remove", "--space", "acme", "203.0.113.0/28"];
+    assert_eq!(run(d, &remove_28).code, 0);
     let o = run(d, &["plan", "--space", "acme"]);
     assert_eq!(o.code, 2, "{}", o.stdout);
     assert!(o.stderr.contains("[large-change]"), "{}", o.stderr);
     assert!(o.stderr.contains("--allow-large-change"), "{}", o.stderr);
+    let o = run(d, &["apply", plan_file.to_str().unwrap()]);
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(o.stderr.contains("[large-change]"), "{}", o.stderr);
 
-    // The saved plan still applies exactly (the set has not changed).
+    // Declared again, planning makes exactly the saved plan: it applies.
+    let o = run(
+        d,
+        &[
+            "rules",
+            "add",
+            "--space",
+            "acme",
+            "--cidr",
+            "203.0.113.0/28",
+            "--label",
+            "HQ office egress",
+            "--declared-by",
+            "alice@acme.example",
+        ],
+    );
+    assert_eq!(o.code, 0, "{}", o.stderr);
     let o = run(d, &["--json", "apply", plan_file.to_str().unwrap()]);
     assert_eq!(o.code, 0, "{}", o.stderr);
     let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
     assert_eq!(v["applied"][0]["removed"][0], "198.51.100.200/32");
-    // ... but only once: the set changed since that plan was made.
+    // ... but only once: applied again, it is stale.
     let o = run(d, &["apply", plan_file.to_str().unwrap()]);
-    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert_eq!(o.code, 2, "{}", o.stderr);
     assert!(
-        o.stderr.contains("changed since the plan was made"),
+        o.stderr.contains(
+            "[plan-stale] eos-acme-v4 198.51.100.200/32: the plan removes it; it is not in the set"
+        ),
         "{}",
         o.stderr
     );
+    assert!(o.stdout.is_empty(), "{}", o.stdout);
 
+    assert_eq!(run(d, &remove_28).code, 0);
     let o = run(d, &["plan", "--space", "acme", "--allow-large-change"]);
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert!(
@@ -251,5 +276,12 @@ fn edited_saved_plan_is_rechecked() {
     std::fs::write(&plan_file, text.replace("192.0.2.64/27", "192.0.0.0/8")).unwrap();
     let o = run(d, &["apply", plan_file.to_str().unwrap()]);
     assert_eq!(o.code, 2, "{}", o.stderr);
-    assert!(o.stderr.contains("broad-prefix"), "{}", o.stderr);
+    // The guard list is printed once.
+    assert_eq!(
+        o.stderr.matches("[broad-prefix]").count(),
+        1,
+        "{}",
+        o.stderr
+    );
+    assert!(o.stderr.contains("192.0.0.0/8"), "{}", o.stderr);
 }

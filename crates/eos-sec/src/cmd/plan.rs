@@ -12,8 +12,8 @@ use eos_identity::SpaceId;
 use eos_ipset::IpNet;
 use eos_plan::{
     ActualInput, ActualSet, AppliedSet, BackendError, CheckedOptions, Desired, Finding,
-    IpSetBackend, IpSetName, LockToken, NewIpSet, Plan, PlanEntry, SetAction, SetChange, Severity,
-    apply_plan, desired_sets, names_in_scope, plan_changes,
+    IpSetBackend, IpSetName, LockToken, NewIpSet, Plan, PlanEntry, SavedPlan, SetAction, SetChange,
+    Severity, apply_plan, desired_sets, names_in_scope, plan_changes,
 };
 use eos_store::Store;
 use eos_store::ipsets::{LocalBackend, managed_entries, record_apply, record_intent, save_plan};
@@ -58,8 +58,9 @@ pub struct PlanArgs {
 /// Arguments of `apply`.
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
-    /// A saved plan (from `plan --out`), executed exactly; refused when a set
-    /// changed since [default: plan now, show it and ask]
+    /// A saved plan (from `plan --out`): applied only if planning now makes
+    /// exactly its changes, else refused naming each difference [default:
+    /// plan now, show it and ask]
     pub plan: Option<PathBuf>,
     /// Do not ask for confirmation
     #[arg(long)]
@@ -320,7 +321,11 @@ pub fn record_plan_intent(store: &mut Store, plan: &Plan) -> anyhow::Result<()> 
 /// With `--json`, a refusal is also a JSON document on stdout
 /// (`{"refused": [findings]}`) so scripts can match the stable codes.
 pub fn refusal_json(e: anyhow::Error, json: bool) -> anyhow::Error {
-    if json && let Some(r) = e.downcast_ref::<eos_plan::Refused>() {
+    if json
+        && let Some(r) = e
+            .chain()
+            .find_map(|c| c.downcast_ref::<eos_plan::Refused>())
+    {
         let _ = emit_json(&serde_json::json!({ "refused": r.findings }));
     }
     e
@@ -501,9 +506,28 @@ pub fn run_apply(args: ApplyArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
     let mut store = ctx.store()?;
     let rt = runtime()?;
     let backend = rt.block_on(open_backend(ctx, &args.backend))?;
+    // A plan is applied only as planning makes it now: a saved plan, or one
+    // the operator took time to confirm, is compared with a plan made from
+    // the current rules, evidence and sets, and refused (`plan-stale`,
+    // naming every difference) unless both make the same changes.
+    let replan =
+        |spaces: &[SpaceId], allow_large_change: bool| -> anyhow::Result<(Plan, Vec<i64>)> {
+            // Rows pending before planning are delivered by a plan made from
+            // the rules as they are after.
+            let delivers = pending_in_scope(&store, spaces)?;
+            let desired = desired_from_store(&store, spaces, &opts)?;
+            let plan = rt.block_on(make_plan(
+                &store,
+                &backend,
+                &desired,
+                spaces,
+                &opts,
+                allow_large_change,
+            ))?;
+            Ok((plan, delivers))
+        };
     let mut shown = String::new();
-    let mut delivers = Vec::new();
-    let (plan, saved) = match &args.plan {
+    let (plan, delivers) = match &args.plan {
         Some(path) => {
             if !args.space.is_empty() || args.allow_large_change {
                 return Err(bad_input!(
@@ -513,45 +537,50 @@ pub fn run_apply(args: ApplyArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
             let name = path.display().to_string();
             let text = std::fs::read_to_string(path)
                 .map_err(|e| bad_input!("{name}: cannot read: {e}"))?;
-            (Plan::from_saved(&text, &name, &opts)?, true)
+            let saved = SavedPlan::parse(&text, &name, &opts)?;
+            if !saved.has_changes() {
+                return no_changes(ctx.json);
+            }
+            let (now, delivers) = replan(&saved.spaces(), saved.allow_large_change())
+                .map_err(|e| refusal_json(e, ctx.json))?;
+            let plan = saved
+                .confirm(now, &name)
+                .map_err(|e| refusal_json(e.into(), ctx.json))?;
+            (plan, delivers)
         }
         None => {
-            delivers = pending_in_scope(&store, &args.space)?;
-            let desired = desired_from_store(&store, &args.space, &opts)?;
-            let plan = rt.block_on(make_plan(
-                &store,
-                &backend,
-                &desired,
-                &args.space,
-                &opts,
-                args.allow_large_change,
-            ))?;
-            (plan, false)
+            let (plan, delivers) = replan(&args.space, args.allow_large_change)
+                .map_err(|e| refusal_json(e, ctx.json))?;
+            if !plan.has_changes() {
+                return no_changes(ctx.json);
+            }
+            if args.yes {
+                shown = render_plan(&plan, use_colour());
+                (plan, delivers)
+            } else {
+                // Show the plan before asking (stderr: stdout carries only the result).
+                let text = render_plan(
+                    &plan,
+                    std::io::stderr().is_terminal()
+                        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+                );
+                #[allow(clippy::print_stderr)]
+                {
+                    eprintln!("{text}");
+                }
+                if !confirm()? {
+                    return emit("Apply cancelled.\n");
+                }
+                // The answer may have taken minutes.
+                let (now, delivers) = replan(&args.space, args.allow_large_change)
+                    .map_err(|e| refusal_json(e, ctx.json))?;
+                let plan = plan
+                    .confirm(now)
+                    .map_err(|e| refusal_json(e.into(), ctx.json))?;
+                (plan, delivers)
+            }
         }
     };
-    if !plan.has_changes() {
-        if ctx.json {
-            return emit_json(&serde_json::json!({ "applied": [] }));
-        }
-        return emit("No changes. Nothing to apply.\n");
-    }
-    if !saved && !args.yes {
-        // Show the plan before asking (stderr: stdout carries only the result).
-        let text = render_plan(
-            &plan,
-            std::io::stderr().is_terminal()
-                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
-        );
-        #[allow(clippy::print_stderr)]
-        {
-            eprintln!("{text}");
-        }
-        if !confirm()? {
-            return emit("Apply cancelled.\n");
-        }
-    } else if !saved {
-        shown = render_plan(&plan, use_colour());
-    }
     let plan_id = save_plan(&mut store, plan.backend(), &plan.to_json(), &actor())?;
     record_plan_intent(&mut store, &plan)?;
     let result = rt.block_on(apply_plan(&backend, &plan));
@@ -574,6 +603,13 @@ pub fn run_apply(args: ApplyArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
     }
     shown.push_str(&render_applied(&applied));
     emit(&shown)
+}
+
+fn no_changes(json: bool) -> anyhow::Result<()> {
+    if json {
+        return emit_json(&serde_json::json!({ "applied": [] }));
+    }
+    emit("No changes. Nothing to apply.\n")
 }
 
 /// One line per set applied.

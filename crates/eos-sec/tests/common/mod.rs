@@ -236,3 +236,40 @@ pub fn too_many_rules_csv(space: &str) -> String {
     }
     csv
 }
+
+/// Python for [`boto3_waf`] scripts, after the harness's prelude
+/// (`eos_aws::moto::MotoServer::boto3`): `waf`, a WAFv2 client on moto;
+/// `ipset(name)`, a REGIONAL IPSet's `(id, lock_token, sorted addresses)`;
+/// `put(name, addresses)`, replacing its addresses with the lock token of a
+/// fresh read.
+const WAF_PRELUDE: &str = r#"
+import os, time
+waf = boto3.client('wafv2', **kw)
+def ipset(name):
+    for s in waf.list_ip_sets(Scope='REGIONAL', Limit=100)['IPSets']:
+        if s['Name'] == name:
+            r = waf.get_ip_set(Name=name, Scope='REGIONAL', Id=s['Id'])
+            return s['Id'], r['LockToken'], sorted(r['IPSet']['Addresses'])
+    sys.exit('no IPSet ' + name)
+def put(name, addresses):
+    i, lock, _ = ipset(name)
+    waf.update_ip_set(Name=name, Scope='REGIONAL', Id=i, Addresses=addresses, LockToken=lock)
+"#;
+
+/// Run a WAFv2 `script` (see [`WAF_PRELUDE`]) with boto3 against `moto`, a
+/// peer that reads and writes AWS state without eos-sec; its stdout.
+pub fn boto3_waf(moto: &eos_aws::moto::MotoServer, script: &str) -> String {
+    moto.boto3(&format!("{WAF_PRELUDE}{script}"))
+        .expect("python3 with boto3 (moto_server runs on it)")
+}
+
+/// [`boto3_waf`]'s command, not started (a writer running beside eos-sec).
+pub fn boto3_waf_command(moto: &eos_aws::moto::MotoServer, script: &str) -> Command {
+    moto.boto3_command(&format!("{WAF_PRELUDE}{script}"))
+}
+
+/// The entries of IPSet `name` as boto3 reads them (sorted).
+pub fn boto3_entries(moto: &eos_aws::moto::MotoServer, name: &str) -> Vec<String> {
+    let out = boto3_waf(moto, &format!("print(json.dumps(ipset({name:?})[2]))"));
+    serde_json::from_str(out.trim()).unwrap()
+}
