@@ -165,6 +165,59 @@ fn publish_puts_bundle_and_crl_in_s3_and_a_revocation_publishes_the_new_crl() {
 
     // A revocation makes CRL 2; publishing puts it beside CRL 1 (a new
     // content address: nothing a trust store points at is overwritten).
+    revoke_one(&st);
+    let report = st.json(&["gate", "publish"]);
+    assert_eq!(report["crl"]["number"], 2);
+    assert_eq!(report["crl"]["entries"], 1);
+    let crl_key = report["crl"]["object"]["key"].as_str().unwrap().to_owned();
+    let listing = moto
+        .boto3(
+            "print(json.dumps(sorted(o['Key'] for o in boto3.client('s3', **kw).list_objects_v2(Bucket='trust', Prefix='edge/crl/')['Contents'])))",
+        )
+        .unwrap();
+    let keys: Vec<String> = serde_json::from_str(&listing).unwrap();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(keys.contains(&crl_key));
+    let crl = moto
+        .boto3(&format!(
+            "sys.stdout.write(boto3.client('s3', **kw).get_object(Bucket='trust', Key='{crl_key}')['Body'].read().decode())"
+        ))
+        .unwrap();
+    assert_eq!(
+        crl,
+        std::fs::read_to_string(st.path().join("state/ca/crl.pem")).unwrap()
+    );
+}
+
+/// moto with bucket `trust` and domain `api.acme.example` trusting the
+/// state's CA bundle; a local CA; `[gate]` with that domain plus `extra`.
+fn synced_gate(extra: &str) -> Option<(MotoServer, State)> {
+    let moto = MotoServer::start()?;
+    moto.boto3("boto3.client('s3', **kw).create_bucket(Bucket='trust')")?;
+    let mut st = State::new(&format!(
+        "[backend]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n\
+         [gate]\nbucket = \"trust\"\n{extra}\n\
+         [[gate.domains]]\nname = \"api.acme.example\"\n",
+        moto.endpoint()
+    ));
+    st.env = moto.env();
+    st.ok(&["ca", "init", "--env", "dev"]);
+    let bundle = st.json(&["ca", "bundle"])["pem"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    moto.boto3(&format!(
+        "boto3.client('apigatewayv2', **kw).create_domain_name(DomainName='api.acme.example', \
+         DomainNameConfigurations=[{{'CertificateArn': 'arn:aws:acm:us-east-1:111122223333:certificate/x', 'EndpointType': 'REGIONAL'}}], \
+         MutualTlsAuthentication={{'TruststoreUri': 's3://trust/eos-sec/bundle/{}.pem'}})",
+        sha256(&bundle)
+    ))
+    .unwrap();
+    Some((moto, st))
+}
+
+/// Sign a certificate for acme/alice and revoke it: CRL 2.
+fn revoke_one(st: &State) {
     let openssl = |args: &[&str]| {
         let out = std::process::Command::new("openssl")
             .args(args)
@@ -208,27 +261,81 @@ fn publish_puts_bundle_and_crl_in_s3_and_a_revocation_publishes_the_new_crl() {
         "--profile",
         "device",
     ]);
-    let serial = signed["serial"].as_str().unwrap().to_owned();
-    st.ok(&["ca", "revoke", &serial, "--reason", "key-compromise"]);
-    let report = st.json(&["gate", "publish"]);
-    assert_eq!(report["crl"]["number"], 2);
-    assert_eq!(report["crl"]["entries"], 1);
-    let crl_key = report["crl"]["object"]["key"].as_str().unwrap().to_owned();
+    st.ok(&[
+        "ca",
+        "revoke",
+        signed["serial"].as_str().unwrap(),
+        "--reason",
+        "key-compromise",
+    ]);
+}
+
+fn s3_crls(moto: &MotoServer) -> Vec<String> {
     let listing = moto
         .boto3(
-            "print(json.dumps(sorted(o['Key'] for o in boto3.client('s3', **kw).list_objects_v2(Bucket='trust', Prefix='edge/crl/')['Contents'])))",
+            "r = boto3.client('s3', **kw).list_objects_v2(Bucket='trust', Prefix='eos-sec/crl/')\n\
+             print(json.dumps([boto3.client('s3', **kw).get_object(Bucket='trust', Key=o['Key'])['Body'].read().decode() for o in r.get('Contents', [])]))",
         )
         .unwrap();
-    let keys: Vec<String> = serde_json::from_str(&listing).unwrap();
-    assert_eq!(keys.len(), 2, "{keys:?}");
-    assert!(keys.contains(&crl_key));
-    let crl = moto
-        .boto3(&format!(
-            "sys.stdout.write(boto3.client('s3', **kw).get_object(Bucket='trust', Key='{crl_key}')['Body'].read().decode())"
-        ))
-        .unwrap();
-    assert_eq!(
-        crl,
-        std::fs::read_to_string(st.path().join("state/ca/crl.pem")).unwrap()
+    serde_json::from_str(&listing).unwrap()
+}
+
+#[test]
+fn a_revocation_reaches_s3_and_the_domain_through_sync() {
+    let Some((moto, st)) = synced_gate("") else {
+        return;
+    };
+    revoke_one(&st);
+    // Queued in the revocation's transaction, nothing published yet.
+    let status = st.json(&["sync", "status"]);
+    assert_eq!(status["gate"]["pending_crls"], serde_json::json!([2]));
+    assert!(s3_crls(&moto).is_empty());
+
+    let out = st.ok(&["sync"]);
+    assert!(
+        out.stdout
+            .contains("certificate gate: CRL 2 on 1 targets (1 queued delivered"),
+        "{}",
+        out.stdout
     );
+    let crl = std::fs::read_to_string(st.path().join("state/ca/crl.pem")).unwrap();
+    assert_eq!(s3_crls(&moto), [crl]);
+    let status = st.json(&["sync", "status"]);
+    assert_eq!(status["gate"]["pending_crls"], serde_json::json!([]));
+    assert_eq!(status["gate"]["targets"][0]["name"], "api.acme.example");
+    assert_eq!(
+        status["gate"]["targets"][0]["last_error"],
+        serde_json::Value::Null
+    );
+
+    // A second pass has nothing queued and sends nothing.
+    let out = st.ok(&["sync"]);
+    assert!(!out.stdout.contains("certificate gate"), "{}", out.stdout);
+}
+
+#[test]
+fn a_target_that_fails_keeps_the_crl_pending_with_its_error() {
+    // moto has no ELBv2 trust stores: every call to one fails.
+    let Some((moto, st)) = synced_gate("trust_stores = [\"eos-ca\"]") else {
+        return;
+    };
+    revoke_one(&st);
+    let o = st.run(&["sync"]);
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert!(o.stderr.contains("CRL 2 stays pending"), "{}", o.stderr);
+    // The object is in S3 (content-addressed, harmless), the row pending.
+    assert_eq!(s3_crls(&moto).len(), 1);
+    let status = st.json(&["sync", "status"]);
+    assert_eq!(status["gate"]["pending_crls"], serde_json::json!([2]));
+    let targets = status["gate"]["targets"].as_array().unwrap();
+    let ts = targets.iter().find(|t| t["kind"] == "trust-store").unwrap();
+    assert!(
+        ts["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("DescribeTrustStores eos-ca"),
+        "{ts}"
+    );
+    let human = st.ok(&["sync", "status"]).stdout;
+    assert!(human.contains("trust-store  eos-ca"), "{human}");
 }

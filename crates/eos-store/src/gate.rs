@@ -3,7 +3,7 @@
 //! the backend read it back — and the last error. `eos-sec gate publish`
 //! writes it, `eos-sec gate status` reads it beside the live state.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
@@ -145,6 +145,123 @@ pub fn record_error(
     Ok(())
 }
 
+/// Queue CRL `number` for delivery to the edge, in the caller's transaction
+/// (the one that records the CRL).
+pub fn enqueue_crl(
+    tx: &Transaction<'_>,
+    number: u64,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let number = i64::try_from(number).map_err(|_| corrupt("crl number", number))?;
+    tx.execute(
+        "INSERT INTO gate_outbox(at, crl_number) VALUES (?1, ?2)",
+        params![format_rfc3339(now), number],
+    )?;
+    Ok(())
+}
+
+/// A CRL waiting to reach the edge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PendingCrl {
+    /// Row id.
+    pub id: i64,
+    /// When it was queued (RFC 3339).
+    pub at: String,
+    /// Its CRL number.
+    pub crl_number: u64,
+}
+
+/// The CRLs not yet delivered, oldest first.
+pub fn pending_crls(conn: &Connection) -> Result<Vec<PendingCrl>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, at, crl_number FROM gate_outbox WHERE delivered_at IS NULL ORDER BY id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, at, number) = row?;
+        out.push(PendingCrl {
+            id,
+            at,
+            crl_number: u64::try_from(number).map_err(|_| corrupt("gate outbox", number))?,
+        });
+    }
+    Ok(out)
+}
+
+/// Mark the queued CRLs up to row `up_to` delivered, with one audit entry
+/// (`gate.delivered`); how many rows.
+pub fn mark_crls_delivered(
+    store: &mut Store,
+    up_to: i64,
+    crl_number: u64,
+    actor: &str,
+    now: OffsetDateTime,
+) -> Result<usize, StoreError> {
+    let tx = store.transaction()?;
+    let n = tx.execute(
+        "UPDATE gate_outbox SET delivered_at = ?1 WHERE delivered_at IS NULL AND id <= ?2",
+        params![format_rfc3339(now), up_to],
+    )?;
+    if n > 0 {
+        audit_in(
+            &tx,
+            &AuditEntry::new(actor, "gate.delivered", &format!("crl {crl_number}"))
+                .with_detail(serde_json::json!({ "rows": n, "up_to": up_to })),
+        )?;
+    }
+    tx.commit()?;
+    Ok(n)
+}
+
+/// A target's row with its key: backend, kind (`trust-store`, `domain`),
+/// name, and the row with its record as JSON.
+pub type TargetListing = (String, String, String, TargetRow<serde_json::Value>);
+
+/// Every target eos-sec has a row for, by backend, kind and name.
+pub fn targets(conn: &Connection) -> Result<Vec<TargetListing>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT backend, kind, name, record, updated_at, last_error, last_error_at
+         FROM gate_targets ORDER BY backend, kind, name",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, Option<String>>(3)?,
+            r.get::<_, Option<String>>(4)?,
+            r.get::<_, Option<String>>(5)?,
+            r.get::<_, Option<String>>(6)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (backend, kind, name, record, updated_at, last_error, last_error_at) = row?;
+        let record = record
+            .map(|r| serde_json::from_str(&r).map_err(|e| corrupt("gate target", e)))
+            .transpose()?;
+        out.push((
+            backend,
+            kind,
+            name,
+            TargetRow {
+                record,
+                updated_at,
+                last_error,
+                last_error_at,
+            },
+        ));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,5 +294,30 @@ mod tests {
         assert_eq!(row.record, Some(rec));
         assert_eq!(row.last_error, None);
         assert_eq!(row.updated_at.as_deref(), Some("1970-01-01T00:00:00Z"));
+        assert_eq!(targets(s.conn()).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn queued_crls_stay_pending_until_marked() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        let now = OffsetDateTime::UNIX_EPOCH;
+        let tx = s.transaction().unwrap();
+        enqueue_crl(&tx, 2, now).unwrap();
+        enqueue_crl(&tx, 3, now).unwrap();
+        tx.commit().unwrap();
+        let pending = pending_crls(s.conn()).unwrap();
+        let numbers: Vec<u64> = pending.iter().map(|p| p.crl_number).collect();
+        assert_eq!(numbers, [2, 3]);
+        assert_eq!(
+            mark_crls_delivered(&mut s, pending[0].id, 2, "t", now).unwrap(),
+            1
+        );
+        assert_eq!(pending_crls(s.conn()).unwrap().len(), 1);
+        assert_eq!(
+            mark_crls_delivered(&mut s, pending[1].id, 3, "t", now).unwrap(),
+            1
+        );
+        assert!(pending_crls(s.conn()).unwrap().is_empty());
     }
 }

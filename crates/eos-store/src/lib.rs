@@ -110,6 +110,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "gate",
         sql: include_str!("migrations/0010_gate.sql"),
     },
+    Migration {
+        version: 11,
+        name: "gate-outbox",
+        sql: include_str!("migrations/0011_gate_outbox.sql"),
+    },
 ];
 
 /// One schema step.

@@ -899,6 +899,7 @@ fn revoke(
             let number = match (&ca, &rt) {
                 (Ca::Local(local), _) => {
                     let (number, pem) = issue_crl(local, &tx, crl_validity(conf)?)?;
+                    super::gate::enqueue_crl(ctx, &tx, number)?;
                     write_atomic(&files.crl, pem.as_bytes(), 0o644)?;
                     detail["crl_number"] = serde_json::json!(number);
                     Some(number)
@@ -962,6 +963,7 @@ fn crl(a: OutArgs, ctx: &crate::Ctx, files: &CaFiles, conf: &CaSection) -> anyho
     let mut store = ctx.store()?;
     let tx = store.transaction()?;
     let (number, pem) = issue_crl(&ca, &tx, validity)?;
+    super::gate::enqueue_crl(ctx, &tx, number)?;
     write_atomic(&files.crl, pem.as_bytes(), 0o644)?;
     if let Some(out) = &a.out {
         write_atomic(out, pem.as_bytes(), 0o644)?;

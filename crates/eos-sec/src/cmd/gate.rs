@@ -156,14 +156,45 @@ fn publish(a: GateArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
     let bucket = bucket(conf)?;
     let warnings = warnings(&a, ctx)?;
     let mut store = ctx.store()?;
-    let material = material(ctx, &store)?;
     let rt = super::plan::runtime()?;
     let opts = aws_options(&a.aws, &ctx.config.backend);
     let gate = rt.block_on(AwsGate::connect(&opts, bucket))?;
+    let mut report = rt.block_on(publish_targets(ctx, &mut store, &gate))?;
+    report.warnings = warnings.iter().map(ToString::to_string).collect();
+    if ctx.json {
+        emit_json(&report)?;
+    } else {
+        emit(&render_publish(&report))?;
+    }
+    let failed = report.failed();
+    if failed > 0 {
+        anyhow::bail!(
+            "gate publish: {failed} of {} targets failed (see above; `eos-sec gate status`)",
+            report.targets.len()
+        );
+    }
+    Ok(())
+}
+
+impl PublishReport {
+    fn failed(&self) -> usize {
+        self.targets.iter().filter(|t| t.error.is_some()).count()
+    }
+}
+
+/// Publish the current material and bring every `[gate]` target to it,
+/// recording each outcome. The report says which targets failed.
+async fn publish_targets(
+    ctx: &crate::Ctx,
+    store: &mut eos_store::Store,
+    gate: &AwsGate,
+) -> anyhow::Result<PublishReport> {
+    let conf = &ctx.config.gate;
+    let material = material(ctx, store)?;
     let backend = gate.gate_backend_id();
-    let published = rt
-        .block_on(publish_objects(&gate, prefix(conf), &material))
-        .with_context(|| format!("publishing to s3://{bucket}"))?;
+    let published = publish_objects(gate, prefix(conf), &material)
+        .await
+        .with_context(|| format!("publishing to s3://{}", gate.bucket()))?;
     let actor = super::rules::actor();
     let mut targets = Vec::new();
     for name in &conf.trust_stores {
@@ -174,14 +205,8 @@ fn publish(a: GateArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
         };
         let previous =
             eos_store::gate::target::<TrustStoreRecord>(store.conn(), t)?.and_then(|r| r.record);
-        let outcome = rt.block_on(sync_trust_store(
-            &gate,
-            name,
-            &published,
-            &material,
-            previous.as_ref(),
-        ));
-        targets.push(finish(&mut store, t, outcome, &actor)?);
+        let outcome = sync_trust_store(gate, name, &published, &material, previous.as_ref()).await;
+        targets.push(finish(store, t, outcome, &actor)?);
     }
     for d in &conf.domains {
         let t = Target {
@@ -189,11 +214,10 @@ fn publish(a: GateArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
             kind: TargetKind::Domain,
             name: &d.name,
         };
-        let outcome = rt.block_on(sync_domain(&gate, &d.name, &published));
-        targets.push(finish(&mut store, t, outcome, &actor)?);
+        let outcome = sync_domain(gate, &d.name, &published).await;
+        targets.push(finish(store, t, outcome, &actor)?);
     }
-    let failed = targets.iter().filter(|t| t.error.is_some()).count();
-    let report = PublishReport {
+    Ok(PublishReport {
         backend,
         bundle: published.bundle.clone(),
         crl: published.crl.as_ref().map(|(object, file, entries)| {
@@ -201,20 +225,154 @@ fn publish(a: GateArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
                 "next_update": file.next_update, "entries": entries, "object": object })
         }),
         targets,
-        warnings: warnings.iter().map(ToString::to_string).collect(),
-    };
-    if ctx.json {
-        emit_json(&report)?;
-    } else {
-        emit(&render_publish(&report))?;
-    }
-    if failed > 0 {
-        anyhow::bail!(
-            "gate publish: {failed} of {} targets failed (see above; `eos-sec gate status`)",
-            report.targets.len()
-        );
+        warnings: Vec::new(),
+    })
+}
+
+/// Queue CRL `number` for `sync` in the transaction that records it, when
+/// a `[gate]` bucket is configured (`ca revoke`, `ca crl`).
+pub(crate) fn enqueue_crl(
+    ctx: &crate::Ctx,
+    tx: &eos_store::rusqlite::Transaction<'_>,
+    number: u64,
+) -> anyhow::Result<()> {
+    if ctx.config.gate.bucket.is_some() {
+        eos_store::gate::enqueue_crl(tx, number, time::OffsetDateTime::now_utc())?;
     }
     Ok(())
+}
+
+/// The gate's AWS side for `sync`, `None` when no `[gate]` bucket is set.
+pub(crate) async fn connect_for_sync(
+    ctx: &crate::Ctx,
+    aws: &AwsArgs,
+) -> anyhow::Result<Option<AwsGate>> {
+    let conf = &ctx.config.gate;
+    if conf.bucket.is_none() {
+        return Ok(None);
+    }
+    let bucket = bucket(conf)?;
+    let opts = aws_options(aws, &ctx.config.backend);
+    Ok(Some(AwsGate::connect(&opts, bucket).await?))
+}
+
+/// What one sync pass did for the certificate gate.
+#[derive(Debug, Serialize)]
+pub(crate) struct Delivery {
+    /// Queued CRLs delivered.
+    pub delivered: usize,
+    /// The CRL number every target now holds.
+    pub crl_number: Option<u64>,
+    /// Targets brought to it.
+    pub targets: usize,
+    /// Oldest queued CRL: committed -> read back on every target, in ms.
+    pub lag_ms: i64,
+}
+
+/// Deliver the queued CRLs: publish the current one to every target and
+/// mark the queue delivered only when every target read it back; a failed
+/// target leaves the rows pending (retried at the next pass) with its
+/// error recorded. `None` when nothing is queued.
+pub(crate) async fn deliver_pending(
+    ctx: &crate::Ctx,
+    store: &mut eos_store::Store,
+    gate: &AwsGate,
+) -> anyhow::Result<Option<Delivery>> {
+    let pending = eos_store::gate::pending_crls(store.conn())?;
+    let (Some(first), Some(last)) = (pending.first(), pending.last()) else {
+        return Ok(None);
+    };
+    let report = publish_targets(ctx, store, gate).await?;
+    let failed = report.failed();
+    if failed > 0 {
+        let errors: Vec<String> = report
+            .targets
+            .iter()
+            .filter_map(|t| {
+                t.error
+                    .as_ref()
+                    .map(|e| format!("{} {}: {e}", t.kind.as_str(), t.name))
+            })
+            .collect();
+        anyhow::bail!(
+            "certificate gate: {failed} of {} targets failed, CRL {} stays pending: {}",
+            report.targets.len(),
+            last.crl_number,
+            errors.join("; ")
+        );
+    }
+    let crl_number = report.crl.as_ref().and_then(|c| c["number"].as_u64());
+    let now = time::OffsetDateTime::now_utc();
+    let delivered = eos_store::gate::mark_crls_delivered(
+        store,
+        last.id,
+        crl_number.unwrap_or(last.crl_number),
+        &super::rules::actor(),
+        now,
+    )?;
+    let lag_ms = age_seconds(&first.at, now).map_or(0, |s| s * 1000);
+    Ok(Some(Delivery {
+        delivered,
+        crl_number,
+        targets: report.targets.len(),
+        lag_ms,
+    }))
+}
+
+/// `sync --watch`'s companion: deliver queued CRLs as they appear (polled
+/// every 500 ms), backing off after a failure (1 s doubling to 60 s).
+pub(crate) async fn watch_pending(ctx: &crate::Ctx, gate: AwsGate) -> anyhow::Result<()> {
+    let mut store = ctx.store()?;
+    let mut backoff = std::time::Duration::from_secs(1);
+    loop {
+        let wait = match deliver_pending(ctx, &mut store, &gate).await {
+            Ok(Some(d)) => {
+                tracing::info!(crl = ?d.crl_number, targets = d.targets, lag_ms = d.lag_ms, "certificate gate: CRL delivered");
+                backoff = std::time::Duration::from_secs(1);
+                std::time::Duration::from_millis(500)
+            }
+            Ok(None) => std::time::Duration::from_millis(500),
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), retry_in_s = backoff.as_secs(), "certificate gate: delivery failed");
+                let wait = backoff;
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(60));
+                wait
+            }
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// `sync status`'s rows for the certificate gate: per target, what it
+/// holds, how long the oldest queued CRL has waited, the last error.
+pub(crate) fn sync_status(store: &eos_store::Store) -> anyhow::Result<serde_json::Value> {
+    let now = time::OffsetDateTime::now_utc();
+    let pending = eos_store::gate::pending_crls(store.conn())?;
+    let lag_s = pending
+        .first()
+        .and_then(|p| age_seconds(&p.at, now))
+        .unwrap_or(0);
+    let mut rows = Vec::new();
+    for (backend, kind, name, row) in eos_store::gate::targets(store.conn())? {
+        let crl = row.record.as_ref().and_then(|r| r.get("crl"));
+        rows.push(serde_json::json!({
+            "backend": backend,
+            "kind": kind,
+            "name": name,
+            "crl_number": crl.and_then(|c| c.get("number")),
+            "revocation_id": crl.and_then(|c| c.get("revocation_id")),
+            "updated_at": row.updated_at,
+            "pending_crls": pending.len(),
+            "lag_s": lag_s,
+            "last_error": row.last_error,
+            "last_error_at": row.last_error_at,
+        }));
+    }
+    Ok(serde_json::json!({
+        "pending_crls": pending.iter().map(|p| p.crl_number).collect::<Vec<_>>(),
+        "lag_s": lag_s,
+        "targets": rows,
+    }))
 }
 
 /// Record a target's outcome: the read-back record (audited) or the error.

@@ -80,26 +80,58 @@ pub fn run(args: SyncArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
     opts.write_interval = args
         .write_interval
         .unwrap_or_else(|| default_write_interval(&backend));
+    let aws = super::aws::AwsArgs {
+        region: args.backend.region.clone(),
+        profile: None,
+        endpoint_url: args.backend.endpoint_url.clone(),
+    };
+    let gate = rt.block_on(super::gate::connect_for_sync(ctx, &aws))?;
     if args.watch {
         tracing::info!(backend = %eos_plan::IpSetBackend::id(&backend), "sync watching for rule changes");
+        let ip = watch(&mut store, &backend, &opts, shutdown_signal(), log_pass);
         return rt
-            .block_on(watch(
-                &mut store,
-                &backend,
-                &opts,
-                shutdown_signal(),
-                log_pass,
-            ))
+            .block_on(async {
+                match gate {
+                    // The certificate gate's queue is watched beside the
+                    // rules; the watcher ending (a signal) ends both.
+                    Some(g) => tokio::select! {
+                        r = ip => r.map_err(anyhow::Error::new),
+                        r = super::gate::watch_pending(ctx, g) => r,
+                    },
+                    None => ip.await.map_err(anyhow::Error::new),
+                }
+            })
             .context("sync --watch stopped");
     }
+    // Revocations first: they are the more urgent change.
+    let delivered = match &gate {
+        Some(g) => rt.block_on(super::gate::deliver_pending(ctx, &mut store, g)),
+        None => Ok(None),
+    };
     let mut pacer = eos_sync::Pacer::new(opts.write_interval);
     let report = rt.block_on(sync_once(&mut store, &backend, &opts, &mut pacer))?;
     if !report.has_errors() {
+        let delivered = delivered?;
         return if ctx.json {
             emit_json(&report)
         } else {
-            emit(&render_pass(&report, use_colour()))
+            let mut out = render_pass(&report, use_colour());
+            if let Some(d) = delivered {
+                let _ = writeln!(
+                    out,
+                    "certificate gate: CRL {} on {} targets ({} queued delivered, lag {} ms)",
+                    d.crl_number
+                        .map_or_else(|| "-".to_owned(), |n| n.to_string()),
+                    d.targets,
+                    d.delivered,
+                    d.lag_ms
+                );
+            }
+            emit(&out)
         };
+    }
+    if let Err(e) = &delivered {
+        tracing::error!(error = %format!("{e:#}"), "certificate gate: delivery failed");
     }
     // A failed pass: the report is the diagnosis, on stderr; stdout stays
     // empty, except for --json, whose report scripts read (as a refusal's
@@ -264,10 +296,45 @@ fn run_status(a: &StatusArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
     let id = eos_plan::IpSetBackend::id(&backend);
     let store = ctx.store()?;
     let rows = status(store.conn(), &id, time::OffsetDateTime::now_utc())?;
+    let gate = super::gate::sync_status(&store)?;
+    let gate_rows = gate["targets"].as_array().cloned().unwrap_or_default();
     if ctx.json {
-        return emit_json(&serde_json::json!({ "backend": id, "sets": rows }));
+        let mut doc = serde_json::json!({ "backend": id, "sets": rows });
+        if !gate_rows.is_empty()
+            || gate["pending_crls"]
+                .as_array()
+                .is_some_and(|p| !p.is_empty())
+        {
+            doc["gate"] = gate;
+        }
+        return emit_json(&doc);
     }
     let mut out = format!("sync status for backend {id}\n\n");
+    if !gate_rows.is_empty() {
+        let _ = writeln!(
+            out,
+            "{:<12} {:<32} {:>6} {:>7} {:>7}  last error",
+            "GATE", "TARGET", "CRL", "PENDING", "LAG s"
+        );
+        for g in &gate_rows {
+            let _ = writeln!(
+                out,
+                "{:<12} {:<32} {:>6} {:>7} {:>7}  {}",
+                g["kind"].as_str().unwrap_or("?"),
+                g["name"].as_str().unwrap_or("?"),
+                g["crl_number"]
+                    .as_u64()
+                    .map_or_else(|| "-".to_owned(), |n| n.to_string()),
+                g["pending_crls"],
+                g["lag_s"],
+                match (g["last_error"].as_str(), g["last_error_at"].as_str()) {
+                    (Some(e), Some(at)) => format!("{at}: {e}"),
+                    _ => "-".to_owned(),
+                }
+            );
+        }
+        out.push('\n');
+    }
     if rows.is_empty() {
         out.push_str("No IPSet has been synced and no change is pending.\n");
         return emit(&out);
