@@ -61,6 +61,14 @@ pub enum IssueError {
         /// The cap.
         max: String,
     },
+    /// A lifetime of zero was asked for.
+    #[error("lifetime 0s for profile {profile} is empty; give a lifetime above zero, up to {max}")]
+    LifetimeZero {
+        /// The profile.
+        profile: Profile,
+        /// The cap.
+        max: String,
+    },
     /// The CA certificate has expired or expires before anything useful
     /// could be issued.
     #[error("the CA certificate is not valid now (valid {not_before} to {not_after})")]
@@ -115,6 +123,7 @@ impl IssueError {
         match self {
             IssueError::Csr(e) => e.code(),
             IssueError::LifetimeOverCap { .. } => "lifetime-over-cap",
+            IssueError::LifetimeZero { .. } => "lifetime-zero",
             IssueError::CaNotValid { .. } => "ca-not-valid",
             IssueError::BadCa(_) => "ca-unusable",
             IssueError::BadPolicy(_) => "policy-invalid",
@@ -130,7 +139,9 @@ impl IssueError {
     pub fn is_bad_input(&self) -> bool {
         matches!(
             self,
-            IssueError::Csr(_) | IssueError::LifetimeOverCap { .. }
+            IssueError::Csr(_)
+                | IssueError::LifetimeOverCap { .. }
+                | IssueError::LifetimeZero { .. }
         )
     }
 }
@@ -577,7 +588,13 @@ pub fn plan_certificate(
     }
     let rule = policy.lifetime(request.profile);
     let lifetime = request.lifetime.unwrap_or(rule.default);
-    if lifetime > rule.max || lifetime.is_zero() {
+    if lifetime.is_zero() {
+        return Err(IssueError::LifetimeZero {
+            profile: request.profile,
+            max: format_duration(rule.max),
+        });
+    }
+    if lifetime > rule.max {
         return Err(IssueError::LifetimeOverCap {
             profile: request.profile,
             requested: format_duration(lifetime),

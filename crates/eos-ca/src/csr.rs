@@ -57,10 +57,11 @@ pub enum CsrError {
     #[error("csr is empty")]
     Empty,
     /// Over the size cap (checked before parsing).
-    #[error("csr is {size} bytes, more than the {max}-byte limit")]
+    #[error("csr is {}more than the {max}-byte limit", size_text(*.size))]
     TooLarge {
-        /// Input size.
-        size: usize,
+        /// Input size, when known (a reader that stops one byte over the
+        /// cap knows only that it is over).
+        size: Option<usize>,
         /// The cap.
         max: usize,
     },
@@ -220,6 +221,10 @@ impl CsrError {
             CsrError::KeyReuse { .. } => "csr-key-reuse",
         }
     }
+}
+
+fn size_text(size: Option<usize>) -> String {
+    size.map(|n| format!("{n} bytes, ")).unwrap_or_default()
 }
 
 fn malformed(e: impl fmt::Display) -> CsrError {
@@ -404,7 +409,7 @@ struct RawCertReq<'a> {
 pub fn validate_csr(input: &[u8], limits: &CsrLimits) -> Result<ValidatedCsr, CsrError> {
     if input.len() > limits.max_bytes {
         return Err(CsrError::TooLarge {
-            size: input.len(),
+            size: Some(input.len()),
             max: limits.max_bytes,
         });
     }
@@ -416,15 +421,33 @@ fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\r' | b'\n')
 }
 
-/// PEM or DER in, DER out. Leading whitespace is tolerated in PEM, trailing
-/// whitespace after the end line too, anything else after it is refused
-/// (pem-rfc7468 alone would accept it).
+/// Text before a PEM block: what `openssl req -text` writes. RFC 7468 §2
+/// tells parsers to ignore it; it must be text (UTF-8 without control
+/// characters but whitespace), which DER never is: a CSR's DER starts with
+/// `30 81` or `30 82`, and neither 0x81 nor 0x82 begins a UTF-8 character.
+fn is_explanatory_text(bytes: &[u8]) -> bool {
+    std::str::from_utf8(bytes).is_ok_and(|t| t.chars().all(|c| !c.is_control() || is_space_char(c)))
+}
+
+fn is_space_char(c: char) -> bool {
+    u8::try_from(c).is_ok_and(is_space)
+}
+
+/// PEM or DER in, DER out. Explanatory text before a PEM block is ignored
+/// (RFC 7468 §2), whitespace after the end line too; anything else after
+/// it is refused (pem-rfc7468 alone would accept it).
 fn unwrap_envelope(input: &[u8]) -> Result<Cow<'_, [u8]>, CsrError> {
     let start = input.iter().position(|b| !is_space(*b));
     let Some(start) = start else {
         return Err(CsrError::Empty);
     };
-    let body = input.get(start..).unwrap_or_default();
+    let mut body = input.get(start..).unwrap_or_default();
+    if let Some(at) = find(body, b"-----BEGIN ")
+        && at > 0
+        && body.get(..at).is_some_and(is_explanatory_text)
+    {
+        body = body.get(at..).unwrap_or_default();
+    }
     if !body.starts_with(b"-----BEGIN ") {
         // DER: whitespace before it would be trailing garbage of another
         // kind; refuse rather than guess.

@@ -161,6 +161,23 @@ fn rejects_too_large() {
     refused(&big, "csr-too-large");
 }
 
+/// RFC 7468 §2: text before the PEM block (what `openssl req -text`
+/// writes) is ignored; binary bytes before it are not text.
+#[test]
+fn accepts_explanatory_text_before_the_pem() {
+    let mut text =
+        b"Certificate Request:\n    Data:\n        Version: 1 (0x0)\n\t(tab)\r\n".to_vec();
+    text.extend_from_slice(&fixture("p256.csr"));
+    let plain = check(&fixture("p256.csr")).unwrap();
+    assert_eq!(check(&text).unwrap().fingerprint(), plain.fingerprint());
+    let mut binary = b"\x00\x01".to_vec();
+    binary.extend_from_slice(&fixture("p256.csr"));
+    refused(&binary, "csr-malformed");
+    let mut der_then_pem = der_of(&fixture("p256.csr"));
+    der_then_pem.extend_from_slice(&fixture("p256.csr"));
+    refused(&der_then_pem, "csr-trailing-bytes");
+}
+
 #[test]
 fn rejects_bad_pem() {
     refused(
@@ -369,7 +386,10 @@ fn truncation_at_every_byte_never_panics_and_never_passes() {
 fn every_code_is_distinct() {
     let errors = [
         CsrError::Empty,
-        CsrError::TooLarge { size: 0, max: 0 },
+        CsrError::TooLarge {
+            size: Some(0),
+            max: 0,
+        },
         CsrError::BadPem {
             detail: String::new(),
         },

@@ -932,7 +932,12 @@ fn a_certificate_signed_but_not_written_is_not_recorded_and_says_so() {
 impl Env {
     /// `eos-sec ca sign` for `space/user` with profile `cli`.
     fn sign(&self, csr: &str, space: &str, user: &str, out: &str) -> Output {
-        self.eos(&[
+        self.sign_with(csr, space, user, &["--out", out])
+    }
+
+    /// `eos-sec ca sign` for `space/user` with profile `cli` and `extra`.
+    fn sign_with(&self, csr: &str, space: &str, user: &str, extra: &[&str]) -> Output {
+        let mut args = vec![
             "ca",
             "sign",
             "--csr",
@@ -943,9 +948,9 @@ impl Env {
             user,
             "--profile",
             "cli",
-            "--out",
-            out,
-        ])
+        ];
+        args.extend_from_slice(extra);
+        self.eos(&args)
     }
 
     /// The key in `key` written again with its point compressed
@@ -1258,6 +1263,56 @@ fn the_crl_is_backdated_and_names_only_real_reasons() {
         "pkilint ({}): {}{}",
         out.status,
         String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// What a refusal says: the real size of a file over the cap, a lifetime
+/// refused as a lifetime (and 0s as empty, not as over its cap), and a CSR
+/// with `openssl req -text`'s explanation before the PEM accepted.
+#[test]
+fn refusals_name_what_was_refused() {
+    if !openssl_available() {
+        return;
+    }
+    let env = Env::new();
+    env.ok(&["ca", "init", "--env", "dev"]);
+    let mut big = std::fs::read(fixture("p256.csr")).unwrap();
+    big.resize(20_000, b'\n');
+    std::fs::write(env.path("big.csr"), &big).unwrap();
+    let out = env.sign("big.csr", "acme", "alice", "big.pem");
+    refused_with(&out, "csr-too-large");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("csr is 20000 bytes, more than the 8192-byte limit"),
+        "{err}"
+    );
+
+    let csr = fixture("p256.csr");
+    let csr = csr.to_str().unwrap();
+    for (lifetime, code, says) in [
+        ("31d", "lifetime-over-cap", "is over its cap 30d"),
+        (
+            "0s",
+            "lifetime-zero",
+            "lifetime 0s for profile cli is empty",
+        ),
+    ] {
+        let out = env.sign_with(csr, "acme", "alice", &["--lifetime", lifetime]);
+        refused_with(&out, code);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&format!("lifetime refused [{code}]")), "{err}");
+        assert!(!err.contains("csr refused"), "{err}");
+        assert!(err.contains(says), "{err}");
+    }
+
+    env.openssl_ok(&["req", "-in", csr, "-text", "-out", "text.csr"]);
+    let text = std::fs::read_to_string(env.path("text.csr")).unwrap();
+    assert!(text.starts_with("Certificate Request:"), "{text}");
+    let out = env.sign("text.csr", "acme", "alice", "text.pem");
+    assert!(
+        out.status.success(),
+        "{}",
         String::from_utf8_lossy(&out.stderr)
     );
 }

@@ -590,13 +590,21 @@ struct SignReport<'a> {
     pem: Option<&'a str>,
 }
 
-/// A refused CSR: an audit entry (the code, the account asked for and the
-/// file name; never the CSR body), JSON on stdout with `--json`, and an
-/// error whose message starts with the file and the stable code
-/// (`csr refused [csr-weak-hash]`). The caller holds no open transaction.
+/// A refused request: an audit entry (the code, the account asked for and
+/// the file name; never the CSR body), JSON on stdout with `--json`, and an
+/// error whose message starts with the file, what was refused and the
+/// stable code (`csr refused [csr-weak-hash]`, `lifetime refused
+/// [lifetime-over-cap]`). The caller holds no open transaction.
 fn refuse(ctx: &crate::Ctx, a: &SignArgs, err: eos_ca::IssueError) -> anyhow::Error {
     let path = &a.csr;
-    let context = format!("{}: csr refused [{}]", path.display(), err.code());
+    let what = match err {
+        eos_ca::IssueError::Csr(_) => "csr",
+        eos_ca::IssueError::LifetimeOverCap { .. } | eos_ca::IssueError::LifetimeZero { .. } => {
+            "lifetime"
+        }
+        _ => "request",
+    };
+    let context = format!("{}: {what} refused [{}]", path.display(), err.code());
     if let Err(e) = audit_refusal(ctx, a, "ca.csr-refused", err.code(), None) {
         return e.context(format!(
             "{context}; recording the refusal in the audit log failed"
@@ -649,8 +657,15 @@ fn sign(a: SignArgs, ctx: &crate::Ctx, files: &CaFiles, conf: &CaSection) -> any
         .map(|s| duration(s, "--lifetime"))
         .transpose()?;
     // Read at most one byte over the cap: a huge file is refused without
-    // being read whole.
-    let input = read_capped(&a.csr, limits.max_bytes)?;
+    // being read whole, with its size when the file system knows it.
+    let (input, size) = read_capped(&a.csr, limits.max_bytes)?;
+    if input.len() > limits.max_bytes {
+        let err = eos_ca::CsrError::TooLarge {
+            size,
+            max: limits.max_bytes,
+        };
+        return Err(refuse(ctx, &a, err.into()));
+    }
     let rt = super::plan::runtime()?;
     let ca = setup(open_ca(ctx, files, &rt)?, conf)?;
     let account = Account {
@@ -761,15 +776,23 @@ fn sign(a: SignArgs, ctx: &crate::Ctx, files: &CaFiles, conf: &CaSection) -> any
     }
 }
 
-fn read_capped(path: &Path, max: usize) -> anyhow::Result<Vec<u8>> {
+/// Up to `max + 1` bytes of a file, and its size when it is a regular file
+/// (a pipe's is unknown).
+fn read_capped(path: &Path, max: usize) -> anyhow::Result<(Vec<u8>, Option<usize>)> {
     use std::io::Read;
     let f = std::fs::File::open(path)
         .map_err(|e| bad_input!("{}: cannot open: {e}", path.display()))?;
+    let size = f
+        .metadata()
+        .ok()
+        .filter(std::fs::Metadata::is_file)
+        .and_then(|m| usize::try_from(m.len()).ok());
     let mut buf = Vec::new();
     f.take(u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1))
         .read_to_end(&mut buf)
         .map_err(|e| bad_input!("{}: cannot read: {e}", path.display()))?;
-    Ok(buf)
+    let read = buf.len();
+    Ok((buf, size.filter(|n| *n >= read)))
 }
 
 fn table(records: &[CertRecord]) -> String {
