@@ -546,6 +546,28 @@ impl WebAclBackend for WafBackend {
         Ok(self.find_set(name).await?.map(|(_, arn)| arn))
     }
 
+    async fn tag_ip_set_stage(&self, name: &str, value: &str) -> Result<(), BackendError> {
+        let Some((_, arn)) = self.find_set(name).await? else {
+            return Ok(());
+        };
+        let tag = sdk::Tag::builder()
+            .key(eos_plan::STAGE_TAG)
+            .value(value)
+            .build()
+            .map_err(|e| invalid(name, e))?;
+        // TagResource adds the tag or replaces its value; the others stay.
+        retry_transient(|| {
+            self.client
+                .tag_resource()
+                .resource_arn(&arn)
+                .tags(tag.clone())
+                .send()
+        })
+        .await
+        .map_err(|e| failed(name, &e))?;
+        Ok(())
+    }
+
     async fn pause_before_acl_retry(&self, attempt: u32) {
         tokio::time::sleep(backoff(attempt)).await;
     }

@@ -26,7 +26,7 @@ pub use desired::{
     Desired, DesiredEntry, DesiredSet, Finding, FindingCode, Severity, Source, SpaceCoverage,
     desired_sets, passes,
 };
-pub use naming::IpSetName;
+pub use naming::{IpSetName, STAGE_TAG};
 pub use options::{CheckedOptions, OptionsError, PlanOptions, WAF_MAX_ENTRIES};
 pub use plan::{
     ActualInput, AppliedSet, ApplyError, MAX_ATTEMPTS, PLAN_FORMAT, Plan, PlanEntry, Refused,

@@ -6,6 +6,9 @@ use eos_identity::SpaceId;
 use eos_ipset::Family;
 use serde::{Deserialize, Serialize};
 
+/// The tag that says how far a set's space is rolled out.
+pub const STAGE_TAG: &str = "stage";
+
 /// The name of an IPSet eos-sec manages: `eos-<space>-v4` / `eos-<space>-v6`.
 /// Space ids are at most 48 characters of `a-z0-9-`, so the name always fits
 /// WAF's 128-character `^[\w\-]+$` names.
@@ -46,12 +49,13 @@ impl IpSetName {
     }
 
     /// The tags a new set gets: who manages it, for which space, at which
-    /// stage (`staged` until a rule references it).
+    /// stage ([`STAGE_TAG`]: `staged` until a rule references it; enforce
+    /// and rollback move it with the space).
     pub fn tags(&self) -> Vec<(String, String)> {
         vec![
             ("managed-by".to_owned(), "eos-sec".to_owned()),
             ("space".to_owned(), self.space.to_string()),
-            ("stage".to_owned(), "staged".to_owned()),
+            (STAGE_TAG.to_owned(), "staged".to_owned()),
         ]
     }
 }

@@ -103,6 +103,10 @@ pub trait WebAclBackend {
     /// set does not exist.
     async fn ip_set_arn(&self, name: &str) -> Result<Option<String>, BackendError>;
 
+    /// Set the [`eos_plan::STAGE_TAG`] tag of the IPSet `name` to `value`
+    /// (other tags stay); nothing when the set does not exist.
+    async fn tag_ip_set_stage(&self, name: &str, value: &str) -> Result<(), BackendError>;
+
     /// Wait before retry `attempt` (1-based) after a lock conflict.
     async fn pause_before_acl_retry(&self, attempt: u32);
 }

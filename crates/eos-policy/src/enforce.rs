@@ -524,6 +524,23 @@ async fn set_arns<A: WebAclBackend>(
     Ok(arns)
 }
 
+/// Tag each space's sets with its stage, so the sets say in AWS how far
+/// their space is rolled out. An `off` space's sets, where they exist, are
+/// `staged`: no rule uses them.
+async fn tag_stages<A: WebAclBackend>(
+    acl: &A,
+    stages: &BTreeMap<SpaceId, Stage>,
+) -> Result<(), PolicyError> {
+    for (space, stage) in stages {
+        let value = (*stage).max(Stage::Staged).as_str();
+        for family in [Family::V4, Family::V6] {
+            acl.tag_ip_set_stage(&set_name(space, family), value)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
 /// The Web ACL `name`, which must exist.
 async fn read_existing<A: WebAclBackend>(acl: &A, name: &str) -> Result<AclRead, PolicyError> {
     acl.read_acl(name).await?.ok_or_else(|| {
@@ -719,7 +736,10 @@ where
     };
     let steps = ordered_steps(&current.owned, &target);
     let mut done = Vec::new();
+    let tags = BTreeMap::from([(space.clone(), to)]);
     if to == from && steps.is_empty() {
+        // Nothing to change; the tags again, in case a run stopped before them.
+        tag_stages(acl, &tags).await?;
         return Ok(EnforceReport {
             space: space.clone(),
             backend,
@@ -766,6 +786,7 @@ where
             &opts.actor,
         )
         .map_err(journal)?;
+    tag_stages(acl, &tags).await?;
     Ok(EnforceReport {
         space: space.clone(),
         backend,
@@ -896,6 +917,17 @@ where
             &opts.actor,
         )
         .map_err(journal)?;
+    let tags: BTreeMap<SpaceId, Stage> = stage_changes
+        .keys()
+        .chain([space])
+        .map(|id| {
+            (
+                id.clone(),
+                snap.stages.get(id).copied().unwrap_or(Stage::Off),
+            )
+        })
+        .collect();
+    tag_stages(acl, &tags).await?;
     Ok(RollbackReport {
         space: space.clone(),
         backend,

@@ -268,7 +268,22 @@ fn staged_count_enforce_rollback_against_moto() {
         ],
     ));
     ok(run(d, &["apply", "--yes"]));
-    let outs = forward(d, 3);
+    // The sets' `stage` tags, read back with boto3: they follow the space.
+    let stage_tags = || {
+        moto.boto3(
+            "w = boto3.client('wafv2', **kw)\n\
+             for s in sorted(w.list_ip_sets(Scope='REGIONAL')['IPSets'], key=lambda s: s['Name']):\n    \
+                 tags = w.list_tags_for_resource(ResourceARN=s['ARN'])['TagInfoForResource']['TagList']\n    \
+                 print(s['Name'], {t['Key']: t['Value'] for t in tags}.get('stage'))\n",
+        )
+    };
+    let tags =
+        |acme: &str| format!("eos-acme-v4 {acme}\neos-acme-v6 {acme}\neos-globex-v4 staged\n");
+    assert_eq!(stage_tags(), Some(tags("staged")));
+    let outs = forward(d, 2);
+    assert_eq!(stage_tags(), Some(tags("count")));
+    let outs = outs + &forward(d, 1);
+    assert_eq!(stage_tags(), Some(tags("enforce")));
     assert!(outs.contains("created the Web ACL"), "{outs}");
     assert!(outs.contains("on backend aws:REGIONAL:us-east-1"), "{outs}");
     assert!(outs.contains("default-block"), "{outs}");
@@ -293,6 +308,7 @@ fn staged_count_enforce_rollback_against_moto() {
         v["stage_changes"]["acme"],
         serde_json::json!(["enforce", "count"])
     );
+    assert_eq!(stage_tags(), Some(tags("count")));
     let again: serde_json::Value =
         serde_json::from_str(&ok(run(d, &["--json", "rollback", "--space", "acme"]))).unwrap();
     assert_eq!(again["steps"], serde_json::json!([]));

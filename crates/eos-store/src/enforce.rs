@@ -398,5 +398,15 @@ impl WebAclBackend for LocalBackend {
         Ok(exists.then(|| local_set_arn(name)))
     }
 
+    async fn tag_ip_set_stage(&self, name: &str, value: &str) -> Result<(), BackendError> {
+        self.with_acl_store(name, |s| {
+            s.conn().execute(
+                "UPDATE local_ipsets SET tags = json_set(tags, '$.' || ?2, ?3) WHERE name = ?1",
+                params![name, eos_plan::STAGE_TAG, value],
+            )?;
+            Ok(())
+        })
+    }
+
     async fn pause_before_acl_retry(&self, _attempt: u32) {}
 }

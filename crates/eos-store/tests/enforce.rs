@@ -11,7 +11,8 @@ use eos_identity::SpaceId;
 use eos_ipset::{Family, IpNet};
 use eos_plan::{BackendError, IpSetBackend, IpSetName, LockToken, NewIpSet};
 use eos_policy::enforce::{
-    EnforceJournal, EnforceOptions, RollbackOptions, StepKind, enforce, guard, rollback,
+    EnforceJournal, EnforceOptions, RollbackOptions, RollbackReport, StepKind, enforce, guard,
+    rollback,
 };
 use eos_policy::waf::WebAcl;
 use eos_policy::{AclRead, OwnedAcl, Policy, PolicyError, Stage, WebAclBackend};
@@ -125,6 +126,19 @@ fn rollback_opts(policy: &Policy, to: Option<i64>) -> RollbackOptions<'_> {
     }
 }
 
+/// Roll back on the local backend (to the snapshot `to`, else before the
+/// latest enforce run); it must succeed.
+async fn roll_back(e: &mut Env, to: Option<i64>) -> RollbackReport {
+    rollback(
+        &e.backend,
+        &e.backend,
+        &mut e.store,
+        &rollback_opts(&e.policy, to),
+    )
+    .await
+    .unwrap()
+}
+
 async fn document(b: &LocalBackend) -> serde_json::Value {
     b.read_acl("eos-restricted")
         .await
@@ -221,14 +235,7 @@ async fn staged_count_enforce_rollback_round_trip() {
         .unwrap_err();
     assert!(matches!(err, PolicyError::Stage(_)), "{err}");
 
-    let rb = rollback(
-        &e.backend,
-        &e.backend,
-        &mut e.store,
-        &rollback_opts(&e.policy, None),
-    )
-    .await
-    .unwrap();
+    let rb = roll_back(&mut e, None).await;
     assert_eq!(rb.snapshot, run);
     let kinds: Vec<StepKind> = rb.steps.iter().map(|s| s.kind).collect();
     assert_eq!(
@@ -246,14 +253,7 @@ async fn staged_count_enforce_rollback_round_trip() {
         Stage::Count
     );
     // Idempotent.
-    let again = rollback(
-        &e.backend,
-        &e.backend,
-        &mut e.store,
-        &rollback_opts(&e.policy, None),
-    )
-    .await
-    .unwrap();
+    let again = roll_back(&mut e, None).await;
     assert!(again.was_noop(), "{again:?}");
     assert_eq!(document(&e.backend).await, count_doc);
 
@@ -265,14 +265,7 @@ async fn staged_count_enforce_rollback_round_trip() {
             r.get::<_, i64>(0)
         })
         .unwrap();
-    rollback(
-        &e.backend,
-        &e.backend,
-        &mut e.store,
-        &rollback_opts(&e.policy, Some(first)),
-    )
-    .await
-    .unwrap();
+    roll_back(&mut e, Some(first)).await;
     assert_eq!(document(&e.backend).await, before);
     assert!(
         e.store
@@ -333,6 +326,9 @@ impl WebAclBackend for CrashAfter<'_> {
     async fn ip_set_arn(&self, name: &str) -> Result<Option<String>, BackendError> {
         self.inner.ip_set_arn(name).await
     }
+    async fn tag_ip_set_stage(&self, name: &str, value: &str) -> Result<(), BackendError> {
+        self.inner.tag_ip_set_stage(name, value).await
+    }
     async fn pause_before_acl_retry(&self, attempt: u32) {
         self.inner.pause_before_acl_retry(attempt).await
     }
@@ -359,14 +355,7 @@ async fn crash_between_rules_and_default_block_is_rolled_back_exactly() {
         e.store.stages("local", "eos-restricted").unwrap()[&acme()],
         Stage::Count
     );
-    let rb = rollback(
-        &e.backend,
-        &e.backend,
-        &mut e.store,
-        &rollback_opts(&e.policy, None),
-    )
-    .await
-    .unwrap();
+    let rb = roll_back(&mut e, None).await;
     assert_eq!(rb.steps.len(), 1);
     assert_eq!(document(&e.backend).await, count_doc);
     let snap = e.store.snapshot(rb.snapshot).unwrap().unwrap();
@@ -483,4 +472,25 @@ async fn refuses_skipping_a_stage_and_going_back() {
     .await
     .unwrap_err();
     assert!(err.to_string().contains("nothing to roll back"), "{err}");
+}
+
+/// The local sets' `stage` tag follows their space, as on AWS.
+#[tokio::test]
+async fn sets_are_tagged_with_their_stage() {
+    let mut e = env(&SETS).await;
+    let stages = |e: &Env| -> Vec<String> {
+        e.store
+            .conn()
+            .prepare("SELECT json_extract(tags, '$.stage') FROM local_ipsets ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(stages(&e), ["staged", "staged"]);
+    to_count(&mut e).await;
+    assert_eq!(stages(&e), ["count", "count"]);
+    roll_back(&mut e, None).await;
+    assert_eq!(stages(&e), ["staged", "staged"]);
 }

@@ -107,6 +107,12 @@ impl WebAclBackend for Backend {
             Backend::Aws(b) => b.ip_set_arn(name).await,
         }
     }
+    async fn tag_ip_set_stage(&self, name: &str, value: &str) -> Result<(), BackendError> {
+        match self {
+            Backend::Local(b) => b.tag_ip_set_stage(name, value).await,
+            Backend::Aws(b) => b.tag_ip_set_stage(name, value).await,
+        }
+    }
     async fn pause_before_acl_retry(&self, attempt: u32) {
         match self {
             Backend::Local(b) => b.pause_before_acl_retry(attempt).await,
