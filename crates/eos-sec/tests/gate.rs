@@ -216,8 +216,8 @@ fn synced_gate(extra: &str) -> Option<(MotoServer, State)> {
     Some((moto, st))
 }
 
-/// Sign a certificate for acme/alice and revoke it: CRL 2.
-fn revoke_one(st: &State) {
+/// Sign a certificate for acme/alice (a fresh key); its serial.
+fn sign_one(st: &State) -> String {
     let openssl = |args: &[&str]| {
         let out = std::process::Command::new("openssl")
             .args(args)
@@ -261,13 +261,13 @@ fn revoke_one(st: &State) {
         "--profile",
         "device",
     ]);
-    st.ok(&[
-        "ca",
-        "revoke",
-        signed["serial"].as_str().unwrap(),
-        "--reason",
-        "key-compromise",
-    ]);
+    signed["serial"].as_str().unwrap().to_owned()
+}
+
+/// Sign a certificate for acme/alice and revoke it: the next CRL.
+fn revoke_one(st: &State) {
+    let serial = sign_one(st);
+    st.ok(&["ca", "revoke", &serial, "--reason", "key-compromise"]);
 }
 
 fn s3_crls(moto: &MotoServer) -> Vec<String> {
@@ -338,4 +338,52 @@ fn a_target_that_fails_keeps_the_crl_pending_with_its_error() {
     );
     let human = st.ok(&["sync", "status"]).stdout;
     assert!(human.contains("trust-store  eos-ca"), "{human}");
+}
+
+/// `sync --watch` as a child process, killed when dropped.
+struct Watching(std::process::Child);
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+#[allow(clippy::print_stderr)]
+fn sync_watch_delivers_each_revocation_within_seconds() {
+    let Some((moto, st)) = synced_gate("") else {
+        return;
+    };
+    let child = st
+        .command()
+        .args(["sync", "--watch"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _watching = Watching(child);
+    let mut lags = Vec::new();
+    for _ in 0..5 {
+        let serial = sign_one(&st);
+        let start = std::time::Instant::now();
+        st.ok(&["ca", "revoke", &serial, "--reason", "key-compromise"]);
+        loop {
+            let status = st.json(&["sync", "status"]);
+            if status["gate"]["pending_crls"] == serde_json::json!([]) {
+                break;
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(10),
+                "not delivered within 10 s: {status}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        lags.push(start.elapsed());
+    }
+    eprintln!("ca revoke started -> CRL read back on every gate target (sync --watch): {lags:?}");
+    let crl = std::fs::read_to_string(st.path().join("state/ca/crl.pem")).unwrap();
+    assert!(s3_crls(&moto).contains(&crl));
+    assert_eq!(s3_crls(&moto).len(), 5);
 }
