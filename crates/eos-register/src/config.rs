@@ -53,6 +53,21 @@ pub struct ServeConfig {
     pub header_timeout: String,
     /// How long shutdown waits for requests in flight [default: 10s].
     pub shutdown_grace: String,
+    /// Time allowed for a TLS handshake [default: 10s].
+    pub handshake_timeout: String,
+    /// A connection with nothing in flight is closed after this long since
+    /// its last response [default: 30s] (HTTP/2; an HTTP/1 connection
+    /// waiting for its next request gets `header_timeout`). A new
+    /// connection must have sent its first request within `header_timeout`,
+    /// whatever its protocol.
+    pub idle_timeout: String,
+    /// Open connections in all [default: 1024]; more are closed as soon as
+    /// they are accepted. Keep it below the process's open-file limit
+    /// (`ulimit -n`) less about 64 for the state store and logs.
+    pub max_connections: usize,
+    /// Open connections per client address (IPv6: per /64) [default: 64];
+    /// trusted proxies count only in `max_connections`.
+    pub max_connections_per_source: usize,
     /// Profile of certificates issued through `/v1/cert` [default: browser].
     pub cert_profile: Profile,
     /// Label prefix of rules written by `/v1/ip` and `/v1/recover`
@@ -86,6 +101,10 @@ impl Default for ServeConfig {
             request_timeout: "10s".to_owned(),
             header_timeout: "5s".to_owned(),
             shutdown_grace: "10s".to_owned(),
+            handshake_timeout: "10s".to_owned(),
+            idle_timeout: "30s".to_owned(),
+            max_connections: 1024,
+            max_connections_per_source: 64,
             cert_profile: Profile::Browser,
             rule_label: "registered".to_owned(),
             recovery_notify_command: None,
@@ -124,6 +143,19 @@ pub struct RateLimits {
     pub global_burst: NonZeroU32,
 }
 
+/// How long and how many connections are held, checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// For a TLS handshake.
+    pub handshake_timeout: Duration,
+    /// Idle since the last response.
+    pub idle_timeout: Duration,
+    /// Open connections in all.
+    pub max_connections: usize,
+    /// Open connections per client address (trusted proxies excepted).
+    pub max_connections_per_source: usize,
+}
+
 /// The checked options of the service (from [`ServeConfig::options`]).
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -139,6 +171,8 @@ pub struct ServeOptions {
     pub header_timeout: Duration,
     /// For shutdown.
     pub shutdown_grace: Duration,
+    /// Connection timeouts and caps.
+    pub connections: ConnectionLimits,
     /// Profile of issued certificates.
     pub cert_profile: Profile,
     /// Rule label prefix.
@@ -172,6 +206,12 @@ fn unreachable_defaults() -> ServeOptions {
         request_timeout: Duration::from_secs(10),
         header_timeout: Duration::from_secs(5),
         shutdown_grace: Duration::from_secs(10),
+        connections: ConnectionLimits {
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+            max_connections_per_source: 64,
+        },
         cert_profile: Profile::Browser,
         rule_label: "registered".to_owned(),
         notify: NotifyHook::None,
@@ -181,6 +221,15 @@ fn unreachable_defaults() -> ServeOptions {
 fn nonzero(key: &str, n: u32) -> Result<NonZeroU32, RegisterError> {
     NonZeroU32::new(n)
         .ok_or_else(|| RegisterError::Config(format!("[serve] {key} must be at least 1")))
+}
+
+fn at_least_one(key: &str, n: usize) -> Result<usize, RegisterError> {
+    if n == 0 {
+        return Err(RegisterError::Config(format!(
+            "[serve] {key} must be at least 1"
+        )));
+    }
+    Ok(n)
 }
 
 fn duration(key: &str, s: &str) -> Result<Duration, RegisterError> {
@@ -253,6 +302,15 @@ impl ServeConfig {
             request_timeout: duration("request_timeout", &self.request_timeout)?,
             header_timeout: duration("header_timeout", &self.header_timeout)?,
             shutdown_grace: duration("shutdown_grace", &self.shutdown_grace)?,
+            connections: ConnectionLimits {
+                handshake_timeout: duration("handshake_timeout", &self.handshake_timeout)?,
+                idle_timeout: duration("idle_timeout", &self.idle_timeout)?,
+                max_connections: at_least_one("max_connections", self.max_connections)?,
+                max_connections_per_source: at_least_one(
+                    "max_connections_per_source",
+                    self.max_connections_per_source,
+                )?,
+            },
             cert_profile: self.cert_profile,
             rule_label: label.as_str().to_owned(),
             notify,
@@ -271,6 +329,7 @@ mod tests {
         assert_eq!(o.request_timeout, Duration::from_secs(10));
         assert_eq!(o.notify, NotifyHook::None);
         assert_eq!(o.limits.per_source_burst.get(), 10);
+        assert_eq!(o.connections, unreachable_defaults().connections);
     }
 
     #[test]
@@ -296,6 +355,16 @@ mod tests {
             ..ServeConfig::default()
         };
         assert!(c.options().is_err());
+        let c = ServeConfig {
+            max_connections_per_source: 0,
+            ..ServeConfig::default()
+        };
+        assert!(
+            c.options()
+                .unwrap_err()
+                .to_string()
+                .contains("max_connections_per_source")
+        );
         let c = ServeConfig {
             request_timeout: "0s".into(),
             ..ServeConfig::default()

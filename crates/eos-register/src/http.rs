@@ -49,7 +49,7 @@ struct Client(IpAddr);
 
 /// The rate-limit key: IPv4 address, or the IPv6 /64 (one host usually
 /// holds a whole /64, so per-address limits would not limit it).
-fn limit_key(ip: IpAddr) -> IpAddr {
+pub(crate) fn limit_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => {

@@ -24,6 +24,7 @@
 //! (per client address and global, `governor`), and shuts down gracefully.
 
 mod config;
+mod conn;
 mod error;
 mod http;
 pub mod issuance;
@@ -32,7 +33,7 @@ pub mod page;
 mod registrar;
 mod server;
 
-pub use config::{NotifyHook, RateLimits, ServeConfig, ServeOptions};
+pub use config::{ConnectionLimits, NotifyHook, RateLimits, ServeConfig, ServeOptions};
 pub use error::{ApiError, RegisterError};
 pub use issuance::{CaSetup, IssuanceError};
 pub use notify::RecoveryEvent;

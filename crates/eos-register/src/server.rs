@@ -1,6 +1,7 @@
 //! Listening: plain TCP or TLS (rustls, ring provider), HTTP/1.1 and
-//! HTTP/2, header-read timeout, graceful shutdown on a signal, and room for
-//! a background task (the sync engine) that lives and stops with the server.
+//! HTTP/2, connection caps and a deadline for every phase (`conn`), graceful
+//! shutdown on a signal, and room for a background task (the sync engine)
+//! that lives and stops with the server.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -11,10 +12,10 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -23,6 +24,8 @@ use tokio::sync::watch;
 use tower::ServiceExt;
 
 use crate::RegisterError;
+use crate::config::ServeOptions;
+use crate::conn::{Activity, ConnectionCaps, IdleTimeouts, drive};
 use crate::http;
 use crate::registrar::Registrar;
 
@@ -176,8 +179,8 @@ impl Service {
     }
 
     /// Serve on `listener` (TLS when `tls` is given) until `shutdown`, then
-    /// stop accepting, let requests in flight finish for the configured
-    /// grace time, and return. A `background` task is started with its own
+    /// stop accepting, close idle connections at once, let requests in
+    /// flight finish for the configured grace time, and return. A `background` task is started with its own
     /// [`Shutdown`] and awaited on the way out; if it fails, the server
     /// shuts down and the error is returned.
     pub async fn serve(
@@ -191,7 +194,14 @@ impl Service {
         let state = http::state(self.registrar.clone(), tls.is_some());
         let router = http::router(state.clone());
         let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
-        let graceful = GracefulShutdown::new();
+        let caps = ConnectionCaps::new(
+            options.connections.max_connections,
+            options.connections.max_connections_per_source,
+        );
+        let builder = http_builder(&options);
+        // Connections stop on this, whatever ended the accept loop.
+        let (conn_trigger, conn_shutdown) = shutdown_pair();
+        let mut conns = tokio::task::JoinSet::new();
         let (bg_trigger, bg_shutdown) = shutdown_pair();
         let mut bg = background.map(|task| tokio::spawn(task(bg_shutdown)));
         let mut prune = tokio::time::interval(Duration::from_secs(60));
@@ -202,6 +212,7 @@ impl Service {
             tokio::select! {
                 () = &mut stop => break,
                 _ = prune.tick() => state.prune(),
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
                 done = async { match bg.as_mut() { Some(h) => h.await, None => std::future::pending().await } } => {
                     bg = None;
                     match done {
@@ -224,39 +235,49 @@ impl Service {
                     // One form per client from here on: a dual-stack
                     // listener reports IPv4 peers as ::ffff:a.b.c.d.
                     let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+                    // A trusted proxy carries many clients: only the total
+                    // cap applies to it.
+                    let source = (!options.trusted_proxies.contains(peer.ip()))
+                        .then(|| http::limit_key(peer.ip()));
+                    let admission = match caps.admit(source) {
+                        Ok(a) => a,
+                        Err(refused) => {
+                            tracing::debug!(peer = %peer.ip(), ?refused, "connection refused: over the connection cap");
+                            drop(tcp);
+                            continue;
+                        }
+                    };
                     let _ = tcp.set_nodelay(true);
-                    let router = router.clone();
+                    let connection = Connection {
+                        router: router.clone(),
+                        builder: builder.clone(),
+                        peer,
+                        timeouts: IdleTimeouts {
+                            first_request: options.header_timeout,
+                            between_requests: options.connections.idle_timeout,
+                        },
+                        stop: conn_shutdown.clone(),
+                    };
                     let acceptor = acceptor.clone();
-                    let watcher = graceful.watcher();
-                    let header_timeout = options.header_timeout;
-                    tokio::spawn(async move {
-                        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-                            req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-                            router.clone().oneshot(req)
-                        });
-                        let mut builder = auto::Builder::new(TokioExecutor::new());
-                        builder
-                            .http1()
-                            .timer(TokioTimer::new())
-                            .header_read_timeout(header_timeout);
-                        builder.http2().timer(TokioTimer::new());
+                    let handshake_timeout = options.connections.handshake_timeout;
+                    conns.spawn(async move {
+                        let _admission = admission;
                         match acceptor {
                             Some(acceptor) => {
-                                let stream = match tokio::time::timeout(header_timeout, acceptor.accept(tcp)).await {
+                                let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                                     Ok(Ok(s)) => s,
                                     Ok(Err(e)) => {
                                         tracing::debug!(peer = %peer.ip(), error = %e, "TLS handshake failed");
                                         return;
                                     }
-                                    Err(_) => return,
+                                    Err(_) => {
+                                        tracing::debug!(peer = %peer.ip(), "TLS handshake timed out");
+                                        return;
+                                    }
                                 };
-                                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                                let _ = watcher.watch(conn).await;
+                                connection.serve(stream).await;
                             }
-                            None => {
-                                let conn = builder.serve_connection(TokioIo::new(tcp), service).into_owned();
-                                let _ = watcher.watch(conn).await;
-                            }
+                            None => connection.serve(tcp).await,
                         }
                     });
                 }
@@ -264,8 +285,13 @@ impl Service {
         }
         drop(listener);
         bg_trigger.trigger();
-        tracing::info!("shutting down: waiting for requests in flight");
-        if tokio::time::timeout(options.shutdown_grace, graceful.shutdown())
+        conn_trigger.trigger();
+        tracing::info!(
+            connections = conns.len(),
+            "shutting down: waiting for requests in flight"
+        );
+        let drained = async { while conns.join_next().await.is_some() {} };
+        if tokio::time::timeout(options.shutdown_grace, drained)
             .await
             .is_err()
         {
@@ -273,6 +299,7 @@ impl Service {
                 grace_s = options.shutdown_grace.as_secs(),
                 "requests still in flight after the grace time; closing them"
             );
+            conns.shutdown().await;
         }
         if let Some(handle) = bg {
             match tokio::time::timeout(options.shutdown_grace, handle).await {
@@ -286,5 +313,77 @@ impl Service {
             Some(e) => Err(RegisterError::Background(e)),
             None => Ok(()),
         }
+    }
+}
+
+/// The HTTP/1 and HTTP/2 settings every connection is served with.
+fn http_builder(options: &ServeOptions) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // hyper's HTTP/1 header timer runs from the moment it waits for a
+    // request head, so it also bounds an idle keep-alive connection.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(options.header_timeout);
+    // Pings find a peer that vanished during a long request; an idle but
+    // live HTTP/2 peer is closed by the connection's idle deadline.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(options.connections.idle_timeout)
+        .keep_alive_timeout(options.header_timeout);
+    builder
+}
+
+/// What one accepted connection is served with.
+struct Connection {
+    router: Router,
+    builder: auto::Builder<TokioExecutor>,
+    peer: SocketAddr,
+    timeouts: IdleTimeouts,
+    stop: Shutdown,
+}
+
+impl Connection {
+    /// Serve HTTP/1 or HTTP/2 on `io` until the client is done, the
+    /// connection has been idle past its deadline, or shutdown.
+    async fn serve<IO>(self, io: IO)
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let Connection {
+            router,
+            builder,
+            peer,
+            timeouts,
+            stop,
+        } = self;
+        let (activity, busy) = Activity::new();
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+            // In flight until the response body is dropped: sent, or
+            // abandoned with the connection.
+            let in_flight = activity.enter();
+            let response = router.clone().oneshot(req);
+            async move {
+                let response = response.await?;
+                Ok::<_, std::convert::Infallible>(response.map(move |body| {
+                    body.map_frame(move |frame| {
+                        let _in_flight = &in_flight;
+                        frame
+                    })
+                }))
+            }
+        });
+        let conn = builder.serve_connection(TokioIo::new(io), service);
+        tokio::pin!(conn);
+        drive(
+            conn.as_mut(),
+            |c| c.graceful_shutdown(),
+            busy,
+            stop.wait(),
+            timeouts,
+        )
+        .await;
     }
 }
