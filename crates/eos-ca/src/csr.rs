@@ -8,7 +8,9 @@
 //!
 //! Order of checks: size cap before any parsing; envelope (PEM label, no
 //! trailing bytes); strict DER (the `der` crate refuses BER: indefinite
-//! lengths, non-minimal lengths and integers); version; subject size; key
+//! lengths, non-minimal lengths and integers; the signed request info and
+//! the requested extensions must also equal their own re-encoding, which
+//! refuses an explicit DEFAULT and an unsorted SET OF); version; subject size; key
 //! algorithm and parameters (the key then re-encoded in its one canonical
 //! form, see [`KeyFingerprint`]); signature algorithm pinned to the key type;
 //! signature over the exact `certificationRequestInfo` bytes that were
@@ -221,6 +223,12 @@ impl CsrError {
             CsrError::KeyReuse { .. } => "csr-key-reuse",
         }
     }
+}
+
+fn not_der(what: &str) -> CsrError {
+    malformed(format!(
+        "{what} is not in DER (a DEFAULT value written out, or a SET OF out of order)"
+    ))
 }
 
 fn size_text(size: Option<usize>) -> String {
@@ -497,6 +505,12 @@ fn validate_der(der: &[u8], limits: &CsrLimits) -> Result<ValidatedCsr, CsrError
     let info_der = raw.info.to_der().map_err(malformed)?;
     check_version(raw.info.value())?;
     let info = CertReqInfo::from_der(&info_der).map_err(malformed)?;
+    // The decoder lets two BER forms through: an explicit DEFAULT value and
+    // a SET OF out of order. Encoding what was decoded gives the one DER
+    // form; the signed bytes must be exactly that.
+    if info.to_der().map_err(malformed)? != info_der {
+        return Err(not_der("certificationRequestInfo"));
+    }
 
     let subject_len = info.subject.to_der().map_err(malformed)?.len();
     if subject_len > limits.max_subject_bytes {
@@ -785,6 +799,11 @@ fn requested_extensions(info: &CertReqInfo) -> Result<Vec<IgnoredRequest>, CsrEr
                         oid: "extensionRequest".to_owned(),
                         detail: e.to_string(),
                     })?;
+            // Inside the attribute's value (kept as raw bytes above), the
+            // same round trip: `critical FALSE` written out is BER.
+            if exts.to_der().map_err(malformed)? != value.to_der().map_err(malformed)? {
+                return Err(not_der("extensionRequest"));
+            }
             for ext in exts {
                 if seen.contains(&ext.extn_id) {
                     return Err(CsrError::DuplicateExtension {

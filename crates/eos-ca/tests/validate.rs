@@ -222,6 +222,86 @@ fn rejects_malformed_and_ber() {
     refused(&long, "csr-malformed");
 }
 
+/// Sign request-info bytes as given (for encodings no encoder makes).
+fn sign_raw_info(info_der: &[u8], key: &SigningKey) -> Vec<u8> {
+    let sig: DerSignature = key.sign(info_der);
+    let alg = AlgorithmIdentifierOwned {
+        oid: ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2"),
+        parameters: None,
+    }
+    .to_der()
+    .unwrap();
+    let sig = BitString::from_bytes(sig.as_bytes())
+        .unwrap()
+        .to_der()
+        .unwrap();
+    let mut body = info_der.to_vec();
+    body.extend_from_slice(&alg);
+    body.extend_from_slice(&sig);
+    let mut out = vec![0x30];
+    der::Length::try_from(body.len())
+        .unwrap()
+        .encode_to_vec(&mut out)
+        .unwrap();
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Strict DER holds inside the signed part too: an explicit DEFAULT value
+/// (`critical FALSE`) and a SET OF out of DER order are BER, refused even
+/// with a valid signature over them.
+#[test]
+fn rejects_ber_inside_the_signed_request_info() {
+    let k = key();
+    // basicConstraints with `critical FALSE` written out.
+    let ext = [
+        0x30, 0x0c, 0x06, 0x03, 0x55, 0x1d, 0x13, 0x01, 0x01, 0x00, 0x04, 0x02, 0x30, 0x00,
+    ];
+    let mut exts = vec![0x30, ext.len() as u8];
+    exts.extend_from_slice(&ext);
+    let mut info = info_of(&p256_csr(&k));
+    info.attributes = vec![Attribute {
+        oid: ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.14"),
+        values: vec![Any::from_der(&exts).unwrap()].try_into().unwrap(),
+    }]
+    .try_into()
+    .unwrap();
+    let e = refused(&sign_info(&info, &k), "csr-malformed");
+    assert!(e.to_string().contains("DER"), "{e}");
+
+    // Two attributes, swapped after encoding so the SET OF is unsorted.
+    let mut info = info_of(&p256_csr(&k));
+    let challenge = Attribute {
+        oid: ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.7"),
+        values: vec![Any::encode_from(&der::asn1::Utf8StringRef::new("pw").unwrap()).unwrap()]
+            .try_into()
+            .unwrap(),
+    };
+    let name = Attribute {
+        oid: ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.2"),
+        values: vec![Any::encode_from(&der::asn1::Utf8StringRef::new("nm").unwrap()).unwrap()]
+            .try_into()
+            .unwrap(),
+    };
+    let (a, b) = (challenge.to_der().unwrap(), name.to_der().unwrap());
+    assert_eq!(a.len(), b.len());
+    info.attributes = vec![challenge, name].try_into().unwrap();
+    let sorted = info.to_der().unwrap();
+    let sign = |der: &[u8]| sign_raw_info(der, &k);
+    check(&sign(&sorted)).unwrap();
+    let first = sorted
+        .windows(a.len())
+        .position(|w| w == a || w == b)
+        .unwrap();
+    let mut unsorted = sorted.clone();
+    let (x, y) = sorted[first..first + 2 * a.len()].split_at(a.len());
+    unsorted[first..first + a.len()].copy_from_slice(y);
+    unsorted[first + a.len()..first + 2 * a.len()].copy_from_slice(x);
+    assert_ne!(unsorted, sorted);
+    let e = refused(&sign(&unsorted), "csr-malformed");
+    assert!(e.to_string().contains("DER"), "{e}");
+}
+
 #[test]
 fn rejects_bad_version() {
     let mut der = p256_csr(&key());
