@@ -61,9 +61,10 @@ pub struct ServeConfig {
     /// connection must have sent its first request within `header_timeout`,
     /// whatever its protocol.
     pub idle_timeout: String,
-    /// Open connections in all [default: 1024]; more are closed as soon as
-    /// they are accepted. Keep it below the process's open-file limit
-    /// (`ulimit -n`) less about 64 for the state store and logs.
+    /// Open connections in all [default: 512, half the usual soft
+    /// open-file limit of 1024]; more are closed as soon as they are
+    /// accepted. Keep it below the process's open-file limit (`ulimit -n`)
+    /// less about 64 for the state store and logs.
     pub max_connections: usize,
     /// Open connections per client address (IPv6: per /64) [default: 64];
     /// trusted proxies count only in `max_connections`.
@@ -103,7 +104,7 @@ impl Default for ServeConfig {
             shutdown_grace: "10s".to_owned(),
             handshake_timeout: "10s".to_owned(),
             idle_timeout: "30s".to_owned(),
-            max_connections: 1024,
+            max_connections: 512,
             max_connections_per_source: 64,
             cert_profile: Profile::Browser,
             rule_label: "registered".to_owned(),
@@ -209,7 +210,7 @@ fn unreachable_defaults() -> ServeOptions {
         connections: ConnectionLimits {
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
-            max_connections: 1024,
+            max_connections: 512,
             max_connections_per_source: 64,
         },
         cert_profile: Profile::Browser,
