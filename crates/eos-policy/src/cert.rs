@@ -76,7 +76,7 @@ impl TrustConfig {
         for item in CertificateDer::pem_slice_iter(bundle) {
             let der = item.map_err(|e| pki("CA bundle", bundle_path, e))?;
             let anchor = webpki::anchor_from_trusted_cert(&der)
-                .map_err(|e| pki("CA bundle", bundle_path, format!("{e:?}")))?;
+                .map_err(|e| pki("CA bundle", bundle_path, parse_reason(&e, "certificate")))?;
             anchors.push(anchor.to_owned());
         }
         if anchors.is_empty() {
@@ -84,9 +84,9 @@ impl TrustConfig {
         }
         if crls.is_empty() {
             return Err(pki(
-                "CRL",
+                "CA bundle",
                 bundle_path,
-                "no CRL configured for the CA bundle: revocation cannot be checked ([cert_gate] crl)",
+                "no CRL configured for this CA bundle: revocation cannot be checked ([cert_gate] crl)",
             ));
         }
         let mut owned = Vec::new();
@@ -100,7 +100,7 @@ impl TrustConfig {
                 bytes.clone()
             };
             let crl = OwnedCertRevocationList::from_der(&der)
-                .map_err(|e| pki("CRL", path, format!("{e:?}")))?;
+                .map_err(|e| pki("CRL", path, parse_reason(&e, "CRL")))?;
             owned.push(CertRevocationList::from(crl));
         }
         Ok(TrustConfig {
@@ -199,6 +199,26 @@ impl TrustConfig {
             }
         }
         Ok(None)
+    }
+}
+
+/// Why a CRL or a CA certificate could not be read, in words (webpki's
+/// errors display as their Debug form, e.g. `TrailingData(CertRevocationList)`).
+fn parse_reason(e: &webpki::Error, what: &str) -> String {
+    match e {
+        webpki::Error::TrailingData(_) => {
+            format!("data after the {what}: the file must hold one {what}, PEM or DER")
+        }
+        webpki::Error::BadDer | webpki::Error::BadDerTime => {
+            format!("not a {what} (not valid DER, or PEM with another label)")
+        }
+        webpki::Error::UnsupportedCrlVersion => "CRL version is not 2".to_owned(),
+        webpki::Error::UnsupportedCriticalExtension => {
+            format!("{what} has a critical extension eos-sec does not know")
+        }
+        webpki::Error::UnsupportedIndirectCrl => "indirect CRLs are not supported".to_owned(),
+        webpki::Error::UnsupportedDeltaCrl => "delta CRLs are not supported".to_owned(),
+        other => format!("cannot read the {what}: {other:?}"),
     }
 }
 

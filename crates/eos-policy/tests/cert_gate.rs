@@ -260,6 +260,37 @@ fn rejects_trust_without_crl() {
     let bundle = ca.dir.join("ca.pem");
     let err = TrustConfig::new((&bundle, &std::fs::read(&bundle).unwrap()), &[]).unwrap_err();
     assert!(err.to_string().contains("no CRL configured"), "{err}");
+    // The bundle is named as the bundle, not as a CRL.
+    assert!(err.to_string().starts_with("CA bundle "), "{err}");
+}
+
+/// A CRL that does not parse is named as the CRL, with a reason a person
+/// reads, not a decoder's Debug text.
+#[test]
+fn an_unreadable_crl_is_named_and_explained() {
+    if !have_openssl() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = Ca::new(tmp.path(), "eos-test-ca");
+    let bundle = ca.dir.join("ca.pem");
+    let crl = ca.crl();
+    ossl(
+        &ca.dir,
+        &["crl", "-in", "ca.crl", "-outform", "DER", "-out", "ca.der"],
+    );
+    let mut der = std::fs::read(ca.dir.join("ca.der")).unwrap();
+    der.extend_from_slice(&[0x05, 0x00]);
+    let err = TrustConfig::new(
+        (&bundle, &std::fs::read(&bundle).unwrap()),
+        &[(crl.with_extension("der"), der)],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.starts_with("CRL "), "{err}");
+    assert!(err.contains("ca.der"), "{err}");
+    assert!(!err.contains("TrailingData"), "{err}");
+    assert!(err.contains("data after the CRL"), "{err}");
 }
 
 #[test]
