@@ -343,6 +343,19 @@ fn a_target_that_fails_keeps_the_crl_pending_with_its_error() {
 /// `sync --watch` as a child process, killed when dropped.
 struct Watching(std::process::Child);
 
+impl Watching {
+    fn start(st: &State) -> Watching {
+        let child = st
+            .command()
+            .args(["sync", "--watch"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        Watching(child)
+    }
+}
+
 impl Drop for Watching {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -356,14 +369,7 @@ fn sync_watch_delivers_each_revocation_within_seconds() {
     let Some((moto, st)) = synced_gate("") else {
         return;
     };
-    let child = st
-        .command()
-        .args(["sync", "--watch"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let _watching = Watching(child);
+    let _watching = Watching::start(&st);
     let mut lags = Vec::new();
     for _ in 0..5 {
         let serial = sign_one(&st);
@@ -386,4 +392,26 @@ fn sync_watch_delivers_each_revocation_within_seconds() {
     let crl = std::fs::read_to_string(st.path().join("state/ca/crl.pem")).unwrap();
     assert!(s3_crls(&moto).contains(&crl));
     assert_eq!(s3_crls(&moto).len(), 5);
+}
+
+#[test]
+fn sync_watch_reissues_the_crl_before_it_expires_and_delivers_it() {
+    // 4 s CRLs: the watcher re-issues one once less than 2 s are left.
+    let Some((moto, st)) = synced_gate("[ca]\ncrl_validity = \"4s\"") else {
+        return;
+    };
+    let _watching = Watching::start(&st);
+    let start = std::time::Instant::now();
+    while s3_crls(&moto).len() < 2 {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(15),
+            "no re-issued CRL reached S3 within 15 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let status = st.json(&["gate", "status"]);
+    assert!(
+        status["wants"]["crl_number"].as_u64().unwrap() >= 2,
+        "{status}"
+    );
 }

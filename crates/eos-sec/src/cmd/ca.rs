@@ -1000,6 +1000,44 @@ fn crl(a: OutArgs, ctx: &crate::Ctx, files: &CaFiles, conf: &CaSection) -> anyho
     emit(&pem)
 }
 
+/// For `sync --watch`: issue the next CRL (queued for the certificate gate)
+/// once the latest has less than half its validity left, so an edge never
+/// holds an expired CRL even when nothing is revoked. The number issued, or
+/// `None` when the latest is fresh or the CA is not local (AWS Private CA
+/// publishes its own CRL).
+pub(crate) fn refresh_crl(ctx: &crate::Ctx) -> anyhow::Result<Option<u64>> {
+    let conf = &ctx.config.ca;
+    if conf.backend != CaBackendKind::Local {
+        return Ok(None);
+    }
+    let validity = crl_validity(conf)?;
+    let mut store = ctx.store()?;
+    if let Some(latest) = certs::latest_crl(store.conn())? {
+        let next = time::OffsetDateTime::parse(
+            &latest.next_update,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "state database: CRL {}: bad next_update: {e}",
+                latest.number
+            )
+        })?;
+        let left = next - time::OffsetDateTime::now_utc();
+        if left > validity / 2 {
+            return Ok(None);
+        }
+    }
+    let files = CaFiles::new(&ctx.state_dir);
+    let ca = load_ca(&files, conf)?;
+    let tx = store.transaction()?;
+    let (number, pem) = issue_crl(&ca, &tx, validity)?;
+    super::gate::enqueue_crl(ctx, &tx, number)?;
+    write_atomic(&files.crl, pem.as_bytes(), 0o644)?;
+    tx.commit()?;
+    Ok(Some(number))
+}
+
 /// The configured CA's subject and trust bundle (PEM): the local root, or
 /// the Private CA's certificate and chain (`ca bundle`, `gate publish`).
 pub(crate) fn trust_bundle(ctx: &crate::Ctx) -> anyhow::Result<(String, String)> {

@@ -319,12 +319,23 @@ pub(crate) async fn deliver_pending(
     }))
 }
 
-/// `sync --watch`'s companion: deliver queued CRLs as they appear (polled
-/// every 500 ms), backing off after a failure (1 s doubling to 60 s).
+/// `sync --watch`'s companion: re-issue the CRL before its nextUpdate
+/// ([`super::ca::refresh_crl`]) and deliver queued CRLs as they appear
+/// (polled every 500 ms), backing off after a failure (1 s doubling to 60 s).
 pub(crate) async fn watch_pending(ctx: &crate::Ctx, gate: AwsGate) -> anyhow::Result<()> {
     let mut store = ctx.store()?;
     let mut backoff = std::time::Duration::from_secs(1);
     loop {
+        match super::ca::refresh_crl(ctx) {
+            Ok(Some(n)) => tracing::info!(
+                crl = n,
+                "certificate gate: CRL re-issued before its nextUpdate"
+            ),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "certificate gate: re-issuing the CRL failed")
+            }
+        }
         let wait = match deliver_pending(ctx, &mut store, &gate).await {
             Ok(Some(d)) => {
                 tracing::info!(crl = ?d.crl_number, targets = d.targets, lag_ms = d.lag_ms, "certificate gate: CRL delivered");
