@@ -5,6 +5,7 @@
 //! rules run at AWS on data eos-sec does not have; they are reported as not
 //! evaluated and treated as not matching.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -154,7 +155,7 @@ pub struct Decision {
 /// `enforce`, with the sets and trust configuration loaded.
 #[derive(Debug)]
 pub struct Evaluator<'p> {
-    policy: &'p Policy,
+    policy: Cow<'p, Policy>,
     stages: BTreeMap<SpaceId, Stage>,
     acl_now: WebAcl,
     acl_enforced: WebAcl,
@@ -167,6 +168,31 @@ impl<'p> Evaluator<'p> {
     /// from `source`.
     pub fn new(
         policy: &'p Policy,
+        stages: &BTreeMap<SpaceId, Stage>,
+        source: &dyn SetSource,
+        trust: Option<TrustConfig>,
+    ) -> Result<Evaluator<'p>, PolicyError> {
+        Evaluator::with_policy(Cow::Borrowed(policy), stages, source, trust)
+    }
+
+    /// Like [`Evaluator::new`], owning the policy: for a long-running
+    /// decision point that swaps whole evaluators when its inputs change.
+    pub fn owned(
+        policy: Policy,
+        stages: &BTreeMap<SpaceId, Stage>,
+        source: &dyn SetSource,
+        trust: Option<TrustConfig>,
+    ) -> Result<Evaluator<'static>, PolicyError> {
+        Evaluator::with_policy(Cow::Owned(policy), stages, source, trust)
+    }
+
+    /// The policy evaluated.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    fn with_policy(
+        policy: Cow<'p, Policy>,
         stages: &BTreeMap<SpaceId, Stage>,
         source: &dyn SetSource,
         trust: Option<TrustConfig>,
@@ -186,13 +212,13 @@ impl<'p> Evaluator<'p> {
                 }
             }
         }
-        let acl_now = compile(policy, &all, &arns)?.web_acl;
+        let acl_now = compile(&policy, &all, &arns)?.web_acl;
         let enforced: BTreeMap<SpaceId, Stage> = policy
             .spaces
             .keys()
             .map(|k| (k.clone(), Stage::Enforce))
             .collect();
-        let acl_enforced = compile(policy, &enforced, &arns)?.web_acl;
+        let acl_enforced = compile(&policy, &enforced, &arns)?.web_acl;
         Ok(Evaluator {
             policy,
             stages: all,

@@ -76,6 +76,10 @@ enum Command {
     /// The registration service (open zone): IP, certificate and admin
     /// recovery over HTTPS, and its page
     Serve(cmd::serve::ServeArgs),
+    /// The decision point behind a proxy: nginx `auth_request` answered
+    /// with the policy's decision (address or certificate, per space)
+    #[command(subcommand)]
+    Authz(cmd::authz::AuthzCommand),
 }
 
 /// What every command gets besides its own arguments.
@@ -114,7 +118,7 @@ fn init_tracing(long_running: bool) {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     // `serve` sets up its own structured (JSON) logs.
-    if !matches!(&cli.command, Command::Serve(_)) {
+    if !matches!(&cli.command, Command::Serve(_) | Command::Authz(_)) {
         init_tracing(matches!(&cli.command, Command::Sync(a) if a.watch));
     }
     let (config, _path) = config::load(cli.config.as_deref())?;
@@ -142,6 +146,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sync(a) => cmd::sync::run(a, &ctx),
         Command::Gate(c) => cmd::gate::run(c, &ctx),
         Command::Serve(a) => cmd::serve::run(a, &ctx),
+        Command::Authz(c) => cmd::authz::run(c, &ctx),
     }
 }
 

@@ -1,6 +1,7 @@
 //! One module per command group: parse arguments into library options, make
 //! one library call, format the result.
 
+pub mod authz;
 pub mod aws;
 pub mod bootstrap;
 pub mod ca;

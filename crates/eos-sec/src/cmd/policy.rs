@@ -364,9 +364,18 @@ fn sets_for(
     let rt = runtime()?;
     let backend = rt.block_on(open_backend(ctx, &source.backend))?;
     let mut sets = rt.block_on(backend_sets(&backend, policy))?;
-    let overrides = sets_from_args(&source.sets)?;
+    merge_set_overrides(&mut sets, &source.sets)?;
+    Ok(sets)
+}
+
+/// `--set SPACE=FILE` over the backend's sets: each named space's two sets
+/// are replaced by the file's.
+pub fn merge_set_overrides(
+    sets: &mut BTreeMap<String, IpSet>,
+    args: &[String],
+) -> anyhow::Result<()> {
+    let overrides = sets_from_args(args)?;
     for name in overrides.keys() {
-        // `--set SPACE=FILE` replaces both of the space's sets.
         if let Some(space) = name.strip_prefix("eos-").and_then(|n| n.rsplit_once('-')) {
             for family in [Family::V4, Family::V6] {
                 sets.remove(&format!("eos-{}-{}", space.0, family.as_str()));
@@ -374,7 +383,7 @@ fn sets_for(
         }
     }
     sets.extend(overrides);
-    Ok(sets)
+    Ok(())
 }
 
 /// A simulation with what was read.

@@ -123,7 +123,7 @@ pub fn run(a: ServeArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
 
 /// Structured logs on stderr: JSON lines, level from `EOS_SEC_LOG`
 /// (`info` by default). Request bodies, codes and keys are never logged.
-fn init_logging() {
+pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("EOS_SEC_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()

@@ -1,0 +1,242 @@
+//! One subrequest in, one answer out: who the client is (trusted-proxy
+//! rule), which certificate it presented, and `eos_policy`'s decision.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use axum::http::{HeaderMap, StatusCode};
+use eos_identity::{SpaceId, UserId, parse_account_uri};
+use eos_logs::TrustedProxies;
+use eos_policy::{
+    CertStatus, CertificateDer, Decision, Evaluator, Mode, Request, Stage, UnixTime, Verdict,
+};
+use rustls_pki_types::pem::PemObject;
+use serde::Serialize;
+
+/// Headers that carry the client certificate, read only from a trusted
+/// proxy: nginx's `$ssl_client_escaped_cert` (URL-encoded PEM) and the
+/// ALB's passthrough header (URL-encoded PEM chain, leaf first).
+pub const CERT_HEADERS: [&str; 2] = ["x-ssl-client-cert", "x-amzn-mtls-clientcert"];
+
+/// The client address header a trusted proxy sets (nginx:
+/// `proxy_set_header X-Forwarded-For $remote_addr`).
+const FORWARDED_FOR: &str = "x-forwarded-for";
+
+/// The original URI of the request the proxy asks about (nginx:
+/// `proxy_set_header X-Original-URI $request_uri`), for path routing.
+const ORIGINAL_URI: &str = "x-original-uri";
+
+/// Which gate let the request through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Gate {
+    /// The address is in the space's set.
+    Ip,
+    /// A valid certificate bound to the space.
+    Cert,
+    /// Both (mode `both`).
+    Both,
+    /// The space is open.
+    Open,
+    /// The space's gates are not rolled out (stage `off`/`staged`).
+    Staged,
+    /// Stage `count`: admitted although the gates would refuse.
+    Count,
+    /// Refused.
+    None,
+}
+
+impl Gate {
+    /// Lower-case name (the `X-Eos-Gate` value).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Gate::Ip => "ip",
+            Gate::Cert => "cert",
+            Gate::Both => "both",
+            Gate::Open => "open",
+            Gate::Staged => "staged",
+            Gate::Count => "count",
+            Gate::None => "none",
+        }
+    }
+}
+
+/// The answer to one subrequest and what the decision log records.
+#[derive(Debug, Clone, Serialize)]
+pub struct Answer {
+    /// 200, 401 or 403.
+    #[serde(serialize_with = "status_code")]
+    pub status: StatusCode,
+    /// The client address decided on.
+    pub client: Option<IpAddr>,
+    /// The TCP peer.
+    pub peer: IpAddr,
+    /// Whether the peer is a trusted proxy (its headers were read).
+    pub trusted_peer: bool,
+    /// Address or certificate headers sent by an untrusted peer, ignored.
+    pub ignored_headers: Vec<&'static str>,
+    /// The space.
+    pub space: Option<SpaceId>,
+    /// The certificate's user, when it is valid for the space.
+    pub user: Option<UserId>,
+    /// The gate that admitted it.
+    pub gate: Gate,
+    /// `eos_policy`'s decision (`None`: the client address could not be
+    /// known).
+    pub decision: Option<Decision>,
+}
+
+fn status_code<S: serde::Serializer>(s: &StatusCode, ser: S) -> Result<S::Ok, S::Error> {
+    ser.serialize_u16(s.as_u16())
+}
+
+impl Answer {
+    /// Stage `count` admitted a request the gates would refuse.
+    pub fn would_refuse(&self) -> bool {
+        self.status == StatusCode::OK && self.gate == Gate::Count
+    }
+}
+
+/// Decide one subrequest from `peer` with `headers`.
+pub fn decide(
+    evaluator: &Evaluator<'_>,
+    trusted: &TrustedProxies,
+    peer: IpAddr,
+    headers: &HeaderMap,
+    now: UnixTime,
+) -> Answer {
+    let peer = peer.to_canonical();
+    let trusted_peer = trusted.contains(peer);
+    let mut ignored_headers = Vec::new();
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let (client, chain) = if trusted_peer {
+        let xff: Vec<&str> = headers
+            .get_all(FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let xff = (!xff.is_empty()).then(|| xff.join(","));
+        (
+            trusted.client_address(peer, xff.as_deref()),
+            presented_chain(headers),
+        )
+    } else {
+        for name in std::iter::once(FORWARDED_FOR).chain(CERT_HEADERS) {
+            if headers.contains_key(name) {
+                ignored_headers.push(name);
+            }
+        }
+        (Some(peer), None)
+    };
+    let refused = |status, space, decision| Answer {
+        status,
+        client,
+        peer,
+        trusted_peer,
+        ignored_headers: ignored_headers.clone(),
+        space,
+        user: None,
+        gate: Gate::None,
+        decision,
+    };
+    let Some(ip) = client else {
+        // A trusted proxy forwarded something that is not an address.
+        return refused(StatusCode::FORBIDDEN, None, None);
+    };
+    let mut req_headers = BTreeMap::new();
+    if trusted_peer {
+        for (name, value) in headers {
+            let name = name.as_str();
+            if CERT_HEADERS.contains(&name) {
+                continue;
+            }
+            if let Ok(v) = value.to_str() {
+                req_headers.insert(name.to_owned(), v.to_owned());
+            }
+        }
+    }
+    let path = text(ORIGINAL_URI)
+        .filter(|_| trusted_peer)
+        .map_or("/", |u| u.split('?').next().unwrap_or("/"))
+        .to_owned();
+    let req = Request {
+        host: text("host").map(str::to_owned),
+        path,
+        headers: req_headers,
+        ip,
+    };
+    let d = evaluator.evaluate(&req, chain.as_deref(), now);
+    let user = match &d.cert {
+        CertStatus::Valid { uri } => parse_account_uri(uri).ok().map(|(_, u)| u),
+        _ => None,
+    };
+    if d.now.verdict == Verdict::Block {
+        let status = if d.now.rule == "mtls-verify" && d.cert == CertStatus::Absent {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::FORBIDDEN
+        };
+        return refused(status, d.space.clone(), Some(d));
+    }
+    let gate = admitting_gate(&d);
+    Answer {
+        status: StatusCode::OK,
+        client,
+        peer,
+        trusted_peer,
+        ignored_headers,
+        space: d.space.clone(),
+        user: if gate == Gate::Ip { None } else { user },
+        gate,
+        decision: Some(d),
+    }
+}
+
+/// The gate that admitted an allowed request.
+fn admitting_gate(d: &Decision) -> Gate {
+    let (Some(mode), Some(stage)) = (d.mode, d.stage) else {
+        return Gate::Open;
+    };
+    if stage < Stage::Count {
+        return Gate::Staged;
+    }
+    if !d.now.counted.is_empty() {
+        return Gate::Count;
+    }
+    let ip = d.ip_in_set == Some(true);
+    let cert = d.cert.is_valid();
+    match mode {
+        Mode::Open => Gate::Open,
+        Mode::Ip => Gate::Ip,
+        Mode::Cert => Gate::Cert,
+        Mode::Both => Gate::Both,
+        Mode::Either if cert => Gate::Cert,
+        Mode::Either if ip => Gate::Ip,
+        // Allowed at `enforce` only with one of them; at `count` the
+        // `either` rule would have been counted.
+        Mode::Either => Gate::Count,
+    }
+}
+
+/// The chain in the certificate headers: `None` when none is presented
+/// (nginx sends an empty value without a certificate). More than one
+/// header, or one that is not URL-encoded PEM, is presented as an
+/// unparsable certificate, which `eos_policy` refuses.
+fn presented_chain(headers: &HeaderMap) -> Option<Vec<CertificateDer<'static>>> {
+    let mut values = CERT_HEADERS
+        .iter()
+        .flat_map(|name| headers.get_all(*name).iter())
+        .filter(|v| !v.as_bytes().iter().all(u8::is_ascii_whitespace));
+    let value = values.next()?;
+    let unparsable = Some(vec![CertificateDer::from(Vec::new())]);
+    if values.next().is_some() {
+        return unparsable;
+    }
+    let Ok(pem) = percent_encoding::percent_decode(value.as_bytes()).decode_utf8() else {
+        return unparsable;
+    };
+    match CertificateDer::pem_slice_iter(pem.as_bytes()).collect::<Result<Vec<_>, _>>() {
+        Ok(chain) if !chain.is_empty() => Some(chain),
+        _ => unparsable,
+    }
+}

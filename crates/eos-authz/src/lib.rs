@@ -1,0 +1,37 @@
+//! The decision point: "may this request pass?" for proxies that already
+//! terminate TLS (nginx `auth_request`, an ALB in mutual-TLS passthrough).
+//!
+//! A proxy forwards each request's client address and client certificate to
+//! [`serve`] as a subrequest; the answer is `eos_policy`'s
+//! [`Evaluator::evaluate`](eos_policy::Evaluator::evaluate) — the same code
+//! `eos-sec policy eval` and `simulate` run — so compile, eval and the
+//! running gate cannot disagree:
+//!
+//! - **who the client is** ([`decide`]): the address and the certificate
+//!   headers are believed only when the TCP peer is a configured trusted
+//!   proxy ([`eos_logs::TrustedProxies::client_address`], the rule of log
+//!   extraction); from any other peer the peer is the client and no
+//!   certificate was presented;
+//! - **the answer**: 200 with `X-Eos-Space`, `X-Eos-User`, `X-Eos-Gate`, or
+//!   401 (a certificate is required and none was presented) / 403; at stage
+//!   `count` the request is admitted and the refusal it would get is logged;
+//! - **live state** ([`Live`]): the policy file, the trust bundle, the CRLs
+//!   and the IP sets are re-read when they change, polled at a stated
+//!   interval, so a revocation is enforced within that interval without a
+//!   restart;
+//! - **the proxy's side** ([`nginx_config`]): the nginx configuration the
+//!   tests run, printed by `eos-sec authz config nginx`;
+//! - **observability**: one JSON log line per decision (deciding rule,
+//!   identity; never the certificate) and counters on `/metrics`.
+
+mod decide;
+mod live;
+mod metrics;
+mod nginx;
+mod server;
+
+pub use decide::{Answer, CERT_HEADERS, Gate, decide};
+pub use live::{Live, LoadSets, ReloadError, Source};
+pub use metrics::Metrics;
+pub use nginx::{NginxConfig, nginx_config};
+pub use server::{ServeOptions, serve};

@@ -1,0 +1,196 @@
+//! The HTTP side: plain HTTP/1.1 and HTTP/2 on a loopback or private
+//! listener (the proxy terminates the client's TLS). Bounded: at most
+//! `max_connections` at once, the request headers within `header_timeout`
+//! (hyper starts that timer again when a kept-alive connection goes idle,
+//! so it is also the idle timeout), each answer within `request_timeout`,
+//! and shutdown waits `shutdown_grace`.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use eos_logs::TrustedProxies;
+use eos_policy::UnixTime;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+use crate::{Live, Metrics, decide};
+
+/// How the service listens and whom it believes.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Peers whose `X-Forwarded-For` and certificate headers are believed.
+    pub trusted_proxies: TrustedProxies,
+    /// Most connections served at once; more are closed at accept.
+    pub max_connections: usize,
+    /// Time for a request's headers to arrive, and for the next request
+    /// on an idle kept-alive connection to start.
+    pub header_timeout: Duration,
+    /// Time to answer a request once its headers are in.
+    pub request_timeout: Duration,
+    /// How long shutdown waits for requests in flight.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            trusted_proxies: TrustedProxies::default(),
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    live: Arc<Live>,
+    metrics: Arc<Metrics>,
+    trusted: Arc<TrustedProxies>,
+}
+
+async fn decision(
+    State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let evaluator = s.live.get();
+    let a = decide(&evaluator, &s.trusted, peer.ip(), &headers, UnixTime::now());
+    s.metrics.record(&a);
+    let d = a.decision.as_ref();
+    tracing::info!(
+        target: "eos_authz::decision",
+        status = a.status.as_u16(),
+        client = ?a.client,
+        peer = %a.peer,
+        trusted_peer = a.trusted_peer,
+        ignored_headers = ?a.ignored_headers,
+        space = a.space.as_ref().map(|s| s.as_str()),
+        mode = d.and_then(|d| d.mode).map(|m| m.as_str()),
+        stage = d.and_then(|d| d.stage).map(|m| m.as_str()),
+        layer = d.map(|d| d.now.layer.as_str()),
+        rule = d.map(|d| d.now.rule.as_str()),
+        counted = ?d.map(|d| &d.now.counted),
+        would_refuse = a.would_refuse(),
+        gate = a.gate.as_str(),
+        user = a.user.as_ref().map(|u| u.as_str()),
+        ip_in_set = ?d.and_then(|d| d.ip_in_set),
+        cert = ?d.map(|d| &d.cert),
+        "decision"
+    );
+    let mut resp = a.status.into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if a.status == StatusCode::OK {
+        let mut put = |name: &'static str, v: Option<&str>| {
+            if let Some(v) = v.and_then(|v| HeaderValue::from_str(v).ok()) {
+                h.insert(name, v);
+            }
+        };
+        put("x-eos-space", a.space.as_ref().map(|s| s.as_str()));
+        put("x-eos-user", a.user.as_ref().map(|u| u.as_str()));
+        put("x-eos-gate", Some(a.gate.as_str()));
+    }
+    resp
+}
+
+async fn metrics_page(State(s): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Serve decisions on `listener` from `live` until `shutdown` resolves:
+/// `GET /metrics` answers the counters, every other request is a
+/// subrequest to decide.
+pub async fn serve(
+    listener: TcpListener,
+    live: Arc<Live>,
+    metrics: Arc<Metrics>,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()>,
+) {
+    let state = AppState {
+        live,
+        metrics,
+        trusted: Arc::new(options.trusted_proxies.clone()),
+    };
+    let request_timeout = options.request_timeout;
+    let router = Router::new()
+        .route("/metrics", get(metrics_page))
+        .fallback(decision)
+        .with_state(state);
+    let slots = Arc::new(tokio::sync::Semaphore::new(options.max_connections));
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => {
+                let (tcp, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    tracing::warn!(peer = %peer.ip(), max = options.max_connections, "connection limit reached; closing");
+                    continue;
+                };
+                let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+                let _ = tcp.set_nodelay(true);
+                let router = router.clone();
+                let watcher = graceful.watcher();
+                let header_timeout = options.header_timeout;
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+                        req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+                        let router = router.clone();
+                        async move {
+                            match tokio::time::timeout(request_timeout, router.oneshot(req)).await {
+                                Ok(r) => r,
+                                Err(_) => Ok(StatusCode::SERVICE_UNAVAILABLE.into_response()),
+                            }
+                        }
+                    });
+                    let mut builder = auto::Builder::new(TokioExecutor::new());
+                    builder
+                        .http1()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(header_timeout);
+                    builder
+                        .http2()
+                        .timer(TokioTimer::new())
+                        .keep_alive_interval(Some(header_timeout))
+                        .keep_alive_timeout(header_timeout);
+                    let conn = builder.serve_connection(TokioIo::new(tcp), service).into_owned();
+                    let _ = watcher.watch(conn).await;
+                });
+            }
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(options.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still in flight after the grace time; closing them");
+    }
+}

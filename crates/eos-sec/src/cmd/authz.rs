@@ -1,0 +1,205 @@
+//! `eos-sec authz serve`: the decision point behind a proxy (nginx
+//! `auth_request`, an ALB in passthrough mode). Every decision is
+//! `eos_authz::decide`, i.e. `eos_policy`'s evaluation on the same inputs
+//! `policy eval` reads: the policy file, its trust bundle and CRLs, and the
+//! sets on the configured backend (or `--set` files).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use eos_authz::{Live, Metrics, ServeOptions, Source};
+use eos_logs::TrustedProxies;
+
+use crate::cmd::plan::{open_backend, runtime};
+use crate::cmd::policy::{PolicySource, backend_sets, merge_set_overrides};
+use crate::exit::bad_input;
+
+/// The decision point for proxies.
+#[derive(Debug, Subcommand)]
+pub enum AuthzCommand {
+    /// Answer a proxy's auth subrequests (nginx `auth_request`) with the
+    /// policy's decision: 200 with X-Eos-Space/-User/-Gate, or 401/403
+    Serve(ServeArgs),
+    /// Print a proxy configuration wired to the decision service
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// Proxy configurations.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// nginx (http context): TLS with optional client certificates,
+    /// `auth_request` to the decision service, forged headers stripped
+    Nginx(NginxArgs),
+}
+
+/// Arguments of `authz config nginx`.
+#[derive(Debug, Args)]
+pub struct NginxArgs {
+    /// Where nginx listens for clients (TLS)
+    #[arg(long, default_value = "0.0.0.0:443")]
+    pub listen: SocketAddr,
+    /// server_name (repeatable), e.g. `*.entityos.cloud`
+    #[arg(long = "server-name", value_name = "NAME")]
+    pub server_names: Vec<String>,
+    /// nginx's certificate chain (PEM)
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: PathBuf,
+    /// nginx's private key (PEM)
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: PathBuf,
+    /// The entityOS CA bundle (`eos-sec ca bundle`), advertised to clients
+    #[arg(long, value_name = "FILE")]
+    pub client_ca: PathBuf,
+    /// The decision service's address (`authz serve --listen`)
+    #[arg(long, default_value = "127.0.0.1:9180")]
+    pub authz: SocketAddr,
+    /// The protected application, e.g. http://127.0.0.1:8080
+    #[arg(long, value_name = "URL")]
+    pub upstream: String,
+}
+
+/// Arguments of `authz serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (plain HTTP, for the proxy only)
+    #[arg(long, default_value = "127.0.0.1:9180")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub source: PolicySource,
+    /// A proxy whose X-Forwarded-For and client-certificate headers are
+    /// believed (CIDR or address, repeatable) [default: `[logs]
+    /// trusted_proxies`]; from any other peer the peer is the client and no
+    /// certificate was presented
+    #[arg(long = "trusted-proxy", value_name = "CIDR")]
+    pub trusted_proxy: Vec<String>,
+    /// How often the policy, trust bundle, CRLs and sets are checked for
+    /// changes; a revocation is enforced within this interval
+    #[arg(long, default_value = "1s", value_name = "DURATION")]
+    pub reload_interval: String,
+    /// Most connections served at once
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: usize,
+}
+
+pub fn run(cmd: AuthzCommand, ctx: &crate::Ctx) -> anyhow::Result<()> {
+    match cmd {
+        AuthzCommand::Serve(a) => serve(a, ctx),
+        AuthzCommand::Config(ConfigCommand::Nginx(a)) => nginx(a),
+    }
+}
+
+fn serve(a: ServeArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
+    let interval = eos_ca::parse_duration(&a.reload_interval)
+        .map_err(|e| bad_input!("--reload-interval: {e}"))?;
+    if interval.is_zero() {
+        return Err(bad_input!("--reload-interval must be at least 1s"));
+    }
+    let trusted_proxies = if a.trusted_proxy.is_empty() {
+        ctx.config.logs.trusted_proxies.clone()
+    } else {
+        TrustedProxies::parse(&a.trusted_proxy).map_err(|e| bad_input!("--trusted-proxy: {e}"))?
+    };
+    if a.max_connections == 0 {
+        return Err(bad_input!("--max-connections must be at least 1"));
+    }
+    let policy = a
+        .source
+        .policy
+        .clone()
+        .or_else(|| ctx.config.policy.file.clone())
+        .unwrap_or_else(|| PathBuf::from("policy.toml"));
+    // The sets are read on the reload thread, with a runtime of its own.
+    let rt = runtime()?;
+    let backend = rt.block_on(open_backend(ctx, &a.source.backend))?;
+    let set_args = a.source.sets.clone();
+    let sets: eos_authz::LoadSets = Box::new(move |policy| {
+        let mut sets = rt
+            .block_on(backend_sets(&backend, policy))
+            .map_err(|e| format!("{e:#}"))?;
+        merge_set_overrides(&mut sets, &set_args).map_err(|e| format!("{e:#}"))?;
+        Ok(sets)
+    });
+    crate::cmd::serve::init_logging();
+    let metrics = Arc::new(Metrics::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (live, reloader) = Live::start(
+        Source { policy, sets },
+        interval,
+        metrics.clone(),
+        stop.clone(),
+    )?;
+    let options = ServeOptions {
+        trusted_proxies,
+        max_connections: a.max_connections,
+        ..ServeOptions::default()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(a.listen)
+            .await
+            .map_err(|e| bad_input!("cannot listen on {}: {e}", a.listen))?;
+        let local = listener.local_addr().unwrap_or(a.listen);
+        tracing::info!(
+            address = %local,
+            reload_interval_s = interval.as_secs(),
+            trusted_proxies = ?options.trusted_proxies.nets(),
+            "eos-sec authz listening"
+        );
+        eos_authz::serve(listener, live, metrics, options, shutdown_signal()).await;
+        anyhow::Ok(())
+    })?;
+    stop.store(true, Ordering::Relaxed);
+    // The reload thread sleeps at most one interval before it sees `stop`.
+    let _ = reloader.join();
+    tracing::info!("eos-sec authz stopped");
+    Ok(())
+}
+
+fn nginx(a: NginxArgs) -> anyhow::Result<()> {
+    // nginx resolves relative paths against its prefix, not the shell's
+    // directory: write them absolute.
+    let abs = |p: &std::path::Path| {
+        std::path::absolute(p).map_err(|e| bad_input!("{}: {e}", p.display()))
+    };
+    if !(a.upstream.starts_with("http://") || a.upstream.starts_with("https://"))
+        || a.upstream
+            .contains(|c: char| c.is_whitespace() || c == ';' || c == '{' || c == '}')
+    {
+        return Err(bad_input!(
+            "--upstream `{}`: expected an http:// or https:// URL",
+            a.upstream
+        ));
+    }
+    for n in &a.server_names {
+        if n.is_empty()
+            || n.contains(|c: char| c.is_whitespace() || c == ';' || c == '{' || c == '}')
+        {
+            return Err(bad_input!("--server-name `{n}`: not a server name"));
+        }
+    }
+    let config = eos_authz::NginxConfig {
+        listen: a.listen,
+        server_names: a.server_names,
+        tls_cert: abs(&a.tls_cert)?,
+        tls_key: abs(&a.tls_key)?,
+        client_ca: abs(&a.client_ca)?,
+        authz: a.authz,
+        upstream: a.upstream,
+    };
+    crate::output::emit(&eos_authz::nginx_config(&config))
+}
+
+/// SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let (trigger, shutdown) = eos_register::shutdown_pair();
+    trigger.on_signals();
+    shutdown.wait().await;
+}
