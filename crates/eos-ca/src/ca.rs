@@ -968,6 +968,9 @@ pub const CRL_BACKDATE: Duration = Duration::from_secs(300);
 pub struct LocalCa {
     key: CaKey,
     cert: Certificate,
+    /// The CA certificate's issuers up to a self-issued root (empty for a
+    /// root CA): what a verifier needs besides the CA certificate.
+    chain: Vec<Certificate>,
     info: CaInfo,
 }
 
@@ -1064,12 +1067,21 @@ impl LocalCa {
             .build::<_, DerSignature>(&key)
             .map_err(|e| IssueError::Signer(e.to_string()))?;
         let info = CaInfo::from_certificate(&cert)?;
-        Ok(LocalCa { key, cert, info })
+        Ok(LocalCa {
+            key,
+            cert,
+            chain: Vec::new(),
+            info,
+        })
     }
 
     /// Load a CA from its PKCS#8 key PEM (encrypted when a passphrase is
     /// given) and its certificate PEM. Used for `ca import` too: the key
-    /// must be P-256 and match the certificate, which must be a CA.
+    /// must be P-256 and match the certificate, which must be a CA. An
+    /// intermediate CA's certificate is followed in the same PEM by its
+    /// issuers up to the root, each signing the one before
+    /// ([`LocalCa::trust_bundle`] holds them all, so a verifier that wants
+    /// a self-signed anchor finds one).
     pub fn from_pem(
         key_pem: &str,
         cert_pem: &str,
@@ -1087,8 +1099,14 @@ impl LocalCa {
                 ))
             })?,
         };
-        let cert = certificate_from_pem(cert_pem)
-            .map_err(|e| IssueError::BadCa(format!("cannot read the CA certificate: {e}")))?;
+        let mut certs = Certificate::load_pem_chain(cert_pem.trim().as_bytes())
+            .map_err(|e| IssueError::BadCa(format!("cannot read the CA certificate: {e}")))?
+            .into_iter();
+        let cert = certs
+            .next()
+            .ok_or_else(|| IssueError::BadCa("no CA certificate in the PEM".to_owned()))?;
+        let chain: Vec<Certificate> = certs.collect();
+        check_chain(&cert, &chain)?;
         let key = CaKey::new(key).map_err(IssueError::BadCa)?;
         let key_spki = key
             .signing_key()
@@ -1103,7 +1121,12 @@ impl LocalCa {
             ));
         }
         let info = CaInfo::from_certificate(&cert)?;
-        Ok(LocalCa { key, cert, info })
+        Ok(LocalCa {
+            key,
+            cert,
+            chain,
+            info,
+        })
     }
 
     /// The key as PKCS#8 PEM; encrypted (scrypt + AES-256-CBC) with a
@@ -1131,9 +1154,14 @@ impl LocalCa {
         &self.cert
     }
 
-    /// The CA certificate as PEM.
+    /// The CA certificate as PEM, followed by its issuers (an
+    /// intermediate's chain up to the root; nothing more for a root).
     pub fn certificate_pem(&self) -> Result<String, IssueError> {
-        self.cert.to_pem(LineEnding::LF).map_err(enc)
+        let mut pem = self.cert.to_pem(LineEnding::LF).map_err(enc)?;
+        for issuer in &self.chain {
+            pem.push_str(&issuer.to_pem(LineEnding::LF).map_err(enc)?);
+        }
+        Ok(pem)
     }
 
     /// What issuance needs to know about this CA.
@@ -1142,7 +1170,8 @@ impl LocalCa {
     }
 
     /// The trust bundle for an ALB trust store or API Gateway truststore:
-    /// the CA chain as PEM (a root CA: just the root).
+    /// the CA chain as PEM, the CA first, up to the root (a root CA: just
+    /// the root).
     pub fn trust_bundle(&self) -> Result<String, IssueError> {
         self.certificate_pem()
     }
@@ -1278,6 +1307,49 @@ impl Signer for LocalCa {
     ) -> impl Future<Output = Result<Withdrawal, IssueError>> + Send {
         std::future::ready(Ok(Withdrawal::NotKept))
     }
+}
+
+/// An imported CA's chain: each certificate issued and signed by the next,
+/// each issuer a CA, the last self-issued. Without its issuers an
+/// intermediate's trust bundle verifies nowhere that wants a root anchor
+/// (`openssl verify -CAfile`), so an incomplete chain is refused.
+fn check_chain(cert: &Certificate, chain: &[Certificate]) -> Result<(), IssueError> {
+    let mut current = cert;
+    for issuer in chain {
+        let tbs = current.tbs_certificate();
+        if tbs.issuer() != issuer.tbs_certificate().subject() {
+            return Err(IssueError::BadCa(format!(
+                "certificate {} is issued by {}, but the next certificate is {}",
+                tbs.subject(),
+                tbs.issuer(),
+                issuer.tbs_certificate().subject()
+            )));
+        }
+        CaInfo::from_certificate(issuer)?;
+        crate::csr::verify_signed(
+            issuer.tbs_certificate().subject_public_key_info(),
+            current.signature_algorithm(),
+            &tbs.to_der().map_err(enc)?,
+            current.signature(),
+        )
+        .map_err(|e| {
+            IssueError::BadCa(format!(
+                "certificate {} is not signed by {}: {e}",
+                tbs.subject(),
+                issuer.tbs_certificate().subject()
+            ))
+        })?;
+        current = issuer;
+    }
+    let last = current.tbs_certificate();
+    if last.issuer() != last.subject() {
+        return Err(IssueError::BadCa(format!(
+            "certificate {} is issued by {}, which is not in the file: append the issuers up to the root CA after the CA certificate, so the trust bundle verifies",
+            last.subject(),
+            last.issuer()
+        )));
+    }
+    Ok(())
 }
 
 /// A certificate's serial, as the inventory shows it.

@@ -658,28 +658,7 @@ fn import_an_openssl_made_ca() {
         .status
         .success()
     );
-    let out = env.openssl(&[
-        "req",
-        "-x509",
-        "-new",
-        "-key",
-        "ca.key",
-        "-subj",
-        "/O=Example/CN=Imported CA",
-        "-days",
-        "30",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
-        "-out",
-        "ca.pem",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    env.self_signed_ca("ca.key", "/O=Example/CN=Imported CA", "ca.pem");
     env.ok(&["ca", "import", "--key", "ca.key", "--cert", "ca.pem"]);
     env.ok(&[
         "ca",
@@ -930,6 +909,27 @@ fn a_certificate_signed_but_not_written_is_not_recorded_and_says_so() {
 }
 
 impl Env {
+    /// A self-signed CA certificate (30 days) for the key in `key`.
+    fn self_signed_ca(&self, key: &str, subject: &str, out: &str) {
+        self.openssl_ok(&[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            key,
+            "-subj",
+            subject,
+            "-days",
+            "30",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-out",
+            out,
+        ]);
+    }
+
     /// `eos-sec ca sign` for `space/user` with profile `cli`.
     fn sign(&self, csr: &str, space: &str, user: &str, out: &str) -> Output {
         self.sign_with(csr, space, user, &["--out", out])
@@ -1315,4 +1315,94 @@ fn refusals_name_what_was_refused() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// An intermediate CA is imported with its issuers after it in `--cert`;
+/// the bundle then holds the chain and `openssl verify -CAfile bundle`
+/// accepts its certificates. Without the issuers, the import is refused
+/// (the bundle would verify nowhere that wants a root anchor).
+#[test]
+fn an_imported_intermediate_bundles_its_chain() {
+    if !openssl_available() {
+        return;
+    }
+    let env = Env::new();
+    for key in ["root.key", "int.key"] {
+        env.openssl_ok(&[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            key,
+        ]);
+    }
+    env.self_signed_ca("root.key", "/O=Example/CN=Example Root", "root.pem");
+    env.openssl_ok(&[
+        "req",
+        "-new",
+        "-key",
+        "int.key",
+        "-subj",
+        "/O=Example/CN=Example Issuing",
+        "-out",
+        "int.csr",
+    ]);
+    std::fs::write(
+        env.path("ext.cnf"),
+        "[v3]\nbasicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n",
+    )
+    .unwrap();
+    env.openssl_ok(&[
+        "x509",
+        "-req",
+        "-in",
+        "int.csr",
+        "-CA",
+        "root.pem",
+        "-CAkey",
+        "root.key",
+        "-CAcreateserial",
+        "-days",
+        "20",
+        "-extfile",
+        "ext.cnf",
+        "-extensions",
+        "v3",
+        "-out",
+        "int.pem",
+    ]);
+    let out = env.eos(&["ca", "import", "--key", "int.key", "--cert", "int.pem"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("is issued by") && err.contains("Example Root"),
+        "{err}"
+    );
+    assert!(!env.state().join("ca/ca.key").exists());
+
+    let chain = std::fs::read_to_string(env.path("int.pem")).unwrap()
+        + &std::fs::read_to_string(env.path("root.pem")).unwrap();
+    std::fs::write(env.path("chain.pem"), chain).unwrap();
+    env.ok(&["ca", "import", "--key", "int.key", "--cert", "chain.pem"]);
+    let csr = fixture("p256.csr");
+    let out = env.sign(csr.to_str().unwrap(), "acme", "alice", "alice.pem");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    env.ok(&["ca", "bundle", "--out", "bundle.pem"]);
+    let bundle = std::fs::read_to_string(env.path("bundle.pem")).unwrap();
+    assert_eq!(bundle.matches("BEGIN CERTIFICATE").count(), 2, "{bundle}");
+    let v = env.verify(&["-CAfile", "bundle.pem"], "alice.pem");
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+    // The CRL is the intermediate's, and verifies with the chain.
+    env.ok(&["ca", "crl", "--out", "crl.pem"]);
+    let v = env.verify(
+        &["-CAfile", "bundle.pem", "-CRLfile", "crl.pem", "-crl_check"],
+        "alice.pem",
+    );
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
 }

@@ -73,7 +73,8 @@ pub struct ImportArgs {
     /// The CA key, PKCS#8 PEM (encrypted if `[ca] key_passphrase_env` is set)
     #[arg(long)]
     pub key: PathBuf,
-    /// The CA certificate, PEM
+    /// The CA certificate, PEM; for an intermediate CA followed by its
+    /// issuers up to the root (the trust bundle carries them all)
     #[arg(long)]
     pub cert: PathBuf,
 }
