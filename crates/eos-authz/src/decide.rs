@@ -240,3 +240,76 @@ fn presented_chain(headers: &HeaderMap) -> Option<Vec<CertificateDer<'static>>> 
         _ => unparsable,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use axum::http::HeaderValue;
+
+    /// A self-signed certificate (any DER will do: the chain is only split
+    /// out of the header here, `eos_policy` verifies it).
+    const PEM: &str = "-----BEGIN CERTIFICATE-----\nMAMCAQA=\n-----END CERTIFICATE-----\n";
+
+    fn escaped(s: &str) -> String {
+        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    fn is_unparsable(c: Option<Vec<CertificateDer<'static>>>) -> bool {
+        c.is_some_and(|c| c.len() == 1 && c[0].is_empty())
+    }
+
+    #[test]
+    fn nginx_sends_an_empty_value_without_a_certificate() {
+        assert_eq!(presented_chain(&headers(&[])), None);
+        assert_eq!(
+            presented_chain(&headers(&[("x-ssl-client-cert", "")])),
+            None
+        );
+    }
+
+    #[test]
+    fn either_header_carries_a_url_encoded_pem_chain() {
+        let one = presented_chain(&headers(&[("x-ssl-client-cert", &escaped(PEM))])).unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].as_ref(), &[0x30, 0x03, 0x02, 0x01, 0x00]);
+        // The ALB keeps `+=/` unescaped: they are not spaces.
+        let chain = format!("{PEM}{PEM}");
+        let alb_style = escaped(&chain)
+            .replace("%2B", "+")
+            .replace("%3D", "=")
+            .replace("%2F", "/");
+        assert!(alb_style.contains('='));
+        let alb = presented_chain(&headers(&[("x-amzn-mtls-clientcert", &alb_style)]));
+        assert_eq!(alb.unwrap().len(), 2);
+    }
+
+    #[test]
+    fn two_certificate_headers_or_garbage_are_an_unparsable_certificate() {
+        let e = escaped(PEM);
+        assert!(is_unparsable(presented_chain(&headers(&[
+            ("x-ssl-client-cert", &e),
+            ("x-amzn-mtls-clientcert", &e),
+        ]))));
+        assert!(is_unparsable(presented_chain(&headers(&[
+            ("x-ssl-client-cert", &e),
+            ("x-ssl-client-cert", &e),
+        ]))));
+        assert!(is_unparsable(presented_chain(&headers(&[(
+            "x-ssl-client-cert",
+            "not-a-certificate"
+        )]))));
+        assert!(is_unparsable(presented_chain(&headers(&[(
+            "x-ssl-client-cert",
+            "%FF%FE"
+        )]))));
+    }
+}
