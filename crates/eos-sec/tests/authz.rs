@@ -482,22 +482,34 @@ http {{
     // Revocation: bob is refused within the reload interval, without a
     // restart of nginx or the service; carol (same space) still passes.
     env.eos(&["ca", "revoke", &bob]);
-    let revoked = Instant::now();
-    let refused_after = loop {
-        let (code, _) = c.get("globex", "127.0.0.4", Some("bob"), &[]);
-        if code == 403 {
-            break revoked.elapsed();
-        }
-        assert_eq!(code, 200);
-        assert!(
-            revoked.elapsed() < RELOAD * 3,
-            "a revoked certificate still passes after {:?}",
-            revoked.elapsed()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let refused_after = within_reload(
+        || c.get("globex", "127.0.0.4", Some("bob"), &[]).0,
+        200,
+        403,
+    );
     eprintln!("revoked certificate refused after {refused_after:?} (reload interval {RELOAD:?})");
     assert_eq!(c.get("globex", "127.0.0.4", Some("carol"), &[]).0, 200);
+
+    // The sets are live too: a rule added and applied to the state store
+    // admits its address, one removed refuses it, within the interval.
+    env.eos(&[
+        "rules",
+        "add",
+        "--space",
+        "acme",
+        "--cidr",
+        "127.0.0.5",
+        "--label",
+        "home",
+        "--declared-by",
+        "admin@acme.example",
+    ]);
+    env.eos(&["apply", "--yes"]);
+    let added = within_reload(|| c.get("acme", "127.0.0.5", None, &[]).0, 403, 200);
+    env.eos(&["rules", "remove", "--space", "acme", "127.0.0.3"]);
+    env.eos(&["apply", "--yes", "--allow-large-change"]);
+    let removed = within_reload(|| c.get("acme", "127.0.0.3", None, &[]).0, 200, 403);
+    eprintln!("set change enforced after {added:?} (added), {removed:?} (removed)");
 
     // The decision log: JSON lines naming rule and identity, never the
     // certificate itself.
@@ -517,6 +529,25 @@ http {{
             .iter()
             .any(|d| d["fields"]["rule"] == "either" && d["fields"]["status"] == 403)
     );
+}
+
+/// Poll `status` while it answers `before` until it answers `after`,
+/// which must happen within three reload intervals; how long it took.
+fn within_reload(status: impl Fn() -> u16, before: u16, after: u16) -> Duration {
+    let start = Instant::now();
+    loop {
+        let code = status();
+        if code == after {
+            return start.elapsed();
+        }
+        assert_eq!(code, before);
+        assert!(
+            start.elapsed() < RELOAD * 3,
+            "still {before} after {:?}",
+            start.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// URL-encode like nginx's `$ssl_client_escaped_cert`.
