@@ -78,6 +78,23 @@ impl Env {
         self.st.ok(args).stdout
     }
 
+    /// Declare a rule for space acme and apply it to the state store.
+    fn allow_acme(&self, cidr: &str, label: &str) {
+        self.eos(&[
+            "rules",
+            "add",
+            "--space",
+            "acme",
+            "--cidr",
+            cidr,
+            "--label",
+            label,
+            "--declared-by",
+            "admin@acme.example",
+        ]);
+        self.eos(&["apply", "--yes"]);
+    }
+
     fn openssl(&self, args: &[&str]) -> Output {
         let out = Command::new("openssl")
             .args(args)
@@ -237,19 +254,7 @@ fn nginx_auth_request_enforces_either_cert_and_revocation() {
     let bob = env.issue("bob", "globex", "bob");
     env.issue("carol", "globex", "carol");
     // acme's set: 127.0.0.3 only.
-    env.eos(&[
-        "rules",
-        "add",
-        "--space",
-        "acme",
-        "--cidr",
-        "127.0.0.3",
-        "--label",
-        "office",
-        "--declared-by",
-        "admin@acme.example",
-    ]);
-    env.eos(&["apply", "--yes"]);
+    env.allow_acme("127.0.0.3", "office");
     write(
         &env.path("policy.toml"),
         r#"
@@ -492,19 +497,7 @@ http {{
 
     // The sets are live too: a rule added and applied to the state store
     // admits its address, one removed refuses it, within the interval.
-    env.eos(&[
-        "rules",
-        "add",
-        "--space",
-        "acme",
-        "--cidr",
-        "127.0.0.5",
-        "--label",
-        "home",
-        "--declared-by",
-        "admin@acme.example",
-    ]);
-    env.eos(&["apply", "--yes"]);
+    env.allow_acme("127.0.0.5", "home");
     let added = within_reload(|| c.get("acme", "127.0.0.5", None, &[]).0, 403, 200);
     env.eos(&["rules", "remove", "--space", "acme", "127.0.0.3"]);
     env.eos(&["apply", "--yes", "--allow-large-change"]);
