@@ -354,3 +354,45 @@ async fn shutdown_does_not_wait_for_an_idle_http2_client() {
     );
     drop((h2, after_request));
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_its_answers_is_dropped() {
+    let h = Harness::start_with(short_deadlines(false)).await;
+    let (status, page) = get(&h, "/app.js", None).await.unwrap();
+    assert_eq!(status, 200);
+    // Forty pipelined requests for the page's script (~400 KB each, 16 MB
+    // in all: more than the kernel's send buffer takes) on a socket with a
+    // small receive window, and no read: the server's writes stall. Every
+    // answer is one frame, so nothing is "in flight" once hyper has taken
+    // it; the connection is then idle as far as the deadlines go, and is
+    // closed and dropped after idle_timeout and the linger.
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stalled = socket.connect(h.addr).await.unwrap();
+    let requests = "GET /app.js HTTP/1.1\r\nHost: eos\r\n\r\n".repeat(40);
+    stalled.write_all(requests.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Whatever the kernel still held arrives, then the end: far less than
+    // the forty answers, which a connection left open would deliver.
+    let mut received = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match stalled.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => received.extend_from_slice(buf.get(..n).unwrap()),
+            }
+        }
+    })
+    .await
+    .expect("the stalled connection is still open");
+    assert!(
+        received.len() < 40 * page.len(),
+        "the stalled connection got all {} bytes",
+        received.len()
+    );
+    // The service still answers.
+    let (status, _) = get(&h, "/healthz", None).await.unwrap();
+    assert_eq!(status, 200);
+    h.stop().await;
+}
