@@ -115,6 +115,19 @@ impl Env {
         self.path(&csr)
     }
 
+    /// A new P-256 key in `file`, made by openssl.
+    fn p256_key(&self, file: &str) {
+        self.openssl_ok(&[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            file,
+        ]);
+    }
+
     /// Run openssl, which must succeed.
     fn openssl_ok(&self, args: &[&str]) -> Output {
         let out = self.openssl(args);
@@ -645,19 +658,7 @@ fn import_an_openssl_made_ca() {
         return;
     }
     let env = Env::new();
-    assert!(
-        env.openssl(&[
-            "genpkey",
-            "-algorithm",
-            "EC",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-out",
-            "ca.key"
-        ])
-        .status
-        .success()
-    );
+    env.p256_key("ca.key");
     env.self_signed_ca("ca.key", "/O=Example/CN=Imported CA", "ca.pem");
     env.ok(&["ca", "import", "--key", "ca.key", "--cert", "ca.pem"]);
     env.ok(&[
@@ -1328,15 +1329,7 @@ fn an_imported_intermediate_bundles_its_chain() {
     }
     let env = Env::new();
     for key in ["root.key", "int.key"] {
-        env.openssl_ok(&[
-            "genpkey",
-            "-algorithm",
-            "EC",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-out",
-            key,
-        ]);
+        env.p256_key(key);
     }
     env.self_signed_ca("root.key", "/O=Example/CN=Example Root", "root.pem");
     env.openssl_ok(&[
