@@ -9,16 +9,33 @@ use clap::{Parser, Subcommand};
 mod cmd;
 mod config;
 mod exit;
+mod log;
 mod output;
 
 /// IP allowlists (AWS WAF IPSets) and mTLS client certificates for
 /// entityOS.cloud spaces.
 #[derive(Debug, Parser)]
-#[command(name = "eos-sec", version, about, long_about = None, propagate_version = true)]
+#[command(name = "eos-sec", version = env!("EOS_SEC_VERSION"), about, long_about = None, propagate_version = true)]
 struct Cli {
     /// Print machine-readable JSON instead of the human report
     #[arg(long, global = true)]
     json: bool,
+
+    /// Log nothing on stderr but the error that ends a failed command
+    /// [EOS_SEC_LOG, when set, decides]
+    #[arg(
+        short,
+        long,
+        global = true,
+        conflicts_with = "verbose",
+        display_order = 900
+    )]
+    quiet: bool,
+
+    /// Log more on stderr: -v warn, -vv info, -vvv debug [default: error;
+    /// info for serve, authz serve, sync --watch]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, display_order = 901)]
+    verbose: u8,
 
     /// State directory (SQLite database and exports) [default: `[state] dir`
     /// from the config, else ./.eos-sec]
@@ -80,6 +97,12 @@ enum Command {
     /// with the policy's decision (address or certificate, per space)
     #[command(subcommand)]
     Authz(cmd::authz::AuthzCommand),
+    /// Print a shell completion script for eos-sec (bash, zsh, fish,
+    /// elvish, powershell)
+    Completions(cmd::cli::CompletionsArgs),
+    /// Print eos-sec's manual page (roff), or write one page per command
+    /// into a directory
+    Man(cmd::cli::ManArgs),
 }
 
 /// What every command gets besides its own arguments.
@@ -91,6 +114,8 @@ pub struct Ctx {
     pub config: config::Config,
     /// The state directory to use.
     pub state_dir: PathBuf,
+    /// `-v` minus `-q`: how far to move the default log level.
+    pub verbosity: i8,
 }
 
 impl Ctx {
@@ -103,12 +128,16 @@ impl Ctx {
 
 /// Logs go to stderr; `EOS_SEC_LOG` (env-filter syntax) sets the level.
 /// By default a long-running command logs at `info`; a one-shot command
-/// reports what matters in its own output, so only `error` is logged.
+/// reports what matters in its own output, so only `error` is logged;
+/// `-q`/`-v` move that default.
 /// Colour only when stderr is a terminal (a redirected log stays plain text).
-fn init_tracing(long_running: bool) {
-    let default = if long_running { "info" } else { "error" };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("EOS_SEC_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+fn init_tracing(long_running: bool, verbosity: i8) {
+    let default = if long_running {
+        log::Level::Info
+    } else {
+        log::Level::Error
+    };
+    let filter = log::filter(default, verbosity);
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -117,9 +146,19 @@ fn init_tracing(long_running: bool) {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    let verbosity = log::verbosity(cli.verbose, cli.quiet);
+    // Printing the command line itself needs no config or state.
+    match cli.command {
+        Command::Completions(a) => return cmd::cli::completions::<Cli>(&a),
+        Command::Man(a) => return cmd::cli::man::<Cli>(&a),
+        _ => {}
+    }
     // `serve` sets up its own structured (JSON) logs.
     if !matches!(&cli.command, Command::Serve(_) | Command::Authz(_)) {
-        init_tracing(matches!(&cli.command, Command::Sync(a) if a.watch));
+        init_tracing(
+            matches!(&cli.command, Command::Sync(a) if a.watch),
+            verbosity,
+        );
     }
     let (config, _path) = config::load(cli.config.as_deref())?;
     let state_dir = cli
@@ -130,6 +169,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         json: cli.json,
         config,
         state_dir,
+        verbosity,
     };
     match cli.command {
         Command::Ipset(c) => cmd::ipset::run(c, &ctx),
@@ -147,6 +187,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Gate(c) => cmd::gate::run(c, &ctx),
         Command::Serve(a) => cmd::serve::run(a, &ctx),
         Command::Authz(c) => cmd::authz::run(c, &ctx),
+        Command::Completions(_) | Command::Man(_) => Ok(()),
     }
 }
 

@@ -1,5 +1,8 @@
-//! `eos-sec ipset aggregate`, driven as a process.
+//! `eos-sec ipset aggregate`, driven as a process; and the command line
+//! itself (`cli`: the `--help` tree, completions, man page, version).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod cli;
 
 use std::io::Write;
 use std::path::PathBuf;

@@ -124,7 +124,7 @@ fn serve(a: ServeArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
         merge_set_overrides(&mut sets, &set_args).map_err(|e| format!("{e:#}"))?;
         Ok(sets)
     });
-    crate::cmd::serve::init_logging();
+    crate::cmd::serve::init_logging(ctx);
     let metrics = Arc::new(Metrics::default());
     let stop = Arc::new(AtomicBool::new(false));
     let (live, reloader) = Live::start(

@@ -86,7 +86,7 @@ pub fn run(a: ServeArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     let ca = super::ca::load_setup(ctx, &runtime)?;
     let store = ctx.store()?;
-    init_logging();
+    init_logging(ctx);
     match &ca {
         Some(ca) => tracing::info!(signer = ca.signer_id(), "/v1/cert issues certificates"),
         None => tracing::warn!("no CA in the state directory: /v1/cert answers ca-unavailable"),
@@ -122,10 +122,10 @@ pub fn run(a: ServeArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
 }
 
 /// Structured logs on stderr: JSON lines, level from `EOS_SEC_LOG`
-/// (`info` by default). Request bodies, codes and keys are never logged.
-pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("EOS_SEC_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+/// (`info` by default, moved by `-q`/`-v`). Request bodies, codes and keys
+/// are never logged.
+pub fn init_logging(ctx: &crate::Ctx) {
+    let filter = crate::log::filter(crate::log::Level::Info, ctx.verbosity);
     let _ = tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)
