@@ -7,10 +7,15 @@
 //! exactly the calls it is asked for.
 
 use aws_sdk_apigatewayv2::types::MutualTlsAuthenticationInput;
-use aws_sdk_elasticloadbalancingv2::types::{RevocationContent, RevocationType};
+use aws_sdk_elasticloadbalancingv2::types::{
+    AdvertiseTrustStoreCaNamesEnum, MutualAuthenticationAttributes, RevocationContent,
+    RevocationType,
+};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use eos_policy::compile::ListenerMode;
 use eos_policy::gate::{
-    DomainRead, GateBackend, GateError, ObjectRef, Revocation, TrustStoreRead, sha256_hex,
+    DomainRead, GateBackend, GateError, ListenerAuth, ObjectRef, Revocation, TrustStoreRead,
+    sha256_hex,
 };
 
 use crate::AwsOptions;
@@ -334,6 +339,81 @@ impl GateBackend for AwsGate {
             .send()
             .await
             .map_err(|e| backend_error("UpdateDomainName", name, &e))?;
+        Ok(())
+    }
+
+    async fn listener(&self, arn: &str) -> Result<Option<ListenerAuth>, GateError> {
+        let out = match self
+            .elb
+            .describe_listeners()
+            .listener_arns(arn)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_listener_not_found_exception()) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(backend_error("DescribeListeners", arn, &e)),
+        };
+        let Some(listener) = out
+            .listeners()
+            .iter()
+            .find(|l| l.listener_arn() == Some(arn))
+        else {
+            return Ok(None);
+        };
+        // A listener that never had mutual TLS reports none: mode off.
+        let Some(m) = listener.mutual_authentication() else {
+            return Ok(Some(ListenerAuth::mode_only(ListenerMode::Off)));
+        };
+        let mode = match m.mode().unwrap_or("off") {
+            "off" => ListenerMode::Off,
+            "passthrough" => ListenerMode::Passthrough,
+            "verify" => ListenerMode::Verify,
+            other => {
+                return Err(GateError::Backend(format!(
+                    "DescribeListeners {arn}: unknown MutualAuthentication mode `{other}`"
+                )));
+            }
+        };
+        Ok(Some(ListenerAuth {
+            mode,
+            trust_store_arn: m
+                .trust_store_arn()
+                .filter(|a| !a.is_empty())
+                .map(str::to_owned),
+            ignore_client_certificate_expiry: m.ignore_client_certificate_expiry(),
+            advertise_trust_store_ca_names: m
+                .advertise_trust_store_ca_names()
+                .map(|a| *a == AdvertiseTrustStoreCaNamesEnum::On),
+        }))
+    }
+
+    async fn set_listener(&self, arn: &str, auth: &ListenerAuth) -> Result<(), GateError> {
+        let auth = auth.normalized();
+        let attributes = MutualAuthenticationAttributes::builder()
+            .mode(auth.mode.as_str())
+            .set_trust_store_arn(auth.trust_store_arn.clone())
+            .set_ignore_client_certificate_expiry(auth.ignore_client_certificate_expiry)
+            .set_advertise_trust_store_ca_names(auth.advertise_trust_store_ca_names.map(|on| {
+                if on {
+                    AdvertiseTrustStoreCaNamesEnum::On
+                } else {
+                    AdvertiseTrustStoreCaNamesEnum::Off
+                }
+            }))
+            .build();
+        self.elb
+            .modify_listener()
+            .listener_arn(arn)
+            .mutual_authentication(attributes)
+            .send()
+            .await
+            .map_err(|e| backend_error("ModifyListener", arn, &e))?;
         Ok(())
     }
 }

@@ -21,6 +21,9 @@ use eos_policy::gate::{
     check_material, sync_domain, sync_trust_store,
 };
 
+#[path = "gate_replay/listeners.rs"]
+mod listeners;
+
 const NS: &str = "http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/";
 const ARN: &str =
     "arn:aws:elasticloadbalancing:us-east-1:111122223333:truststore/eos-ca/3ym756xh7yj";

@@ -132,34 +132,11 @@ impl TrustConfig {
         now: UnixTime,
     ) -> CertStatus {
         let invalid = |reason: String| CertStatus::Invalid { reason };
-        let Some((leaf, intermediates)) = chain.split_first() else {
+        let Some(leaf) = chain.first() else {
             return CertStatus::Absent;
         };
-        let ee = match EndEntityCert::try_from(leaf) {
-            Ok(ee) => ee,
-            Err(e) => return invalid(format!("unparsable certificate: {e:?}")),
-        };
-        let crl_refs: Vec<&CertRevocationList<'_>> = self.crls.iter().collect();
-        let revocation = match RevocationOptionsBuilder::new(&crl_refs) {
-            Ok(b) => b
-                .with_depth(RevocationCheckDepth::Chain)
-                // A certificate whose issuer has no CRL here is refused:
-                // "not known to be revoked" is not "known not revoked".
-                .with_status_policy(UnknownStatusPolicy::Deny)
-                .with_expiration_policy(ExpirationPolicy::Enforce)
-                .build(),
-            Err(_) => return invalid("no CRL loaded".to_owned()),
-        };
-        if let Err(e) = ee.verify_for_usage(
-            webpki::ALL_VERIFICATION_ALGS,
-            &self.anchors,
-            intermediates,
-            now,
-            KeyUsage::client_auth(),
-            Some(revocation),
-            None,
-        ) {
-            return invalid(verify_reason(&e));
+        if let Err(reason) = self.verify_chain(chain, now) {
+            return invalid(reason);
         }
         match self.bound_uri(leaf, space) {
             Ok(Some(uri)) => CertStatus::Valid { uri },
@@ -169,6 +146,37 @@ impl TrustConfig {
             )),
             Err(e) => invalid(e),
         }
+    }
+
+    /// What an ALB listener in mode `verify` checks: the chain (leaf
+    /// first) up to an anchor, for client authentication, valid at `now`,
+    /// nothing in it revoked by the CRLs. The reason in words when not.
+    pub fn verify_chain(&self, chain: &[CertificateDer<'_>], now: UnixTime) -> Result<(), String> {
+        let Some((leaf, intermediates)) = chain.split_first() else {
+            return Err("no certificate".to_owned());
+        };
+        let ee =
+            EndEntityCert::try_from(leaf).map_err(|e| format!("unparsable certificate: {e:?}"))?;
+        let crl_refs: Vec<&CertRevocationList<'_>> = self.crls.iter().collect();
+        let revocation = RevocationOptionsBuilder::new(&crl_refs)
+            .map_err(|_| "no CRL loaded".to_owned())?
+            .with_depth(RevocationCheckDepth::Chain)
+            // A certificate whose issuer has no CRL here is refused:
+            // "not known to be revoked" is not "known not revoked".
+            .with_status_policy(UnknownStatusPolicy::Deny)
+            .with_expiration_policy(ExpirationPolicy::Enforce)
+            .build();
+        ee.verify_for_usage(
+            webpki::ALL_VERIFICATION_ALGS,
+            &self.anchors,
+            intermediates,
+            now,
+            KeyUsage::client_auth(),
+            Some(revocation),
+            None,
+        )
+        .map(|_| ())
+        .map_err(|e| verify_reason(&e))
     }
 
     /// The URI SAN binding the leaf to `space`, if any: an account URI in

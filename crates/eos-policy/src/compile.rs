@@ -73,7 +73,7 @@ pub struct Capacity {
 }
 
 /// How a space's entry point handles client certificates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ListenerMode {
     /// No client certificate requested.

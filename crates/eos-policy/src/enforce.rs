@@ -24,6 +24,8 @@ use serde::{Deserialize, Serialize};
 use crate::PolicyError;
 use crate::acl::{AclRead, OwnedAcl, WebAclBackend};
 use crate::compile::{SetArns, compile, set_name};
+use crate::edge::{EdgeGate, GateSnapshot, NoGate};
+use crate::gate::{GateBackend, ListenerAuth};
 use crate::model::{Policy, Stage};
 use crate::simulate::Simulation;
 
@@ -49,6 +51,18 @@ pub mod guard {
     pub const ADMIN_OUTSIDE: &str = "enforce-admin-outside-set";
     /// Simulation over the logs shows declared administrators blocked.
     pub const SIMULATE_BLOCKS_ADMINS: &str = "enforce-simulate-blocks-admins";
+    /// The operator's own certificate would be refused by the bundle and
+    /// CRL a listener is about to verify against.
+    pub const OPERATOR_CERT: &str = "enforce-operator-cert";
+    /// No operator certificate given (`--operator-cert`, `[gate] operator_cert`).
+    pub const OPERATOR_CERT_UNKNOWN: &str = "enforce-operator-cert-unknown";
+    /// The trust store does not hold exactly the CA's current bundle and
+    /// CRL (or is not ACTIVE); never forced.
+    pub const TRUST_STORE_STALE: &str = "enforce-trust-store-stale";
+    /// Verify with `IgnoreClientCertificateExpiry=true`; never forced.
+    pub const IGNORE_EXPIRY: &str = "enforce-ignore-expiry";
+    /// Spaces on one listener would need different modes; never forced.
+    pub const LISTENER_SHARED: &str = "enforce-listener-shared";
 }
 
 /// One guard's finding.
@@ -268,6 +282,8 @@ pub struct NewSnapshot<'a> {
     pub sets: &'a BTreeMap<String, SetSnapshot>,
     /// The recorded stage of every space.
     pub stages: &'a BTreeMap<SpaceId, Stage>,
+    /// The space's listener and trust store, when eos-sec moves one.
+    pub gate: Option<&'a GateSnapshot>,
 }
 
 /// A recorded snapshot.
@@ -297,6 +313,21 @@ pub struct Snapshot {
     pub sets: BTreeMap<String, SetSnapshot>,
     /// The stage of every space.
     pub stages: BTreeMap<SpaceId, Stage>,
+    /// The space's listener and trust store, when eos-sec moved one.
+    pub gate: Option<GateSnapshot>,
+}
+
+/// A listener change to record (after it was read back).
+#[derive(Debug, Clone, Copy)]
+pub struct ListenerWrite<'a> {
+    /// The listener's ARN.
+    pub arn: &'a str,
+    /// The snapshot taken just before.
+    pub snapshot: i64,
+    /// Its `MutualAuthentication` before.
+    pub before: &'a ListenerAuth,
+    /// And after.
+    pub after: &'a ListenerAuth,
 }
 
 /// A write to record (after it succeeded).
@@ -357,6 +388,12 @@ pub trait EnforceJournal {
     ) -> Result<Option<Snapshot>, Self::Error>;
     /// Record a successful write (audited `webacl.write`).
     fn record_write(&mut self, w: &WriteRecord<'_>, actor: &str) -> Result<(), Self::Error>;
+    /// Record a listener change read back (audited `listener.write`).
+    fn record_listener_write(
+        &mut self,
+        w: &ListenerWrite<'_>,
+        actor: &str,
+    ) -> Result<(), Self::Error>;
     /// Replace the recorded stages (audited with `change.action`).
     fn record_stages(&mut self, change: &StageChange<'_>, actor: &str) -> Result<(), Self::Error>;
 }
@@ -399,6 +436,19 @@ pub struct StepReport {
     pub attempts: u32,
 }
 
+/// A listener change done.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ListenerStep {
+    /// The listener's ARN.
+    pub arn: String,
+    /// The snapshot taken just before.
+    pub snapshot: i64,
+    /// Its `MutualAuthentication` before.
+    pub before: ListenerAuth,
+    /// After (read back).
+    pub after: ListenerAuth,
+}
+
 /// What `enforce` did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EnforceReport {
@@ -418,6 +468,8 @@ pub struct EnforceReport {
     pub created_web_acl: bool,
     /// The writes, in order.
     pub steps: Vec<StepReport>,
+    /// The listener change, after the Web ACL writes.
+    pub listener: Option<ListenerStep>,
     /// Guard findings that do not block this stage.
     pub warnings: Vec<Guard>,
     /// Guard findings overridden with `--force`.
@@ -437,6 +489,15 @@ pub struct RollbackReport {
     pub snapshot: i64,
     /// The writes, in order (empty: already at the snapshot).
     pub steps: Vec<StepReport>,
+    /// The listener restored, before the Web ACL writes.
+    pub listener: Option<ListenerStep>,
+    /// The trust store changed since the snapshot (kept: `gate publish` and
+    /// `sync` own its bundle and revocations, and a rollback never
+    /// un-revokes a certificate): what it held then and holds now.
+    pub trust_store_changes: Option<(
+        crate::edge::TrustStoreSnapshot,
+        crate::edge::TrustStoreSnapshot,
+    )>,
     /// Stages that changed: space → (before, after).
     pub stage_changes: BTreeMap<SpaceId, (Stage, Stage)>,
     /// The space's sets changed since the snapshot (kept: `apply` owns
@@ -447,7 +508,7 @@ pub struct RollbackReport {
 impl RollbackReport {
     /// True when nothing had to change.
     pub fn was_noop(&self) -> bool {
-        self.steps.is_empty() && self.stage_changes.is_empty()
+        self.steps.is_empty() && self.listener.is_none() && self.stage_changes.is_empty()
     }
 }
 
@@ -558,6 +619,7 @@ struct Run<'a, J> {
     web_acl: &'a str,
     sets: BTreeMap<String, SetSnapshot>,
     stages: BTreeMap<SpaceId, Stage>,
+    gate: Option<GateSnapshot>,
     actor: &'a str,
     run: Option<i64>,
 }
@@ -576,12 +638,52 @@ impl<J: EnforceJournal> Run<'_, J> {
                     read,
                     sets: &self.sets,
                     stages: &self.stages,
+                    gate: self.gate.as_ref(),
                 },
                 self.actor,
             )
             .map_err(journal)?;
         self.run.get_or_insert(id);
         Ok(id)
+    }
+
+    /// Read the listener, snapshot (with the Web ACL as it stands), set it
+    /// to `target` and read it back.
+    async fn move_listener<A: WebAclBackend, G: GateBackend>(
+        &mut self,
+        acl: &A,
+        gate: &G,
+        arn: &str,
+        target: &ListenerAuth,
+    ) -> Result<ListenerStep, PolicyError> {
+        let before = crate::edge::read_listener(gate, arn).await?;
+        if let Some(g) = &mut self.gate {
+            g.listener = before.clone();
+        }
+        let read = read_existing(acl, self.web_acl).await?;
+        let snapshot = self.snapshot(&read)?;
+        crate::edge::write_listener(gate, arn, target).await?;
+        let after = target.normalized();
+        self.journal
+            .record_listener_write(
+                &ListenerWrite {
+                    arn,
+                    snapshot,
+                    before: &before,
+                    after: &after,
+                },
+                self.actor,
+            )
+            .map_err(journal)?;
+        if let Some(g) = &mut self.gate {
+            g.listener = after.clone();
+        }
+        Ok(ListenerStep {
+            arn: arn.to_owned(),
+            snapshot,
+            before,
+            after,
+        })
     }
 
     /// Read, snapshot, write; on a lock conflict again from a fresh read.
@@ -629,7 +731,8 @@ impl<J: EnforceJournal> Run<'_, J> {
 
 /// Move `opts.space` one stage forward. Refused (nothing written) when a
 /// guard trips at stage `enforce` without `force`, when the target skips
-/// a stage, or when the space's sets do not exist.
+/// a stage, or when the space's sets do not exist. No listener is moved:
+/// [`enforce_with_gate`] moves them.
 pub async fn enforce<A, S, J>(
     acl: &A,
     sets: &S,
@@ -639,6 +742,32 @@ pub async fn enforce<A, S, J>(
 where
     A: WebAclBackend,
     S: IpSetBackend,
+    J: EnforceJournal,
+{
+    enforce_with_gate(
+        acl,
+        sets,
+        None::<&EdgeGate<'_, NoGate>>,
+        journal_store,
+        opts,
+    )
+    .await
+}
+
+/// [`enforce`], and the listener serving the space (`[[gate.listeners]]`)
+/// moved with it after its guards passed ([`crate::edge`]): after the Web
+/// ACL writes, snapshotted first and read back.
+pub async fn enforce_with_gate<A, S, G, J>(
+    acl: &A,
+    sets: &S,
+    gate: Option<&EdgeGate<'_, G>>,
+    journal_store: &mut J,
+    opts: &EnforceOptions<'_>,
+) -> Result<EnforceReport, PolicyError>
+where
+    A: WebAclBackend,
+    S: IpSetBackend,
+    G: GateBackend,
     J: EnforceJournal,
 {
     let policy = opts.policy;
@@ -692,21 +821,39 @@ where
         simulation: opts.simulation.as_ref(),
     })?;
     let blocking = to == Stage::Enforce && sp.mode.uses_ip_gate();
-    let (mut warnings, mut forced) = (Vec::new(), Vec::new());
+    let mut warnings = Vec::new();
+    let mut next = now.clone();
+    next.insert(space.clone(), to);
+    // The listener's guards: they refuse a move to verify.
+    let edge = match gate {
+        Some(g) => crate::edge::plan(g, policy, space, &next).await?,
+        None => None,
+    };
+    let (mut refused, mut blocked) = (Vec::new(), Vec::new());
     if blocking && !found.is_empty() {
-        if !opts.force {
-            return Err(PolicyError::Refused {
-                what: "enforce".to_owned(),
-                guards: found,
-            });
-        }
-        forced = found;
+        blocked = found;
     } else {
         warnings = found;
     }
-
-    let mut next = now.clone();
-    next.insert(space.clone(), to);
+    if let Some(m) = &edge {
+        if m.target.mode == crate::compile::ListenerMode::Verify {
+            refused.extend(m.hard.iter().cloned());
+            blocked.extend(m.guards.iter().cloned());
+        } else {
+            warnings.extend(m.hard.iter().chain(&m.guards).cloned());
+        }
+    }
+    if !refused.is_empty() || (!blocked.is_empty() && !opts.force) {
+        refused.extend(blocked);
+        return Err(PolicyError::Refused {
+            what: "enforce".to_owned(),
+            guards: refused,
+        });
+    }
+    let forced = blocked;
+    let listener_change = edge
+        .as_ref()
+        .filter(|m| !m.snapshot.listener.same_as(&m.target));
     let arns = set_arns(acl, policy, &next).await?;
     let target = OwnedAcl::of(&compile(policy, &next, &arns)?.web_acl);
 
@@ -731,13 +878,14 @@ where
         web_acl,
         sets: set_snap,
         stages: recorded.clone(),
+        gate: edge.as_ref().map(|m| m.snapshot.clone()),
         actor: &opts.actor,
         run: None,
     };
     let steps = ordered_steps(&current.owned, &target);
     let mut done = Vec::new();
     let tags = BTreeMap::from([(space.clone(), to)]);
-    if to == from && steps.is_empty() {
+    if to == from && steps.is_empty() && listener_change.is_none() {
         // Nothing to change; the tags again, in case a run stopped before them.
         tag_stages(acl, &tags).await?;
         return Ok(EnforceReport {
@@ -749,11 +897,12 @@ where
             run: None,
             created_web_acl,
             steps: done,
+            listener: None,
             warnings,
             forced,
         });
     }
-    if steps.is_empty() {
+    if steps.is_empty() && listener_change.is_none() {
         // A stage change without an ACL change (off → staged) is still a
         // change: snapshot first, so rollback has a point to return to.
         run.snapshot(&current)?;
@@ -761,10 +910,18 @@ where
     for step in &steps {
         done.push(run.write(acl, step).await?);
     }
+    let listener = match (gate, listener_change) {
+        (Some(g), Some(m)) => Some(
+            run.move_listener(acl, g.backend, &m.snapshot.listener_arn, &m.target)
+                .await?,
+        ),
+        _ => None,
+    };
     let detail = serde_json::json!({
         "space": space,
         "from": from,
         "to": to,
+        "listener": listener,
         "run": run.run,
         "snapshots": done.iter().map(|s| s.snapshot).collect::<Vec<_>>(),
         "before": { "default_action": current.owned.default_action.as_str(), "rules": current.owned.rule_names() },
@@ -796,6 +953,7 @@ where
         run: run_id,
         created_web_acl,
         steps: done,
+        listener,
         warnings,
         forced,
     })
@@ -818,6 +976,8 @@ pub struct RollbackOptions<'a> {
 /// Restore a snapshot exactly: eos-sec's rules and default action as they
 /// were (default ALLOW first), and the recorded stages. Rules eos-sec does
 /// not own stay as they are now. Idempotent: a second run changes nothing.
+/// A snapshot that holds a listener is refused: [`rollback_with_gate`]
+/// restores it.
 pub async fn rollback<A, S, J>(
     acl: &A,
     sets: &S,
@@ -827,6 +987,26 @@ pub async fn rollback<A, S, J>(
 where
     A: WebAclBackend,
     S: IpSetBackend,
+    J: EnforceJournal,
+{
+    rollback_with_gate(acl, sets, None::<&NoGate>, journal_store, opts).await
+}
+
+/// [`rollback`], and the listener the snapshot holds restored exactly
+/// (first, before the Web ACL), read back. The trust store's bundle and
+/// revocations are not rewritten (a rollback never un-revokes a
+/// certificate): the report lists what changed since.
+pub async fn rollback_with_gate<A, S, G, J>(
+    acl: &A,
+    sets: &S,
+    gate: Option<&G>,
+    journal_store: &mut J,
+    opts: &RollbackOptions<'_>,
+) -> Result<RollbackReport, PolicyError>
+where
+    A: WebAclBackend,
+    S: IpSetBackend,
+    G: GateBackend,
     J: EnforceJournal,
 {
     let space = &opts.space;
@@ -855,6 +1035,20 @@ where
     let current = read_existing(acl, web_acl).await?;
     let recorded = journal_store.stages(&backend, web_acl).map_err(journal)?;
     let (set_now, _, _) = read_sets(sets, space).await?;
+    let gate_now = match (&snap.gate, gate) {
+        (None, _) => None,
+        (Some(then), None) => {
+            return Err(PolicyError::Stage(format!(
+                "snapshot {} holds listener {}: rolling it back needs [gate] (the certificate gate's backend)",
+                snap.id, then.listener_arn
+            )));
+        }
+        (Some(then), Some(g)) => Some(GateSnapshot {
+            listener_arn: then.listener_arn.clone(),
+            listener: crate::edge::read_listener(g, &then.listener_arn).await?,
+            trust_store: crate::edge::read_trust_store(g, &then.trust_store.name, None).await?,
+        }),
+    };
 
     let mut run = Run {
         journal: journal_store,
@@ -864,9 +1058,26 @@ where
         web_acl,
         sets: set_now.clone(),
         stages: recorded.clone(),
+        gate: gate_now.clone(),
         actor: &opts.actor,
         run: None,
     };
+    // The listener first: its restored mode is the looser one when the run
+    // being undone tightened it.
+    let mut listener = None;
+    let mut trust_store_changes = None;
+    if let (Some(then), Some(now), Some(g)) = (&snap.gate, &gate_now, gate) {
+        if !now.listener.same_as(&then.listener) {
+            listener = Some(
+                run.move_listener(acl, g, &then.listener_arn, &then.listener)
+                    .await?,
+            );
+        }
+        let held = |t: &crate::edge::TrustStoreSnapshot| (t.arn.clone(), t.revocations.clone());
+        if held(&now.trust_store) != held(&then.trust_store) {
+            trust_store_changes = Some((then.trust_store.clone(), now.trust_store.clone()));
+        }
+    }
     let mut done = Vec::new();
     for step in ordered_steps(&current.owned, &snap.owned) {
         done.push(run.write(acl, &step).await?);
@@ -901,6 +1112,7 @@ where
         "snapshot": snap.id,
         "run": run.run,
         "snapshots": done.iter().map(|s| s.snapshot).collect::<Vec<_>>(),
+        "listener": listener,
         "before": { "default_action": current.owned.default_action.as_str(), "rules": current.owned.rule_names(), "stages": recorded },
         "after": { "default_action": snap.owned.default_action.as_str(), "rules": snap.owned.rule_names(), "stages": snap.stages },
     });
@@ -934,6 +1146,8 @@ where
         web_acl: web_acl.to_owned(),
         snapshot: snap.id,
         steps: done,
+        listener,
+        trust_store_changes,
         stage_changes,
         set_changes,
     })

@@ -51,6 +51,10 @@ pub enum PolicyError {
     /// The Web ACL or IPSet backend failed.
     #[error(transparent)]
     Backend(#[from] eos_plan::BackendError),
+    /// The certificate gate's backend failed, or a listener or trust store
+    /// is missing or read back wrong.
+    #[error(transparent)]
+    Gate(#[from] crate::gate::GateError),
     /// The state store failed.
     #[error("state store: {0}")]
     Journal(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
@@ -59,7 +63,11 @@ pub enum PolicyError {
 impl PolicyError {
     /// True when the error is about what the user supplied (exit code 2).
     pub fn is_bad_input(&self) -> bool {
-        !matches!(self, PolicyError::Backend(_) | PolicyError::Journal(_))
+        match self {
+            PolicyError::Gate(e) => e.is_bad_input(),
+            PolicyError::Backend(_) | PolicyError::Journal(_) => false,
+            _ => true,
+        }
     }
 
     pub(crate) fn file(file: &str, message: impl Into<String>) -> PolicyError {

@@ -65,7 +65,7 @@ pub enum GateError {
     /// A resource eos-sec does not create (an API Gateway domain) is missing.
     #[error("{what} {name} does not exist")]
     Missing {
-        /// "API Gateway domain".
+        /// "API Gateway domain", "ALB listener".
         what: &'static str,
         /// Its name.
         name: String,
@@ -326,8 +326,93 @@ pub struct DomainRead {
     pub warnings: Vec<String>,
 }
 
+/// An ALB listener's `MutualAuthentication`, as DescribeListeners reports
+/// it and ModifyListener takes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListenerAuth {
+    /// `off`, `passthrough` or `verify`.
+    pub mode: crate::compile::ListenerMode,
+    /// The trust store (verify).
+    #[serde(default)]
+    pub trust_store_arn: Option<String>,
+    /// Whether an expired client certificate passes (verify); eos-sec
+    /// never sets it.
+    #[serde(default)]
+    pub ignore_client_certificate_expiry: Option<bool>,
+    /// Whether the listener advertises the trust store's CA names (verify).
+    #[serde(default)]
+    pub advertise_trust_store_ca_names: Option<bool>,
+}
+
+impl ListenerAuth {
+    /// Mode `off` or `passthrough`, which take no other setting.
+    pub fn mode_only(mode: crate::compile::ListenerMode) -> ListenerAuth {
+        ListenerAuth {
+            mode,
+            trust_store_arn: None,
+            ignore_client_certificate_expiry: None,
+            advertise_trust_store_ca_names: None,
+        }
+    }
+
+    /// Mode `verify` against `trust_store_arn`, never ignoring expiry.
+    pub fn verify(trust_store_arn: &str, advertise_ca_names: bool) -> ListenerAuth {
+        ListenerAuth {
+            mode: crate::compile::ListenerMode::Verify,
+            trust_store_arn: Some(trust_store_arn.to_owned()),
+            ignore_client_certificate_expiry: Some(false),
+            advertise_trust_store_ca_names: Some(advertise_ca_names),
+        }
+    }
+
+    /// What a write sends and a read-back is compared on: the verify
+    /// settings only in mode `verify` (AWS keeps none in the others), an
+    /// absent flag as AWS's default (`false`, `off`).
+    pub fn normalized(&self) -> ListenerAuth {
+        if self.mode != crate::compile::ListenerMode::Verify {
+            return ListenerAuth::mode_only(self.mode);
+        }
+        ListenerAuth {
+            mode: self.mode,
+            trust_store_arn: self.trust_store_arn.clone(),
+            ignore_client_certificate_expiry: Some(
+                self.ignore_client_certificate_expiry.unwrap_or(false),
+            ),
+            advertise_trust_store_ca_names: Some(
+                self.advertise_trust_store_ca_names.unwrap_or(false),
+            ),
+        }
+    }
+
+    /// Equal once both are [normalized](ListenerAuth::normalized).
+    pub fn same_as(&self, other: &ListenerAuth) -> bool {
+        self.normalized() == other.normalized()
+    }
+}
+
+impl fmt::Display for ListenerAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.normalized();
+        f.write_str(n.mode.as_str())?;
+        if n.mode == crate::compile::ListenerMode::Verify {
+            write!(
+                f,
+                " (trust store {}, ignore expiry {}, advertise CA names {})",
+                n.trust_store_arn.as_deref().unwrap_or("none"),
+                n.ignore_client_certificate_expiry.unwrap_or(false),
+                if n.advertise_trust_store_ca_names.unwrap_or(false) {
+                    "on"
+                } else {
+                    "off"
+                }
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// Where the certificate gate lives: an object store, ALB trust stores and
-/// API Gateway domains (AWS: `eos_aws::gate::AwsGate`).
+/// listeners, API Gateway domains (AWS: `eos_aws::gate::AwsGate`).
 #[allow(async_fn_in_trait)]
 pub trait GateBackend {
     /// A stable description of the backend (`aws:eu-west-1`), recorded with
@@ -361,6 +446,14 @@ pub trait GateBackend {
 
     /// Point the domain's truststore at `bundle`.
     async fn set_domain_truststore(&self, name: &str, bundle: &ObjectRef) -> Result<(), GateError>;
+
+    /// An ALB listener's `MutualAuthentication`; `None` when the listener
+    /// does not exist.
+    async fn listener(&self, arn: &str) -> Result<Option<ListenerAuth>, GateError>;
+
+    /// Set the listener's `MutualAuthentication` to `auth` (sent
+    /// [normalized](ListenerAuth::normalized)); nothing else changes.
+    async fn set_listener(&self, arn: &str, auth: &ListenerAuth) -> Result<(), GateError>;
 }
 
 /// What eos-sec put on a trust store, as recorded after read-back.

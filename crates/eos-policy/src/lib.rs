@@ -23,6 +23,7 @@
 mod acl;
 mod cert;
 pub mod compile;
+pub mod edge;
 pub mod enforce;
 mod error;
 mod eval;

@@ -7,8 +7,10 @@ use std::collections::BTreeMap;
 
 use eos_identity::SpaceId;
 use eos_plan::{BackendError, LockToken};
+use eos_policy::edge::GateSnapshot;
 use eos_policy::enforce::{
-    EnforceJournal, NewSnapshot, RunKind, SetSnapshot, Snapshot, StageChange, WriteRecord,
+    EnforceJournal, ListenerWrite, NewSnapshot, RunKind, SetSnapshot, Snapshot, StageChange,
+    WriteRecord,
 };
 use eos_policy::waf::WebAcl;
 use eos_policy::{AclRead, OwnedAcl, Stage, WebAclBackend, merge_document, owned_of_document};
@@ -30,7 +32,14 @@ fn owned_summary(o: &OwnedAcl) -> Value {
 }
 
 const SNAPSHOT_COLUMNS: &str =
-    "id, run, at, kind, space, backend, web_acl, lock_token, owned, document, sets, stages";
+    "id, run, at, kind, space, backend, web_acl, lock_token, owned, document, sets, stages, gate";
+
+/// The columns after the first ten: sets, stages, gate.
+type SnapshotTail = (String, String, Option<String>);
+
+fn snapshot_tail(r: &rusqlite::Row<'_>) -> rusqlite::Result<SnapshotTail> {
+    Ok((r.get(10)?, r.get(11)?, r.get(12)?))
+}
 
 fn snapshot_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<[String; 10]> {
     Ok([
@@ -47,11 +56,8 @@ fn snapshot_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<[String; 10]> {
     ])
 }
 
-fn decode_snapshot(
-    row: [String; 10],
-    sets: String,
-    stages: String,
-) -> Result<Snapshot, StoreError> {
+fn decode_snapshot(row: [String; 10], tail: SnapshotTail) -> Result<Snapshot, StoreError> {
+    let (sets, stages, gate) = tail;
     let [
         id,
         run,
@@ -84,6 +90,10 @@ fn decode_snapshot(
             .map_err(|e| corrupt("snapshot sets", e))?,
         stages: serde_json::from_str::<BTreeMap<SpaceId, Stage>>(&stages)
             .map_err(|e| corrupt("snapshot stages", e))?,
+        gate: gate
+            .map(|g| serde_json::from_str::<GateSnapshot>(&g))
+            .transpose()
+            .map_err(|e| corrupt("snapshot gate", e))?,
     })
 }
 
@@ -94,15 +104,9 @@ fn query_snapshot(
 ) -> Result<Option<Snapshot>, StoreError> {
     let sql = format!("SELECT {SNAPSHOT_COLUMNS} FROM acl_snapshots WHERE {sql_where}");
     let row = conn
-        .query_row(&sql, args, |r| {
-            Ok((
-                snapshot_row(r)?,
-                r.get::<_, String>(10)?,
-                r.get::<_, String>(11)?,
-            ))
-        })
+        .query_row(&sql, args, |r| Ok((snapshot_row(r)?, snapshot_tail(r)?)))
         .optional()?;
-    row.map(|(row, sets, stages)| decode_snapshot(row, sets, stages))
+    row.map(|(row, tail)| decode_snapshot(row, tail))
         .transpose()
 }
 
@@ -117,16 +121,12 @@ pub fn list_snapshots(
     );
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map(params![backend, web_acl], |r| {
-        Ok((
-            snapshot_row(r)?,
-            r.get::<_, String>(10)?,
-            r.get::<_, String>(11)?,
-        ))
+        Ok((snapshot_row(r)?, snapshot_tail(r)?))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (row, sets, stages) = row?;
-        out.push(decode_snapshot(row, sets, stages)?);
+        let (row, tail) = row?;
+        out.push(decode_snapshot(row, tail)?);
     }
     Ok(out)
 }
@@ -167,8 +167,8 @@ impl EnforceJournal for Store {
         )?;
         let run = s.run.unwrap_or(next);
         tx.execute(
-            "INSERT INTO acl_snapshots(id, run, at, kind, space, backend, web_acl, lock_token, owned, document, sets, stages)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            "INSERT INTO acl_snapshots(id, run, at, kind, space, backend, web_acl, lock_token, owned, document, sets, stages, gate)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             params![
                 next,
                 run,
@@ -182,6 +182,7 @@ impl EnforceJournal for Store {
                 s.read.document.to_string(),
                 crate::to_json(s.sets),
                 crate::to_json(s.stages),
+                s.gate.map(crate::to_json),
             ],
         )?;
         audit_in(
@@ -195,6 +196,7 @@ impl EnforceJournal for Store {
                 "lock_token": s.read.lock.0,
                 "owned": owned_summary(&s.read.owned),
                 "sets": s.sets.iter().map(|(k, v)| (k.clone(), v.addresses.len())).collect::<BTreeMap<_, _>>(),
+                "gate": s.gate,
             })),
         )?;
         tx.commit()?;
@@ -228,6 +230,24 @@ impl EnforceJournal for Store {
                 "step": w.kind.as_str(),
                 "before": owned_summary(w.before),
                 "after": owned_summary(w.after),
+            })),
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn record_listener_write(
+        &mut self,
+        w: &ListenerWrite<'_>,
+        actor: &str,
+    ) -> Result<(), StoreError> {
+        let tx = self.transaction()?;
+        audit_in(
+            &tx,
+            &AuditEntry::new(actor, "listener.write", w.arn).with_detail(json!({
+                "snapshot": w.snapshot,
+                "before": w.before,
+                "after": w.after,
             })),
         )?;
         tx.commit()?;

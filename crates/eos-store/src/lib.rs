@@ -115,6 +115,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "gate-outbox",
         sql: include_str!("migrations/0011_gate_outbox.sql"),
     },
+    Migration {
+        version: 12,
+        name: "listener-snapshots",
+        sql: include_str!("migrations/0012_listener_snapshots.sql"),
+    },
 ];
 
 /// One schema step.
