@@ -133,6 +133,36 @@ impl ApiError {
         )
     }
 
+    /// Not the `Content-Type` the endpoint takes (`expected`).
+    pub fn unsupported_media_type_of(expected: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            format!("send the request as Content-Type: {expected}"),
+        )
+    }
+
+    /// An EST request without usable HTTP credentials (RFC 7030 §3.2.3):
+    /// no `Authorization: Basic` header, or one without a password.
+    pub fn credentials_required() -> ApiError {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "credentials-required",
+            "send the security code as the password of HTTP Basic authentication",
+        )
+    }
+
+    /// The same refusal with another status (EST answers a refused code
+    /// with 401, RFC 7030 §3.2.3).
+    pub(crate) fn with_status(self, status: StatusCode) -> ApiError {
+        ApiError { status, ..self }
+    }
+
+    /// `Retry-After` in whole seconds, when the client should wait.
+    pub(crate) fn retry_after_secs(&self) -> Option<u64> {
+        self.retry_after.map(whole_seconds)
+    }
+
     /// The body is over the limit.
     pub fn payload_too_large(limit: usize) -> ApiError {
         ApiError::new(
@@ -218,7 +248,7 @@ impl std::fmt::Display for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let retry_after = self.retry_after.map(whole_seconds);
+        let retry_after = self.retry_after_secs();
         let body = Body {
             error: self.code,
             message: &self.message,

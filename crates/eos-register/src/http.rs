@@ -20,7 +20,7 @@ use serde_json::json;
 
 use crate::notify::{RecoveryEvent, notify};
 use crate::registrar::{Outcome, PresentedCode, Registrar, Registration};
-use crate::{ApiError, page};
+use crate::{ApiError, est, page};
 
 /// Shared by every request.
 #[derive(Debug)]
@@ -33,6 +33,11 @@ pub(crate) struct AppState {
 }
 
 impl AppState {
+    /// The registrar requests are run by.
+    pub(crate) fn registrar(&self) -> &Arc<Registrar> {
+        &self.registrar
+    }
+
     /// Forget rate-limit state of sources that are idle again (called
     /// periodically, so an open endpoint cannot grow the map without bound).
     pub(crate) fn prune(&self) {
@@ -45,7 +50,7 @@ impl AppState {
 
 /// The client address the request resolved to.
 #[derive(Debug, Clone, Copy)]
-struct Client(IpAddr);
+pub(crate) struct Client(pub(crate) IpAddr);
 
 /// The rate-limit key: IPv4 address, or the IPv6 /64 (one host usually
 /// holds a whole /64, so per-address limits would not limit it).
@@ -65,7 +70,7 @@ pub(crate) fn limit_key(ip: IpAddr) -> IpAddr {
 /// static and draws on the page's own budget, so reloading the page never
 /// leaves its script refused or the API's budget spent.
 fn reaches_the_store(path: &str) -> bool {
-    path.starts_with("/v1/") || path == "/metrics"
+    path.starts_with("/v1/") || path == "/metrics" || est::is_est(path)
 }
 
 /// Known paths, for the access log: anything else is logged as `other`, so
@@ -82,6 +87,8 @@ fn route_name(path: &str) -> &'static str {
         "/v1/ip" => "/v1/ip",
         "/v1/cert" => "/v1/cert",
         "/v1/recover" => "/v1/recover",
+        est::CACERTS => est::CACERTS,
+        est::SIMPLEENROLL => est::SIMPLEENROLL,
         _ => "other",
     }
 }
@@ -114,6 +121,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/v1/ip", post(ip))
         .route("/v1/cert", post(cert))
         .route("/v1/recover", post(recover))
+        .merge(est::routes())
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
 }
@@ -243,7 +251,7 @@ async fn guard(
 
 /// The stable error code of a response, for the access log.
 #[derive(Debug, Clone, Copy)]
-struct ErrorCode(&'static str);
+pub(crate) struct ErrorCode(pub(crate) &'static str);
 
 fn error_response(e: ApiError) -> Response {
     let code = e.code();
@@ -306,24 +314,10 @@ async fn read_json<T: serde::de::DeserializeOwned>(
     limit: usize,
     shape: &str,
 ) -> Result<T, ApiError> {
-    let json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-    if !json {
+    if !has_media_type(headers, "application/json") {
         return Err(ApiError::unsupported_media_type());
     }
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(ApiError::payload_too_large(limit));
-    }
-    let bytes = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| ApiError::payload_too_large(limit))?;
+    let bytes = read_limited(headers, body, limit).await?;
     let refused = || ApiError::bad_request(&format!("the body must be a JSON object {shape}"));
     // serde reads a struct from a JSON array too (`["EOS-…"]` as
     // `{"code": "EOS-…"}`): the API takes objects only. JSON whitespace is
@@ -336,6 +330,34 @@ async fn read_json<T: serde::de::DeserializeOwned>(
         return Err(refused());
     }
     serde_json::from_slice(&bytes).map_err(|_| refused())
+}
+
+/// Whether the request's `Content-Type` is `expected` (parameters aside).
+pub(crate) fn has_media_type(headers: &HeaderMap, expected: &str) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(expected))
+}
+
+/// Read a body of at most `limit` bytes: refused at once when its
+/// `Content-Length` says it is over, else as soon as it grows over.
+pub(crate) async fn read_limited(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<axum::body::Bytes, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::payload_too_large(limit));
+    }
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| ApiError::payload_too_large(limit))
 }
 
 #[derive(Deserialize)]
@@ -460,6 +482,19 @@ async fn run(
         Ok(r) => r,
         Err(e) => return error_response(e),
     };
+    match execute(&st, request, client).await {
+        Ok(outcome) => axum::Json(outcome).into_response(),
+        Err(e) => error_response(e),
+    }
+}
+
+/// Run a registration off the async workers (it holds the store and may
+/// wait on the CA), and start the recovery notification when it was one.
+pub(crate) async fn execute(
+    st: &AppState,
+    request: Registration,
+    client: IpAddr,
+) -> Result<Outcome, ApiError> {
     let registrar = st.registrar.clone();
     let outcome = tokio::task::spawn_blocking(move || {
         registrar.execute(request, client, eos_codes::unix_now())
@@ -470,12 +505,12 @@ async fn run(
             if let Outcome::Recovered { .. } = &outcome {
                 spawn_notification(st.registrar.clone(), &outcome);
             }
-            axum::Json(outcome).into_response()
+            Ok(outcome)
         }
-        Ok(Err(e)) => error_response(e),
+        Ok(Err(e)) => Err(e),
         Err(e) => {
             tracing::error!(error = %e, "registration task failed");
-            error_response(ApiError::internal())
+            Err(ApiError::internal())
         }
     }
 }

@@ -10,6 +10,9 @@
 //! - `POST /v1/recover` (an administrator's recovery code) replaces the
 //!   admin's previous recovery address with the current one and calls the
 //!   notification hook.
+//! - EST (RFC 7030, `est`): `GET /.well-known/est/cacerts` and
+//!   `POST /.well-known/est/simpleenroll`, the latter a
+//!   [`Registration::Cert`] with the code as the HTTP Basic password.
 //!
 //! Each request is a [`Registration`]; [`Registrar::execute`] checks its
 //! code for the variant's purpose before anything else — the CSR is not
@@ -26,6 +29,7 @@
 mod config;
 mod conn;
 mod error;
+mod est;
 mod http;
 pub mod issuance;
 mod notify;

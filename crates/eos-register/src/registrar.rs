@@ -52,7 +52,7 @@ impl PresentedCode {
         PresentedCode(Zeroizing::new(code))
     }
 
-    fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }
@@ -179,7 +179,7 @@ impl fmt::Debug for Registrar {
     }
 }
 
-fn internal(what: &str, e: impl fmt::Display) -> ApiError {
+pub(crate) fn internal(what: &str, e: impl fmt::Display) -> ApiError {
     tracing::error!(error = %e, "{what}");
     ApiError::internal()
 }

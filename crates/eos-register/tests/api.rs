@@ -4,6 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "api/est.rs"]
+mod est;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -627,16 +629,7 @@ async fn recovery_replaces_the_previous_recovery_address_and_notifies() {
 
 #[tokio::test]
 async fn brute_forced_codes_are_throttled_and_none_succeeds() {
-    let h = Harness::start_with(Setup {
-        backoff: BackoffPolicy {
-            free_failures: 3,
-            base: Duration::from_secs(30),
-            max: Duration::from_secs(900),
-            reset_after: Duration::from_secs(3600),
-        },
-        ..Setup::default()
-    })
-    .await;
+    let h = Harness::start_with(Setup::slow_backoff()).await;
     let real = h.issue_for("alice", &[Purpose::RegisterIp]);
     let mut rejected = 0;
     let mut throttled = 0;

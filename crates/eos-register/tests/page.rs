@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use base64::Engine;
-use common::Harness;
+use common::{Harness, oracles_required};
 use eos_codes::Purpose;
 use sha2::{Digest, Sha256};
 
@@ -23,15 +23,6 @@ fn chromium() -> PathBuf {
     std::env::var_os("EOS_SEC_CHROMIUM")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
-}
-
-/// The project's rule for outside oracles (as `eos_aws::moto::oracles_required`,
-/// without linking the AWS SDK into this crate's tests and benches): under CI
-/// or `EOS_SEC_REQUIRE_ORACLES` a missing one fails instead of skipping.
-fn oracles_required() -> bool {
-    let set =
-        |v: &str| std::env::var_os(v).is_some_and(|v| !v.is_empty() && v != "0" && v != "false");
-    set("EOS_SEC_REQUIRE_ORACLES") || set("CI")
 }
 
 /// What is missing to run the browser test, if anything.

@@ -17,6 +17,15 @@ use eos_register::{CaSetup, Registrar, ServeOptions, Service, ShutdownTrigger, s
 use eos_store::Store;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
+/// The project's rule for outside oracles (as `eos_aws::moto::oracles_required`,
+/// without linking the AWS SDK into this crate's tests and benches): under CI
+/// or `EOS_SEC_REQUIRE_ORACLES` a missing one fails instead of skipping.
+pub fn oracles_required() -> bool {
+    let set =
+        |v: &str| std::env::var_os(v).is_some_and(|v| !v.is_empty() && v != "0" && v != "false");
+    set("EOS_SEC_REQUIRE_ORACLES") || set("CI")
+}
+
 pub const PEPPER: &str = "a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebfc0";
 
 pub fn ring() -> PepperRing {
@@ -181,6 +190,22 @@ impl Default for Setup {
             signing: Signing::Local,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             tls: true,
+        }
+    }
+}
+
+impl Setup {
+    /// Three free failures, then a wait of 30 s that a test never sits out:
+    /// every further check from the source is throttled.
+    pub fn slow_backoff() -> Setup {
+        Setup {
+            backoff: BackoffPolicy {
+                free_failures: 3,
+                base: Duration::from_secs(30),
+                max: Duration::from_secs(900),
+                reset_after: Duration::from_secs(3600),
+            },
+            ..Setup::default()
         }
     }
 }
