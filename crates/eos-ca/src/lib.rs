@@ -27,6 +27,6 @@ pub use ca::{
 pub use csr::{
     CsrError, CsrLimits, IgnoredRequest, KeyFingerprint, KeyKind, ValidatedCsr, validate_csr,
 };
-pub use profile::{IssuancePolicy, Lifetime, Profile, format_duration, parse_duration};
+pub use profile::{IssuancePolicy, Lifetime, Profile, format_duration};
 pub use x509_cert::Certificate;
 pub use x509_cert::crl::CertificateList;

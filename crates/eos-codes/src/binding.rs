@@ -348,25 +348,11 @@ impl IssueRequest {
     }
 }
 
-/// Parse a duration written as a whole number and a unit: `14d`, `12h`,
-/// `30m`, `90s`.
+/// Parse a lifetime: whole seconds in eos-sec's one duration grammar
+/// ([`crate::duration`]: `14d`, `12h`, `30m`, `90s`, `1h 30m`).
 pub fn parse_duration(s: &str) -> Result<Duration, BindingError> {
-    let bad = || BindingError::TtlSyntax(s.chars().take(32).collect());
-    let t = s.trim();
-    let split = t.len().checked_sub(1).ok_or_else(bad)?;
-    let (num, unit) = (
-        t.get(..split).ok_or_else(bad)?,
-        t.get(split..).ok_or_else(bad)?,
-    );
-    let n: u64 = num.parse().map_err(|_| bad())?;
-    let mult = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(bad()),
-    };
-    n.checked_mul(mult).map(Duration::from_secs).ok_or_else(bad)
+    crate::duration::parse_seconds(s)
+        .map_err(|_| BindingError::TtlSyntax(s.chars().take(32).collect()))
 }
 
 /// Write a duration in the largest unit that divides it.

@@ -23,6 +23,7 @@
 
 pub mod binding;
 mod check;
+pub mod duration;
 pub mod format;
 pub mod pepper;
 

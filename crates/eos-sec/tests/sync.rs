@@ -143,3 +143,22 @@ fn the_watcher_serves_other_spaces_while_one_is_refused() {
         "colour in a redirected log: {logged:?}"
     );
 }
+
+/// `--write-interval` takes the duration grammar of the config file
+/// (`request_timeout = "2m"`): one grammar for every duration eos-sec reads.
+#[test]
+fn write_interval_takes_the_config_duration_grammar() {
+    let st = State::new("");
+    add_acme(&st);
+    for d in ["2m", "1m 30s", "250ms", "0s"] {
+        st.ok(&["sync", "--write-interval", d]);
+    }
+    let o = st.run(&["sync", "--write-interval", "2 fortnights"]);
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(
+        o.stderr
+            .contains("invalid value '2 fortnights' for '--write-interval"),
+        "{}",
+        o.stderr
+    );
+}

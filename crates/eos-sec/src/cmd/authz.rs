@@ -94,7 +94,7 @@ pub fn run(cmd: AuthzCommand, ctx: &crate::Ctx) -> anyhow::Result<()> {
 }
 
 fn serve(a: ServeArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
-    let interval = eos_ca::parse_duration(&a.reload_interval)
+    let interval = eos_codes::duration::parse_seconds(&a.reload_interval)
         .map_err(|e| bad_input!("--reload-interval: {e}"))?;
     if interval.is_zero() {
         return Err(bad_input!("--reload-interval must be at least 1s"));

@@ -205,7 +205,7 @@ impl CaFiles {
 }
 
 fn duration(s: &str, what: &str) -> anyhow::Result<Duration> {
-    eos_ca::parse_duration(s).map_err(|e| bad_input!("{what}: {e}"))
+    eos_codes::duration::parse_seconds(s).map_err(|e| bad_input!("{what}: {e}"))
 }
 
 fn passphrase(conf: &CaSection) -> anyhow::Result<Option<Passphrase>> {

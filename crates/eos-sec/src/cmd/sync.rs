@@ -30,9 +30,10 @@ pub struct SyncArgs {
     /// a set (not with --watch)
     #[arg(long, conflicts_with = "watch")]
     pub allow_large_change: bool,
-    /// Least time between two writes [default: 1s on AWS (WAF allows about
-    /// one write per second per account and region), 0 locally]
-    #[arg(long, value_parser = parse_interval)]
+    /// Least time between two writes, e.g. 250ms, 2m [default: 1s on AWS
+    /// (WAF allows about one write per second per account and region), 0
+    /// locally]
+    #[arg(long, value_parser = eos_codes::duration::parse)]
     pub write_interval: Option<Duration>,
     #[command(flatten)]
     pub backend: BackendArgs,
@@ -50,22 +51,6 @@ pub enum SyncCommand {
 pub struct StatusArgs {
     #[command(flatten)]
     pub backend: BackendArgs,
-}
-
-fn parse_interval(s: &str) -> Result<Duration, String> {
-    if let Some(ms) = s.strip_suffix("ms") {
-        return ms
-            .parse()
-            .map(Duration::from_millis)
-            .map_err(|e| format!("{s:?}: {e}"));
-    }
-    if let Some(secs) = s.strip_suffix('s') {
-        return secs
-            .parse()
-            .map(Duration::from_secs)
-            .map_err(|e| format!("{s:?}: {e}"));
-    }
-    Err(format!("{s:?}: write a duration like 1s or 250ms"))
 }
 
 pub fn run(args: SyncArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
