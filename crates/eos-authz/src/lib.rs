@@ -22,12 +22,16 @@
 //! - **the proxy's side** ([`nginx_config`]): the nginx configuration the
 //!   tests run, printed by `eos-sec authz config nginx`;
 //! - **observability**: one JSON log line per decision (deciding rule,
-//!   identity; never the certificate) and counters on `/metrics`.
+//!   identity; never the certificate) and counters on `/metrics`;
+//! - **the drill's client** ([`probe`]): one HTTPS request with a client
+//!   certificate, answered "admitted", "refused" (HTTP 401/403 or a TLS
+//!   alert) or "could not tell", for `eos-sec drill revocation`.
 
 mod decide;
 mod live;
 mod metrics;
 mod nginx;
+pub mod probe;
 mod server;
 
 pub use decide::{Answer, CERT_HEADERS, Gate, decide};

@@ -1,4 +1,6 @@
-//! Exit codes: 0 success, 1 operational failure, 2 bad input or usage.
+//! Exit codes: 0 success, 1 operational failure, 2 bad input or usage; a
+//! command with outcomes of its own (`drill`) returns [`Failed`] with its
+//! documented code after printing its report.
 
 /// A problem with what the user gave us (arguments, files, config). Maps to
 /// exit code 2. The message names what was wrong and where.
@@ -14,9 +16,24 @@ macro_rules! bad_input {
 }
 pub(crate) use bad_input;
 
-/// Exit code for an error: 2 when anything in its chain is a bad-input error
+/// A command ran and its report is printed, but its outcome is a failure
+/// with a code of its own (`drill revocation`: 3 SLA missed, 4 the target
+/// did not admit the drill certificate).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Failed {
+    /// The exit code.
+    pub code: u8,
+    /// What failed.
+    pub message: String,
+}
+
+/// Exit code for an error: a [`Failed`]'s own code; 2 when anything in its chain is a bad-input error
 /// of ours or of a library, 1 otherwise.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
+    if let Some(f) = err.chain().find_map(|e| e.downcast_ref::<Failed>()) {
+        return f.code;
+    }
     let bad = err.chain().any(|e| {
         e.is::<BadInput>()
             || e.is::<eos_ipset::LineError>()
@@ -47,6 +64,8 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             || e.is::<eos_plan::SavedPlanError>()
             || e.is::<eos_plan::OptionsError>()
             || e.is::<eos_plan::rules::RuleFieldError>()
+            || e.downcast_ref::<eos_authz::probe::ProbeError>()
+                .is_some_and(eos_authz::probe::ProbeError::is_bad_input)
             || matches!(
                 e.downcast_ref::<eos_register::RegisterError>(),
                 Some(

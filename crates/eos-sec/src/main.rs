@@ -103,6 +103,10 @@ enum Command {
     /// Print eos-sec's manual page (roff), or write one page per command
     /// into a directory
     Man(cmd::cli::ManArgs),
+    /// Drills that prove a gate works: revoke a throwaway certificate and
+    /// time until the target refuses it
+    #[command(subcommand)]
+    Drill(cmd::drill::DrillCommand),
 }
 
 /// What every command gets besides its own arguments.
@@ -188,6 +192,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(a) => cmd::serve::run(a, &ctx),
         Command::Authz(c) => cmd::authz::run(c, &ctx),
         Command::Completions(_) | Command::Man(_) => Ok(()),
+        Command::Drill(c) => cmd::drill::run(c, &ctx),
     }
 }
 

@@ -243,16 +243,29 @@ fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
 }
 
-#[test]
-fn nginx_auth_request_enforces_either_cert_and_revocation() {
-    if !oracles_available() {
-        return;
+/// The CA, acme's set (127.0.0.3), the policy, nginx's own certificate,
+/// the decision service (only 127.0.0.1, nginx, is a trusted proxy) and
+/// nginx with the configuration `authz config nginx` prints, as is.
+struct Stack {
+    env: Env,
+    authz_port: u16,
+    nginx_port: u16,
+    _nginx: Proc,
+    _authz: Proc,
+}
+
+impl Stack {
+    fn client(&self) -> Client<'_> {
+        Client {
+            env: &self.env,
+            port: self.nginx_port,
+        }
     }
+}
+
+fn stack() -> Stack {
     let env = Env { st: State::new("") };
     env.eos(&["ca", "init", "--env", "dev"]);
-    let _alice = env.issue("alice", "acme", "alice");
-    let bob = env.issue("bob", "globex", "bob");
-    env.issue("carol", "globex", "carol");
     // acme's set: 127.0.0.3 only.
     env.allow_acme("127.0.0.3", "office");
     write(
@@ -280,9 +293,14 @@ stage = "enforce"
 [spaces.initech]
 mode = "cert"
 stage = "count"
+
+[spaces.openco]
+mode = "open"
+stage = "enforce"
 "#,
     );
-    // nginx's own certificate, for *.eos.test.
+    // nginx's own certificate, for *.eos.test: a leaf (rustls, the
+    // drill's client, refuses a CA certificate as a server's).
     env.openssl(&[
         "req",
         "-x509",
@@ -301,12 +319,13 @@ stage = "count"
         "/CN=eos.test",
         "-addext",
         "subjectAltName=DNS:*.eos.test",
+        "-addext",
+        "basicConstraints=critical,CA:FALSE",
     ]);
 
-    // The decision service: only 127.0.0.1 (nginx) is a trusted proxy.
     let authz_port = free_port();
     let log = std::fs::File::create(env.path("authz.log")).unwrap();
-    let _authz = Proc(
+    let authz = Proc(
         env.st
             .command()
             .args([
@@ -328,7 +347,6 @@ stage = "count"
     );
     wait_for_port(authz_port, "eos-sec authz serve");
 
-    // nginx with the generated configuration, included as printed.
     let nginx_port = free_port();
     let upstream_port = free_port();
     let generated = env.eos(&[
@@ -381,7 +399,7 @@ http {{
             conf = env.p("eos-authz.conf"),
         ),
     );
-    let _nginx = Proc(
+    let nginx = Proc(
         Command::new(NGINX)
             .args([
                 "-p",
@@ -397,10 +415,27 @@ http {{
             .unwrap(),
     );
     wait_for_port(nginx_port, "nginx");
-    let c = Client {
-        env: &env,
-        port: nginx_port,
-    };
+    Stack {
+        env,
+        authz_port,
+        nginx_port,
+        _nginx: nginx,
+        _authz: authz,
+    }
+}
+
+#[test]
+fn nginx_auth_request_enforces_either_cert_and_revocation() {
+    if !oracles_available() {
+        return;
+    }
+    let stack = stack();
+    let env = &stack.env;
+    let authz_port = stack.authz_port;
+    let _alice = env.issue("alice", "acme", "alice");
+    let bob = env.issue("bob", "globex", "bob");
+    env.issue("carol", "globex", "carol");
+    let c = stack.client();
 
     // Mode `either` (acme): address in the set, no certificate.
     let (code, body) = c.get("acme", "127.0.0.3", None, &[]);
@@ -554,4 +589,241 @@ fn percent_escape(s: &str) -> String {
             }
         })
         .collect()
+}
+
+/// `eos-sec drill revocation` with `args` after the target's options;
+/// (exit code, JSON report or Null, stderr).
+fn drill(env: &Env, target: &str, connect: u16, args: &[&str]) -> (i32, serde_json::Value, String) {
+    let mut all = vec![
+        "--json".to_owned(),
+        "drill".to_owned(),
+        "revocation".to_owned(),
+        "--target".to_owned(),
+        target.to_owned(),
+        "--connect".to_owned(),
+        format!("127.0.0.1:{connect}"),
+        "--interval".to_owned(),
+        "50ms".to_owned(),
+    ];
+    if !args.contains(&"--ca-file") {
+        all.extend(["--ca-file".to_owned(), "server.pem".to_owned()]);
+    }
+    all.extend(args.iter().map(|a| (*a).to_owned()));
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    let out = env.st.run(&all);
+    let report = serde_json::from_str(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (out.code, report, out.stderr)
+}
+
+fn cert_status(env: &Env, serial: &str) -> String {
+    let v = env.st.json(&["ca", "show", serial]);
+    v["status"].as_str().unwrap().to_owned()
+}
+
+/// A drill started against a target that accepts connections and never
+/// answers, once it has issued its certificate: the child and its serial.
+fn drill_hanging(env: &Env, port: u16) -> (Child, String) {
+    use std::io::BufRead;
+    let mut child = env
+        .st
+        .command()
+        .args([
+            "--json",
+            "drill",
+            "revocation",
+            "--target",
+            "https://globex.eos.test/hello",
+            "--connect",
+            &format!("127.0.0.1:{port}"),
+            "--ca-file",
+            "server.pem",
+            "--space",
+            "globex",
+            "--sla",
+            "1s",
+            "--lifetime",
+            "2m",
+            "--timeout",
+            "60s",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let serial = loop {
+        let line = lines.next().expect("drill ended before issuing").unwrap();
+        if let Some(rest) = line.strip_prefix("drill: issued ") {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    // Keep draining stderr so the drill never blocks on it.
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, serial)
+}
+
+#[test]
+fn drill_revocation_measures_time_to_refuse_through_nginx() {
+    if !oracles_available() {
+        return;
+    }
+    let stack = stack();
+    let env = &stack.env;
+    let port = stack.nginx_port;
+    let globex = format!("https://globex.eos.test:{port}/hello");
+
+    // A target that accepts and never answers: the drill hangs in its
+    // admission probe, with its certificate issued.
+    let hang = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hang_port = hang.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in hang.incoming() {
+            held.push(c);
+        }
+    });
+
+    // kill -9 half way: the certificate stays active, but only for its
+    // lifetime (2 minutes, backdated 5), its key died with the process,
+    // and it is marked as a drill's ...
+    let (mut child, killed) = drill_hanging(env, hang_port);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(cert_status(env, &killed), "active");
+    let rec = env.st.json(&["ca", "show", &killed]);
+    let ts = |k: &str| {
+        time::OffsetDateTime::parse(
+            rec[k].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap()
+    };
+    assert!(ts("not_after") - time::OffsetDateTime::now_utc() <= time::Duration::minutes(2));
+    assert_eq!(rec["user"], "eos-drill");
+
+    // ... so SIGTERM half way revokes at once, and the next drill (this
+    // one) first revokes what the killed one left.
+    let (child, interrupted) = drill_hanging(env, hang_port);
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["status"], "interrupted");
+    assert_eq!(report["revoked"], true);
+    assert_eq!(report["leftovers_revoked"], serde_json::json!([killed]));
+    assert_eq!(cert_status(env, &killed), "revoked");
+    assert_eq!(cert_status(env, &interrupted), "revoked");
+
+    // The drill through nginx: admitted, revoked, refused within the
+    // reload interval (plus a probe interval), well inside the SLA.
+    let (code, r, stderr) = drill(env, &globex, port, &["--space", "globex", "--sla", "10s"]);
+    assert_eq!(code, 0, "{r:#}\n{stderr}");
+    assert_eq!(r["status"], "passed");
+    assert_eq!(
+        r["admitted"],
+        serde_json::json!({"outcome": "admitted", "status": 200})
+    );
+    assert_eq!(
+        r["refused_by"],
+        serde_json::json!({"kind": "http", "status": 403})
+    );
+    assert_eq!(r["leftovers_revoked"], serde_json::json!([]));
+    assert_eq!(r["published"]["to"], "local-crl");
+    let ms = r["time_to_refuse_ms"].as_u64().unwrap();
+    assert!(ms <= (RELOAD * 3).as_millis() as u64, "{ms} ms");
+    eprintln!("drill: time to refuse {ms} ms (reload interval {RELOAD:?})");
+    let serial = r["serial"].as_str().unwrap();
+    assert_eq!(cert_status(env, serial), "revoked");
+    // Marked as a drill in the inventory and the audit log.
+    let store = eos_store::Store::open(&env.path("state")).unwrap();
+    assert!(eos_store::drills::is_drill(store.conn(), serial).unwrap());
+    let actions: Vec<(String, String)> = store
+        .audit_log(1000)
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.action.starts_with("drill."))
+        .map(|a| (a.action, a.subject))
+        .collect();
+    for expected in [
+        ("drill.issue", serial),
+        ("drill.revoke", serial),
+        ("drill.revoke-leftover", killed.as_str()),
+        ("drill.revocation", "passed"),
+    ] {
+        assert!(
+            actions
+                .iter()
+                .any(|(a, s)| a == expected.0 && s == expected.1),
+            "{expected:?} not in {actions:?}"
+        );
+    }
+    drop(store);
+
+    // A target that never refuses (an open space): the SLA is missed,
+    // exit 3, and the certificate is revoked all the same.
+    let openco = format!("https://openco.eos.test:{port}/hello");
+    let (code, r, _) = drill(env, &openco, port, &["--space", "openco", "--sla", "1s"]);
+    assert_eq!(
+        (code, &r["status"]),
+        (3, &serde_json::json!("sla-missed")),
+        "{r:#}"
+    );
+    assert_eq!(r["time_to_refuse_ms"], serde_json::Value::Null);
+    assert_eq!(cert_status(env, r["serial"].as_str().unwrap()), "revoked");
+
+    // A target that refuses the drill certificate from the start (another
+    // space's gate) proves nothing: exit 4.
+    let (code, r, _) = drill(env, &globex, port, &["--space", "acme", "--sla", "5s"]);
+    assert_eq!(
+        (code, &r["status"]),
+        (4, &serde_json::json!("not-admitted")),
+        "{r:#}"
+    );
+    assert_eq!(cert_status(env, r["serial"].as_str().unwrap()), "revoked");
+
+    // The target's certificate is verified against --ca-file: the CA's
+    // own bundle does not vouch for nginx, so nothing is admitted.
+    let args = [
+        "--space",
+        "globex",
+        "--sla",
+        "5s",
+        "--ca-file",
+        "state/ca/ca.pem",
+    ];
+    let (code, r, _) = drill(env, &globex, port, &args);
+    assert_eq!(
+        (code, &r["status"]),
+        (1, &serde_json::json!("unreachable")),
+        "{r:#}"
+    );
+    assert!(
+        r["last_probe_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("tls handshake"),
+        "{r:#}"
+    );
+    assert_eq!(cert_status(env, r["serial"].as_str().unwrap()), "revoked");
+
+    // Bad input writes nothing: exit 2 before any certificate is issued.
+    let before = env.st.json(&["ca", "list"]).as_array().unwrap().len();
+    for bad in [
+        vec!["--space", "globex", "--sla", "5m", "--lifetime", "5m"],
+        vec!["--space", "globex", "--sla", "soon"],
+        vec!["--space", "globex", "--ca-file", "missing.pem"],
+    ] {
+        let (code, _, stderr) = drill(env, &globex, port, &bad);
+        assert_eq!(code, 2, "{bad:?}: {stderr}");
+    }
+    let (code, _, stderr) = drill(env, "http://globex.eos.test/", port, &["--space", "globex"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(
+        env.st.json(&["ca", "list"]).as_array().unwrap().len(),
+        before
+    );
 }

@@ -18,6 +18,7 @@ use serde::Serialize;
 mod audit;
 pub mod certs;
 pub mod codes;
+pub mod drills;
 pub mod enforce;
 pub mod gate;
 pub mod ipsets;
@@ -119,6 +120,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 12,
         name: "listener-snapshots",
         sql: include_str!("migrations/0012_listener_snapshots.sql"),
+    },
+    Migration {
+        version: 13,
+        name: "drills",
+        sql: include_str!("migrations/0013_drills.sql"),
     },
 ];
 

@@ -22,7 +22,7 @@ use eos_store::certs::{self, CertFilter, CertRecord, CrlRecord};
 use eos_store::{AuditEntry, audit_in};
 use serde::Serialize;
 
-use eos_aws::acmpca::{IssueWait, PrivateCa, Revocation};
+use eos_aws::acmpca::{IssueWait, PrivateCa};
 use eos_register::issuance::{CaSetup, IssuanceError, IssueAudit, IssueInput, issue_in, withdraw};
 
 use crate::cmd::aws::{AwsArgs, aws_options};
@@ -178,7 +178,7 @@ pub fn run(cmd: CaCommand, ctx: &crate::Ctx) -> anyhow::Result<()> {
         CaCommand::Sign(a) => sign(a, ctx, &files, conf),
         CaCommand::List(a) => list(a, ctx),
         CaCommand::Show(a) => show(a, ctx),
-        CaCommand::Revoke(a) => revoke(a, ctx, &files, conf),
+        CaCommand::Revoke(a) => revoke(a, ctx),
         CaCommand::Crl(a) => crl(a, ctx, &files, conf),
         CaCommand::Bundle(a) => bundle(a, ctx),
         CaCommand::Expiring(a) => expiring(a, ctx),
@@ -288,6 +288,16 @@ pub(crate) fn load_setup(
     }
     let ca = open_ca(ctx, &files, rt)?;
     Ok(Some(setup(ca, conf)?))
+}
+
+/// The configured CA ready to issue (local key or AWS Private CA), for
+/// commands that issue outside `ca sign` (`drill`).
+pub(crate) fn issuing_setup(
+    ctx: &crate::Ctx,
+    rt: &tokio::runtime::Runtime,
+) -> anyhow::Result<CaSetup> {
+    let files = CaFiles::new(&ctx.state_dir);
+    setup(open_ca(ctx, &files, rt)?, &ctx.config.ca)
 }
 
 /// The CA that signs, as configured.
@@ -885,15 +895,35 @@ struct RevokeReport<'a> {
     crl: Option<String>,
 }
 
-fn revoke(
-    a: RevokeArgs,
+/// What a revocation did.
+pub(crate) struct Revocation {
+    /// The inventory record after it.
+    pub record: CertRecord,
+    /// The CRL it produced (local CA).
+    pub crl_number: Option<u64>,
+    /// Whether it was revoked now (not already).
+    pub changed: bool,
+    /// The CRL file (local CA); AWS Private CA publishes its own.
+    pub crl: Option<String>,
+    /// The configured signer.
+    pub signer: String,
+}
+
+/// Revoke `serial` (hex, canonical) with the configured CA: recorded and
+/// audited as `action` with `extra` in its detail; for the local CA a new
+/// CRL is written and queued for the gate in the same transaction, for AWS
+/// Private CA RevokeCertificate is called first.
+pub(crate) fn revoke_serial(
     ctx: &crate::Ctx,
-    files: &CaFiles,
-    conf: &CaSection,
-) -> anyhow::Result<()> {
-    let serial = serial_arg(&a.serial)?;
+    serial: &str,
+    reason: RevocationReason,
+    action: &str,
+    extra: serde_json::Map<String, serde_json::Value>,
+) -> anyhow::Result<Revocation> {
+    let files = CaFiles::new(&ctx.state_dir);
+    let conf = &ctx.config.ca;
     let (ca, rt) = match conf.backend {
-        CaBackendKind::Local => (Ca::Local(Box::new(load_ca(files, conf)?)), None),
+        CaBackendKind::Local => (Ca::Local(Box::new(load_ca(&files, conf)?)), None),
         CaBackendKind::Acmpca => {
             let rt = super::plan::runtime()?;
             (Ca::Private(Box::new(open_private(ctx, &rt)?)), Some(rt))
@@ -905,7 +935,7 @@ fn revoke(
     };
     let mut store = ctx.store()?;
     let tx = store.transaction()?;
-    let known = certs::get(&tx, &serial).map_err(not_found)?;
+    let known = certs::get(&tx, serial).map_err(not_found)?;
     if known.signer != signer_id {
         return Err(bad_input!(
             "{serial} was issued by {}, not by the configured CA ({signer_id}); revoke it with the [ca] backend that issued it",
@@ -913,12 +943,12 @@ fn revoke(
         ));
     }
     let now = eos_ca::rfc3339(SystemTime::now());
-    let outcome = certs::revoke(&tx, &serial, &now, a.reason.as_str()).map_err(not_found)?;
+    let outcome = certs::revoke(&tx, serial, &now, reason.as_str()).map_err(not_found)?;
     let (record, number, changed) = match outcome {
         certs::Revoked::Already(r) => (r, None, false),
         certs::Revoked::Now(r) => {
             let mut detail = serde_json::json!({
-                "space": r.space, "user": r.user, "reason": a.reason, "signer": signer_id,
+                "space": r.space, "user": r.user, "reason": reason, "signer": signer_id,
             });
             let number = match (&ca, &rt) {
                 (Ca::Local(local), _) => {
@@ -933,25 +963,45 @@ fn revoke(
                     // changed (the transaction is dropped). Revoked there
                     // already (an earlier run that failed to commit) is
                     // the same outcome.
-                    let serial = Serial::from_hex(&serial).map_err(|e| bad_input!("{e}"))?;
-                    let done = rt.block_on(private.revoke(&serial, a.reason))?;
+                    let serial = Serial::from_hex(serial).map_err(|e| bad_input!("{e}"))?;
+                    let done = rt.block_on(private.revoke(&serial, reason))?;
                     detail["aws"] = serde_json::json!(match done {
-                        Revocation::Revoked => "revoked",
+                        eos_aws::acmpca::Revocation::Revoked => "revoked",
                         _ => "already-revoked",
                     });
                     None
                 }
                 (Ca::Private(_), None) => None,
             };
+            if let Some(d) = detail.as_object_mut() {
+                d.extend(extra);
+            }
             audit_in(
                 &tx,
-                &AuditEntry::new(&actor(), "ca.revoke", &serial).with_detail(detail),
+                &AuditEntry::new(&actor(), action, serial).with_detail(detail),
             )?;
             (r, number, true)
         }
     };
     tx.commit()?;
-    let crl = matches!(ca, Ca::Local(_)).then(|| files.crl.display().to_string());
+    Ok(Revocation {
+        record,
+        crl_number: number,
+        changed,
+        crl: matches!(ca, Ca::Local(_)).then(|| files.crl.display().to_string()),
+        signer: signer_id.to_owned(),
+    })
+}
+
+fn revoke(a: RevokeArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
+    let serial = serial_arg(&a.serial)?;
+    let Revocation {
+        record,
+        crl_number: number,
+        changed,
+        crl,
+        signer: signer_id,
+    } = revoke_serial(ctx, &serial, a.reason, "ca.revoke", serde_json::Map::new())?;
     if ctx.json {
         return emit_json(&RevokeReport {
             status: if changed {

@@ -7,6 +7,7 @@ pub mod bootstrap;
 pub mod ca;
 pub mod cli;
 pub mod code;
+pub mod drill;
 pub mod enforce;
 pub mod gate;
 pub mod ipset;
