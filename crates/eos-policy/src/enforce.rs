@@ -469,6 +469,7 @@ pub struct EnforceReport {
     /// The writes, in order.
     pub steps: Vec<StepReport>,
     /// The listener change, after the Web ACL writes.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub listener: Option<ListenerStep>,
     /// Guard findings that do not block this stage.
     pub warnings: Vec<Guard>,
@@ -490,10 +491,12 @@ pub struct RollbackReport {
     /// The writes, in order (empty: already at the snapshot).
     pub steps: Vec<StepReport>,
     /// The listener restored, before the Web ACL writes.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub listener: Option<ListenerStep>,
     /// The trust store changed since the snapshot (kept: `gate publish` and
     /// `sync` own its bundle and revocations, and a rollback never
     /// un-revokes a certificate): what it held then and holds now.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub trust_store_changes: Option<(
         crate::edge::TrustStoreSnapshot,
         crate::edge::TrustStoreSnapshot,

@@ -64,6 +64,134 @@ pub struct GateSection {
     /// points at the bundle; eos-sec never creates a domain.
     #[serde(default)]
     pub domains: Vec<GateDomain>,
+    /// ALB listeners `enforce` and `rollback` move with their spaces
+    /// (MutualAuthentication off/passthrough/verify).
+    #[serde(default)]
+    pub listeners: Vec<GateListener>,
+    /// The operator's own client certificate (PEM, leaf first): `enforce`
+    /// refuses to move a listener to verify when this would be refused.
+    pub operator_cert: Option<PathBuf>,
+}
+
+/// `[[gate.listeners]]`: one ALB listener and the spaces behind it — a
+/// listener group of `policy compile --json` (`listeners`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateListener {
+    /// The listener's ARN (`arn:aws:elasticloadbalancing:…:listener/…`).
+    pub arn: toml::Spanned<String>,
+    /// The spaces it serves; a space is on at most one listener.
+    pub spaces: Vec<toml::Spanned<String>>,
+    /// The `[gate] trust_stores` entry verify uses [default: the only one].
+    pub trust_store: Option<toml::Spanned<String>>,
+    /// `AdvertiseTrustStoreCaNames` in mode verify [default: false].
+    #[serde(default)]
+    pub advertise_ca_names: bool,
+    /// `IgnoreClientCertificateExpiry`; `true` is refused by enforce
+    /// (`enforce-ignore-expiry`) [default: false].
+    #[serde(default)]
+    pub ignore_client_certificate_expiry: bool,
+}
+
+impl GateSection {
+    /// `[[gate.listeners]]` as the enforce step takes them (checked when
+    /// the file was read).
+    pub fn listener_configs(&self) -> anyhow::Result<Vec<eos_policy::edge::ListenerConfig>> {
+        self.listeners
+            .iter()
+            .map(|l| {
+                let spaces = l
+                    .spaces
+                    .iter()
+                    .map(|s| {
+                        eos_identity::SpaceId::new(s.get_ref()).map_err(|e| {
+                            bad_input!("[[gate.listeners]] space `{}`: {e}", s.get_ref())
+                        })
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let trust_store = match &l.trust_store {
+                    Some(t) => t.get_ref().clone(),
+                    None => self.trust_stores.first().cloned().unwrap_or_default(),
+                };
+                Ok(eos_policy::edge::ListenerConfig {
+                    arn: l.arn.get_ref().clone(),
+                    spaces,
+                    trust_store,
+                    advertise_ca_names: l.advertise_ca_names,
+                    ignore_client_certificate_expiry: l.ignore_client_certificate_expiry,
+                })
+            })
+            .collect()
+    }
+
+    /// Check `[[gate.listeners]]` against each other and `[gate]
+    /// trust_stores`; errors name `file:line:column`.
+    fn check(&self, text: &str, path: &Path) -> anyhow::Result<()> {
+        let at = |span: std::ops::Range<usize>, message: String| {
+            let (line, col) = line_col(text, span.start);
+            bad_input!(
+                "{}:{line}:{col}: [[gate.listeners]] {message}",
+                path.display()
+            )
+        };
+        let mut seen: std::collections::BTreeMap<String, String> = Default::default();
+        for l in &self.listeners {
+            let arn = l.arn.get_ref();
+            let is_listener = arn.starts_with("arn:")
+                && arn.split(':').nth(2) == Some("elasticloadbalancing")
+                && arn
+                    .split(':')
+                    .nth(5)
+                    .is_some_and(|r| r.starts_with("listener/"));
+            if !is_listener {
+                return Err(at(
+                    l.arn.span(),
+                    format!(
+                        "arn `{arn}` is not an ELBv2 listener ARN (arn:aws:elasticloadbalancing:<region>:<account>:listener/…)"
+                    ),
+                ));
+            }
+            if l.spaces.is_empty() {
+                return Err(at(l.arn.span(), format!("{arn}: spaces is empty")));
+            }
+            for s in &l.spaces {
+                let name = s.get_ref();
+                let id = eos_identity::SpaceId::new(name)
+                    .map_err(|e| at(s.span(), format!("space `{name}`: {e}")))?;
+                if let Some(other) = seen.insert(id.to_string(), arn.clone()) {
+                    return Err(at(
+                        s.span(),
+                        format!(
+                            "space `{name}` is on two listeners ({other} and {arn}): a space is served by one listener"
+                        ),
+                    ));
+                }
+            }
+            match &l.trust_store {
+                Some(t) if !self.trust_stores.contains(t.get_ref()) => {
+                    return Err(at(
+                        t.span(),
+                        format!(
+                            "trust_store `{}` is not in [gate] trust_stores: eos-sec verifies only against trust stores it keeps current",
+                            t.get_ref()
+                        ),
+                    ));
+                }
+                Some(_) => {}
+                None if self.trust_stores.len() != 1 => {
+                    return Err(at(
+                        l.arn.span(),
+                        format!(
+                            "{arn}: name its trust_store ([gate] trust_stores has {} entries)",
+                            self.trust_stores.len()
+                        ),
+                    ));
+                }
+                None => {}
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `[[gate.domains]]`.
@@ -294,10 +422,12 @@ pub fn load(explicit: Option<&Path>) -> anyhow::Result<(Config, Option<PathBuf>)
 
 /// Parse config text; errors carry `file:line:column`.
 pub fn parse(text: &str, path: &Path) -> anyhow::Result<Config> {
-    toml::from_str(text).map_err(|e| {
+    let config: Config = toml::from_str(text).map_err(|e| {
         let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
         bad_input!("{}:{line}:{col}: {}", path.display(), e.message())
-    })
+    })?;
+    config.gate.check(text, path)?;
+    Ok(config)
 }
 
 /// 1-based line and column of a byte offset.
@@ -347,6 +477,62 @@ mod tests {
         .unwrap();
         assert_eq!(c.ca.backend, CaBackendKind::Acmpca);
         assert!(parse("[ca]\nbackend = \"vault\"\n", Path::new("x")).is_err());
+    }
+
+    #[test]
+    fn gate_listeners_are_checked_with_their_location() {
+        let head = "[gate]\nbucket = \"b\"\ntrust_stores = [\"eos-ca\"]\n";
+        let arn = "arn:aws:elasticloadbalancing:eu-west-1:111122223333:listener/app/eos/1/2";
+        let c = parse(
+            &format!("{head}[[gate.listeners]]\narn = \"{arn}\"\nspaces = [\"acme\"]\n"),
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        let l = c.gate.listener_configs().unwrap();
+        assert_eq!(
+            (l[0].arn.as_str(), l[0].trust_store.as_str()),
+            (arn, "eos-ca")
+        );
+        assert!(!l[0].advertise_ca_names && !l[0].ignore_client_certificate_expiry);
+        let err = |body: &str| {
+            parse(&format!("{head}{body}"), Path::new("x.toml"))
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err("[[gate.listeners]]\narn = \"arn:aws:s3:::b\"\nspaces = [\"acme\"]\n");
+        assert!(
+            e.starts_with(
+                "x.toml:5:7: [[gate.listeners]] arn `arn:aws:s3:::b` is not an ELBv2 listener ARN"
+            ),
+            "{e}"
+        );
+        let e = err(&format!(
+            "[[gate.listeners]]\narn = \"{arn}\"\nspaces = [\"acme\"]\n[[gate.listeners]]\narn = \"{arn}3\"\nspaces = [\"globex\", \"acme\"]\n"
+        ));
+        assert!(
+            e.starts_with("x.toml:9:21: [[gate.listeners]] space `acme` is on two listeners"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "[[gate.listeners]]\narn = \"{arn}\"\nspaces = [\"acme\"]\ntrust_store = \"other\"\n"
+        ));
+        assert!(
+            e.starts_with(
+                "x.toml:7:15: [[gate.listeners]] trust_store `other` is not in [gate] trust_stores"
+            ),
+            "{e}"
+        );
+        let e = err(&format!(
+            "[[gate.listeners]]\narn = \"{arn}\"\nspaces = [\"Acme!\"]\n"
+        ));
+        assert!(
+            e.starts_with("x.toml:6:11: [[gate.listeners]] space `Acme!`"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "[[gate.listeners]]\narn = \"{arn}\"\nspace = [\"acme\"]\n"
+        ));
+        assert!(e.contains("unknown field `space`"), "{e}");
     }
 
     #[test]

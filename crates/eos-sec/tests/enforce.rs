@@ -314,3 +314,54 @@ fn staged_count_enforce_rollback_against_moto() {
     assert_eq!(again["steps"], serde_json::json!([]));
     MOTO_ENV.with(|m| *m.borrow_mut() = None);
 }
+
+/// `[gate]` (with `extra` lines) and one listener serving acme.
+fn gate_config(arn: &str, extra: &str) -> String {
+    format!(
+        "[gate]\nbucket = \"trust\"\ntrust_stores = [\"eos-ca\"]\n{extra}\n[[gate.listeners]]\narn = \"{arn}\"\nspaces = [\"acme\"]\n"
+    )
+}
+
+#[test]
+fn a_bad_gate_listener_or_operator_certificate_is_refused_before_anything_is_written() {
+    let dir = setup();
+    let d = dir.path();
+    let mut args = vec!["enforce", "--space", "acme"];
+    args.extend(OPERATOR);
+    std::fs::write(
+        d.join("none.toml"),
+        gate_config(
+            "arn:aws:elasticloadbalancing:eu-west-1:111122223333:loadbalancer/app/eos/1",
+            "",
+        ),
+    )
+    .unwrap();
+    let o = run(d, &args);
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(
+        o.stderr
+            .contains("none.toml:6:7: [[gate.listeners]] arn `arn:aws:elasticloadbalancing:eu-west-1:111122223333:loadbalancer/app/eos/1` is not an ELBv2 listener ARN"),
+        "{}",
+        o.stderr
+    );
+    // A listener ARN, but an operator certificate that cannot be read:
+    // refused before any AWS call (the endpoint does not exist).
+    std::fs::write(
+        d.join("none.toml"),
+        gate_config(
+            "arn:aws:elasticloadbalancing:eu-west-1:111122223333:listener/app/eos/1/2",
+            "operator_cert = \"missing.pem\"\n",
+        ) + "\n[backend]\nregion = \"eu-west-1\"\nendpoint_url = \"http://127.0.0.1:9\"\n",
+    )
+    .unwrap();
+    let o = run(d, &args);
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(o.stderr.contains("operator certificate"), "{}", o.stderr);
+    std::fs::write(d.join("none.toml"), "").unwrap();
+    let v: serde_json::Value = serde_json::from_str(&ok(run(
+        d,
+        &["--json", "rollback", "--space", "acme", "--list"],
+    )))
+    .unwrap();
+    assert_eq!(v, serde_json::json!([]), "no snapshot");
+}

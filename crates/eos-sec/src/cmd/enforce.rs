@@ -11,9 +11,12 @@ use clap::Args;
 use eos_identity::SpaceId;
 use eos_ipset::parse_addr_strict;
 use eos_plan::{BackendError, LockToken};
+use eos_policy::edge::EdgeGate;
 use eos_policy::enforce::{
-    EnforceOptions, EnforceReport, Guard, RollbackOptions, RollbackReport, RunKind, StepReport,
+    EnforceOptions, EnforceReport, Guard, ListenerStep, RollbackOptions, RollbackReport, RunKind,
+    StepReport,
 };
+use eos_policy::gate::GateBackend;
 use eos_policy::waf::WebAcl;
 use eos_policy::{AclRead, OwnedAcl, Stage, WebAclBackend};
 use eos_store::enforce::list_snapshots;
@@ -38,6 +41,11 @@ pub struct EnforceArgs {
     /// one is outside the space's sets [default: `[policy] operator_ips`]
     #[arg(long = "operator-ip", value_name = "ADDR")]
     pub operator_ips: Vec<String>,
+    /// Your own client certificate (PEM, leaf first): moving a listener to
+    /// verify refuses when the bundle and CRL being enforced would refuse it
+    /// [default: `[gate] operator_cert`]
+    #[arg(long = "operator-cert", value_name = "FILE")]
+    pub operator_cert: Option<PathBuf>,
     /// Enforce although a guard refuses (recorded in the audit log with the
     /// guards it overrode)
     #[arg(long)]
@@ -121,6 +129,15 @@ impl WebAclBackend for Backend {
     }
 }
 
+/// The AWS flags for the certificate gate's calls: the backend's.
+fn gate_aws_args(b: &BackendArgs) -> super::aws::AwsArgs {
+    super::aws::AwsArgs {
+        region: b.region.clone(),
+        profile: None,
+        endpoint_url: b.endpoint_url.clone(),
+    }
+}
+
 /// The operator's addresses: `--operator-ip`, else `[policy] operator_ips`.
 fn operator_ips(args: &[String], ctx: &crate::Ctx) -> anyhow::Result<Vec<IpAddr>> {
     let (list, origin) = if args.is_empty() {
@@ -163,11 +180,53 @@ pub fn run_enforce(args: EnforceArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
         force: args.force,
         actor: actor(),
     };
-    let report = rt
-        .block_on(eos_policy::enforce::enforce(
+    // The listeners' configuration and the operator's certificate are
+    // read before any AWS call.
+    let listeners = ctx.config.gate.listener_configs()?;
+    let operator_cert = if listeners.is_empty() {
+        None
+    } else {
+        args.operator_cert
+            .clone()
+            .or_else(|| ctx.config.gate.operator_cert.clone())
+            .map(|p| {
+                eos_policy::read_chain(&p).map_err(|e| {
+                    bad_input!("operator certificate (--operator-cert, [gate] operator_cert): {e}")
+                })
+            })
+            .transpose()?
+    };
+    let aws = rt.block_on(super::gate::connect_for_listeners(
+        ctx,
+        &gate_aws_args(&args.backend),
+    ))?;
+    let report = match &aws {
+        None => rt.block_on(eos_policy::enforce::enforce(
             &backend, &backend, &mut store, &opts,
-        ))
-        .map_err(|e| refusal_json(e, ctx.json))?;
+        )),
+        Some(aws) => {
+            // Verify is refused (enforce-trust-store-stale) without the
+            // CA's current material; passthrough and off need none.
+            let material = super::gate::material(ctx, &store).map_err(|e| format!("{e:#}"));
+            let records = super::gate::trust_store_records(ctx, &store, &aws.gate_backend_id())?;
+            let edge = EdgeGate {
+                backend: aws,
+                listeners: &listeners,
+                material: material.as_ref().map_err(String::as_str),
+                records: &records,
+                operator_cert: operator_cert.as_deref(),
+                now: eos_policy::UnixTime::now(),
+            };
+            rt.block_on(eos_policy::enforce::enforce_with_gate(
+                &backend,
+                &backend,
+                Some(&edge),
+                &mut store,
+                &opts,
+            ))
+        }
+    }
+    .map_err(|e| refusal_json(e, ctx.json))?;
     if ctx.json {
         return emit_json(&report);
     }
@@ -209,8 +268,16 @@ pub fn run_rollback(args: RollbackArgs, ctx: &crate::Ctx) -> anyhow::Result<()> 
         to: args.to,
         actor: actor(),
     };
-    let report = rt.block_on(eos_policy::enforce::rollback(
-        &backend, &backend, &mut store, &opts,
+    let aws = rt.block_on(super::gate::connect_for_listeners(
+        ctx,
+        &gate_aws_args(&args.backend),
+    ))?;
+    let report = rt.block_on(eos_policy::enforce::rollback_with_gate(
+        &backend,
+        &backend,
+        aws.as_ref(),
+        &mut store,
+        &opts,
     ))?;
     if ctx.json {
         return emit_json(&report);
@@ -277,6 +344,16 @@ fn render_steps(out: &mut String, steps: &[StepReport]) {
     }
 }
 
+fn render_listener(out: &mut String, step: Option<&ListenerStep>) {
+    if let Some(l) = step {
+        let _ = writeln!(
+            out,
+            "  listener       snapshot {:>3} -> {} (was {}) on {}",
+            l.snapshot, l.after, l.before, l.arn
+        );
+    }
+}
+
 fn render_guards(out: &mut String, label: &str, guards: &[Guard], colour: bool) {
     for g in guards {
         let _ = writeln!(out, "  {} {g}", paint(colour, "33", label));
@@ -298,6 +375,7 @@ pub fn render_enforce(r: &EnforceReport, colour: bool) -> String {
         let _ = writeln!(out, "  already at stage {}: nothing to do", r.to);
     }
     render_steps(&mut out, &r.steps);
+    render_listener(&mut out, r.listener.as_ref());
     render_guards(&mut out, "warning:", &r.warnings, colour);
     render_guards(&mut out, "FORCED:", &r.forced, colour);
     if let Some(run) = r.run {
@@ -321,7 +399,24 @@ pub fn render_rollback(r: &RollbackReport) -> String {
     if r.was_noop() {
         let _ = writeln!(out, "  already at snapshot {}: nothing to do", r.snapshot);
     }
+    render_listener(&mut out, r.listener.as_ref());
     render_steps(&mut out, &r.steps);
+    if let Some((then, now)) = &r.trust_store_changes {
+        let ids = |t: &eos_policy::edge::TrustStoreSnapshot| {
+            t.revocations
+                .iter()
+                .map(|r| r.id.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = writeln!(
+            out,
+            "  note: trust store {} changed since the snapshot (revocations [{}] -> [{}]); kept: `gate publish`/`sync` own it, a rollback never un-revokes",
+            now.name,
+            ids(then),
+            ids(now)
+        );
+    }
     for (space, (before, after)) in &r.stage_changes {
         let _ = writeln!(out, "  stage {space}: {before} -> {after}");
     }

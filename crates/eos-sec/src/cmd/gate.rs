@@ -74,7 +74,10 @@ fn prefix(conf: &GateSection) -> &str {
 /// The CA's bundle and current CRL, checked against the ELBv2 limits. A
 /// local CA must have a CRL that has not expired; AWS Private CA publishes
 /// its own CRL, which `gate` does not carry yet (docs/MTLS.md).
-fn material(ctx: &crate::Ctx, store: &eos_store::Store) -> anyhow::Result<TrustMaterial> {
+pub(crate) fn material(
+    ctx: &crate::Ctx,
+    store: &eos_store::Store,
+) -> anyhow::Result<TrustMaterial> {
     let (_subject, bundle) = super::ca::trust_bundle(ctx)?;
     let crl = match ctx.config.ca.backend {
         CaBackendKind::Acmpca => None,
@@ -242,18 +245,57 @@ pub(crate) fn enqueue_crl(
     Ok(())
 }
 
+/// The gate's AWS side for `enforce` and `rollback`, `None` when no
+/// `[[gate.listeners]]` are configured.
+pub(crate) async fn connect_for_listeners(
+    ctx: &crate::Ctx,
+    aws: &AwsArgs,
+) -> anyhow::Result<Option<AwsGate>> {
+    connect_if(ctx, aws, !ctx.config.gate.listeners.is_empty()).await
+}
+
+/// The gate's AWS side when `wanted`.
+async fn connect_if(
+    ctx: &crate::Ctx,
+    aws: &AwsArgs,
+    wanted: bool,
+) -> anyhow::Result<Option<AwsGate>> {
+    if !wanted {
+        return Ok(None);
+    }
+    let bucket = bucket(&ctx.config.gate)?;
+    let opts = aws_options(aws, &ctx.config.backend);
+    Ok(Some(AwsGate::connect(&opts, bucket).await?))
+}
+
+/// What eos-sec recorded on each of `[gate] trust_stores` on `backend`.
+pub(crate) fn trust_store_records(
+    ctx: &crate::Ctx,
+    store: &eos_store::Store,
+    backend: &str,
+) -> anyhow::Result<std::collections::BTreeMap<String, TrustStoreRecord>> {
+    let mut out = std::collections::BTreeMap::new();
+    for name in &ctx.config.gate.trust_stores {
+        let t = Target {
+            backend,
+            kind: TargetKind::TrustStore,
+            name,
+        };
+        if let Some(record) =
+            eos_store::gate::target::<TrustStoreRecord>(store.conn(), t)?.and_then(|r| r.record)
+        {
+            out.insert(name.clone(), record);
+        }
+    }
+    Ok(out)
+}
+
 /// The gate's AWS side for `sync`, `None` when no `[gate]` bucket is set.
 pub(crate) async fn connect_for_sync(
     ctx: &crate::Ctx,
     aws: &AwsArgs,
 ) -> anyhow::Result<Option<AwsGate>> {
-    let conf = &ctx.config.gate;
-    if conf.bucket.is_none() {
-        return Ok(None);
-    }
-    let bucket = bucket(conf)?;
-    let opts = aws_options(aws, &ctx.config.backend);
-    Ok(Some(AwsGate::connect(&opts, bucket).await?))
+    connect_if(ctx, aws, ctx.config.gate.bucket.is_some()).await
 }
 
 /// What one sync pass did for the certificate gate.
