@@ -27,6 +27,7 @@
 //!   certificate, answered "admitted", "refused" (HTTP 401/403 or a TLS
 //!   alert) or "could not tell", for `eos-sec drill revocation`.
 
+mod config;
 mod decide;
 mod live;
 mod metrics;
@@ -34,6 +35,7 @@ mod nginx;
 pub mod probe;
 mod server;
 
+pub use config::AuthzConfig;
 pub use decide::{Answer, CERT_HEADERS, Gate, decide};
 pub use live::{Live, LoadSets, ReloadError, Source};
 pub use metrics::Metrics;

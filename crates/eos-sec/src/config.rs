@@ -45,6 +45,9 @@ pub struct Config {
     /// (docs/MTLS.md, "The certificate gate at the edge").
     #[serde(default)]
     pub gate: GateSection,
+    /// `[authz]`: the decision service (`eos-sec authz serve`; docs/MTLS.md).
+    #[serde(default)]
+    pub authz: eos_authz::AuthzConfig,
 }
 
 /// `[gate]`: the S3 bucket for the CA's trust bundle and CRL, and the ALB

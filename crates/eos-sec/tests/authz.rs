@@ -264,7 +264,15 @@ impl Stack {
 }
 
 fn stack() -> Stack {
-    let env = Env { st: State::new("") };
+    // The decision service is configured by `[authz]`: only 127.0.0.1
+    // (nginx) is a trusted proxy; `authz config nginx` wires nginx to its
+    // `listen`.
+    let authz_port = free_port();
+    let env = Env {
+        st: State::new(&format!(
+            "[authz]\nlisten = \"127.0.0.1:{authz_port}\"\ntrusted_proxies = [\"127.0.0.1\"]\nreload_interval = \"1s\"\n"
+        )),
+    };
     env.eos(&["ca", "init", "--env", "dev"]);
     // acme's set: 127.0.0.3 only.
     env.allow_acme("127.0.0.3", "office");
@@ -323,23 +331,11 @@ stage = "enforce"
         "basicConstraints=critical,CA:FALSE",
     ]);
 
-    let authz_port = free_port();
     let log = std::fs::File::create(env.path("authz.log")).unwrap();
     let authz = Proc(
         env.st
             .command()
-            .args([
-                "authz",
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{authz_port}"),
-                "--policy",
-                "policy.toml",
-                "--trusted-proxy",
-                "127.0.0.1",
-                "--reload-interval",
-                "1s",
-            ])
+            .args(["authz", "serve", "--policy", "policy.toml"])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -363,8 +359,6 @@ stage = "enforce"
         "server.key",
         "--client-ca",
         "state/ca/ca.pem",
-        "--authz",
-        &format!("127.0.0.1:{authz_port}"),
         "--upstream",
         &format!("http://127.0.0.1:{upstream_port}"),
     ]);
@@ -826,4 +820,35 @@ fn drill_revocation_measures_time_to_refuse_through_nginx() {
         env.st.json(&["ca", "list"]).as_array().unwrap().len(),
         before
     );
+}
+
+#[test]
+fn authz_config_errors_name_the_file_and_line() {
+    for (config, at, what) in [
+        (
+            "[authz]\n\nreload_interval = \"0s\"\n",
+            ":3:",
+            "more than zero",
+        ),
+        ("[authz]\nmax_connections = 0\n", ":2:", "nonzero"),
+        (
+            "[authz]\ntrusted_proxies = [\"10.0.0.0/33\"]\n",
+            ":2:",
+            "10.0.0.0/33",
+        ),
+        (
+            "[authz]\nlisen = \"127.0.0.1:1\"\n",
+            ":2:",
+            "unknown field `lisen`",
+        ),
+    ] {
+        let st = State::new(config);
+        let out = st.run(&["authz", "serve", "--policy", "policy.toml"]);
+        assert_eq!(out.code, 2, "{config:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains(&format!("eos-sec.toml{at}")) && out.stderr.contains(what),
+            "{config:?}: {}",
+            out.stderr
+        );
+    }
 }

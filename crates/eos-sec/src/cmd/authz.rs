@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use eos_authz::{Live, Metrics, ServeOptions, Source};
+use eos_authz::{Live, Metrics, Source};
 use eos_logs::TrustedProxies;
 
 use crate::cmd::plan::{open_backend, runtime};
@@ -55,9 +55,10 @@ pub struct NginxArgs {
     /// The entityOS CA bundle (`eos-sec ca bundle`), advertised to clients
     #[arg(long, value_name = "FILE")]
     pub client_ca: PathBuf,
-    /// The decision service's address (`authz serve --listen`)
-    #[arg(long, default_value = "127.0.0.1:9180")]
-    pub authz: SocketAddr,
+    /// The decision service's address [default: `[authz] listen`, else
+    /// 127.0.0.1:9180]
+    #[arg(long)]
+    pub authz: Option<SocketAddr>,
     /// The protected application, e.g. http://127.0.0.1:8080
     #[arg(long, value_name = "URL")]
     pub upstream: String,
@@ -66,47 +67,61 @@ pub struct NginxArgs {
 /// Arguments of `authz serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on (plain HTTP, for the proxy only)
-    #[arg(long, default_value = "127.0.0.1:9180")]
-    pub listen: SocketAddr,
+    /// Address to listen on (plain HTTP, for the proxy only) [default:
+    /// `[authz] listen`, else 127.0.0.1:9180]
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
     #[command(flatten)]
     pub source: PolicySource,
     /// A proxy whose X-Forwarded-For and client-certificate headers are
-    /// believed (CIDR or address, repeatable) [default: `[logs]
-    /// trusted_proxies`]; from any other peer the peer is the client and no
-    /// certificate was presented
+    /// believed (CIDR or address, repeatable) [default: `[authz]
+    /// trusted_proxies`, else `[logs] trusted_proxies`]; from any other peer
+    /// the peer is the client and no certificate was presented
     #[arg(long = "trusted-proxy", value_name = "CIDR")]
     pub trusted_proxy: Vec<String>,
     /// How often the policy, trust bundle, CRLs and sets are checked for
-    /// changes; a revocation is enforced within this interval
-    #[arg(long, default_value = "1s", value_name = "DURATION")]
-    pub reload_interval: String,
-    /// Most connections served at once
-    #[arg(long, default_value_t = 1024)]
-    pub max_connections: usize,
+    /// changes; a revocation is enforced within this interval [default:
+    /// `[authz] reload_interval`, else 1s]
+    #[arg(long, value_name = "DURATION")]
+    pub reload_interval: Option<String>,
+    /// Most connections served at once [default: `[authz]
+    /// max_connections`, else 1024]
+    #[arg(long)]
+    pub max_connections: Option<usize>,
 }
 
 pub fn run(cmd: AuthzCommand, ctx: &crate::Ctx) -> anyhow::Result<()> {
     match cmd {
         AuthzCommand::Serve(a) => serve(a, ctx),
-        AuthzCommand::Config(ConfigCommand::Nginx(a)) => nginx(a),
+        AuthzCommand::Config(ConfigCommand::Nginx(a)) => nginx(a, ctx),
     }
 }
 
 fn serve(a: ServeArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
-    let interval = eos_codes::duration::parse_seconds(&a.reload_interval)
-        .map_err(|e| bad_input!("--reload-interval: {e}"))?;
-    if interval.is_zero() {
-        return Err(bad_input!("--reload-interval must be at least 1s"));
-    }
-    let trusted_proxies = if a.trusted_proxy.is_empty() {
-        ctx.config.logs.trusted_proxies.clone()
-    } else {
-        TrustedProxies::parse(&a.trusted_proxy).map_err(|e| bad_input!("--trusted-proxy: {e}"))?
+    let conf = &ctx.config.authz;
+    let mut options = conf.options(&ctx.config.logs.trusted_proxies);
+    let interval = match &a.reload_interval {
+        None => conf.reload_interval,
+        Some(s) => {
+            let d =
+                eos_codes::duration::parse(s).map_err(|e| bad_input!("--reload-interval: {e}"))?;
+            if d.is_zero() {
+                return Err(bad_input!("--reload-interval must be more than zero"));
+            }
+            d
+        }
     };
-    if a.max_connections == 0 {
-        return Err(bad_input!("--max-connections must be at least 1"));
+    if !a.trusted_proxy.is_empty() {
+        options.trusted_proxies = TrustedProxies::parse(&a.trusted_proxy)
+            .map_err(|e| bad_input!("--trusted-proxy: {e}"))?;
     }
+    if let Some(max) = a.max_connections {
+        if max == 0 {
+            return Err(bad_input!("--max-connections must be at least 1"));
+        }
+        options.max_connections = max;
+    }
+    let listen = a.listen.unwrap_or(conf.listen);
     let policy = a
         .source
         .policy
@@ -133,20 +148,15 @@ fn serve(a: ServeArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
         metrics.clone(),
         stop.clone(),
     )?;
-    let options = ServeOptions {
-        trusted_proxies,
-        max_connections: a.max_connections,
-        ..ServeOptions::default()
-    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(a.listen)
+        let listener = tokio::net::TcpListener::bind(listen)
             .await
-            .map_err(|e| bad_input!("cannot listen on {}: {e}", a.listen))?;
-        let local = listener.local_addr().unwrap_or(a.listen);
+            .map_err(|e| bad_input!("cannot listen on {}: {e}", listen))?;
+        let local = listener.local_addr().unwrap_or(listen);
         tracing::info!(
             address = %local,
             reload_interval_s = interval.as_secs(),
@@ -163,7 +173,7 @@ fn serve(a: ServeArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn nginx(a: NginxArgs) -> anyhow::Result<()> {
+fn nginx(a: NginxArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
     // nginx resolves relative paths against its prefix, not the shell's
     // directory: write them absolute.
     let abs = |p: &std::path::Path| {
@@ -191,7 +201,7 @@ fn nginx(a: NginxArgs) -> anyhow::Result<()> {
         tls_cert: abs(&a.tls_cert)?,
         tls_key: abs(&a.tls_key)?,
         client_ca: abs(&a.client_ca)?,
-        authz: a.authz,
+        authz: a.authz.unwrap_or(ctx.config.authz.listen),
         upstream: a.upstream,
     };
     crate::output::emit(&eos_authz::nginx_config(&config))
