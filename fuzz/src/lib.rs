@@ -34,6 +34,26 @@ pub fn scan_never_panics(format: Format, data: &[u8]) {
     }
 }
 
+/// Read `data` as ALB connection logs: no panic, counts that add up,
+/// every connection's certificate fields taken from the line.
+pub fn connections_never_panic(data: &[u8]) {
+    let opts = options(Format::Alb);
+    let mut seen = 0u64;
+    let stats = match eos_logs::for_each_connection(
+        vec![Input::bytes("fuzz", data.to_vec())],
+        &opts,
+        |c| {
+            seen += 1;
+            assert!(c.serial.is_none_or(|s| !s.is_empty() && s != "-"));
+        },
+    ) {
+        Ok(s) => s,
+        Err(e) => panic!("a read of bytes fails only on bad options: {e}"),
+    };
+    assert_eq!(seen, stats.evidence);
+    assert!(stats.records + stats.bad.total() <= stats.lines + 1, "{stats:?}");
+}
+
 /// A regular file is read by the parser threads in ranges, other inputs
 /// front to back by one reader: both must give the same report. The first
 /// two bytes pick the format and the range size (1–64 bytes, so lines cross

@@ -32,6 +32,10 @@ const SEEDS: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "logs_alb_connection",
+        &["crates/eos-logs/tests/data/aws/alb-connection-doc-examples.log"],
+    ),
+    (
         "logs_cloudfront",
         &[
             "examples/data/cloudfront.log",

@@ -1,8 +1,10 @@
 //! AWS Application Load Balancer access logs ("Access logs for your
 //! Application Load Balancer"): space-separated fields, some enclosed in
 //! double quotes. Used: `time` (2), `client:port` (4), `elb_status_code`
-//! (9), `"request"` (13). AWS may add fields at the end of an entry, so
-//! trailing fields are ignored; at least the first 13 must be present.
+//! (9), `"request"` (13), and `conn_trace_id` (30) when present (it names
+//! the connection's entry in the connection log, [`crate::connection`]).
+//! AWS may add fields at the end of an entry, so trailing fields are
+//! ignored; at least the first 13 must be present.
 //! No X-Forwarded-For is logged: the client field is the client (behind
 //! CloudFront or another proxy it is that proxy — which the special-range
 //! flags and the WAF/CloudFront logs reveal).
@@ -96,15 +98,16 @@ pub(crate) fn split_request(req: &str) -> Result<Request<'_>, Bad> {
 
 /// Parse one ALB entry.
 pub(crate) fn parse(line: &str) -> Result<Raw<'_>, Bad> {
-    let (f, n) = match fields::<13>(line) {
+    // Up to `conn_trace_id`; a quote left open after the request (a line
+    // cut short in the user agent) costs only the trace id.
+    let (f, n) = match fields::<30>(line) {
         Ok(f) => f,
-        Err((n, value)) => {
-            let what = if n == 13 {
-                "field 13 (request) opens a quote that is not closed:".to_owned()
-            } else {
-                format!("field {n} opens a quote that is not closed:")
-            };
-            return bad(BadReason::UnclosedQuote, &what, value);
+        Err((n, value)) if n <= 13 => return unclosed(n, value),
+        Err(_) => {
+            let (first, n) = fields::<13>(line).map_err(|(n, value)| unclosed_bad(n, value))?;
+            let mut f = [""; 30];
+            f[..13].copy_from_slice(&first);
+            (f, n.min(13))
         }
     };
     if n < 13 {
@@ -113,6 +116,9 @@ pub(crate) fn parse(line: &str) -> Result<Raw<'_>, Bad> {
             format!("{n} fields, at least 13 expected"),
         ));
     }
+    let trace = (n == 30)
+        .then_some(f[29])
+        .filter(|t| !t.is_empty() && *t != "-");
     let [
         _type,
         time,
@@ -127,6 +133,7 @@ pub(crate) fn parse(line: &str) -> Result<Raw<'_>, Bad> {
         _rx,
         _tx,
         request,
+        ..,
     ] = f;
     let Some(time) = stamp::rfc3339(time) else {
         return bad(BadReason::BadTime, "time", time);
@@ -147,7 +154,24 @@ pub(crate) fn parse(line: &str) -> Result<Raw<'_>, Bad> {
         path: path.map(Cow::Borrowed),
         status,
         waf_action: None,
+        conn_trace_id: trace,
     })
+}
+
+fn unclosed<T>(n: usize, value: &str) -> Result<T, Bad> {
+    Err(unclosed_bad(n, value))
+}
+
+fn unclosed_bad(n: usize, value: &str) -> Bad {
+    let what = if n == 13 {
+        "field 13 (request) opens a quote that is not closed:".to_owned()
+    } else {
+        format!("field {n} opens a quote that is not closed:")
+    };
+    Bad::new(
+        BadReason::UnclosedQuote,
+        format!("{what} `{}`", crate::bad::shown(value)),
+    )
 }
 
 #[cfg(test)]

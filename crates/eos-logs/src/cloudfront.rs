@@ -230,6 +230,7 @@ pub(crate) fn parse<'a>(layout: &Layout, line: &'a str) -> Result<Raw<'a>, Bad> 
         path: decoded("cs-uri-stem", layout.uri)?,
         status,
         waf_action: None,
+        conn_trace_id: None,
     })
 }
 

@@ -7,6 +7,9 @@
 //! - [`fold_records`] / [`for_each_record`]: every parsed [`LogRecord`] (space
 //!   and client resolved, time window applied), for replaying requests through
 //!   a firewall policy.
+//! - [`for_each_connection`]: ALB connection logs (one entry per TLS
+//!   connection, with the client certificate's serial, subject, validity
+//!   and verify status) — evidence for the certificate gate.
 //! - [`LogSource`]: plug in inputs that are not files (CloudWatch Logs, in
 //!   eos-aws).
 //! - [`insights_query`] / [`report_from_insights`]: push the aggregation to
@@ -19,6 +22,7 @@ mod aggregate;
 mod alb;
 mod bad;
 mod cloudfront;
+mod connection;
 mod error;
 mod input;
 mod insights;
@@ -32,6 +36,7 @@ mod waf;
 
 pub use aggregate::{ScanReport, scan};
 pub use bad::{BadLine, BadLines, BadReason};
+pub use connection::{Connection, VerifyStatus, for_each_connection};
 pub use error::{OptionsError, ScanError};
 pub use input::{Input, LogSource};
 pub use insights::{INSIGHTS_MAX_ROWS, InsightsRow, insights_query, report_from_insights};

@@ -75,6 +75,9 @@ pub struct LogRecord<'a> {
     pub status: Option<u16>,
     /// WAF's terminating action (WAF logs only).
     pub waf_action: Option<WafAction>,
+    /// The ALB connection trace id (`conn_trace_id`, ALB access logs
+    /// only): the same id as the connection's entry in the connection log.
+    pub conn_trace_id: Option<&'a str>,
     /// `time` as parsed, for the aggregator's hot path (no calendar math).
     pub(crate) stamp: Stamp,
     /// The space's slot in the parser thread's space cache, so the
@@ -108,6 +111,7 @@ impl PartialEq for LogRecord<'_> {
             && self.host == o.host
             && self.status == o.status
             && self.waf_action == o.waf_action
+            && self.conn_trace_id == o.conn_trace_id
     }
 }
 
@@ -195,6 +199,7 @@ pub(crate) struct Raw<'a> {
     pub path: Option<Cow<'a, str>>,
     pub status: Option<u16>,
     pub waf_action: Option<WafAction>,
+    pub conn_trace_id: Option<&'a str>,
 }
 
 /// The space named by `raw`: its own field first, else the rule. A label
@@ -409,6 +414,7 @@ mod tests {
             host: None,
             status: Some(200),
             waf_action: None,
+            conn_trace_id: None,
             stamp,
             space_slot: SpaceSlot {
                 generation: 0,

@@ -898,6 +898,7 @@ where
         host: raw.host.as_deref(),
         status: raw.status,
         waf_action: raw.waf_action,
+        conn_trace_id: raw.conn_trace_id,
         evidence: false,
     };
     let evidence = rec.is_evidence(&ctx.opts.evidence, ctx.has_users);

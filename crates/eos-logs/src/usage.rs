@@ -398,6 +398,7 @@ pub(crate) fn parse<'a>(tree: &PathTree, line: &'a str) -> Result<Raw<'a>, Bad> 
         }),
         status,
         waf_action: None,
+        conn_trace_id: None,
     })
 }
 

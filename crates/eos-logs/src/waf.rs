@@ -101,5 +101,6 @@ pub(crate) fn parse(line: &str) -> Result<Raw<'_>, Bad> {
         path: req.uri,
         status,
         waf_action: Some(waf_action),
+        conn_trace_id: None,
     })
 }

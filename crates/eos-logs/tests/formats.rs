@@ -413,3 +413,107 @@ fn a_scan_with_no_usable_line_says_what_to_check() {
     );
     assert_eq!(empty.unwrap().stats.lines, 0);
 }
+
+/// ALB connection logs: the AWS documentation's two examples, read from a
+/// gzip file like any other input, with a hostile line counted by reason.
+#[test]
+fn alb_connection_doc_examples() {
+    use std::io::Write;
+    let text = std::fs::read(data("aws/alb-connection-doc-examples.log")).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&text).unwrap();
+    gz.write_all(b"\n2023-10-04T17:05:16Z 203.0.113.1 1 443 - - - \"CN=x\" - ZZ Success\r\n")
+        .unwrap();
+    let gz = gz.finish().unwrap();
+    let opts = ScanOptions::default();
+    let mut seen = Vec::new();
+    let stats = eos_logs::for_each_connection(vec![Input::bytes("conn.gz", gz)], &opts, |c| {
+        seen.push((
+            c.client_ip,
+            c.listener_port,
+            c.serial.map(str::to_owned),
+            c.verify.to_string(),
+            c.trace_id.map(str::to_owned),
+        ));
+    })
+    .unwrap();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0].0, ip("203.0.113.1"));
+    assert_eq!(seen[0].2.as_deref(), Some("FEF257372D5C14D4"));
+    assert_eq!(seen[0].3, "Success");
+    assert_eq!(seen[1].3, "Failed:ClientCertUntrusted");
+    assert_eq!(
+        seen[1].4.as_deref(),
+        Some("TID_1c71a68d70587445ad5127ff8b2687d7")
+    );
+    assert_eq!((stats.lines, stats.records), (3, 2));
+    assert_eq!(stats.bad.by_reason.get(&BadReason::MissingField), Some(&1));
+    assert_eq!(
+        stats.bad.examples[0].to_string(),
+        "conn.gz:4: missing_field: serial is not hex `ZZ`"
+    );
+
+    // --strict stops at that line; a window leaves both out.
+    let mut strict = ScanOptions::default();
+    strict.strict = true;
+    let input = || Input::bytes("conn", b"2023-10-04T17:05:16Z 203.0.113.1 1 443\n".to_vec());
+    let err = eos_logs::for_each_connection(vec![input()], &strict, |_| {}).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "conn:1: field_count: 4 fields, at least 11 expected (--strict)"
+    );
+    let err =
+        eos_logs::for_each_connection(vec![input()], &ScanOptions::default(), |_| {}).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("none of the 1 lines could be used"),
+        "{err}"
+    );
+    let mut late = ScanOptions::default();
+    late.since = Some(time::OffsetDateTime::from_unix_timestamp(1_704_067_200).unwrap());
+    let stats = eos_logs::for_each_connection(
+        vec![Input::path(data("aws/alb-connection-doc-examples.log"))],
+        &late,
+        |_| panic!("outside the window"),
+    )
+    .unwrap();
+    assert_eq!((stats.records, stats.outside_window), (2, 2));
+}
+
+/// The access log's `conn_trace_id` (field 30) links a request to its
+/// connection's entry in the connection log.
+#[test]
+fn alb_access_log_trace_id() {
+    let opts = ScanOptions::new(Format::Alb);
+    let mut ids = Vec::new();
+    for_each_record(
+        vec![Input::path(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/data/alb.log"),
+        )],
+        &opts,
+        None,
+        |r| ids.push(r.conn_trace_id.map(str::to_owned)),
+    )
+    .unwrap();
+    assert_eq!(
+        ids.first().cloned().flatten().as_deref(),
+        Some("TID_00000000")
+    );
+    assert!(ids.iter().all(Option::is_some));
+    // A line cut short in the user agent keeps its request, not a trace id.
+    let cut = "https 2026-11-02T08:01:37.001000Z app/x/1 198.51.100.7:50123 10.0.0.1:80 0.000 0.001 0.000 200 200 34 366 \"GET https://acme.example:443/ HTTP/1.1\" \"agent";
+    let mut got = Vec::new();
+    for_each_record(
+        vec![Input::bytes("cut", cut.as_bytes().to_vec())],
+        &opts,
+        None,
+        |r| {
+            got.push((
+                r.host.map(str::to_owned),
+                r.conn_trace_id.map(str::to_owned),
+            ));
+        },
+    )
+    .unwrap();
+    assert_eq!(got, [(Some("acme.example:443".to_owned()), None)]);
+}

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::PolicyError;
 use crate::acl::{AclRead, OwnedAcl, WebAclBackend};
-use crate::compile::{SetArns, compile, set_name};
+use crate::compile::{ListenerMode, SetArns, compile, listener_mode, set_name};
 use crate::edge::{EdgeGate, GateSnapshot, NoGate};
 use crate::gate::{GateBackend, ListenerAuth};
 use crate::model::{Policy, Stage};
@@ -63,6 +63,10 @@ pub mod guard {
     pub const IGNORE_EXPIRY: &str = "enforce-ignore-expiry";
     /// Spaces on one listener would need different modes; never forced.
     pub const LISTENER_SHARED: &str = "enforce-listener-shared";
+    /// ALB connection logs show a declared administrator's connections
+    /// that the space's listener would refuse once it verifies (no
+    /// certificate, unknown CA, expired, revoked, bound to another space).
+    pub const ADMIN_CERT_REFUSED: &str = "enforce-admin-cert-refused";
 }
 
 /// One guard's finding.
@@ -99,7 +103,7 @@ pub struct GuardInput<'a> {
 /// when nothing is wrong.
 pub fn guards(g: &GuardInput<'_>) -> Result<Vec<Guard>, PolicyError> {
     let sp = g.policy.space(g.space)?;
-    let mut out = Vec::new();
+    let mut out = cert_guards(g)?;
     if !sp.mode.uses_ip_gate() {
         return Ok(out);
     }
@@ -163,6 +167,45 @@ pub fn guards(g: &GuardInput<'_>) -> Result<Vec<Guard>, PolicyError> {
         });
     }
     Ok(out)
+}
+
+/// True when the space's listener verifies certificates at `enforce`
+/// (modes `cert` and `both`): the step there can refuse a client.
+pub fn verifies_at_enforce(policy: &Policy, space: &SpaceId) -> Result<bool, PolicyError> {
+    let sp = policy.space(space)?;
+    Ok(listener_mode(sp.mode, Stage::Enforce) == ListenerMode::Verify)
+}
+
+/// The certificate gate's lockout guard: declared administrators whose
+/// connections (ALB connection logs) the listener would refuse in `verify`.
+fn cert_guards(g: &GuardInput<'_>) -> Result<Vec<Guard>, PolicyError> {
+    if !verifies_at_enforce(g.policy, g.space)? {
+        return Ok(Vec::new());
+    }
+    let Some(certs) = g.simulation.and_then(|s| s.certificates.as_ref()) else {
+        return Ok(Vec::new());
+    };
+    let Some(sp) = certs.spaces.get(g.space) else {
+        return Ok(Vec::new());
+    };
+    if sp.refused_admins.is_empty() {
+        return Ok(Vec::new());
+    }
+    let admins: Vec<&str> = sp.refused_admins.iter().map(|u| u.as_str()).collect();
+    let reasons: Vec<String> = sp
+        .by_reason
+        .iter()
+        .map(|(r, n)| format!("{} {n}", r.as_str()))
+        .collect();
+    Ok(vec![Guard {
+        code: guard::ADMIN_CERT_REFUSED,
+        message: format!(
+            "the connection logs show declared administrators of space {} whose connections the listener would refuse in verify mode: {} (refused connections: {})",
+            g.space,
+            admins.join(", "),
+            reasons.join(", ")
+        ),
+    }])
 }
 
 /// What one write changes.
@@ -823,7 +866,8 @@ where
         operator_ips: &opts.operator_ips,
         simulation: opts.simulation.as_ref(),
     })?;
-    let blocking = to == Stage::Enforce && sp.mode.uses_ip_gate();
+    let blocking =
+        to == Stage::Enforce && (sp.mode.uses_ip_gate() || verifies_at_enforce(policy, space)?);
     let mut warnings = Vec::new();
     let mut next = now.clone();
     next.insert(space.clone(), to);

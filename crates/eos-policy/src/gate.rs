@@ -238,9 +238,17 @@ pub fn check_material(bundle: &[u8], crl: Option<CrlFile>) -> Result<TrustMateri
     })
 }
 
+/// A PEM CRL, parsed.
+pub(crate) fn parse_crl(pem: &[u8]) -> Result<x509_cert::crl::CertificateList, GateError> {
+    use der::Decode;
+    let der = rustls_pki_types::CertificateRevocationListDer::from_pem_slice(pem)
+        .map_err(|e| material("CRL", format!("not a PEM X509 CRL: {e}")))?;
+    x509_cert::crl::CertificateList::<x509_cert::certificate::Rfc5280>::from_der(der.as_ref())
+        .map_err(|e| material("CRL", format!("cannot parse: {e}")))
+}
+
 /// Revoked entries in a PEM CRL, checking the ELBv2 size and entry limits.
 fn crl_entries(pem: &[u8]) -> Result<u64, GateError> {
-    use der::Decode;
     if pem.len() > limits::REVOCATION_FILE_BYTES {
         return Err(material(
             "CRL",
@@ -251,12 +259,7 @@ fn crl_entries(pem: &[u8]) -> Result<u64, GateError> {
             ),
         ));
     }
-    let der = rustls_pki_types::CertificateRevocationListDer::from_pem_slice(pem)
-        .map_err(|e| material("CRL", format!("not a PEM X509 CRL: {e}")))?;
-    let list =
-        x509_cert::crl::CertificateList::<x509_cert::certificate::Rfc5280>::from_der(der.as_ref())
-            .map_err(|e| material("CRL", format!("cannot parse: {e}")))?;
-    let entries = list
+    let entries = parse_crl(pem)?
         .tbs_cert_list
         .revoked_certificates
         .map_or(0, |r| r.len() as u64);

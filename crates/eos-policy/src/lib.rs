@@ -12,7 +12,8 @@
 //!   decided — including the certificate check a Rust service runs for mode
 //!   `either` behind a passthrough listener;
 //! - [`Simulator`] replays historical requests and reports what enforcement
-//!   would block.
+//!   would block; [`CertSimulator`] replays ALB connection logs and
+//!   reports whom the certificate gate would refuse.
 //!
 //! - [`enforce::enforce`] / [`enforce::rollback`] move a space one stage
 //!   forward or back through a [`WebAclBackend`], with lockout guards,
@@ -22,6 +23,7 @@
 
 mod acl;
 mod cert;
+mod certsim;
 pub mod compile;
 pub mod edge;
 pub mod enforce;
@@ -37,6 +39,10 @@ pub use acl::{
     strip_nulls,
 };
 pub use cert::{CertStatus, TrustConfig, read_chain};
+pub use certsim::{
+    CERT_EXAMPLES, CertInventory, CertSimulation, CertSimulator, IssuedCert, Refusal,
+    RefusedConnection, SpaceCertSimulation, canonical_serial,
+};
 pub use compile::{Compiled, SetArns, compile, set_name};
 pub use error::PolicyError;
 pub use eval::{Decision, Evaluator, Layer, Outcome, Request, SetSource, Verdict, space_set};

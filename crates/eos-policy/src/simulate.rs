@@ -75,12 +75,21 @@ pub struct Simulation {
     pub spaces: BTreeMap<SpaceId, SpaceSimulation>,
     /// Records for spaces the policy does not declare (skipped).
     pub unknown_space_records: u64,
+    /// The certificate gate over ALB connection logs, when they were given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificates: Option<crate::CertSimulation>,
 }
 
 impl Simulation {
-    /// True when any declared administrator would be blocked.
+    /// True when any declared administrator would be blocked (by the IP
+    /// gate, or refused by the certificate gate of a space that verifies).
     pub fn blocks_admins(&self) -> bool {
         self.spaces.values().any(|s| !s.blocked_admins.is_empty())
+            || self.certificates.as_ref().is_some_and(|c| {
+                c.spaces
+                    .values()
+                    .any(|s| s.verify_at_enforce && !s.refused_admins.is_empty())
+            })
     }
 }
 
@@ -180,6 +189,7 @@ impl<'e, 'p> Simulator<'e, 'p> {
         Simulation {
             spaces,
             unknown_space_records: self.unknown,
+            certificates: None,
         }
     }
 }

@@ -4,6 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "gate/evidence.rs"]
+mod evidence;
 
 use common::State;
 use eos_aws::moto::MotoServer;
@@ -218,6 +220,11 @@ fn synced_gate(extra: &str) -> Option<(MotoServer, State)> {
 
 /// Sign a certificate for acme/alice (a fresh key); its serial.
 fn sign_one(st: &State) -> String {
+    sign_for(st, "acme", "alice")
+}
+
+/// Sign a certificate for `space`/`user` (a fresh key); its serial.
+fn sign_for(st: &State, space: &str, user: &str) -> String {
     let openssl = |args: &[&str]| {
         let out = std::process::Command::new("openssl")
             .args(args)
@@ -255,9 +262,9 @@ fn sign_one(st: &State) -> String {
         "--csr",
         "req.csr",
         "--space",
-        "acme",
+        space,
         "--user",
-        "alice",
+        user,
         "--profile",
         "device",
     ]);

@@ -1,7 +1,7 @@
 //! `eos-sec policy ...`: compile, evaluate and simulate the restricted
 //! firewall described by the policy file.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::io::BufReader;
 use std::net::IpAddr;
@@ -13,8 +13,9 @@ use eos_identity::SpaceId;
 use eos_ipset::{Family, IpSet, IpSetBuilder, ReadStats, parse_addr_strict, read_list};
 use eos_plan::{IpSetBackend, IpSetName};
 use eos_policy::{
-    Compiled, Decision, Evaluator, Policy, SetArns, SimRecord, Simulation, Simulator, Stage,
-    TrustConfig, UnixTime, read_chain, set_name,
+    CertInventory, CertSimulation, CertSimulator, Compiled, Decision, Evaluator, IssuedCert,
+    Policy, SetArns, SimRecord, Simulation, Simulator, Stage, TrustConfig, UnixTime, read_chain,
+    set_name,
 };
 use serde::Serialize;
 
@@ -70,6 +71,14 @@ pub struct LogArgs {
     /// stdin [default: `[policy] logs`]
     #[arg(long = "logs", value_name = "SOURCE", num_args = 1..)]
     pub logs: Vec<String>,
+    /// ALB connection logs to replay through the certificate gate: who
+    /// each space's listener would refuse in `verify` mode (no
+    /// certificate, unknown CA, expired, revoked, bound to another space),
+    /// against the CA's inventory and CRL in the state store. With ALB
+    /// access logs in `--logs` (`--format alb`), a connection counts for
+    /// the space its requests called (joined on `conn_trace_id`)
+    #[arg(long = "connections", value_name = "SOURCE", num_args = 1..)]
+    pub connections: Vec<String>,
     /// The same reading options as `logs scan` (format, window, trusted
     /// proxies over `[logs]`); the evidence filters do not apply here:
     /// every request is replayed
@@ -86,9 +95,10 @@ impl LogArgs {
         }
     }
 
-    /// True when neither `--logs` nor `[policy] logs` names a source.
+    /// True when neither `--logs` nor `[policy] logs` nor `--connections`
+    /// names a source.
     pub fn is_empty(&self, ctx: &crate::Ctx) -> bool {
-        self.sources(ctx).is_empty()
+        self.sources(ctx).is_empty() && self.connections.is_empty()
     }
 
     fn scan_options(&self, ctx: &crate::Ctx) -> anyhow::Result<eos_logs::ScanOptions> {
@@ -101,19 +111,23 @@ impl LogArgs {
     }
 
     fn inputs(&self, ctx: &crate::Ctx) -> anyhow::Result<Vec<eos_logs::Input>> {
-        let mut inputs = Vec::new();
-        for spec in self.sources(ctx) {
-            if spec.starts_with(crate::cmd::scan::CLOUDWATCH) {
-                return Err(bad_input!(
-                    "--logs {spec}: simulate reads files, directories, globs and stdin; export the log group first"
-                ));
-            }
-            inputs.extend(
-                eos_logs::Input::expand(spec).map_err(|e| bad_input!("--logs {spec}: {e}"))?,
-            );
-        }
-        Ok(inputs)
+        expand_sources(self.sources(ctx), "--logs")
     }
+}
+
+/// `--logs`/`--connections` sources as inputs: files, directories, globs,
+/// stdin (CloudWatch is refused: a replay needs every line).
+fn expand_sources(specs: &[String], flag: &str) -> anyhow::Result<Vec<eos_logs::Input>> {
+    let mut inputs = Vec::new();
+    for spec in specs {
+        if spec.starts_with(crate::cmd::scan::CLOUDWATCH) {
+            return Err(bad_input!(
+                "{flag} {spec}: simulate reads files, directories, globs and stdin; export the log group first"
+            ));
+        }
+        inputs.extend(eos_logs::Input::expand(spec).map_err(|e| bad_input!("{flag} {spec}: {e}"))?);
+    }
+    Ok(inputs)
 }
 
 /// Arguments of `policy compile`.
@@ -394,13 +408,16 @@ pub struct SimulationReport {
     pub simulation: Simulation,
     /// Inputs, lines, records and bad lines of the logs.
     pub scan: eos_logs::ScanStats,
+    /// The same for the connection logs, when given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connections_scan: Option<eos_logs::ScanStats>,
 }
 
 fn simulate(args: SimulateArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
     let policy = load_policy(args.source.policy.as_deref(), ctx)?;
     if args.logs.is_empty(ctx) {
         return Err(bad_input!(
-            "no logs to replay: pass --logs SOURCE... or set [policy] logs"
+            "no logs to replay: pass --logs SOURCE... or --connections SOURCE... or set [policy] logs"
         ));
     }
     let sets = sets_for(&policy, &args.source, ctx)?;
@@ -411,7 +428,8 @@ fn simulate(args: SimulateArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
     emit(&render_simulation(&report, use_colour()))
 }
 
-/// Replay the logs through the policy at its declared stages.
+/// Replay the logs through the policy at its declared stages, and the
+/// connection logs through the certificate gate.
 pub fn run_simulation(
     policy: &Policy,
     sets: &BTreeMap<String, IpSet>,
@@ -422,14 +440,61 @@ pub fn run_simulation(
     let inputs = logs.inputs(ctx)?;
     let evaluator = Evaluator::new(policy, &BTreeMap::new(), sets, None)?;
     let mut sim = Simulator::new(policy, &evaluator, UnixTime::now());
-    let scan = eos_logs::for_each_record(inputs, &opts, None, |r| {
-        sim.record(&SimRecord::from_log(r));
-    })
-    .context("reading the logs")?;
+    let want_traces = !logs.connections.is_empty();
+    let mut traces: HashMap<String, SpaceId> = HashMap::new();
+    let scan = if inputs.is_empty() {
+        eos_logs::ScanStats::default()
+    } else {
+        eos_logs::for_each_record(inputs, &opts, None, |r| {
+            sim.record(&SimRecord::from_log(r));
+            if want_traces && let Some(t) = r.conn_trace_id {
+                traces.insert(t.to_owned(), r.space.clone());
+            }
+        })
+        .context("reading the logs")?
+    };
+    let mut simulation = sim.finish();
+    let mut connections_scan = None;
+    if want_traces {
+        let inventory = cert_inventory(ctx)?;
+        let mut certs = CertSimulator::new(policy, &inventory);
+        let inputs = expand_sources(&logs.connections, "--connections")?;
+        let stats = eos_logs::for_each_connection(inputs, &opts, |c| {
+            certs.record(c, c.trace_id.and_then(|t| traces.get(t)));
+        })
+        .context("reading the connection logs")?;
+        simulation.certificates = Some(certs.finish());
+        connections_scan = Some(stats);
+    }
     Ok(SimulationReport {
-        simulation: sim.finish(),
+        simulation,
         scan,
+        connections_scan,
     })
+}
+
+/// The CA's inventory and current CRL from the state store.
+fn cert_inventory(ctx: &crate::Ctx) -> anyhow::Result<CertInventory> {
+    let store = ctx.store()?;
+    let mut inventory = CertInventory::new();
+    for c in eos_store::certs::list(store.conn(), &eos_store::certs::CertFilter::default())? {
+        let space = SpaceId::new(&c.space)
+            .map_err(|e| anyhow::anyhow!("state database: certificate {}: {e}", c.serial))?;
+        inventory.issued(
+            &c.serial,
+            IssuedCert {
+                space,
+                user: c.user,
+                revoked: c.status == "revoked",
+            },
+        );
+    }
+    if let Some(crl) = eos_store::certs::latest_crl(store.conn())? {
+        inventory
+            .on_crl_pem(crl.pem.as_bytes())
+            .with_context(|| format!("state database: CRL {}", crl.number))?;
+    }
+    Ok(inventory)
 }
 
 /// A simulation for the enforce guards.
@@ -486,5 +551,78 @@ pub fn render_simulation(report: &SimulationReport, colour: bool) -> String {
             r.unknown_space_records
         );
     }
+    if let (Some(c), Some(stats)) = (&r.certificates, &report.connections_scan) {
+        render_certificates(&mut s, c, stats, colour);
+    }
     s
+}
+
+/// The certificate gate's part of a simulation.
+fn render_certificates(
+    s: &mut String,
+    c: &CertSimulation,
+    stats: &eos_logs::ScanStats,
+    colour: bool,
+) {
+    let _ = writeln!(
+        s,
+        "certificate gate: replayed {} connections from {} lines of {} inputs ({} unusable lines); once the listener verifies:",
+        c.connections,
+        stats.lines,
+        stats.inputs,
+        stats.bad.total()
+    );
+    let mut one = |name: &str, sp: &eos_policy::SpaceCertSimulation, space: bool| {
+        let reasons: Vec<String> = sp
+            .by_reason
+            .iter()
+            .map(|(r, n)| format!("{} {n}", r.as_str()))
+            .collect();
+        let verifies = if sp.verify_at_enforce || !space {
+            ""
+        } else {
+            " (its listener does not verify at enforce)"
+        };
+        let _ = writeln!(
+            s,
+            "{name}: {} connections, {} would be refused{verifies}{}",
+            sp.connections,
+            sp.would_refuse,
+            if reasons.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", reasons.join(", "))
+            }
+        );
+        for e in &sp.examples {
+            let _ = writeln!(
+                s,
+                "  {:<14} {} {} port {} serial {} user {}{}",
+                e.reason.as_str(),
+                e.time,
+                e.client_ip,
+                e.listener_port,
+                e.serial.as_deref().unwrap_or("-"),
+                e.user.as_deref().unwrap_or("-"),
+                e.bound_to
+                    .as_ref()
+                    .map_or(String::new(), |b| format!(" (bound to {b})"))
+            );
+        }
+        if !sp.refused_admins.is_empty() {
+            let admins: Vec<&str> = sp.refused_admins.iter().map(|u| u.as_str()).collect();
+            let _ = writeln!(
+                s,
+                "  {} declared administrators would be refused: {}",
+                paint(colour, "1;31", "WARNING:"),
+                admins.join(", ")
+            );
+        }
+    };
+    for (space, sp) in &c.spaces {
+        one(space.as_str(), sp, true);
+    }
+    if c.unattributed.connections > 0 {
+        one("(no space found)", &c.unattributed, false);
+    }
 }
