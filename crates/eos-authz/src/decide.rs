@@ -10,7 +10,6 @@ use eos_logs::TrustedProxies;
 use eos_policy::{
     CertStatus, CertificateDer, Decision, Evaluator, Mode, Request, Stage, UnixTime, Verdict,
 };
-use rustls_pki_types::pem::PemObject;
 use serde::Serialize;
 
 /// Headers that carry the client certificate, read only from a trusted
@@ -228,17 +227,14 @@ fn presented_chain(headers: &HeaderMap) -> Option<Vec<CertificateDer<'static>>> 
         .flat_map(|name| headers.get_all(*name).iter())
         .filter(|v| !v.as_bytes().iter().all(u8::is_ascii_whitespace));
     let value = values.next()?;
-    let unparsable = Some(vec![CertificateDer::from(Vec::new())]);
     if values.next().is_some() {
-        return unparsable;
+        return Some(vec![CertificateDer::from(Vec::new())]);
     }
-    let Ok(pem) = percent_encoding::percent_decode(value.as_bytes()).decode_utf8() else {
-        return unparsable;
-    };
-    match CertificateDer::pem_slice_iter(pem.as_bytes()).collect::<Result<Vec<_>, _>>() {
-        Ok(chain) if !chain.is_empty() => Some(chain),
-        _ => unparsable,
-    }
+    // Unparsable: presented as such, which `eos_policy` refuses.
+    Some(
+        eos_policy::chain_from_header(value.as_bytes())
+            .unwrap_or_else(|| vec![CertificateDer::from(Vec::new())]),
+    )
 }
 
 #[cfg(test)]

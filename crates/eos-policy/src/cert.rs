@@ -244,6 +244,19 @@ fn verify_reason(e: &webpki::Error) -> String {
     }
 }
 
+/// The chain in one certificate header a proxy wrote: URL-encoded PEM,
+/// leaf first (nginx's `$ssl_client_escaped_cert`, the ALB's
+/// `X-Amzn-Mtls-Clientcert` in passthrough mode). `None` when it is not
+/// that (not URL-encoded UTF-8, no CERTIFICATE block, a broken one). Only
+/// ever read from a trusted proxy: a client can write any header.
+pub fn chain_from_header(value: &[u8]) -> Option<Vec<CertificateDer<'static>>> {
+    let pem = percent_encoding::percent_decode(value).decode_utf8().ok()?;
+    match CertificateDer::pem_slice_iter(pem.as_bytes()).collect::<Result<Vec<_>, _>>() {
+        Ok(chain) if !chain.is_empty() => Some(chain),
+        _ => None,
+    }
+}
+
 /// Read a client certificate chain (PEM, leaf first) from a file.
 pub fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, PolicyError> {
     let bytes = std::fs::read(path).map_err(|e| pki("client certificate", path, e))?;

@@ -11,6 +11,7 @@ use eos_logs::TrustedProxies;
 use serde::Deserialize;
 
 use crate::RegisterError;
+use crate::renewal::RenewalPolicy;
 
 /// `[serve]`: the registration service. Every field has a documented
 /// default; unknown keys are refused.
@@ -71,6 +72,11 @@ pub struct ServeConfig {
     pub max_connections_per_source: usize,
     /// Profile of certificates issued through `/v1/cert` [default: browser].
     pub cert_profile: Profile,
+    /// `/v1/renew` renews a certificate only in this last fraction of its
+    /// lifetime [default: 0.3333, the last third], so a renew agent that
+    /// renews at about two thirds is in time and a copied certificate
+    /// cannot renew at will.
+    pub renewal_window: f64,
     /// Label prefix of rules written by `/v1/ip` and `/v1/recover`
     /// [default: "registered"].
     pub rule_label: String,
@@ -107,6 +113,7 @@ impl Default for ServeConfig {
             max_connections: 512,
             max_connections_per_source: 64,
             cert_profile: Profile::Browser,
+            renewal_window: RenewalPolicy::default().window(),
             rule_label: "registered".to_owned(),
             recovery_notify_command: None,
             recovery_notify_webhook: None,
@@ -176,6 +183,8 @@ pub struct ServeOptions {
     pub connections: ConnectionLimits,
     /// Profile of issued certificates.
     pub cert_profile: Profile,
+    /// When a certificate may be renewed.
+    pub renewal: RenewalPolicy,
     /// Rule label prefix.
     pub rule_label: String,
     /// Recovery notification.
@@ -214,6 +223,7 @@ fn unreachable_defaults() -> ServeOptions {
             max_connections_per_source: 64,
         },
         cert_profile: Profile::Browser,
+        renewal: RenewalPolicy::default(),
         rule_label: "registered".to_owned(),
         notify: NotifyHook::None,
     }
@@ -313,6 +323,8 @@ impl ServeConfig {
                 )?,
             },
             cert_profile: self.cert_profile,
+            renewal: RenewalPolicy::new(self.renewal_window)
+                .map_err(|e| RegisterError::Config(format!("[serve] renewal_window: {e}")))?,
             rule_label: label.as_str().to_owned(),
             notify,
         })

@@ -216,6 +216,26 @@ impl ApiError {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
     }
 
+    /// A renewal was refused: `code` is the renewal's stable code
+    /// (`renewal-revoked`, ...). 403 for a certificate that will never
+    /// renew (unknown, revoked, expired, superseded, its account disabled),
+    /// 401 without one, 425 too early (with when to come back).
+    pub fn renewal_refused(
+        code: &'static str,
+        message: String,
+        retry_after: Option<Duration>,
+    ) -> ApiError {
+        let status = match code {
+            "renewal-no-certificate" => StatusCode::UNAUTHORIZED,
+            "renewal-too-early" => StatusCode::TOO_EARLY,
+            _ => StatusCode::FORBIDDEN,
+        };
+        ApiError {
+            retry_after,
+            ..ApiError::new(status, code, message)
+        }
+    }
+
     /// This deployment issues no certificates (no CA configured).
     pub fn ca_unavailable() -> ApiError {
         ApiError::new(

@@ -20,7 +20,7 @@ use serde_json::json;
 
 use crate::notify::{RecoveryEvent, notify};
 use crate::registrar::{Outcome, PresentedCode, Registrar, Registration};
-use crate::{ApiError, est, page};
+use crate::{ApiError, ClientCertificate, est, page};
 
 /// Shared by every request.
 #[derive(Debug)]
@@ -89,6 +89,7 @@ fn route_name(path: &str) -> &'static str {
         "/v1/recover" => "/v1/recover",
         est::CACERTS => est::CACERTS,
         est::SIMPLEENROLL => est::SIMPLEENROLL,
+        "/v1/renew" => "/v1/renew",
         _ => "other",
     }
 }
@@ -122,6 +123,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/v1/cert", post(cert))
         .route("/v1/recover", post(recover))
         .merge(est::routes())
+        .route("/v1/renew", post(renew))
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
 }
@@ -281,22 +283,31 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-/// The sync watcher's figures (Prometheus text), when it runs here.
+/// The renewal figures, and the sync watcher's when it runs here
+/// (Prometheus text).
 async fn metrics(State(st): State<Arc<AppState>>) -> Response {
     let registrar = st.registrar.clone();
-    match tokio::task::spawn_blocking(move || registrar.sync_metrics()).await {
-        Ok(Some(Ok(text))) => (
-            [(
-                axum::http::header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
-            text,
-        )
-            .into_response(),
-        Ok(None) => axum::http::StatusCode::NOT_FOUND.into_response(),
-        Ok(Some(Err(e))) => metrics_failed(&e),
-        Err(e) => metrics_failed(&e),
-    }
+    let text = match tokio::task::spawn_blocking(move || {
+        let renewal = registrar.renewal_metrics();
+        match registrar.sync_metrics() {
+            None => Ok(renewal),
+            Some(sync) => sync.map(|sync| format!("{sync}{renewal}")),
+        }
+    })
+    .await
+    {
+        Ok(Ok(text)) => text,
+        Ok(Err(e)) => return metrics_failed(&e),
+        Err(e) => return metrics_failed(&e),
+    };
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 fn metrics_failed(e: &dyn std::fmt::Display) -> Response {
@@ -377,6 +388,12 @@ struct CertBody {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RenewBody {
+    csr: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct CodeBody {
     code: PresentedCode,
 }
@@ -448,6 +465,90 @@ async fn recover(
         |b: CodeBody| Ok(Registration::Recover { code: b.code }),
     )
     .await
+}
+
+/// The header an AWS load balancer in mTLS passthrough mode writes the
+/// client's chain into (URL-encoded PEM, leaf first).
+pub(crate) const PASSTHROUGH_CERT_HEADER: &str = "x-amzn-mtls-clientcert";
+
+/// The certificate the client presented: the one the TLS handshake
+/// verified, else — only when the peer is a trusted proxy — the leaf of the
+/// passthrough header. A header from any other peer is ignored: a client
+/// can write any header. `Err` when a trusted proxy sent one that is not a
+/// certificate chain (or sent it twice).
+pub(crate) fn presented_certificate(
+    tls: Option<&ClientCertificate>,
+    peer: IpAddr,
+    headers: &HeaderMap,
+    trusted: &eos_logs::TrustedProxies,
+) -> Result<Option<Vec<u8>>, ApiError> {
+    if let Some(ClientCertificate(cert)) = tls {
+        return Ok(Some(cert.as_ref().to_vec()));
+    }
+    if !trusted.contains(peer.to_canonical()) {
+        return Ok(None);
+    }
+    let mut values = headers.get_all(PASSTHROUGH_CERT_HEADER).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    let bad = || {
+        ApiError::renewal_refused(
+            "renewal-bad-certificate",
+            "the forwarded client certificate cannot be read".to_owned(),
+            None,
+        )
+    };
+    if values.next().is_some() {
+        return Err(bad());
+    }
+    let chain = eos_policy::chain_from_header(value.as_bytes()).ok_or_else(bad)?;
+    Ok(chain.into_iter().next().map(|leaf| leaf.to_vec()))
+}
+
+async fn renew(
+    State(st): State<Arc<AppState>>,
+    axum::Extension(Client(client)): axum::Extension<Client>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    tls_cert: Option<axum::Extension<ClientCertificate>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let options = st.registrar.options();
+    let presented = match presented_certificate(
+        tls_cert.as_ref().map(|e| &e.0),
+        peer.ip(),
+        &headers,
+        &options.trusted_proxies,
+    ) {
+        Ok(p) => p,
+        Err(e) => return error_response(e),
+    };
+    let (limit, timeout) = (options.max_body_bytes, options.request_timeout);
+    let shape = r#"{"csr": "PEM"}"#;
+    let body = match tokio::time::timeout(
+        timeout,
+        read_json::<RenewBody>(&headers, body, limit, shape),
+    )
+    .await
+    {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => return error_response(e),
+        Err(_) => return error_response(ApiError::timeout()),
+    };
+    let registrar = st.registrar.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        registrar.renew(presented.as_deref(), body.csr.as_bytes(), client)
+    })
+    .await;
+    match outcome {
+        Ok(Ok(outcome)) => axum::Json(outcome).into_response(),
+        Ok(Err(e)) => error_response(e),
+        Err(e) => {
+            tracing::error!(error = %e, "renewal task failed");
+            error_response(ApiError::internal())
+        }
+    }
 }
 
 /// Read the endpoint's body shape `T`, make the request from it, run it.

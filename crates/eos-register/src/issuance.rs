@@ -89,6 +89,16 @@ impl CaSetup {
         &self.limits
     }
 
+    /// What planning knows about the CA (its name, validity, key).
+    pub fn info(&self) -> &CaInfo {
+        &self.info
+    }
+
+    /// The issuance policy (lifetimes per profile).
+    pub fn policy(&self) -> &IssuancePolicy {
+        &self.policy
+    }
+
     /// `local` or the Private CA's ARN.
     pub fn signer_id(&self) -> &str {
         &self.signer_id
@@ -149,6 +159,15 @@ pub enum IssuanceError {
     /// The inventory could not be read or written.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The account is disabled (`eos-sec ca disable`): nothing is issued to
+    /// it, by a code or by renewal (`account-disabled`).
+    #[error("account {space}/{user} is disabled")]
+    AccountDisabled {
+        /// The space.
+        space: String,
+        /// The user.
+        user: String,
+    },
     /// Signed, then not recorded: the certificate was withdrawn from the
     /// signer ([`withdraw`]) and is not handed out.
     #[error("certificate {serial} was signed but not recorded ({source}); {withdrawal}")]
@@ -188,6 +207,8 @@ struct Request {
     profile: Profile,
     lifetime: Option<Duration>,
     now: SystemTime,
+    /// The serial of the certificate this one renews.
+    renews: Option<String>,
 }
 
 /// A request validated and planned, ready to be signed. It keeps the
@@ -224,7 +245,14 @@ fn plan_in(conn: &Connection, ca: &CaSetup, r: &Request) -> Result<CertificatePl
         profile,
         lifetime,
         now,
+        renews: _,
     } = r;
+    if certs_disabled(conn, account)? {
+        return Err(IssuanceError::AccountDisabled {
+            space: account.space.to_string(),
+            user: account.user.to_string(),
+        });
+    }
     let owner = match certs::key_owner(conn, fingerprint)? {
         Some((space, user)) => Some(KeyOwner {
             space: SpaceId::new(&space).map_err(corrupt)?,
@@ -242,16 +270,41 @@ fn plan_in(conn: &Connection, ca: &CaSetup, r: &Request) -> Result<CertificatePl
         .map_err(IssuanceError::of)
 }
 
-/// Validate the CSR, refuse a key bound to another account and plan the
-/// certificate from the account record, reading the inventory in `tx`.
+fn certs_disabled(conn: &Connection, account: &Account) -> Result<bool, IssuanceError> {
+    Ok(
+        eos_store::accounts::disabled(conn, account.space.as_str(), account.user.as_str())?
+            .is_some(),
+    )
+}
+
+/// Validate a CSR against the CA's limits (refused: `csr-*`).
+pub fn validate(ca: &CaSetup, csr: &[u8]) -> Result<ValidatedCsr, IssuanceError> {
+    eos_ca::validate_csr(csr, &ca.limits).map_err(|e| IssuanceError::Refused(e.into()))
+}
+
+/// Validate the CSR, refuse a disabled account or a key bound to another
+/// account and plan the certificate from the account record, reading the
+/// inventory in `tx`.
 pub fn prepare_in(
     tx: &Transaction<'_>,
     ca: &CaSetup,
     input: &IssueInput<'_>,
     now: SystemTime,
 ) -> Result<Prepared, IssuanceError> {
-    let csr = eos_ca::validate_csr(input.csr, &ca.limits)
-        .map_err(|e| IssuanceError::Refused(e.into()))?;
+    let csr = validate(ca, input.csr)?;
+    prepare_validated_in(tx, ca, csr, input, None, now)
+}
+
+/// [`prepare_in`] for a CSR already validated ([`validate`]); `renews`
+/// names the certificate this one renews (recorded as its predecessor).
+pub(crate) fn prepare_validated_in(
+    tx: &Transaction<'_>,
+    ca: &CaSetup,
+    csr: ValidatedCsr,
+    input: &IssueInput<'_>,
+    renews: Option<String>,
+    now: SystemTime,
+) -> Result<Prepared, IssuanceError> {
     let request = Request {
         fingerprint: csr.fingerprint().to_string(),
         csr,
@@ -259,6 +312,7 @@ pub fn prepare_in(
         profile: input.profile,
         lifetime: input.lifetime,
         now,
+        renews,
     };
     let plan = plan_in(tx, ca, &request)?;
     Ok(Prepared { request, plan })
@@ -292,6 +346,7 @@ pub fn record_in(
         fingerprint,
         account,
         profile,
+        renews,
         ..
     } = request;
     let pem = eos_ca::certificate_pem(cert).map_err(IssuanceError::Failed)?;
@@ -310,6 +365,7 @@ pub fn record_in(
             not_after: &not_after,
             signer: &ca.signer_id,
             pem: &pem,
+            renewed_from: renews.as_deref(),
         },
     )?;
     let mut detail = serde_json::Map::new();
@@ -320,6 +376,9 @@ pub fn record_in(
     detail.insert("key".into(), json!(csr.key_kind().to_string()));
     detail.insert("ignored_requests".into(), json!(csr.ignored()));
     detail.insert("signer".into(), json!(ca.signer_id));
+    if let Some(old) = renews {
+        detail.insert("renewed_from".into(), json!(old));
+    }
     detail.extend(audit.extra.clone());
     audit_in(
         tx,

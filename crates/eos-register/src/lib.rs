@@ -7,6 +7,9 @@
 //!   the outbox for sync;
 //! - `POST /v1/cert` gets a CSR signed by the entityOS CA under the
 //!   configured profile, identity from the code's binding, never the CSR;
+//! - `POST /v1/renew` renews the client certificate presented in the TLS
+//!   handshake (or forwarded by a trusted passthrough proxy), no code
+//!   needed ([`renewal`]);
 //! - `POST /v1/recover` (an administrator's recovery code) replaces the
 //!   admin's previous recovery address with the current one and calls the
 //!   notification hook.
@@ -35,6 +38,7 @@ pub mod issuance;
 mod notify;
 pub mod page;
 mod registrar;
+pub mod renewal;
 mod server;
 
 pub use config::{ConnectionLimits, NotifyHook, RateLimits, ServeConfig, ServeOptions};
@@ -43,5 +47,6 @@ pub use issuance::{CaSetup, IssuanceError};
 pub use notify::RecoveryEvent;
 pub use registrar::{Outcome, PresentedCode, Registrar, Registration};
 pub use server::{
-    BackgroundTask, Service, Shutdown, ShutdownTrigger, load_tls, server_config, shutdown_pair,
+    BackgroundTask, ClientCertificate, Service, Shutdown, ShutdownTrigger, load_tls, server_config,
+    shutdown_pair,
 };

@@ -14,8 +14,10 @@
 //! or the CA without the code check, and the CSR is not even parsed before
 //! it.
 
-use std::fmt;
+use std::collections::BTreeMap;
+use std::fmt::{self, Write as _};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::SystemTime;
 
@@ -34,6 +36,7 @@ use zeroize::Zeroizing;
 use crate::ApiError;
 use crate::config::ServeOptions;
 use crate::issuance::{self, CaSetup, IssuanceError, IssueAudit, IssueInput, drive};
+use crate::renewal::{self, Refusal, Renewal, RenewalError, Renewed};
 
 /// A security code as a client sent it. Never logged, never displayed;
 /// `Debug` redacts it and the memory is wiped on drop.
@@ -144,6 +147,25 @@ pub enum Outcome {
         /// The CA chain above it, PEM (the entityOS root).
         chain: String,
     },
+    /// A certificate was renewed with itself (`/v1/renew`).
+    Renewed {
+        /// The space (from the inventory record).
+        space: SpaceId,
+        /// The user (from the inventory record).
+        user: UserId,
+        /// The new certificate's serial, lower-case hex.
+        serial: String,
+        /// The serial of the certificate presented and renewed.
+        renewed: String,
+        /// The profile (the renewed certificate's).
+        profile: String,
+        /// RFC 3339.
+        not_after: String,
+        /// The certificate, PEM.
+        certificate: String,
+        /// The CA chain above it, PEM.
+        chain: String,
+    },
     /// The administrator's recovery address was replaced.
     Recovered {
         /// The space.
@@ -169,6 +191,51 @@ pub struct Registrar {
     ca: Option<CaSetup>,
     options: ServeOptions,
     sync_backend: Option<String>,
+    renewals: RenewalCounters,
+}
+
+/// Renewals since the service started, and refusals by code, for
+/// `/metrics`.
+#[derive(Debug, Default)]
+struct RenewalCounters {
+    renewed: AtomicU64,
+    refused: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl RenewalCounters {
+    fn refused(&self, code: &'static str) {
+        let mut map = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        *map.entry(code).or_default() += 1;
+    }
+
+    fn prometheus(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP eos_register_renewals_total Certificates renewed with themselves (/v1/renew).\n\
+             # TYPE eos_register_renewals_total counter\n\
+             eos_register_renewals_total {}",
+            self.renewed.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP eos_register_renewal_refusals_total Renewals refused, by code.\n\
+             # TYPE eos_register_renewal_refusals_total counter"
+        );
+        let map = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        for code in Refusal::CODES
+            .iter()
+            .copied()
+            .chain(["csr-refused", "internal"])
+        {
+            let n = map.get(code).copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "eos_register_renewal_refusals_total{{reason=\"{code}\"}} {n}"
+            );
+        }
+        out
+    }
 }
 
 impl fmt::Debug for Registrar {
@@ -216,8 +283,24 @@ fn issuance_error(e: IssuanceError) -> ApiError {
             };
             ApiError::csr_refused(e.code(), message)
         }
+        IssuanceError::AccountDisabled { .. } => ApiError::renewal_refused(
+            "account-disabled",
+            "this account is disabled; ask its space's administrator".to_owned(),
+            None,
+        ),
         IssuanceError::Store(e) => store_err(e),
         other => internal("certificate issuance", other),
+    }
+}
+
+/// A renewal failure as the client sees it: its refusal code, a CSR
+/// refusal, else an internal error (logged).
+fn renewal_error(e: RenewalError) -> ApiError {
+    match e {
+        RenewalError::Refused(r) => {
+            ApiError::renewal_refused(r.code(), r.to_string(), r.retry_after(SystemTime::now()))
+        }
+        RenewalError::Issuance(e) => issuance_error(e),
     }
 }
 
@@ -250,7 +333,14 @@ impl Registrar {
             ca,
             options,
             sync_backend: None,
+            renewals: RenewalCounters::default(),
         }
+    }
+
+    /// The renewal figures as Prometheus text (always served on
+    /// `/metrics`).
+    pub fn renewal_metrics(&self) -> String {
+        self.renewals.prometheus()
     }
 
     /// Serve the sync figures of `backend` (its id) on `/metrics`: set when
@@ -261,7 +351,7 @@ impl Registrar {
     }
 
     /// The sync figures as Prometheus text, when the service runs the
-    /// watcher; `None` otherwise (`/metrics` is then a plain 404).
+    /// watcher; `None` otherwise (`/metrics` then serves the renewal figures only).
     pub fn sync_metrics(&self) -> Option<Result<String, StoreError>> {
         let backend = self.sync_backend.as_deref()?;
         let rows = eos_store::sync::status(self.store().conn(), backend, now_utc());
@@ -614,6 +704,133 @@ impl Registrar {
             certificate: issued.pem,
             chain: ca.chain_pem().to_owned(),
         })
+    }
+
+    /// Renew the certificate `presented` (its DER; `None` when the client
+    /// presented none) with `csr` (PEM or DER, same key or a new one): the
+    /// caller has authenticated the presenter (the TLS handshake with the
+    /// client certificate, or a trusted proxy that did it and forwarded
+    /// the certificate). No security code is involved. As
+    /// [`Registrar::issue`]: checks and plan in one transaction, the
+    /// signature with the store free, the record in a second transaction
+    /// that checks the predecessor again; a successor signed but not
+    /// recorded is withdrawn from the signer. Refusals carry the stable
+    /// codes of [`renewal::Refusal`] (`csr-*` for the CSR).
+    pub fn renew(
+        &self,
+        presented: Option<&[u8]>,
+        csr: &[u8],
+        client: IpAddr,
+    ) -> Result<Outcome, ApiError> {
+        let outcome = self.renew_inner(presented.unwrap_or_default(), csr, client);
+        match &outcome {
+            Ok(_) => {
+                self.renewals.renewed.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => self.renewals.refused(match e.code() {
+                c if Refusal::CODES.contains(&c) || c == "internal" => c,
+                _ => "csr-refused",
+            }),
+        }
+        outcome
+    }
+
+    fn renew_inner(
+        &self,
+        presented: &[u8],
+        csr: &[u8],
+        client: IpAddr,
+    ) -> Result<Outcome, ApiError> {
+        let Some(ca) = &self.ca else {
+            return Err(ApiError::ca_unavailable());
+        };
+        let policy = &self.options.renewal;
+        let prepared = {
+            let mut store = self.store();
+            let tx = store.transaction().map_err(store_err)?;
+            renewal::prepare_in(&tx, ca, policy, presented, csr, SystemTime::now())
+            // Read only: the transaction is dropped.
+        };
+        let successor = match prepared {
+            Ok(Renewal::Done(renewed)) => return Ok(self.renewed(ca, *renewed, client)),
+            Ok(Renewal::Sign(s)) => s,
+            Err(e) => {
+                self.audit_refusal(&e, client);
+                return Err(renewal_error(e));
+            }
+        };
+        // The store is free from here until the successor is recorded.
+        let cert = match drive(issuance::sign(ca, successor.prepared())) {
+            Err(e) => return Err(internal("async runtime", e)),
+            Ok(Err(e)) => return Err(issuance_error(e)),
+            Ok(Ok(cert)) => cert,
+        };
+        let recorded = (|| {
+            let mut store = self.store();
+            let tx = store.transaction().map_err(RenewalError::from)?;
+            let mut extra = serde_json::Map::new();
+            extra.insert("source".into(), json!(client.to_string()));
+            let audit = IssueAudit {
+                actor: &renewal::actor(&successor.old().serial),
+                action: "cert.renewed",
+                extra,
+            };
+            let renewed = renewal::record_in(&tx, ca, &audit, &successor, &cert)?;
+            tx.commit()
+                .map_err(|e| RenewalError::from(StoreError::from(e)))?;
+            Ok(renewed)
+        })();
+        match recorded {
+            Ok(renewed) => Ok(self.renewed(ca, renewed, client)),
+            Err(e) => {
+                let serial = eos_ca::serial_of(&cert);
+                let withdrawal = drive(issuance::withdraw(ca, &serial)).unwrap_or_else(|r| {
+                    eos_ca::withdrawal_note(&Err(IssueError::Signer(format!("async runtime: {r}"))))
+                });
+                tracing::warn!(%serial, %withdrawal, error = %e, "renewed certificate signed, not recorded");
+                self.audit_refusal(&e, client);
+                Err(renewal_error(e))
+            }
+        }
+    }
+
+    fn renewed(&self, ca: &CaSetup, r: Renewed, client: IpAddr) -> Outcome {
+        tracing::info!(space = %r.account.space, user = %r.account.user, renewed = %r.renewed, serial = %r.serial, replayed = r.replayed, %client, "certificate renewed");
+        Outcome::Renewed {
+            space: r.account.space,
+            user: r.account.user,
+            serial: r.serial,
+            renewed: r.renewed,
+            profile: r.profile.as_str().to_owned(),
+            not_after: r.not_after,
+            certificate: r.pem,
+            chain: ca.chain_pem().to_owned(),
+        }
+    }
+
+    /// A refusal worth an operator's eye — a revoked or superseded
+    /// certificate still in use, a disabled account's — is audited
+    /// (`cert.renewal-refused`); the rest are counted and logged only.
+    fn audit_refusal(&self, e: &RenewalError, client: IpAddr) {
+        let RenewalError::Refused(r) = e else {
+            return;
+        };
+        let serial = match r {
+            Refusal::Revoked { serial }
+            | Refusal::Superseded { serial, .. }
+            | Refusal::AccountDisabled { serial } => serial.clone(),
+            _ => {
+                tracing::info!(code = r.code(), %client, "renewal refused");
+                return;
+            }
+        };
+        tracing::warn!(code = r.code(), %serial, %client, "renewal refused");
+        let actor = renewal::actor(&serial);
+        let entry = AuditEntry::new(&actor, "cert.renewal-refused", &serial)
+            .with_detail(json!({"code": r.code(), "source": client.to_string()}));
+        if let Err(e) = self.audit(&entry) {
+            tracing::error!(error = %e, "auditing a refused renewal");
+        }
     }
 
     /// The second transaction of [`Registrar::issue`]: check the key's owner

@@ -17,6 +17,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use rustls::ServerConfig;
+use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
@@ -100,8 +101,14 @@ pub type BackgroundTask =
 
 /// Load a TLS certificate chain and key (PEM) into a server config with
 /// the ring provider, TLS 1.2 and 1.3, ALPN h2 and http/1.1. The key file
-/// must not be readable by group or others.
-pub fn load_tls(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, RegisterError> {
+/// must not be readable by group or others. With `client_ca` (the
+/// entityOS CA chain, PEM) the listener asks for an optional client
+/// certificate of that CA ([`server_config`]).
+pub fn load_tls(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&str>,
+) -> Result<Arc<ServerConfig>, RegisterError> {
     let tls_err = |path: &Path, reason: String| RegisterError::Tls {
         path: path.display().to_string(),
         reason,
@@ -115,19 +122,46 @@ pub fn load_tls(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, RegisterEr
         return Err(tls_err(cert, "no CERTIFICATE block".to_owned()));
     }
     let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| tls_err(key, e.to_string()))?;
-    server_config(chain, key_der).map_err(|e| tls_err(cert, e))
+    server_config(chain, key_der, client_ca).map_err(|e| tls_err(cert, e))
 }
 
-/// A server config from DER (tests make these in memory).
+/// A server config from DER (tests make these in memory). With
+/// `client_ca` (PEM, the entityOS CA chain), the handshake asks for a
+/// client certificate of that CA and verifies it with rustls-webpki (chain,
+/// signature, validity, client-auth EKU) and the client's proof of its key;
+/// a client may also present none (`allow_unauthenticated`: the code-based
+/// endpoints and the page need none). The verified certificate reaches the
+/// handlers as [`ClientCertificate`] (`/v1/renew`).
 pub fn server_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
+    client_ca: Option<&str>,
 ) -> Result<Arc<ServerConfig>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
+        .map_err(|e| e.to_string())?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(pem) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+                let cert = cert.map_err(|e| format!("client CA: {e}"))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("client CA certificate: {e}"))?;
+            }
+            if roots.is_empty() {
+                return Err("client CA: no CERTIFICATE block".to_owned());
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| format!("client certificate verifier: {e}"))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
         .with_single_cert(chain, key)
         .map_err(|e| format!("certificate and key: {e}"))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -151,6 +185,12 @@ fn check_key_mode(path: &Path) -> Result<(), String> {
 fn check_key_mode(_path: &Path) -> Result<(), String> {
     Ok(())
 }
+
+/// The client certificate the TLS handshake verified (the leaf, DER), in
+/// the request's extensions when the client presented one. Only the
+/// listener puts it there: a header never becomes one.
+#[derive(Debug, Clone)]
+pub struct ClientCertificate(pub Arc<CertificateDer<'static>>);
 
 /// The registration service: a [`Registrar`] behind the HTTP guard and
 /// routes.
@@ -257,6 +297,7 @@ impl Service {
                             between_requests: options.connections.idle_timeout,
                         },
                         stop: conn_shutdown.clone(),
+                        client_cert: None,
                     };
                     let acceptor = acceptor.clone();
                     let handshake_timeout = options.connections.handshake_timeout;
@@ -275,7 +316,13 @@ impl Service {
                                         return;
                                     }
                                 };
-                                connection.serve(stream).await;
+                                let client_cert = stream
+                                    .get_ref()
+                                    .1
+                                    .peer_certificates()
+                                    .and_then(|c| c.first())
+                                    .map(|c| ClientCertificate(Arc::new(c.clone().into_owned())));
+                                Connection { client_cert, ..connection }.serve(stream).await;
                             }
                             None => connection.serve(tcp).await,
                         }
@@ -342,6 +389,8 @@ struct Connection {
     peer: SocketAddr,
     timeouts: IdleTimeouts,
     stop: Shutdown,
+    /// What the TLS handshake verified, for every request on it.
+    client_cert: Option<ClientCertificate>,
 }
 
 impl Connection {
@@ -357,10 +406,14 @@ impl Connection {
             peer,
             timeouts,
             stop,
+            client_cert,
         } = self;
         let (activity, busy) = Activity::new();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+            if let Some(cert) = &client_cert {
+                req.extensions_mut().insert(cert.clone());
+            }
             // In flight until the response body is dropped: sent, or
             // abandoned with the connection.
             let in_flight = activity.enter();

@@ -6,6 +6,8 @@
 mod common;
 #[path = "api/est.rs"]
 mod est;
+#[path = "api/renew.rs"]
+mod renew;
 
 use std::sync::Arc;
 use std::time::Duration;

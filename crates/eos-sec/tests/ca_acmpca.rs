@@ -269,6 +269,7 @@ fn revoke_goes_to_private_ca_and_the_inventory() {
                 not_after: "2099-01-01T00:00:00Z",
                 signer,
                 pem: &pem,
+                renewed_from: None,
             },
         )
         .unwrap();

@@ -41,6 +41,10 @@ pub struct CertRecord {
     pub revoked_at: Option<String>,
     /// Why revoked.
     pub revocation_reason: Option<String>,
+    /// The certificate it renewed (presented to get this one), if any.
+    pub renewed_from: Option<String>,
+    /// The certificate that renewed it, if any (its one successor).
+    pub renewed_by: Option<String>,
     /// The certificate.
     #[serde(skip)]
     pub pem: String,
@@ -67,10 +71,13 @@ pub struct NewCert<'a> {
     pub signer: &'a str,
     /// The certificate PEM.
     pub pem: &'a str,
+    /// The certificate this one renews (at most one successor each).
+    pub renewed_from: Option<&'a str>,
 }
 
 const COLUMNS: &str = "serial, space, user, profile, key_fingerprint, not_before, not_after, \
-                       issued_at, signer, status, revoked_at, revocation_reason, pem";
+                       issued_at, signer, status, revoked_at, revocation_reason, pem, renewed_from, \
+                       (SELECT n.serial FROM certs n WHERE n.renewed_from = certs.serial)";
 
 fn row(r: &Row<'_>) -> rusqlite::Result<CertRecord> {
     Ok(CertRecord {
@@ -87,6 +94,8 @@ fn row(r: &Row<'_>) -> rusqlite::Result<CertRecord> {
         revoked_at: r.get(10)?,
         revocation_reason: r.get(11)?,
         pem: r.get(12)?,
+        renewed_from: r.get(13)?,
+        renewed_by: r.get(14)?,
     })
 }
 
@@ -94,8 +103,8 @@ fn row(r: &Row<'_>) -> rusqlite::Result<CertRecord> {
 pub fn record_issued(tx: &Transaction<'_>, cert: &NewCert<'_>) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO certs(serial, space, user, profile, key_fingerprint, not_before, not_after,
-                           issued_at, signer, pem)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                           issued_at, signer, pem, renewed_from)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         params![
             cert.serial,
             cert.space,
@@ -107,6 +116,7 @@ pub fn record_issued(tx: &Transaction<'_>, cert: &NewCert<'_>) -> Result<(), Sto
             crate::now_rfc3339(),
             cert.signer,
             cert.pem,
+            cert.renewed_from,
         ],
     )?;
     Ok(())
@@ -299,6 +309,7 @@ mod tests {
             not_after,
             signer: LOCAL_SIGNER,
             pem: "-----BEGIN CERTIFICATE-----\n...",
+            renewed_from: None,
         }
     }
 
@@ -358,6 +369,31 @@ mod tests {
             )
             .unwrap_err();
         assert!(err.to_string().contains("cannot be reinstated"), "{err}");
+    }
+
+    #[test]
+    fn a_certificate_has_at_most_one_successor() {
+        let mut s = Store::open_in_memory().unwrap();
+        let tx = s.transaction().unwrap();
+        record_issued(
+            &tx,
+            &cert("0a", "alice", "sha256:aa", "2026-01-04T00:00:00Z"),
+        )
+        .unwrap();
+        let renewal = |serial| NewCert {
+            renewed_from: Some("0a"),
+            ..cert(serial, "alice", "sha256:aa", "2026-01-05T00:00:00Z")
+        };
+        record_issued(&tx, &renewal("0b")).unwrap();
+        // A second renewal of 0a is refused by the database itself.
+        assert!(record_issued(&tx, &renewal("0c")).is_err());
+        tx.commit().unwrap();
+        let old = get(s.conn(), "0a").unwrap();
+        assert_eq!(old.renewed_by.as_deref(), Some("0b"));
+        assert_eq!(old.renewed_from, None);
+        let new = get(s.conn(), "0b").unwrap();
+        assert_eq!(new.renewed_from.as_deref(), Some("0a"));
+        assert_eq!(new.renewed_by, None);
     }
 
     #[test]

@@ -72,6 +72,7 @@ mod tests {
             not_after: "2026-01-01T00:10:00Z",
             signer: crate::certs::LOCAL_SIGNER,
             pem: "-",
+            renewed_from: None,
         }
     }
 

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 
+pub mod accounts;
 mod audit;
 pub mod certs;
 pub mod codes;
@@ -125,6 +126,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 13,
         name: "drills",
         sql: include_str!("migrations/0013_drills.sql"),
+    },
+    Migration {
+        version: 14,
+        name: "renewal",
+        sql: include_str!("migrations/0014_renewal.sql"),
     },
 ];
 

@@ -56,6 +56,8 @@ pub struct Harness {
     pub client: reqwest::Client,
     pub ca_pem: String,
     pub server_chain: Vec<CertificateDer<'static>>,
+    /// The CA's key, PEM (to issue test certificates into the store).
+    pub ca_key_pem: String,
     trigger: ShutdownTrigger,
     handle: Option<tokio::task::JoinHandle<Result<(), eos_register::RegisterError>>>,
 }
@@ -217,15 +219,20 @@ impl Harness {
 
     pub async fn start_with(setup: Setup) -> Harness {
         let dir = tempfile::tempdir().unwrap();
+        // Made a week ago, so tests can put certificates into the store
+        // as if it had issued them days before.
+        let week = Duration::from_secs(86400 * 7);
         let ca = LocalCa::generate(
             CaEnv::Dev,
-            Duration::from_secs(86400 * 30),
-            SystemTime::now(),
+            Duration::from_secs(86400 * 30) + week,
+            SystemTime::now() - week,
         )
         .unwrap();
         let ca_pem = ca.certificate_pem().unwrap();
+        let ca_key_pem = ca.key_pem(None).unwrap().to_string();
         let (chain, key) = server_cert(&ca);
-        let tls = eos_register::server_config(chain.clone(), key).unwrap();
+        let client_ca = setup.with_ca.then_some(ca_pem.as_str());
+        let tls = eos_register::server_config(chain.clone(), key, client_ca).unwrap();
         let store = Store::open(&dir.path().join("state")).unwrap();
         let ca_setup = setup.with_ca.then(|| {
             let info = ca.info().clone();
@@ -266,6 +273,7 @@ impl Harness {
             client,
             ca_pem,
             server_chain: chain,
+            ca_key_pem,
             trigger,
             handle: Some(handle),
         }
@@ -333,6 +341,64 @@ impl Harness {
         (status, json)
     }
 
+    /// The service's CA as a `CaSetup` of its own (the same key, recorded
+    /// as the same signer), to put certificates into the store as if it
+    /// had issued them at another time.
+    pub fn ca_setup(&self, policy: IssuancePolicy) -> CaSetup {
+        let ca = LocalCa::from_pem(&self.ca_key_pem, &self.ca_pem, None).unwrap();
+        CaSetup::local(ca, policy, CsrLimits::default()).unwrap()
+    }
+
+    /// A certificate of the service's CA for `user` in space `acme` with
+    /// `profile`, recorded as issued at `at` (so it is as old as a test
+    /// needs) with `lifetime`, for a fresh key. Returns (certificate PEM,
+    /// serial, key).
+    pub async fn issued_at(
+        &self,
+        user: &str,
+        profile: eos_ca::Profile,
+        lifetime: Duration,
+        at: SystemTime,
+    ) -> (String, String, rcgen::KeyPair) {
+        let (csr, key) = csr();
+        let ca = self.ca_setup(IssuancePolicy::default());
+        let (pem, serial) =
+            issue_into(&mut self.store(), &ca, &csr, user, profile, lifetime, at).await;
+        (pem, serial, key)
+    }
+
+    /// A client that presents `cert_pem` with `key` in the TLS handshake.
+    pub fn client_with(&self, cert_pem: &str, key: &rcgen::KeyPair) -> reqwest::Client {
+        let identity =
+            reqwest::Identity::from_pem(format!("{}{cert_pem}", key.serialize_pem()).as_bytes())
+                .unwrap();
+        reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(self.ca_pem.as_bytes()).unwrap())
+            .identity(identity)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap()
+    }
+
+    /// POST JSON with `client`, extra headers; (status, body).
+    pub async fn post_with(
+        &self,
+        client: &reqwest::Client,
+        path: &str,
+        body: serde_json::Value,
+        headers: &[(&str, &str)],
+    ) -> Result<(u16, serde_json::Value), reqwest::Error> {
+        let mut req = client.post(format!("{}{path}", self.url)).json(&body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.json().await.unwrap_or(serde_json::Value::Null)))
+    }
+
     pub async fn stop(mut self) {
         self.trigger.trigger();
         if let Some(h) = self.handle.take() {
@@ -377,4 +443,42 @@ fn tweak(real: &str, change: impl FnOnce(&mut Vec<u8>)) -> String {
     v.iter()
         .map(|&s| char::from(ALPHABET[usize::from(s)]))
         .collect()
+}
+
+/// Issue `csr` with `ca` into `store` for `acme`/`user` as at `at`.
+/// Returns (certificate PEM, serial).
+pub async fn issue_into(
+    store: &mut Store,
+    ca: &CaSetup,
+    csr: &str,
+    user: &str,
+    profile: eos_ca::Profile,
+    lifetime: Duration,
+    at: SystemTime,
+) -> (String, String) {
+    let account = eos_ca::Account {
+        space: SpaceId::new("acme").unwrap(),
+        user: UserId::new(user).unwrap(),
+    };
+    let tx = store.transaction().unwrap();
+    let issued = eos_register::issuance::issue_in(
+        &tx,
+        ca,
+        &eos_register::issuance::IssueInput {
+            csr: csr.as_bytes(),
+            account: &account,
+            profile,
+            lifetime: Some(lifetime),
+        },
+        &eos_register::issuance::IssueAudit {
+            actor: "test",
+            action: "ca.sign",
+            extra: serde_json::Map::new(),
+        },
+        at,
+    )
+    .await
+    .unwrap();
+    tx.commit().unwrap();
+    (issued.pem, issued.serial.to_string())
 }

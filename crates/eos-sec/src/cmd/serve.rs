@@ -72,10 +72,6 @@ pub fn run(a: ServeArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
             ));
         }
     };
-    let tls = tls_files
-        .as_ref()
-        .map(|(c, k)| eos_register::load_tls(c, k))
-        .transpose()?;
     let ring = super::code::load_ring(&ctx.config.codes)?;
     let backoff = ctx.config.codes.backoff()?;
     // The runtime comes first: an AWS Private CA client is made on the
@@ -85,6 +81,13 @@ pub fn run(a: ServeArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     let ca = super::ca::load_setup(ctx, &runtime)?;
+    // With a CA, the listener asks for an optional client certificate of
+    // it: `/v1/renew` renews the one presented.
+    let client_ca = ca.as_ref().map(|ca| ca.chain_pem());
+    let tls = tls_files
+        .as_ref()
+        .map(|(c, k)| eos_register::load_tls(c, k, client_ca))
+        .transpose()?;
     let store = ctx.store()?;
     init_logging(ctx);
     match &ca {
