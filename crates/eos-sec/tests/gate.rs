@@ -4,6 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "gate/crash.rs"]
+mod crash;
 #[path = "gate/evidence.rs"]
 mod evidence;
 
