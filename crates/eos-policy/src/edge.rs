@@ -252,6 +252,45 @@ fn operator_guard<G>(g: &EdgeGate<'_, G>, material: &TrustMaterial) -> Option<Gu
     trust.verify_chain(chain, g.now).err().and_then(refused)
 }
 
+/// The guards of a move of listener `arn` to verify against
+/// `trust_store` (as just read): those nothing overrides, and those
+/// `--force` may.
+pub(crate) fn verify_guards<G>(
+    g: &EdgeGate<'_, G>,
+    arn: &str,
+    ignore_expiry: bool,
+    trust_store: &TrustStoreSnapshot,
+) -> (Vec<Guard>, Vec<Guard>) {
+    let (mut hard, mut soft) = (Vec::new(), Vec::new());
+    let name = &trust_store.name;
+    if ignore_expiry {
+        hard.push(Guard {
+            code: guard::IGNORE_EXPIRY,
+            message: format!(
+                "listener {arn} would verify with IgnoreClientCertificateExpiry = true: eos-sec never lets expired certificates pass verify"
+            ),
+        });
+    }
+    match g.material {
+        Err(why) => hard.push(Guard {
+            code: guard::TRUST_STORE_STALE,
+            message: format!(
+                "trust store {name}: the CA's current bundle and CRL are not known: {why}"
+            ),
+        }),
+        Ok(material) => {
+            if let Some(why) = stale_reason(trust_store, g.records.get(name), material) {
+                hard.push(Guard {
+                    code: guard::TRUST_STORE_STALE,
+                    message: format!("trust store {name}: {why}"),
+                });
+            }
+            soft.extend(operator_guard(g, material));
+        }
+    }
+    (hard, soft)
+}
+
 /// The listener move for `space` at the stages `next`, with its guards;
 /// `None` when no `[[gate.listeners]]` entry serves the space.
 pub(crate) async fn plan<G: GateBackend>(
@@ -289,34 +328,22 @@ pub(crate) async fn plan<G: GateBackend>(
     let listener = read_listener(g.backend, &conf.arn).await?;
     let record = g.records.get(&conf.trust_store);
     let trust_store = read_trust_store(g.backend, &conf.trust_store, record).await?;
+    // The verify guards run before the stage that needs them too, as
+    // warnings, so an operator sees them at count.
+    let space_mode = policy.space(space)?.mode;
+    if mode == ListenerMode::Verify
+        || listener_mode(space_mode, Stage::Enforce) == ListenerMode::Verify
+    {
+        let (h, soft) = verify_guards(
+            g,
+            &conf.arn,
+            conf.ignore_client_certificate_expiry,
+            &trust_store,
+        );
+        hard.extend(h);
+        guards.extend(soft);
+    }
     let target = if mode == ListenerMode::Verify {
-        if conf.ignore_client_certificate_expiry {
-            hard.push(Guard {
-                code: guard::IGNORE_EXPIRY,
-                message: format!(
-                    "listener {} is configured with ignore_client_certificate_expiry = true: eos-sec never lets expired certificates pass verify",
-                    conf.arn
-                ),
-            });
-        }
-        match g.material {
-            Err(why) => hard.push(Guard {
-                code: guard::TRUST_STORE_STALE,
-                message: format!(
-                    "trust store {}: the CA's current bundle and CRL are not known: {why}",
-                    conf.trust_store
-                ),
-            }),
-            Ok(material) => {
-                if let Some(why) = stale_reason(&trust_store, record, material) {
-                    hard.push(Guard {
-                        code: guard::TRUST_STORE_STALE,
-                        message: format!("trust store {}: {why}", conf.trust_store),
-                    });
-                }
-                guards.extend(operator_guard(g, material));
-            }
-        }
         ListenerAuth::verify(
             trust_store.arn.as_deref().unwrap_or_default(),
             conf.advertise_ca_names,

@@ -1036,17 +1036,25 @@ where
     S: IpSetBackend,
     J: EnforceJournal,
 {
-    rollback_with_gate(acl, sets, None::<&NoGate>, journal_store, opts).await
+    rollback_with_gate(
+        acl,
+        sets,
+        None::<&EdgeGate<'_, NoGate>>,
+        journal_store,
+        opts,
+    )
+    .await
 }
 
 /// [`rollback`], and the listener the snapshot holds restored exactly
 /// (first, before the Web ACL), read back. The trust store's bundle and
 /// revocations are not rewritten (a rollback never un-revokes a
-/// certificate): the report lists what changed since.
+/// certificate): the report lists what changed since. Restoring `verify`
+/// runs the certificate guards, and any finding refuses.
 pub async fn rollback_with_gate<A, S, G, J>(
     acl: &A,
     sets: &S,
-    gate: Option<&G>,
+    gate: Option<&EdgeGate<'_, G>>,
     journal_store: &mut J,
     opts: &RollbackOptions<'_>,
 ) -> Result<RollbackReport, PolicyError>
@@ -1092,10 +1100,47 @@ where
         }
         (Some(then), Some(g)) => Some(GateSnapshot {
             listener_arn: then.listener_arn.clone(),
-            listener: crate::edge::read_listener(g, &then.listener_arn).await?,
-            trust_store: crate::edge::read_trust_store(g, &then.trust_store.name, None).await?,
+            listener: crate::edge::read_listener(g.backend, &then.listener_arn).await?,
+            trust_store: crate::edge::read_trust_store(
+                g.backend,
+                &then.trust_store.name,
+                g.records.get(&then.trust_store.name),
+            )
+            .await?,
         }),
     };
+    // Back to verify only past the same guards as forward: no path around
+    // them (nothing here is overridden).
+    if let (Some(then), Some(now), Some(g)) = (&snap.gate, &gate_now, gate)
+        && then.listener.mode == crate::compile::ListenerMode::Verify
+        && !now.listener.same_as(&then.listener)
+    {
+        let (mut refused, soft) = crate::edge::verify_guards(
+            g,
+            &then.listener_arn,
+            then.listener.ignore_client_certificate_expiry == Some(true),
+            &now.trust_store,
+        );
+        if then.listener.trust_store_arn != now.trust_store.arn {
+            refused.push(Guard {
+                code: guard::TRUST_STORE_STALE,
+                message: format!(
+                    "snapshot {} verifies against trust store {}, but {} is now {}",
+                    snap.id,
+                    then.listener.trust_store_arn.as_deref().unwrap_or("none"),
+                    now.trust_store.name,
+                    now.trust_store.arn.as_deref().unwrap_or("missing")
+                ),
+            });
+        }
+        refused.extend(soft);
+        if !refused.is_empty() {
+            return Err(PolicyError::Refused {
+                what: "rollback".to_owned(),
+                guards: refused,
+            });
+        }
+    }
 
     let mut run = Run {
         journal: journal_store,
@@ -1116,7 +1161,7 @@ where
     if let (Some(then), Some(now), Some(g)) = (&snap.gate, &gate_now, gate) {
         if !now.listener.same_as(&then.listener) {
             listener = Some(
-                run.move_listener(acl, g, &then.listener_arn, &then.listener)
+                run.move_listener(acl, g.backend, &then.listener_arn, &then.listener)
                     .await?,
             );
         }

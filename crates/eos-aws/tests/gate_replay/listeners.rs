@@ -297,13 +297,24 @@ impl Env {
 
     async fn rollback(
         &mut self,
+        trust: (&TrustMaterial, &TrustStoreRecord),
+        operator: Option<&[CertificateDer<'static>]>,
         to: Option<i64>,
         events: Vec<ReplayEvent>,
     ) -> (
-        eos_policy::enforce::RollbackReport,
+        Result<eos_policy::enforce::RollbackReport, PolicyError>,
         Vec<BTreeMap<String, String>>,
     ) {
         let (aws, client) = gate(events);
+        let records = BTreeMap::from([("eos-ca".to_owned(), trust.1.clone())]);
+        let edge = EdgeGate {
+            backend: &aws,
+            listeners: &self.listeners,
+            material: Ok(trust.0),
+            records: &records,
+            operator_cert: operator,
+            now: UnixTime::now(),
+        };
         let opts = RollbackOptions {
             policy: &self.policy,
             space: globex(),
@@ -313,12 +324,11 @@ impl Env {
         let r = rollback_with_gate(
             &self.backend,
             &self.backend,
-            Some(&aws),
+            Some(&edge),
             &mut self.store,
             &opts,
         )
-        .await
-        .unwrap();
+        .await;
         (r, sent(&client))
     }
 
@@ -474,7 +484,8 @@ async fn a_cert_space_goes_off_count_enforce_and_back_with_its_listener() {
     // rollback: the listener first, back to passthrough exactly.
     let mut events = plan_reads(&verify(), 0);
     events.extend(modify(&verify(), &passthrough()));
-    let (r, sent_) = e.rollback(None, events).await;
+    let (r, sent_) = e.rollback((&material, &record), op, None, events).await;
+    let r = r.unwrap();
     assert_eq!(r.snapshot, enforce_run);
     assert_eq!(r.listener.unwrap().after, passthrough().normalized());
     assert!(r.trust_store_changes.is_none());
@@ -487,13 +498,24 @@ async fn a_cert_space_goes_off_count_enforce_and_back_with_its_listener() {
     // and to the start: off.
     let mut events = plan_reads(&passthrough(), 0);
     events.extend(modify(&passthrough(), &off()));
-    let (r, sent_) = e.rollback(Some(staged_run), events).await;
+    let (r, sent_) = e
+        .rollback((&material, &record), op, Some(staged_run), events)
+        .await;
+    let r = r.unwrap();
     assert_eq!(r.listener.unwrap().after, off());
     assert_eq!(sent_[4]["MutualAuthentication.Mode"], "off");
     assert_eq!(read_back(&off(), 0).await, (off(), vec![1], 1));
 
     // Run again: nothing to change, only reads.
-    let (r, sent_) = e.rollback(Some(staged_run), plan_reads(&off(), 0)).await;
+    let (r, sent_) = e
+        .rollback(
+            (&material, &record),
+            op,
+            Some(staged_run),
+            plan_reads(&off(), 0),
+        )
+        .await;
+    let r = r.unwrap();
     assert!(r.was_noop(), "{r:?}");
     assert!(!actions(&sent_).contains(&"ModifyListener"));
 
@@ -544,7 +566,14 @@ async fn refused(
 }
 
 /// A space at count (listener passthrough), for the guard tests.
-async fn at_count(e: &mut Env, material: &TrustMaterial, record: &TrustStoreRecord, entries: u64) {
+/// The warnings of the move to count.
+async fn at_count(
+    e: &mut Env,
+    material: &TrustMaterial,
+    record: &TrustStoreRecord,
+    entries: u64,
+) -> Vec<&'static str> {
+    let mut warnings = Vec::new();
     for (stage, events) in [
         (Stage::Staged, plan_reads(&off(), entries)),
         (Stage::Count, {
@@ -553,11 +582,14 @@ async fn at_count(e: &mut Env, material: &TrustMaterial, record: &TrustStoreReco
             v
         }),
     ] {
-        e.enforce(stage, material, record, None, false, events)
+        let r = e
+            .enforce(stage, material, record, None, false, events)
             .await
             .0
             .unwrap();
+        warnings = r.warnings.iter().map(|g| g.code).collect();
     }
+    warnings
 }
 
 #[tokio::test]
@@ -587,7 +619,9 @@ async fn an_operator_certificate_of_another_ca_or_none_blocks_enforce() {
     let other = self::pki();
     let (material, record) = pki.material(&[]);
     let mut e = env();
-    at_count(&mut e, &material, &record, 0).await;
+    // Shown before the stage that would refuse.
+    let warnings = at_count(&mut e, &material, &record, 0).await;
+    assert_eq!(warnings, [guard::OPERATOR_CERT_UNKNOWN]);
     let codes = refused(&mut e, &material, &record, Some(&other.operator), false, 0).await;
     assert_eq!(codes, [guard::OPERATOR_CERT]);
     let codes = refused(&mut e, &material, &record, None, false, 0).await;
@@ -712,4 +746,60 @@ async fn a_missing_listener_is_bad_input() {
         format!("ALB listener {LISTENER} does not exist")
     );
     assert_eq!(e.snapshots(), 0);
+}
+
+#[tokio::test]
+async fn rolling_back_to_verify_runs_the_guards() {
+    let pki = pki();
+    let (material, record) = pki.material(&[]);
+    let op = Some(pki.operator.as_slice());
+    let mut e = env();
+    at_count(&mut e, &material, &record, 0).await;
+    let mut events = plan_reads(&passthrough(), 0);
+    events.extend(modify(&passthrough(), &verify()));
+    e.enforce_verify(&material, &record, op, false, events)
+        .await
+        .0
+        .unwrap();
+    let mut events = plan_reads(&verify(), 0);
+    events.extend(modify(&verify(), &passthrough()));
+    let (r, _) = e.rollback((&material, &record), op, None, events).await;
+    // The rollback's own snapshot holds the listener in verify.
+    let at_verify = r.unwrap().listener.unwrap().snapshot;
+
+    // Since then the CA revoked the operator's certificate (CRL 8, on the
+    // trust store): going back to verify would lock the operator out.
+    let (revoked, revoked_record) = pki.crl_material(8, std::slice::from_ref(&pki.serial));
+    let before = e.snapshots();
+    let (r, sent_) = e
+        .rollback(
+            (&revoked, &revoked_record),
+            op,
+            Some(at_verify),
+            plan_reads(&passthrough(), 1),
+        )
+        .await;
+    match r {
+        Err(PolicyError::Refused { what, guards }) => {
+            assert_eq!(what, "rollback");
+            let codes: Vec<&str> = guards.iter().map(|g| g.code).collect();
+            assert_eq!(codes, [guard::OPERATOR_CERT]);
+        }
+        other => panic!("not refused: {other:?}"),
+    }
+    assert!(!actions(&sent_).contains(&"ModifyListener"));
+    assert_eq!(e.snapshots(), before, "no snapshot");
+
+    // With a certificate the CRL does not revoke, verify comes back exactly.
+    let mut events = plan_reads(&passthrough(), 0);
+    events.extend(modify(&passthrough(), &verify()));
+    let (r, sent_) = e
+        .rollback((&material, &record), op, Some(at_verify), events)
+        .await;
+    assert_eq!(r.unwrap().listener.unwrap().after, verify());
+    assert_eq!(sent_[4]["MutualAuthentication.Mode"], "verify");
+    assert_eq!(
+        sent_[4]["MutualAuthentication.TrustStoreArn"],
+        TRUST_STORE_ARN
+    );
 }

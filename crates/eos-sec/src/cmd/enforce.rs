@@ -72,6 +72,10 @@ pub struct RollbackArgs {
     /// List the space's snapshots on this backend instead (newest first)
     #[arg(long)]
     pub list: bool,
+    /// Your own client certificate (PEM, leaf first), checked when the
+    /// snapshot puts a listener back to verify [default: `[gate] operator_cert`]
+    #[arg(long = "operator-cert", value_name = "FILE")]
+    pub operator_cert: Option<PathBuf>,
     /// Policy file [default: `[policy] file` from the config, else ./policy.toml]
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
@@ -129,6 +133,72 @@ impl WebAclBackend for Backend {
     }
 }
 
+/// The certificate gate for enforce and rollback: `[[gate.listeners]]`
+/// and the operator's certificate (`--operator-cert`, else `[gate]
+/// operator_cert`), read before any AWS call; then, when a listener is
+/// configured, the AWS side, the CA's current material (or why there is
+/// none: verify is then refused with enforce-trust-store-stale) and
+/// eos-sec's trust store records.
+struct Edge {
+    listeners: Vec<eos_policy::edge::ListenerConfig>,
+    operator_cert: Option<Vec<eos_policy::CertificateDer<'static>>>,
+    aws: Option<eos_aws::gate::AwsGate>,
+    material: Result<eos_policy::gate::TrustMaterial, String>,
+    records: std::collections::BTreeMap<String, eos_policy::gate::TrustStoreRecord>,
+}
+
+impl Edge {
+    fn open(
+        ctx: &crate::Ctx,
+        rt: &tokio::runtime::Runtime,
+        store: &eos_store::Store,
+        flag: Option<&std::path::Path>,
+        backend: &BackendArgs,
+    ) -> anyhow::Result<Edge> {
+        let listeners = ctx.config.gate.listener_configs()?;
+        let mut edge = Edge {
+            listeners,
+            operator_cert: None,
+            aws: None,
+            material: Err("no [[gate.listeners]]".to_owned()),
+            records: Default::default(),
+        };
+        if edge.listeners.is_empty() {
+            return Ok(edge);
+        }
+        edge.operator_cert = flag
+            .map(std::path::Path::to_path_buf)
+            .or_else(|| ctx.config.gate.operator_cert.clone())
+            .map(|p| {
+                eos_policy::read_chain(&p).map_err(|e| {
+                    bad_input!("operator certificate (--operator-cert, [gate] operator_cert): {e}")
+                })
+            })
+            .transpose()?;
+        let aws = rt.block_on(super::gate::connect_for_listeners(
+            ctx,
+            &gate_aws_args(backend),
+        ))?;
+        if let Some(aws) = &aws {
+            edge.material = super::gate::material(ctx, store).map_err(|e| format!("{e:#}"));
+            edge.records = super::gate::trust_store_records(ctx, store, &aws.gate_backend_id())?;
+        }
+        edge.aws = aws;
+        Ok(edge)
+    }
+
+    fn gate(&self) -> Option<EdgeGate<'_, eos_aws::gate::AwsGate>> {
+        self.aws.as_ref().map(|aws| EdgeGate {
+            backend: aws,
+            listeners: &self.listeners,
+            material: self.material.as_ref().map_err(String::as_str),
+            records: &self.records,
+            operator_cert: self.operator_cert.as_deref(),
+            now: eos_policy::UnixTime::now(),
+        })
+    }
+}
+
 /// The AWS flags for the certificate gate's calls: the backend's.
 fn gate_aws_args(b: &BackendArgs) -> super::aws::AwsArgs {
     super::aws::AwsArgs {
@@ -180,53 +250,22 @@ pub fn run_enforce(args: EnforceArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
         force: args.force,
         actor: actor(),
     };
-    // The listeners' configuration and the operator's certificate are
-    // read before any AWS call.
-    let listeners = ctx.config.gate.listener_configs()?;
-    let operator_cert = if listeners.is_empty() {
-        None
-    } else {
-        args.operator_cert
-            .clone()
-            .or_else(|| ctx.config.gate.operator_cert.clone())
-            .map(|p| {
-                eos_policy::read_chain(&p).map_err(|e| {
-                    bad_input!("operator certificate (--operator-cert, [gate] operator_cert): {e}")
-                })
-            })
-            .transpose()?
-    };
-    let aws = rt.block_on(super::gate::connect_for_listeners(
+    let edge = Edge::open(
         ctx,
-        &gate_aws_args(&args.backend),
-    ))?;
-    let report = match &aws {
-        None => rt.block_on(eos_policy::enforce::enforce(
-            &backend, &backend, &mut store, &opts,
-        )),
-        Some(aws) => {
-            // Verify is refused (enforce-trust-store-stale) without the
-            // CA's current material; passthrough and off need none.
-            let material = super::gate::material(ctx, &store).map_err(|e| format!("{e:#}"));
-            let records = super::gate::trust_store_records(ctx, &store, &aws.gate_backend_id())?;
-            let edge = EdgeGate {
-                backend: aws,
-                listeners: &listeners,
-                material: material.as_ref().map_err(String::as_str),
-                records: &records,
-                operator_cert: operator_cert.as_deref(),
-                now: eos_policy::UnixTime::now(),
-            };
-            rt.block_on(eos_policy::enforce::enforce_with_gate(
-                &backend,
-                &backend,
-                Some(&edge),
-                &mut store,
-                &opts,
-            ))
-        }
-    }
-    .map_err(|e| refusal_json(e, ctx.json))?;
+        &rt,
+        &store,
+        args.operator_cert.as_deref(),
+        &args.backend,
+    )?;
+    let report = rt
+        .block_on(eos_policy::enforce::enforce_with_gate(
+            &backend,
+            &backend,
+            edge.gate().as_ref(),
+            &mut store,
+            &opts,
+        ))
+        .map_err(|e| refusal_json(e, ctx.json))?;
     if ctx.json {
         return emit_json(&report);
     }
@@ -268,17 +307,22 @@ pub fn run_rollback(args: RollbackArgs, ctx: &crate::Ctx) -> anyhow::Result<()> 
         to: args.to,
         actor: actor(),
     };
-    let aws = rt.block_on(super::gate::connect_for_listeners(
+    let edge = Edge::open(
         ctx,
-        &gate_aws_args(&args.backend),
-    ))?;
-    let report = rt.block_on(eos_policy::enforce::rollback_with_gate(
-        &backend,
-        &backend,
-        aws.as_ref(),
-        &mut store,
-        &opts,
-    ))?;
+        &rt,
+        &store,
+        args.operator_cert.as_deref(),
+        &args.backend,
+    )?;
+    let report = rt
+        .block_on(eos_policy::enforce::rollback_with_gate(
+            &backend,
+            &backend,
+            edge.gate().as_ref(),
+            &mut store,
+            &opts,
+        ))
+        .map_err(|e| refusal_json(e, ctx.json))?;
     if ctx.json {
         return emit_json(&report);
     }
