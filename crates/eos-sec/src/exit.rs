@@ -53,6 +53,7 @@ const OPERATIONAL: &[&str] = &[
     "eos_codes::IssueError",
     "eos_codes::RandomError",
     "eos_register::issuance::IssuanceError",
+    "eos_register::renewal::RenewalError",
     "eos_authz::ReloadError",
     "eos_aws::cloudwatch::CloudWatchError",
     "eos_aws::wafv2::ConnectError",
