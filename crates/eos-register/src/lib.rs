@@ -14,9 +14,8 @@
 //!   admin's previous recovery address with the current one and calls the
 //!   notification hook.
 //! - EST (RFC 7030, `est`): `GET /.well-known/est/cacerts` and
-//!   `POST /.well-known/est/simpleenroll`, a [`Registration::Cert`] with the
-//!   code as the HTTP Basic password, and `POST
-//!   /.well-known/est/simplereenroll`, a renewal as `/v1/renew`.
+//!   `POST /.well-known/est/simpleenroll`, the latter a
+//!   [`Registration::Cert`] with the code as the HTTP Basic password.
 //!
 //! Each request is a [`Registration`]; [`Registrar::execute`] checks its
 //! code for the variant's purpose before anything else — the CSR is not
@@ -30,6 +29,7 @@
 //! TLS-terminating load balancer, limits body size, request time and rate
 //! (per client address and global, `governor`), and shuts down gracefully.
 
+pub mod agent;
 mod config;
 mod conn;
 mod error;

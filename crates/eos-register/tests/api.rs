@@ -3,6 +3,8 @@
 //! path and every refusal.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "api/agent.rs"]
+mod agent;
 mod common;
 #[path = "api/est.rs"]
 mod est;

@@ -98,6 +98,13 @@ fn is_bad_input(e: &(dyn std::error::Error + 'static)) -> bool {
             || e.downcast_ref::<eos_authz::probe::ProbeError>()
                 .is_some_and(eos_authz::probe::ProbeError::is_bad_input)
             || matches!(
+                e.downcast_ref::<eos_register::agent::AgentError>(),
+                Some(
+                    eos_register::agent::AgentError::Config(_)
+                        | eos_register::agent::AgentError::BadFile { .. }
+                )
+            )
+            || matches!(
                 e.downcast_ref::<eos_register::RegisterError>(),
                 Some(
                     eos_register::RegisterError::Config(_)

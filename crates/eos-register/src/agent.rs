@@ -1,0 +1,452 @@
+//! The renew agent: the client side of `/v1/renew`, for `eos-sec cert
+//! renew` and any Rust service that keeps its own client certificate
+//! fresh. [`renew_once`] presents the certificate in the TLS handshake,
+//! sends a CSR for the same key (or a new key with `rekey`) and writes the
+//! successor and key atomically; [`next_renewal`] says when to do it again
+//! (about two thirds into the lifetime, with jitter, inside the service's
+//! renewal window, which opens at two thirds by default).
+//!
+//! Every socket phase is bounded (connect, each read, the whole request),
+//! and the server is verified with the given CA or the system's roots —
+//! there is no way to skip verification.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use der::{Decode, DecodePem};
+use eos_ca::Certificate;
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+/// Where the agent renews and how long it waits.
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    /// The registration service, e.g. `https://register.example` (the path
+    /// `/v1/renew` is appended).
+    pub url: String,
+    /// The CA that signed the service's TLS certificate (PEM); `None` for
+    /// the system's roots.
+    pub server_ca: Option<String>,
+    /// TCP connect and TLS handshake.
+    pub connect_timeout: Duration,
+    /// Each read of the answer.
+    pub read_timeout: Duration,
+    /// The whole request.
+    pub request_timeout: Duration,
+}
+
+impl AgentOptions {
+    /// `url` with the default timeouts (connect 10 s, read 30 s, request
+    /// 60 s).
+    pub fn new(url: String, server_ca: Option<String>) -> AgentOptions {
+        AgentOptions {
+            url,
+            server_ca,
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The certificate and key files the agent keeps fresh.
+#[derive(Debug, Clone)]
+pub struct Files {
+    /// The certificate, PEM (replaced by its successor).
+    pub cert: PathBuf,
+    /// Its private key, PKCS#8 PEM (replaced when re-keying; mode 0600).
+    pub key: PathBuf,
+}
+
+/// Why a renewal did not happen.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AgentError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A file is not what it should be.
+    #[error("{path}: {reason}")]
+    BadFile {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// A setting is unusable (the URL, the CA file).
+    #[error("{0}")]
+    Config(String),
+    /// The service refused, with its stable code.
+    #[error("renewal refused: {code}: {message}")]
+    Refused {
+        /// The stable code (`renewal-too-early`, ...).
+        code: String,
+        /// The service's message.
+        message: String,
+        /// When to come back, if the service said.
+        retry_after: Option<Duration>,
+    },
+    /// The service could not be reached or answered something else (worth
+    /// retrying).
+    #[error("renewal failed: {0}")]
+    Transport(String),
+}
+
+impl AgentError {
+    /// Whether trying again later can succeed: a network failure, a 5xx,
+    /// too early, rate limited. A revoked, expired, superseded or unknown
+    /// certificate, or a disabled account, needs a person (a new
+    /// certificate with a security code).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            AgentError::Transport(_) => true,
+            AgentError::Refused { code, .. } => matches!(
+                code.as_str(),
+                "renewal-too-early" | "rate-limited" | "throttled" | "internal" | "timeout"
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// What a renewal wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Renewed {
+    /// The successor's serial.
+    pub serial: String,
+    /// The renewed certificate's serial.
+    pub renewed: String,
+    /// The successor's notAfter, RFC 3339.
+    pub not_after: String,
+    /// Whether a new key was written.
+    pub rekeyed: bool,
+}
+
+#[derive(Deserialize)]
+struct Answer {
+    serial: String,
+    renewed: String,
+    not_after: String,
+    certificate: String,
+}
+
+#[derive(Deserialize)]
+struct Refusal {
+    error: String,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    retry_after: Option<u64>,
+}
+
+fn read(path: &Path) -> Result<Zeroizing<String>, AgentError> {
+    std::fs::read_to_string(path)
+        .map(Zeroizing::new)
+        .map_err(|source| AgentError::Io {
+            path: path.display().to_string(),
+            source,
+        })
+}
+
+/// The validity of the certificate in `pem` (the first CERTIFICATE block).
+pub fn validity(pem: &str, path: &Path) -> Result<(SystemTime, SystemTime), AgentError> {
+    let cert = Certificate::from_pem(pem.as_bytes())
+        .or_else(|_| {
+            // A file with the chain after the leaf: the leaf is first.
+            let first = rustls_pki_types::pem::PemObject::pem_slice_iter(pem.as_bytes())
+                .next()
+                .and_then(Result::ok)
+                .map(|c: rustls_pki_types::CertificateDer<'static>| c.to_vec())
+                .unwrap_or_default();
+            Certificate::from_der(&first)
+        })
+        .map_err(|e| AgentError::BadFile {
+            path: path.display().to_string(),
+            reason: format!("not a PEM certificate: {e}"),
+        })?;
+    let v = cert.tbs_certificate().validity();
+    Ok((v.not_before.to_system_time(), v.not_after.to_system_time()))
+}
+
+/// When to renew a certificate valid from `not_before` to `not_after`:
+/// 70 % into its lifetime plus up to 5 % of jitter (`jitter` in [0, 1)),
+/// so a fleet issued together does not renew together, and always inside
+/// the service's default window (the last third).
+pub fn next_renewal(not_before: SystemTime, not_after: SystemTime, jitter: f64) -> SystemTime {
+    let lifetime = not_after
+        .duration_since(not_before)
+        .unwrap_or(Duration::ZERO);
+    not_before + lifetime.mul_f64(0.70 + 0.05 * jitter.clamp(0.0, 1.0))
+}
+
+/// A fraction in [0, 1) from the OS's random source (0 if it fails: no
+/// jitter is better than no renewal).
+pub fn jitter() -> f64 {
+    getrandom::u64().map_or(0.0, |n| (n >> 11) as f64 / (1u64 << 53) as f64)
+}
+
+fn client(
+    opts: &AgentOptions,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<reqwest::Client, AgentError> {
+    let identity = reqwest::Identity::from_pem(format!("{key_pem}\n{cert_pem}").as_bytes())
+        .map_err(|e| AgentError::Config(format!("certificate and key: {e}")))?;
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .identity(identity)
+        .https_only(true)
+        .connect_timeout(opts.connect_timeout)
+        .read_timeout(opts.read_timeout)
+        .timeout(opts.request_timeout)
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(ca) = &opts.server_ca {
+        let certs = reqwest::Certificate::from_pem_bundle(ca.as_bytes())
+            .map_err(|e| AgentError::Config(format!("server CA: {e}")))?;
+        if certs.is_empty() {
+            return Err(AgentError::Config(
+                "server CA: no CERTIFICATE block".to_owned(),
+            ));
+        }
+        builder = builder.tls_built_in_root_certs(false);
+        for c in certs {
+            builder = builder.add_root_certificate(c);
+        }
+    }
+    builder
+        .build()
+        .map_err(|e| AgentError::Config(format!("http client: {e}")))
+}
+
+/// A CSR (PEM) for `key`.
+fn csr(key: &rcgen::KeyPair) -> Result<String, AgentError> {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())
+        .map_err(|e| AgentError::Config(format!("csr: {e}")))?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "eos-sec renew");
+    params
+        .serialize_request(key)
+        .and_then(|r| r.pem())
+        .map_err(|e| AgentError::Config(format!("csr: {e}")))
+}
+
+/// Renew the certificate in `files` once: present it, send a CSR for its
+/// key (a new P-256 key with `rekey`), and write what comes back — the key
+/// first (when new), then the certificate, each atomically (a temporary
+/// file in the same directory, fsync, rename, fsync of the directory). The
+/// key is written 0600; the certificate keeps 0644.
+pub async fn renew_once(
+    opts: &AgentOptions,
+    files: &Files,
+    rekey: bool,
+) -> Result<Renewed, AgentError> {
+    let cert_pem = read(&files.cert)?;
+    let key_pem = read(&files.key)?;
+    let key = rcgen::KeyPair::from_pem(&key_pem).map_err(|e| AgentError::BadFile {
+        path: files.key.display().to_string(),
+        reason: format!("not a PKCS#8 PEM private key: {e}"),
+    })?;
+    let new_key = if rekey {
+        Some(rcgen::KeyPair::generate().map_err(|e| AgentError::Config(format!("new key: {e}")))?)
+    } else {
+        None
+    };
+    let csr = csr(new_key.as_ref().unwrap_or(&key))?;
+    let client = client(opts, &cert_pem, &key_pem)?;
+    let url = format!("{}/v1/renew", opts.url.trim_end_matches('/'));
+    let resp = client
+        .post(&url)
+        .json(&serde_json::json!({ "csr": csr }))
+        .send()
+        .await
+        .map_err(|e| AgentError::Transport(describe(&e)))?;
+    let status = resp.status();
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| AgentError::Transport(describe(&e)))?;
+    if !status.is_success() {
+        return Err(match serde_json::from_slice::<Refusal>(&body) {
+            Ok(r) => AgentError::Refused {
+                code: r.error,
+                message: r.message,
+                retry_after: r.retry_after.map(Duration::from_secs),
+            },
+            Err(_) => AgentError::Transport(format!("{url} answered {status}")),
+        });
+    }
+    let answer: Answer = serde_json::from_slice(&body)
+        .map_err(|e| AgentError::Transport(format!("{url}: unexpected answer: {e}")))?;
+    // What came back is a certificate, before anything is replaced.
+    validity(&answer.certificate, &files.cert)?;
+    if let Some(k) = &new_key {
+        write_atomic(&files.key, k.serialize_pem().as_bytes(), 0o600)?;
+    }
+    write_atomic(&files.cert, answer.certificate.as_bytes(), 0o644)?;
+    Ok(Renewed {
+        serial: answer.serial,
+        renewed: answer.renewed,
+        not_after: answer.not_after,
+        rekeyed: rekey,
+    })
+}
+
+/// A transport error with its causes (reqwest's own message stops at the
+/// outermost).
+fn describe(e: &reqwest::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    s
+}
+
+/// Write `data` to `path` atomically with `mode`: a temporary file in the
+/// same directory, fsync, rename over `path`, fsync of the directory.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), AgentError> {
+    let io = |source| AgentError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(io)?;
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    tmp.write_all(data).map_err(io)?;
+    tmp.as_file().sync_all().map_err(io)?;
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    #[cfg(unix)]
+    std::fs::File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io)?;
+    Ok(())
+}
+
+/// How long to wait after the `attempt`-th failure in a row (from 0):
+/// 5 s doubling to at most `cap`, with up to 25 % jitter, or what the
+/// service asked for when it said.
+pub fn backoff(attempt: u32, cap: Duration, asked: Option<Duration>) -> Duration {
+    if let Some(d) = asked {
+        return d.min(cap.max(Duration::from_secs(1)));
+    }
+    let base = Duration::from_secs(5).saturating_mul(1u32 << attempt.min(16));
+    base.min(cap).mul_f64(0.75 + 0.25 * jitter())
+}
+
+/// Keep `files` fresh until `stop` resolves: renew at about two thirds of
+/// each certificate's lifetime ([`next_renewal`]), retry a failure with
+/// [`backoff`] (capped at a tenth of what is left of the certificate, at
+/// most 5 minutes), and call `on_renewed` after each renewal (the `--exec`
+/// hook). Returns an error that retrying cannot fix (the certificate
+/// expired, was revoked or superseded, its account disabled, a file is
+/// unusable): then a person must get a new certificate with a code.
+pub async fn run_daemon(
+    opts: &AgentOptions,
+    files: &Files,
+    rekey: bool,
+    mut on_renewed: impl FnMut(&Renewed),
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), AgentError> {
+    tokio::pin!(stop);
+    loop {
+        let pem = read(&files.cert)?;
+        let (not_before, not_after) = validity(&pem, &files.cert)?;
+        let due = next_renewal(not_before, not_after, jitter());
+        let wait = due
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO);
+        tracing::info!(renew_at = %eos_ca::rfc3339(due), "next renewal");
+        tokio::select! {
+            () = &mut stop => return Ok(()),
+            () = tokio::time::sleep(wait) => {}
+        }
+        let mut attempt = 0u32;
+        loop {
+            let now = SystemTime::now();
+            if now >= not_after {
+                return Err(AgentError::Refused {
+                    code: "renewal-expired".to_owned(),
+                    message: format!(
+                        "{} expired at {} before it could be renewed; get a new one with a security code",
+                        files.cert.display(),
+                        eos_ca::rfc3339(not_after)
+                    ),
+                    retry_after: None,
+                });
+            }
+            match renew_once(opts, files, rekey).await {
+                Ok(r) => {
+                    tracing::info!(serial = %r.serial, renewed = %r.renewed, not_after = %r.not_after, "certificate renewed");
+                    on_renewed(&r);
+                    break;
+                }
+                Err(e) if e.is_retryable() => {
+                    let left = not_after.duration_since(now).unwrap_or(Duration::ZERO);
+                    let cap = (left / 10).clamp(Duration::from_secs(1), Duration::from_secs(300));
+                    let asked = match &e {
+                        AgentError::Refused { retry_after, .. } => *retry_after,
+                        _ => None,
+                    };
+                    let wait = backoff(attempt, cap, asked);
+                    tracing::warn!(error = %e, retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), "renewal failed; retrying");
+                    attempt = attempt.saturating_add(1);
+                    tokio::select! {
+                        () = &mut stop => return Ok(()),
+                        () = tokio::time::sleep(wait) => {}
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renewal_is_due_between_70_and_75_percent_inside_the_window() {
+        let nb = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let na = nb + Duration::from_secs(86400);
+        let early = next_renewal(nb, na, 0.0);
+        let late = next_renewal(nb, na, 0.999);
+        assert_eq!(early, nb + Duration::from_secs(60480));
+        assert!(late < nb + Duration::from_secs(64800));
+        let opens = crate::renewal::RenewalPolicy::default().opens_at(nb, na);
+        assert!(early > opens);
+    }
+
+    #[test]
+    fn backoff_doubles_to_its_cap_and_honours_the_service() {
+        let cap = Duration::from_secs(300);
+        assert!(backoff(0, cap, None) <= Duration::from_secs(5));
+        assert!(backoff(0, cap, None) >= Duration::from_millis(3750));
+        assert!(backoff(3, cap, None) <= Duration::from_secs(40));
+        assert!(backoff(20, cap, None) <= cap);
+        assert_eq!(
+            backoff(0, cap, Some(Duration::from_secs(42))),
+            Duration::from_secs(42)
+        );
+    }
+}
