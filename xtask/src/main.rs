@@ -7,6 +7,8 @@
 //! - `fuzz`: run the cargo-fuzz targets in `fuzz/` for a while each.
 //! - `bench-peers`: eos-sec against the tools a user would otherwise reach
 //!   for, on the same inputs in the same run (see docs/PERFORMANCE.md).
+//! - `bench-revocation`: the certificate gate's revocation lag (`ca revoke`
+//!   to the CRL delivered by `sync --watch`, on moto): p50/p90/p99/max.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::path::{Path, PathBuf};
@@ -15,6 +17,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 mod bench_peers;
+mod bench_revocation;
 mod fuzz;
 mod tidy;
 
@@ -24,10 +27,11 @@ fn main() -> std::process::ExitCode {
         Some("ci") => ci(),
         Some("tidy") => tidy::run(&root()),
         Some("bench-peers") => bench_peers::run(&root(), &args[1..]),
+        Some("bench-revocation") => bench_revocation::run(&root(), &args[1..]),
         Some("fuzz") => fuzz::run(&root(), &args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci|tidy|fuzz [--target NAME] [--seconds N]|bench-peers [--quick]>"
+                "usage: cargo xtask <ci|tidy|fuzz [--target NAME] [--seconds N]|bench-peers [--quick]|bench-revocation [--samples N] [--debug]>"
             );
             return std::process::ExitCode::from(2);
         }

@@ -13,9 +13,24 @@ use eos_policy::{
 use serde::Serialize;
 
 /// Headers that carry the client certificate, read only from a trusted
-/// proxy: nginx's `$ssl_client_escaped_cert` (URL-encoded PEM) and the
-/// ALB's passthrough header (URL-encoded PEM chain, leaf first).
-pub const CERT_HEADERS: [&str; 2] = ["x-ssl-client-cert", "x-amzn-mtls-clientcert"];
+/// proxy, and at most one of them per request:
+///
+/// - `X-SSL-Client-Cert`: nginx's `$ssl_client_escaped_cert`, URL-encoded
+///   PEM;
+/// - `X-Amzn-Mtls-Clientcert`: an ALB in passthrough mode, URL-encoded PEM
+///   chain, leaf first;
+/// - `X-Forwarded-Client-Cert`: Envoy (`forward_client_cert_details:
+///   SANITIZE_SET`, sent to HTTP `ext_authz`), one element of `;`-separated
+///   `key=value` pairs whose `Chain` (or else `Cert`) is URL-encoded PEM;
+/// - `X-Forwarded-Tls-Client-Cert`: Traefik's `passTLSClientCert` with
+///   `pem: true`, and Caddy's `{http.request.tls.client.certificate_der_base64}`
+///   placeholder — base64 DER, URL-encoded, certificates separated by `,`.
+pub const CERT_HEADERS: [&str; 4] = [
+    "x-ssl-client-cert",
+    "x-amzn-mtls-clientcert",
+    "x-forwarded-client-cert",
+    "x-forwarded-tls-client-cert",
+];
 
 /// The client address header a trusted proxy sets (nginx:
 /// `proxy_set_header X-Forwarded-For $remote_addr`).
@@ -219,22 +234,96 @@ fn admitting_gate(d: &Decision) -> Gate {
 
 /// The chain in the certificate headers: `None` when none is presented
 /// (nginx sends an empty value without a certificate). More than one
-/// header, or one that is not URL-encoded PEM, is presented as an
+/// header, or one that is not in its proxy's format, is presented as an
 /// unparsable certificate, which `eos_policy` refuses.
 fn presented_chain(headers: &HeaderMap) -> Option<Vec<CertificateDer<'static>>> {
     let mut values = CERT_HEADERS
         .iter()
-        .flat_map(|name| headers.get_all(*name).iter())
-        .filter(|v| !v.as_bytes().iter().all(u8::is_ascii_whitespace));
-    let value = values.next()?;
+        .flat_map(|name| headers.get_all(*name).iter().map(move |v| (*name, v)))
+        .filter(|(_, v)| !v.as_bytes().iter().all(u8::is_ascii_whitespace));
+    let (name, value) = values.next()?;
+    let unparsable = Some(vec![CertificateDer::from(Vec::new())]);
     if values.next().is_some() {
-        return Some(vec![CertificateDer::from(Vec::new())]);
+        return unparsable;
     }
-    // Unparsable: presented as such, which `eos_policy` refuses.
-    Some(
-        eos_policy::chain_from_header(value.as_bytes())
-            .unwrap_or_else(|| vec![CertificateDer::from(Vec::new())]),
-    )
+    let chain = match name {
+        "x-forwarded-client-cert" => envoy_chain(value.as_bytes()),
+        "x-forwarded-tls-client-cert" => base64_chain(value.as_bytes()),
+        _ => eos_policy::chain_from_header(value.as_bytes()),
+    };
+    match chain {
+        Some(chain) if !chain.is_empty() => Some(chain),
+        _ => unparsable,
+    }
+}
+
+/// URL-encoded base64 DER, certificates separated by `,` (Traefik,
+/// Caddy).
+fn base64_chain(value: &[u8]) -> Option<Vec<CertificateDer<'static>>> {
+    use base64::Engine as _;
+    let text = percent_encoding::percent_decode(value).decode_utf8().ok()?;
+    text.split(',')
+        .map(|b64| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .ok()
+                .filter(|der| !der.is_empty())
+                .map(CertificateDer::from)
+        })
+        .collect()
+}
+
+/// Envoy's `x-forwarded-client-cert`: exactly one element (a proxy that
+/// appends to what the client sent, `APPEND_FORWARD`, would hand us a
+/// forged element beside its own: refused), `Chain` or else `Cert`.
+fn envoy_chain(value: &[u8]) -> Option<Vec<CertificateDer<'static>>> {
+    let text = std::str::from_utf8(value).ok()?;
+    let mut elements = split_unquoted(text, ',');
+    let element = elements.next()?;
+    if elements.next().is_some() {
+        return None;
+    }
+    let mut cert = None;
+    let mut chain = None;
+    for pair in split_unquoted(element, ';') {
+        let (key, v) = pair.split_once('=')?;
+        let v = v.trim();
+        let v = match v.strip_prefix('"') {
+            Some(q) => q.strip_suffix('"')?.replace("\\\"", "\""),
+            None => v.to_owned(),
+        };
+        let slot = match key.trim().to_ascii_lowercase().as_str() {
+            "cert" => &mut cert,
+            "chain" => &mut chain,
+            _ => continue,
+        };
+        if slot.replace(v).is_some() {
+            // The same key twice: which one would the proxy have meant?
+            return None;
+        }
+    }
+    eos_policy::chain_from_header(chain.or(cert)?.as_bytes())
+}
+
+/// `text` split at `sep` where it is not inside double quotes (a `\"`
+/// inside quotes does not end them).
+fn split_unquoted(text: &str, sep: char) -> impl Iterator<Item = &str> {
+    let mut parts = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for (i, c) in text.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            c if c == sep && !quoted => {
+                parts.push(&text[start..i]);
+                start = i + c.len_utf8();
+            }
+            _ => {}
+        }
+    }
+    parts.push(&text[start..]);
+    parts.into_iter()
 }
 
 #[cfg(test)]
@@ -288,12 +377,84 @@ mod tests {
         assert_eq!(alb.unwrap().len(), 2);
     }
 
+    /// The PEM body on one line: Traefik's format.
+    fn traefik(pems: &[&str]) -> String {
+        let certs: Vec<String> = pems
+            .iter()
+            .map(|p| p.lines().filter(|l| !l.starts_with("-----")).collect())
+            .collect();
+        escaped(&certs.join(","))
+    }
+
+    #[test]
+    fn envoy_xfcc_carries_chain_or_cert() {
+        let e = escaped(PEM);
+        let xfcc = |v: &str| presented_chain(&headers(&[("x-forwarded-client-cert", v)]));
+        let one = xfcc(&format!(
+            "By=spiffe://eos/authz;Hash=ab12;Cert=\"{e}\";Subject=\"O=acme,CN=alice\";URI=urn:x"
+        ));
+        assert_eq!(one.unwrap().len(), 1);
+        // Chain wins over Cert; unquoted values are fine.
+        let two = xfcc(&format!("Hash=ab;Cert={e};Chain=\"{e}{e}\""));
+        assert_eq!(two.unwrap().len(), 2);
+        // A quoted subject with `,` and `;` and an escaped quote is one value.
+        let tricky = xfcc(&format!("Subject=\"O=a\\\",b;c\";Cert=\"{e}\""));
+        assert_eq!(tricky.unwrap().len(), 1);
+        for hostile in [
+            // Two elements: the client's forged one and the proxy's.
+            format!("Cert=\"{e}\",Cert=\"{e}\""),
+            // No certificate at all, or the key twice.
+            "Hash=ab12;Subject=\"CN=x\"".to_owned(),
+            format!("Cert=\"{e}\";Cert=\"{e}\""),
+            // Unclosed quote, no `=`, not PEM.
+            format!("Cert=\"{e}"),
+            "Cert".to_owned(),
+            "Cert=MAMCAQA=".to_owned(),
+        ] {
+            assert!(is_unparsable(xfcc(&hostile)), "{hostile}");
+        }
+    }
+
+    #[test]
+    fn traefik_and_caddy_send_base64_der() {
+        let h = |v: &str| presented_chain(&headers(&[("x-forwarded-tls-client-cert", v)]));
+        let one = h(&traefik(&[PEM])).unwrap();
+        assert_eq!(one[0].as_ref(), &[0x30, 0x03, 0x02, 0x01, 0x00]);
+        assert_eq!(h(&traefik(&[PEM, PEM])).unwrap().len(), 2);
+        // Caddy's placeholder: plain base64, not URL-encoded.
+        assert_eq!(h("MAMCAQA=").unwrap().len(), 1);
+        for hostile in ["MAMCAQA=,", "not base64!", "%FF", "MAMC AQA="] {
+            assert!(is_unparsable(h(hostile)), "{hostile}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever a trusted proxy forwards, reading it never panics, and
+        /// anything that is not absent is a chain or unparsable.
+        #[test]
+        fn certificate_headers_never_panic(
+            i in 0usize..4,
+            value in "[ -~]{0,200}",
+        ) {
+            let name = CERT_HEADERS[i];
+            let mut h = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                h.insert(name, v);
+                let _ = presented_chain(&h);
+            }
+        }
+    }
+
     #[test]
     fn two_certificate_headers_or_garbage_are_an_unparsable_certificate() {
         let e = escaped(PEM);
         assert!(is_unparsable(presented_chain(&headers(&[
             ("x-ssl-client-cert", &e),
             ("x-amzn-mtls-clientcert", &e),
+        ]))));
+        assert!(is_unparsable(presented_chain(&headers(&[
+            ("x-forwarded-tls-client-cert", "MAMCAQA="),
+            ("x-forwarded-client-cert", &format!("Cert=\"{e}\"")),
         ]))));
         assert!(is_unparsable(presented_chain(&headers(&[
             ("x-ssl-client-cert", &e),

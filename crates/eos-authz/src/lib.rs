@@ -1,5 +1,6 @@
 //! The decision point: "may this request pass?" for proxies that already
-//! terminate TLS (nginx `auth_request`, an ALB in mutual-TLS passthrough).
+//! terminate TLS (nginx `auth_request`, Envoy HTTP `ext_authz`, Traefik and
+//! Caddy forward auth, an ALB in mutual-TLS passthrough).
 //!
 //! A proxy forwards each request's client address and client certificate to
 //! [`serve`] as a subrequest; the answer is `eos_policy`'s

@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use crate::CERT_HEADERS;
+
 /// What the generated configuration needs.
 #[derive(Debug, Clone)]
 pub struct NginxConfig {
@@ -28,6 +30,20 @@ pub struct NginxConfig {
 /// Headers a client must never be able to set for the upstream or the
 /// decision service: nginx overwrites each (an empty value removes it).
 const IDENTITY_HEADERS: [&str; 3] = ["X-Eos-Space", "X-Eos-User", "X-Eos-Gate"];
+
+/// `x-ssl-client-cert` as `X-Ssl-Client-Cert` (nginx compares header
+/// names without case; this is for the reader).
+fn title_case(name: &str) -> String {
+    name.split('-')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
 
 /// The configuration, for nginx's `http` context (`include` it there).
 pub fn nginx_config(c: &NginxConfig) -> String {
@@ -90,7 +106,10 @@ pub fn nginx_config(c: &NginxConfig) -> String {
         s,
         "        proxy_set_header X-SSL-Client-Cert $ssl_client_escaped_cert;"
     );
-    let _ = writeln!(s, "        proxy_set_header X-Amzn-Mtls-Clientcert \"\";");
+    // The other proxies' certificate headers, which a client could send.
+    for h in CERT_HEADERS.iter().skip(1) {
+        let _ = writeln!(s, "        proxy_set_header {} \"\";", title_case(h));
+    }
     let _ = writeln!(s, "        proxy_connect_timeout 2s;");
     let _ = writeln!(s, "        proxy_read_timeout 5s;");
     let _ = writeln!(s, "        proxy_send_timeout 5s;");
@@ -109,8 +128,9 @@ pub fn nginx_config(c: &NginxConfig) -> String {
         let var = h.to_ascii_lowercase().replace('-', "_");
         let _ = writeln!(s, "        proxy_set_header {h} ${var};");
     }
-    let _ = writeln!(s, "        proxy_set_header X-SSL-Client-Cert \"\";");
-    let _ = writeln!(s, "        proxy_set_header X-Amzn-Mtls-Clientcert \"\";");
+    for h in CERT_HEADERS {
+        let _ = writeln!(s, "        proxy_set_header {} \"\";", title_case(h));
+    }
     let _ = writeln!(s, "    }}");
     let _ = writeln!(s, "}}");
     s

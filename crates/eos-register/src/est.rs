@@ -3,6 +3,9 @@
 //! - `GET /.well-known/est/cacerts`: the CA chain (§4.1);
 //! - `POST /.well-known/est/simpleenroll`: a CSR signed with a security code
 //!   as the HTTP credential (§3.2.3, §4.2.1);
+//! - `POST /.well-known/est/simplereenroll`: the certificate presented in
+//!   the TLS handshake (or forwarded by a trusted passthrough proxy) renewed
+//!   through the renewal core (`renewal`, as `/v1/renew`; §4.2.2), no code.
 //!
 //! Requests are `application/pkcs10`, a base64 DER CSR (RFC 8951 §3.2:
 //! base64 whatever `Content-Transfer-Encoding` says); answers are
@@ -15,13 +18,18 @@
 //! Enrolment is `/v1/cert`'s [`Registration::Cert`]: the code is checked
 //! (backoff, single use, purpose `register-cert`) before the CSR is parsed,
 //! and the certificate comes out of the one issuance flow with the identity
-//! of the code's binding, never the CSR's. Nothing here signs or records.
+//! of the code's binding, never the CSR's. Re-enrolment is
+//! [`Registrar::renew`](crate::Registrar::renew): the successor has the
+//! identity of the inventory record, whatever the CSR's subject says
+//! (§4.2.2 asks the client to repeat it; it is not read). Nothing here
+//! signs or records.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -32,14 +40,19 @@ use der::Encode as _;
 use x509_cert::Certificate;
 use zeroize::Zeroizing;
 
-use crate::ApiError;
-use crate::http::{AppState, Client, ErrorCode, execute, has_media_type, read_limited};
+use crate::http::{
+    AppState, Client, ErrorCode, execute, has_media_type, presented_certificate, read_limited,
+    run_renewal,
+};
 use crate::registrar::{Outcome, PresentedCode, Registration};
+use crate::{ApiError, ClientCertificate};
 
 /// The CA certificates (RFC 7030 §4.1).
 pub(crate) const CACERTS: &str = "/.well-known/est/cacerts";
 /// Enrolment with a security code (RFC 7030 §4.2.1).
 pub(crate) const SIMPLEENROLL: &str = "/.well-known/est/simpleenroll";
+/// Re-enrolment with the current certificate (RFC 7030 §4.2.2).
+pub(crate) const SIMPLEREENROLL: &str = "/.well-known/est/simplereenroll";
 
 /// How many times `max_body_bytes` an oversized request body is read to
 /// answer it (see `read_pkcs10`).
@@ -52,6 +65,7 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route(CACERTS, get(cacerts))
         .route(SIMPLEENROLL, post(simpleenroll))
+        .route(SIMPLEREENROLL, post(simplereenroll))
 }
 
 /// Whether a path is one of EST's (they reach the store and draw on the
@@ -101,10 +115,46 @@ async fn simpleenroll(
     }
 }
 
+async fn simplereenroll(
+    State(st): State<Arc<AppState>>,
+    axum::Extension(Client(client)): axum::Extension<Client>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    tls_cert: Option<axum::Extension<ClientCertificate>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    // The body first, as for enrolment (an early answer resets HTTP/2).
+    let csr = read_pkcs10(&st, &headers, body).await;
+    let presented = match presented_certificate(
+        tls_cert.as_ref().map(|e| &e.0),
+        peer.ip(),
+        &headers,
+        &st.registrar().options().trusted_proxies,
+    ) {
+        Ok(p) => p,
+        Err(e) => return est_error(e),
+    };
+    let csr = match csr {
+        Ok(csr) => csr,
+        Err(e) => return est_error(e),
+    };
+    match run_renewal(&st, presented, csr.into_bytes(), client).await {
+        Ok(outcome) => enrolled(&outcome),
+        // Without a certificate there is nothing to renew and no HTTP
+        // authentication to challenge for (a code is no credential here):
+        // 403, not the 401 of `/v1/renew`, which must carry a challenge.
+        Err(e) if e.status() == StatusCode::UNAUTHORIZED => {
+            est_error(e.with_status(StatusCode::FORBIDDEN))
+        }
+        Err(e) => est_error(e),
+    }
+}
+
 /// The certificate just issued, as a certs-only response (§4.2.3: the
 /// issued certificate; the chain is at `/cacerts`).
 fn enrolled(outcome: &Outcome) -> Response {
-    let Outcome::Issued { certificate, .. } = outcome else {
+    let (Outcome::Issued { certificate, .. } | Outcome::Renewed { certificate, .. }) = outcome
+    else {
         return est_error(crate::registrar::internal(
             "EST enrolment",
             "the registration did not issue a certificate",

@@ -89,6 +89,7 @@ fn route_name(path: &str) -> &'static str {
         "/v1/recover" => "/v1/recover",
         est::CACERTS => est::CACERTS,
         est::SIMPLEENROLL => est::SIMPLEENROLL,
+        est::SIMPLEREENROLL => est::SIMPLEREENROLL,
         "/v1/renew" => "/v1/renew",
         _ => "other",
     }
@@ -123,7 +124,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/v1/cert", post(cert))
         .route("/v1/recover", post(recover))
         .merge(est::routes())
-        .route("/v1/renew", post(renew))
+        .route("/v1/renew", post(renew).get(renewal_status))
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
 }
@@ -536,16 +537,57 @@ async fn renew(
         Ok(Err(e)) => return error_response(e),
         Err(_) => return error_response(ApiError::timeout()),
     };
+    match run_renewal(&st, presented, body.csr.into_bytes(), client).await {
+        Ok(outcome) => axum::Json(outcome).into_response(),
+        Err(e) => error_response(e),
+    }
+}
+
+/// Run a renewal off the async workers ([`Registrar::renew`]: it holds the
+/// store and may wait on the CA).
+pub(crate) async fn run_renewal(
+    st: &AppState,
+    presented: Option<Vec<u8>>,
+    csr: Vec<u8>,
+    client: IpAddr,
+) -> Result<Outcome, ApiError> {
     let registrar = st.registrar.clone();
-    let outcome = tokio::task::spawn_blocking(move || {
-        registrar.renew(presented.as_deref(), body.csr.as_bytes(), client)
+    let outcome =
+        tokio::task::spawn_blocking(move || registrar.renew(presented.as_deref(), &csr, client))
+            .await;
+    outcome.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "renewal task failed");
+        Err(ApiError::internal())
     })
-    .await;
-    match outcome {
-        Ok(Ok(outcome)) => axum::Json(outcome).into_response(),
+}
+
+/// `GET /v1/renew`: what renewing the presented certificate would do, for
+/// the page — whose it is, until when, and whether (or from when) it can be
+/// renewed. Refused with the renewal's codes as `POST` would be, except
+/// that a certificate not yet in its window is described, not refused.
+async fn renewal_status(
+    State(st): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    tls_cert: Option<axum::Extension<ClientCertificate>>,
+    headers: HeaderMap,
+) -> Response {
+    let presented = match presented_certificate(
+        tls_cert.as_ref().map(|e| &e.0),
+        peer.ip(),
+        &headers,
+        &st.registrar.options().trusted_proxies,
+    ) {
+        Ok(p) => p,
+        Err(e) => return error_response(e),
+    };
+    let registrar = st.registrar.clone();
+    let status =
+        tokio::task::spawn_blocking(move || registrar.renewal_status(presented.as_deref())).await;
+    match status {
+        Ok(Ok(status)) => axum::Json(status).into_response(),
         Ok(Err(e)) => error_response(e),
         Err(e) => {
-            tracing::error!(error = %e, "renewal task failed");
+            tracing::error!(error = %e, "renewal status task failed");
             error_response(ApiError::internal())
         }
     }

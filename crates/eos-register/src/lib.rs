@@ -14,8 +14,9 @@
 //!   admin's previous recovery address with the current one and calls the
 //!   notification hook.
 //! - EST (RFC 7030, `est`): `GET /.well-known/est/cacerts` and
-//!   `POST /.well-known/est/simpleenroll`, the latter a
-//!   [`Registration::Cert`] with the code as the HTTP Basic password.
+//!   `POST /.well-known/est/simpleenroll`, a [`Registration::Cert`] with the
+//!   code as the HTTP Basic password, and `POST
+//!   /.well-known/est/simplereenroll`, a renewal as `/v1/renew`.
 //!
 //! Each request is a [`Registration`]; [`Registrar::execute`] checks its
 //! code for the variant's purpose before anything else — the CSR is not

@@ -735,6 +735,25 @@ impl Registrar {
         outcome
     }
 
+    /// What renewing the certificate `presented` would do ([`renewal::status_in`]),
+    /// for the page. Reads only.
+    pub fn renewal_status(&self, presented: Option<&[u8]>) -> Result<renewal::Status, ApiError> {
+        let Some(ca) = &self.ca else {
+            return Err(ApiError::ca_unavailable());
+        };
+        let mut store = self.store();
+        let tx = store.transaction().map_err(store_err)?;
+        renewal::status_in(
+            &tx,
+            ca,
+            &self.options.renewal,
+            presented.unwrap_or_default(),
+            SystemTime::now(),
+        )
+        .map_err(renewal_error)
+        // Read only: the transaction is dropped.
+    }
+
     fn renew_inner(
         &self,
         presented: &[u8],

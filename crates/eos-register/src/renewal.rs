@@ -416,6 +416,66 @@ pub fn prepare_in(
     })))
 }
 
+/// What the presented certificate is and whether it can be renewed now
+/// ([`status_in`]; the page shows it before offering "Renew").
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Status {
+    /// The space (from the inventory record).
+    pub space: String,
+    /// The user (from the inventory record).
+    pub user: String,
+    /// Lower-case hex serial.
+    pub serial: String,
+    /// RFC 3339.
+    pub not_after: String,
+    /// Whether a renewal with a new key would be accepted now.
+    pub renewable: bool,
+    /// When the renewal window opens, RFC 3339.
+    pub renewable_from: String,
+}
+
+/// The presented certificate's [`Status`], reading the store in `tx`:
+/// refused as [`prepare_in`] refuses it (a renewed certificate is
+/// `renewal-superseded`, since a new key cannot renew it again), except
+/// that one not yet in its window is described with `renewable: false`.
+pub fn status_in(
+    tx: &Transaction<'_>,
+    ca: &CaSetup,
+    policy: &RenewalPolicy,
+    presented: &[u8],
+    now: SystemTime,
+) -> Result<Status, RenewalError> {
+    let (record, renewable) = match check_presented(tx, ca, policy, presented, now) {
+        Ok(record) => (record, true),
+        Err(RenewalError::Refused(Refusal::TooEarly { serial, .. })) => {
+            (certs::get(tx, &serial)?, false)
+        }
+        Err(e) => return Err(e),
+    };
+    if let Some(by) = record.renewed_by {
+        return Err(refused(Refusal::Superseded {
+            serial: record.serial,
+            by,
+        }));
+    }
+    let serial = record.serial.clone();
+    if eos_store::accounts::disabled(tx, &record.space, &record.user)?.is_some() {
+        return Err(refused(Refusal::AccountDisabled { serial }));
+    }
+    let opens_at = policy.opens_at(
+        parse_time(&record.not_before)?,
+        parse_time(&record.not_after)?,
+    );
+    Ok(Status {
+        space: record.space,
+        user: record.user,
+        serial,
+        not_after: record.not_after,
+        renewable,
+        renewable_from: eos_ca::rfc3339(opens_at),
+    })
+}
+
 /// Record a signed successor inside `tx` and audit it `cert.renewed`
 /// (`audit.action` is ignored). The predecessor is checked again first: if
 /// it was revoked or renewed meanwhile (the store was free while the CA

@@ -1,10 +1,13 @@
 //! The config file (TOML). One file serves the CLI and `eos-sec serve`; each
 //! library section deserialises into that library's own options type.
 //!
-//! Looked up from `--config FILE`, then `EOS_SEC_CONFIG`, then
-//! `./eos-sec.toml` if it exists; without one, every section has its
-//! documented defaults. Unknown keys are refused so a typo cannot silently
-//! leave a guard at its default.
+//! Looked up from `--config FILE`, then `EOS_SEC_CONFIG`, then the first of
+//! `./eos-sec.toml`, `$XDG_CONFIG_HOME/eos-sec/eos-sec.toml` (default
+//! `~/.config`) and `/etc/eos-sec/eos-sec.toml` that exists; without one,
+//! every section has its documented defaults. A relative path inside a
+//! config file is relative to that file, not to the working directory.
+//! Unknown keys are refused so a typo cannot silently leave a guard at its
+//! default.
 
 use std::path::{Path, PathBuf};
 
@@ -401,26 +404,76 @@ pub struct StateSection {
     pub dir: Option<PathBuf>,
 }
 
-/// The default config file name, read from the working directory if present.
+/// The config file's name in each place it is looked for.
 pub const DEFAULT_FILE: &str = "eos-sec.toml";
 
+/// Where a config file is looked for when none is named, in order: the
+/// working directory, the user's XDG config directory, `/etc/eos-sec`.
+pub fn search_path(xdg_config_home: Option<PathBuf>, home: Option<PathBuf>) -> Vec<PathBuf> {
+    let mut paths = vec![PathBuf::from(DEFAULT_FILE)];
+    // XDG Base Directory: an empty or relative XDG_CONFIG_HOME is ignored.
+    let user = xdg_config_home
+        .filter(|p| p.is_absolute())
+        .or_else(|| home.filter(|h| h.is_absolute()).map(|h| h.join(".config")));
+    if let Some(dir) = user {
+        paths.push(dir.join("eos-sec").join(DEFAULT_FILE));
+    }
+    paths.push(Path::new("/etc/eos-sec").join(DEFAULT_FILE));
+    paths
+}
+
 /// Load the config: `explicit` (from `--config` or `EOS_SEC_CONFIG`) must
-/// exist; otherwise `./eos-sec.toml` is read if present.
+/// exist; otherwise the first file of [`search_path`] that exists is read.
 pub fn load(explicit: Option<&Path>) -> anyhow::Result<(Config, Option<PathBuf>)> {
     let path = match explicit {
         Some(p) => p.to_path_buf(),
         None => {
-            let p = PathBuf::from(DEFAULT_FILE);
-            if !p.exists() {
-                return Ok((Config::default(), None));
+            let found = search_path(
+                std::env::var_os("XDG_CONFIG_HOME").map(PathBuf::from),
+                std::env::var_os("HOME").map(PathBuf::from),
+            )
+            .into_iter()
+            .find(|p| p.exists());
+            match found {
+                Some(p) => p,
+                None => return Ok((Config::default(), None)),
             }
-            p
         }
     };
     let text = std::fs::read_to_string(&path)
         .map_err(|e| bad_input!("config {}: cannot read: {e}", path.display()))?;
-    let config = parse(&text, &path)?;
+    let mut config = parse(&text, &path)?;
+    config.resolve_paths(path.parent().unwrap_or(Path::new("")));
     Ok((config, Some(path)))
+}
+
+impl Config {
+    /// Make the relative paths of the file relative to `dir`, the file's
+    /// own directory. A section that adds a path field adds it here.
+    fn resolve_paths(&mut self, dir: &Path) {
+        let at = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        };
+        let at_opt = |p: &mut Option<PathBuf>| {
+            if let Some(p) = p {
+                at(p);
+            }
+        };
+        at_opt(&mut self.state.dir);
+        at_opt(&mut self.codes.pepper_file);
+        self.codes.previous_pepper_files.iter_mut().for_each(at);
+        at_opt(&mut self.policy.file);
+        for l in &mut self.policy.logs {
+            if Path::new(l.as_str()).is_relative() && l != "-" {
+                *l = dir.join(l.as_str()).display().to_string();
+            }
+        }
+        at_opt(&mut self.gate.operator_cert);
+        at_opt(&mut self.serve.tls_cert);
+        at_opt(&mut self.serve.tls_key);
+    }
 }
 
 /// Parse config text; errors carry `file:line:column`.
@@ -447,6 +500,27 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn search_path_is_cwd_then_xdg_then_etc() {
+        let p = |s: &str| PathBuf::from(s);
+        assert_eq!(
+            search_path(Some(p("/x")), Some(p("/home/a"))),
+            [
+                p("eos-sec.toml"),
+                p("/x/eos-sec/eos-sec.toml"),
+                p("/etc/eos-sec/eos-sec.toml")
+            ]
+        );
+        // XDG_CONFIG_HOME unset or relative: ~/.config.
+        for xdg in [None, Some(p("rel"))] {
+            assert_eq!(
+                search_path(xdg, Some(p("/home/a"))).get(1),
+                Some(&p("/home/a/.config/eos-sec/eos-sec.toml"))
+            );
+        }
+        assert_eq!(search_path(None, None).len(), 2);
+    }
 
     #[test]
     fn unknown_key_is_refused_with_location() {

@@ -42,7 +42,8 @@ struct Cli {
     #[arg(long, global = true, env = "EOS_SEC_STATE_DIR")]
     state_dir: Option<PathBuf>,
 
-    /// Config file (TOML) [default: ./eos-sec.toml when it exists]
+    /// Config file (TOML) [default: the first of ./eos-sec.toml,
+    /// $XDG_CONFIG_HOME/eos-sec/eos-sec.toml, /etc/eos-sec/eos-sec.toml]
     #[arg(long, global = true, env = "EOS_SEC_CONFIG")]
     config: Option<PathBuf>,
 

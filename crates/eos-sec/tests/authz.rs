@@ -501,6 +501,54 @@ fn nginx_auth_request_enforces_either_cert_and_revocation() {
     );
     assert!(metric(authz_port, "eos_authz_untrusted_headers_ignored_total") >= 2);
 
+    // Envoy's ext_authz (x-forwarded-client-cert) and Traefik/Caddy's
+    // forward auth (X-Forwarded-Tls-Client-Cert, base64 DER): read from the
+    // trusted proxy, ignored from anyone else, stripped by nginx, and
+    // refused when they could carry a forged certificate.
+    let xfcc = format!(
+        "X-Forwarded-Client-Cert: By=spiffe://eos/authz;Hash=00;Cert=\"{escaped}\";Subject=\"O=globex,CN=bob\""
+    );
+    let der_b64: String = bob_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let traefik = format!("X-Forwarded-Tls-Client-Cert: {}", percent_escape(&der_b64));
+    let caddy = format!("X-Forwarded-Tls-Client-Cert: {der_b64}");
+    for forged in [&xfcc, &traefik, &caddy] {
+        let one = std::slice::from_ref(forged);
+        assert_eq!(
+            direct(authz_port, "127.0.0.1", "globex.eos.test", one),
+            200,
+            "{forged}"
+        );
+        assert_eq!(
+            direct(authz_port, "127.0.0.2", "globex.eos.test", one),
+            401,
+            "{forged}"
+        );
+        assert_eq!(
+            c.get("globex", "127.0.0.4", None, &[forged]).0,
+            401,
+            "{forged}"
+        );
+    }
+    let hostile = [
+        // A client's element before the proxy's (APPEND_FORWARD).
+        format!("X-Forwarded-Client-Cert: Cert=\"{escaped}\",Cert=\"{escaped}\""),
+        // Two certificate headers at once.
+        format!("X-Forwarded-Client-Cert: Cert=\"{escaped}\"\r\n{traefik}"),
+        "X-Forwarded-Client-Cert: Hash=00;Subject=\"O=globex,CN=bob\"".to_owned(),
+        "X-Forwarded-Tls-Client-Cert: not base64".to_owned(),
+    ];
+    for h in &hostile {
+        let hs: Vec<String> = h.split("\r\n").map(str::to_owned).collect();
+        assert_eq!(
+            direct(authz_port, "127.0.0.1", "globex.eos.test", &hs),
+            403,
+            "{h}"
+        );
+    }
+
     // Stage `count` (initech, mode cert): admitted, counted as a refusal.
     let before = metric(authz_port, "eos_authz_would_refuse_total");
     let (code, body) = c.get("initech", "127.0.0.4", None, &[]);

@@ -349,3 +349,147 @@ async fn est_guesses_back_off_as_on_the_api() {
     );
     h.stop().await;
 }
+
+/// A certificate of the service's CA for alice, issued 2 h 30 min into a
+/// 3 h lifetime (inside the renewal window, the last third), written with
+/// its key for curl's `--cert`/`--key`. Returns its serial.
+async fn current_certificate(h: &Harness, dir: &Path) -> String {
+    let lifetime = std::time::Duration::from_secs(3 * 3600);
+    let at = std::time::SystemTime::now() - std::time::Duration::from_secs(9000);
+    let (pem, serial, key) = h
+        .issued_at("alice", eos_ca::Profile::Browser, lifetime, at)
+        .await;
+    std::fs::write(dir.join("current.pem"), pem).unwrap();
+    std::fs::write(dir.join("current.key"), key.serialize_pem()).unwrap();
+    serial
+}
+
+/// simplereenroll presenting `current.pem` in the TLS handshake, `csr.b64`
+/// as the body.
+async fn reenroll(h: &Harness, dir: &Path) -> Answer {
+    curl(
+        h,
+        dir,
+        "/.well-known/est/simplereenroll",
+        "--cert current.pem --key current.key -H 'Content-Type: application/pkcs10' \
+         --data-binary @csr.b64",
+        &[],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn est_simplereenroll_renews_the_certificate_of_the_handshake() {
+    if !tools_present() {
+        return;
+    }
+    let h = Harness::start().await;
+    let dir = workdir(&h).await;
+    let old = current_certificate(&h, dir.path()).await;
+    // A new key (re-key): csr.b64 is for key.pem, made by openssl.
+    let answer = reenroll(&h, dir.path()).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(
+        answer.header("content-type").as_deref(),
+        Some("application/pkcs7-mime; smime-type=certs-only")
+    );
+    let printed = print_certs(dir.path()).await;
+    std::fs::write(dir.path().join("cert.pem"), &printed).unwrap();
+    let check = sh(
+        dir.path(),
+        "openssl verify -CAfile ca.pem cert.pem
+         openssl x509 -in cert.pem -noout -serial -ext subjectAltName
+         cmp <(openssl x509 -in cert.pem -noout -pubkey) <(openssl pkey -in key.pem -pubout)",
+        &[],
+    )
+    .await;
+    assert!(check.ok, "{}{}", check.stderr, check.stdout);
+    assert!(
+        check
+            .stdout
+            .contains("URI:urn:entityos:space:acme:user:alice"),
+        "{}",
+        check.stdout
+    );
+    assert!(!check.stdout.contains("mallory"), "{}", check.stdout);
+    // The inventory links the new certificate to the one presented, and
+    // the renewal is audited as every renewal is.
+    let store = h.store();
+    let records = eos_store::certs::list(store.conn(), &Default::default()).unwrap();
+    let new = records.iter().find(|r| r.serial != old).unwrap();
+    assert_eq!(new.renewed_from.as_deref(), Some(old.as_str()));
+    assert!(
+        store
+            .audit_log(100)
+            .unwrap()
+            .iter()
+            .any(|a| a.action == "cert.renewed"),
+    );
+    // The certificate renewed once cannot fork its line with another key.
+    let rekey = sh(
+        dir.path(),
+        "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout other.key \
+           -subj /CN=x -outform DER 2>/dev/null | base64 > csr.b64",
+        &[],
+    )
+    .await;
+    assert!(rekey.ok, "{}", rekey.stderr);
+    reenroll(&h, dir.path())
+        .await
+        .assert_refused(403, "renewal-superseded");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn est_simplereenroll_needs_a_certificate_of_this_ca() {
+    if !tools_present() {
+        return;
+    }
+    let h = Harness::start().await;
+    let dir = workdir(&h).await;
+    // No certificate in the handshake: nothing to renew (403: there is no
+    // HTTP authentication to challenge for).
+    let answer = curl(
+        &h,
+        dir.path(),
+        "/.well-known/est/simplereenroll",
+        "-H 'Content-Type: application/pkcs10' --data-binary @csr.b64",
+        &[],
+    )
+    .await;
+    answer.assert_refused(403, "renewal-no-certificate");
+    assert!(answer.header("www-authenticate").is_none());
+    // A security code is no credential for re-enrolment.
+    let code = h.issue_for("alice", &[Purpose::RegisterCert]);
+    curl(
+        &h,
+        dir.path(),
+        "/.well-known/est/simplereenroll",
+        "-u \"acme:$CODE\" -H 'Content-Type: application/pkcs10' --data-binary @csr.b64",
+        &[("CODE", code.as_str())],
+    )
+    .await
+    .assert_refused(403, "renewal-no-certificate");
+    // Not yet in its window: refused with when to come back.
+    let lifetime = std::time::Duration::from_secs(3 * 3600);
+    let (pem, _, key) = h
+        .issued_at(
+            "alice",
+            eos_ca::Profile::Browser,
+            lifetime,
+            std::time::SystemTime::now(),
+        )
+        .await;
+    std::fs::write(dir.path().join("current.pem"), pem).unwrap();
+    std::fs::write(dir.path().join("current.key"), key.serialize_pem()).unwrap();
+    let early = reenroll(&h, dir.path()).await;
+    early.assert_refused(425, "renewal-too-early");
+    assert!(early.header("retry-after").is_some());
+    // Garbage in the body is refused before anything is looked up.
+    current_certificate(&h, dir.path()).await;
+    std::fs::write(dir.path().join("csr.b64"), "*garbage*").unwrap();
+    reenroll(&h, dir.path())
+        .await
+        .assert_refused(400, "bad-request");
+    h.stop().await;
+}

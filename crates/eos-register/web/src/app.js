@@ -177,14 +177,22 @@ export async function buildPkcs12(keys, certificatePem, chainPem, password, name
   return pfx.toSchema().toBER(false);
 }
 
-async function post(path, body) {
-  const resp = await fetch(path, {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify(body),
-    credentials: "omit",
-    cache: "no-store",
-  });
+// Code-based requests omit credentials. A renewal needs the browser's
+// client certificate, which Chromium and Firefox present only on requests
+// with credentials (an uncredentialed fetch gets a connection without one).
+async function post(path, body, credentials = "omit") {
+  return answer(
+    await fetch(path, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+      credentials,
+      cache: "no-store",
+    }),
+  );
+}
+
+async function answer(resp) {
   let json = {};
   try {
     json = await resp.json();
@@ -227,6 +235,43 @@ function onSubmit(form, handler) {
   });
 }
 
+/** A new key in this browser, its CSR sent by `request(csr)`, and the
+ * certificate that comes back packed with the key into a PKCS#12 file
+ * offered at `link`. Both ways to a certificate (a code, or the
+ * certificate being renewed) end here. */
+async function issueAndPack(status, link, password, request) {
+  try {
+    say(status, "Generating a key pair in this browser…", "busy");
+    const keys = await generateKeyPair();
+    const csr = await buildCsr(keys);
+    say(status, "Requesting the certificate…", "busy");
+    const { ok, json } = await request(csr);
+    if (!ok) {
+      say(status, explain(json), "error");
+      return;
+    }
+    say(status, "Packing the certificate and key…", "busy");
+    const name = `entityOS ${json.space} ${json.user}`;
+    const p12 = await buildPkcs12(keys, json.certificate, json.chain, password, name);
+    const blob = new Blob([p12], { type: "application/x-pkcs12" });
+    if (link.href) URL.revokeObjectURL(link.href);
+    link.href = URL.createObjectURL(blob);
+    link.download = `eos-${json.space}-${json.user}.p12`;
+    link.hidden = false;
+    say(
+      status,
+      `Certificate ${json.serial} for ${json.user} in ${json.space}, valid until ${json.not_after}. Download it and import it with your password.`,
+      "ok",
+    );
+  } catch (e) {
+    say(status, `This browser could not make the key or the file: ${e.message ?? e}`, "error");
+  }
+}
+
+function passwordProblem(password) {
+  return password.length < 8 ? "Choose a file password of at least 8 characters." : null;
+}
+
 function wireCertificate(doc) {
   const form = doc.getElementById("cert-form");
   const status = doc.getElementById("cert-status");
@@ -235,41 +280,62 @@ function wireCertificate(doc) {
     link.hidden = true;
     const code = normaliseCode(doc.getElementById("cert-code").value);
     const password = doc.getElementById("cert-password").value;
-    const problem = codeProblem(code);
+    const problem = codeProblem(code) ?? passwordProblem(password);
     if (problem) {
       say(status, problem, "error");
       return;
     }
-    if (password.length < 8) {
-      say(status, "Choose a file password of at least 8 characters.", "error");
+    await issueAndPack(status, link, password, (csr) => post("/v1/cert", { code, csr }));
+  });
+}
+
+/** When this browser presented a certificate of the entityOS CA, show whose
+ * it is and until when, and offer to renew it: a new key here, the same
+ * PKCS#12 file, no code (the certificate is the credential). */
+async function wireRenewal(doc) {
+  const section = doc.getElementById("renew-section");
+  const info = doc.getElementById("renew-info");
+  const form = doc.getElementById("renew-form");
+  const status = doc.getElementById("renew-status");
+  const link = doc.getElementById("renew-download");
+  let presented;
+  try {
+    presented = await answer(
+      await fetch("/v1/renew", { credentials: "same-origin", cache: "no-store" }),
+    );
+  } catch {
+    return;
+  }
+  const { ok, json } = presented;
+  // No certificate presented: nothing to renew, nothing to show.
+  if (!ok && ["renewal-no-certificate", "ca-unavailable"].includes(json.error)) return;
+  section.hidden = false;
+  if (!ok) {
+    say(info, explain(json), "error");
+    form.hidden = true;
+    return;
+  }
+  say(
+    info,
+    `This browser presented certificate ${json.serial} for ${json.user} in ${json.space}, valid until ${json.not_after}.`,
+    "ok",
+  );
+  if (!json.renewable) {
+    form.hidden = true;
+    say(status, `It can be renewed from ${json.renewable_from}.`, "");
+    return;
+  }
+  onSubmit(form, async () => {
+    link.hidden = true;
+    const password = doc.getElementById("renew-password").value;
+    const problem = passwordProblem(password);
+    if (problem) {
+      say(status, problem, "error");
       return;
     }
-    try {
-      say(status, "Generating a key pair in this browser…", "busy");
-      const keys = await generateKeyPair();
-      const csr = await buildCsr(keys);
-      say(status, "Requesting the certificate…", "busy");
-      const { ok, json } = await post("/v1/cert", { code, csr });
-      if (!ok) {
-        say(status, explain(json), "error");
-        return;
-      }
-      say(status, "Packing the certificate and key…", "busy");
-      const name = `entityOS ${json.space} ${json.user}`;
-      const p12 = await buildPkcs12(keys, json.certificate, json.chain, password, name);
-      const blob = new Blob([p12], { type: "application/x-pkcs12" });
-      if (link.href) URL.revokeObjectURL(link.href);
-      link.href = URL.createObjectURL(blob);
-      link.download = `eos-${json.space}-${json.user}.p12`;
-      link.hidden = false;
-      say(
-        status,
-        `Certificate ${json.serial} for ${json.user} in ${json.space}, valid until ${json.not_after}. Download it and import it with your password.`,
-        "ok",
-      );
-    } catch (e) {
-      say(status, `This browser could not make the key or the file: ${e.message ?? e}`, "error");
-    }
+    await issueAndPack(status, link, password, (csr) =>
+      post("/v1/renew", { csr }, "same-origin"),
+    );
   });
 }
 
@@ -305,7 +371,9 @@ function start(doc) {
       ? `Recovered: ${j.cidr} replaces ${j.replaced} for ${j.user} in ${j.space}.`
       : `Recovered: ${j.cidr} registered for ${j.user} in ${j.space}.`,
   );
-  doc.body.dataset.ready = "true";
+  wireRenewal(doc).finally(() => {
+    doc.body.dataset.ready = "true";
+  });
 }
 
 if (typeof document !== "undefined") {

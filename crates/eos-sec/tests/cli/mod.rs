@@ -115,3 +115,61 @@ fn man_pages_for_every_command() {
         assert!(text.contains(".SH SYNOPSIS"), "{}", file.display());
     }
 }
+
+/// Without `--config`/`EOS_SEC_CONFIG` the config is `./eos-sec.toml`, else
+/// `$XDG_CONFIG_HOME/eos-sec/eos-sec.toml`, else `/etc/eos-sec/...`; a
+/// relative path inside it is relative to the file, not to the working
+/// directory.
+#[test]
+fn config_discovery_and_paths_relative_to_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path().join("work");
+    let xdg = tmp.path().join("xdg");
+    std::fs::create_dir_all(&cwd).unwrap();
+    std::fs::create_dir_all(xdg.join("eos-sec")).unwrap();
+    std::fs::write(
+        xdg.join("eos-sec/eos-sec.toml"),
+        "[state]\ndir = \"state\"\n",
+    )
+    .unwrap();
+    let add = |space: &str| {
+        let out = bin()
+            .current_dir(&cwd)
+            .env("XDG_CONFIG_HOME", &xdg)
+            .env("HOME", tmp.path())
+            .args(["rules", "add", "--space", space, "--cidr", "198.51.100.7"])
+            .args(["--label", "desk", "--declared-by", "alice"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // The XDG file is found, and its `dir = "state"` is beside it.
+    add("acme");
+    assert!(xdg.join("eos-sec/state/state.db").exists());
+    assert!(!cwd.join("state").exists());
+    // ./eos-sec.toml comes first.
+    std::fs::write(cwd.join("eos-sec.toml"), "[state]\ndir = \"here\"\n").unwrap();
+    add("beta");
+    assert!(cwd.join("here/state.db").exists());
+    // A file that is found is read as strictly as a named one: its error
+    // names it.
+    std::fs::remove_file(cwd.join("eos-sec.toml")).unwrap();
+    std::fs::write(xdg.join("eos-sec/eos-sec.toml"), "[state]\ndri = 1\n").unwrap();
+    let out = bin()
+        .current_dir(&cwd)
+        .env("XDG_CONFIG_HOME", &xdg)
+        .args(["rules", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    let file = xdg.join("eos-sec/eos-sec.toml");
+    assert!(
+        err.contains(&format!("{}:2:1: unknown field `dri`", file.display())),
+        "{err}"
+    );
+}
