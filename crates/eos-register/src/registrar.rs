@@ -710,8 +710,8 @@ impl Registrar {
     /// presented none) with `csr` (PEM or DER, same key or a new one): the
     /// caller has authenticated the presenter (the TLS handshake with the
     /// client certificate, or a trusted proxy that did it and forwarded
-    /// the certificate). No security code is involved. As
-    /// [`Registrar::issue`]: checks and plan in one transaction, the
+    /// the certificate). No security code is involved. As code-based
+    /// issuance (`/v1/cert`): checks and plan in one transaction, the
     /// signature with the store free, the record in a second transaction
     /// that checks the predecessor again; a successor signed but not
     /// recorded is withdrawn from the signer. Refusals carry the stable
