@@ -9,21 +9,9 @@ use eos_ca::Profile;
 use eos_register::agent::{AgentError, AgentOptions, Files, renew_once};
 
 use crate::common::Harness;
+use crate::renew::{key_pubkey, openssl};
 
 const DAY: Duration = Duration::from_secs(86400);
-
-fn openssl(args: &[&str]) -> String {
-    let out = std::process::Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("openssl is needed by these tests");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 fn mode(path: &std::path::Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
@@ -56,12 +44,15 @@ async fn the_agent_renews_its_files_with_the_same_key_or_a_new_one() {
         files.cert.to_str().unwrap(),
         files.key.to_str().unwrap(),
     );
-    let pubkey = |p: &str| openssl(&["pkey", "-pubout", "-in", p]);
-    let cert_pubkey = |p: &str| openssl(&["x509", "-noout", "-pubkey", "-in", p]);
+    let pubkey = |p: &str| openssl(&["pkey", "-pubout", "-in", p], None);
+    let cert_pubkey = |p: &str| openssl(&["x509", "-noout", "-pubkey", "-in", p], None);
     let check = |want_key: &str| {
-        let ok = openssl(&["verify", "-CAfile", ca, "-purpose", "sslclient", cert]);
+        let ok = openssl(
+            &["verify", "-CAfile", ca, "-purpose", "sslclient", cert],
+            None,
+        );
         assert!(ok.contains(": OK"), "{ok}");
-        let t = openssl(&["x509", "-noout", "-text", "-in", cert]);
+        let t = openssl(&["x509", "-noout", "-text", "-in", cert], None);
         assert!(t.contains("URI:urn:entityos:space:acme:user:alice"), "{t}");
         assert_eq!(cert_pubkey(cert), want_key);
     };
@@ -114,7 +105,7 @@ async fn the_agent_renews_its_files_with_the_same_key_or_a_new_one() {
     // The new key is written 0600 (the old file was 0644).
     assert_eq!(mode(&files.key), 0o600);
     let new_key = pubkey(keyf);
-    assert_ne!(new_key, openssl_stdin_pubkey(&bob_key));
+    assert_ne!(new_key, key_pubkey(&bob_key));
     check(&new_key);
 
     // A server the given CA did not sign is refused (no skip-verify).
@@ -128,11 +119,4 @@ async fn the_agent_renews_its_files_with_the_same_key_or_a_new_one() {
     let e = renew_once(&wrong, &files, false).await.unwrap_err();
     assert!(matches!(e, AgentError::Transport(_)), "{e}");
     h.stop().await;
-}
-
-fn openssl_stdin_pubkey(key: &rcgen::KeyPair) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("k.pem");
-    std::fs::write(&p, key.serialize_pem()).unwrap();
-    openssl(&["pkey", "-pubout", "-in", p.to_str().unwrap()])
 }

@@ -26,7 +26,7 @@ fn csr_for(key: &rcgen::KeyPair) -> String {
     params.serialize_request(key).unwrap().pem().unwrap()
 }
 
-fn openssl(args: &[&str], stdin: Option<&str>) -> String {
+pub(crate) fn openssl(args: &[&str], stdin: Option<&str>) -> String {
     use std::io::Write;
     let mut child = Command::new("openssl")
         .args(args)
@@ -69,7 +69,7 @@ fn text(cert: &str) -> String {
     openssl(&["x509", "-noout", "-text"], Some(cert))
 }
 
-fn key_pubkey(key: &rcgen::KeyPair) -> String {
+pub(crate) fn key_pubkey(key: &rcgen::KeyPair) -> String {
     openssl(&["pkey", "-pubout"], Some(&key.serialize_pem()))
 }
 
