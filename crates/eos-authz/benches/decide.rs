@@ -1,7 +1,9 @@
 //! Decisions per second in process: the ceiling of `eos-sec authz serve`
 //! (no HTTP, no TLS). `evaluate` is `eos_policy`'s decision alone; `decide`
 //! adds what the server does per subrequest (trusted-proxy rule,
-//! `X-Forwarded-For`, the certificate header's URL-encoded PEM). The
+//! `X-Forwarded-For`, the certificate header's URL-encoded PEM) with the
+//! cache of verified chains off (`decide-uncached`, every chain verified)
+//! and on (`decide`, the server's default: the chain verified once). The
 //! end-to-end figures behind nginx are in docs/PERFORMANCE.md.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -12,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use axum::http::{HeaderMap, HeaderValue};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use eos_authz::decide;
+use eos_authz::{ChainCache, decide};
 use eos_identity::SpaceId;
 use eos_ipset::{IpNet, IpSet, Ipv4Net};
 use eos_logs::TrustedProxies;
@@ -151,11 +153,14 @@ fn bench_decide(c: &mut Criterion) {
             b.iter(|| ev.evaluate(black_box(&req), black_box(chain), now))
         });
         let h = headers(client, cert);
-        let a = decide(&ev, &trusted, proxy, &h, now);
-        assert_eq!(a.status.as_u16(), 200, "{a:?}");
-        g.bench_function(format!("decide/{label}"), |b| {
-            b.iter(|| decide(&ev, &trusted, black_box(proxy), black_box(&h), now))
-        });
+        for (name, capacity) in [("decide-uncached", 0), ("decide", 10_000)] {
+            let chains = ChainCache::new(capacity);
+            let a = decide(&ev, &chains, &trusted, proxy, &h, now);
+            assert_eq!(a.status.as_u16(), 200, "{a:?}");
+            g.bench_function(format!("{name}/{label}"), |b| {
+                b.iter(|| decide(&ev, &chains, &trusted, black_box(proxy), black_box(&h), now))
+            });
+        }
     }
     g.finish();
 }

@@ -29,6 +29,9 @@ pub struct AuthzConfig {
     pub reload_interval: Duration,
     /// Most connections served at once [default: 1024].
     pub max_connections: NonZeroUsize,
+    /// Most verified certificate chains kept between reloads (a reload
+    /// empties the cache; 0 turns it off) [default: 10000].
+    pub chain_cache: usize,
     /// For a request's headers, and for the next request on an idle
     /// kept-alive connection [default: 5s].
     #[serde(deserialize_with = "positive")]
@@ -49,6 +52,7 @@ impl Default for AuthzConfig {
             trusted_proxies: None,
             reload_interval: Duration::from_secs(1),
             max_connections: NonZeroUsize::new(o.max_connections).unwrap_or(NonZeroUsize::MIN),
+            chain_cache: 10_000,
             header_timeout: o.header_timeout,
             request_timeout: o.request_timeout,
             shutdown_grace: o.shutdown_grace,
@@ -110,9 +114,10 @@ mod tests {
         let c = parse(
             "[authz]\nlisten = \"10.0.0.5:9000\"\ntrusted_proxies = [\"10.0.0.0/24\"]\n\
              reload_interval = \"250ms\"\nmax_connections = 64\nheader_timeout = \"2s\"\n\
-             request_timeout = \"3s\"\nshutdown_grace = \"1m\"\n",
+             request_timeout = \"3s\"\nshutdown_grace = \"1m\"\nchain_cache = 0\n",
         )
         .unwrap();
+        assert_eq!(c.chain_cache, 0);
         assert_eq!(c.listen, "10.0.0.5:9000".parse().unwrap());
         assert_eq!(c.reload_interval, Duration::from_millis(250));
         let o = c.options(&TrustedProxies::default());

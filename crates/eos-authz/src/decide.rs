@@ -12,6 +12,8 @@ use eos_policy::{
 };
 use serde::Serialize;
 
+use crate::{ChainCache, ChainLookup};
+
 /// Headers that carry the client certificate, read only from a trusted
 /// proxy, and at most one of them per request:
 ///
@@ -98,6 +100,8 @@ pub struct Answer {
     /// `eos_policy`'s decision (`None`: the client address could not be
     /// known).
     pub decision: Option<Decision>,
+    /// How the certificate chain was checked (`None`: not checked).
+    pub chain: Option<ChainLookup>,
 }
 
 fn status_code<S: serde::Serializer>(s: &StatusCode, ser: S) -> Result<S::Ok, S::Error> {
@@ -111,9 +115,12 @@ impl Answer {
     }
 }
 
-/// Decide one subrequest from `peer` with `headers`.
+/// Decide one subrequest from `peer` with `headers`; verified chains are
+/// taken from and kept in `chains`, which belongs to `evaluator`'s trust
+/// configuration (a [`Snapshot`](crate::Snapshot) holds both).
 pub fn decide(
     evaluator: &Evaluator<'_>,
+    chains: &ChainCache,
     trusted: &TrustedProxies,
     peer: IpAddr,
     headers: &HeaderMap,
@@ -152,6 +159,7 @@ pub fn decide(
         user: None,
         gate: Gate::None,
         decision,
+        chain: None,
     };
     let Some(ip) = client else {
         // A trusted proxy forwarded something that is not an address.
@@ -179,7 +187,12 @@ pub fn decide(
         headers: req_headers,
         ip,
     };
-    let d = evaluator.evaluate(&req, chain.as_deref(), now);
+    let mut lookup = None;
+    let d = evaluator.evaluate_with(&req, chain.as_deref(), |trust, chain, space| {
+        let (status, how) = chains.verify(trust, chain, space, now);
+        lookup = Some(how);
+        status
+    });
     let user = match &d.cert {
         CertStatus::Valid { uri } => parse_account_uri(uri).ok().map(|(_, u)| u),
         _ => None,
@@ -190,7 +203,10 @@ pub fn decide(
         } else {
             StatusCode::FORBIDDEN
         };
-        return refused(status, d.space.clone(), Some(d));
+        return Answer {
+            chain: lookup,
+            ..refused(status, d.space.clone(), Some(d))
+        };
     }
     let gate = admitting_gate(&d);
     Answer {
@@ -203,6 +219,7 @@ pub fn decide(
         user: if gate == Gate::Ip { None } else { user },
         gate,
         decision: Some(d),
+        chain: lookup,
     }
 }
 

@@ -20,6 +20,10 @@
 //!   and the IP sets are re-read when they change, polled at a stated
 //!   interval, so a revocation is enforced within that interval without a
 //!   restart;
+//! - **verified chains** ([`ChainCache`]): a chain that verified is kept,
+//!   per loaded state, until the next reload or the end of its validity,
+//!   so a client's repeated requests cost a hash, not webpki's signature
+//!   checks;
 //! - **the proxy's side** ([`nginx_config`]): the nginx configuration the
 //!   tests run, printed by `eos-sec authz config nginx`;
 //! - **observability**: one JSON log line per decision (deciding rule,
@@ -28,6 +32,7 @@
 //!   certificate, answered "admitted", "refused" (HTTP 401/403 or a TLS
 //!   alert) or "could not tell", for `eos-sec drill revocation`.
 
+mod chains;
 mod config;
 mod decide;
 mod live;
@@ -36,9 +41,10 @@ mod nginx;
 pub mod probe;
 mod server;
 
+pub use chains::{ChainCache, ChainLookup};
 pub use config::AuthzConfig;
 pub use decide::{Answer, CERT_HEADERS, Gate, decide};
-pub use live::{Live, LoadSets, ReloadError, Source};
+pub use live::{Live, LoadSets, ReloadError, Snapshot, Source};
 pub use metrics::Metrics;
 pub use nginx::{NginxConfig, nginx_config};
 pub use server::{ServeOptions, serve};

@@ -1,5 +1,6 @@
 //! Live state: the evaluator built from the policy file, the trust bundle,
-//! the CRLs and the IP sets, rebuilt when any of them changes.
+//! the CRLs and the IP sets, rebuilt when any of them changes, with its own
+//! cache of verified chains ([`ChainCache`]), which a reload starts empty.
 //!
 //! A reload thread polls every interval: the files' modification times and
 //! sizes, and the sets as the source has them now. On a change it builds a
@@ -17,7 +18,7 @@ use std::time::{Duration, SystemTime};
 use eos_ipset::IpSet;
 use eos_policy::{Evaluator, Policy, PolicyError, TrustConfig};
 
-use crate::Metrics;
+use crate::{ChainCache, Metrics};
 
 /// Reads the IP sets (`eos-<space>-v4`/`-v6`) for a policy, e.g. from the
 /// state store or AWS. Called on every reload tick.
@@ -41,12 +42,15 @@ pub struct Source {
     pub policy: PathBuf,
     /// The sets.
     pub sets: LoadSets,
+    /// Most verified chains cached per loaded state (0: none).
+    pub chain_cache: usize,
 }
 
 impl std::fmt::Debug for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Source")
             .field("policy", &self.policy)
+            .field("chain_cache", &self.chain_cache)
             .finish_non_exhaustive()
     }
 }
@@ -72,14 +76,24 @@ fn watched(policy_path: &Path, policy: &Policy) -> Vec<PathBuf> {
     paths
 }
 
-/// The current evaluator, swapped whole on reload.
+/// One loaded state: the evaluator and the chains verified against its
+/// trust configuration. Never changed; a reload builds a new one.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The policy, sets and trust configuration.
+    pub evaluator: Evaluator<'static>,
+    /// Chains verified against `evaluator`'s trust configuration.
+    pub chains: ChainCache,
+}
+
+/// The current snapshot, swapped whole on reload.
 #[derive(Debug)]
 pub struct Live {
-    current: RwLock<Arc<Evaluator<'static>>>,
+    current: RwLock<Arc<Snapshot>>,
 }
 
 struct Loaded {
-    evaluator: Evaluator<'static>,
+    snapshot: Snapshot,
     sets: BTreeMap<String, IpSet>,
     stamp: Stamp,
 }
@@ -92,22 +106,25 @@ fn load(source: &mut Source) -> Result<Loaded, ReloadError> {
     let sets = (source.sets)(&policy).map_err(ReloadError::Sets)?;
     let evaluator = Evaluator::owned(policy, &BTreeMap::new(), &sets, trust)?;
     Ok(Loaded {
-        evaluator,
+        snapshot: Snapshot {
+            evaluator,
+            chains: ChainCache::new(source.chain_cache),
+        },
         sets,
         stamp,
     })
 }
 
 impl Live {
-    /// The current evaluator.
-    pub fn get(&self) -> Arc<Evaluator<'static>> {
+    /// The current state.
+    pub fn get(&self) -> Arc<Snapshot> {
         match self.current.read() {
             Ok(g) => g.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 
-    fn set(&self, e: Evaluator<'static>) {
+    fn set(&self, e: Snapshot) {
         let e = Arc::new(e);
         match self.current.write() {
             Ok(mut g) => *g = e,
@@ -125,7 +142,7 @@ impl Live {
     ) -> Result<(Arc<Live>, std::thread::JoinHandle<()>), ReloadError> {
         let first = load(&mut source)?;
         let live = Arc::new(Live {
-            current: RwLock::new(Arc::new(first.evaluator)),
+            current: RwLock::new(Arc::new(first.snapshot)),
         });
         metrics.reloaded();
         let mut last = (first.stamp, first.sets);
@@ -153,7 +170,7 @@ impl Live {
         let files = stamp(&last.0.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>());
         let sets = {
             let current = self.get();
-            (source.sets)(current.policy())
+            (source.sets)(current.evaluator.policy())
         };
         let sets = match sets {
             Ok(s) => s,
@@ -168,7 +185,7 @@ impl Live {
         }
         match load(source) {
             Ok(loaded) => {
-                self.set(loaded.evaluator);
+                self.set(loaded.snapshot);
                 *last = (loaded.stamp, loaded.sets);
                 metrics.reloaded();
                 tracing::info!(

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::{Answer, Gate};
+use crate::{Answer, ChainLookup, Gate};
 
 /// The decision point's counters.
 #[derive(Debug, Default)]
@@ -15,6 +15,8 @@ pub struct Metrics {
     ignored_headers: AtomicU64,
     reloads: AtomicU64,
     reload_errors: AtomicU64,
+    chains_cached: AtomicU64,
+    chains_verified: AtomicU64,
     by_gate: [AtomicU64; 7],
 }
 
@@ -45,6 +47,11 @@ impl Metrics {
         }
         if !a.ignored_headers.is_empty() {
             inc(&self.ignored_headers);
+        }
+        match a.chain {
+            Some(ChainLookup::Hit) => inc(&self.chains_cached),
+            Some(ChainLookup::Verified) => inc(&self.chains_verified),
+            None => {}
         }
         if let Some(i) = GATES.iter().position(|g| *g == a.gate)
             && let Some(c) = self.by_gate.get(i)
@@ -104,6 +111,16 @@ impl Metrics {
                 "eos_authz_untrusted_headers_ignored_total",
                 "Requests from an untrusted peer whose address or certificate headers were ignored.",
                 &self.ignored_headers,
+            ),
+            (
+                "eos_authz_chain_cache_hits_total",
+                "Certificate chains answered from the cache of verified chains.",
+                &self.chains_cached,
+            ),
+            (
+                "eos_authz_chain_verifications_total",
+                "Certificate chains verified (signatures and CRL) because the cache had no valid entry.",
+                &self.chains_verified,
             ),
             (
                 "eos_authz_reloads_total",

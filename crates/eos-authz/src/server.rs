@@ -66,8 +66,15 @@ async fn decision(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    let evaluator = s.live.get();
-    let a = decide(&evaluator, &s.trusted, peer.ip(), &headers, UnixTime::now());
+    let current = s.live.get();
+    let a = decide(
+        &current.evaluator,
+        &current.chains,
+        &s.trusted,
+        peer.ip(),
+        &headers,
+        UnixTime::now(),
+    );
     s.metrics.record(&a);
     let d = a.decision.as_ref();
     tracing::info!(
@@ -88,6 +95,7 @@ async fn decision(
         user = a.user.as_ref().map(|u| u.as_str()),
         ip_in_set = ?d.and_then(|d| d.ip_in_set),
         cert = ?d.map(|d| &d.cert),
+        chain = ?a.chain,
         "decision"
     );
     let mut resp = a.status.into_response();

@@ -53,6 +53,56 @@ impl CertStatus {
 pub struct TrustConfig {
     anchors: Vec<TrustAnchor<'static>>,
     crls: Vec<CertRevocationList<'static>>,
+    /// The earliest `nextUpdate` of the CRLs (seconds since the epoch):
+    /// from then on webpki refuses every chain (`CRL expired`).
+    crls_until: u64,
+}
+
+/// A chain that verified against a [`TrustConfig`], and what reusing that
+/// result needs: the leaf's URI SANs (the space binding is checked per
+/// request, [`VerifiedChain::status`]) and the time window in which the
+/// same verification gives the same answer. Within one `TrustConfig` (one
+/// set of anchors and CRLs) only time changes webpki's answer, so a cache
+/// of these, dropped with the `TrustConfig`, answers as a fresh
+/// verification would.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedChain {
+    /// The leaf's URI SANs, or why they could not be read.
+    uris: Result<Vec<String>, String>,
+    /// Seconds since the epoch: the verification holds for
+    /// `from <= now < until`.
+    from: u64,
+    until: u64,
+}
+
+impl VerifiedChain {
+    /// Whether the verification holds at `now`: every certificate of the
+    /// chain is within its validity and no CRL is past its `nextUpdate`.
+    /// Outside it, verify again (which refuses, e.g. `certificate expired`).
+    pub fn holds_at(&self, now: UnixTime) -> bool {
+        (self.from..self.until).contains(&now.as_secs())
+    }
+
+    /// The certificate gate's answer for `space`: valid when the leaf has
+    /// the space's account URI.
+    pub fn status(&self, space: &SpaceId) -> CertStatus {
+        let invalid = |reason: String| CertStatus::Invalid { reason };
+        let uris = match &self.uris {
+            Ok(u) => u,
+            Err(e) => return invalid(e.clone()),
+        };
+        // Parsed exactly, so `acme` never matches a SAN for `acme-corp`.
+        match uris
+            .iter()
+            .find(|uri| parse_account_uri(uri).is_ok_and(|(s, _)| &s == space))
+        {
+            Some(uri) => CertStatus::Valid { uri: uri.clone() },
+            None => invalid(format!(
+                "certificate is not bound to space {space} (no URI SAN {}{space}:user:<user>)",
+                eos_identity::ACCOUNT_URI_PREFIX
+            )),
+        }
+    }
 }
 
 fn pki(what: &'static str, path: &Path, message: impl std::fmt::Display) -> PolicyError {
@@ -90,6 +140,7 @@ impl TrustConfig {
             ));
         }
         let mut owned = Vec::new();
+        let mut crls_until = u64::MAX;
         for (path, bytes) in crls {
             let der: Vec<u8> = if bytes.starts_with(b"-----BEGIN") {
                 CertificateRevocationListDer::from_pem_slice(bytes)
@@ -101,11 +152,24 @@ impl TrustConfig {
             };
             let crl = OwnedCertRevocationList::from_der(&der)
                 .map_err(|e| pki("CRL", path, parse_reason(&e, "CRL")))?;
+            // webpki keeps `nextUpdate` to itself; read it again for
+            // [`VerifiedChain::holds_at`]. A CRL webpki accepted and
+            // x509-cert cannot read makes every verification uncacheable.
+            let next_update =
+                <x509_cert::crl::CertificateList>::from_der(&der).map_or(Some(0), |c| {
+                    c.tbs_cert_list
+                        .next_update
+                        .map(|t| t.to_unix_duration().as_secs())
+                });
+            if let Some(t) = next_update {
+                crls_until = crls_until.min(t);
+            }
             owned.push(CertRevocationList::from(crl));
         }
         Ok(TrustConfig {
             anchors,
             crls: owned,
+            crls_until,
         })
     }
 
@@ -131,21 +195,40 @@ impl TrustConfig {
         space: &SpaceId,
         now: UnixTime,
     ) -> CertStatus {
-        let invalid = |reason: String| CertStatus::Invalid { reason };
-        let Some(leaf) = chain.first() else {
+        if chain.is_empty() {
             return CertStatus::Absent;
-        };
-        if let Err(reason) = self.verify_chain(chain, now) {
-            return invalid(reason);
         }
-        match self.bound_uri(leaf, space) {
-            Ok(Some(uri)) => CertStatus::Valid { uri },
-            Ok(None) => invalid(format!(
-                "certificate is not bound to space {space} (no URI SAN {}{space}:user:<user>)",
-                eos_identity::ACCOUNT_URI_PREFIX
-            )),
-            Err(e) => invalid(e),
+        match self.verified(chain, now) {
+            Ok(v) => v.status(space),
+            Err(reason) => CertStatus::Invalid { reason },
         }
+    }
+
+    /// [`TrustConfig::verify_chain`], and on success what a cache needs to
+    /// reuse the result ([`VerifiedChain`]).
+    pub fn verified(
+        &self,
+        chain: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<VerifiedChain, String> {
+        self.verify_chain(chain, now)?;
+        let (mut from, mut until) = (0u64, self.crls_until);
+        for der in chain {
+            let Ok(cert) = x509_cert::Certificate::from_der(der.as_ref()) else {
+                // webpki verified it, x509-cert cannot read it: no window.
+                (from, until) = (u64::MAX, 0);
+                continue;
+            };
+            let validity = cert.tbs_certificate().validity();
+            from = from.max(validity.not_before.to_unix_duration().as_secs());
+            // webpki admits `now == notAfter`; the window ends there, so
+            // that second is verified afresh.
+            until = until.min(validity.not_after.to_unix_duration().as_secs());
+        }
+        let uris = chain
+            .first()
+            .map_or_else(|| Err("no certificate".to_owned()), leaf_uris);
+        Ok(VerifiedChain { uris, from, until })
     }
 
     /// What an ALB listener in mode `verify` checks: the chain (leaf
@@ -178,36 +261,30 @@ impl TrustConfig {
         .map(|_| ())
         .map_err(|e| verify_reason(&e))
     }
+}
 
-    /// The URI SAN binding the leaf to `space`, if any: an account URI in
-    /// `eos-identity`'s one format, the same the entityOS CA writes.
-    fn bound_uri(
-        &self,
-        leaf: &CertificateDer<'_>,
-        space: &SpaceId,
-    ) -> Result<Option<String>, String> {
-        use x509_cert::ext::pkix::SubjectAltName;
-        use x509_cert::ext::pkix::name::GeneralName;
-        let cert = x509_cert::Certificate::from_der(leaf.as_ref())
-            .map_err(|e| format!("unparsable certificate: {e}"))?;
-        let san = cert
-            .tbs_certificate()
-            .get_extension::<SubjectAltName>()
-            .map_err(|e| format!("unparsable subjectAltName: {e}"))?;
-        let Some((_, san)) = san else {
-            return Ok(None);
-        };
-        for name in san.0 {
-            if let GeneralName::UniformResourceIdentifier(uri) = name {
-                let uri = uri.as_str();
-                // Parsed exactly, so `acme` never matches a SAN for `acme-corp`.
-                if parse_account_uri(uri).is_ok_and(|(s, _)| &s == space) {
-                    return Ok(Some(uri.to_owned()));
-                }
-            }
-        }
-        Ok(None)
-    }
+/// The leaf's URI SANs (the entityOS CA writes the account URI, in
+/// `eos-identity`'s one format, there).
+fn leaf_uris(leaf: &CertificateDer<'_>) -> Result<Vec<String>, String> {
+    use x509_cert::ext::pkix::SubjectAltName;
+    use x509_cert::ext::pkix::name::GeneralName;
+    let cert = x509_cert::Certificate::from_der(leaf.as_ref())
+        .map_err(|e| format!("unparsable certificate: {e}"))?;
+    let san = cert
+        .tbs_certificate()
+        .get_extension::<SubjectAltName>()
+        .map_err(|e| format!("unparsable subjectAltName: {e}"))?;
+    let Some((_, san)) = san else {
+        return Ok(Vec::new());
+    };
+    Ok(san
+        .0
+        .into_iter()
+        .filter_map(|name| match name {
+            GeneralName::UniformResourceIdentifier(uri) => Some(uri.as_str().to_owned()),
+            _ => None,
+        })
+        .collect())
 }
 
 /// Why a CRL or a CA certificate could not be read, in words (webpki's

@@ -256,13 +256,28 @@ impl<'p> Evaluator<'p> {
         chain: Option<&[CertificateDer<'_>]>,
         now: UnixTime,
     ) -> Decision {
+        self.evaluate_with(req, chain, |trust, chain, space| {
+            trust.verify(chain, space, now)
+        })
+    }
+
+    /// [`Evaluator::evaluate`] with the certificate gate's check done by
+    /// `verify` (trust configuration, non-empty chain, space), which must
+    /// answer as [`TrustConfig::verify`] does: for a decision point that
+    /// caches verified chains ([`crate::VerifiedChain`]).
+    pub fn evaluate_with(
+        &self,
+        req: &Request,
+        chain: Option<&[CertificateDer<'_>]>,
+        verify: impl FnOnce(&TrustConfig, &[CertificateDer<'_>], &SpaceId) -> CertStatus,
+    ) -> Decision {
         let space = self.space_of(req);
         let sp = space.as_ref().and_then(|s| self.policy.spaces.get(s));
         let stage = space.as_ref().and_then(|s| self.stages.get(s).copied());
         let cert = match (chain, &space) {
             (None, _) | (Some([]), _) => CertStatus::Absent,
             (Some(c), Some(s)) => match &self.trust {
-                Some(t) => t.verify(c, s, now),
+                Some(t) => verify(t, c, s),
                 None => CertStatus::Invalid {
                     reason: "no CA bundle configured ([cert_gate] ca_bundle)".to_owned(),
                 },

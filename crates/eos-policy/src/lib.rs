@@ -38,7 +38,7 @@ pub use acl::{
     AclRead, OwnedAcl, WebAclBackend, merge_document, owned_of_document, owned_priority_base,
     strip_nulls,
 };
-pub use cert::{CertStatus, TrustConfig, chain_from_header, read_chain};
+pub use cert::{CertStatus, TrustConfig, VerifiedChain, chain_from_header, read_chain};
 pub use certsim::{
     CERT_EXAMPLES, CertInventory, CertSimulation, CertSimulator, IssuedCert, Refusal,
     RefusedConnection, SpaceCertSimulation, canonical_serial,

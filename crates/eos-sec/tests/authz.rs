@@ -563,6 +563,15 @@ fn nginx_auth_request_enforces_either_cert_and_revocation() {
 
     // Revocation: bob is refused within the reload interval, without a
     // restart of nginx or the service; carol (same space) still passes.
+    // bob's chain is in the cache of verified chains by now: the reload
+    // that reads the new CRL starts an empty one.
+    let hits = metric(authz_port, "eos_authz_chain_cache_hits_total");
+    assert_eq!(c.get("globex", "127.0.0.4", Some("bob"), &[]).0, 200);
+    assert_eq!(
+        metric(authz_port, "eos_authz_chain_cache_hits_total"),
+        hits + 1,
+        "bob's chain was not answered from the cache"
+    );
     env.eos(&["ca", "revoke", &bob]);
     let refused_after = within_reload(
         || c.get("globex", "127.0.0.4", Some("bob"), &[]).0,

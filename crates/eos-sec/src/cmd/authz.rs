@@ -143,7 +143,11 @@ fn serve(a: ServeArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     let stop = Arc::new(AtomicBool::new(false));
     let (live, reloader) = Live::start(
-        Source { policy, sets },
+        Source {
+            policy,
+            sets,
+            chain_cache: conf.chain_cache,
+        },
         interval,
         metrics.clone(),
         stop.clone(),
