@@ -81,6 +81,8 @@ fn is_bad_input(e: &(dyn std::error::Error + 'static)) -> bool {
             || e.is::<eos_identity::IdError>()
             || e.downcast_ref::<eos_ca::IssueError>()
                 .is_some_and(eos_ca::IssueError::is_bad_input)
+            || e.downcast_ref::<eos_ops::OpsError>()
+                .is_some_and(eos_ops::OpsError::is_bad_input)
             || e.downcast_ref::<eos_policy::PolicyError>()
                 .is_some_and(eos_policy::PolicyError::is_bad_input)
             || e.downcast_ref::<eos_policy::gate::GateError>()

@@ -187,6 +187,24 @@ pub async fn sync_once<B: IpSetBackend>(
         .report)
 }
 
+/// The desired sets of `spaces` (all when empty) from the rules and
+/// observations stored in `conn` (also a transaction, to plan from writes
+/// not yet committed), as of `now`: the one way every command plans from
+/// the store (`plan`, `apply`, `bootstrap` through `eos-ops`, and sync).
+pub fn desired_in(
+    conn: &eos_store::rusqlite::Connection,
+    spaces: &[SpaceId],
+    opts: &CheckedOptions,
+    now: OffsetDateTime,
+) -> Result<Desired, StoreError> {
+    let rules: Vec<_> = list_rules(conn, spaces)?
+        .into_iter()
+        .map(|r| r.rule)
+        .collect();
+    let observations = load_observations(conn, spaces)?;
+    Ok(desired_sets(&rules, &observations, opts, now))
+}
+
 /// One space's work in a pass.
 struct Work {
     space: SpaceId,
@@ -291,12 +309,7 @@ async fn sync_space<B: IpSetBackend>(
     report: &mut PassReport,
 ) -> Result<BTreeSet<IpSetName>, SyncError> {
     let scope = std::slice::from_ref(space);
-    let rules: Vec<_> = list_rules(store.conn(), scope)?
-        .into_iter()
-        .map(|r| r.rule)
-        .collect();
-    let observations = load_observations(store.conn(), scope)?;
-    let desired = desired_sets(&rules, &observations, &opts.plan, now);
+    let desired = desired_in(store.conn(), scope, &opts.plan, now)?;
     let mut failed = BTreeSet::new();
     for name in names_in_scope(scope) {
         let oldest = rows

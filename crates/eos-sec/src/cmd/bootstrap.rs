@@ -4,26 +4,20 @@
 //! referenced by no rule), and report what was staged and why — and what the
 //! evidence does not cover.
 
-use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::PathBuf;
-
-use anyhow::Context;
 
 use clap::Args;
 use eos_identity::SpaceId;
 use eos_logs::ScanReport;
-use eos_plan::{AppliedSet, Plan, SetAction, SpaceCoverage, apply_plan};
-use eos_store::ipsets::{record_apply_in, save_plan_in};
-use eos_store::rules::{ImportCounts, import_rules_in, replace_observations_in};
-use eos_store::rusqlite::Transaction;
-use eos_store::sync::mark_delivered_in;
+use eos_ops::bootstrap::{BootstrapInput, bootstrap};
+use eos_plan::{AppliedSet, Plan, SpaceCoverage};
+use eos_store::rules::ImportCounts;
 use serde::Serialize;
 
 use crate::cmd::aws::{AwsArgs, aws_options};
 use crate::cmd::plan::{
-    BackendArgs, desired_in, make_plan, open_backend, pending_in, pending_in_scope, plan_options,
-    record_plan_intent, refusal_json, render_plan, runtime,
+    BackendArgs, open_backend, plan_options, refusal_json, render_plan, runtime,
 };
 use crate::cmd::rules::{actor, read_rules_file};
 use crate::cmd::scan::ScanFlags;
@@ -98,12 +92,8 @@ fn backend_args(args: &BootstrapArgs, ctx: &crate::Ctx) -> BackendArgs {
 }
 
 pub fn run(args: BootstrapArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
-    // Everything that can be bad input is checked before anything is written,
-    // and nothing of this bootstrap's input (rules, observations, their outbox
-    // rows and audit entries, the plan) is committed unless planning accepted
-    // it and the sets were staged: a refused or failed bootstrap keeps none
-    // of it, so no later sync works on input the operator was told was
-    // refused.
+    // Everything that can be bad input is checked before anything is
+    // written; `eos_ops::bootstrap` then commits all of the input or none.
     let plan_opts = plan_options(ctx)?;
     let scan_opts = args.scan.options(ctx)?;
     let rules = match &args.rules {
@@ -126,81 +116,27 @@ pub fn run(args: BootstrapArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
         .filter(|o| args.space.is_empty() || args.space.contains(&o.space))
         .cloned()
         .collect();
-    let input = Input {
-        rules: &rules,
-        observations: &observations,
-    };
-
     let mut store = ctx.store()?;
     let rt = runtime()?;
     let backend = rt.block_on(open_backend(ctx, &backend_args(&args, ctx)))?;
-    // Changes pending before this bootstrap that its plan delivers.
-    let delivers = pending_in_scope(&store, &args.space)?;
-    // Plan from the store as it would be with the input: written in a
-    // transaction that is rolled back (so the rules are upserted exactly as
-    // the commit below will), holding the write lock only for that.
-    let desired = {
-        let tx = store.transaction()?;
-        input.write(&tx)?;
-        let desired = desired_in(&tx, &args.space, &plan_opts)?;
-        tx.rollback()?;
-        desired
+    let actor = actor();
+    let input = BootstrapInput {
+        rules: &rules,
+        observations: &observations,
+        spaces: &args.space,
+        opts: &plan_opts,
+        allow_large_change: args.allow_large_change,
+        actor: &actor,
     };
-    let plan = rt
-        .block_on(make_plan(
-            &store,
-            &backend,
-            &desired,
-            &args.space,
-            &plan_opts,
-            args.allow_large_change,
-        ))
-        .map_err(|e| refusal_json(e, ctx.json).context("nothing of this bootstrap was stored"))?;
-    // Write-ahead, as for every apply: the entries about to be written are
-    // eos-sec's even if the process dies before the commit below.
-    record_plan_intent(&mut store, &plan)?;
-    let staged = rt.block_on(apply_plan(&backend, &plan)).map_err(|e| {
-        anyhow::Error::new(e).context(format!(
-            "staging stopped; nothing of this bootstrap was stored (no rule, observation, plan or audit entry). \
-             Of the sets it was staging ({}), any written before the failure keeps what was written, \
-             recorded as eos-sec's: `eos-sec plan` shows it, and running bootstrap again completes it",
-            changed_sets(&plan)
-        ))
-    })?;
-    let tx = store.transaction()?;
-    let before: BTreeSet<i64> = pending_in(&tx, &args.space)?.into_iter().collect();
-    let imported = input.write(&tx)?;
-    let plan_id = save_plan_in(&tx, plan.backend(), &plan.to_json(), &actor())?;
-    record_apply_in(&tx, plan.backend(), Some(plan_id), &staged, &actor())?;
-    // This bootstrap's own outbox rows are delivered by the staging too; rows
-    // another writer added since planning stay pending for sync.
-    let mut delivered = delivers;
-    delivered.extend(
-        pending_in(&tx, &args.space)?
-            .into_iter()
-            .filter(|id| !before.contains(id)),
-    );
-    mark_delivered_in(
-        &tx,
-        &delivered,
-        plan.backend(),
-        &actor(),
-        time::OffsetDateTime::now_utc(),
-    )?;
-    tx.commit()
-        .context("recording the bootstrap (the sets were staged; run bootstrap again)")?;
-    let imported = args.rules.as_ref().map(|_| imported);
-
-    let coverage: Vec<SpaceCoverage> = desired
-        .coverage
-        .iter()
-        .filter(|c| args.space.is_empty() || args.space.contains(&c.space))
-        .cloned()
-        .collect();
+    let done = rt
+        .block_on(bootstrap(&mut store, &backend, &input))
+        .map_err(|e| refusal_json(e.into(), ctx.json))?;
+    let (plan, staged, coverage) = (&done.plan, &done.staged, &done.coverage);
+    let imported = args.rules.as_ref().map(|_| done.imported);
     if ctx.json {
         return emit_json(&Report {
             backend: plan.backend(),
-            plan_id,
+            plan_id: done.plan_id,
             scan: ScanSummary {
                 format: report.format.as_str(),
                 stats: &report.stats,
@@ -208,8 +144,8 @@ pub fn run(args: BootstrapArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
                 observations: observations.len(),
             },
             rules_imported: imported.as_ref(),
-            staged: &staged,
-            coverage: &coverage,
+            staged,
+            coverage,
             warnings: plan.warnings(),
         });
     }
@@ -228,41 +164,14 @@ pub fn run(args: BootstrapArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
         );
     }
     text.push('\n');
-    text.push_str(&render_plan(&plan, colour));
+    text.push_str(&render_plan(plan, colour));
     text.push('\n');
-    render_staged(&mut text, &plan, &staged);
-    render_coverage(&mut text, &coverage, colour);
+    render_staged(&mut text, plan, staged);
+    render_coverage(&mut text, coverage, colour);
     text.push_str(
         "Review with `eos-sec plan`; the sets protect nothing until `eos-sec enforce` references them.\n",
     );
     emit(&text)
-}
-
-/// What bootstrap stores: the declared rules and the scan's observations.
-struct Input<'a> {
-    rules: &'a [eos_plan::NetworkAccessRule],
-    observations: &'a [eos_logs::Observation],
-}
-
-impl Input<'_> {
-    /// Write the input inside `tx` (rules with their outbox rows and audit
-    /// entries, the observations of the spaces scanned).
-    fn write(&self, tx: &Transaction<'_>) -> anyhow::Result<ImportCounts> {
-        let counts = import_rules_in(tx, self.rules, &actor())?;
-        replace_observations_in(tx, self.observations, &actor())?;
-        Ok(counts)
-    }
-}
-
-/// The sets a plan writes, for an error message.
-fn changed_sets(plan: &Plan) -> String {
-    let names: Vec<String> = plan
-        .changes()
-        .iter()
-        .filter(|c| c.action != SetAction::NoChange)
-        .map(|c| c.name.to_string())
-        .collect();
-    names.join(", ")
 }
 
 fn render_scan(out: &mut String, r: &ScanReport, observations: usize) {

@@ -10,18 +10,14 @@ use std::path::PathBuf;
 use clap::Args;
 use eos_identity::SpaceId;
 use eos_ipset::parse_addr_strict;
-use eos_plan::{BackendError, LockToken};
-use eos_policy::edge::EdgeGate;
+use eos_ops::enforce::{self as ops, Edge, SnapshotRow};
+use eos_policy::Stage;
 use eos_policy::enforce::{
-    EnforceOptions, EnforceReport, Guard, ListenerStep, RollbackOptions, RollbackReport, RunKind,
-    StepReport,
+    EnforceOptions, EnforceReport, Guard, ListenerStep, RollbackOptions, RollbackReport, StepReport,
 };
 use eos_policy::gate::GateBackend;
-use eos_policy::waf::WebAcl;
-use eos_policy::{AclRead, OwnedAcl, Stage, WebAclBackend};
-use eos_store::enforce::list_snapshots;
 
-use crate::cmd::plan::{Backend, BackendArgs, open_backend, runtime};
+use crate::cmd::plan::{BackendArgs, open_backend, runtime};
 use crate::cmd::policy::{LogArgs, backend_sets, load_policy, simulate_logs};
 use crate::cmd::rules::actor;
 use crate::exit::bad_input;
@@ -83,120 +79,42 @@ pub struct RollbackArgs {
     pub backend: BackendArgs,
 }
 
-impl WebAclBackend for Backend {
-    fn acl_backend_id(&self) -> String {
-        match self {
-            Backend::Local(b) => b.acl_backend_id(),
-            Backend::Aws(b) => b.acl_backend_id(),
-        }
-    }
-    async fn read_acl(&self, name: &str) -> Result<Option<AclRead>, BackendError> {
-        match self {
-            Backend::Local(b) => b.read_acl(name).await,
-            Backend::Aws(b) => b.read_acl(name).await,
-        }
-    }
-    async fn create_acl(&self, acl: &WebAcl) -> Result<LockToken, BackendError> {
-        match self {
-            Backend::Local(b) => b.create_acl(acl).await,
-            Backend::Aws(b) => b.create_acl(acl).await,
-        }
-    }
-    async fn write_acl(
-        &self,
-        name: &str,
-        owned: &OwnedAcl,
-        lock: &LockToken,
-    ) -> Result<LockToken, BackendError> {
-        match self {
-            Backend::Local(b) => b.write_acl(name, owned, lock).await,
-            Backend::Aws(b) => b.write_acl(name, owned, lock).await,
-        }
-    }
-    async fn ip_set_arn(&self, name: &str) -> Result<Option<String>, BackendError> {
-        match self {
-            Backend::Local(b) => b.ip_set_arn(name).await,
-            Backend::Aws(b) => b.ip_set_arn(name).await,
-        }
-    }
-    async fn tag_ip_set_stage(&self, name: &str, value: &str) -> Result<(), BackendError> {
-        match self {
-            Backend::Local(b) => b.tag_ip_set_stage(name, value).await,
-            Backend::Aws(b) => b.tag_ip_set_stage(name, value).await,
-        }
-    }
-    async fn pause_before_acl_retry(&self, attempt: u32) {
-        match self {
-            Backend::Local(b) => b.pause_before_acl_retry(attempt).await,
-            Backend::Aws(b) => b.pause_before_acl_retry(attempt).await,
-        }
-    }
-}
-
 /// The certificate gate for enforce and rollback: `[[gate.listeners]]`
 /// and the operator's certificate (`--operator-cert`, else `[gate]
 /// operator_cert`), read before any AWS call; then, when a listener is
-/// configured, the AWS side, the CA's current material (or why there is
-/// none: verify is then refused with enforce-trust-store-stale) and
-/// eos-sec's trust store records.
-struct Edge {
-    listeners: Vec<eos_policy::edge::ListenerConfig>,
-    operator_cert: Option<Vec<eos_policy::CertificateDer<'static>>>,
-    aws: Option<eos_aws::gate::AwsGate>,
-    material: Result<eos_policy::gate::TrustMaterial, String>,
-    records: std::collections::BTreeMap<String, eos_policy::gate::TrustStoreRecord>,
-}
-
-impl Edge {
-    fn open(
-        ctx: &crate::Ctx,
-        rt: &tokio::runtime::Runtime,
-        store: &eos_store::Store,
-        flag: Option<&std::path::Path>,
-        backend: &BackendArgs,
-    ) -> anyhow::Result<Edge> {
-        let listeners = ctx.config.gate.listener_configs()?;
-        let mut edge = Edge {
-            listeners,
-            operator_cert: None,
-            aws: None,
-            material: Err("no [[gate.listeners]]".to_owned()),
-            records: Default::default(),
-        };
-        if edge.listeners.is_empty() {
-            return Ok(edge);
-        }
-        edge.operator_cert = flag
-            .map(std::path::Path::to_path_buf)
-            .or_else(|| ctx.config.gate.operator_cert.clone())
-            .map(|p| {
-                eos_policy::read_chain(&p).map_err(|e| {
-                    bad_input!("operator certificate (--operator-cert, [gate] operator_cert): {e}")
-                })
+/// configured, the AWS side, the CA's current material and eos-sec's trust
+/// store records.
+fn open_edge(
+    ctx: &crate::Ctx,
+    rt: &tokio::runtime::Runtime,
+    store: &eos_store::Store,
+    flag: Option<&std::path::Path>,
+    backend: &BackendArgs,
+) -> anyhow::Result<Edge> {
+    let mut edge = Edge::none();
+    edge.listeners = ctx.config.gate.listener_configs()?;
+    if edge.listeners.is_empty() {
+        return Ok(edge);
+    }
+    edge.operator_cert = flag
+        .map(std::path::Path::to_path_buf)
+        .or_else(|| ctx.config.gate.operator_cert.clone())
+        .map(|p| {
+            eos_policy::read_chain(&p).map_err(|e| {
+                bad_input!("operator certificate (--operator-cert, [gate] operator_cert): {e}")
             })
-            .transpose()?;
-        let aws = rt.block_on(super::gate::connect_for_listeners(
-            ctx,
-            &gate_aws_args(backend),
-        ))?;
-        if let Some(aws) = &aws {
-            edge.material = super::gate::material(ctx, store).map_err(|e| format!("{e:#}"));
-            edge.records = super::gate::trust_store_records(ctx, store, &aws.gate_backend_id())?;
-        }
-        edge.aws = aws;
-        Ok(edge)
-    }
-
-    fn gate(&self) -> Option<EdgeGate<'_, eos_aws::gate::AwsGate>> {
-        self.aws.as_ref().map(|aws| EdgeGate {
-            backend: aws,
-            listeners: &self.listeners,
-            material: self.material.as_ref().map_err(String::as_str),
-            records: &self.records,
-            operator_cert: self.operator_cert.as_deref(),
-            now: eos_policy::UnixTime::now(),
         })
+        .transpose()?;
+    let aws = rt.block_on(super::gate::connect_for_listeners(
+        ctx,
+        &gate_aws_args(backend),
+    ))?;
+    if let Some(aws) = &aws {
+        edge.material = super::gate::material(ctx, store).map_err(|e| format!("{e:#}"));
+        edge.records = super::gate::trust_store_records(ctx, store, &aws.gate_backend_id())?;
     }
+    edge.aws = aws;
+    Ok(edge)
 }
 
 /// The AWS flags for the certificate gate's calls: the backend's.
@@ -221,8 +139,8 @@ fn operator_ips(args: &[String], ctx: &crate::Ctx) -> anyhow::Result<Vec<IpAddr>
 }
 
 /// With `--json`, a refusal is also a JSON document on stdout.
-fn refusal_json(e: eos_policy::PolicyError, json: bool) -> anyhow::Error {
-    if json && let eos_policy::PolicyError::Refused { guards, .. } = &e {
+fn refusal_json(e: eos_ops::OpsError, json: bool) -> anyhow::Error {
+    if json && let eos_ops::OpsError::Policy(eos_policy::PolicyError::Refused { guards, .. }) = &e {
         let _ = emit_json(&serde_json::json!({ "refused": guards }));
     }
     anyhow::Error::new(e)
@@ -250,7 +168,7 @@ pub fn run_enforce(args: EnforceArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
         force: args.force,
         actor: actor(),
     };
-    let edge = Edge::open(
+    let edge = open_edge(
         ctx,
         &rt,
         &store,
@@ -258,13 +176,7 @@ pub fn run_enforce(args: EnforceArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
         &args.backend,
     )?;
     let report = rt
-        .block_on(eos_policy::enforce::enforce_with_gate(
-            &backend,
-            &backend,
-            edge.gate().as_ref(),
-            &mut store,
-            &opts,
-        ))
+        .block_on(ops::enforce(&mut store, &backend, &edge, &opts))
         .map_err(|e| refusal_json(e, ctx.json))?;
     if ctx.json {
         return emit_json(&report);
@@ -279,23 +191,7 @@ pub fn run_rollback(args: RollbackArgs, ctx: &crate::Ctx) -> anyhow::Result<()> 
     let rt = runtime()?;
     let backend = rt.block_on(open_backend(ctx, &args.backend))?;
     if args.list {
-        let snapshots: Vec<SnapshotRow> = list_snapshots(
-            store.conn(),
-            &backend.acl_backend_id(),
-            &policy.web_acl_name,
-        )?
-        .into_iter()
-        .filter(|s| s.space == args.space)
-        .map(|s| SnapshotRow {
-            id: s.id,
-            run: s.run,
-            at: s.at,
-            kind: s.kind,
-            default_action: s.owned.default_action.as_str(),
-            rules: s.owned.rule_names(),
-            stage: s.stages.get(&args.space).copied().unwrap_or(Stage::Off),
-        })
-        .collect();
+        let snapshots = ops::snapshots(&store, &backend, &policy, &args.space)?;
         if ctx.json {
             return emit_json(&snapshots);
         }
@@ -307,7 +203,7 @@ pub fn run_rollback(args: RollbackArgs, ctx: &crate::Ctx) -> anyhow::Result<()> 
         to: args.to,
         actor: actor(),
     };
-    let edge = Edge::open(
+    let edge = open_edge(
         ctx,
         &rt,
         &store,
@@ -315,37 +211,12 @@ pub fn run_rollback(args: RollbackArgs, ctx: &crate::Ctx) -> anyhow::Result<()> 
         &args.backend,
     )?;
     let report = rt
-        .block_on(eos_policy::enforce::rollback_with_gate(
-            &backend,
-            &backend,
-            edge.gate().as_ref(),
-            &mut store,
-            &opts,
-        ))
+        .block_on(ops::rollback(&mut store, &backend, &edge, &opts))
         .map_err(|e| refusal_json(e, ctx.json))?;
     if ctx.json {
         return emit_json(&report);
     }
     emit(&render_rollback(&report))
-}
-
-/// One snapshot in `rollback --list`.
-#[derive(Debug, serde::Serialize)]
-pub struct SnapshotRow {
-    /// Its id (`--to`).
-    pub id: i64,
-    /// The run it belongs to.
-    pub run: i64,
-    /// When.
-    pub at: String,
-    /// Taken by enforce or rollback.
-    pub kind: RunKind,
-    /// The default action it holds.
-    pub default_action: &'static str,
-    /// eos-sec's rules it holds.
-    pub rules: Vec<String>,
-    /// The space's recorded stage at the time.
-    pub stage: Stage,
 }
 
 /// The human list of snapshots.

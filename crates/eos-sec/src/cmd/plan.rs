@@ -1,7 +1,6 @@
 //! `eos-sec plan` and `eos-sec apply`: desired sets vs the backend's IPSets,
 //! reviewed like `terraform plan`, applied with WAF's lock-token contract.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
@@ -9,15 +8,11 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Args;
 use eos_identity::SpaceId;
-use eos_ipset::IpNet;
+use eos_ops::plan as ops;
 use eos_plan::{
-    ActualInput, ActualSet, AppliedSet, BackendError, CheckedOptions, Desired, Finding,
-    IpSetBackend, IpSetName, LockToken, NewIpSet, Plan, PlanEntry, SavedPlan, SetAction, SetChange,
-    Severity, apply_plan, desired_sets, names_in_scope, plan_changes,
+    AppliedSet, CheckedOptions, Finding, Plan, PlanEntry, SavedPlan, SetAction, SetChange, Severity,
 };
-use eos_store::Store;
-use eos_store::ipsets::{LocalBackend, managed_entries, record_apply, record_intent, save_plan};
-use eos_store::rules::{list_rules, load_observations};
+use eos_store::ipsets::save_plan;
 
 use crate::cmd::rules::actor;
 use crate::config::{BackendKind, WafScope};
@@ -75,53 +70,8 @@ pub struct ApplyArgs {
     pub backend: BackendArgs,
 }
 
-/// The configured backend.
-#[derive(Debug)]
-pub enum Backend {
-    /// The state store.
-    Local(LocalBackend),
-    /// AWS WAFv2.
-    Aws(eos_aws::wafv2::WafBackend),
-}
-
-impl IpSetBackend for Backend {
-    fn id(&self) -> String {
-        match self {
-            Backend::Local(b) => b.id(),
-            Backend::Aws(b) => b.id(),
-        }
-    }
-    async fn read(&self, name: &IpSetName) -> Result<Option<ActualSet>, BackendError> {
-        match self {
-            Backend::Local(b) => b.read(name).await,
-            Backend::Aws(b) => b.read(name).await,
-        }
-    }
-    async fn create(&self, set: &NewIpSet) -> Result<LockToken, BackendError> {
-        match self {
-            Backend::Local(b) => b.create(set).await,
-            Backend::Aws(b) => b.create(set).await,
-        }
-    }
-    async fn update(
-        &self,
-        name: &IpSetName,
-        a: &[IpNet],
-        d: &str,
-        l: &LockToken,
-    ) -> Result<LockToken, BackendError> {
-        match self {
-            Backend::Local(b) => b.update(name, a, d, l).await,
-            Backend::Aws(b) => b.update(name, a, d, l).await,
-        }
-    }
-    async fn pause_before_retry(&self, attempt: u32) {
-        match self {
-            Backend::Local(b) => b.pause_before_retry(attempt).await,
-            Backend::Aws(b) => b.pause_before_retry(attempt).await,
-        }
-    }
-}
+/// The configured backend: one type for either, chosen at run time.
+pub use eos_ops::Backend;
 
 /// A runtime for the backend calls (the local backend never waits; AWS does).
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -142,9 +92,7 @@ pub async fn open_backend(ctx: &crate::Ctx, args: &BackendArgs) -> anyhow::Resul
                     "--endpoint-url, --region and --scope apply to the aws backend; set `[backend] kind = \"aws\"` in the config"
                 ));
             }
-            Ok(Backend::Local(
-                LocalBackend::open(&ctx.state_dir).context("opening the local backend")?,
-            ))
+            Ok(Backend::local(&ctx.state_dir).context("opening the local backend")?)
         }
         BackendKind::Aws => {
             let scope = match args.scope.unwrap_or(cfg.scope) {
@@ -157,10 +105,9 @@ pub async fn open_backend(ctx: &crate::Ctx, args: &BackendArgs) -> anyhow::Resul
                 endpoint_url: args.endpoint_url.clone(),
             };
             let opts = crate::cmd::aws::aws_options(&flags, cfg);
-            let b = eos_aws::wafv2::WafBackend::connect(&opts, scope)
+            Backend::aws(&opts, scope)
                 .await
-                .map_err(|e| bad_input!("{e}"))?;
-            Ok(Backend::Aws(b))
+                .map_err(|e| bad_input!("{e}"))
         }
     }
 }
@@ -173,86 +120,20 @@ pub fn plan_options(ctx: &crate::Ctx) -> anyhow::Result<CheckedOptions> {
         .map_err(|e| bad_input!("config [plan]: {e}"))
 }
 
-/// Desired sets from the stored rules and observations of `spaces` (all
-/// when empty).
-pub fn desired_from_store(
-    store: &Store,
-    spaces: &[SpaceId],
-    opts: &CheckedOptions,
-) -> anyhow::Result<Desired> {
-    desired_in(store.conn(), spaces, opts)
-}
-
-/// [`desired_from_store`] on a connection (also inside a transaction, to
-/// plan from writes not yet committed).
-pub fn desired_in(
-    conn: &eos_store::rusqlite::Connection,
-    spaces: &[SpaceId],
-    opts: &CheckedOptions,
-) -> anyhow::Result<Desired> {
-    let rules: Vec<_> = list_rules(conn, spaces)?
-        .into_iter()
-        .map(|r| r.rule)
-        .collect();
-    let obs = load_observations(conn, spaces)?;
-    Ok(desired_sets(
-        &rules,
-        &obs,
-        opts,
-        time::OffsetDateTime::now_utc(),
-    ))
-}
-
-/// Read the actual state of every set in scope and plan.
-pub async fn make_plan(
-    store: &Store,
-    backend: &Backend,
-    desired: &Desired,
-    spaces: &[SpaceId],
-    opts: &CheckedOptions,
-    allow_large_change: bool,
-) -> anyhow::Result<Plan> {
-    let scope: Vec<SpaceId> = if spaces.is_empty() {
-        desired.spaces.clone()
-    } else {
-        spaces.to_vec()
-    };
-    let id = backend.id();
-    let mut actual = BTreeMap::new();
-    for name in names_in_scope(&scope) {
-        let set = backend
-            .read(&name)
-            .await
-            .with_context(|| format!("reading {name}"))?;
-        let managed = managed_entries(store.conn(), &id, &name)?;
-        actual.insert(name, ActualInput { set, managed });
-    }
-    Ok(plan_changes(
-        desired,
-        &actual,
-        opts,
-        allow_large_change,
-        &id,
-        time::OffsetDateTime::now_utc(),
-    )?)
-}
-
 pub fn run_plan(args: PlanArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
     let opts = plan_options(ctx)?;
     let mut store = ctx.store()?;
     let rt = runtime()?;
     let backend = rt.block_on(open_backend(ctx, &args.backend))?;
-    let desired = desired_from_store(&store, &args.space, &opts)?;
     let plan = rt
-        .block_on(make_plan(
-            &store,
+        .block_on(ops::plan(
+            &mut store,
             &backend,
-            &desired,
             &args.space,
             &opts,
             args.allow_large_change,
         ))
-        .map_err(|e| refusal_json(e, ctx.json))?;
+        .map_err(|e| refusal_json(e.into(), ctx.json))?;
     let json = plan.to_json();
     if let Some(out) = &args.out {
         write_file(out, &format!("{json}\n"))?;
@@ -277,54 +158,16 @@ pub fn run_plan(args: PlanArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
     emit(&text)
 }
 
-/// The outbox rows of `spaces` (all when empty) pending now. A plan made
-/// from the rules as they are now delivers them once it is applied, so
-/// `eos-sec sync` need not re-check those sets.
-pub fn pending_in_scope(store: &Store, spaces: &[SpaceId]) -> anyhow::Result<Vec<i64>> {
-    pending_in(store.conn(), spaces)
-}
-
-/// [`pending_in_scope`] on a connection (also inside a transaction).
-pub fn pending_in(
-    conn: &eos_store::rusqlite::Connection,
-    spaces: &[SpaceId],
-) -> anyhow::Result<Vec<i64>> {
-    Ok(eos_store::sync::pending(conn, usize::MAX)?
-        .into_iter()
-        .filter(|r| spaces.is_empty() || spaces.contains(&r.space))
-        .map(|r| r.id)
-        .collect())
-}
-
-/// Mark rows from [`pending_in_scope`] delivered after a successful apply.
-pub fn mark_applied(store: &mut Store, ids: &[i64], backend: &str) -> anyhow::Result<()> {
-    Ok(eos_store::sync::mark_delivered(
-        store,
-        ids,
-        backend,
-        &actor(),
-        time::OffsetDateTime::now_utc(),
-    )?)
-}
-
-/// Record the entries a plan will add as eos-sec's before writing them
-/// (see `eos_store::ipsets::record_intent`).
-pub fn record_plan_intent(store: &mut Store, plan: &Plan) -> anyhow::Result<()> {
-    let changes: Vec<&SetChange> = plan
-        .changes()
-        .iter()
-        .filter(|c| c.action != SetAction::NoChange)
-        .collect();
-    Ok(record_intent(store, plan.backend(), &changes)?)
-}
-
 /// With `--json`, a refusal is also a JSON document on stdout
 /// (`{"refused": [findings]}`) so scripts can match the stable codes.
 pub fn refusal_json(e: anyhow::Error, json: bool) -> anyhow::Error {
     if json
-        && let Some(r) = e
-            .chain()
-            .find_map(|c| c.downcast_ref::<eos_plan::Refused>())
+        && let Some(r) = e.chain().find_map(|c| {
+            c.downcast_ref::<eos_plan::Refused>().or_else(|| {
+                c.downcast_ref::<eos_ops::OpsError>()
+                    .and_then(eos_ops::OpsError::refused)
+            })
+        })
     {
         let _ = emit_json(&serde_json::json!({ "refused": r.findings }));
     }
@@ -510,22 +353,16 @@ pub fn run_apply(args: ApplyArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
     // the operator took time to confirm, is compared with a plan made from
     // the current rules, evidence and sets, and refused (`plan-stale`,
     // naming every difference) unless both make the same changes.
-    let replan =
-        |spaces: &[SpaceId], allow_large_change: bool| -> anyhow::Result<(Plan, Vec<i64>)> {
-            // Rows pending before planning are delivered by a plan made from
-            // the rules as they are after.
-            let delivers = pending_in_scope(&store, spaces)?;
-            let desired = desired_from_store(&store, spaces, &opts)?;
-            let plan = rt.block_on(make_plan(
-                &store,
-                &backend,
-                &desired,
-                spaces,
-                &opts,
-                allow_large_change,
-            ))?;
-            Ok((plan, delivers))
-        };
+    let mut replan = |spaces: &[SpaceId], allow_large_change: bool| {
+        rt.block_on(ops::replan(
+            &mut store,
+            &backend,
+            spaces,
+            &opts,
+            allow_large_change,
+        ))
+        .map_err(|e| refusal_json(e.into(), ctx.json))
+    };
     let mut shown = String::new();
     let (plan, delivers) = match &args.plan {
         Some(path) => {
@@ -541,16 +378,14 @@ pub fn run_apply(args: ApplyArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
             if !saved.has_changes() {
                 return no_changes(ctx.json);
             }
-            let (now, delivers) = replan(&saved.spaces(), saved.allow_large_change())
-                .map_err(|e| refusal_json(e, ctx.json))?;
+            let (now, delivers) = replan(&saved.spaces(), saved.allow_large_change())?;
             let plan = saved
                 .confirm(now, &name)
                 .map_err(|e| refusal_json(e.into(), ctx.json))?;
             (plan, delivers)
         }
         None => {
-            let (plan, delivers) = replan(&args.space, args.allow_large_change)
-                .map_err(|e| refusal_json(e, ctx.json))?;
+            let (plan, delivers) = replan(&args.space, args.allow_large_change)?;
             if !plan.has_changes() {
                 return no_changes(ctx.json);
             }
@@ -572,8 +407,7 @@ pub fn run_apply(args: ApplyArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
                     return emit("Apply cancelled.\n");
                 }
                 // The answer may have taken minutes.
-                let (now, delivers) = replan(&args.space, args.allow_large_change)
-                    .map_err(|e| refusal_json(e, ctx.json))?;
+                let (now, delivers) = replan(&args.space, args.allow_large_change)?;
                 let plan = plan
                     .confirm(now)
                     .map_err(|e| refusal_json(e.into(), ctx.json))?;
@@ -581,27 +415,17 @@ pub fn run_apply(args: ApplyArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
             }
         }
     };
-    let plan_id = save_plan(&mut store, plan.backend(), &plan.to_json(), &actor())?;
-    record_plan_intent(&mut store, &plan)?;
-    let result = rt.block_on(apply_plan(&backend, &plan));
-    let applied = match result {
-        Ok(a) => a,
-        Err(e) => return Err(anyhow::Error::new(e).context("apply stopped")),
-    };
-    record_apply(
+    let report = rt.block_on(ops::apply_and_record(
         &mut store,
-        plan.backend(),
-        Some(plan_id),
-        &applied,
+        &backend,
+        &plan,
+        &delivers,
         &actor(),
-    )?;
-    mark_applied(&mut store, &delivers, plan.backend())?;
+    ))?;
     if ctx.json {
-        return emit_json(
-            &serde_json::json!({ "plan_id": plan_id, "backend": plan.backend(), "applied": applied }),
-        );
+        return emit_json(&report);
     }
-    shown.push_str(&render_applied(&applied));
+    shown.push_str(&render_applied(&report.applied));
     emit(&shown)
 }
 
