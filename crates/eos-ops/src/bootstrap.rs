@@ -19,9 +19,9 @@ use eos_plan::{
     AppliedSet, CheckedOptions, IpSetBackend, NetworkAccessRule, Plan, SetAction, SpaceCoverage,
 };
 use eos_store::Store;
+use eos_store::Tx;
 use eos_store::ipsets::{record_apply_in, save_plan_in};
 use eos_store::rules::{ImportCounts, import_rules_in, replace_observations_in};
-use eos_store::rusqlite::Transaction;
 use eos_store::sync::mark_delivered_in;
 use time::OffsetDateTime;
 
@@ -144,7 +144,7 @@ pub async fn bootstrap<B: IpSetBackend>(
 
 /// Write the input inside `tx`: rules with their outbox rows and audit
 /// entries, the observations of the spaces scanned.
-fn write_input(tx: &Transaction<'_>, input: &BootstrapInput<'_>) -> Result<ImportCounts, OpsError> {
+fn write_input(tx: &Tx<'_>, input: &BootstrapInput<'_>) -> Result<ImportCounts, OpsError> {
     let counts = import_rules_in(tx, input.rules, input.actor)?;
     replace_observations_in(tx, input.observations, input.actor)?;
     Ok(counts)

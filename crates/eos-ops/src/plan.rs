@@ -14,9 +14,9 @@ use eos_plan::{
     ActualInput, AppliedSet, CheckedOptions, Desired, IpSetBackend, Plan, SetAction, SetChange,
     apply_plan, names_in_scope, plan_changes,
 };
+use eos_store::Sql;
 use eos_store::Store;
 use eos_store::ipsets::{managed_entries, record_apply, record_intent, save_plan};
-use eos_store::rusqlite::Connection;
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -35,7 +35,7 @@ pub fn desired_from_store(
 /// [`desired_from_store`] on a connection (also a transaction, to plan from
 /// writes not yet committed).
 pub fn desired_in(
-    conn: &Connection,
+    conn: &impl Sql,
     spaces: &[SpaceId],
     opts: &CheckedOptions,
 ) -> Result<Desired, OpsError> {
@@ -113,7 +113,7 @@ pub async fn replan<B: IpSetBackend>(
 }
 
 /// The outbox rows of `spaces` (all when empty) pending now.
-pub fn pending_in(conn: &Connection, spaces: &[SpaceId]) -> Result<Vec<i64>, OpsError> {
+pub fn pending_in(conn: &impl Sql, spaces: &[SpaceId]) -> Result<Vec<i64>, OpsError> {
     Ok(eos_store::sync::pending(conn, usize::MAX)?
         .into_iter()
         .filter(|r| spaces.is_empty() || spaces.contains(&r.space))

@@ -245,6 +245,17 @@ impl ApiError {
         )
     }
 
+    /// The state store cannot be reached now (a PostgreSQL server down or
+    /// failing over): nothing of the request was written, the code was not
+    /// spent; retry later.
+    pub fn store_unavailable() -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store-unavailable",
+            "the service cannot reach its database; nothing was changed, try again later",
+        )
+    }
+
     /// Something failed on our side; details are in the service log.
     pub fn internal() -> ApiError {
         ApiError::new(

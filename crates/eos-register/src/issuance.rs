@@ -22,8 +22,8 @@ use eos_ca::{
     ValidatedCsr,
 };
 use eos_identity::{SpaceId, UserId};
-use eos_store::rusqlite::{Connection, Transaction};
 use eos_store::{AuditEntry, StoreError, audit_in, certs};
+use eos_store::{Sql, Tx};
 use serde_json::json;
 
 /// The CA certificates are issued with: a signer, what planning needs to
@@ -237,7 +237,7 @@ impl fmt::Debug for Prepared {
 
 /// The plan for `r` under the records as `conn` sees them now: refused
 /// when the key is bound to another account.
-fn plan_in(conn: &Connection, ca: &CaSetup, r: &Request) -> Result<CertificatePlan, IssuanceError> {
+fn plan_in(conn: &impl Sql, ca: &CaSetup, r: &Request) -> Result<CertificatePlan, IssuanceError> {
     let Request {
         csr,
         fingerprint,
@@ -270,7 +270,7 @@ fn plan_in(conn: &Connection, ca: &CaSetup, r: &Request) -> Result<CertificatePl
         .map_err(IssuanceError::of)
 }
 
-fn certs_disabled(conn: &Connection, account: &Account) -> Result<bool, IssuanceError> {
+fn certs_disabled(conn: &impl Sql, account: &Account) -> Result<bool, IssuanceError> {
     Ok(
         eos_store::accounts::disabled(conn, account.space.as_str(), account.user.as_str())?
             .is_some(),
@@ -286,7 +286,7 @@ pub fn validate(ca: &CaSetup, csr: &[u8]) -> Result<ValidatedCsr, IssuanceError>
 /// account and plan the certificate from the account record, reading the
 /// inventory in `tx`.
 pub fn prepare_in(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     ca: &CaSetup,
     input: &IssueInput<'_>,
     now: SystemTime,
@@ -298,7 +298,7 @@ pub fn prepare_in(
 /// [`prepare_in`] for a CSR already validated ([`validate`]); `renews`
 /// names the certificate this one renews (recorded as its predecessor).
 pub(crate) fn prepare_validated_in(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     ca: &CaSetup,
     csr: ValidatedCsr,
     input: &IssueInput<'_>,
@@ -333,7 +333,7 @@ pub async fn sign(ca: &CaSetup, prepared: &Prepared) -> Result<Certificate, Issu
 /// same key meanwhile, and then this one is refused (not recorded, not to
 /// be handed out).
 pub fn record_in(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     ca: &CaSetup,
     audit: &IssueAudit<'_>,
     prepared: &Prepared,
@@ -407,7 +407,7 @@ pub fn record_in(
 /// that asked for CA powers gets an audit entry of its own
 /// (`ca.csr-requested-ca`).
 pub async fn issue_in(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     ca: &CaSetup,
     input: &IssueInput<'_>,
     audit: &IssueAudit<'_>,

@@ -27,8 +27,7 @@ use eos_identity::{SpaceId, UserId};
 use eos_plan::rules::{Label, NetworkAccessRule, RuleCidr};
 use eos_store::codes::SpendError;
 use eos_store::registrations::{self, NewRegistration, RegistrationKind};
-use eos_store::rusqlite::Transaction;
-use eos_store::{AuditEntry, Store, StoreError, audit_in, rules};
+use eos_store::{AuditEntry, Store, StoreError, Tx, audit_in, rules};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use zeroize::Zeroizing;
@@ -252,6 +251,10 @@ pub(crate) fn internal(what: &str, e: impl fmt::Display) -> ApiError {
 }
 
 fn store_err(e: StoreError) -> ApiError {
+    if e.is_unavailable() {
+        tracing::warn!(error = %e, "state store unavailable");
+        return ApiError::store_unavailable();
+    }
     internal("state store", e)
 }
 
@@ -381,10 +384,7 @@ impl Registrar {
 
     /// Can the store be read? (readiness)
     pub fn ready(&self) -> bool {
-        self.store()
-            .conn()
-            .query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
-            .is_ok()
+        self.store().ping().is_ok()
     }
 
     /// Append an audit entry in its own transaction.
@@ -418,7 +418,7 @@ impl Registrar {
             source: client,
             space: None,
         };
-        type Action = fn(&Registrar, &Transaction<'_>, &Grant, IpAddr) -> Result<Outcome, ApiError>;
+        type Action = fn(&Registrar, &Tx<'_>, &Grant, IpAddr) -> Result<Outcome, ApiError>;
         let action: Action = match &request {
             Registration::Ip { .. } => Registrar::register_ip,
             Registration::Recover { .. } => Registrar::recover,
@@ -452,7 +452,7 @@ impl Registrar {
     /// recovery it replaces, for the same address).
     fn put_address(
         &self,
-        tx: &Transaction<'_>,
+        tx: &Tx<'_>,
         grant: &Grant,
         client: IpAddr,
         kind: RegistrationKind,
@@ -496,12 +496,7 @@ impl Registrar {
         Ok((id, cidr, wrote))
     }
 
-    fn register_ip(
-        &self,
-        tx: &Transaction<'_>,
-        grant: &Grant,
-        client: IpAddr,
-    ) -> Result<Outcome, ApiError> {
+    fn register_ip(&self, tx: &Tx<'_>, grant: &Grant, client: IpAddr) -> Result<Outcome, ApiError> {
         let (id, cidr, wrote) = self.put_address(tx, grant, client, RegistrationKind::Ip, false)?;
         audit_in(
             tx,
@@ -527,12 +522,7 @@ impl Registrar {
         })
     }
 
-    fn recover(
-        &self,
-        tx: &Transaction<'_>,
-        grant: &Grant,
-        client: IpAddr,
-    ) -> Result<Outcome, ApiError> {
+    fn recover(&self, tx: &Tx<'_>, grant: &Grant, client: IpAddr) -> Result<Outcome, ApiError> {
         // Only an administrator's code gets here: the check refuses `recover`
         // for any other role (`recover-not-admin`, audited and counted).
         let previous =

@@ -35,8 +35,8 @@ use der::Decode;
 use eos_ca::{Account, Certificate, Profile, ValidatedCsr};
 use eos_identity::{SpaceId, UserId};
 use eos_store::StoreError;
+use eos_store::Tx;
 use eos_store::certs::{self, CertRecord};
-use eos_store::rusqlite::Transaction;
 
 use crate::issuance::{self, CaSetup, IssuanceError, IssueAudit, IssueInput, Issued, Prepared};
 
@@ -319,7 +319,7 @@ fn parse_time(s: &str) -> Result<SystemTime, RenewalError> {
 /// valid now, in its window. Its successor, when it has one, is returned
 /// beside it (the caller decides between replay and `renewal-superseded`).
 fn check_presented(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     ca: &CaSetup,
     policy: &RenewalPolicy,
     presented: &[u8],
@@ -378,7 +378,7 @@ fn check_presented(
 /// CSR, and plan its successor from the inventory record, reading the
 /// store in `tx`. Nothing is written.
 pub fn prepare_in(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     ca: &CaSetup,
     policy: &RenewalPolicy,
     presented: &[u8],
@@ -439,7 +439,7 @@ pub struct Status {
 /// `renewal-superseded`, since a new key cannot renew it again), except
 /// that one not yet in its window is described with `renewable: false`.
 pub fn status_in(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     ca: &CaSetup,
     policy: &RenewalPolicy,
     presented: &[u8],
@@ -481,7 +481,7 @@ pub fn status_in(
 /// it was revoked or renewed meanwhile (the store was free while the CA
 /// signed), the successor is refused (not recorded, not to be handed out).
 pub fn record_in(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     ca: &CaSetup,
     audit: &IssueAudit<'_>,
     successor: &Successor,
@@ -548,7 +548,7 @@ pub fn actor(serial: &str) -> String {
 /// need not free the store while the CA signs. A successor signed but not
 /// recorded is withdrawn from the signer.
 pub async fn renew_in(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     ca: &CaSetup,
     policy: &RenewalPolicy,
     presented: &[u8],

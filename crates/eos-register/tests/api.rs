@@ -888,11 +888,11 @@ async fn a_slow_registration_is_answered_not_timed_out() {
     let (locked_tx, locked_rx) = std::sync::mpsc::channel();
     let dir = h.state_dir();
     let holder = std::thread::spawn(move || {
-        let store = eos_store::Store::open(&dir).unwrap();
-        store.conn().execute_batch("BEGIN IMMEDIATE").unwrap();
+        let mut store = eos_store::Store::open(&dir).unwrap();
+        let tx = store.transaction().unwrap();
         locked_tx.send(()).unwrap();
         std::thread::sleep(Duration::from_millis(1200));
-        store.conn().execute_batch("COMMIT").unwrap();
+        tx.commit().unwrap();
     });
     locked_rx.recv().unwrap();
     let started = std::time::Instant::now();

@@ -22,6 +22,10 @@ pub struct Config {
     /// `[state]`
     #[serde(default)]
     pub state: StateSection,
+    /// `[store]`: the state store's engine (SQLite in the state directory
+    /// unless a PostgreSQL URL is given).
+    #[serde(default)]
+    pub store: StoreSection,
     /// `[backend]`: where IPSets live.
     #[serde(default)]
     pub backend: BackendSection,
@@ -394,6 +398,18 @@ pub struct BackendSection {
     pub scope: WafScope,
     /// Endpoint override (tests against a local moto server).
     pub endpoint_url: Option<String>,
+}
+
+/// `[store]`: which engine holds the state. Without a URL (the default)
+/// it is SQLite, `state.db` in the state directory. A PostgreSQL URL here
+/// or in `EOS_SEC_STORE_URL` (which wins, and keeps a password out of the
+/// file) selects PostgreSQL, shared by several `serve` instances
+/// (docs/ARCHITECTURE.md, "State").
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// `postgres://user[:password]@host[:port]/database`.
+    pub url: Option<String>,
 }
 
 /// `[state]`: where state lives.

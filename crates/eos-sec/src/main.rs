@@ -12,6 +12,8 @@ mod exit;
 mod log;
 mod output;
 
+use exit::bad_input;
+
 /// IP allowlists (AWS WAF IPSets) and mTLS client certificates for
 /// entityOS.cloud spaces.
 #[derive(Debug, Parser)]
@@ -124,10 +126,33 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// Where the state store is: `EOS_SEC_STORE_URL`, else `[store] url`,
+    /// else SQLite in the state directory. A URL that cannot be used is bad
+    /// input (exit 2); the message never repeats the URL (it may hold a
+    /// password).
+    pub fn store_location(&self) -> anyhow::Result<eos_store::StoreLocation> {
+        let from_env = std::env::var("EOS_SEC_STORE_URL")
+            .ok()
+            .filter(|u| !u.is_empty());
+        let (url, source) = match (from_env, &self.config.store.url) {
+            (Some(u), _) => (u, "EOS_SEC_STORE_URL"),
+            (None, Some(u)) => (u.clone(), "[store] url"),
+            (None, None) => return Ok(eos_store::StoreLocation::Dir(self.state_dir.clone())),
+        };
+        let url = eos_store::StoreUrl::parse(&url).map_err(|e| bad_input!("{source}: {e}"))?;
+        Ok(eos_store::StoreLocation::Postgres(url))
+    }
+
     /// Open (creating if needed) the state store.
     pub fn store(&self) -> anyhow::Result<eos_store::Store> {
-        eos_store::Store::open(&self.state_dir)
-            .map_err(|e| anyhow::Error::new(e).context("opening the state store"))
+        let location = self.store_location()?;
+        eos_store::Store::open_at(&location).map_err(|e| {
+            let at = match &location {
+                eos_store::StoreLocation::Dir(d) => d.display().to_string(),
+                eos_store::StoreLocation::Postgres(u) => u.to_string(),
+            };
+            anyhow::Error::new(e).context(format!("opening the state store {at}"))
+        })
     }
 }
 

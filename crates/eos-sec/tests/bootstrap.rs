@@ -362,8 +362,8 @@ fn kept(
     let store = eos_store::Store::open(&st.path().join("state")).unwrap();
     let conn = store.conn();
     let count = |table: &str| -> usize {
-        conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| {
-            r.get::<_, i64>(0)
+        eos_store::Sql::query_one(conn, &format!("SELECT COUNT(*) FROM {table}"), &[], |r| {
+            r.get::<i64>(0)
         })
         .unwrap()
         .try_into()

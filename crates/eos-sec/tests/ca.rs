@@ -394,17 +394,13 @@ fn refused_csrs_exit_2_with_the_code_and_write_nothing() {
     assert_eq!(env.ok(&["ca", "list"]), "no certificates\n");
     // Every refusal is audited with its code and the account, never the CSR.
     let store = eos_store::Store::open(&env.state()).unwrap();
-    let mut stmt = store
-        .conn()
-        .prepare(
-            "SELECT subject, detail FROM audit_log WHERE action = 'ca.csr-refused' ORDER BY id",
-        )
-        .unwrap();
-    let rows: Vec<(String, String)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let rows: Vec<(String, String)> = eos_store::Sql::query(
+        store.conn(),
+        "SELECT subject, detail FROM audit_log WHERE action = 'ca.csr-refused' ORDER BY id",
+        &[],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .unwrap();
     assert_eq!(rows.len(), 16);
     assert_eq!(rows[0].0, "csr-rsa-key-size");
     for (_, detail) in &rows {

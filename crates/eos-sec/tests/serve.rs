@@ -88,3 +88,170 @@ fn quiet_and_verbose_move_the_log_level() {
     let logged = String::from_utf8(out.stderr).unwrap();
     assert!(logged.contains(r#""level":"WARN""#), "{logged}");
 }
+
+/// `eos-sec` on the PostgreSQL store at `url` (no state directory needed).
+fn eos_sec_pg(dir: &std::path::Path, url: &str) -> Command {
+    let mut c = eos_sec(dir);
+    c.env("EOS_SEC_STORE_URL", url);
+    c
+}
+
+fn issue_ip_code(cmd: Command) -> String {
+    let mut cmd = cmd;
+    let issued = cmd
+        .args([
+            "code",
+            "issue",
+            "--space",
+            "acme",
+            "--user",
+            "alice",
+            "--purpose",
+            "register-ip",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        issued.status.success(),
+        "{}",
+        String::from_utf8_lossy(&issued.stderr)
+    );
+    String::from_utf8(issued.stdout).unwrap().trim().to_owned()
+}
+
+fn status_of(answer: &str) -> &str {
+    answer.get(9..12).unwrap_or("")
+}
+
+/// Two `serve` processes on one PostgreSQL database: 50 requests at once
+/// for one single-use code, spread over both, and exactly one registers —
+/// the database, not a process, decides who spends the use.
+#[test]
+fn two_serve_instances_on_one_postgresql_spend_a_single_use_code_once() {
+    let Some(cluster) = eos_store::testing::PgCluster::start() else {
+        return;
+    };
+    let url = cluster.create_database("eos");
+    let dir = tempfile::tempdir().unwrap();
+    let code = issue_ip_code(eos_sec_pg(dir.path(), &url));
+    let a = Serving::start(eos_sec_pg(dir.path(), &url));
+    let b = Serving::start(eos_sec_pg(dir.path(), &url));
+    let body = format!("{{\"code\":\"{code}\"}}");
+    let barrier = std::sync::Barrier::new(50);
+    let answers: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..50)
+            .map(|i| {
+                let (serving, body, barrier) = (if i % 2 == 0 { &a } else { &b }, &body, &barrier);
+                s.spawn(move || {
+                    barrier.wait();
+                    serving.post_json("/v1/ip", body)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let ok: Vec<&String> = answers.iter().filter(|a| status_of(a) == "200").collect();
+    assert_eq!(ok.len(), 1, "{answers:#?}");
+    assert!(ok[0].contains(r#""cidr":"127.0.0.1/32""#), "{}", ok[0]);
+    for answer in &answers {
+        assert!(
+            matches!(status_of(answer), "200" | "403" | "429"),
+            "only refusals besides the one success: {answer}"
+        );
+    }
+    // One use, one rule, one registration — whichever instance won.
+    let store =
+        eos_store::Store::open_postgres(&eos_store::StoreUrl::parse(&url).unwrap()).unwrap();
+    let count =
+        |sql: &str| eos_store::Sql::query_one(store.conn(), sql, &[], |r| r.get::<i64>(0)).unwrap();
+    assert_eq!(
+        count("SELECT COALESCE(SUM(uses), 0)::bigint FROM code_uses"),
+        1
+    );
+    assert_eq!(count("SELECT count(*) FROM rules"), 1);
+    assert_eq!(count("SELECT count(*) FROM registrations"), 1);
+    assert_eq!(count("SELECT count(*) FROM outbox"), 1);
+    for s in [a, b] {
+        let (status, logs) = s.stop();
+        assert!(status.success(), "exit {status}: {logs}");
+        assert!(!logs.contains(&code), "the code reached the logs");
+    }
+}
+
+/// The database goes away under a running `serve`: `/readyz` says so, a
+/// registration fails with 503 `store-unavailable` and spends nothing; when
+/// the database is back, the same service (no restart) is ready again and
+/// the same code registers.
+#[test]
+fn serve_on_postgresql_fails_cleanly_while_the_database_is_down_and_recovers() {
+    let Some(cluster) = eos_store::testing::PgCluster::start() else {
+        return;
+    };
+    let url = cluster.create_database("eos");
+    let dir = tempfile::tempdir().unwrap();
+    let code = issue_ip_code(eos_sec_pg(dir.path(), &url));
+    let serving = Serving::start(eos_sec_pg(dir.path(), &url));
+    let get = |path: &str| {
+        common::http(
+            serving.port,
+            &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        )
+        .unwrap()
+    };
+    assert_eq!(status_of(&get("/readyz")), "200");
+    cluster.stop();
+    let down = get("/readyz");
+    assert_eq!(status_of(&down), "503", "{down}");
+    let body = format!("{{\"code\":\"{code}\"}}");
+    for _ in 0..2 {
+        let answer = serving.post_json("/v1/ip", &body);
+        assert_eq!(status_of(&answer), "503", "{answer}");
+        assert!(answer.contains("store-unavailable"), "{answer}");
+    }
+    cluster.start_server();
+    let up = get("/readyz");
+    assert_eq!(status_of(&up), "200", "{up}");
+    let answer = serving.post_json("/v1/ip", &body);
+    assert_eq!(
+        status_of(&answer),
+        "200",
+        "the code was not spent: {answer}"
+    );
+    let (status, logs) = serving.stop();
+    assert!(status.success(), "exit {status}: {logs}");
+}
+
+/// A store URL's password is never printed, and a URL that is not one is
+/// bad input (exit 2).
+#[test]
+fn a_store_url_password_never_reaches_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let unreachable = eos_sec_pg(dir.path(), "postgres://eos:s3cr3t-pw@127.0.0.1:1/eos")
+        .args(["code", "list"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&unreachable.stderr);
+    assert_eq!(unreachable.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("postgres://eos@127.0.0.1:1/eos"),
+        "{stderr}"
+    );
+    let bad = eos_sec_pg(
+        dir.path(),
+        "postgres://eos:s3cr3t-pw@127.0.0.1:notaport/eos",
+    )
+    .args(["code", "list"])
+    .output()
+    .unwrap();
+    let bad_err = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(2), "{bad_err}");
+    assert!(bad_err.contains("EOS_SEC_STORE_URL"), "{bad_err}");
+    for out in [&unreachable, &bad] {
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!all.contains("s3cr3t-pw"), "{all}");
+    }
+}

@@ -3,10 +3,9 @@
 //! holds only the exceptions; an account is otherwise implicit (a space and
 //! a user that codes and certificates name).
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 
-use crate::StoreError;
+use crate::{Sql, StoreError, Tx};
 
 /// A disabled account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -25,51 +24,49 @@ pub struct DisabledAccount {
 
 /// Whether `space`/`user` is disabled, and since when.
 pub fn disabled(
-    conn: &Connection,
+    conn: &impl Sql,
     space: &str,
     user: &str,
 ) -> Result<Option<DisabledAccount>, StoreError> {
-    Ok(conn
-        .query_row(
-            "SELECT space, user, disabled_at, actor, reason FROM disabled_accounts
-             WHERE space = ?1 AND user = ?2",
-            params![space, user],
-            |r| {
-                Ok(DisabledAccount {
-                    space: r.get(0)?,
-                    user: r.get(1)?,
-                    disabled_at: r.get(2)?,
-                    actor: r.get(3)?,
-                    reason: r.get(4)?,
-                })
-            },
-        )
-        .optional()?)
+    conn.query_opt(
+        "SELECT space, \"user\", disabled_at, actor, reason FROM disabled_accounts
+         WHERE space = ?1 AND \"user\" = ?2",
+        &[&space, &user],
+        |r| {
+            Ok(DisabledAccount {
+                space: r.get(0)?,
+                user: r.get(1)?,
+                disabled_at: r.get(2)?,
+                actor: r.get(3)?,
+                reason: r.get(4)?,
+            })
+        },
+    )
 }
 
 /// Disable an account inside the caller's transaction. Returns `false`
 /// when it already was (nothing changed).
 pub fn disable_in(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     space: &str,
     user: &str,
     actor: &str,
     reason: &str,
 ) -> Result<bool, StoreError> {
     let n = tx.execute(
-        "INSERT INTO disabled_accounts(space, user, disabled_at, actor, reason)
-         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(space, user) DO NOTHING",
-        params![space, user, crate::now_rfc3339(), actor, reason],
+        "INSERT INTO disabled_accounts(space, \"user\", disabled_at, actor, reason)
+         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(space, \"user\") DO NOTHING",
+        &[&space, &user, &crate::now_rfc3339(), &actor, &reason],
     )?;
     Ok(n == 1)
 }
 
 /// Enable an account again inside the caller's transaction. Returns
 /// `false` when it was not disabled.
-pub fn enable_in(tx: &Transaction<'_>, space: &str, user: &str) -> Result<bool, StoreError> {
+pub fn enable_in(tx: &Tx<'_>, space: &str, user: &str) -> Result<bool, StoreError> {
     let n = tx.execute(
-        "DELETE FROM disabled_accounts WHERE space = ?1 AND user = ?2",
-        params![space, user],
+        "DELETE FROM disabled_accounts WHERE space = ?1 AND \"user\" = ?2",
+        &[&space, &user],
     )?;
     Ok(n == 1)
 }

@@ -1,9 +1,8 @@
 //! The append-only audit log.
 
-use rusqlite::{Connection, Transaction, params};
 use serde::Serialize;
 
-use crate::{StoreError, now_rfc3339};
+use crate::{Conn, Sql, StoreError, now_rfc3339};
 
 /// An entry to append. `detail` is JSON and must never carry a secret (code,
 /// pepper, key, passphrase): callers pass ids and fingerprints instead.
@@ -54,38 +53,39 @@ pub struct AuditRecord {
     pub detail: serde_json::Value,
 }
 
-pub(crate) fn append(tx: &Transaction<'_>, e: &AuditEntry<'_>) -> Result<i64, StoreError> {
-    tx.execute(
-        "INSERT INTO audit_log(at, actor, action, subject, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![
-            now_rfc3339(),
-            e.actor,
-            e.action,
-            e.subject,
-            e.detail.to_string()
+pub(crate) fn append(tx: &impl Sql, e: &AuditEntry<'_>) -> Result<i64, StoreError> {
+    tx.query_one(
+        "INSERT INTO audit_log(at, actor, action, subject, detail) VALUES (?1, ?2, ?3, ?4, ?5)
+         RETURNING id",
+        &[
+            &now_rfc3339(),
+            &e.actor,
+            &e.action,
+            &e.subject,
+            &e.detail.to_string(),
         ],
-    )?;
-    Ok(tx.last_insert_rowid())
+        |r| r.get(0),
+    )
 }
 
-pub(crate) fn list(conn: &Connection, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
+pub(crate) fn list(conn: &Conn, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut stmt = conn.prepare(
+    let rows = conn.query(
         "SELECT id, at, actor, action, subject, detail FROM audit_log ORDER BY id DESC LIMIT ?1",
+        &[&limit],
+        |r| {
+            Ok((
+                r.get::<i64>(0)?,
+                r.get::<String>(1)?,
+                r.get::<String>(2)?,
+                r.get::<String>(3)?,
+                r.get::<String>(4)?,
+                r.get::<String>(5)?,
+            ))
+        },
     )?;
-    let rows = stmt.query_map(params![limit], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, String>(4)?,
-            r.get::<_, String>(5)?,
-        ))
-    })?;
     let mut out = Vec::new();
-    for row in rows {
-        let (id, at, actor, action, subject, detail) = row?;
+    for (id, at, actor, action, subject, detail) in rows {
         let detail = serde_json::from_str(&detail).map_err(|e| StoreError::Corrupt {
             what: "audit detail",
             detail: e.to_string(),

@@ -5,7 +5,7 @@
 //! registration service spends a security code and records the certificate
 //! together, or neither).
 
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use crate::db::{Row, Sql, Tx};
 use serde::Serialize;
 
 use crate::StoreError;
@@ -75,11 +75,11 @@ pub struct NewCert<'a> {
     pub renewed_from: Option<&'a str>,
 }
 
-const COLUMNS: &str = "serial, space, user, profile, key_fingerprint, not_before, not_after, \
+const COLUMNS: &str = "serial, space, \"user\", profile, key_fingerprint, not_before, not_after, \
                        issued_at, signer, status, revoked_at, revocation_reason, pem, renewed_from, \
                        (SELECT n.serial FROM certs n WHERE n.renewed_from = certs.serial)";
 
-fn row(r: &Row<'_>) -> rusqlite::Result<CertRecord> {
+fn row(r: &Row<'_>) -> Result<CertRecord, StoreError> {
     Ok(CertRecord {
         serial: r.get(0)?,
         space: r.get(1)?,
@@ -100,23 +100,23 @@ fn row(r: &Row<'_>) -> rusqlite::Result<CertRecord> {
 }
 
 /// Record an issued certificate inside the caller's transaction.
-pub fn record_issued(tx: &Transaction<'_>, cert: &NewCert<'_>) -> Result<(), StoreError> {
+pub fn record_issued(tx: &Tx<'_>, cert: &NewCert<'_>) -> Result<(), StoreError> {
     tx.execute(
-        "INSERT INTO certs(serial, space, user, profile, key_fingerprint, not_before, not_after,
+        "INSERT INTO certs(serial, space, \"user\", profile, key_fingerprint, not_before, not_after,
                            issued_at, signer, pem, renewed_from)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        params![
-            cert.serial,
-            cert.space,
-            cert.user,
-            cert.profile,
-            cert.key_fingerprint,
-            cert.not_before,
-            cert.not_after,
-            crate::now_rfc3339(),
-            cert.signer,
-            cert.pem,
-            cert.renewed_from,
+        &[
+            &cert.serial,
+            &cert.space,
+            &cert.user,
+            &cert.profile,
+            &cert.key_fingerprint,
+            &cert.not_before,
+            &cert.not_after,
+            &crate::now_rfc3339(),
+            &cert.signer,
+            &cert.pem,
+            &cert.renewed_from,
         ],
     )?;
     Ok(())
@@ -126,27 +126,24 @@ pub fn record_issued(tx: &Transaction<'_>, cert: &NewCert<'_>) -> Result<(), Sto
 /// this key was issued to (revoked or not — a key that was revoked for
 /// compromise must not come back under another name either).
 pub fn key_owner(
-    conn: &Connection,
+    conn: &impl Sql,
     fingerprint: &str,
 ) -> Result<Option<(String, String)>, StoreError> {
-    Ok(conn
-        .query_row(
-            "SELECT space, user FROM certs WHERE key_fingerprint = ?1
-             ORDER BY issued_at, serial LIMIT 1",
-            params![fingerprint],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?)
+    conn.query_opt(
+        "SELECT space, \"user\" FROM certs WHERE key_fingerprint = ?1
+         ORDER BY issued_at, serial LIMIT 1",
+        &[&fingerprint],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
 }
 
 /// One certificate by serial.
-pub fn get(conn: &Connection, serial: &str) -> Result<CertRecord, StoreError> {
-    conn.query_row(
+pub fn get(conn: &impl Sql, serial: &str) -> Result<CertRecord, StoreError> {
+    conn.query_opt(
         &format!("SELECT {COLUMNS} FROM certs WHERE serial = ?1"),
-        params![serial],
+        &[&serial],
         row,
-    )
-    .optional()?
+    )?
     .ok_or_else(|| StoreError::NotFound {
         what: "certificate",
         key: serial.to_owned(),
@@ -169,25 +166,26 @@ pub struct CertFilter<'a> {
 }
 
 /// Certificates, ordered by notAfter then serial.
-pub fn list(conn: &Connection, f: &CertFilter<'_>) -> Result<Vec<CertRecord>, StoreError> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM certs
-         WHERE (?1 IS NULL OR space = ?1) AND (?2 IS NULL OR user = ?2)
-           AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR not_after < ?4)
-           AND (?5 IS NULL OR not_after >= ?5)
-         ORDER BY not_after, serial"
-    ))?;
-    let rows = stmt.query_map(
-        params![
-            f.space,
-            f.user,
-            f.status,
-            f.not_after_before,
-            f.not_after_from
+pub fn list(conn: &impl Sql, f: &CertFilter<'_>) -> Result<Vec<CertRecord>, StoreError> {
+    conn.query(
+        &format!(
+            "SELECT {COLUMNS} FROM certs
+             WHERE (CAST(?1 AS TEXT) IS NULL OR space = ?1)
+               AND (CAST(?2 AS TEXT) IS NULL OR \"user\" = ?2)
+               AND (CAST(?3 AS TEXT) IS NULL OR status = ?3)
+               AND (CAST(?4 AS TEXT) IS NULL OR not_after < ?4)
+               AND (CAST(?5 AS TEXT) IS NULL OR not_after >= ?5)
+             ORDER BY not_after, serial"
+        ),
+        &[
+            &f.space,
+            &f.user,
+            &f.status,
+            &f.not_after_before,
+            &f.not_after_from,
         ],
         row,
-    )?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    )
 }
 
 /// What [`revoke`] did.
@@ -200,12 +198,7 @@ pub enum Revoked {
 }
 
 /// Mark a certificate revoked inside the caller's transaction.
-pub fn revoke(
-    tx: &Transaction<'_>,
-    serial: &str,
-    at: &str,
-    reason: &str,
-) -> Result<Revoked, StoreError> {
+pub fn revoke(tx: &Tx<'_>, serial: &str, at: &str, reason: &str) -> Result<Revoked, StoreError> {
     let before = get(tx, serial)?;
     if before.status == "revoked" {
         return Ok(Revoked::Already(before));
@@ -213,25 +206,27 @@ pub fn revoke(
     tx.execute(
         "UPDATE certs SET status = 'revoked', revoked_at = ?2, revocation_reason = ?3
          WHERE serial = ?1",
-        params![serial, at, reason],
+        &[&serial, &at, &reason],
     )?;
     Ok(Revoked::Now(get(tx, serial)?))
 }
 
 /// Revoked certificates that have not yet expired as of `now` (an expired
 /// certificate need not stay on the CRL, RFC 5280 §3.3).
-pub fn revoked_unexpired(conn: &Connection, now: &str) -> Result<Vec<CertRecord>, StoreError> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM certs WHERE status = 'revoked' AND not_after >= ?1
-         ORDER BY revoked_at, serial"
-    ))?;
-    let rows = stmt.query_map(params![now], row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+pub fn revoked_unexpired(conn: &impl Sql, now: &str) -> Result<Vec<CertRecord>, StoreError> {
+    conn.query(
+        &format!(
+            "SELECT {COLUMNS} FROM certs WHERE status = 'revoked' AND not_after >= ?1
+             ORDER BY revoked_at, serial"
+        ),
+        &[&now],
+        row,
+    )
 }
 
 /// The next CRL number: one more than the highest issued, 1 for the first.
-pub fn next_crl_number(tx: &Transaction<'_>) -> Result<u64, StoreError> {
-    let max: Option<i64> = tx.query_row("SELECT MAX(number) FROM crls", [], |r| r.get(0))?;
+pub fn next_crl_number(tx: &Tx<'_>) -> Result<u64, StoreError> {
+    let max: Option<i64> = tx.query_one("SELECT MAX(number) FROM crls", &[], |r| r.get(0))?;
     let next = max.unwrap_or(0) + 1;
     u64::try_from(next).map_err(|_| StoreError::Corrupt {
         what: "crl number",
@@ -255,7 +250,7 @@ pub struct CrlRecord {
 
 /// Record a CRL inside the caller's transaction. Refuses a number that is
 /// not above every recorded one.
-pub fn record_crl(tx: &Transaction<'_>, crl: &CrlRecord) -> Result<(), StoreError> {
+pub fn record_crl(tx: &Tx<'_>, crl: &CrlRecord) -> Result<(), StoreError> {
     let next = next_crl_number(tx)?;
     if crl.number < next {
         return Err(StoreError::Corrupt {
@@ -269,28 +264,26 @@ pub fn record_crl(tx: &Transaction<'_>, crl: &CrlRecord) -> Result<(), StoreErro
     })?;
     tx.execute(
         "INSERT INTO crls(number, this_update, next_update, pem) VALUES (?1, ?2, ?3, ?4)",
-        params![number, crl.this_update, crl.next_update, crl.pem],
+        &[&number, &crl.this_update, &crl.next_update, &crl.pem],
     )?;
     Ok(())
 }
 
 /// The newest CRL.
-pub fn latest_crl(conn: &Connection) -> Result<Option<CrlRecord>, StoreError> {
-    Ok(conn
-        .query_row(
-            "SELECT number, this_update, next_update, pem FROM crls ORDER BY number DESC LIMIT 1",
-            [],
-            |r| {
-                let n: i64 = r.get(0)?;
-                Ok(CrlRecord {
-                    number: u64::try_from(n).unwrap_or(0),
-                    this_update: r.get(1)?,
-                    next_update: r.get(2)?,
-                    pem: r.get(3)?,
-                })
-            },
-        )
-        .optional()?)
+pub fn latest_crl(conn: &impl Sql) -> Result<Option<CrlRecord>, StoreError> {
+    conn.query_opt(
+        "SELECT number, this_update, next_update, pem FROM crls ORDER BY number DESC LIMIT 1",
+        &[],
+        |r| {
+            let n: i64 = r.get(0)?;
+            Ok(CrlRecord {
+                number: u64::try_from(n).unwrap_or(0),
+                this_update: r.get(1)?,
+                next_update: r.get(2)?,
+                pem: r.get(3)?,
+            })
+        },
+    )
 }
 
 #[cfg(test)]
@@ -363,6 +356,8 @@ mod tests {
         // The trigger refuses reinstating.
         let err = s
             .conn()
+            .sqlite()
+            .unwrap()
             .execute(
                 "UPDATE certs SET status = 'active', revoked_at = NULL WHERE serial = '0a'",
                 [],

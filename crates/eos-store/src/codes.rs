@@ -5,13 +5,13 @@
 //! Tables (migration 0003): `codes` (keyed hash + binding, immutable but for
 //! revocation), `code_uses` (uses per purpose), `code_throttle` (backoff).
 
+use crate::db::{Engine, Row, Sql, Tx};
 use eos_codes::{
     Attempt, BackoffPolicy, Binding, CheckError, CodeEvent, CodeHash, CodeId, CodeInfo, CodeKind,
     CodeState, CodeStore, CodeUse, Grant, IssueError, IssueRequest, PepperId, PepperRing, Purpose,
     Purposes, SecurityCode, StoredCode, ThrottleKey, ThrottleState,
 };
 use eos_identity::{Role, SpaceId, UserId};
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde::Serialize;
 use serde_json::json;
 
@@ -20,12 +20,12 @@ use crate::{AuditEntry, Store, StoreError, audit_in};
 /// [`CodeStore`] over a caller's transaction.
 #[derive(Debug)]
 pub struct SqlCodeStore<'a, 'c> {
-    tx: &'a Transaction<'c>,
+    tx: &'a Tx<'c>,
 }
 
 impl<'a, 'c> SqlCodeStore<'a, 'c> {
     /// Code storage inside `tx`.
-    pub fn new(tx: &'a Transaction<'c>) -> Self {
+    pub fn new(tx: &'a Tx<'c>) -> Self {
         SqlCodeStore { tx }
     }
 }
@@ -65,7 +65,7 @@ struct CodeRow {
 }
 
 impl CodeRow {
-    fn read(r: &Row<'_>) -> rusqlite::Result<CodeRow> {
+    fn read(r: &Row<'_>) -> Result<CodeRow, StoreError> {
         Ok(CodeRow {
             code_id: r.get(0)?,
             hash: r.get(1)?,
@@ -83,7 +83,7 @@ impl CodeRow {
         })
     }
 
-    fn decode(self, conn: &Connection) -> Result<CodeState, StoreError> {
+    fn decode(self, conn: &impl Sql) -> Result<CodeState, StoreError> {
         let id = CodeId::parse(&self.code_id).map_err(|e| corrupt("code id", e))?;
         let hash: [u8; 32] = self
             .hash
@@ -108,13 +108,13 @@ impl CodeRow {
         };
         let pepper_id = PepperId::from_stored(&self.pepper_id)
             .ok_or_else(|| corrupt("code pepper id", &self.pepper_id))?;
-        let mut stmt =
-            conn.prepare_cached("SELECT purpose, uses FROM code_uses WHERE code_id = ?1")?;
+        let rows = conn.query(
+            "SELECT purpose, uses FROM code_uses WHERE code_id = ?1",
+            &[&id.as_str()],
+            |r| Ok((r.get::<String>(0)?, r.get::<i64>(1)?)),
+        )?;
         let mut uses = Vec::new();
-        for row in stmt.query_map(params![id.as_str()], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-        })? {
-            let (purpose, n) = row?;
+        for (purpose, n) in rows {
             let purpose: Purpose = purpose
                 .parse()
                 .map_err(|e| corrupt("code use purpose", e))?;
@@ -134,13 +134,12 @@ impl CodeRow {
     }
 }
 
-fn load(conn: &Connection, id: &CodeId) -> Result<Option<CodeState>, StoreError> {
-    let row = conn
-        .prepare_cached(&format!(
-            "SELECT {CODE_COLUMNS} FROM codes WHERE code_id = ?1"
-        ))?
-        .query_row(params![id.as_str()], CodeRow::read)
-        .optional()?;
+fn load(conn: &impl Sql, id: &CodeId) -> Result<Option<CodeState>, StoreError> {
+    let row = conn.query_opt(
+        &format!("SELECT {CODE_COLUMNS} FROM codes WHERE code_id = ?1"),
+        &[&id.as_str()],
+        CodeRow::read,
+    )?;
     row.map(|r| r.decode(conn)).transpose()
 }
 
@@ -154,19 +153,19 @@ impl CodeStore for SqlCodeStore<'_, '_> {
                                max_uses, issued_at, expires_at, issued_by)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
              ON CONFLICT(code_id) DO NOTHING",
-            params![
-                code.id.as_str(),
-                code.hash.0.as_slice(),
-                code.pepper_id.as_str(),
-                b.space.as_str(),
-                b.user.as_str(),
-                b.role.as_str(),
-                b.kind.as_str(),
-                b.purposes.to_string(),
-                b.max_uses.map(to_i64),
-                b.issued_at,
-                b.expires_at,
-                code.issued_by,
+            &[
+                &code.id.as_str(),
+                &code.hash.0.as_slice(),
+                &code.pepper_id.as_str(),
+                &b.space.as_str(),
+                &b.user.as_str(),
+                &b.role.as_str(),
+                &b.kind.as_str(),
+                &b.purposes.to_string(),
+                &b.max_uses.map(to_i64),
+                &b.issued_at,
+                &b.expires_at,
+                &code.issued_by,
             ],
         )?;
         Ok(n == 1)
@@ -188,9 +187,9 @@ impl CodeStore for SqlCodeStore<'_, '_> {
         let n = self.tx.execute(
             "INSERT INTO code_uses(code_id, purpose, uses, last_used_at) VALUES (?1, ?2, 1, ?4)
              ON CONFLICT(code_id, purpose) DO UPDATE
-                SET uses = uses + 1, last_used_at = excluded.last_used_at
-                WHERE ?3 IS NULL OR uses < ?3",
-            params![id.as_str(), purpose.as_str(), max_uses.map(to_i64), now],
+                SET uses = code_uses.uses + 1, last_used_at = excluded.last_used_at
+                WHERE CAST(?3 AS BIGINT) IS NULL OR code_uses.uses < ?3",
+            &[&id.as_str(), &purpose.as_str(), &max_uses.map(to_i64), &now],
         )?;
         Ok(n == 1)
     }
@@ -199,7 +198,7 @@ impl CodeStore for SqlCodeStore<'_, '_> {
         let n = self.tx.execute(
             "UPDATE code_uses SET uses = uses - 1
              WHERE code_id = ?1 AND purpose = ?2 AND uses > 0",
-            params![id.as_str(), purpose.as_str()],
+            &[&id.as_str(), &purpose.as_str()],
         )?;
         Ok(n == 1)
     }
@@ -214,25 +213,17 @@ impl CodeStore for SqlCodeStore<'_, '_> {
         let n = self.tx.execute(
             "UPDATE codes SET revoked_at = ?2, revoked_by = ?3, revoke_reason = ?4
              WHERE code_id = ?1 AND revoked_at IS NULL",
-            params![id.as_str(), now, by, reason],
+            &[&id.as_str(), &now, &by, &reason],
         )?;
         Ok(n == 1)
     }
 
     fn throttle(&mut self, key: &ThrottleKey) -> Result<Option<ThrottleState>, StoreError> {
-        let row = self
-            .tx
-            .prepare_cached(
-                "SELECT failures, last_failure_at, blocked_until FROM code_throttle WHERE key = ?1",
-            )?
-            .query_row(params![key.as_stored()], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                ))
-            })
-            .optional()?;
+        let row = self.tx.query_opt(
+            "SELECT failures, last_failure_at, blocked_until FROM code_throttle WHERE key = ?1",
+            &[&key.as_stored()],
+            |r| Ok((r.get::<i64>(0)?, r.get::<i64>(1)?, r.get::<i64>(2)?)),
+        )?;
         row.map(|(failures, last_failure_at, blocked_until)| {
             Ok(ThrottleState {
                 failures: to_u32(failures, "throttle failures")?,
@@ -252,7 +243,7 @@ impl CodeStore for SqlCodeStore<'_, '_> {
             None => {
                 self.tx.execute(
                     "DELETE FROM code_throttle WHERE key = ?1",
-                    params![key.as_stored()],
+                    &[&key.as_stored()],
                 )?;
             }
             Some(s) => {
@@ -262,11 +253,11 @@ impl CodeStore for SqlCodeStore<'_, '_> {
                      ON CONFLICT(key) DO UPDATE SET failures = excluded.failures,
                         last_failure_at = excluded.last_failure_at,
                         blocked_until = excluded.blocked_until",
-                    params![
-                        key.as_stored(),
-                        to_i64(s.failures),
-                        s.last_failure_at,
-                        s.blocked_until
+                    &[
+                        &key.as_stored(),
+                        &to_i64(s.failures),
+                        &s.last_failure_at,
+                        &s.blocked_until,
                     ],
                 )?;
             }
@@ -345,7 +336,7 @@ impl CodeStore for SqlCodeStore<'_, '_> {
 /// Issue a code inside `tx` (with its `code.issue` audit entry). Returns the
 /// code — the only copy — and its metadata.
 pub fn issue_in(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     ring: &PepperRing,
     request: &IssueRequest,
     now: i64,
@@ -371,7 +362,7 @@ pub fn issue_in(
 /// refusal does not count towards backoff. [`Store::spend_code`] does this
 /// for you.
 pub fn check_and_spend_in(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     ring: &PepperRing,
     policy: &BackoffPolicy,
     attempt: &Attempt<'_>,
@@ -384,7 +375,7 @@ pub fn check_and_spend_in(
 /// Check a code without spending it (`code verify`), inside `tx`. Refusals
 /// count as in [`check_and_spend_in`]; commit `tx` either way.
 pub fn verify_in(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     ring: &PepperRing,
     policy: &BackoffPolicy,
     attempt: &Attempt<'_>,
@@ -397,7 +388,7 @@ pub fn verify_in(
 /// An audit entry about one use of a code: the code as actor, its space as
 /// subject, the use's fields and one more (`source` or `reason`).
 fn audit_use(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     action: &str,
     usage: &CodeUse,
     (key, value): (&str, serde_json::Value),
@@ -424,13 +415,13 @@ fn audit_use(
 
 /// Give back the use `grant` spent, inside `tx` (see
 /// [`eos_codes::return_use`]).
-pub fn return_use_in(tx: &Transaction<'_>, grant: Grant, reason: &str) -> Result<(), StoreError> {
+pub fn return_use_in(tx: &Tx<'_>, grant: Grant, reason: &str) -> Result<(), StoreError> {
     eos_codes::return_use(&mut SqlCodeStore::new(tx), grant, reason)
 }
 
 /// Revoke a code inside `tx`. `Ok(false)`: unknown or already revoked.
 pub fn revoke_in(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     id: &CodeId,
     by: &str,
     reason: &str,
@@ -441,21 +432,17 @@ pub fn revoke_in(
 
 /// Forget failure counts that have reset and no longer block, so an open
 /// endpoint cannot grow the table without bound.
-fn prune_throttle(
-    tx: &Transaction<'_>,
-    policy: &BackoffPolicy,
-    now: i64,
-) -> Result<(), StoreError> {
+fn prune_throttle(tx: &Tx<'_>, policy: &BackoffPolicy, now: i64) -> Result<(), StoreError> {
     let reset = i64::try_from(policy.reset_after.as_secs()).unwrap_or(i64::MAX);
     tx.execute(
         "DELETE FROM code_throttle WHERE last_failure_at < ?1 AND blocked_until <= ?2",
-        params![now.saturating_sub(reset), now],
+        &[&now.saturating_sub(reset), &now],
     )?;
     Ok(())
 }
 
 /// One code's metadata by id.
-pub fn code_info(conn: &Connection, id: &CodeId, now: i64) -> Result<Option<CodeInfo>, StoreError> {
+pub fn code_info(conn: &impl Sql, id: &CodeId, now: i64) -> Result<Option<CodeInfo>, StoreError> {
     Ok(load(conn, id)?.map(|s| s.info(now)))
 }
 
@@ -470,21 +457,25 @@ pub struct CodeFilter {
 
 /// Code metadata (never hashes, never codes), in issue order.
 pub fn list_codes(
-    conn: &Connection,
+    conn: &impl Sql,
     filter: &CodeFilter,
     now: i64,
 ) -> Result<Vec<CodeInfo>, StoreError> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {CODE_COLUMNS} FROM codes
-         WHERE (?1 IS NULL OR space = ?1)
-         ORDER BY issued_at, rowid"
-    ))?;
-    let rows = stmt
-        .query_map(
-            params![filter.space.as_ref().map(SpaceId::as_str)],
-            CodeRow::read,
-        )?
-        .collect::<Result<Vec<_>, _>>()?;
+    // Issue order; within one second, insertion order on SQLite (its rowid)
+    // and the code id on PostgreSQL (which keeps no insertion order).
+    let tie = match conn.engine() {
+        Engine::Sqlite => "rowid",
+        Engine::Postgres => "code_id",
+    };
+    let rows = conn.query(
+        &format!(
+            "SELECT {CODE_COLUMNS} FROM codes
+             WHERE (CAST(?1 AS TEXT) IS NULL OR space = ?1)
+             ORDER BY issued_at, {tie}"
+        ),
+        &[&filter.space.as_ref().map(SpaceId::as_str)],
+        CodeRow::read,
+    )?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let info = row.decode(conn)?.info(now);
@@ -507,22 +498,16 @@ pub struct PepperUsage {
 }
 
 /// Live (unexpired, unrevoked) codes grouped by pepper id.
-pub fn pepper_usage(conn: &Connection, now: i64) -> Result<Vec<PepperUsage>, StoreError> {
-    let mut stmt = conn.prepare(
+pub fn pepper_usage(conn: &impl Sql, now: i64) -> Result<Vec<PepperUsage>, StoreError> {
+    let rows = conn.query(
         "SELECT pepper_id, count(*), max(expires_at) FROM codes
          WHERE revoked_at IS NULL AND expires_at > ?1
          GROUP BY pepper_id ORDER BY pepper_id",
+        &[&now],
+        |r| Ok((r.get::<String>(0)?, r.get::<i64>(1)?, r.get::<i64>(2)?)),
     )?;
-    let rows = stmt.query_map(params![now], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, i64>(2)?,
-        ))
-    })?;
     let mut out = Vec::new();
-    for row in rows {
-        let (id, n, until) = row?;
+    for (id, n, until) in rows {
         out.push(PepperUsage {
             pepper_id: PepperId::from_stored(&id).ok_or_else(|| corrupt("code pepper id", &id))?,
             live_codes: u64::try_from(n).unwrap_or(0),
@@ -535,20 +520,19 @@ pub fn pepper_usage(conn: &Connection, now: i64) -> Result<Vec<PepperUsage>, Sto
 /// Revoke every live code whose hash was made with `pepper_id` (after that
 /// pepper leaked, or to retire it early). Returns the revoked ids.
 pub fn revoke_pepper_in(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     pepper_id: &PepperId,
     by: &str,
     reason: &str,
     now: i64,
 ) -> Result<Vec<CodeId>, StoreError> {
-    let ids: Vec<String> = tx
-        .prepare(
-            "SELECT code_id FROM codes
-             WHERE pepper_id = ?1 AND revoked_at IS NULL AND expires_at > ?2
-             ORDER BY code_id",
-        )?
-        .query_map(params![pepper_id.as_str(), now], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
+    let ids: Vec<String> = tx.query(
+        "SELECT code_id FROM codes
+         WHERE pepper_id = ?1 AND revoked_at IS NULL AND expires_at > ?2
+         ORDER BY code_id",
+        &[&pepper_id.as_str(), &now],
+        |r| r.get(0),
+    )?;
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
         let id = CodeId::parse(&id).map_err(|e| corrupt("code id", e))?;
@@ -586,8 +570,7 @@ impl Store {
     ) -> Result<(SecurityCode, CodeInfo), IssueError<StoreError>> {
         let tx = self.transaction().map_err(IssueError::Store)?;
         let out = issue_in(&tx, ring, request, now, issued_by)?;
-        tx.commit()
-            .map_err(|e| IssueError::Store(StoreError::from(e)))?;
+        tx.commit().map_err(IssueError::Store)?;
         Ok(out)
     }
 
@@ -602,7 +585,7 @@ impl Store {
         policy: &BackoffPolicy,
         attempt: &Attempt<'_>,
         now: i64,
-        action: impl FnOnce(&Transaction<'_>, &Grant) -> Result<T, E>,
+        action: impl FnOnce(&Tx<'_>, &Grant) -> Result<T, E>,
     ) -> Result<T, SpendError<E>> {
         self.spend_code_keeping_grant(ring, policy, attempt, now, action)
             .map(|(_, out)| out)
@@ -622,18 +605,18 @@ impl Store {
         policy: &BackoffPolicy,
         attempt: &Attempt<'_>,
         now: i64,
-        action: impl FnOnce(&Transaction<'_>, &Grant) -> Result<T, E>,
+        action: impl FnOnce(&Tx<'_>, &Grant) -> Result<T, E>,
     ) -> Result<(Grant, T), SpendError<E>> {
         let tx = self.transaction()?;
         match check_and_spend_in(&tx, ring, policy, attempt, now) {
             Ok(grant) => {
                 let out = action(&tx, &grant).map_err(SpendError::Action)?;
-                tx.commit().map_err(StoreError::from)?;
+                tx.commit()?;
                 Ok((grant, out))
             }
             Err(CheckError::Store(e)) => Err(SpendError::Store(e)),
             Err(refused) => {
-                tx.commit().map_err(StoreError::from)?;
+                tx.commit()?;
                 Err(SpendError::Check(refused))
             }
         }
@@ -653,8 +636,7 @@ impl Store {
         if let Err(CheckError::Store(_)) = out {
             return out;
         }
-        tx.commit()
-            .map_err(|e| CheckError::Store(StoreError::from(e)))?;
+        tx.commit().map_err(CheckError::Store)?;
         out
     }
 

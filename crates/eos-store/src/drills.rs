@@ -7,48 +7,45 @@
 //! it revokes leaves an unfinished row over an active certificate
 //! ([`live_leftovers`]); the next drill revokes it before anything else.
 
-use rusqlite::{Connection, Transaction, params};
-
-use crate::StoreError;
 use crate::certs::CertRecord;
+use crate::{Sql, StoreError, Tx};
 
 /// Mark `serial` (recorded in `certs` in the same transaction) as the
 /// throwaway certificate of a drill against `target`; returns the drill's id.
-pub fn record_in(tx: &Transaction<'_>, serial: &str, target: &str) -> Result<i64, StoreError> {
-    tx.execute(
-        "INSERT INTO drills(serial, target, started_at) VALUES (?1, ?2, ?3)",
-        params![serial, target, crate::now_rfc3339()],
-    )?;
-    Ok(tx.last_insert_rowid())
+pub fn record_in(tx: &Tx<'_>, serial: &str, target: &str) -> Result<i64, StoreError> {
+    tx.query_one(
+        "INSERT INTO drills(serial, target, started_at) VALUES (?1, ?2, ?3) RETURNING id",
+        &[&serial, &target, &crate::now_rfc3339()],
+        |r| r.get(0),
+    )
 }
 
 /// Record how drill `id` ended (`outcome`: the drill's report).
-pub fn finish(conn: &Connection, id: i64, outcome: &serde_json::Value) -> Result<(), StoreError> {
+pub fn finish(conn: &impl Sql, id: i64, outcome: &serde_json::Value) -> Result<(), StoreError> {
     conn.execute(
         "UPDATE drills SET finished_at = ?2, outcome = ?3 WHERE id = ?1",
-        params![id, crate::now_rfc3339(), outcome.to_string()],
+        &[&id, &crate::now_rfc3339(), &outcome.to_string()],
     )?;
     Ok(())
 }
 
 /// Drill certificates that are still active (not revoked), whatever their
 /// expiry: left by a drill that died before it revoked. Oldest first.
-pub fn live_leftovers(conn: &Connection) -> Result<Vec<CertRecord>, StoreError> {
-    let mut stmt = conn.prepare(
+pub fn live_leftovers(conn: &impl Sql) -> Result<Vec<CertRecord>, StoreError> {
+    let serials = conn.query(
         "SELECT c.serial FROM drills d JOIN certs c ON c.serial = d.serial
          WHERE c.status = 'active' ORDER BY d.id",
+        &[],
+        |r| r.get::<String>(0),
     )?;
-    let serials = stmt
-        .query_map([], |r| r.get::<_, String>(0))?
-        .collect::<Result<Vec<_>, _>>()?;
     serials.iter().map(|s| crate::certs::get(conn, s)).collect()
 }
 
 /// Whether `serial` is a drill's certificate.
-pub fn is_drill(conn: &Connection, serial: &str) -> Result<bool, StoreError> {
-    let n: i64 = conn.query_row(
+pub fn is_drill(conn: &impl Sql, serial: &str) -> Result<bool, StoreError> {
+    let n: i64 = conn.query_one(
         "SELECT COUNT(*) FROM drills WHERE serial = ?1",
-        params![serial],
+        &[&serial],
         |r| r.get(0),
     )?;
     Ok(n > 0)

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::db::Sql;
 use eos_identity::SpaceId;
 use eos_plan::{BackendError, LockToken};
 use eos_policy::edge::GateSnapshot;
@@ -112,10 +113,11 @@ fn query_snapshot(
 
 /// Every snapshot of a backend's Web ACL, newest first (for listing).
 pub fn list_snapshots(
-    conn: &Connection,
+    conn: &impl Sql,
     backend: &str,
     web_acl: &str,
 ) -> Result<Vec<Snapshot>, StoreError> {
+    let conn = conn.sqlite()?;
     let sql = format!(
         "SELECT {SNAPSHOT_COLUMNS} FROM acl_snapshots WHERE backend = ?1 AND web_acl = ?2 ORDER BY id DESC"
     );
@@ -140,7 +142,7 @@ impl EnforceJournal for Store {
         web_acl: &str,
     ) -> Result<BTreeMap<SpaceId, Stage>, StoreError> {
         let mut stmt = self
-            .conn()
+            .sqlite()?
             .prepare("SELECT space, stage FROM space_stages WHERE backend = ?1 AND web_acl = ?2")?;
         let rows = stmt.query_map(params![backend, web_acl], |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
@@ -157,7 +159,7 @@ impl EnforceJournal for Store {
     }
 
     fn save_snapshot(&mut self, s: &NewSnapshot<'_>, actor: &str) -> Result<i64, StoreError> {
-        let tx = self.transaction()?;
+        let tx = self.sqlite_transaction()?;
         // The first snapshot of a run names the run: its own id, which is
         // the next rowid (AUTOINCREMENT, inside this write transaction).
         let next: i64 = tx.query_row(
@@ -186,7 +188,7 @@ impl EnforceJournal for Store {
             ],
         )?;
         audit_in(
-            &tx,
+            &*tx,
             &AuditEntry::new(actor, "webacl.snapshot", s.web_acl).with_detail(json!({
                 "snapshot": next,
                 "run": run,
@@ -204,7 +206,7 @@ impl EnforceJournal for Store {
     }
 
     fn snapshot(&mut self, id: i64) -> Result<Option<Snapshot>, StoreError> {
-        query_snapshot(self.conn(), "id = ?1", &[&id])
+        query_snapshot(self.sqlite()?, "id = ?1", &[&id])
     }
 
     fn latest_enforce_start(
@@ -214,16 +216,16 @@ impl EnforceJournal for Store {
         space: &SpaceId,
     ) -> Result<Option<Snapshot>, StoreError> {
         query_snapshot(
-            self.conn(),
+            self.sqlite()?,
             "id = (SELECT MAX(run) FROM acl_snapshots WHERE backend = ?1 AND web_acl = ?2 AND space = ?3 AND kind = 'enforce')",
             &[&backend, &web_acl, &space.as_str()],
         )
     }
 
     fn record_write(&mut self, w: &WriteRecord<'_>, actor: &str) -> Result<(), StoreError> {
-        let tx = self.transaction()?;
+        let tx = self.sqlite_transaction()?;
         audit_in(
-            &tx,
+            &*tx,
             &AuditEntry::new(actor, "webacl.write", w.web_acl).with_detail(json!({
                 "backend": w.backend,
                 "snapshot": w.snapshot,
@@ -255,7 +257,7 @@ impl EnforceJournal for Store {
     }
 
     fn record_stages(&mut self, c: &StageChange<'_>, actor: &str) -> Result<(), StoreError> {
-        let tx = self.transaction()?;
+        let tx = self.sqlite_transaction()?;
         tx.execute(
             "DELETE FROM space_stages WHERE backend = ?1 AND web_acl = ?2",
             params![c.backend, c.web_acl],
@@ -273,7 +275,7 @@ impl EnforceJournal for Store {
             m.insert("web_acl".to_owned(), json!(c.web_acl));
         }
         audit_in(
-            &tx,
+            &*tx,
             &AuditEntry::new(actor, c.action, c.space.as_str()).with_detail(detail),
         )?;
         tx.commit()?;
@@ -301,7 +303,7 @@ impl LocalBackend {
     /// hold rules eos-sec does not own, custom response bodies, ...).
     pub fn create_acl_document(&self, name: &str, document: &Value) -> Result<(), BackendError> {
         self.with_acl_store(name, |s| {
-            let tx = s.transaction()?;
+            let tx = s.sqlite_transaction()?;
             if read_acl_row(&tx, name)?.is_some() {
                 return Ok(false);
             }
@@ -326,7 +328,7 @@ impl WebAclBackend for LocalBackend {
 
     async fn read_acl(&self, name: &str) -> Result<Option<AclRead>, BackendError> {
         let Some((document, version)) =
-            self.with_acl_store(name, |s| read_acl_row(s.conn(), name))?
+            self.with_acl_store(name, |s| read_acl_row(s.sqlite()?, name))?
         else {
             return Ok(None);
         };
@@ -366,7 +368,7 @@ impl WebAclBackend for LocalBackend {
             Written(i64),
         }
         let outcome = self.with_acl_store(name, |s| {
-            let tx = s.transaction()?;
+            let tx = s.sqlite_transaction()?;
             let Some((document, version)) = read_acl_row(&tx, name)? else {
                 return Ok(Outcome::Missing);
             };
@@ -406,7 +408,7 @@ impl WebAclBackend for LocalBackend {
 
     async fn ip_set_arn(&self, name: &str) -> Result<Option<String>, BackendError> {
         let exists = self.with_acl_store(name, |s| {
-            Ok(s.conn()
+            Ok(s.sqlite()?
                 .query_row(
                     "SELECT 1 FROM local_ipsets WHERE name = ?1",
                     params![name],
@@ -420,7 +422,7 @@ impl WebAclBackend for LocalBackend {
 
     async fn tag_ip_set_stage(&self, name: &str, value: &str) -> Result<(), BackendError> {
         self.with_acl_store(name, |s| {
-            s.conn().execute(
+            s.sqlite()?.execute(
                 "UPDATE local_ipsets SET tags = json_set(tags, '$.' || ?2, ?3) WHERE name = ?1",
                 params![name, eos_plan::STAGE_TAG, value],
             )?;

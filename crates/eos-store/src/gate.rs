@@ -3,7 +3,8 @@
 //! the backend read it back — and the last error. `eos-sec gate publish`
 //! writes it, `eos-sec gate status` reads it beside the live state.
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use crate::db::Sql;
+use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
@@ -57,9 +58,10 @@ pub struct TargetRow<R> {
 
 /// The row of `(backend, kind, name)`, `None` when eos-sec never touched it.
 pub fn target<R: DeserializeOwned>(
-    conn: &Connection,
+    conn: &impl Sql,
     t: Target<'_>,
 ) -> Result<Option<TargetRow<R>>, StoreError> {
+    let conn = conn.sqlite()?;
     let row = conn
         .query_row(
             "SELECT record, updated_at, last_error, last_error_at FROM gate_targets
@@ -100,7 +102,7 @@ pub fn record_success<R: Serialize>(
     now: OffsetDateTime,
 ) -> Result<(), StoreError> {
     let json = serde_json::to_string(record).map_err(|e| corrupt("gate target", e))?;
-    let tx = store.transaction()?;
+    let tx = store.sqlite_transaction()?;
     tx.execute(
         "INSERT INTO gate_targets(backend, kind, name, record, updated_at, last_error, last_error_at)
          VALUES (?1, ?2, ?3, ?4, ?5, NULL, NULL)
@@ -110,7 +112,7 @@ pub fn record_success<R: Serialize>(
         params![t.backend, t.kind.as_str(), t.name, json, format_rfc3339(now)],
     )?;
     audit_in(
-        &tx,
+        &*tx,
         &AuditEntry::new(
             actor,
             "gate.publish",
@@ -129,7 +131,7 @@ pub fn record_error(
     error: &str,
     now: OffsetDateTime,
 ) -> Result<(), StoreError> {
-    store.conn().execute(
+    store.sqlite()?.execute(
         "INSERT INTO gate_targets(backend, kind, name, last_error, last_error_at)
          VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT(backend, kind, name) DO UPDATE SET
@@ -147,11 +149,8 @@ pub fn record_error(
 
 /// Queue CRL `number` for delivery to the edge, in the caller's transaction
 /// (the one that records the CRL).
-pub fn enqueue_crl(
-    tx: &Transaction<'_>,
-    number: u64,
-    now: OffsetDateTime,
-) -> Result<(), StoreError> {
+pub fn enqueue_crl(tx: &impl Sql, number: u64, now: OffsetDateTime) -> Result<(), StoreError> {
+    let tx = tx.sqlite()?;
     let number = i64::try_from(number).map_err(|_| corrupt("crl number", number))?;
     tx.execute(
         "INSERT INTO gate_outbox(at, crl_number) VALUES (?1, ?2)",
@@ -172,7 +171,8 @@ pub struct PendingCrl {
 }
 
 /// The CRLs not yet delivered, oldest first.
-pub fn pending_crls(conn: &Connection) -> Result<Vec<PendingCrl>, StoreError> {
+pub fn pending_crls(conn: &impl Sql) -> Result<Vec<PendingCrl>, StoreError> {
+    let conn = conn.sqlite()?;
     let mut stmt = conn.prepare(
         "SELECT id, at, crl_number FROM gate_outbox WHERE delivered_at IS NULL ORDER BY id",
     )?;
@@ -204,14 +204,14 @@ pub fn mark_crls_delivered(
     actor: &str,
     now: OffsetDateTime,
 ) -> Result<usize, StoreError> {
-    let tx = store.transaction()?;
+    let tx = store.sqlite_transaction()?;
     let n = tx.execute(
         "UPDATE gate_outbox SET delivered_at = ?1 WHERE delivered_at IS NULL AND id <= ?2",
         params![format_rfc3339(now), up_to],
     )?;
     if n > 0 {
         audit_in(
-            &tx,
+            &*tx,
             &AuditEntry::new(actor, "gate.delivered", &format!("crl {crl_number}"))
                 .with_detail(serde_json::json!({ "rows": n, "up_to": up_to })),
         )?;
@@ -225,7 +225,8 @@ pub fn mark_crls_delivered(
 pub type TargetListing = (String, String, String, TargetRow<serde_json::Value>);
 
 /// Every target eos-sec has a row for, by backend, kind and name.
-pub fn targets(conn: &Connection) -> Result<Vec<TargetListing>, StoreError> {
+pub fn targets(conn: &impl Sql) -> Result<Vec<TargetListing>, StoreError> {
+    let conn = conn.sqlite()?;
     let mut stmt = conn.prepare(
         "SELECT backend, kind, name, record, updated_at, last_error, last_error_at
          FROM gate_targets ORDER BY backend, kind, name",

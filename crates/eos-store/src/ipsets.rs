@@ -6,19 +6,21 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Mutex;
 
+use crate::db::Sql;
 use eos_ipset::{IpNet, canonical, parse_net};
 use eos_plan::{ActualSet, AppliedSet, BackendError, IpSetBackend, IpSetName, LockToken, NewIpSet};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::json;
 
 use crate::{AuditEntry, Store, StoreError, audit_in, now_rfc3339};
 
 /// Entries eos-sec wrote to `name` on `backend` and has not removed since.
 pub fn managed_entries(
-    conn: &Connection,
+    conn: &impl Sql,
     backend: &str,
     name: &IpSetName,
 ) -> Result<BTreeSet<String>, StoreError> {
+    let conn = conn.sqlite()?;
     let mut stmt =
         conn.prepare("SELECT cidr FROM managed_entries WHERE backend = ?1 AND name = ?2")?;
     let rows = stmt.query_map(params![backend, name.to_string()], |r| r.get(0))?;
@@ -32,19 +34,20 @@ pub fn save_plan(
     body: &str,
     actor: &str,
 ) -> Result<i64, StoreError> {
-    let tx = store.transaction()?;
-    let id = save_plan_in(&tx, backend, body, actor)?;
+    let tx = store.sqlite_transaction()?;
+    let id = save_plan_in(&*tx, backend, body, actor)?;
     tx.commit()?;
     Ok(id)
 }
 
 /// [`save_plan`] inside the caller's transaction.
 pub fn save_plan_in(
-    tx: &Transaction<'_>,
+    tx: &impl Sql,
     backend: &str,
     body: &str,
     actor: &str,
 ) -> Result<i64, StoreError> {
+    let tx = tx.sqlite()?;
     tx.execute(
         "INSERT INTO plans(created, backend, body) VALUES (?1, ?2, ?3)",
         params![now_rfc3339(), backend, body],
@@ -69,7 +72,7 @@ pub fn record_intent(
     backend: &str,
     changes: &[&eos_plan::SetChange],
 ) -> Result<(), StoreError> {
-    let tx = store.transaction()?;
+    let tx = store.sqlite_transaction()?;
     let now = now_rfc3339();
     for c in changes {
         let name = c.name.to_string();
@@ -94,20 +97,21 @@ pub fn record_apply(
     applied: &[AppliedSet],
     actor: &str,
 ) -> Result<(), StoreError> {
-    let tx = store.transaction()?;
-    record_apply_in(&tx, backend, plan_id, applied, actor)?;
+    let tx = store.sqlite_transaction()?;
+    record_apply_in(&*tx, backend, plan_id, applied, actor)?;
     tx.commit()?;
     Ok(())
 }
 
 /// [`record_apply`] inside the caller's transaction.
 pub fn record_apply_in(
-    tx: &Transaction<'_>,
+    tx: &impl Sql,
     backend: &str,
     plan_id: Option<i64>,
     applied: &[AppliedSet],
     actor: &str,
 ) -> Result<(), StoreError> {
+    let tx = tx.sqlite()?;
     let now = now_rfc3339();
     for a in applied {
         let name = a.name.to_string();
@@ -202,7 +206,7 @@ impl LocalBackend {
             detail: "lock poisoned".into(),
         })?;
         let mut stmt = guard
-            .conn()
+            .sqlite()?
             .prepare("SELECT name FROM local_ipsets ORDER BY name")?;
         let rows = stmt.query_map([], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -233,7 +237,7 @@ impl IpSetBackend for LocalBackend {
     }
 
     async fn read(&self, name: &IpSetName) -> Result<Option<ActualSet>, BackendError> {
-        let row = self.with_store(name, |s| read_row(s.conn(), name))?;
+        let row = self.with_store(name, |s| read_row(s.sqlite()?, name))?;
         let Some((addresses, description, version)) = row else {
             return Ok(None);
         };
@@ -262,7 +266,7 @@ impl IpSetBackend for LocalBackend {
     async fn create(&self, set: &NewIpSet) -> Result<LockToken, BackendError> {
         let name = &set.name;
         let outcome = self.with_store(name, |s| {
-            let tx = s.transaction()?;
+            let tx = s.sqlite_transaction()?;
             if read_row(&tx, name)?.is_some() {
                 return Ok(None);
             }
@@ -302,7 +306,7 @@ impl IpSetBackend for LocalBackend {
             Written(i64),
         }
         let outcome = self.with_store(name, |s| {
-            let tx = s.transaction()?;
+            let tx = s.sqlite_transaction()?;
             let Some((_, _, version)) = read_row(&tx, name)? else {
                 return Ok(Outcome::Missing);
             };

@@ -12,22 +12,28 @@
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, params};
 use serde::Serialize;
 
 pub mod accounts;
 mod audit;
 pub mod certs;
 pub mod codes;
+pub mod db;
 pub mod drills;
 pub mod enforce;
 pub mod gate;
 pub mod ipsets;
+mod pg;
 pub mod registrations;
 pub mod rules;
 pub mod sync;
+#[cfg(feature = "test-support")]
+pub mod testing;
 
 pub use audit::{AuditEntry, AuditRecord};
+pub use db::{Conn, Engine, Param, Row, Sql, Tx};
+pub use pg::StoreUrl;
 pub use rusqlite;
 
 /// How long a statement waits for another connection's lock.
@@ -132,6 +138,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "renewal",
         sql: include_str!("migrations/0014_renewal.sql"),
     },
+    Migration {
+        version: 15,
+        name: "invariants",
+        sql: include_str!("migrations/0015_invariants.sql"),
+    },
 ];
 
 /// One schema step.
@@ -160,6 +171,26 @@ pub enum StoreError {
     /// SQLite failed.
     #[error("state database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL failed. (Its messages never carry the connection's
+    /// password.)
+    #[error("state database: {}", pg_message(.0))]
+    Postgres(#[from] postgres::Error),
+    /// The store URL could not be used. The URL itself is not repeated: it
+    /// may carry a password.
+    #[error("state store url: {reason}")]
+    BadUrl {
+        /// Why.
+        reason: String,
+    },
+    /// The database server cannot be reached (now): nothing was written.
+    #[error("state database unavailable: {reason}")]
+    Unavailable {
+        /// Why.
+        reason: String,
+    },
+    /// This part of eos-sec keeps its state on SQLite only so far.
+    #[error("not available on a postgresql store yet; use the sqlite state directory")]
+    Unsupported,
     /// The database was written by a newer eos-sec.
     #[error(
         "state database {path} has schema version {found}, newer than this eos-sec knows ({known}); upgrade eos-sec"
@@ -190,14 +221,80 @@ pub enum StoreError {
     },
 }
 
+/// A PostgreSQL error with its cause (the driver's own text is only its
+/// kind, e.g. "db error"): the server's message, never the statement's
+/// values or the connection's password.
+fn pg_message(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
+    }
+}
+
+impl StoreError {
+    /// The database could not be reached (a lost or refused connection), as
+    /// opposed to a statement it refused: the request can be retried later
+    /// and nothing of it was committed.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Unavailable { .. } => true,
+            StoreError::Postgres(e) => {
+                e.is_closed()
+                    || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Where the state lives: the `[store]` choice.
+#[derive(Debug, Clone)]
+pub enum StoreLocation {
+    /// SQLite: `state.db` in this directory (the default).
+    Dir(PathBuf),
+    /// PostgreSQL at this URL.
+    Postgres(StoreUrl),
+}
+
 /// An open state store.
 #[derive(Debug)]
 pub struct Store {
-    conn: Connection,
+    conn: Conn,
     path: String,
 }
 
 impl Store {
+    /// Open the store at `location`.
+    pub fn open_at(location: &StoreLocation) -> Result<Store, StoreError> {
+        match location {
+            StoreLocation::Dir(dir) => Store::open(dir),
+            StoreLocation::Postgres(url) => Store::open_postgres(url),
+        }
+    }
+
+    /// Connect to a PostgreSQL store, applying missing migrations.
+    pub fn open_postgres(url: &StoreUrl) -> Result<Store, StoreError> {
+        let conn = pg::open(url)?;
+        pg::migrate(&conn, url.redacted())?;
+        Ok(Store {
+            conn: Conn::Postgres(conn),
+            path: url.redacted().to_owned(),
+        })
+    }
+
+    /// The engine this store runs on.
+    pub fn engine(&self) -> Engine {
+        self.conn.engine()
+    }
+
+    /// Where it is, for messages (a PostgreSQL URL without its password).
+    pub fn location(&self) -> &str {
+        &self.path
+    }
+
     /// Open (creating if needed) the store in `dir`. The directory is created
     /// with mode 0700: it holds the audit log and, for some deployments, keys.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
@@ -212,15 +309,17 @@ impl Store {
         Self::init(Connection::open_in_memory()?, ":memory:".to_owned())
     }
 
-    fn init(conn: Connection, path: String) -> Result<Store, StoreError> {
+    fn init(mut conn: Connection, path: String) -> Result<Store, StoreError> {
         // A killed writer's transaction is rolled back on next open.
         conn.busy_timeout(BUSY_TIMEOUT)?;
         wal_mode(&conn)?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        let mut store = Store { conn, path };
-        store.migrate()?;
-        Ok(store)
+        migrate_sqlite(&mut conn, &path)?;
+        Ok(Store {
+            conn: Conn::Sqlite(conn),
+            path,
+        })
     }
 
     /// The newest schema version this build knows.
@@ -230,85 +329,61 @@ impl Store {
 
     /// The schema version of the open database.
     pub fn schema_version(&self) -> Result<i64, StoreError> {
-        Ok(self
-            .conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))?)
-    }
-
-    fn migrate(&mut self) -> Result<(), StoreError> {
-        // Applied versions are recorded one by one, not as a high-water mark:
-        // versions are reserved per domain while work is in flight, so a
-        // database can have 3 applied before 2 exists in the code. Every
-        // missing version is applied, in order.
-        self.conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (
-                 version    INTEGER PRIMARY KEY,
-                 name       TEXT NOT NULL,
-                 applied_at TEXT NOT NULL
-             );",
-        )?;
-        let known = Self::latest_version();
-        let mut pending: Vec<&Migration> = MIGRATIONS.iter().collect();
-        pending.sort_by_key(|m| m.version);
-        for m in pending {
-            // IMMEDIATE: two processes opening a fresh store at once must not
-            // both run the same migration.
-            let tx = self
-                .conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let newest: Option<i64> =
-                tx.query_row("SELECT MAX(version) FROM schema_migrations", [], |r| {
-                    r.get(0)
-                })?;
-            if let Some(found) = newest.filter(|v| *v > known) {
-                return Err(StoreError::TooNew {
-                    path: self.path.clone(),
-                    found,
-                    known,
-                });
-            }
-            let legacy: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
-            if newest.is_none() && legacy > known {
-                return Err(StoreError::TooNew {
-                    path: self.path.clone(),
-                    found: legacy,
-                    known,
-                });
-            }
-            let applied: bool = tx.query_row(
-                "SELECT EXISTS(SELECT 1 FROM schema_migrations WHERE version = ?1)",
-                params![m.version],
-                |r| r.get(0),
-            )?;
-            // Databases from before this table recorded only user_version.
-            let legacy_applied = newest.is_none() && m.version <= legacy;
-            if !applied {
-                if !legacy_applied {
-                    tx.execute_batch(m.sql)?;
-                }
-                tx.execute(
-                    "INSERT INTO schema_migrations(version, name, applied_at) VALUES (?1, ?2, ?3)",
-                    params![m.version, m.name, now_rfc3339()],
-                )?;
-                let top = legacy.max(m.version);
-                tx.pragma_update(None, "user_version", top)?;
-            }
-            tx.commit()?;
-        }
-        Ok(())
+        self.conn.query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            &[],
+            |r| r.get(0),
+        )
     }
 
     /// The connection, for reads.
-    pub fn conn(&self) -> &Connection {
+    pub fn conn(&self) -> &Conn {
         &self.conn
     }
 
-    /// Begin a write transaction (IMMEDIATE: takes the write lock now, so a
-    /// read-then-write inside it cannot be invalidated by another writer).
-    pub fn transaction(&mut self) -> Result<Transaction<'_>, StoreError> {
-        Ok(self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?)
+    /// Begin a write transaction. SQLite: `BEGIN IMMEDIATE` (takes the write
+    /// lock now, so a read-then-write inside it cannot be invalidated by
+    /// another writer). PostgreSQL: the same guarantee across instances, by
+    /// the store's advisory write lock taken first; a connection the server
+    /// dropped is made again here.
+    pub fn transaction(&mut self) -> Result<Tx<'_>, StoreError> {
+        match &mut self.conn {
+            Conn::Sqlite(c) => Ok(Tx::Sqlite(
+                c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?,
+            )),
+            Conn::Postgres(p) => {
+                if p.client.get_mut().is_closed() {
+                    *p.client.get_mut() = pg::connect(&p.config)?;
+                }
+                let mut tx = p.client.get_mut().transaction()?;
+                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&pg::WRITE_LOCK])?;
+                Ok(Tx::Postgres(std::cell::RefCell::new(tx)))
+            }
+        }
+    }
+
+    /// Can the database be reached and read now? (readiness; on
+    /// PostgreSQL a dropped connection is made again first)
+    pub fn ping(&self) -> Result<(), StoreError> {
+        self.conn.query("SELECT 1", &[], |_| Ok(()))?;
+        Ok(())
+    }
+
+    /// The SQLite connection, for the modules still on SQLite only;
+    /// [`StoreError::Unsupported`] on PostgreSQL.
+    pub(crate) fn sqlite(&self) -> Result<&Connection, StoreError> {
+        self.conn.sqlite()
+    }
+
+    /// A SQLite write transaction (`BEGIN IMMEDIATE`), for the modules
+    /// still on SQLite only; [`StoreError::Unsupported`] on PostgreSQL.
+    pub(crate) fn sqlite_transaction(&mut self) -> Result<rusqlite::Transaction<'_>, StoreError> {
+        match &mut self.conn {
+            Conn::Sqlite(c) => {
+                Ok(c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?)
+            }
+            Conn::Postgres(_) => Err(StoreError::Unsupported),
+        }
     }
 
     /// Append one audit entry in its own transaction.
@@ -325,9 +400,70 @@ impl Store {
     }
 }
 
+fn migrate_sqlite(conn: &mut Connection, path: &str) -> Result<(), StoreError> {
+    // Applied versions are recorded one by one, not as a high-water mark:
+    // versions are reserved per domain while work is in flight, so a
+    // database can have 3 applied before 2 exists in the code. Every
+    // missing version is applied, in order.
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version    INTEGER PRIMARY KEY,
+                 name       TEXT NOT NULL,
+                 applied_at TEXT NOT NULL
+             );",
+    )?;
+    let known = Store::latest_version();
+    let mut pending: Vec<&Migration> = MIGRATIONS.iter().collect();
+    pending.sort_by_key(|m| m.version);
+    for m in pending {
+        // IMMEDIATE: two processes opening a fresh store at once must not
+        // both run the same migration.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let newest: Option<i64> =
+            tx.query_row("SELECT MAX(version) FROM schema_migrations", [], |r| {
+                r.get(0)
+            })?;
+        if let Some(found) = newest.filter(|v| *v > known) {
+            return Err(StoreError::TooNew {
+                path: path.to_owned(),
+                found,
+                known,
+            });
+        }
+        let legacy: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if newest.is_none() && legacy > known {
+            return Err(StoreError::TooNew {
+                path: path.to_owned(),
+                found: legacy,
+                known,
+            });
+        }
+        let applied: bool = tx.query_row(
+            "SELECT EXISTS(SELECT 1 FROM schema_migrations WHERE version = ?1)",
+            params![m.version],
+            |r| r.get(0),
+        )?;
+        // Databases from before this table recorded only user_version.
+        let legacy_applied = newest.is_none() && m.version <= legacy;
+        if !applied {
+            if !legacy_applied {
+                tx.execute_batch(m.sql)?;
+            }
+            tx.execute(
+                "INSERT INTO schema_migrations(version, name, applied_at) VALUES (?1, ?2, ?3)",
+                params![m.version, m.name, now_rfc3339()],
+            )?;
+            let top = legacy.max(m.version);
+            tx.pragma_update(None, "user_version", top)?;
+        }
+        tx.commit()?;
+    }
+    Ok(())
+}
+
 /// Append an audit entry inside a caller's transaction, so the entry and the
 /// change it records commit together or not at all.
-pub fn audit_in(tx: &Transaction<'_>, entry: &AuditEntry<'_>) -> Result<i64, StoreError> {
+pub fn audit_in(tx: &impl Sql, entry: &AuditEntry<'_>) -> Result<i64, StoreError> {
     audit::append(tx, entry)
 }
 
@@ -377,20 +513,16 @@ fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
 
 /// A small key/value table for settings that belong to the state (not the
 /// config), e.g. the CRL number or the last sync cursor.
-pub fn kv_get(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
-    Ok(conn
-        .query_row("SELECT value FROM kv WHERE key = ?1", params![key], |r| {
-            r.get(0)
-        })
-        .optional()?)
+pub fn kv_get(db: &impl Sql, key: &str) -> Result<Option<String>, StoreError> {
+    db.query_opt("SELECT value FROM kv WHERE key = ?1", &[&key], |r| r.get(0))
 }
 
 /// Set a key in the key/value table (inside the caller's transaction).
-pub fn kv_set(tx: &Transaction<'_>, key: &str, value: &str) -> Result<(), StoreError> {
+pub fn kv_set(tx: &impl Sql, key: &str, value: &str) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO kv(key, value) VALUES (?1, ?2)
          ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        params![key, value],
+        &[&key, &value],
     )?;
     Ok(())
 }
@@ -443,7 +575,7 @@ mod tests {
     fn refuses_newer_schema() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();
-        s.conn()
+        s.conn().sqlite().unwrap()
             .execute(
                 "INSERT INTO schema_migrations(version, name, applied_at) VALUES (9999, 'future', 'x')",
                 [],
@@ -463,9 +595,13 @@ mod tests {
         let s = Store::open(dir.path()).unwrap();
         // Simulate a database that got version 3 before version 1 existed.
         s.conn()
+            .sqlite()
+            .unwrap()
             .execute("DELETE FROM schema_migrations WHERE version = 1", [])
             .unwrap();
         s.conn()
+            .sqlite()
+            .unwrap()
             .execute_batch("DROP TABLE kv; DROP TABLE audit_log;")
             .unwrap();
         drop(s);
@@ -482,10 +618,17 @@ mod tests {
         s.audit(&AuditEntry::new("tester", "test.thing", "x"))
             .unwrap();
         assert_eq!(s.audit_log(10).unwrap().len(), 1);
-        let err = s.conn().execute("DELETE FROM audit_log", []).unwrap_err();
+        let err = s
+            .conn()
+            .sqlite()
+            .unwrap()
+            .execute("DELETE FROM audit_log", [])
+            .unwrap_err();
         assert!(err.to_string().contains("append-only"));
         let err = s
             .conn()
+            .sqlite()
+            .unwrap()
             .execute("UPDATE audit_log SET actor = 'x'", [])
             .unwrap_err();
         assert!(err.to_string().contains("append-only"));

@@ -7,8 +7,8 @@
 
 use std::net::IpAddr;
 
+use crate::db::{Row, Sql, Tx};
 use eos_identity::{SpaceId, UserId};
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde::Serialize;
 
 use crate::{StoreError, now_rfc3339};
@@ -96,7 +96,7 @@ pub struct Registration {
 const COLUMNS: &str =
     "id, at, kind, space, user_id, code_id, source, cidr, wrote_rule, serial, replaced_by";
 
-fn row(r: &Row<'_>) -> rusqlite::Result<(Registration, String)> {
+fn row(r: &Row<'_>) -> Result<(Registration, String), StoreError> {
     let kind: String = r.get(2)?;
     Ok((
         Registration {
@@ -125,65 +125,63 @@ fn decode((mut reg, kind): (Registration, String)) -> Result<Registration, Store
 }
 
 /// Record a registration inside the caller's transaction; returns its id.
-pub fn record_in(tx: &Transaction<'_>, reg: &NewRegistration<'_>) -> Result<i64, StoreError> {
-    tx.execute(
+pub fn record_in(tx: &Tx<'_>, reg: &NewRegistration<'_>) -> Result<i64, StoreError> {
+    tx.query_one(
         "INSERT INTO registrations(at, kind, space, user_id, code_id, source, cidr, wrote_rule, serial)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        params![
-            now_rfc3339(),
-            reg.kind.as_str(),
-            reg.space.as_str(),
-            reg.user.as_str(),
-            reg.code_id,
-            reg.source.to_string(),
-            reg.cidr,
-            reg.wrote_rule,
-            reg.serial,
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id",
+        &[
+            &now_rfc3339(),
+            &reg.kind.as_str(),
+            &reg.space.as_str(),
+            &reg.user.as_str(),
+            &reg.code_id,
+            &reg.source.to_string(),
+            &reg.cidr,
+            &reg.wrote_rule,
+            &reg.serial,
         ],
-    )?;
-    Ok(tx.last_insert_rowid())
+        |r| r.get(0),
+    )
 }
 
 /// The administrator's current (not yet replaced) recovery registration.
 pub fn current_recovery(
-    conn: &Connection,
+    conn: &impl Sql,
     space: &SpaceId,
     user: &UserId,
 ) -> Result<Option<Registration>, StoreError> {
-    conn.query_row(
+    conn.query_opt(
         &format!(
             "SELECT {COLUMNS} FROM registrations
              WHERE space = ?1 AND user_id = ?2 AND kind = 'recover' AND replaced_by IS NULL
              ORDER BY id DESC LIMIT 1"
         ),
-        params![space.as_str(), user.as_str()],
+        &[&space.as_str(), &user.as_str()],
         row,
-    )
-    .optional()?
+    )?
     .map(decode)
     .transpose()
 }
 
 /// Mark `old` as replaced by `new` (inside the caller's transaction).
-pub fn mark_replaced_in(tx: &Transaction<'_>, old: i64, new: i64) -> Result<(), StoreError> {
+pub fn mark_replaced_in(tx: &Tx<'_>, old: i64, new: i64) -> Result<(), StoreError> {
     tx.execute(
         "UPDATE registrations SET replaced_by = ?2 WHERE id = ?1 AND replaced_by IS NULL",
-        params![old, new],
+        &[&old, &new],
     )?;
     Ok(())
 }
 
 /// Registrations, optionally of one space, oldest first.
-pub fn list(conn: &Connection, space: Option<&SpaceId>) -> Result<Vec<Registration>, StoreError> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM registrations WHERE (?1 IS NULL OR space = ?1) ORDER BY id"
-    ))?;
-    let rows = stmt.query_map(params![space.map(SpaceId::as_str)], row)?;
-    let mut out = Vec::new();
-    for r in rows {
-        out.push(decode(r?)?);
-    }
-    Ok(out)
+pub fn list(conn: &impl Sql, space: Option<&SpaceId>) -> Result<Vec<Registration>, StoreError> {
+    conn.query(
+        &format!(
+            "SELECT {COLUMNS} FROM registrations
+             WHERE (CAST(?1 AS TEXT) IS NULL OR space = ?1) ORDER BY id"
+        ),
+        &[&space.map(SpaceId::as_str)],
+        |r| decode(row(r)?),
+    )
 }
 
 #[cfg(test)]

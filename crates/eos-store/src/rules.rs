@@ -4,10 +4,10 @@
 use std::net::IpAddr;
 use std::str::FromStr;
 
+use crate::db::{Row, Sql, Tx};
 use eos_identity::{SpaceId, UserId};
 use eos_logs::{Observation, StatusCounts};
 use eos_plan::rules::{Label, NetworkAccessRule, RuleCidr, Timestamp, rfc3339};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 use serde_json::json;
 
@@ -60,14 +60,14 @@ pub(crate) fn parse_time(s: &str, what: &'static str) -> Result<time::OffsetDate
         .map_err(|e| corrupt(what, e))
 }
 
-fn outbox(tx: &Transaction<'_>, topic: &str, rule: &NetworkAccessRule) -> Result<(), StoreError> {
+fn outbox(tx: &Tx<'_>, topic: &str, rule: &NetworkAccessRule) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO outbox(at, topic, space, payload) VALUES (?1, ?2, ?3, ?4)",
-        params![
-            format_rfc3339_ms(time::OffsetDateTime::now_utc()),
-            topic,
-            rule.space.as_str(),
-            crate::to_json(rule)
+        &[
+            &format_rfc3339_ms(time::OffsetDateTime::now_utc()),
+            &topic,
+            &rule.space.as_str(),
+            &crate::to_json(rule),
         ],
     )?;
     Ok(())
@@ -76,7 +76,7 @@ fn outbox(tx: &Transaction<'_>, topic: &str, rule: &NetworkAccessRule) -> Result
 /// Store one rule inside a transaction (upsert on space and CIDR), with its
 /// outbox row and audit entry.
 pub fn put_rule(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     rule: &NetworkAccessRule,
     actor: &str,
 ) -> Result<RuleChange, StoreError> {
@@ -87,13 +87,13 @@ pub fn put_rule(
             tx.execute(
                 "UPDATE rules SET label = ?3, declared_by = ?4, created = ?5, expires = ?6
                  WHERE space = ?1 AND cidr = ?2",
-                params![
-                    rule.space.as_str(),
-                    rule.cidr.to_string(),
-                    rule.label.as_str(),
-                    rule.declared_by.as_str(),
-                    rfc3339(rule.created),
-                    rule.expires.map(rfc3339),
+                &[
+                    &rule.space.as_str(),
+                    &rule.cidr.to_string(),
+                    &rule.label.as_str(),
+                    &rule.declared_by.as_str(),
+                    &rfc3339(rule.created),
+                    &rule.expires.map(rfc3339),
                 ],
             )?;
             RuleChange::Updated
@@ -102,14 +102,14 @@ pub fn put_rule(
             tx.execute(
                 "INSERT INTO rules(space, cidr, family, label, declared_by, created, expires)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    rule.space.as_str(),
-                    rule.cidr.to_string(),
-                    eos_ipset::Family::of(&rule.cidr.net()).as_str(),
-                    rule.label.as_str(),
-                    rule.declared_by.as_str(),
-                    rfc3339(rule.created),
-                    rule.expires.map(rfc3339),
+                &[
+                    &rule.space.as_str(),
+                    &rule.cidr.to_string(),
+                    &eos_ipset::Family::of(&rule.cidr.net()).as_str(),
+                    &rule.label.as_str(),
+                    &rule.declared_by.as_str(),
+                    &rfc3339(rule.created),
+                    &rule.expires.map(rfc3339),
                 ],
             )?;
             RuleChange::Added
@@ -143,7 +143,7 @@ pub fn import_rules(
 /// Store rules inside the caller's transaction (each with its outbox row and
 /// audit entry), so they commit with the caller's other writes or not at all.
 pub fn import_rules_in(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     rules: &[NetworkAccessRule],
     actor: &str,
 ) -> Result<ImportCounts, StoreError> {
@@ -184,7 +184,7 @@ pub fn remove_rules(
 /// Remove one rule inside the caller's transaction, with its outbox row and
 /// audit entry. `Ok(None)`: there was no such rule (nothing written).
 pub fn remove_rule_in(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     space: &SpaceId,
     cidr: &RuleCidr,
     actor: &str,
@@ -194,7 +194,7 @@ pub fn remove_rule_in(
     };
     tx.execute(
         "DELETE FROM rules WHERE space = ?1 AND cidr = ?2",
-        params![space.as_str(), cidr.to_string()],
+        &[&space.as_str(), &cidr.to_string()],
     )?;
     outbox(tx, "rule.removed", &old.rule)?;
     audit_in(
@@ -207,7 +207,7 @@ pub fn remove_rule_in(
 
 /// The rule for a space and CIDR, if declared.
 pub fn get_rule(
-    conn: &Connection,
+    conn: &impl Sql,
     space: &SpaceId,
     cidr: &RuleCidr,
 ) -> Result<Option<StoredRule>, StoreError> {
@@ -215,24 +215,23 @@ pub fn get_rule(
 }
 
 fn rule_by_key(
-    conn: &Connection,
+    conn: &impl Sql,
     space: &SpaceId,
     cidr: &RuleCidr,
 ) -> Result<Option<StoredRule>, StoreError> {
-    conn.query_row(
+    conn.query_opt(
         "SELECT id, space, cidr, label, declared_by, created, expires FROM rules
          WHERE space = ?1 AND cidr = ?2",
-        params![space.as_str(), cidr.to_string()],
+        &[&space.as_str(), &cidr.to_string()],
         row_tuple,
-    )
-    .optional()?
+    )?
     .map(decode_rule)
     .transpose()
 }
 
 type RuleRow = (i64, String, String, String, String, String, Option<String>);
 
-fn row_tuple(r: &rusqlite::Row<'_>) -> rusqlite::Result<RuleRow> {
+fn row_tuple(r: &Row<'_>) -> Result<RuleRow, StoreError> {
     Ok((
         r.get(0)?,
         r.get(1)?,
@@ -263,7 +262,7 @@ fn decode_rule(row: RuleRow) -> Result<StoredRule, StoreError> {
 }
 
 /// Rules, optionally of some spaces only, by space then CIDR.
-pub fn list_rules(conn: &Connection, spaces: &[SpaceId]) -> Result<Vec<StoredRule>, StoreError> {
+pub fn list_rules(conn: &impl Sql, spaces: &[SpaceId]) -> Result<Vec<StoredRule>, StoreError> {
     rows_of_spaces(conn, RULE_COLUMNS, "family, cidr", spaces, |r| {
         decode_rule(row_tuple(r)?)
     })
@@ -278,30 +277,22 @@ const RULE_COLUMNS: &str =
 /// `spaces` only, each space read by its index (so one space costs its own
 /// rows, not the table's), in name order, each once.
 fn rows_of_spaces<T>(
-    conn: &Connection,
+    conn: &impl Sql,
     select: &str,
     order: &str,
     spaces: &[SpaceId],
-    mut decode: impl FnMut(&rusqlite::Row<'_>) -> Result<T, StoreError>,
+    mut decode: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
 ) -> Result<Vec<T>, StoreError> {
-    let mut out = Vec::new();
     if spaces.is_empty() {
-        let mut stmt = conn.prepare(&format!("{select} ORDER BY space, {order}"))?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            out.push(decode(row)?);
-        }
-        return Ok(out);
+        return conn.query(&format!("{select} ORDER BY space, {order}"), &[], decode);
     }
     let mut wanted: Vec<&str> = spaces.iter().map(SpaceId::as_str).collect();
     wanted.sort_unstable();
     wanted.dedup();
-    let mut stmt = conn.prepare(&format!("{select} WHERE space = ?1 ORDER BY {order}"))?;
+    let sql = format!("{select} WHERE space = ?1 ORDER BY {order}");
+    let mut out = Vec::new();
     for space in wanted {
-        let mut rows = stmt.query([space])?;
-        while let Some(row) = rows.next()? {
-            out.push(decode(row)?);
-        }
+        out.extend(conn.query(&sql, &[&space], &mut decode)?);
     }
     Ok(out)
 }
@@ -321,7 +312,7 @@ pub fn replace_observations(
 
 /// [`replace_observations`] inside the caller's transaction.
 pub fn replace_observations_in(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     obs: &[Observation],
     actor: &str,
 ) -> Result<(), StoreError> {
@@ -330,31 +321,32 @@ pub fn replace_observations_in(
     spaces.sort();
     spaces.dedup();
     for s in &spaces {
-        tx.execute(
-            "DELETE FROM observations WHERE space = ?1",
-            params![s.as_str()],
-        )?;
+        tx.execute("DELETE FROM observations WHERE space = ?1", &[&s.as_str()])?;
     }
-    {
-        let mut stmt = tx.prepare(
-            "INSERT OR REPLACE INTO observations(space, ip, requests, first_seen, last_seen,
+    for o in obs {
+        tx.execute(
+            "INSERT INTO observations(space, ip, requests, first_seen, last_seen,
                 distinct_days, distinct_users, example_users, status, scanned_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             ON CONFLICT(space, ip) DO UPDATE SET requests = excluded.requests,
+                first_seen = excluded.first_seen, last_seen = excluded.last_seen,
+                distinct_days = excluded.distinct_days,
+                distinct_users = excluded.distinct_users,
+                example_users = excluded.example_users, status = excluded.status,
+                scanned_at = excluded.scanned_at",
+            &[
+                &o.space.as_str(),
+                &o.ip.to_string(),
+                &i64::try_from(o.requests).unwrap_or(i64::MAX),
+                &rfc3339(o.first_seen),
+                &rfc3339(o.last_seen),
+                &i64::from(o.distinct_days),
+                &i64::try_from(o.distinct_users).unwrap_or(i64::MAX),
+                &crate::to_json(&o.example_users),
+                &crate::to_json(&o.status),
+                &now,
+            ],
         )?;
-        for o in obs {
-            stmt.execute(params![
-                o.space.as_str(),
-                o.ip.to_string(),
-                i64::try_from(o.requests).unwrap_or(i64::MAX),
-                rfc3339(o.first_seen),
-                rfc3339(o.last_seen),
-                o.distinct_days,
-                i64::try_from(o.distinct_users).unwrap_or(i64::MAX),
-                crate::to_json(&o.example_users),
-                crate::to_json(&o.status),
-                now,
-            ])?;
-        }
     }
     let names: Vec<&str> = spaces.iter().map(|s| s.as_str()).collect();
     audit_in(
@@ -373,17 +365,16 @@ const OBSERVATION_COLUMNS: &str = "SELECT space, ip, requests, first_seen, last_
 /// only when `spaces` is not empty (read by the primary key: the sync
 /// service reads a space's observations on every pass that changes it).
 pub fn load_observations(
-    conn: &Connection,
+    conn: &impl Sql,
     spaces: &[SpaceId],
 ) -> Result<Vec<Observation>, StoreError> {
     rows_of_spaces(conn, OBSERVATION_COLUMNS, "ip", spaces, observation_row)
 }
 
 /// One row of [`OBSERVATION_COLUMNS`], its text read in place.
-fn observation_row(r: &rusqlite::Row<'_>) -> Result<Observation, StoreError> {
+fn observation_row(r: &Row<'_>) -> Result<Observation, StoreError> {
     let bad = |e: &dyn std::fmt::Display| corrupt("observation", e);
-    let text =
-        |i: usize| -> Result<&str, StoreError> { r.get_ref(i)?.as_str().map_err(|e| bad(&e)) };
+    let text = |i: usize| r.str(i);
     let ts = |i: usize| -> Result<time::OffsetDateTime, StoreError> {
         Timestamp::parse(text(i)?).map(|t| t.0).map_err(|e| bad(&e))
     };
@@ -391,11 +382,11 @@ fn observation_row(r: &rusqlite::Row<'_>) -> Result<Observation, StoreError> {
     Ok(Observation {
         space: SpaceId::new(text(0)?).map_err(|e| bad(&e))?,
         ip,
-        requests: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+        requests: u64::try_from(r.get::<i64>(2)?).unwrap_or(0),
         first_seen: ts(3)?,
         last_seen: ts(4)?,
-        distinct_days: r.get(5)?,
-        distinct_users: u64::try_from(r.get::<_, i64>(6)?).unwrap_or(0),
+        distinct_days: u32::try_from(r.get::<i64>(5)?).unwrap_or(u32::MAX),
+        distinct_users: u64::try_from(r.get::<i64>(6)?).unwrap_or(0),
         example_users: serde_json::from_str::<Vec<UserId>>(text(7)?).map_err(|e| bad(&e))?,
         status: serde_json::from_str::<StatusCounts>(text(8)?).map_err(|e| bad(&e))?,
         flag: eos_ipset::classify_addr(ip),
@@ -404,16 +395,14 @@ fn observation_row(r: &rusqlite::Row<'_>) -> Result<Observation, StoreError> {
 
 /// Rule changes not yet delivered, oldest first: (id, topic, JSON payload).
 pub fn pending_outbox(
-    conn: &Connection,
+    conn: &impl Sql,
     limit: usize,
 ) -> Result<Vec<(i64, String, String)>, StoreError> {
-    let mut stmt = conn.prepare(
+    conn.query(
         "SELECT id, topic, payload FROM outbox WHERE delivered_at IS NULL ORDER BY id LIMIT ?1",
-    )?;
-    let rows = stmt.query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+        &[&i64::try_from(limit).unwrap_or(i64::MAX)],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
 }
 
 #[cfg(test)]
@@ -437,7 +426,7 @@ mod tests {
     /// SQLite's plan for the query `rows_of_spaces` runs for one space.
     fn plan_of_one_space(s: &Store, select: &str, order: &str) -> String {
         let sql = format!("EXPLAIN QUERY PLAN {select} WHERE space = ?1 ORDER BY {order}");
-        let mut stmt = s.conn().prepare(&sql).unwrap();
+        let mut stmt = s.conn().sqlite().unwrap().prepare(&sql).unwrap();
         let rows = stmt.query_map(["acme"], |r| r.get::<_, String>(3)).unwrap();
         rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
     }

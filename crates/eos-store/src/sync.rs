@@ -5,10 +5,11 @@
 
 use std::collections::BTreeMap;
 
+use crate::db::Sql;
 use eos_identity::SpaceId;
 use eos_ipset::Family;
 use eos_plan::{IpSetName, NetworkAccessRule};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use serde_json::json;
 use time::OffsetDateTime;
@@ -41,7 +42,8 @@ impl OutboxRow {
 }
 
 /// Pending (undelivered) rule changes, oldest first, at most `limit`.
-pub fn pending(conn: &Connection, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
+pub fn pending(conn: &impl Sql, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
+    let conn = conn.sqlite()?;
     outbox_rows(
         conn,
         "SELECT id, at, topic, space, payload FROM outbox
@@ -54,7 +56,8 @@ pub fn pending(conn: &Connection, limit: usize) -> Result<Vec<OutboxRow>, StoreE
 /// `outbox_pending_space` index, migration 9). All of them: a pass plans
 /// the space from every rule, so every pending row of a set that matches
 /// afterwards is delivered.
-pub fn pending_of_space(conn: &Connection, space: &SpaceId) -> Result<Vec<OutboxRow>, StoreError> {
+pub fn pending_of_space(conn: &impl Sql, space: &SpaceId) -> Result<Vec<OutboxRow>, StoreError> {
+    let conn = conn.sqlite()?;
     outbox_rows(
         conn,
         "SELECT id, at, topic, space, payload FROM outbox
@@ -86,7 +89,8 @@ const PENDING_SPACES: &str = "SELECT space, MIN(id), MAX(id), COUNT(*)
 
 /// Every space with pending changes, the space waiting longest first: the
 /// order a pass serves them in, so no space waits behind another's backlog.
-pub fn pending_spaces(conn: &Connection) -> Result<Vec<PendingSpace>, StoreError> {
+pub fn pending_spaces(conn: &impl Sql) -> Result<Vec<PendingSpace>, StoreError> {
+    let conn = conn.sqlite()?;
     let mut stmt = conn.prepare(PENDING_SPACES)?;
     let rows = stmt.query_map([], |r| {
         Ok((
@@ -110,7 +114,8 @@ pub fn pending_spaces(conn: &Connection) -> Result<Vec<PendingSpace>, StoreError
 }
 
 /// How many rule changes are pending, over every space.
-pub fn count_pending(conn: &Connection) -> Result<u64, StoreError> {
+pub fn count_pending(conn: &impl Sql) -> Result<u64, StoreError> {
+    let conn = conn.sqlite()?;
     let n: i64 = conn.query_row(
         "SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL",
         [],
@@ -159,20 +164,21 @@ pub fn mark_delivered(
     if ids.is_empty() {
         return Ok(());
     }
-    let tx = store.transaction()?;
-    mark_delivered_in(&tx, ids, backend, actor, now)?;
+    let tx = store.sqlite_transaction()?;
+    mark_delivered_in(&*tx, ids, backend, actor, now)?;
     tx.commit()?;
     Ok(())
 }
 
 /// [`mark_delivered`] inside the caller's transaction.
 pub fn mark_delivered_in(
-    tx: &Transaction<'_>,
+    tx: &impl Sql,
     ids: &[i64],
     backend: &str,
     actor: &str,
     now: OffsetDateTime,
 ) -> Result<(), StoreError> {
+    let tx = tx.sqlite()?;
     if ids.is_empty() {
         return Ok(());
     }
@@ -200,10 +206,11 @@ const SPACES_WITH_EXPIRIES: &str = "SELECT DISTINCT space FROM rules
 /// Spaces with a rule whose expiry falls in `(after, upto]`: their sets must
 /// lose it even though no outbox row says so.
 pub fn spaces_with_expiries(
-    conn: &Connection,
+    conn: &impl Sql,
     after: Option<OffsetDateTime>,
     upto: OffsetDateTime,
 ) -> Result<Vec<SpaceId>, StoreError> {
+    let conn = conn.sqlite()?;
     let mut stmt = conn.prepare(SPACES_WITH_EXPIRIES)?;
     let after = after.map_or_else(|| "0000".to_owned(), format_rfc3339);
     let rows = stmt.query_map(params![after, format_rfc3339(upto)], |r| {
@@ -222,9 +229,10 @@ fn expiry_key(backend: &str) -> String {
 
 /// Up to when expiries have been synced to `backend`.
 pub fn expiries_checked(
-    conn: &Connection,
+    conn: &impl Sql,
     backend: &str,
 ) -> Result<Option<OffsetDateTime>, StoreError> {
+    let conn = conn.sqlite()?;
     kv_get(conn, &expiry_key(backend))?
         .map(|s| parse_time(&s, "sync cursor"))
         .transpose()
@@ -236,8 +244,8 @@ pub fn set_expiries_checked(
     backend: &str,
     upto: OffsetDateTime,
 ) -> Result<(), StoreError> {
-    let tx = store.transaction()?;
-    kv_set(&tx, &expiry_key(backend), &format_rfc3339(upto))?;
+    let tx = store.sqlite_transaction()?;
+    kv_set(&*tx, &expiry_key(backend), &format_rfc3339(upto))?;
     tx.commit()?;
     Ok(())
 }
@@ -268,7 +276,7 @@ pub fn record_attempt(
     attempt: &Attempt,
     now: OffsetDateTime,
 ) -> Result<(), StoreError> {
-    let tx = store.transaction()?;
+    let tx = store.sqlite_transaction()?;
     let at = format_rfc3339_ms(now);
     let name = name.to_string();
     tx.execute(
@@ -292,7 +300,7 @@ pub fn record_attempt(
                 params![backend, name, error, at],
             )?;
             audit_in(
-                &tx,
+                &*tx,
                 &AuditEntry::new("eos-sec sync", "sync.error", &name)
                     .with_detail(json!({ "backend": backend, "error": error })),
             )?;
@@ -328,10 +336,11 @@ pub struct SetStatus {
 /// Per IPSet of `backend`: what the syncer recorded, and the changes still
 /// pending for it (sets with pending changes but no attempt yet included).
 pub fn status(
-    conn: &Connection,
+    conn: &impl Sql,
     backend: &str,
     now: OffsetDateTime,
 ) -> Result<Vec<SetStatus>, StoreError> {
+    let conn = conn.sqlite()?;
     let mut by_name: BTreeMap<String, SetStatus> = BTreeMap::new();
     let mut stmt = conn.prepare(
         "SELECT name, last_success, last_attempt, writes, last_lag_ms, last_error, last_error_at
@@ -435,7 +444,8 @@ pub fn prometheus(backend: &str, rows: &[SetStatus]) -> String {
 }
 
 /// The oldest pending change's id, if any (cheap: the watcher polls it).
-pub fn oldest_pending(conn: &Connection) -> Result<Option<i64>, StoreError> {
+pub fn oldest_pending(conn: &impl Sql) -> Result<Option<i64>, StoreError> {
+    let conn = conn.sqlite()?;
     Ok(conn
         .query_row(
             "SELECT id FROM outbox WHERE delivered_at IS NULL ORDER BY id LIMIT 1",
@@ -471,6 +481,8 @@ mod tests {
         let s = Store::open_in_memory().unwrap();
         let mut stmt = s
             .conn()
+            .sqlite()
+            .unwrap()
             .prepare(&format!("EXPLAIN QUERY PLAN {SPACES_WITH_EXPIRIES}"))
             .unwrap();
         let plan: Vec<String> = stmt
@@ -491,6 +503,8 @@ mod tests {
         let s = Store::open_in_memory().unwrap();
         let mut stmt = s
             .conn()
+            .sqlite()
+            .unwrap()
             .prepare(&format!("EXPLAIN QUERY PLAN {PENDING_SPACES}"))
             .unwrap();
         let plan: Vec<String> = stmt
@@ -556,6 +570,8 @@ mod tests {
         assert_eq!(st[0].lag_ms, 263);
         let stored: String = s
             .conn()
+            .sqlite()
+            .unwrap()
             .query_row("SELECT at FROM outbox", [], |r| r.get(0))
             .unwrap();
         assert_eq!(stored.len(), "2026-01-05T09:00:00.263Z".len(), "{stored}");
@@ -572,7 +588,7 @@ mod tests {
         mark_delivered(&mut s, &[id], "local", "op", OffsetDateTime::now_utc()).unwrap();
         import_rules(&mut s, &[rule("acme", "192.0.2.2/32", None)], "op").unwrap();
         // As an eos-sec before migration 9 left them.
-        s.conn()
+        s.conn().sqlite().unwrap()
             .execute_batch(
                 "UPDATE outbox SET at = '2026-01-05T09:00:07Z';
                  UPDATE outbox SET delivered_at = '2026-01-05T09:00:08Z' WHERE delivered_at IS NOT NULL;
@@ -584,6 +600,8 @@ mod tests {
         let s = Store::open(dir.path()).unwrap();
         let rows: Vec<(String, Option<String>)> = s
             .conn()
+            .sqlite()
+            .unwrap()
             .prepare("SELECT at, delivered_at FROM outbox ORDER BY id")
             .unwrap()
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))

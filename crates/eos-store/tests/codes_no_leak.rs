@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use eos_codes::Purpose;
 use eos_codes::format::ID_LEN;
+use eos_store::Sql;
 use eos_store::Store;
 use eos_store::codes::{CodeFilter, list_codes};
 
@@ -94,11 +95,7 @@ fn codes_and_pepper_never_appear_in_lists_errors_audit_or_traces() {
     // The hash is not in the list either.
     let hashes: Vec<Vec<u8>> = store
         .conn()
-        .prepare("SELECT hash FROM codes")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
+        .query("SELECT hash FROM codes", &[], |r| r.get(0))
         .unwrap();
     for h in hashes {
         let hex: String = h.iter().map(|b| format!("{b:02x}")).collect();

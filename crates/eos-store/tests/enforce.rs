@@ -4,6 +4,7 @@
 //! idempotent, and every change is in the audit log.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use eos_store::Sql;
 use std::cell::Cell;
 use std::net::IpAddr;
 
@@ -261,6 +262,8 @@ async fn staged_count_enforce_rollback_round_trip() {
     let first = e
         .store
         .conn()
+        .sqlite()
+        .unwrap()
         .query_row("SELECT MIN(id) FROM acl_snapshots", [], |r| {
             r.get::<_, i64>(0)
         })
@@ -481,6 +484,8 @@ async fn sets_are_tagged_with_their_stage() {
     let stages = |e: &Env| -> Vec<String> {
         e.store
             .conn()
+            .sqlite()
+            .unwrap()
             .prepare("SELECT json_extract(tags, '$.stage') FROM local_ipsets ORDER BY name")
             .unwrap()
             .query_map([], |r| r.get(0))

@@ -192,7 +192,7 @@ pub async fn sync_once<B: IpSetBackend>(
 /// not yet committed), as of `now`: the one way every command plans from
 /// the store (`plan`, `apply`, `bootstrap` through `eos-ops`, and sync).
 pub fn desired_in(
-    conn: &eos_store::rusqlite::Connection,
+    conn: &impl eos_store::Sql,
     spaces: &[SpaceId],
     opts: &CheckedOptions,
     now: OffsetDateTime,

@@ -537,7 +537,7 @@ fn import(
 /// Build and record the next CRL inside `tx`; returns its number and PEM.
 fn issue_crl(
     ca: &LocalCa,
-    tx: &eos_store::rusqlite::Transaction<'_>,
+    tx: &eos_store::Tx<'_>,
     validity: Duration,
 ) -> anyhow::Result<(u64, String)> {
     let now = SystemTime::now();

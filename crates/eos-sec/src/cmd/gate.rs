@@ -236,7 +236,7 @@ async fn publish_targets(
 /// a `[gate]` bucket is configured (`ca revoke`, `ca crl`).
 pub(crate) fn enqueue_crl(
     ctx: &crate::Ctx,
-    tx: &eos_store::rusqlite::Transaction<'_>,
+    tx: &eos_store::Tx<'_>,
     number: u64,
 ) -> anyhow::Result<()> {
     if ctx.config.gate.bucket.is_some() {

@@ -131,14 +131,13 @@ fn pending(st: &State) -> serde_json::Value {
 
 fn delivered_entries(st: &State) -> Vec<String> {
     let store = eos_store::Store::open(&st.path().join("state")).unwrap();
-    let mut stmt = store
-        .conn()
-        .prepare("SELECT subject FROM audit_log WHERE action = 'gate.delivered' ORDER BY id")
-        .unwrap();
-    stmt.query_map([], |r| r.get::<_, String>(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
+    eos_store::Sql::query(
+        store.conn(),
+        "SELECT subject FROM audit_log WHERE action = 'gate.delivered' ORDER BY id",
+        &[],
+        |r| r.get::<String>(0),
+    )
+    .unwrap()
 }
 
 fn current_crl(st: &State) -> String {

@@ -90,3 +90,54 @@ pub fn wrong_secret(code: &str) -> String {
         .map(|&s| char::from(ALPHABET[usize::from(s)]))
         .collect()
 }
+
+/// The engines every store test runs on: SQLite (in memory) and, when a
+/// PostgreSQL server is installed (required under `EOS_SEC_REQUIRE_ORACLES`
+/// or `CI`), a fresh database on a throwaway cluster of this test's own.
+pub struct Engines {
+    pub cluster: Option<eos_store::testing::PgCluster>,
+    dir: tempfile::TempDir,
+}
+
+impl Engines {
+    pub fn start() -> Engines {
+        Engines {
+            cluster: eos_store::testing::PgCluster::start(),
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// A fresh PostgreSQL database's URL, if there is a cluster.
+    pub fn pg_url(&self, name: &str) -> Option<eos_store::StoreUrl> {
+        let c = self.cluster.as_ref()?;
+        Some(eos_store::StoreUrl::parse(&c.create_database(name)).unwrap())
+    }
+
+    /// Where an empty store of each engine lives: a temporary state
+    /// directory (removed with `self`), and a fresh PostgreSQL database.
+    pub fn locations(&self) -> Vec<eos_store::StoreLocation> {
+        let mut out = vec![eos_store::StoreLocation::Dir(self.dir.path().join("state"))];
+        if let Some(url) = self.pg_url("location_test") {
+            out.push(eos_store::StoreLocation::Postgres(url));
+        }
+        out
+    }
+
+    /// One empty store per engine, named for messages.
+    pub fn stores(&self) -> Vec<(&'static str, Store)> {
+        let mut out = vec![("sqlite", Store::open_in_memory().unwrap())];
+        if let Some(url) = self.pg_url("store_test") {
+            out.push(("postgresql", Store::open_postgres(&url).unwrap()));
+        }
+        out
+    }
+}
+
+/// Run `test` on an empty store of each engine.
+pub fn on_each_engine(test: impl Fn(Store)) {
+    let engines = Engines::start();
+    for (engine, store) in engines.stores() {
+        eprintln!("on {engine}");
+        test(store);
+    }
+}

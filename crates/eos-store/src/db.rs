@@ -1,0 +1,387 @@
+//! The two engines behind one small SQL surface.
+//!
+//! Every domain module writes its SQL once, with SQLite's numbered
+//! placeholders (`?1`, `?2`, …), and runs it through [`Sql`], which both a
+//! read handle ([`Conn`]) and a write transaction ([`Tx`]) implement. On
+//! PostgreSQL the placeholders become `$1`, `$2`, …; the few statements
+//! whose dialects differ branch on [`Sql::engine`]. Values cross as
+//! [`Param`] (anything both drivers can bind) and come back through
+//! [`Row::get`] (anything both can read).
+//!
+//! A module not yet ported to PostgreSQL reaches SQLite through
+//! [`Sql::sqlite`], which on PostgreSQL is a clear
+//! [`StoreError::Unsupported`] rather than a wrong answer.
+
+use std::cell::{RefCell, RefMut};
+
+use postgres::GenericClient;
+
+use crate::StoreError;
+
+/// Which engine a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// The embedded default: one file in the state directory.
+    Sqlite,
+    /// A shared server, for several `serve` and `sync` instances.
+    Postgres,
+}
+
+impl Engine {
+    /// Its name in messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "sqlite",
+            Engine::Postgres => "postgresql",
+        }
+    }
+}
+
+/// A value both drivers can bind.
+pub trait Param: rusqlite::ToSql + Sync {
+    /// As PostgreSQL binds it.
+    fn pg(&self) -> &(dyn postgres::types::ToSql + Sync);
+}
+
+impl<T: rusqlite::ToSql + postgres::types::ToSql + Sync> Param for T {
+    fn pg(&self) -> &(dyn postgres::types::ToSql + Sync) {
+        self
+    }
+}
+
+/// A value both drivers can read.
+pub trait Get: rusqlite::types::FromSql + for<'a> postgres::types::FromSql<'a> {}
+impl<T: rusqlite::types::FromSql + for<'a> postgres::types::FromSql<'a>> Get for T {}
+
+/// One result row.
+pub enum Row<'r> {
+    /// From SQLite.
+    Sqlite(&'r rusqlite::Row<'r>),
+    /// From PostgreSQL.
+    Postgres(&'r postgres::Row),
+}
+
+impl std::fmt::Debug for Row<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Row")
+    }
+}
+
+impl Row<'_> {
+    /// Column `idx` (from 0).
+    pub fn get<T: Get>(&self, idx: usize) -> Result<T, StoreError> {
+        match self {
+            Row::Sqlite(r) => Ok(r.get(idx)?),
+            Row::Postgres(r) => Ok(r.try_get(idx)?),
+        }
+    }
+
+    /// Text column `idx`, read in place (no copy).
+    pub fn str(&self, idx: usize) -> Result<&str, StoreError> {
+        match self {
+            Row::Sqlite(r) => r.get_ref(idx)?.as_str().map_err(|e| StoreError::Corrupt {
+                what: "text column",
+                detail: e.to_string(),
+            }),
+            Row::Postgres(r) => Ok(r.try_get(idx)?),
+        }
+    }
+}
+
+/// SQLite's `?N` placeholders as PostgreSQL's `$N` (outside string literals).
+pub(crate) fn to_pg(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut quoted = false;
+    for c in sql.chars() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                out.push(c);
+            }
+            '?' if !quoted => out.push('$'),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Statements, on either engine. Implemented by [`Conn`] (reads, each
+/// statement on its own) and [`Tx`] (a write transaction).
+pub trait Sql {
+    /// The engine underneath.
+    fn engine(&self) -> Engine;
+
+    /// The SQLite connection, for a module not yet ported to PostgreSQL.
+    fn sqlite(&self) -> Result<&rusqlite::Connection, StoreError>;
+
+    /// Run a statement; the number of rows it changed.
+    fn execute(&self, sql: &str, params: &[&dyn Param]) -> Result<usize, StoreError>;
+
+    /// Run a query and map every row.
+    fn query<T>(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+        f: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError>;
+
+    /// Run a query and map its first row, if any.
+    fn query_opt<T>(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+        f: impl FnOnce(&Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        let mut f = Some(f);
+        let mut out = self.query(sql, params, |r| match f.take() {
+            Some(f) => f(r).map(Some),
+            None => Ok(None),
+        })?;
+        Ok(if out.is_empty() {
+            None
+        } else {
+            out.swap_remove(0)
+        })
+    }
+
+    /// Run a query that returns exactly one row.
+    fn query_one<T>(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+        f: impl FnOnce(&Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.query_opt(sql, params, f)?
+            .ok_or_else(|| StoreError::Corrupt {
+                what: "query",
+                detail: format!("no row from: {sql}"),
+            })
+    }
+}
+
+fn sqlite_execute(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    params: &[&dyn Param],
+) -> Result<usize, StoreError> {
+    let params: Vec<&dyn rusqlite::ToSql> = params.iter().map(|p| *p as _).collect();
+    Ok(conn.prepare_cached(sql)?.execute(params.as_slice())?)
+}
+
+fn sqlite_query<T>(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    params: &[&dyn Param],
+    mut f: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let params: Vec<&dyn rusqlite::ToSql> = params.iter().map(|p| *p as _).collect();
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(params.as_slice())?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(f(&Row::Sqlite(r))?);
+    }
+    Ok(out)
+}
+
+fn pg_params<'p>(params: &'p [&dyn Param]) -> Vec<&'p (dyn postgres::types::ToSql + Sync)> {
+    params.iter().map(|p| p.pg()).collect()
+}
+
+fn pg_execute<C: GenericClient>(
+    c: &mut C,
+    sql: &str,
+    params: &[&dyn Param],
+) -> Result<usize, StoreError> {
+    let n = c.execute(to_pg(sql).as_str(), &pg_params(params))?;
+    Ok(usize::try_from(n).unwrap_or(usize::MAX))
+}
+
+fn pg_query<C: GenericClient, T>(
+    c: &mut C,
+    sql: &str,
+    params: &[&dyn Param],
+    mut f: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let rows = c.query(to_pg(sql).as_str(), &pg_params(params))?;
+    rows.iter().map(|r| f(&Row::Postgres(r))).collect()
+}
+
+/// A PostgreSQL connection and what it takes to make it again.
+pub(crate) struct PgConn {
+    pub(crate) client: RefCell<postgres::Client>,
+    pub(crate) config: postgres::Config,
+}
+
+impl std::fmt::Debug for PgConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The config holds the password: never printed.
+        f.write_str("PgConn")
+    }
+}
+
+impl PgConn {
+    /// The client, connected again first if the server dropped it (a
+    /// restarted server, a failed-over RDS instance): a lost connection
+    /// fails the requests that were using it and recovers without a restart.
+    pub(crate) fn client(&self) -> Result<RefMut<'_, postgres::Client>, StoreError> {
+        let mut client = self.client.borrow_mut();
+        if client.is_closed() {
+            *client = crate::pg::connect(&self.config)?;
+        }
+        Ok(client)
+    }
+}
+
+/// A read handle: SQLite's connection or PostgreSQL's client.
+#[derive(Debug)]
+pub enum Conn {
+    /// SQLite.
+    Sqlite(rusqlite::Connection),
+    /// PostgreSQL.
+    #[allow(private_interfaces)]
+    Postgres(PgConn),
+}
+
+impl Sql for Conn {
+    fn engine(&self) -> Engine {
+        match self {
+            Conn::Sqlite(_) => Engine::Sqlite,
+            Conn::Postgres(_) => Engine::Postgres,
+        }
+    }
+
+    fn sqlite(&self) -> Result<&rusqlite::Connection, StoreError> {
+        match self {
+            Conn::Sqlite(c) => Ok(c),
+            Conn::Postgres(_) => Err(StoreError::Unsupported),
+        }
+    }
+
+    fn execute(&self, sql: &str, params: &[&dyn Param]) -> Result<usize, StoreError> {
+        match self {
+            Conn::Sqlite(c) => sqlite_execute(c, sql, params),
+            Conn::Postgres(p) => pg_execute(&mut *p.client()?, sql, params),
+        }
+    }
+
+    fn query<T>(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+        f: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        match self {
+            Conn::Sqlite(c) => sqlite_query(c, sql, params, f),
+            Conn::Postgres(p) => pg_query(&mut *p.client()?, sql, params, f),
+        }
+    }
+}
+
+/// A bare SQLite connection (inside the modules still on SQLite only).
+impl Sql for rusqlite::Connection {
+    fn engine(&self) -> Engine {
+        Engine::Sqlite
+    }
+
+    fn sqlite(&self) -> Result<&rusqlite::Connection, StoreError> {
+        Ok(self)
+    }
+
+    fn execute(&self, sql: &str, params: &[&dyn Param]) -> Result<usize, StoreError> {
+        sqlite_execute(self, sql, params)
+    }
+
+    fn query<T>(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+        f: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        sqlite_query(self, sql, params, f)
+    }
+}
+
+/// A write transaction: committed by [`Tx::commit`], rolled back when
+/// dropped. On SQLite it is `BEGIN IMMEDIATE`; on PostgreSQL it holds the
+/// store's write lock (a transaction-scoped advisory lock) from its first
+/// statement, so writers on every instance take turns exactly as they do on
+/// one SQLite file, and a read-then-write inside it cannot be raced.
+pub enum Tx<'a> {
+    /// SQLite.
+    Sqlite(rusqlite::Transaction<'a>),
+    /// PostgreSQL.
+    Postgres(RefCell<postgres::Transaction<'a>>),
+}
+
+impl std::fmt::Debug for Tx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tx({})", self.engine().as_str())
+    }
+}
+
+impl Tx<'_> {
+    /// Commit.
+    pub fn commit(self) -> Result<(), StoreError> {
+        match self {
+            Tx::Sqlite(t) => Ok(t.commit()?),
+            Tx::Postgres(t) => Ok(t.into_inner().commit()?),
+        }
+    }
+
+    /// Roll back (as dropping it does, but reporting an error).
+    pub fn rollback(self) -> Result<(), StoreError> {
+        match self {
+            Tx::Sqlite(t) => Ok(t.rollback()?),
+            Tx::Postgres(t) => Ok(t.into_inner().rollback()?),
+        }
+    }
+}
+
+impl Sql for Tx<'_> {
+    fn engine(&self) -> Engine {
+        match self {
+            Tx::Sqlite(_) => Engine::Sqlite,
+            Tx::Postgres(_) => Engine::Postgres,
+        }
+    }
+
+    fn sqlite(&self) -> Result<&rusqlite::Connection, StoreError> {
+        match self {
+            Tx::Sqlite(t) => Ok(t),
+            Tx::Postgres(_) => Err(StoreError::Unsupported),
+        }
+    }
+
+    fn execute(&self, sql: &str, params: &[&dyn Param]) -> Result<usize, StoreError> {
+        match self {
+            Tx::Sqlite(t) => sqlite_execute(t, sql, params),
+            Tx::Postgres(t) => pg_execute(&mut *t.borrow_mut(), sql, params),
+        }
+    }
+
+    fn query<T>(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+        f: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        match self {
+            Tx::Sqlite(t) => sqlite_query(t, sql, params, f),
+            Tx::Postgres(t) => pg_query(&mut *t.borrow_mut(), sql, params, f),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::to_pg;
+
+    #[test]
+    fn placeholders_become_dollars_outside_literals() {
+        assert_eq!(
+            to_pg("SELECT ?1, '?2' FROM t WHERE a = ?2 OR ?3 IS NULL"),
+            "SELECT $1, '?2' FROM t WHERE a = $2 OR $3 IS NULL"
+        );
+    }
+}

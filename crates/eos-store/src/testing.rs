@@ -1,0 +1,229 @@
+//! A throwaway PostgreSQL cluster for tests (feature `test-support`): the
+//! Debian server's `initdb` into a temporary directory, listening only on a
+//! Unix socket in that directory, stopped and removed on drop. No mocks: the
+//! store's PostgreSQL tests run against the real server.
+//!
+//! `initdb` refuses to run as root; as root the cluster's directory is given
+//! to the `postgres` system user and the server runs as that user.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// The database user the tests connect as (trust authentication, socket only).
+pub const USER: &str = "eos";
+
+/// A running throwaway cluster.
+#[derive(Debug)]
+pub struct PgCluster {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    run_as: Option<&'static str>,
+}
+
+/// Whether a missing PostgreSQL must fail the test instead of skipping it.
+fn required() -> bool {
+    let set = |v: &str| std::env::var_os(v).is_some_and(|x| !x.is_empty() && x != "0");
+    set("EOS_SEC_REQUIRE_ORACLES") || set("CI")
+}
+
+/// The newest installed server's bin directory (`/usr/lib/postgresql/<n>/bin`).
+fn find_bin() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("EOS_SEC_PG_BIN") {
+        return Some(PathBuf::from(dir));
+    }
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let major: u32 = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((major, bin))
+        })
+        .collect();
+    found.sort();
+    found.pop().map(|(_, b)| b)
+}
+
+impl PgCluster {
+    /// Start a cluster, or `None` (with a note on stderr) when no PostgreSQL
+    /// server is installed and the oracles are not required.
+    pub fn start() -> Option<PgCluster> {
+        let Some(bin) = find_bin() else {
+            assert!(
+                !required(),
+                "EOS_SEC_REQUIRE_ORACLES is set and no PostgreSQL server is installed (apt-get install postgresql)"
+            );
+            eprintln!("skipping: no PostgreSQL server in /usr/lib/postgresql/*/bin");
+            return None;
+        };
+        // In memory when there is a tmpfs (/dev/shm): a test cluster needs
+        // no durability, and ~40 MB each stays off the disk.
+        let shm = Path::new("/dev/shm");
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("eos-pg");
+        let dir = if shm.is_dir() {
+            builder.tempdir_in(shm)
+        } else {
+            builder.tempdir()
+        }
+        .expect("temp dir");
+        let root = nix_is_root();
+        let run_as = root.then_some("postgres");
+        if root {
+            chown_to_postgres(dir.path());
+        }
+        let cluster = PgCluster { dir, bin, run_as };
+        let data = cluster.data();
+        cluster.run(
+            "initdb",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                USER,
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ],
+        );
+        cluster.start_server();
+        Some(cluster)
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The socket directory.
+    pub fn socket_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn command(&self, tool: &str) -> Command {
+        let exe = self.bin.join(tool);
+        match self.run_as {
+            Some(user) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", user, "--"]).arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        }
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) -> Output {
+        let out = self
+            .command(tool)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{tool}: {e}"));
+        assert!(
+            out.status.success(),
+            "{tool} {args:?}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Start (or restart after [`PgCluster::stop`]) the server and wait until
+    /// it accepts connections.
+    pub fn start_server(&self) {
+        let sock = self.socket_dir().to_str().unwrap().to_owned();
+        let opts = format!(
+            "-c listen_addresses='' -c unix_socket_directories='{sock}' -c max_connections=200 -c fsync=off"
+        );
+        let log = self.dir.path().join("server.log");
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                self.data().to_str().unwrap(),
+                "-o",
+                &opts,
+                "-l",
+                log.to_str().unwrap(),
+                "-w",
+                "-t",
+                "30",
+                "start",
+            ],
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if postgres::Client::connect(&self.url("postgres"), postgres::NoTls).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("postgres did not accept connections within 30 s");
+    }
+
+    /// Stop the server now (`-m immediate`: like a crash or a lost host;
+    /// committed transactions survive, as they would on a real server).
+    pub fn stop(&self) {
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                self.data().to_str().unwrap(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
+        );
+    }
+
+    /// A connection URL for database `db` (no password: trust on the socket).
+    pub fn url(&self, db: &str) -> String {
+        let host = self.socket_dir().display().to_string().replace('/', "%2F");
+        format!("postgres://{USER}@{host}/{db}")
+    }
+
+    /// Create a fresh, empty database and return its URL.
+    pub fn create_database(&self, name: &str) -> String {
+        let mut c = postgres::Client::connect(&self.url("postgres"), postgres::NoTls)
+            .expect("connect to the maintenance database");
+        c.batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .expect("create database");
+        self.url(name)
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        let _ = self
+            .command("pg_ctl")
+            .args([
+                "-D",
+                self.data().to_str().unwrap_or(""),
+                "-m",
+                "immediate",
+                "stop",
+            ])
+            .output();
+    }
+}
+
+fn nix_is_root() -> bool {
+    // `id -u` rather than libc: the workspace forbids unsafe code.
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn chown_to_postgres(dir: &Path) {
+    let out = Command::new("chown")
+        .arg("postgres:")
+        .arg(dir)
+        .output()
+        .expect("chown");
+    assert!(out.status.success(), "chown postgres {}", dir.display());
+}

@@ -1,0 +1,214 @@
+//! The open zone's invariants, enforced by the database itself on both
+//! engines (SQLite, and PostgreSQL on a throwaway cluster): a raw statement
+//! that breaks one is refused, whoever sends it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::on_each_engine;
+use eos_store::certs::{self, CrlRecord, NewCert};
+use eos_store::registrations::{self, NewRegistration, RegistrationKind};
+use eos_store::{AuditEntry, Sql, audit_in, rules};
+
+fn cert<'a>(serial: &'a str, user: &'a str) -> NewCert<'a> {
+    NewCert {
+        serial,
+        space: "acme",
+        user,
+        profile: "cli",
+        key_fingerprint: "sha256:00aa",
+        not_before: "2026-01-01T00:00:00Z",
+        not_after: "2027-01-01T00:00:00Z",
+        signer: certs::LOCAL_SIGNER,
+        pem: "-----BEGIN CERTIFICATE-----",
+        renewed_from: None,
+    }
+}
+
+/// Main's renewal invariant (migration 14) on both engines: a certificate
+/// has at most one successor, refused by the database itself; disabled
+/// accounts and drills read back the same.
+#[test]
+fn a_certificate_has_at_most_one_successor_and_accounts_disable() {
+    on_each_engine(|mut store| {
+        let tx = store.transaction().unwrap();
+        certs::record_issued(&tx, &cert("0a", "alice")).unwrap();
+        let renewal = |serial| NewCert {
+            renewed_from: Some("0a"),
+            ..cert(serial, "alice")
+        };
+        certs::record_issued(&tx, &renewal("0b")).unwrap();
+        tx.commit().unwrap();
+        let tx = store.transaction().unwrap();
+        assert!(certs::record_issued(&tx, &renewal("0c")).is_err());
+        drop(tx);
+        let old = certs::get(store.conn(), "0a").unwrap();
+        assert_eq!(old.renewed_by.as_deref(), Some("0b"));
+        assert_eq!(
+            certs::get(store.conn(), "0b")
+                .unwrap()
+                .renewed_from
+                .as_deref(),
+            Some("0a")
+        );
+
+        let tx = store.transaction().unwrap();
+        assert!(eos_store::accounts::disable_in(&tx, "acme", "alice", "op", "left").unwrap());
+        assert!(!eos_store::accounts::disable_in(&tx, "acme", "alice", "op", "again").unwrap());
+        let drill = eos_store::drills::record_in(&tx, "0b", "https://x/").unwrap();
+        tx.commit().unwrap();
+        let d = eos_store::accounts::disabled(store.conn(), "acme", "alice")
+            .unwrap()
+            .unwrap();
+        assert_eq!((d.user.as_str(), d.reason.as_str()), ("alice", "left"));
+        assert!(eos_store::drills::is_drill(store.conn(), "0b").unwrap());
+        let left = eos_store::drills::live_leftovers(store.conn()).unwrap();
+        assert_eq!(left.len(), 1);
+        eos_store::drills::finish(
+            store.conn(),
+            drill,
+            &serde_json::json!({"status": "passed"}),
+        )
+        .unwrap();
+        let tx = store.transaction().unwrap();
+        assert!(eos_store::accounts::enable_in(&tx, "acme", "alice").unwrap());
+        tx.commit().unwrap();
+        assert_eq!(
+            eos_store::accounts::disabled(store.conn(), "acme", "alice").unwrap(),
+            None
+        );
+    });
+}
+
+#[test]
+fn the_audit_log_refuses_update_and_delete() {
+    on_each_engine(|mut store| {
+        store
+            .audit(&AuditEntry::new("tester", "test.thing", "x"))
+            .unwrap();
+        for sql in ["UPDATE audit_log SET actor = 'x'", "DELETE FROM audit_log"] {
+            let err = store.conn().execute(sql, &[]).unwrap_err();
+            assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+        }
+        assert_eq!(store.audit_log(10).unwrap().len(), 1);
+    });
+}
+
+#[test]
+fn crl_numbers_only_increase_even_for_a_raw_insert() {
+    on_each_engine(|mut store| {
+        let tx = store.transaction().unwrap();
+        let crl = |number| CrlRecord {
+            number,
+            this_update: "2026-01-01T00:00:00Z".to_owned(),
+            next_update: "2026-01-02T00:00:00Z".to_owned(),
+            pem: "pem".to_owned(),
+        };
+        certs::record_crl(&tx, &crl(5)).unwrap();
+        assert!(certs::record_crl(&tx, &crl(5)).is_err());
+        tx.commit().unwrap();
+        // Past the store's own check: the database refuses it too.
+        for n in [5_i64, 4] {
+            let err = store
+                .conn()
+                .execute(
+                    "INSERT INTO crls(number, this_update, next_update, pem) VALUES (?1, 'a', 'b', 'c')",
+                    &[&n],
+                )
+                .unwrap_err();
+            assert!(err.to_string().contains("number must exceed"), "{n}: {err}");
+        }
+        assert_eq!(certs::latest_crl(store.conn()).unwrap().unwrap().number, 5);
+    });
+}
+
+#[test]
+fn a_key_is_certified_for_one_account_only() {
+    on_each_engine(|mut store| {
+        let tx = store.transaction().unwrap();
+        certs::record_issued(&tx, &cert("0a", "alice")).unwrap();
+        // The same account may renew with the same key.
+        certs::record_issued(&tx, &cert("0b", "alice")).unwrap();
+        let err = certs::record_issued(&tx, &cert("0c", "bob")).unwrap_err();
+        assert!(err.to_string().contains("another account"), "{err}");
+        drop(tx);
+        assert_eq!(
+            certs::key_owner(store.conn(), "sha256:00aa").unwrap(),
+            None,
+            "the dropped transaction recorded nothing"
+        );
+    });
+}
+
+#[test]
+fn a_rule_its_outbox_row_registration_and_audit_commit_together_or_not_at_all() {
+    use eos_identity::{SpaceId, UserId};
+    use eos_plan::rules::{Label, NetworkAccessRule, RuleCidr};
+    on_each_engine(|mut store| {
+        let space = SpaceId::new("acme").unwrap();
+        let user = UserId::new("alice").unwrap();
+        let rule = NetworkAccessRule::new(
+            space.clone(),
+            RuleCidr::parse("192.0.2.7/32").unwrap(),
+            Label::new("registered").unwrap(),
+            user.clone(),
+            time::OffsetDateTime::now_utc()
+                .replace_nanosecond(0)
+                .unwrap(),
+            None,
+        )
+        .unwrap();
+        let write = |store: &mut eos_store::Store, commit: bool| {
+            let tx = store.transaction().unwrap();
+            rules::put_rule(&tx, &rule, "code:ABCDEFGHJ").unwrap();
+            registrations::record_in(
+                &tx,
+                &NewRegistration {
+                    kind: RegistrationKind::Ip,
+                    space: &space,
+                    user: &user,
+                    code_id: "ABCDEFGHJ",
+                    source: "192.0.2.7".parse().unwrap(),
+                    cidr: Some("192.0.2.7/32"),
+                    wrote_rule: true,
+                    serial: None,
+                },
+            )
+            .unwrap();
+            audit_in(
+                &tx,
+                &AuditEntry::new("code:ABCDEFGHJ", "register.ip", "acme"),
+            )
+            .unwrap();
+            if commit {
+                tx.commit().unwrap();
+            }
+        };
+        let counts = |store: &eos_store::Store| {
+            [
+                "SELECT count(*) FROM rules",
+                "SELECT count(*) FROM outbox",
+                "SELECT count(*) FROM registrations",
+                "SELECT count(*) FROM audit_log",
+            ]
+            .map(|sql| {
+                store
+                    .conn()
+                    .query_one(sql, &[], |r| r.get::<i64>(0))
+                    .unwrap()
+            })
+        };
+        write(&mut store, false);
+        assert_eq!(counts(&store), [0, 0, 0, 0]);
+        write(&mut store, true);
+        assert_eq!(counts(&store), [1, 1, 1, 2]);
+        let stored = rules::get_rule(store.conn(), &space, &rule.cidr)
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.rule, rule);
+        let regs = registrations::list(store.conn(), Some(&space)).unwrap();
+        assert_eq!(regs.len(), 1);
+        assert!(regs[0].wrote_rule);
+        assert_eq!(rules::pending_outbox(store.conn(), 10).unwrap().len(), 1);
+    });
+}
