@@ -675,7 +675,7 @@ impl Registrar {
                 let code_id = grant.code_id.clone();
                 let given_back = self.store().transaction().and_then(|tx| {
                     eos_store::codes::return_use_in(&tx, grant, &reason)?;
-                    Ok(tx.commit()?)
+                    tx.commit()
                 });
                 if let Err(g) = given_back {
                     tracing::error!(%code_id, error = %g, "giving back the use of a certificate that was not issued");
@@ -883,7 +883,7 @@ impl Registrar {
             },
         )
         .map_err(store_err)?;
-        tx.commit().map_err(|e| store_err(e.into()))?;
+        tx.commit().map_err(store_err)?;
         Ok((issued, id))
     }
 }

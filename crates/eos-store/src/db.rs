@@ -209,7 +209,8 @@ fn pg_query<C: GenericClient, T>(
 
 /// A PostgreSQL connection and what it takes to make it again.
 pub(crate) struct PgConn {
-    pub(crate) client: RefCell<postgres::Client>,
+    /// Always `Some` but while being dropped (see `Drop`).
+    pub(crate) client: RefCell<Option<postgres::Client>>,
     pub(crate) config: postgres::Config,
 }
 
@@ -226,15 +227,40 @@ impl PgConn {
     /// fails the requests that were using it and recovers without a restart.
     pub(crate) fn client(&self) -> Result<RefMut<'_, postgres::Client>, StoreError> {
         let mut client = self.client.borrow_mut();
-        if client.is_closed() {
-            *client = crate::pg::connect(&self.config)?;
+        if client.as_ref().is_none_or(postgres::Client::is_closed) {
+            *client = Some(crate::pg::connect(&self.config)?);
         }
-        Ok(client)
+        RefMut::filter_map(client, Option::as_mut).map_err(|_| StoreError::Unavailable {
+            reason: "no connection".to_owned(),
+        })
+    }
+
+    /// [`PgConn::client`] through `&mut`.
+    pub(crate) fn client_mut(&mut self) -> Result<&mut postgres::Client, StoreError> {
+        let client = self.client.get_mut();
+        if client.as_ref().is_none_or(postgres::Client::is_closed) {
+            *client = Some(crate::pg::connect(&self.config)?);
+        }
+        client.as_mut().ok_or_else(|| StoreError::Unavailable {
+            reason: "no connection".to_owned(),
+        })
+    }
+}
+
+impl Drop for PgConn {
+    /// The driver closes its connection by blocking on a runtime of its
+    /// own, which panics on a thread that drives async tasks (a store
+    /// dropped at the end of `serve`): it is closed on a thread of its own.
+    fn drop(&mut self) {
+        if let Some(client) = self.client.get_mut().take() {
+            let _ = std::thread::spawn(move || drop(client)).join();
+        }
     }
 }
 
 /// A read handle: SQLite's connection or PostgreSQL's client.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one per store, one store per process
 pub enum Conn {
     /// SQLite.
     Sqlite(rusqlite::Connection),

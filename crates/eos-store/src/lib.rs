@@ -252,6 +252,7 @@ impl StoreError {
 
 /// Where the state lives: the `[store]` choice.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // made once per process
 pub enum StoreLocation {
     /// SQLite: `state.db` in this directory (the default).
     Dir(PathBuf),
@@ -352,10 +353,7 @@ impl Store {
                 c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?,
             )),
             Conn::Postgres(p) => {
-                if p.client.get_mut().is_closed() {
-                    *p.client.get_mut() = pg::connect(&p.config)?;
-                }
-                let mut tx = p.client.get_mut().transaction()?;
+                let mut tx = p.client_mut()?.transaction()?;
                 tx.execute("SELECT pg_advisory_xact_lock($1)", &[&pg::WRITE_LOCK])?;
                 Ok(Tx::Postgres(std::cell::RefCell::new(tx)))
             }

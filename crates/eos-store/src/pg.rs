@@ -20,7 +20,7 @@ const STATEMENT_TIMEOUT: &str = "30s";
 
 /// The advisory lock every write transaction takes first (`"eos-sec"` as
 /// a number): writers on every instance take turns, as on one SQLite file.
-pub(crate) const WRITE_LOCK: i64 = 0x656f_732d_7365_63;
+pub(crate) const WRITE_LOCK: i64 = 0x0065_6f73_2d73_6563;
 
 /// A PostgreSQL URL (`postgres://user:password@host:port/db?…`), kept so
 /// that its password is never shown: [`std::fmt::Display`] and
@@ -109,7 +109,7 @@ pub(crate) fn connect(config: &postgres::Config) -> Result<postgres::Client, Sto
 pub(crate) fn open(url: &StoreUrl) -> Result<PgConn, StoreError> {
     let client = connect(&url.config)?;
     Ok(PgConn {
-        client: std::cell::RefCell::new(client),
+        client: std::cell::RefCell::new(Some(client)),
         config: url.config.clone(),
     })
 }

@@ -5,7 +5,7 @@
 //!
 //! `initdb` refuses to run as root; as root the cluster's directory is given
 //! to the `postgres` system user and the server runs as that user.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

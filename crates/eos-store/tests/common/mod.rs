@@ -136,8 +136,7 @@ impl Engines {
 /// Run `test` on an empty store of each engine.
 pub fn on_each_engine(test: impl Fn(Store)) {
     let engines = Engines::start();
-    for (engine, store) in engines.stores() {
-        eprintln!("on {engine}");
+    for (_engine, store) in engines.stores() {
         test(store);
     }
 }
