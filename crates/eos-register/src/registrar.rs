@@ -785,8 +785,7 @@ impl Registrar {
                 extra,
             };
             let renewed = renewal::record_in(&tx, ca, &audit, &successor, &cert)?;
-            tx.commit()
-                .map_err(|e| RenewalError::from(StoreError::from(e)))?;
+            tx.commit()?;
             Ok(renewed)
         })();
         match recorded {
