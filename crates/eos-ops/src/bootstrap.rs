@@ -83,7 +83,7 @@ pub async fn bootstrap<B: IpSetBackend>(
         let tx = store.transaction()?;
         write_input(&tx, input)?;
         let desired = desired_in(&tx, spaces, input.opts)?;
-        tx.rollback().map_err(eos_store::StoreError::from)?;
+        tx.rollback()?;
         desired
     };
     let plan = make_plan(
@@ -126,8 +126,7 @@ pub async fn bootstrap<B: IpSetBackend>(
         actor,
         OffsetDateTime::now_utc(),
     )?;
-    tx.commit()
-        .map_err(|e| OpsError::Recording(eos_store::StoreError::from(e)))?;
+    tx.commit().map_err(OpsError::Recording)?;
     let coverage = desired
         .coverage
         .into_iter()

@@ -260,13 +260,12 @@ impl Drop for PgConn {
 
 /// A read handle: SQLite's connection or PostgreSQL's client.
 #[derive(Debug)]
-#[allow(clippy::large_enum_variant)] // one per store, one store per process
 pub enum Conn {
     /// SQLite.
     Sqlite(rusqlite::Connection),
     /// PostgreSQL.
     #[allow(private_interfaces)]
-    Postgres(PgConn),
+    Postgres(Box<PgConn>),
 }
 
 impl Sql for Conn {

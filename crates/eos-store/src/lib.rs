@@ -281,7 +281,7 @@ impl Store {
         let conn = pg::open(url)?;
         pg::migrate(&conn, url.redacted())?;
         Ok(Store {
-            conn: Conn::Postgres(conn),
+            conn: Conn::Postgres(Box::new(conn)),
             path: url.redacted().to_owned(),
         })
     }
