@@ -171,6 +171,7 @@ fn main() -> ExitCode {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
+    use eos_plan::ApplyOutcome;
     use eos_policy::Stage;
 
     #[test]
@@ -188,7 +189,7 @@ mod tests {
             s.bootstrap
                 .staged
                 .iter()
-                .any(|a| a.outcome == "created" && !a.entries.is_empty())
+                .any(|a| a.outcome == ApplyOutcome::Created && !a.entries.is_empty())
         );
         let moves: Vec<(Stage, Stage)> = s.enforced.iter().map(|e| (e.from, e.to)).collect();
         assert_eq!(

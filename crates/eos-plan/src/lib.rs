@@ -29,8 +29,8 @@ pub use desired::{
 pub use naming::{IpSetName, STAGE_TAG};
 pub use options::{CheckedOptions, OptionsError, PlanOptions, WAF_MAX_ENTRIES};
 pub use plan::{
-    ActualInput, AppliedSet, ApplyError, MAX_ATTEMPTS, PLAN_FORMAT, Plan, PlanEntry, Refused,
-    SavedPlan, SavedPlanError, SetAction, SetChange, apply_change, apply_plan, names_in_scope,
-    plan_changes,
+    ActualInput, AppliedSet, ApplyError, ApplyOutcome, MAX_ATTEMPTS, PLAN_FORMAT, Plan, PlanEntry,
+    Refused, SavedPlan, SavedPlanError, SetAction, SetChange, apply_change, apply_plan,
+    names_in_scope, plan_changes,
 };
 pub use rules::{Label, NetworkAccessRule, RuleCidr, RuleFormat, RuleImportError, parse_rules};

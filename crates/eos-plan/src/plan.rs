@@ -765,6 +765,37 @@ pub enum ApplyError {
     Backend(#[from] BackendError),
 }
 
+/// What an apply did to one set, serialized and displayed as its stable
+/// string form (`created`, `updated`, `unchanged`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum ApplyOutcome {
+    /// The set did not exist: created with the plan's entries.
+    Created,
+    /// Written with the plan's delta.
+    Updated,
+    /// Already as planned: no write sent.
+    Unchanged,
+}
+
+impl ApplyOutcome {
+    /// The stable string form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApplyOutcome::Created => "created",
+            ApplyOutcome::Updated => "updated",
+            ApplyOutcome::Unchanged => "unchanged",
+        }
+    }
+}
+
+impl std::fmt::Display for ApplyOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// What an apply did to one set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AppliedSet {
@@ -772,8 +803,8 @@ pub struct AppliedSet {
     pub name: IpSetName,
     /// Space.
     pub space: SpaceId,
-    /// What was done: `created`, `updated`, or `unchanged` (no write sent).
-    pub outcome: &'static str,
+    /// What was done.
+    pub outcome: ApplyOutcome,
     /// The entries the set holds now.
     pub entries: Vec<String>,
     /// Entries eos-sec added (its delta).
@@ -897,7 +928,7 @@ pub async fn apply_change<B: IpSetBackend>(
         let Some(actual) = current.take() else {
             let new = NewIpSet::staged(&c.name, sorted(add.clone()));
             match backend.create(&new).await {
-                Ok(_) => return Ok(done("created", new.addresses, attempt)),
+                Ok(_) => return Ok(done(ApplyOutcome::Created, new.addresses, attempt)),
                 Err(BackendError::AlreadyExists { .. }) => {
                     // Another writer created it first: apply our delta to
                     // theirs, unless theirs holds what we add.
@@ -922,13 +953,13 @@ pub async fn apply_change<B: IpSetBackend>(
         if next.iter().copied().collect::<BTreeSet<_>>() == before {
             // WAF counts every UpdateIPSet against the account's write rate:
             // a no-op is not sent.
-            return Ok(done("unchanged", actual.addresses, attempt - 1));
+            return Ok(done(ApplyOutcome::Unchanged, actual.addresses, attempt - 1));
         }
         match backend
             .update(&c.name, &next, &actual.description, &actual.lock)
             .await
         {
-            Ok(LockToken(_)) => return Ok(done("updated", next, attempt)),
+            Ok(LockToken(_)) => return Ok(done(ApplyOutcome::Updated, next, attempt)),
             Err(BackendError::StaleLock { .. }) => {
                 backend.pause_before_retry(attempt).await;
                 current = backend.read(&c.name).await?;

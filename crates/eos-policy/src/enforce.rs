@@ -37,43 +37,181 @@ pub const MAX_ATTEMPTS: u32 = 5;
 /// back"). Every one but [`guard::SETS_MISSING`] can be overridden with
 /// `--force`, which is audited.
 pub mod guard {
+    use super::GuardCode;
+
     /// The space's IPSets do not exist (run `eos-sec apply`); never forced.
-    pub const SETS_MISSING: &str = "enforce-sets-missing";
+    pub const SETS_MISSING: GuardCode = GuardCode::SetsMissing;
     /// The space's sets are empty: enforcing would block everyone.
-    pub const SET_EMPTY: &str = "enforce-set-empty";
+    pub const SET_EMPTY: GuardCode = GuardCode::SetEmpty;
     /// The sets hold fewer addresses than `[ip_gate] min_addresses`.
-    pub const SET_BELOW_MINIMUM: &str = "enforce-set-below-minimum";
+    pub const SET_BELOW_MINIMUM: GuardCode = GuardCode::SetBelowMinimum;
     /// No operator address given (`--operator-ip`, `[policy] operator_ips`).
-    pub const OPERATOR_UNKNOWN: &str = "enforce-operator-unknown";
+    pub const OPERATOR_UNKNOWN: GuardCode = GuardCode::OperatorUnknown;
     /// The operator's own address is outside the sets.
-    pub const OPERATOR_OUTSIDE: &str = "enforce-operator-outside-set";
+    pub const OPERATOR_OUTSIDE: GuardCode = GuardCode::OperatorOutside;
     /// A declared administrator's address is outside the sets.
-    pub const ADMIN_OUTSIDE: &str = "enforce-admin-outside-set";
+    pub const ADMIN_OUTSIDE: GuardCode = GuardCode::AdminOutside;
     /// Simulation over the logs shows declared administrators blocked.
-    pub const SIMULATE_BLOCKS_ADMINS: &str = "enforce-simulate-blocks-admins";
+    pub const SIMULATE_BLOCKS_ADMINS: GuardCode = GuardCode::SimulateBlocksAdmins;
     /// The operator's own certificate would be refused by the bundle and
     /// CRL a listener is about to verify against.
-    pub const OPERATOR_CERT: &str = "enforce-operator-cert";
+    pub const OPERATOR_CERT: GuardCode = GuardCode::OperatorCert;
     /// No operator certificate given (`--operator-cert`, `[gate] operator_cert`).
-    pub const OPERATOR_CERT_UNKNOWN: &str = "enforce-operator-cert-unknown";
+    pub const OPERATOR_CERT_UNKNOWN: GuardCode = GuardCode::OperatorCertUnknown;
     /// The trust store does not hold exactly the CA's current bundle and
     /// CRL (or is not ACTIVE); never forced.
-    pub const TRUST_STORE_STALE: &str = "enforce-trust-store-stale";
+    pub const TRUST_STORE_STALE: GuardCode = GuardCode::TrustStoreStale;
     /// Verify with `IgnoreClientCertificateExpiry=true`; never forced.
-    pub const IGNORE_EXPIRY: &str = "enforce-ignore-expiry";
+    pub const IGNORE_EXPIRY: GuardCode = GuardCode::IgnoreExpiry;
     /// Spaces on one listener would need different modes; never forced.
-    pub const LISTENER_SHARED: &str = "enforce-listener-shared";
+    pub const LISTENER_SHARED: GuardCode = GuardCode::ListenerShared;
     /// ALB connection logs show a declared administrator's connections
     /// that the space's listener would refuse once it verifies (no
     /// certificate, unknown CA, expired, revoked, bound to another space).
-    pub const ADMIN_CERT_REFUSED: &str = "enforce-admin-cert-refused";
+    pub const ADMIN_CERT_REFUSED: GuardCode = GuardCode::AdminCertRefused;
+}
+
+/// A guard's stable code (docs/POLICY.md). Serialized, displayed and
+/// audited as its string form ([`GuardCode::as_str`], `enforce-*`); compared
+/// as a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum GuardCode {
+    /// The space's IPSets do not exist (run `eos-sec apply`); never forced.
+    #[serde(rename = "enforce-sets-missing")]
+    SetsMissing,
+    /// The space's sets are empty: enforcing would block everyone.
+    #[serde(rename = "enforce-set-empty")]
+    SetEmpty,
+    /// The sets hold fewer addresses than `[ip_gate] min_addresses`.
+    #[serde(rename = "enforce-set-below-minimum")]
+    SetBelowMinimum,
+    /// No operator address given (`--operator-ip`, `[policy] operator_ips`).
+    #[serde(rename = "enforce-operator-unknown")]
+    OperatorUnknown,
+    /// The operator's own address is outside the sets.
+    #[serde(rename = "enforce-operator-outside-set")]
+    OperatorOutside,
+    /// A declared administrator's address is outside the sets.
+    #[serde(rename = "enforce-admin-outside-set")]
+    AdminOutside,
+    /// Simulation over the logs shows declared administrators blocked.
+    #[serde(rename = "enforce-simulate-blocks-admins")]
+    SimulateBlocksAdmins,
+    /// The operator's own certificate would be refused by the bundle and
+    /// CRL a listener is about to verify against.
+    #[serde(rename = "enforce-operator-cert")]
+    OperatorCert,
+    /// No operator certificate given (`--operator-cert`, `[gate] operator_cert`).
+    #[serde(rename = "enforce-operator-cert-unknown")]
+    OperatorCertUnknown,
+    /// The trust store does not hold exactly the CA's current bundle and
+    /// CRL (or is not ACTIVE); never forced.
+    #[serde(rename = "enforce-trust-store-stale")]
+    TrustStoreStale,
+    /// Verify with `IgnoreClientCertificateExpiry=true`; never forced.
+    #[serde(rename = "enforce-ignore-expiry")]
+    IgnoreExpiry,
+    /// Spaces on one listener would need different modes; never forced.
+    #[serde(rename = "enforce-listener-shared")]
+    ListenerShared,
+    /// ALB connection logs show a declared administrator's connections
+    /// that the space's listener would refuse once it verifies (no
+    /// certificate, unknown CA, expired, revoked, bound to another space).
+    #[serde(rename = "enforce-admin-cert-refused")]
+    AdminCertRefused,
+}
+
+impl GuardCode {
+    /// Every code, in the order they are documented.
+    pub const ALL: &[GuardCode] = &[
+        GuardCode::SetsMissing,
+        GuardCode::SetEmpty,
+        GuardCode::SetBelowMinimum,
+        GuardCode::OperatorUnknown,
+        GuardCode::OperatorOutside,
+        GuardCode::AdminOutside,
+        GuardCode::SimulateBlocksAdmins,
+        GuardCode::OperatorCert,
+        GuardCode::OperatorCertUnknown,
+        GuardCode::TrustStoreStale,
+        GuardCode::IgnoreExpiry,
+        GuardCode::ListenerShared,
+        GuardCode::AdminCertRefused,
+    ];
+
+    /// The stable string form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GuardCode::SetsMissing => "enforce-sets-missing",
+            GuardCode::SetEmpty => "enforce-set-empty",
+            GuardCode::SetBelowMinimum => "enforce-set-below-minimum",
+            GuardCode::OperatorUnknown => "enforce-operator-unknown",
+            GuardCode::OperatorOutside => "enforce-operator-outside-set",
+            GuardCode::AdminOutside => "enforce-admin-outside-set",
+            GuardCode::SimulateBlocksAdmins => "enforce-simulate-blocks-admins",
+            GuardCode::OperatorCert => "enforce-operator-cert",
+            GuardCode::OperatorCertUnknown => "enforce-operator-cert-unknown",
+            GuardCode::TrustStoreStale => "enforce-trust-store-stale",
+            GuardCode::IgnoreExpiry => "enforce-ignore-expiry",
+            GuardCode::ListenerShared => "enforce-listener-shared",
+            GuardCode::AdminCertRefused => "enforce-admin-cert-refused",
+        }
+    }
+}
+
+impl std::fmt::Display for GuardCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl std::str::FromStr for GuardCode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<GuardCode, String> {
+        GuardCode::ALL
+            .iter()
+            .copied()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| format!("unknown guard code `{s}`"))
+    }
+}
+
+#[cfg(test)]
+mod guard_code_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::GuardCode;
+
+    /// The string forms are the documented, stable codes: serde, Display
+    /// and `FromStr` agree on each, and no two codes share one.
+    #[test]
+    fn string_forms_are_stable_and_round_trip() {
+        let mut seen = std::collections::BTreeSet::new();
+        for code in GuardCode::ALL {
+            let s = code.as_str();
+            assert!(s.starts_with("enforce-"), "{s}");
+            assert!(seen.insert(s), "{s} twice");
+            assert_eq!(serde_json::to_value(code).unwrap(), s);
+            assert_eq!(code.to_string(), s);
+            assert_eq!(s.parse::<GuardCode>().unwrap(), *code);
+            let back: GuardCode = serde_json::from_value(serde_json::json!(s)).unwrap();
+            assert_eq!(back, *code);
+        }
+        assert_eq!(
+            format!("{:<22}|", GuardCode::SetEmpty),
+            "enforce-set-empty     |"
+        );
+        assert!("enforce-nothing".parse::<GuardCode>().is_err());
+    }
 }
 
 /// One guard's finding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Guard {
     /// Stable code ([`guard`]).
-    pub code: &'static str,
+    pub code: GuardCode,
     /// What and why, naming the address or user.
     pub message: String,
 }

@@ -12,8 +12,8 @@ use eos_identity::SpaceId;
 use eos_ipset::{Family, IpNet};
 use eos_plan::{BackendError, IpSetBackend, IpSetName, LockToken, NewIpSet};
 use eos_policy::enforce::{
-    EnforceJournal, EnforceOptions, RollbackOptions, RollbackReport, StepKind, enforce, guard,
-    rollback,
+    EnforceJournal, EnforceOptions, GuardCode, RollbackOptions, RollbackReport, StepKind, enforce,
+    guard, rollback,
 };
 use eos_policy::waf::WebAcl;
 use eos_policy::{AclRead, OwnedAcl, Policy, PolicyError, Stage, WebAclBackend};
@@ -149,7 +149,7 @@ async fn document(b: &LocalBackend) -> serde_json::Value {
 }
 
 /// The guards' codes of a refusal.
-fn codes(err: PolicyError) -> Vec<&'static str> {
+fn codes(err: PolicyError) -> Vec<GuardCode> {
     match err {
         PolicyError::Refused { guards, .. } => guards.iter().map(|g| g.code).collect(),
         other => panic!("not a refusal: {other}"),
@@ -409,7 +409,10 @@ async fn guards_refuse_enforce_and_force_is_audited() {
         .into_iter()
         .find(|a| a.action == "enforce.stage" && a.detail["to"] == "enforce")
         .unwrap();
-    assert_eq!(forced.detail["forced"][0]["code"], guard::ADMIN_OUTSIDE);
+    assert_eq!(
+        forced.detail["forced"][0]["code"],
+        guard::ADMIN_OUTSIDE.as_str()
+    );
     assert_eq!(forced.actor, "test");
 }
 

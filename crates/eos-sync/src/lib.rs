@@ -460,7 +460,7 @@ async fn sync_set<B: IpSetBackend>(
                 )?;
                 tracing::info!(
                     set = %c.name,
-                    outcome = applied.outcome,
+                    outcome = applied.outcome.as_str(),
                     added = applied.added.len(),
                     removed = applied.removed.len(),
                     writes = applied.attempts,
@@ -498,7 +498,7 @@ fn outcome(name: &IpSetName, what: &'static str, error: Option<String>) -> SetOu
 fn applied_outcome(a: &AppliedSet) -> SetOutcome {
     SetOutcome {
         name: a.name.clone(),
-        outcome: a.outcome,
+        outcome: a.outcome.as_str(),
         added: a.added.clone(),
         removed: a.removed.clone(),
         writes: a.attempts,

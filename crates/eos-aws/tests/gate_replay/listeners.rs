@@ -18,7 +18,7 @@ use eos_identity::{SpaceId, UserId};
 use eos_policy::compile::ListenerMode;
 use eos_policy::edge::{EdgeGate, ListenerConfig};
 use eos_policy::enforce::{
-    EnforceOptions, RollbackOptions, enforce_with_gate, guard, rollback_with_gate,
+    EnforceOptions, GuardCode, RollbackOptions, enforce_with_gate, guard, rollback_with_gate,
 };
 use eos_policy::gate::{
     CrlFile, CrlRecord, GateBackend, ListenerAuth, ObjectRef, TrustMaterial, TrustStoreRecord,
@@ -536,7 +536,7 @@ async fn refused(
     operator: Option<&[CertificateDer<'static>]>,
     force: bool,
     entries: u64,
-) -> Vec<&'static str> {
+) -> Vec<GuardCode> {
     let before = e.snapshots();
     let (r, sent_) = e
         .enforce_verify(
@@ -572,7 +572,7 @@ async fn at_count(
     material: &TrustMaterial,
     record: &TrustStoreRecord,
     entries: u64,
-) -> Vec<&'static str> {
+) -> Vec<GuardCode> {
     let mut warnings = Vec::new();
     for (stage, events) in [
         (Stage::Staged, plan_reads(&off(), entries)),
@@ -782,7 +782,7 @@ async fn rolling_back_to_verify_runs_the_guards() {
     match r {
         Err(PolicyError::Refused { what, guards }) => {
             assert_eq!(what, "rollback");
-            let codes: Vec<&str> = guards.iter().map(|g| g.code).collect();
+            let codes: Vec<GuardCode> = guards.iter().map(|g| g.code).collect();
             assert_eq!(codes, [guard::OPERATOR_CERT]);
         }
         other => panic!("not refused: {other:?}"),
