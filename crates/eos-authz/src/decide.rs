@@ -34,6 +34,13 @@ pub const CERT_HEADERS: [&str; 4] = [
     "x-forwarded-tls-client-cert",
 ];
 
+/// What Caddy's `header_up X-Forwarded-Tls-Client-Cert
+/// {http.request.tls.client.certificate_der_base64}` sends when the client
+/// presented no certificate: Caddy leaves a placeholder it has no value
+/// for as it is. Read as "no certificate" (a client cannot send it: the
+/// generated Caddyfile removes the client's header before `forward_auth`).
+const CADDY_NO_CERTIFICATE: &str = "{http.request.tls.client.certificate_der_base64}";
+
 /// The client address header a trusted proxy sets (nginx:
 /// `proxy_set_header X-Forwarded-For $remote_addr`).
 const FORWARDED_FOR: &str = "x-forwarded-for";
@@ -257,7 +264,11 @@ fn presented_chain(headers: &HeaderMap) -> Option<Vec<CertificateDer<'static>>> 
     let mut values = CERT_HEADERS
         .iter()
         .flat_map(|name| headers.get_all(*name).iter().map(move |v| (*name, v)))
-        .filter(|(_, v)| !v.as_bytes().iter().all(u8::is_ascii_whitespace));
+        .filter(|(name, v)| {
+            !(v.as_bytes().iter().all(u8::is_ascii_whitespace)
+                || (*name == "x-forwarded-tls-client-cert"
+                    && v.as_bytes() == CADDY_NO_CERTIFICATE.as_bytes()))
+        });
     let (name, value) = values.next()?;
     let unparsable = Some(vec![CertificateDer::from(Vec::new())]);
     if values.next().is_some() {
@@ -438,8 +449,14 @@ mod tests {
         let one = h(&traefik(&[PEM])).unwrap();
         assert_eq!(one[0].as_ref(), &[0x30, 0x03, 0x02, 0x01, 0x00]);
         assert_eq!(h(&traefik(&[PEM, PEM])).unwrap().len(), 2);
-        // Caddy's placeholder: plain base64, not URL-encoded.
+        // Caddy's placeholder: plain base64, not URL-encoded; without a
+        // certificate, the placeholder itself.
         assert_eq!(h("MAMCAQA=").unwrap().len(), 1);
+        assert_eq!(h(CADDY_NO_CERTIFICATE), None);
+        assert!(is_unparsable(presented_chain(&headers(&[(
+            "x-ssl-client-cert",
+            CADDY_NO_CERTIFICATE
+        )]))));
         for hostile in ["MAMCAQA=,", "not base64!", "%FF", "MAMC AQA="] {
             assert!(is_unparsable(h(hostile)), "{hostile}");
         }

@@ -24,14 +24,16 @@
 //!   per loaded state, until the next reload or the end of its validity,
 //!   so a client's repeated requests cost a hash, not webpki's signature
 //!   checks;
-//! - **the proxy's side** ([`nginx_config`]): the nginx configuration the
-//!   tests run, printed by `eos-sec authz config nginx`;
+//! - **the proxy's side** ([`nginx_config`], [`caddy_config`]): the nginx
+//!   and Caddy configurations the tests run, printed by `eos-sec authz
+//!   config nginx|caddy`;
 //! - **observability**: one JSON log line per decision (deciding rule,
 //!   identity; never the certificate) and counters on `/metrics`;
 //! - **the drill's client** ([`probe`]): one HTTPS request with a client
 //!   certificate, answered "admitted", "refused" (HTTP 401/403 or a TLS
 //!   alert) or "could not tell", for `eos-sec drill revocation`.
 
+mod caddy;
 mod chains;
 mod config;
 mod decide;
@@ -41,10 +43,11 @@ mod nginx;
 pub mod probe;
 mod server;
 
+pub use caddy::caddy_config;
 pub use chains::{ChainCache, ChainLookup};
 pub use config::AuthzConfig;
 pub use decide::{Answer, CERT_HEADERS, Gate, decide};
 pub use live::{Live, LoadSets, ReloadError, Snapshot, Source};
 pub use metrics::Metrics;
-pub use nginx::{NginxConfig, nginx_config};
+pub use nginx::{ProxyConfig, nginx_config};
 pub use server::{ServeOptions, serve};

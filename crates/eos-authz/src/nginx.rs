@@ -8,32 +8,32 @@ use std::path::PathBuf;
 
 use crate::CERT_HEADERS;
 
-/// What the generated configuration needs.
+/// What a generated proxy configuration needs (nginx, Caddy).
 #[derive(Debug, Clone)]
-pub struct NginxConfig {
-    /// Where nginx listens for clients (TLS).
+pub struct ProxyConfig {
+    /// Where the proxy listens for clients (TLS).
     pub listen: SocketAddr,
-    /// `server_name`s (e.g. `*.entityos.cloud`).
+    /// Server names (e.g. `*.entityos.cloud`).
     pub server_names: Vec<String>,
-    /// nginx's own certificate chain and key (PEM).
+    /// The proxy's own certificate chain (PEM).
     pub tls_cert: PathBuf,
-    /// nginx's key.
+    /// The proxy's key.
     pub tls_key: PathBuf,
-    /// The entityOS CA bundle, whose names nginx advertises to clients.
+    /// The entityOS CA bundle, whose names the proxy advertises to clients.
     pub client_ca: PathBuf,
     /// The decision service (`eos-sec authz serve --listen`).
     pub authz: SocketAddr,
-    /// The application nginx protects, e.g. `http://127.0.0.1:8080`.
+    /// The application the proxy protects, e.g. `http://127.0.0.1:8080`.
     pub upstream: String,
 }
 
 /// Headers a client must never be able to set for the upstream or the
 /// decision service: nginx overwrites each (an empty value removes it).
-const IDENTITY_HEADERS: [&str; 3] = ["X-Eos-Space", "X-Eos-User", "X-Eos-Gate"];
+pub(crate) const IDENTITY_HEADERS: [&str; 3] = ["X-Eos-Space", "X-Eos-User", "X-Eos-Gate"];
 
 /// `x-ssl-client-cert` as `X-Ssl-Client-Cert` (nginx compares header
 /// names without case; this is for the reader).
-fn title_case(name: &str) -> String {
+pub(crate) fn title_case(name: &str) -> String {
     name.split('-')
         .map(|w| {
             let mut c = w.chars();
@@ -46,7 +46,7 @@ fn title_case(name: &str) -> String {
 }
 
 /// The configuration, for nginx's `http` context (`include` it there).
-pub fn nginx_config(c: &NginxConfig) -> String {
+pub fn nginx_config(c: &ProxyConfig) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,

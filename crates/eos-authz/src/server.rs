@@ -102,10 +102,15 @@ async fn decision(
     let h = resp.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if a.status == StatusCode::OK {
+        // All three, empty when there is no value: Caddy 2.6's
+        // `copy_headers` hands the upstream its unreplaced placeholder
+        // (`{http.reverse_proxy.header.X-Eos-User}`) for a header the answer
+        // lacks.
         let mut put = |name: &'static str, v: Option<&str>| {
-            if let Some(v) = v.and_then(|v| HeaderValue::from_str(v).ok()) {
-                h.insert(name, v);
-            }
+            let v = v
+                .and_then(|v| HeaderValue::from_str(v).ok())
+                .unwrap_or_else(|| HeaderValue::from_static(""));
+            h.insert(name, v);
         };
         put("x-eos-space", a.space.as_ref().map(|s| s.as_str()));
         put("x-eos-user", a.user.as_ref().map(|u| u.as_str()));

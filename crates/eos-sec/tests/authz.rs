@@ -22,21 +22,26 @@ const RELOAD: Duration = Duration::from_secs(1);
 /// nginx, curl and openssl are outside oracles: skip loudly when one is
 /// missing, unless CI or EOS_SEC_REQUIRE_ORACLES=1 make that a failure.
 fn oracles_available() -> bool {
-    let has = |cmd: &str, arg: &str| {
-        Command::new(cmd)
-            .arg(arg)
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    let missing: Vec<&str> = [
-        ("nginx", has(NGINX, "-v")),
-        ("curl", has("curl", "--version")),
-        ("openssl", has("openssl", "version")),
-    ]
-    .into_iter()
-    .filter(|(_, ok)| !ok)
-    .map(|(n, _)| n)
-    .collect();
+    available(&[
+        ("nginx", NGINX, "-v"),
+        ("curl", "curl", "--version"),
+        ("openssl", "openssl", "version"),
+    ])
+}
+
+/// Whether each (name, command, version flag) runs; see
+/// [`oracles_available`].
+fn available(oracles: &[(&str, &str, &str)]) -> bool {
+    let missing: Vec<&str> = oracles
+        .iter()
+        .filter(|(_, cmd, arg)| {
+            !Command::new(cmd)
+                .arg(arg)
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .map(|(n, _, _)| *n)
+        .collect();
     if missing.is_empty() {
         return true;
     }
@@ -250,6 +255,8 @@ struct Stack {
     env: Env,
     authz_port: u16,
     nginx_port: u16,
+    /// The echoing upstream, served by the same nginx.
+    upstream_port: u16,
     _nginx: Proc,
     _authz: Proc,
 }
@@ -413,6 +420,7 @@ http {{
         env,
         authz_port,
         nginx_port,
+        upstream_port,
         _nginx: nginx,
         _authz: authz,
     }
@@ -877,6 +885,161 @@ fn drill_revocation_measures_time_to_refuse_through_nginx() {
         env.st.json(&["ca", "list"]).as_array().unwrap().len(),
         before
     );
+}
+
+/// Caddy, from Debian, with the Caddyfile `authz config caddy` prints, as
+/// is: `forward_auth` to the same decision service, in front of the same
+/// upstream.
+#[test]
+fn caddy_forward_auth_enforces_either_cert_and_revocation() {
+    if !oracles_available() || !caddy_available() {
+        return;
+    }
+    let stack = stack();
+    let env = &stack.env;
+    let _alice = env.issue("alice", "acme", "alice");
+    let bob = env.issue("bob", "globex", "bob");
+    let caddy_port = free_port();
+    let generated = env.eos(&[
+        "authz",
+        "config",
+        "caddy",
+        "--listen",
+        &format!("127.0.0.1:{caddy_port}"),
+        "--server-name",
+        "*.eos.test",
+        "--tls-cert",
+        "server.pem",
+        "--tls-key",
+        "server.key",
+        "--client-ca",
+        "state/ca/ca.pem",
+        "--upstream",
+        &format!("http://127.0.0.1:{}", stack.upstream_port),
+    ]);
+    write(&env.path("Caddyfile"), &generated);
+    // A path that would end the value early is refused, nothing printed.
+    let bad = env.st.run(&[
+        "authz",
+        "config",
+        "caddy",
+        "--tls-cert",
+        "my cert.pem",
+        "--tls-key",
+        "server.key",
+        "--client-ca",
+        "state/ca/ca.pem",
+        "--upstream",
+        "http://127.0.0.1:1",
+    ]);
+    assert_eq!((bad.code, bad.stdout.as_str()), (2, ""), "{}", bad.stderr);
+    assert!(bad.stderr.contains("my cert.pem"), "{}", bad.stderr);
+    let home = env.path("caddy-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let validate = Command::new(CADDY)
+        .args(["validate", "--adapter", "caddyfile", "--config"])
+        .arg(env.path("Caddyfile"))
+        .env("HOME", &home)
+        .env("XDG_DATA_HOME", &home)
+        .env("XDG_CONFIG_HOME", &home)
+        .output()
+        .unwrap();
+    assert!(
+        validate.status.success(),
+        "caddy validate:\n{generated}\n{}",
+        String::from_utf8_lossy(&validate.stderr)
+    );
+    let log = std::fs::File::create(env.path("caddy.log")).unwrap();
+    let _caddy = Proc(
+        Command::new(CADDY)
+            .args(["run", "--adapter", "caddyfile", "--config"])
+            .arg(env.path("Caddyfile"))
+            .env("HOME", &home)
+            .env("XDG_DATA_HOME", &home)
+            .env("XDG_CONFIG_HOME", &home)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(caddy_port, "caddy");
+    let c = Client {
+        env,
+        port: caddy_port,
+    };
+
+    // Mode `either` (acme): the address, or the space's certificate.
+    assert_eq!(
+        c.get("acme", "127.0.0.3", None, &[]),
+        (200, "space=acme user= gate=ip forged=".to_owned())
+    );
+    assert_eq!(
+        c.get("acme", "127.0.0.4", Some("alice"), &[]),
+        (200, "space=acme user=alice gate=cert forged=".to_owned())
+    );
+    assert_eq!(c.get("acme", "127.0.0.4", None, &[]).0, 403);
+    assert_eq!(c.get("acme", "127.0.0.4", Some("bob"), &[]).0, 403);
+    // Mode `cert` (globex).
+    assert_eq!(
+        c.get("globex", "127.0.0.4", Some("bob"), &[]),
+        (200, "space=globex user=bob gate=cert forged=".to_owned())
+    );
+    assert_eq!(c.get("globex", "127.0.0.3", Some("alice"), &[]).0, 403);
+    assert_eq!(c.get("globex", "127.0.0.3", None, &[]).0, 401);
+
+    // What a client could forge through Caddy: an address, a certificate
+    // in any proxy's header, an identity for the upstream.
+    let bob_pem = std::fs::read_to_string(env.path("bob.pem")).unwrap();
+    let escaped = percent_escape(&bob_pem);
+    let der_b64: String = bob_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    for forged in [
+        format!("X-SSL-Client-Cert: {escaped}"),
+        format!("X-Amzn-Mtls-Clientcert: {escaped}"),
+        format!("X-Forwarded-Client-Cert: Cert=\"{escaped}\""),
+        format!("X-Forwarded-Tls-Client-Cert: {der_b64}"),
+    ] {
+        assert_eq!(
+            c.get("globex", "127.0.0.4", None, &[&forged]).0,
+            401,
+            "{forged}"
+        );
+    }
+    assert_eq!(
+        c.get("acme", "127.0.0.4", None, &["X-Forwarded-For: 127.0.0.3"])
+            .0,
+        403
+    );
+    // Admitted by address (no user): the client's X-Eos-User never reaches
+    // the upstream.
+    assert_eq!(
+        c.get(
+            "acme",
+            "127.0.0.3",
+            None,
+            &["X-Eos-User: mallory", "X-Eos-Gate: cert"]
+        ),
+        (200, "space=acme user= gate=ip forged=".to_owned())
+    );
+
+    // Revoked: refused within the reload interval.
+    env.eos(&["ca", "revoke", &bob]);
+    let after = within_reload(
+        || c.get("globex", "127.0.0.4", Some("bob"), &[]).0,
+        200,
+        403,
+    );
+    eprintln!("caddy: revoked certificate refused after {after:?}");
+}
+
+const CADDY: &str = "caddy";
+
+/// Caddy is an oracle like nginx: required under CI or
+/// EOS_SEC_REQUIRE_ORACLES=1.
+fn caddy_available() -> bool {
+    available(&[("caddy", CADDY, "version")])
 }
 
 #[test]

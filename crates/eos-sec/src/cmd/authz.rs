@@ -34,22 +34,25 @@ pub enum AuthzCommand {
 pub enum ConfigCommand {
     /// nginx (http context): TLS with optional client certificates,
     /// `auth_request` to the decision service, forged headers stripped
-    Nginx(NginxArgs),
+    Nginx(ProxyArgs),
+    /// Caddy (a whole Caddyfile): TLS with optional client certificates,
+    /// `forward_auth` to the decision service, forged headers stripped
+    Caddy(ProxyArgs),
 }
 
-/// Arguments of `authz config nginx`.
+/// Arguments of `authz config nginx|caddy`.
 #[derive(Debug, Args)]
-pub struct NginxArgs {
-    /// Where nginx listens for clients (TLS)
+pub struct ProxyArgs {
+    /// Where the proxy listens for clients (TLS)
     #[arg(long, default_value = "0.0.0.0:443")]
     pub listen: SocketAddr,
-    /// server_name (repeatable), e.g. `*.entityos.cloud`
+    /// Server name (repeatable), e.g. `*.entityos.cloud`
     #[arg(long = "server-name", value_name = "NAME")]
     pub server_names: Vec<String>,
-    /// nginx's certificate chain (PEM)
+    /// The proxy's certificate chain (PEM)
     #[arg(long, value_name = "FILE")]
     pub tls_cert: PathBuf,
-    /// nginx's private key (PEM)
+    /// The proxy's private key (PEM)
     #[arg(long, value_name = "FILE")]
     pub tls_key: PathBuf,
     /// The entityOS CA bundle (`eos-sec ca bundle`), advertised to clients
@@ -93,7 +96,12 @@ pub struct ServeArgs {
 pub fn run(cmd: AuthzCommand, ctx: &crate::Ctx) -> anyhow::Result<()> {
     match cmd {
         AuthzCommand::Serve(a) => serve(a, ctx),
-        AuthzCommand::Config(ConfigCommand::Nginx(a)) => nginx(a, ctx),
+        AuthzCommand::Config(ConfigCommand::Nginx(a)) => {
+            crate::output::emit(&eos_authz::nginx_config(&proxy_config(a, ctx)?))
+        }
+        AuthzCommand::Config(ConfigCommand::Caddy(a)) => {
+            crate::output::emit(&eos_authz::caddy_config(&proxy_config(a, ctx)?))
+        }
     }
 }
 
@@ -177,9 +185,9 @@ fn serve(a: ServeArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn nginx(a: NginxArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
-    // nginx resolves relative paths against its prefix, not the shell's
-    // directory: write them absolute.
+fn proxy_config(a: ProxyArgs, ctx: &crate::Ctx) -> anyhow::Result<eos_authz::ProxyConfig> {
+    // nginx resolves relative paths against its prefix, Caddy against its
+    // working directory, not the shell's: write them absolute.
     let abs = |p: &std::path::Path| {
         std::path::absolute(p).map_err(|e| bad_input!("{}: {e}", p.display()))
     };
@@ -199,16 +207,30 @@ fn nginx(a: NginxArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
             return Err(bad_input!("--server-name `{n}`: not a server name"));
         }
     }
-    let config = eos_authz::NginxConfig {
+    // Written unquoted into the configuration: a space, `;`, `{`, `}` or
+    // `"` would end the value early.
+    let file = |flag: &str, p: &std::path::Path| {
+        let p = abs(p)?;
+        if p.to_str().is_none_or(|s| {
+            s.contains(|c: char| c.is_whitespace() || matches!(c, ';' | '{' | '}' | '"'))
+        }) {
+            return Err(bad_input!(
+                "{flag} `{}`: a path with whitespace, `;`, `{{`, `}}` or `\"` cannot be written into a proxy configuration",
+                p.display()
+            ));
+        }
+        Ok(p)
+    };
+    let config = eos_authz::ProxyConfig {
         listen: a.listen,
         server_names: a.server_names,
-        tls_cert: abs(&a.tls_cert)?,
-        tls_key: abs(&a.tls_key)?,
-        client_ca: abs(&a.client_ca)?,
+        tls_cert: file("--tls-cert", &a.tls_cert)?,
+        tls_key: file("--tls-key", &a.tls_key)?,
+        client_ca: file("--client-ca", &a.client_ca)?,
         authz: a.authz.unwrap_or(ctx.config.authz.listen),
         upstream: a.upstream,
     };
-    crate::output::emit(&eos_authz::nginx_config(&config))
+    Ok(config)
 }
 
 /// SIGTERM or Ctrl-C.
