@@ -121,7 +121,8 @@ impl IssuancePolicy {
     }
 
     /// Check the policy is coherent: every default within its cap, no zero
-    /// lifetimes, a backdate of at most one hour, an `http(s)` CRL URL.
+    /// lifetimes, a backdate of at most one hour and shorter than every
+    /// default lifetime, an `http(s)` CRL URL.
     pub fn check(&self) -> Result<(), String> {
         for p in Profile::ALL {
             let l = self.lifetime(p);
@@ -137,7 +138,24 @@ impl IssuancePolicy {
             }
         }
         if self.backdate > Duration::from_secs(HOUR) {
-            return Err("backdate must be at most 1h".to_owned());
+            return Err(format!(
+                "backdate {} must be at most 1h",
+                format_duration(self.backdate)
+            ));
+        }
+        // The backdate counts in a certificate's lifetime (notBefore to
+        // notAfter), and renewal opens two thirds into it: a backdate as
+        // long as the lifetime would make a certificate renewable almost
+        // as soon as it is issued.
+        for p in Profile::ALL {
+            let l = self.lifetime(p);
+            if l.default <= self.backdate {
+                return Err(format!(
+                    "profile {p}: default lifetime {} must be longer than the backdate {}",
+                    format_duration(l.default),
+                    format_duration(self.backdate)
+                ));
+            }
         }
         if let Some(url) = &self.crl_url {
             let ok = (url.starts_with("http://") || url.starts_with("https://"))
@@ -197,6 +215,16 @@ mod tests {
         let mut p = IssuancePolicy::default();
         p.cli.default = Duration::from_secs(31 * 86400);
         assert!(p.check().unwrap_err().contains("over its max"));
+        let mut p = IssuancePolicy::default();
+        p.service.default = Duration::from_secs(300);
+        assert_eq!(
+            p.check().unwrap_err(),
+            "profile service: default lifetime 5m must be longer than the backdate 5m"
+        );
+        p.backdate = Duration::ZERO;
+        p.check().unwrap();
+        p.backdate = Duration::from_secs(HOUR + 1);
+        assert_eq!(p.check().unwrap_err(), "backdate 3601s must be at most 1h");
         let p = IssuancePolicy {
             crl_url: Some("ldap://x".into()),
             ..IssuancePolicy::default()

@@ -63,7 +63,15 @@ pub struct Files {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AgentError {
-    /// A file could not be read or written.
+    /// A file could not be read (bad input: the path given is wrong).
+    #[error("cannot read {path}: {source}")]
+    Unreadable {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A file could not be written.
     #[error("{path}: {source}")]
     Io {
         /// The file.
@@ -92,6 +100,18 @@ pub enum AgentError {
         /// When to come back, if the service said.
         retry_after: Option<Duration>,
     },
+    /// The service refused the certificate in the TLS handshake (a fatal
+    /// alert): it is expired, revoked at the handshake, or not a
+    /// certificate of the service's CA — retrying cannot help.
+    #[error(
+        "the service refused {path} in the TLS handshake ({alert}): it is not a valid certificate of the service's CA"
+    )]
+    CertificateRefused {
+        /// The certificate file.
+        path: String,
+        /// The TLS alert the service sent.
+        alert: String,
+    },
     /// The service could not be reached or answered something else (worth
     /// retrying).
     #[error("renewal failed: {0}")]
@@ -99,6 +119,19 @@ pub enum AgentError {
 }
 
 impl AgentError {
+    /// Whether the problem is in what the caller gave (a file, a setting,
+    /// a certificate that is not the CA's or no longer valid): exit code 2
+    /// in the CLI.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            AgentError::Unreadable { .. }
+                | AgentError::BadFile { .. }
+                | AgentError::Config(_)
+                | AgentError::CertificateRefused { .. }
+        )
+    }
+
     /// Whether trying again later can succeed: a network failure, a 5xx,
     /// too early, rate limited. A revoked, expired, superseded or unknown
     /// certificate, or a disabled account, needs a person (a new
@@ -116,7 +149,7 @@ impl AgentError {
 }
 
 /// What a renewal wrote.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Renewed {
     /// The successor's serial.
     pub serial: String,
@@ -148,17 +181,17 @@ struct Refusal {
 fn read(path: &Path) -> Result<Zeroizing<String>, AgentError> {
     std::fs::read_to_string(path)
         .map(Zeroizing::new)
-        .map_err(|source| AgentError::Io {
+        .map_err(|source| AgentError::Unreadable {
             path: path.display().to_string(),
             source,
         })
 }
 
-/// The validity of the certificate in `pem` (the first CERTIFICATE block).
-pub fn validity(pem: &str, path: &Path) -> Result<(SystemTime, SystemTime), AgentError> {
-    let cert = Certificate::from_pem(pem.as_bytes())
+/// The first certificate in `pem` (a file may carry the chain after the
+/// leaf).
+fn leaf(pem: &str, path: &Path) -> Result<Certificate, AgentError> {
+    Certificate::from_pem(pem.as_bytes())
         .or_else(|_| {
-            // A file with the chain after the leaf: the leaf is first.
             let first = rustls_pki_types::pem::PemObject::pem_slice_iter(pem.as_bytes())
                 .next()
                 .and_then(Result::ok)
@@ -169,9 +202,74 @@ pub fn validity(pem: &str, path: &Path) -> Result<(SystemTime, SystemTime), Agen
         .map_err(|e| AgentError::BadFile {
             path: path.display().to_string(),
             reason: format!("not a PEM certificate: {e}"),
-        })?;
-    let v = cert.tbs_certificate().validity();
+        })
+}
+
+/// The validity of the certificate in `pem` (the first CERTIFICATE block).
+pub fn validity(pem: &str, path: &Path) -> Result<(SystemTime, SystemTime), AgentError> {
+    let v = *leaf(pem, path)?.tbs_certificate().validity();
     Ok((v.not_before.to_system_time(), v.not_after.to_system_time()))
+}
+
+/// The certificate and key of `files`, read and checked before anything is
+/// sent: each readable and parseable, the key the certificate's, the
+/// certificate valid at `now` (an expired one cannot renew: a person must
+/// get a new one with a security code).
+pub struct Current {
+    cert_pem: Zeroizing<String>,
+    key_pem: Zeroizing<String>,
+    key: rcgen::KeyPair,
+    /// The certificate's notBefore.
+    pub not_before: SystemTime,
+    /// The certificate's notAfter.
+    pub not_after: SystemTime,
+}
+
+impl std::fmt::Debug for Current {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Current")
+            .field("not_before", &self.not_before)
+            .field("not_after", &self.not_after)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Read and check `files` ([`Current`]).
+pub fn check_files(files: &Files, now: SystemTime) -> Result<Current, AgentError> {
+    let cert_pem = read(&files.cert)?;
+    let key_pem = read(&files.key)?;
+    let bad = |path: &Path, reason: String| AgentError::BadFile {
+        path: path.display().to_string(),
+        reason,
+    };
+    let cert = leaf(&cert_pem, &files.cert)?;
+    let key = rcgen::KeyPair::from_pem(&key_pem)
+        .map_err(|e| bad(&files.key, format!("not a PKCS#8 PEM private key: {e}")))?;
+    let spki = cert.tbs_certificate().subject_public_key_info();
+    if spki.subject_public_key.raw_bytes() != rcgen::PublicKeyData::der_bytes(&key) {
+        return Err(bad(
+            &files.key,
+            format!("not the key of the certificate in {}", files.cert.display()),
+        ));
+    }
+    let v = cert.tbs_certificate().validity();
+    let (not_before, not_after) = (v.not_before.to_system_time(), v.not_after.to_system_time());
+    if now >= not_after {
+        return Err(bad(
+            &files.cert,
+            format!(
+                "expired at {}; an expired certificate cannot renew: get a new one with a security code",
+                eos_ca::rfc3339(not_after)
+            ),
+        ));
+    }
+    Ok(Current {
+        cert_pem,
+        key_pem,
+        key,
+        not_before,
+        not_after,
+    })
 }
 
 /// When to renew a certificate valid from `not_before` to `not_after`:
@@ -196,6 +294,18 @@ fn client(
     cert_pem: &str,
     key_pem: &str,
 ) -> Result<reqwest::Client, AgentError> {
+    // An `http://` URL or one without a host is refused here, as bad input,
+    // rather than failing every request as if the service were down.
+    match reqwest::Url::parse(&opts.url) {
+        Ok(u) if u.scheme() == "https" && u.host().is_some() => {}
+        Ok(_) => {
+            return Err(AgentError::Config(format!(
+                "--url {}: must be an https:// URL with a host (the certificate is presented over TLS only)",
+                opts.url
+            )));
+        }
+        Err(e) => return Err(AgentError::Config(format!("--url {}: {e}", opts.url))),
+    }
     let identity = reqwest::Identity::from_pem(format!("{key_pem}\n{cert_pem}").as_bytes())
         .map_err(|e| AgentError::Config(format!("certificate and key: {e}")))?;
     let mut builder = reqwest::Client::builder()
@@ -247,12 +357,12 @@ pub async fn renew_once(
     files: &Files,
     rekey: bool,
 ) -> Result<Renewed, AgentError> {
-    let cert_pem = read(&files.cert)?;
-    let key_pem = read(&files.key)?;
-    let key = rcgen::KeyPair::from_pem(&key_pem).map_err(|e| AgentError::BadFile {
-        path: files.key.display().to_string(),
-        reason: format!("not a PKCS#8 PEM private key: {e}"),
-    })?;
+    let Current {
+        cert_pem,
+        key_pem,
+        key,
+        ..
+    } = check_files(files, SystemTime::now())?;
     let new_key = if rekey {
         Some(rcgen::KeyPair::generate().map_err(|e| AgentError::Config(format!("new key: {e}")))?)
     } else {
@@ -266,12 +376,9 @@ pub async fn renew_once(
         .json(&serde_json::json!({ "csr": csr }))
         .send()
         .await
-        .map_err(|e| AgentError::Transport(describe(&e)))?;
+        .map_err(|e| transport(&e, &files.cert))?;
     let status = resp.status();
-    let body = resp
-        .bytes()
-        .await
-        .map_err(|e| AgentError::Transport(describe(&e)))?;
+    let body = resp.bytes().await.map_err(|e| transport(&e, &files.cert))?;
     if !status.is_success() {
         return Err(match serde_json::from_slice::<Refusal>(&body) {
             Ok(r) => AgentError::Refused {
@@ -296,6 +403,43 @@ pub async fn renew_once(
         not_after: answer.not_after,
         rekeyed: rekey,
     })
+}
+
+/// A transport error, or the service's refusal of the certificate in the
+/// handshake: a fatal TLS alert about the certificate (rustls' error sits
+/// inside an `io::Error`, whose `source` skips it, so each one is opened).
+fn transport(e: &reqwest::Error, cert: &Path) -> AgentError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        let tls = err.downcast_ref::<rustls::Error>().or_else(|| {
+            err.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if let Some(rustls::Error::AlertReceived(alert)) = tls {
+            use rustls::AlertDescription as A;
+            if matches!(
+                alert,
+                A::BadCertificate
+                    | A::UnsupportedCertificate
+                    | A::CertificateRevoked
+                    | A::CertificateExpired
+                    | A::CertificateUnknown
+                    | A::UnknownCA
+                    | A::AccessDenied
+                    // rustls' answer to a certificate whose signature does
+                    // not verify: another CA of the same name.
+                    | A::DecryptError
+            ) {
+                return AgentError::CertificateRefused {
+                    path: cert.display().to_string(),
+                    alert: format!("{alert:?}"),
+                };
+            }
+        }
+        source = err.source();
+    }
+    AgentError::Transport(describe(e))
 }
 
 /// A transport error with its causes (reqwest's own message stops at the
@@ -342,6 +486,39 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), AgentErro
     Ok(())
 }
 
+/// A command run after each renewal (`eos-sec cert renew --exec`), to
+/// reload the service that presents the certificate: `sh -c COMMAND`, with
+/// `EOS_SEC_CERT`, `EOS_SEC_KEY`, `EOS_SEC_SERIAL` (the new certificate),
+/// `EOS_SEC_RENEWED` (the one it replaced) and `EOS_SEC_NOT_AFTER` in its
+/// environment, standard input closed, standard output discarded (the
+/// agent's own output stays parseable), standard error inherited. It is
+/// killed when it has not exited within `timeout`.
+#[derive(Debug, Clone)]
+pub struct Hook {
+    /// The shell command.
+    pub command: String,
+    /// How long it may run.
+    pub timeout: Duration,
+}
+
+impl Hook {
+    /// Run the hook for `renewed`, which replaced `files`. An error says
+    /// why it failed (it did not start, exited non-zero, timed out).
+    pub async fn run(&self, files: &Files, renewed: &Renewed) -> Result<(), String> {
+        let mut cmd = tokio::process::Command::new("sh");
+        cmd.arg("-c")
+            .arg(&self.command)
+            .env("EOS_SEC_CERT", &files.cert)
+            .env("EOS_SEC_KEY", &files.key)
+            .env("EOS_SEC_SERIAL", &renewed.serial)
+            .env("EOS_SEC_RENEWED", &renewed.renewed)
+            .env("EOS_SEC_NOT_AFTER", &renewed.not_after)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit());
+        crate::notify::run_bounded(cmd, "--exec hook", None, self.timeout).await
+    }
+}
+
 /// How long to wait after the `attempt`-th failure in a row (from 0):
 /// 5 s doubling to at most `cap`, with up to 25 % jitter, or what the
 /// service asked for when it said.
@@ -356,21 +533,26 @@ pub fn backoff(attempt: u32, cap: Duration, asked: Option<Duration>) -> Duration
 /// Keep `files` fresh until `stop` resolves: renew at about two thirds of
 /// each certificate's lifetime ([`next_renewal`]), retry a failure with
 /// [`backoff`] (capped at a tenth of what is left of the certificate, at
-/// most 5 minutes), and call `on_renewed` after each renewal (the `--exec`
-/// hook). Returns an error that retrying cannot fix (the certificate
+/// most 5 minutes), and after each renewal run `hook` (a failed hook is
+/// logged, not retried: the certificate is renewed, and the next renewal
+/// runs it again) and call `on_renewed`. Returns an error that retrying cannot fix (the certificate
 /// expired, was revoked or superseded, its account disabled, a file is
 /// unusable): then a person must get a new certificate with a code.
 pub async fn run_daemon(
     opts: &AgentOptions,
     files: &Files,
     rekey: bool,
+    hook: Option<&Hook>,
     mut on_renewed: impl FnMut(&Renewed),
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), AgentError> {
     tokio::pin!(stop);
     loop {
-        let pem = read(&files.cert)?;
-        let (not_before, not_after) = validity(&pem, &files.cert)?;
+        let Current {
+            not_before,
+            not_after,
+            ..
+        } = check_files(files, SystemTime::now())?;
         let due = next_renewal(not_before, not_after, jitter());
         let wait = due
             .duration_since(SystemTime::now())
@@ -397,6 +579,14 @@ pub async fn run_daemon(
             match renew_once(opts, files, rekey).await {
                 Ok(r) => {
                     tracing::info!(serial = %r.serial, renewed = %r.renewed, not_after = %r.not_after, "certificate renewed");
+                    if let Some(h) = hook {
+                        match h.run(files, &r).await {
+                            Ok(()) => tracing::info!(serial = %r.serial, "--exec hook ran"),
+                            Err(e) => {
+                                tracing::error!(serial = %r.serial, error = %e, "--exec hook failed")
+                            }
+                        }
+                    }
                     on_renewed(&r);
                     break;
                 }

@@ -42,29 +42,10 @@ pub async fn notify(hook: &NotifyHook, event: &RecoveryEvent) -> Result<bool, St
             let Some((program, args)) = argv.split_first() else {
                 return Err("empty command".to_owned());
             };
-            let mut child = tokio::process::Command::new(program)
-                .args(args)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .kill_on_drop(true)
-                .spawn()
-                .map_err(|e| format!("{program}: {e}"))?;
-            if let Some(mut stdin) = child.stdin.take() {
-                stdin
-                    .write_all(&body)
-                    .await
-                    .map_err(|e| format!("{program}: writing the event: {e}"))?;
-            }
-            let status = tokio::time::timeout(HOOK_TIMEOUT, child.wait())
-                .await
-                .map_err(|_| format!("{program}: no exit within {}s", HOOK_TIMEOUT.as_secs()))?
-                .map_err(|e| format!("{program}: {e}"))?;
-            if status.success() {
-                Ok(true)
-            } else {
-                Err(format!("{program}: {status}"))
-            }
+            let mut cmd = tokio::process::Command::new(program);
+            cmd.args(args).stdout(Stdio::null()).stderr(Stdio::null());
+            run_bounded(cmd, program, Some(&body), HOOK_TIMEOUT).await?;
+            Ok(true)
         }
         NotifyHook::Webhook(url) => {
             let client = reqwest::Client::builder()
@@ -85,5 +66,44 @@ pub async fn notify(hook: &NotifyHook, event: &RecoveryEvent) -> Result<bool, St
                 Err(format!("webhook answered {}", resp.status()))
             }
         }
+    }
+}
+
+/// Run `cmd` (`name` in errors), `stdin` written to its standard input,
+/// and wait at most `timeout` for it to exit successfully; killed if it
+/// does not.
+pub(crate) async fn run_bounded(
+    mut cmd: tokio::process::Command,
+    name: &str,
+    stdin: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<(), String> {
+    let mut child = cmd
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("{name}: {e}"))?;
+    if let (Some(body), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(body)
+            .await
+            .map_err(|e| format!("{name}: writing the event: {e}"))?;
+    }
+    let status = tokio::time::timeout(timeout, child.wait())
+        .await
+        .map_err(|_| {
+            format!(
+                "{name}: no exit within {}",
+                eos_codes::format_duration(timeout)
+            )
+        })?
+        .map_err(|e| format!("{name}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{name}: {status}"))
     }
 }

@@ -298,6 +298,10 @@ pub struct CaSection {
     /// How long a CRL is valid (nextUpdate - thisUpdate), at most 24h
     /// [default: 24h].
     pub crl_validity: Option<String>,
+    /// How far a certificate's notBefore is set before its issuance, for
+    /// clients whose clocks run slow; at most 1h and shorter than every
+    /// profile's lifetime [default: 5m].
+    pub backdate: Option<String>,
     /// Lifetime of a root made by `ca init` [default: 3650d].
     pub root_lifetime: Option<String>,
     /// Largest accepted CSR in bytes [default: 8192].

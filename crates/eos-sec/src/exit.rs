@@ -99,13 +99,8 @@ fn is_bad_input(e: &(dyn std::error::Error + 'static)) -> bool {
             || e.is::<eos_plan::rules::RuleFieldError>()
             || e.downcast_ref::<eos_authz::probe::ProbeError>()
                 .is_some_and(eos_authz::probe::ProbeError::is_bad_input)
-            || matches!(
-                e.downcast_ref::<eos_register::agent::AgentError>(),
-                Some(
-                    eos_register::agent::AgentError::Config(_)
-                        | eos_register::agent::AgentError::BadFile { .. }
-                )
-            )
+            || e.downcast_ref::<eos_register::agent::AgentError>()
+                .is_some_and(eos_register::agent::AgentError::is_bad_input)
             || matches!(
                 e.downcast_ref::<eos_register::RegisterError>(),
                 Some(

@@ -35,7 +35,7 @@ struct Cli {
     quiet: bool,
 
     /// Log more on stderr: -v warn, -vv info, -vvv debug [default: error;
-    /// info for serve, authz serve, sync --watch]
+    /// info for serve, authz serve, sync --watch, cert renew --daemon]
     #[arg(short, long, global = true, action = clap::ArgAction::Count, display_order = 901)]
     verbose: u8,
 
@@ -65,6 +65,10 @@ enum Command {
     /// trust bundle
     #[command(subcommand)]
     Ca(cmd::ca::CaCommand),
+    /// Client certificates of the entityOS CA: renew one with itself, once
+    /// or as a daemon
+    #[command(subcommand)]
+    Cert(cmd::cert::CertCommand),
     /// The restricted firewall: compile to WAFv2, evaluate, simulate
     #[command(subcommand)]
     Policy(cmd::policy::PolicyCommand),
@@ -186,7 +190,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     // `serve` sets up its own structured (JSON) logs.
     if !matches!(&cli.command, Command::Serve(_) | Command::Authz(_)) {
         init_tracing(
-            matches!(&cli.command, Command::Sync(a) if a.watch),
+            matches!(&cli.command, Command::Sync(a) if a.watch)
+                || matches!(&cli.command, Command::Cert(cmd::cert::CertCommand::Renew(a)) if a.daemon),
             verbosity,
         );
     }
@@ -205,6 +210,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ipset(c) => cmd::ipset::run(c, &ctx),
         Command::Code(c) => cmd::code::run(c, &ctx),
         Command::Ca(c) => cmd::ca::run(c, &ctx),
+        Command::Cert(c) => cmd::cert::run(c, &ctx),
         Command::Policy(c) => cmd::policy::run(c, &ctx),
         Command::Bootstrap(a) => cmd::bootstrap::run(a, &ctx),
         Command::Rules(c) => cmd::rules::run(c, &ctx),

@@ -5,6 +5,8 @@
 //! `openssl s_server -Verify` and `openssl s_client` on 127.0.0.1.
 
 mod common;
+#[path = "ca/renew.rs"]
+mod renew;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -65,12 +67,19 @@ impl Env {
         self.eos_env(args, &[])
     }
 
-    fn eos_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+    /// `eos-sec` in this directory with its state (no config file unless
+    /// `env` names one).
+    fn command(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_eos-sec"));
-        cmd.args(args)
-            .env("EOS_SEC_STATE_DIR", self.state())
+        cmd.env("EOS_SEC_STATE_DIR", self.state())
             .env_remove("EOS_SEC_CONFIG")
             .current_dir(self.dir.path());
+        cmd
+    }
+
+    fn eos_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = self.command();
+        cmd.args(args);
         for (k, v) in env {
             cmd.env(k, v);
         }

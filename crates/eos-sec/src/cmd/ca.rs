@@ -240,6 +240,9 @@ pub(crate) fn policy(conf: &CaSection) -> anyhow::Result<eos_ca::IssuancePolicy>
     set(&mut p.device, &conf.profiles.device, "device")?;
     set(&mut p.cli, &conf.profiles.cli, "cli")?;
     set(&mut p.browser, &conf.profiles.browser, "browser")?;
+    if let Some(b) = &conf.backdate {
+        p.backdate = duration(b, "[ca] backdate")?;
+    }
     p.crl_url = conf.crl_url.clone();
     p.check().map_err(|e| bad_input!("[ca]: {e}"))?;
     Ok(p)

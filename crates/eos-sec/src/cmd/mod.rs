@@ -5,6 +5,7 @@ pub mod authz;
 pub mod aws;
 pub mod bootstrap;
 pub mod ca;
+pub mod cert;
 pub mod cli;
 pub mod code;
 pub mod drill;

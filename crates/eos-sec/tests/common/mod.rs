@@ -161,7 +161,29 @@ pub struct Serving {
 impl Serving {
     /// Start `serve --listen 127.0.0.1:PORT` from `cmd` (the binary with
     /// its environment) and wait until it answers `/healthz`.
-    pub fn start(mut cmd: Command) -> Serving {
+    pub fn start(cmd: Command) -> Serving {
+        let serving = Serving::spawn(cmd);
+        wait_until_serving(serving.port);
+        serving
+    }
+
+    /// Start `serve` over TLS (`[serve] tls_cert`/`tls_key` in `cmd`'s
+    /// config) and wait until its port accepts connections.
+    pub fn start_tls(cmd: Command) -> Serving {
+        let serving = Serving::spawn(cmd);
+        let start = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", serving.port)).is_err() {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(30),
+                "serve did not come up on port {}",
+                serving.port
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        serving
+    }
+
+    fn spawn(mut cmd: Command) -> Serving {
         use std::process::Stdio;
         let port = free_port();
         let child = cmd
@@ -170,12 +192,10 @@ impl Serving {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let serving = Serving {
+        Serving {
             port,
             child: Some(child),
-        };
-        wait_until_serving(port);
-        serving
+        }
     }
 
     /// POST `body` as JSON to `path`; the whole answer.
