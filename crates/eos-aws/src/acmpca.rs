@@ -139,6 +139,26 @@ pub enum PrivateCaError {
         /// What was wrong.
         detail: String,
     },
+    /// The CA publishes no complete CRL eos-sec can carry to the edge.
+    #[error(
+        "certificate authority {arn} {why}: an ALB trust store would never see a revocation; enable a complete CRL written to S3 (`aws acm-pca update-certificate-authority --revocation-configuration CrlConfiguration={{Enabled=true,S3BucketName=<bucket>}}`)"
+    )]
+    NoCrl {
+        /// The CA.
+        arn: String,
+        /// Why (`publishes no CRL`, `publishes partitioned CRLs`).
+        why: &'static str,
+    },
+    /// The CRL object in the CA's bucket is not a CRL of this CA.
+    #[error("the CRL at s3://{bucket}/{key} is refused: {error}")]
+    BadCrl {
+        /// The CA's CRL bucket.
+        bucket: String,
+        /// The object.
+        key: String,
+        /// Why.
+        error: eos_ca::CrlError,
+    },
     /// Any other failed call.
     #[error("{call} on {arn}: {code}: {message}")]
     Call {
@@ -164,6 +184,7 @@ impl PrivateCaError {
                 | PrivateCaError::UnsupportedType { .. }
                 | PrivateCaError::UnsupportedKey { .. }
                 | PrivateCaError::Refused(_)
+                | PrivateCaError::NoCrl { .. }
         ) || matches!(self, PrivateCaError::Call { code, .. } if code == "ResourceNotFoundException")
     }
 }
@@ -499,9 +520,43 @@ fn certificates_from_bundle(
     Ok(certs)
 }
 
+/// Where AWS Private CA writes the CA's complete CRL ("Planning a
+/// certificate revocation list (CRL)", AWS Private CA User Guide):
+/// `s3://<S3BucketName>/<CustomPath or crl>/<CA id>.crl`, DER, replaced in
+/// place at every update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrlLocation {
+    /// The CRL bucket of the CA's `CrlConfiguration`.
+    pub bucket: String,
+    /// The object key.
+    pub key: String,
+}
+
+/// What the CA's `CrlConfiguration` says about its CRL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum CrlSource {
+    /// CRLs are off.
+    Disabled,
+    /// Partitioned CRLs: several objects, none of them the whole list.
+    Partitioned,
+    /// One complete CRL in S3.
+    S3(CrlLocation),
+}
+
+/// The CA's CRL as read from its bucket and checked against the CA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaCrl {
+    /// Where it was read.
+    pub location: CrlLocation,
+    /// The CRL, checked ([`eos_ca::check_ca_crl`]).
+    pub crl: eos_ca::CheckedCrl,
+}
+
 /// An AWS Private CA that issues eos-sec's client certificates.
 pub struct PrivateCa {
     client: Client,
+    s3: aws_sdk_s3::Client,
+    crl: CrlSource,
     arn: String,
     limits: CaLimits,
     info: CaInfo,
@@ -541,12 +596,14 @@ impl PrivateCa {
         arn: &str,
         wait: IssueWait,
     ) -> Result<PrivateCa, PrivateCaError> {
-        let client = crate::client::client!(aws_sdk_acmpca, &crate::sdk_config(opts).await);
-        PrivateCa::with_client(client, arn, wait).await
+        let sdk = crate::sdk_config(opts).await;
+        let client = crate::client::client!(aws_sdk_acmpca, &sdk);
+        PrivateCa::with_client(client, crl_reader(&sdk, opts), arn, wait).await
     }
 
     async fn with_client(
         client: Client,
+        s3: aws_sdk_s3::Client,
         arn: &str,
         wait: IssueWait,
     ) -> Result<PrivateCa, PrivateCaError> {
@@ -593,6 +650,7 @@ impl PrivateCa {
         let short_lived =
             ca.usage_mode() == Some(&CertificateAuthorityUsageMode::ShortLivedCertificate);
         let crl_url = crl_url(arn, ca)?;
+        let crl = crl_source(arn, ca);
         let got = client
             .get_certificate_authority_certificate()
             .certificate_authority_arn(arn)
@@ -619,6 +677,8 @@ impl PrivateCa {
         certificates_from_bundle("GetCertificateAuthorityCertificate", &chain_pem)?;
         Ok(PrivateCa {
             client,
+            s3,
+            crl,
             arn: arn.to_owned(),
             limits: CaLimits {
                 signing,
@@ -652,6 +712,79 @@ impl PrivateCa {
     /// not omit the extension; planning must carry the same URL.
     pub fn crl_url(&self) -> Option<&str> {
         self.crl_url.as_deref()
+    }
+
+    /// Where the CA writes its complete CRL; refused when it writes none
+    /// (or only partitions) — an edge behind it would see no revocation.
+    pub fn crl_location(&self) -> Result<&CrlLocation, PrivateCaError> {
+        match &self.crl {
+            CrlSource::S3(location) => Ok(location),
+            CrlSource::Disabled => Err(PrivateCaError::NoCrl {
+                arn: self.arn.clone(),
+                why: "publishes no CRL",
+            }),
+            CrlSource::Partitioned => Err(PrivateCaError::NoCrl {
+                arn: self.arn.clone(),
+                why: "publishes partitioned CRLs, none of which lists every revocation",
+            }),
+        }
+    }
+
+    /// The CRL Private CA wrote to its bucket (GetObject), held to this CA
+    /// by [`eos_ca::check_ca_crl`]; `None` while there is none (Private CA
+    /// writes the first one when CRLs are enabled, and a new one about 30
+    /// minutes after a revocation). eos-sec never signs a CRL for this CA.
+    pub async fn current_crl(&self) -> Result<Option<CaCrl>, PrivateCaError> {
+        let location = self.crl_location()?.clone();
+        let got = self
+            .s3
+            .get_object()
+            .bucket(&location.bucket)
+            .key(&location.key)
+            .send()
+            .await;
+        let out = match got {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+                return Ok(None);
+            }
+            Err(e) => {
+                return Err(call_error(
+                    "GetObject",
+                    &format!("s3://{}/{}", location.bucket, location.key),
+                    &e,
+                ));
+            }
+        };
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| PrivateCaError::BadResponse {
+                call: "GetObject",
+                detail: format!("s3://{}/{}: {e}", location.bucket, location.key),
+            })?
+            .into_bytes();
+        // The ELBv2 revocation-file limit bounds what is worth reading.
+        if body.len() > eos_policy::gate::limits::REVOCATION_FILE_BYTES {
+            return Err(PrivateCaError::BadCrl {
+                bucket: location.bucket,
+                key: location.key,
+                error: eos_ca::CrlError::Unsupported(format!(
+                    "{} bytes; an ALB revocation file is at most {}",
+                    body.len(),
+                    eos_policy::gate::limits::REVOCATION_FILE_BYTES
+                )),
+            });
+        }
+        match eos_ca::check_ca_crl(&self.info, &body) {
+            Ok(crl) => Ok(Some(CaCrl { location, crl })),
+            Err(error) => Err(PrivateCaError::BadCrl {
+                bucket: location.bucket,
+                key: location.key,
+                error,
+            }),
+        }
     }
 
     /// The CA certificate as PEM.
@@ -830,6 +963,39 @@ impl PrivateCa {
     }
 }
 
+/// The S3 client that reads the CA's CRL: path-style addressing with a
+/// local endpoint (moto), as [`crate::gate::AwsGate`] does.
+fn crl_reader(sdk: &aws_config::SdkConfig, opts: &AwsOptions) -> aws_sdk_s3::Client {
+    let path_style = opts.endpoint_url.is_some();
+    crate::client::client!(aws_sdk_s3, sdk, |b: aws_sdk_s3::config::Builder| b
+        .force_path_style(path_style))
+}
+
+/// Where the CA's `CrlConfiguration` has Private CA write its CRL: the key
+/// is `<CustomPath or crl>/<CA id>.crl`, as in the CRL distribution point
+/// ([`crl_url`]).
+fn crl_source(arn: &str, ca: &aws_sdk_acmpca::types::CertificateAuthority) -> CrlSource {
+    let Some(crl) = ca
+        .revocation_configuration()
+        .and_then(|r| r.crl_configuration())
+        .filter(|c| c.enabled())
+    else {
+        return CrlSource::Disabled;
+    };
+    if crl.crl_type() == Some(&aws_sdk_acmpca::types::CrlType::Partitioned) {
+        return CrlSource::Partitioned;
+    }
+    let Some(bucket) = crl.s3_bucket_name().filter(|b| !b.is_empty()) else {
+        return CrlSource::Disabled;
+    };
+    let id = arn.rsplit('/').next().unwrap_or_default();
+    let path = crl.custom_path().unwrap_or("crl").trim_matches('/');
+    CrlSource::S3(CrlLocation {
+        bucket: bucket.to_owned(),
+        key: format!("{path}/{id}.crl"),
+    })
+}
+
 /// The CRL distribution point Private CA puts in issued certificates
 /// ("CrlConfiguration"): `http://<CustomCname>/crl/<CA id>.crl`, else
 /// `http://<S3BucketName>.s3.<region>.amazonaws.com/crl/<CA id>.crl`; none
@@ -947,6 +1113,38 @@ pub async fn create_test_ca(
     Ok(arn)
 }
 
+/// Test support: turn on the CA's complete CRL, written to `bucket`
+/// (UpdateCertificateAuthority with `RevocationConfiguration`), as an
+/// operator does once. moto records the configuration but, unlike AWS,
+/// never writes a CRL: tests put the object there themselves.
+#[cfg(feature = "test-support")]
+pub async fn enable_test_crl(
+    opts: &AwsOptions,
+    arn: &str,
+    bucket: &str,
+) -> Result<(), PrivateCaError> {
+    use aws_sdk_acmpca::types::{CrlConfiguration, RevocationConfiguration};
+    let client = crate::client::client!(aws_sdk_acmpca, &crate::sdk_config(opts).await);
+    let crl = CrlConfiguration::builder()
+        .enabled(true)
+        .expiration_in_days(7)
+        .s3_bucket_name(bucket)
+        .build()
+        .map_err(|e| PrivateCaError::Refused(e.to_string()))?;
+    client
+        .update_certificate_authority()
+        .certificate_authority_arn(arn)
+        .revocation_configuration(
+            RevocationConfiguration::builder()
+                .crl_configuration(crl)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| call_error("UpdateCertificateAuthority", arn, &e))?;
+    Ok(())
+}
+
 /// Test support: a [`PrivateCa`] whose client records the JSON body of
 /// every request it sends, with the `X-Amz-Target` operation name.
 #[cfg(feature = "test-support")]
@@ -962,7 +1160,7 @@ pub async fn connect_recording(
         &sdk,
         |b: aws_sdk_acmpca::config::Builder| { b.interceptor(recorded.clone()) }
     );
-    let ca = PrivateCa::with_client(client, arn, wait).await?;
+    let ca = PrivateCa::with_client(client, crl_reader(&sdk, opts), arn, wait).await?;
     Ok((ca, recorded))
 }
 

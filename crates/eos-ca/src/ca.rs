@@ -236,7 +236,12 @@ impl Serial {
     }
 
     fn from_serial_number(s: &SerialNumber) -> Serial {
-        let b = s.as_bytes();
+        Serial::from_bytes(s.as_bytes())
+    }
+
+    /// From big-endian bytes as a certificate or CRL carries them (leading
+    /// zeros dropped).
+    pub(crate) fn from_bytes(b: &[u8]) -> Serial {
         let first = b.iter().position(|x| *x != 0).unwrap_or(b.len());
         Serial(b.get(first..).unwrap_or_default().to_vec())
     }
@@ -368,6 +373,11 @@ impl CaInfo {
     /// The CA's subject.
     pub fn subject(&self) -> &Name {
         &self.subject
+    }
+
+    /// The CA's public key (what its certificates and CRLs verify under).
+    pub(crate) fn public_key(&self) -> &SubjectPublicKeyInfoOwned {
+        &self.public_key
     }
 
     /// The CA's notAfter.

@@ -12,6 +12,7 @@
 
 mod boxed;
 mod ca;
+mod crl;
 mod csr;
 mod key;
 mod oids;
@@ -24,6 +25,7 @@ pub use ca::{
     Signer, Strictness, WITHDRAWAL_REASON, Withdrawal, certificate_from_pem, certificate_pem,
     check_issued, check_tbs, crl_pem, issue, plan_certificate, rfc3339, serial_of, withdrawal_note,
 };
+pub use crl::{CheckedCrl, CrlError, check_ca_crl};
 pub use csr::{
     CsrError, CsrLimits, IgnoredRequest, KeyFingerprint, KeyKind, ValidatedCsr, validate_csr,
 };

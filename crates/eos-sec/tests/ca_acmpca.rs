@@ -21,6 +21,7 @@ use eos_ca::{CaEnv, LocalCa};
 struct Aws {
     moto: MotoServer,
     arn: String,
+    root: LocalCa,
     root_pem: String,
     st: State,
 }
@@ -51,9 +52,69 @@ fn aws() -> Option<Aws> {
     Some(Aws {
         moto,
         arn,
+        root,
         root_pem,
         st,
     })
+}
+
+/// A certificate of the CA in the inventory, for acme/alice: moto's own
+/// (recorded here directly: through `ca sign` moto's never passes); its
+/// serial. Also records `0badc0de01` as a certificate of the local CA.
+fn record_moto_cert(a: &Aws) -> String {
+    let ca = block_on(PrivateCa::connect(
+        &a.moto.aws_options(),
+        &a.arn,
+        IssueWait::default(),
+    ))
+    .unwrap();
+    let csr = eos_ca::validate_csr(
+        &std::fs::read(example("csr/p256.csr")).unwrap(),
+        &eos_ca::CsrLimits::default(),
+    )
+    .unwrap();
+    let account = eos_ca::Account {
+        space: eos_identity::SpaceId::new("acme").unwrap(),
+        user: eos_identity::UserId::new("alice").unwrap(),
+    };
+    let plan = eos_ca::plan_certificate(
+        ca.info(),
+        &eos_ca::IssueRequest {
+            csr: &csr,
+            account: &account,
+            profile: eos_ca::Profile::Cli,
+            lifetime: None,
+        },
+        &eos_ca::IssuancePolicy::default(),
+        None,
+        SystemTime::now(),
+    )
+    .unwrap();
+    let cert = block_on(ca.issue_certificate(&plan, &csr)).unwrap();
+    let serial = eos_ca::serial_of(&cert).to_string();
+    let pem = eos_ca::certificate_pem(&cert).unwrap();
+    let mut store = eos_store::Store::open(&a.st.path().join("state")).unwrap();
+    let tx = store.transaction().unwrap();
+    for (serial, signer) in [(serial.as_str(), a.arn.as_str()), ("0badc0de01", "local")] {
+        eos_store::certs::record_issued(
+            &tx,
+            &eos_store::certs::NewCert {
+                serial,
+                space: "acme",
+                user: "alice",
+                profile: "cli",
+                key_fingerprint: "sha256:00",
+                not_before: "2026-01-01T00:00:00Z",
+                not_after: "2099-01-01T00:00:00Z",
+                signer,
+                pem: &pem,
+                renewed_from: None,
+            },
+        )
+        .unwrap();
+    }
+    tx.commit().unwrap();
+    serial
 }
 
 fn audit_actions(st: &State) -> Vec<(String, serde_json::Value)> {
@@ -221,61 +282,7 @@ fn revoke_goes_to_private_ca_and_the_inventory() {
     let Some(a) = aws() else {
         return;
     };
-    // A certificate of this CA in the inventory (moto's own certificate,
-    // recorded here directly: through `ca sign` moto's never passes).
-    let ca = block_on(PrivateCa::connect(
-        &a.moto.aws_options(),
-        &a.arn,
-        IssueWait::default(),
-    ))
-    .unwrap();
-    let csr = eos_ca::validate_csr(
-        &std::fs::read(example("csr/p256.csr")).unwrap(),
-        &eos_ca::CsrLimits::default(),
-    )
-    .unwrap();
-    let account = eos_ca::Account {
-        space: eos_identity::SpaceId::new("acme").unwrap(),
-        user: eos_identity::UserId::new("alice").unwrap(),
-    };
-    let plan = eos_ca::plan_certificate(
-        ca.info(),
-        &eos_ca::IssueRequest {
-            csr: &csr,
-            account: &account,
-            profile: eos_ca::Profile::Cli,
-            lifetime: None,
-        },
-        &eos_ca::IssuancePolicy::default(),
-        None,
-        SystemTime::now(),
-    )
-    .unwrap();
-    let cert = block_on(ca.issue_certificate(&plan, &csr)).unwrap();
-    let serial = eos_ca::serial_of(&cert).to_string();
-    let pem = eos_ca::certificate_pem(&cert).unwrap();
-    let mut store = eos_store::Store::open(&a.st.path().join("state")).unwrap();
-    let tx = store.transaction().unwrap();
-    for (serial, signer) in [(serial.as_str(), a.arn.as_str()), ("0badc0de01", "local")] {
-        eos_store::certs::record_issued(
-            &tx,
-            &eos_store::certs::NewCert {
-                serial,
-                space: "acme",
-                user: "alice",
-                profile: "cli",
-                key_fingerprint: "sha256:00",
-                not_before: "2026-01-01T00:00:00Z",
-                not_after: "2099-01-01T00:00:00Z",
-                signer,
-                pem: &pem,
-                renewed_from: None,
-            },
-        )
-        .unwrap();
-    }
-    tx.commit().unwrap();
-    drop(store);
+    let serial = record_moto_cert(&a);
 
     let v =
         a.st.json(&["ca", "revoke", &serial, "--reason", "key-compromise"]);
@@ -371,4 +378,186 @@ fn serve_issues_through_private_ca_never_records_what_breaks_the_plan_and_revoke
     }
     assert_ne!(serials[0], serials[1]);
     assert!(logs.contains("which breaks its plan"), "{logs}");
+}
+
+/// Write a CRL of the CA (signed with the key behind moto's CA certificate)
+/// where Private CA would write it — moto records the CrlConfiguration but
+/// never writes a CRL, so the test plays that part of AWS.
+fn write_ca_crl(a: &Aws, signer: &LocalCa, key: &str, number: u64, serials: &[&str]) -> Vec<u8> {
+    use der::Encode;
+    let revoked: Vec<eos_ca::RevokedEntry> = serials
+        .iter()
+        .map(|s| eos_ca::RevokedEntry {
+            serial: eos_ca::Serial::from_hex(s).unwrap(),
+            revoked_at: SystemTime::now(),
+            reason: eos_ca::RevocationReason::KeyCompromise,
+        })
+        .collect();
+    let der = signer
+        .crl(
+            number,
+            &revoked,
+            SystemTime::now(),
+            Duration::from_secs(3600),
+        )
+        .unwrap()
+        .to_der()
+        .unwrap();
+    let file = a.st.path().join(format!("ca-{number}.crl"));
+    std::fs::write(&file, &der).unwrap();
+    a.moto
+        .boto3(&format!(
+            "boto3.client('s3', **kw).put_object(Bucket='ca-crl', Key='{key}', Body=open('{}', 'rb').read())",
+            file.display()
+        ))
+        .unwrap();
+    der
+}
+
+/// AWS Private CA's own CRL reaches the edge: read from the bucket of the
+/// CA's CrlConfiguration, checked against the CA, carried to the `[gate]`
+/// bucket byte for byte (PEM-wrapped) — never signed by eos-sec — and a
+/// Private CA revocation is queued and delivered by `sync` once the CA's
+/// CRL lists it. The edge here is S3 and an API Gateway domain on moto
+/// (moto has no ELBv2 trust stores; the trust-store calls the CRL takes
+/// from there on are eos-aws's replay tests).
+#[test]
+fn the_private_ca_crl_is_carried_to_the_edge_as_the_ca_wrote_it() {
+    let Some(a) = aws() else {
+        return;
+    };
+    a.moto
+        .boto3(
+            "c = boto3.client('s3', **kw)\nc.create_bucket(Bucket='trust')\nc.create_bucket(Bucket='ca-crl')",
+        )
+        .unwrap();
+    let bundle_uri = format!(
+        "s3://trust/eos-sec/bundle/{}.pem",
+        eos_policy::gate::sha256_hex(
+            a.st.json(&["ca", "bundle"])["pem"]
+                .as_str()
+                .unwrap()
+                .as_bytes()
+        )
+    );
+    a.moto
+        .boto3(&format!(
+            "boto3.client('apigatewayv2', **kw).create_domain_name(DomainName='api.acme.example', \
+             DomainNameConfigurations=[{{'CertificateArn': 'arn:aws:acm:us-east-1:111122223333:certificate/x', 'EndpointType': 'REGIONAL'}}], \
+             MutualTlsAuthentication={{'TruststoreUri': '{bundle_uri}'}})"
+        ))
+        .unwrap();
+    let config = a.st.path().join("eos-sec.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(
+        "\n[gate]\nbucket = \"trust\"\n\n[[gate.domains]]\nname = \"api.acme.example\"\n",
+    );
+    std::fs::write(&config, text).unwrap();
+
+    // CRLs off at the CA: refused, naming what to turn on.
+    let o = a.st.run(&["gate", "publish"]);
+    assert_eq!(o.code, 2, "{o:?}");
+    assert!(o.stderr.contains("publishes no CRL"), "{}", o.stderr);
+
+    block_on(eos_aws::acmpca::enable_test_crl(
+        &a.moto.aws_options(),
+        &a.arn,
+        "ca-crl",
+    ))
+    .unwrap();
+    let id = a.arn.rsplit('/').next().unwrap();
+    let key = format!("crl/{id}.crl");
+    // Enabled, but nothing written yet.
+    let o = a.st.run(&["gate", "publish"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(
+        o.stderr
+            .contains(&format!("has not written its CRL to s3://ca-crl/{key} yet")),
+        "{}",
+        o.stderr
+    );
+
+    // A CRL in the bucket that another key signed is refused.
+    let other =
+        LocalCa::generate(CaEnv::Dev, Duration::from_secs(86400), SystemTime::now()).unwrap();
+    write_ca_crl(&a, &other, &key, 1_700_000_000_000, &[]);
+    let o = a.st.run(&["gate", "publish"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(
+        o.stderr.contains("signature does not verify"),
+        "{}",
+        o.stderr
+    );
+
+    // The CA's own: published as it is.
+    let der = write_ca_crl(&a, &a.root, &key, 1_700_000_000_001, &[]);
+    let report = a.st.json(&["gate", "publish"]);
+    assert_eq!(report["crl"]["number"], 1_700_000_000_001u64, "{report}");
+    let crl_key = report["crl"]["object"]["key"].as_str().unwrap().to_owned();
+    let published = a
+        .moto
+        .boto3(&format!(
+            "sys.stdout.write(boto3.client('s3', **kw).get_object(Bucket='trust', Key='{crl_key}')['Body'].read().decode())"
+        ))
+        .unwrap();
+    // openssl reads it back to the very DER the CA signed.
+    std::fs::write(a.st.path().join("published.pem"), &published).unwrap();
+    a.st.openssl(&[
+        "crl",
+        "-in",
+        "published.pem",
+        "-outform",
+        "DER",
+        "-out",
+        "published.der",
+    ]);
+    assert_eq!(
+        std::fs::read(a.st.path().join("published.der")).unwrap(),
+        der
+    );
+    let status = a.st.json(&["gate", "status"]);
+    assert_eq!(status["wants"]["crl_number"], 1_700_000_000_001u64);
+
+    // A revocation at Private CA is queued in its transaction...
+    let serial = record_moto_cert(&a);
+    a.st.ok(&["ca", "revoke", &serial, "--reason", "key-compromise"]);
+    let status = a.st.json(&["sync", "status"]);
+    assert_eq!(
+        status["gate"]["pending_crls"],
+        serde_json::json!([null]),
+        "{status}"
+    );
+    // ...and stays queued while the CA's CRL does not list it.
+    let o = a.st.run(&["sync"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(
+        o.stderr.contains(&format!(
+            "does not list revoked certificate(s) {serial} yet"
+        )),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(
+        a.st.json(&["sync", "status"])["gate"]["pending_crls"],
+        serde_json::json!([null])
+    );
+
+    // Private CA writes its next CRL: sync delivers it.
+    write_ca_crl(&a, &a.root, &key, 1_700_000_000_002, &[&serial]);
+    let o = a.st.ok(&["sync"]);
+    assert!(
+        o.stdout
+            .contains("certificate gate: CRL 1700000000002 on 1 targets (1 queued delivered"),
+        "{}",
+        o.stdout
+    );
+    assert_eq!(
+        a.st.json(&["sync", "status"])["gate"]["pending_crls"],
+        serde_json::json!([])
+    );
+    let listing = a
+        .moto
+        .boto3("print(len(boto3.client('s3', **kw).list_objects_v2(Bucket='trust', Prefix='eos-sec/crl/')['Contents']))")
+        .unwrap();
+    assert_eq!(listing.trim(), "2");
 }

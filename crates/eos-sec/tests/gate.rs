@@ -227,18 +227,7 @@ fn sign_one(st: &State) -> String {
 
 /// Sign a certificate for `space`/`user` (a fresh key); its serial.
 fn sign_for(st: &State, space: &str, user: &str) -> String {
-    let openssl = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(st.path())
-            .output()
-            .expect("openssl is required");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let openssl = |args: &[&str]| st.openssl(args);
     openssl(&[
         "genpkey",
         "-algorithm",

@@ -159,6 +159,23 @@ pub fn enqueue_crl(tx: &impl Sql, number: u64, now: OffsetDateTime) -> Result<()
     Ok(())
 }
 
+/// The `crl_number` of a row queued by a revocation at a CA that signs its
+/// own CRL (AWS Private CA): the number is known only once the CA has
+/// published it. The local CA numbers its CRLs from 1.
+const NEXT_CA_CRL: i64 = 0;
+
+/// Queue a revocation at a CA that publishes its own CRL (AWS Private CA),
+/// in the caller's transaction (the one that records the revocation): the
+/// CA's next CRL is to reach the edge.
+pub fn enqueue_ca_crl(tx: &impl Sql, now: OffsetDateTime) -> Result<(), StoreError> {
+    let tx = tx.sqlite()?;
+    tx.execute(
+        "INSERT INTO gate_outbox(at, crl_number) VALUES (?1, ?2)",
+        params![format_rfc3339(now), NEXT_CA_CRL],
+    )?;
+    Ok(())
+}
+
 /// A CRL waiting to reach the edge.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PendingCrl {
@@ -166,8 +183,9 @@ pub struct PendingCrl {
     pub id: i64,
     /// When it was queued (RFC 3339).
     pub at: String,
-    /// Its CRL number.
-    pub crl_number: u64,
+    /// Its CRL number; `None` for the next CRL of a CA that publishes its
+    /// own ([`enqueue_ca_crl`]).
+    pub crl_number: Option<u64>,
 }
 
 /// The CRLs not yet delivered, oldest first.
@@ -189,7 +207,11 @@ pub fn pending_crls(conn: &impl Sql) -> Result<Vec<PendingCrl>, StoreError> {
         out.push(PendingCrl {
             id,
             at,
-            crl_number: u64::try_from(number).map_err(|_| corrupt("gate outbox", number))?,
+            crl_number: if number == NEXT_CA_CRL {
+                None
+            } else {
+                Some(u64::try_from(number).map_err(|_| corrupt("gate outbox", number))?)
+            },
         });
     }
     Ok(out)
@@ -306,18 +328,19 @@ mod tests {
         let tx = s.transaction().unwrap();
         enqueue_crl(&tx, 2, now).unwrap();
         enqueue_crl(&tx, 3, now).unwrap();
+        enqueue_ca_crl(&tx, now).unwrap();
         tx.commit().unwrap();
         let pending = pending_crls(s.conn()).unwrap();
-        let numbers: Vec<u64> = pending.iter().map(|p| p.crl_number).collect();
-        assert_eq!(numbers, [2, 3]);
+        let numbers: Vec<Option<u64>> = pending.iter().map(|p| p.crl_number).collect();
+        assert_eq!(numbers, [Some(2), Some(3), None]);
         assert_eq!(
             mark_crls_delivered(&mut s, pending[0].id, 2, "t", now).unwrap(),
             1
         );
-        assert_eq!(pending_crls(s.conn()).unwrap().len(), 1);
+        assert_eq!(pending_crls(s.conn()).unwrap().len(), 2);
         assert_eq!(
-            mark_crls_delivered(&mut s, pending[1].id, 3, "t", now).unwrap(),
-            1
+            mark_crls_delivered(&mut s, pending[2].id, 3, "t", now).unwrap(),
+            2
         );
         assert!(pending_crls(s.conn()).unwrap().is_empty());
     }

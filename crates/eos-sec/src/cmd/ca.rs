@@ -330,10 +330,17 @@ fn issue_wait(conf: &CaSection) -> anyhow::Result<IssueWait> {
 /// endpoint_url over the standard AWS configuration (`ca sign` has its own
 /// `--profile`, so the CA commands take no AWS flags).
 fn open_private(ctx: &crate::Ctx, rt: &tokio::runtime::Runtime) -> anyhow::Result<PrivateCa> {
+    rt.block_on(connect_private(ctx))
+}
+
+/// [`open_private`] for a caller already inside the async runtime (the
+/// certificate gate reads the Private CA's CRL there).
+pub(crate) async fn connect_private(ctx: &crate::Ctx) -> anyhow::Result<PrivateCa> {
     let conf = &ctx.config.ca;
     let arn = private_arn(conf)?;
     let opts = aws_options(&AwsArgs::default(), &ctx.config.backend);
-    rt.block_on(PrivateCa::connect(&opts, arn, issue_wait(conf)?))
+    PrivateCa::connect(&opts, arn, issue_wait(conf)?)
+        .await
         .with_context(|| format!("[ca] certificate_authority_arn {arn}"))
 }
 
@@ -972,6 +979,9 @@ pub(crate) fn revoke_serial(
                         eos_aws::acmpca::Revocation::Revoked => "revoked",
                         _ => "already-revoked",
                     });
+                    // Private CA signs the CRL; sync carries it to the edge
+                    // once it lists this serial.
+                    super::gate::enqueue_ca_crl(ctx, &tx)?;
                     None
                 }
                 (Ca::Private(_), None) => None,

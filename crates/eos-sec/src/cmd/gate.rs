@@ -71,37 +71,141 @@ fn prefix(conf: &GateSection) -> &str {
     conf.prefix.as_deref().unwrap_or(DEFAULT_PREFIX)
 }
 
-/// The CA's bundle and current CRL, checked against the ELBv2 limits. A
-/// local CA must have a CRL that has not expired; AWS Private CA publishes
-/// its own CRL, which `gate` does not carry yet (docs/MTLS.md).
+/// The CA's trust material as it is now, and what its CRL does not list
+/// yet.
+pub(crate) struct CaMaterial {
+    /// The bundle and CRL, checked against the ELBv2 limits.
+    pub material: TrustMaterial,
+    /// Serials the inventory records as revoked (and unexpired) that the
+    /// CA's CRL does not list yet: AWS Private CA writes a new CRL about 30
+    /// minutes after a revocation. Always empty for the local CA, whose CRL
+    /// is signed in the revocation's transaction.
+    pub missing: Vec<String>,
+}
+
+impl CaMaterial {
+    /// The material, refused while its CRL misses a recorded revocation:
+    /// an edge holding it would still admit that certificate.
+    pub fn complete(self) -> anyhow::Result<TrustMaterial> {
+        if self.missing.is_empty() {
+            return Ok(self.material);
+        }
+        Err(anyhow::anyhow!("{}", self.missing_message()))
+    }
+
+    fn missing_message(&self) -> String {
+        format!(
+            "the CA's CRL {} does not list revoked certificate(s) {} yet (AWS Private CA writes a new CRL about 30 minutes after a revocation): until it does, the edge admits them",
+            self.material
+                .crl()
+                .map_or_else(|| "-".to_owned(), |(c, _)| c.number.to_string()),
+            self.missing.join(", ")
+        )
+    }
+}
+
+/// The CA's bundle and current CRL, checked against the ELBv2 limits and
+/// complete ([`CaMaterial::complete`]); for callers outside the async
+/// runtime (`enforce`, `rollback`).
 pub(crate) fn material(
     ctx: &crate::Ctx,
     store: &eos_store::Store,
 ) -> anyhow::Result<TrustMaterial> {
-    let (_subject, bundle) = super::ca::trust_bundle(ctx)?;
-    let crl = match ctx.config.ca.backend {
-        CaBackendKind::Acmpca => None,
+    super::plan::runtime()?
+        .block_on(current_material(ctx, store))?
+        .complete()
+}
+
+/// The CA's bundle and current CRL: the local CA's latest CRL from the
+/// state store (it must not have expired), or the CRL AWS Private CA wrote
+/// to the S3 bucket of its `CrlConfiguration` — read, checked against the
+/// CA (issuer, signature, number) and carried as it is: eos-sec never signs
+/// a CRL for Private CA.
+pub(crate) async fn current_material(
+    ctx: &crate::Ctx,
+    store: &eos_store::Store,
+) -> anyhow::Result<CaMaterial> {
+    match ctx.config.ca.backend {
         CaBackendKind::Local => {
-            let latest = eos_store::certs::latest_crl(store.conn())?.ok_or_else(|| {
-                bad_input!("the CA has issued no CRL yet: run `eos-sec ca crl` first")
-            })?;
-            // Both are RFC 3339 UTC to the second: they compare as text.
-            if latest.next_update <= eos_ca::rfc3339(SystemTime::now()) {
-                return Err(bad_input!(
-                    "CRL {} expired at {}: run `eos-sec ca crl` for a current one (an edge must never hold an expired CRL)",
-                    latest.number,
-                    latest.next_update
-                ));
-            }
-            Some(CrlFile {
-                number: latest.number,
-                this_update: latest.this_update,
-                next_update: latest.next_update,
-                pem: latest.pem.into_bytes(),
+            let (_subject, bundle) = super::ca::trust_bundle(ctx)?;
+            let crl = local_crl(store)?;
+            Ok(CaMaterial {
+                material: check_material(bundle.as_bytes(), Some(crl))?,
+                missing: Vec::new(),
             })
         }
+        CaBackendKind::Acmpca => private_ca_material(ctx, store).await,
+    }
+}
+
+async fn private_ca_material(
+    ctx: &crate::Ctx,
+    store: &eos_store::Store,
+) -> anyhow::Result<CaMaterial> {
+    let ca = super::ca::connect_private(ctx).await?;
+    let location = ca.crl_location()?.clone();
+    let crl = ca.current_crl().await?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "AWS Private CA {} has not written its CRL to s3://{}/{} yet (it writes one when CRLs are enabled and after each revocation)",
+            ca.arn(),
+            location.bucket,
+            location.key
+        )
+    })?;
+    let checked = crl.crl;
+    let now = SystemTime::now();
+    let next_update = checked.next_update.map(eos_ca::rfc3339);
+    if checked.next_update.is_some_and(|t| t <= now) {
+        return Err(anyhow::anyhow!(
+            "AWS Private CA's CRL {} at s3://{}/{} expired at {}: an edge must never hold an expired CRL (Private CA refreshes it before nextUpdate; check the CA's CRL bucket permissions)",
+            checked.number,
+            location.bucket,
+            location.key,
+            next_update.unwrap_or_default()
+        ));
+    }
+    let mut missing = Vec::new();
+    for r in eos_store::certs::revoked_unexpired(store.conn(), &eos_ca::rfc3339(now))? {
+        if r.signer != ca.arn() {
+            continue;
+        }
+        let serial = eos_ca::Serial::from_hex(&r.serial)
+            .map_err(|e| anyhow::anyhow!("state database: {e}"))?;
+        if !checked.lists(&serial) {
+            missing.push(r.serial);
+        }
+    }
+    let file = CrlFile {
+        number: checked.number,
+        this_update: eos_ca::rfc3339(checked.this_update),
+        // A CRL without nextUpdate never expires; AWS always writes one.
+        next_update: next_update.unwrap_or_else(|| "9999-12-31T23:59:59Z".to_owned()),
+        pem: checked.pem.into_bytes(),
     };
-    Ok(check_material(bundle.as_bytes(), crl)?)
+    Ok(CaMaterial {
+        material: check_material(ca.trust_bundle().as_bytes(), Some(file))?,
+        missing,
+    })
+}
+
+/// The local CA's latest CRL, refused once expired.
+fn local_crl(store: &eos_store::Store) -> anyhow::Result<CrlFile> {
+    let latest = eos_store::certs::latest_crl(store.conn())?
+        .ok_or_else(|| bad_input!("the CA has issued no CRL yet: run `eos-sec ca crl` first"))?;
+    // Both are RFC 3339 UTC to the second: they compare as text.
+    if latest.next_update <= eos_ca::rfc3339(SystemTime::now()) {
+        return Err(bad_input!(
+            "CRL {} expired at {}: run `eos-sec ca crl` for a current one (an edge must never hold an expired CRL)",
+            latest.number,
+            latest.next_update
+        ));
+    }
+    Ok(CrlFile {
+        number: latest.number,
+        this_update: latest.this_update,
+        next_update: latest.next_update,
+        pem: latest.pem.into_bytes(),
+    })
 }
 
 /// Spaces behind API Gateway domains whose certificates may outlive 72 h.
@@ -162,8 +266,14 @@ fn publish(a: GateArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
     let rt = super::plan::runtime()?;
     let opts = aws_options(&a.aws, &ctx.config.backend);
     let gate = rt.block_on(AwsGate::connect(&opts, bucket))?;
-    let mut report = rt.block_on(publish_targets(ctx, &mut store, &gate))?;
+    let material = rt.block_on(current_material(ctx, &store))?;
+    let mut report = rt.block_on(publish_targets(ctx, &mut store, &gate, &material.material))?;
     report.warnings = warnings.iter().map(ToString::to_string).collect();
+    // Still worth publishing (it is the newest the CA signed), but the
+    // operator must know a revocation has not reached the edge.
+    if !material.missing.is_empty() {
+        report.warnings.push(material.missing_message());
+    }
     if ctx.json {
         emit_json(&report)?;
     } else {
@@ -191,11 +301,11 @@ async fn publish_targets(
     ctx: &crate::Ctx,
     store: &mut eos_store::Store,
     gate: &AwsGate,
+    material: &TrustMaterial,
 ) -> anyhow::Result<PublishReport> {
     let conf = &ctx.config.gate;
-    let material = material(ctx, store)?;
     let backend = gate.gate_backend_id();
-    let published = publish_objects(gate, prefix(conf), &material)
+    let published = publish_objects(gate, prefix(conf), material)
         .await
         .with_context(|| format!("publishing to s3://{}", gate.bucket()))?;
     let actor = super::rules::actor();
@@ -208,7 +318,7 @@ async fn publish_targets(
         };
         let previous =
             eos_store::gate::target::<TrustStoreRecord>(store.conn(), t)?.and_then(|r| r.record);
-        let outcome = sync_trust_store(gate, name, &published, &material, previous.as_ref()).await;
+        let outcome = sync_trust_store(gate, name, &published, material, previous.as_ref()).await;
         targets.push(finish(store, t, outcome, &actor)?);
     }
     for d in &conf.domains {
@@ -230,6 +340,20 @@ async fn publish_targets(
         targets,
         warnings: Vec::new(),
     })
+}
+
+/// Queue a revocation at AWS Private CA for `sync` in the transaction that
+/// records it, when a `[gate]` bucket is configured: the CA's next CRL is
+/// to reach the edge (`sync` waits until it lists every recorded
+/// revocation).
+pub(crate) fn enqueue_ca_crl(
+    ctx: &crate::Ctx,
+    tx: &eos_store::rusqlite::Transaction<'_>,
+) -> anyhow::Result<()> {
+    if ctx.config.gate.bucket.is_some() {
+        eos_store::gate::enqueue_ca_crl(tx, time::OffsetDateTime::now_utc())?;
+    }
+    Ok(())
 }
 
 /// Queue CRL `number` for `sync` in the transaction that records it, when
@@ -324,7 +448,8 @@ pub(crate) async fn deliver_pending(
     let (Some(first), Some(last)) = (pending.first(), pending.last()) else {
         return Ok(None);
     };
-    let report = publish_targets(ctx, store, gate).await?;
+    let material = current_material(ctx, store).await?;
+    let report = publish_targets(ctx, store, gate, &material.material).await?;
     let failed = report.failed();
     if failed > 0 {
         let errors: Vec<String> = report
@@ -337,10 +462,19 @@ pub(crate) async fn deliver_pending(
             })
             .collect();
         anyhow::bail!(
-            "certificate gate: {failed} of {} targets failed, CRL {} stays pending: {}",
+            "certificate gate: {failed} of {} targets failed, {} stays pending: {}",
             report.targets.len(),
-            last.crl_number,
+            queued(last.crl_number),
             errors.join("; ")
+        );
+    }
+    // Published, but not yet what the queue waits for: the revocation
+    // stays queued until the CA's CRL lists it.
+    if !material.missing.is_empty() {
+        anyhow::bail!(
+            "certificate gate: {} stays pending: {}",
+            queued(last.crl_number),
+            material.missing_message()
         );
     }
     let crl_number = report.crl.as_ref().and_then(|c| c["number"].as_u64());
@@ -348,7 +482,7 @@ pub(crate) async fn deliver_pending(
     let delivered = eos_store::gate::mark_crls_delivered(
         store,
         last.id,
-        crl_number.unwrap_or(last.crl_number),
+        crl_number.or(last.crl_number).unwrap_or(0),
         &super::rules::actor(),
         now,
     )?;
@@ -361,13 +495,68 @@ pub(crate) async fn deliver_pending(
     }))
 }
 
+/// How often `sync --watch` reads AWS Private CA's CRL object for a CRL
+/// it re-issued on its own (before nextUpdate) when nothing is queued.
+const PRIVATE_CA_CRL_POLL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Queue AWS Private CA's current CRL when a trust store holds another one
+/// (Private CA re-issues its CRL before nextUpdate without anyone asking:
+/// the edge must follow, or it would end up holding an expired CRL). The
+/// number queued, or `None` when nothing is to do.
+async fn queue_private_ca_crl(
+    ctx: &crate::Ctx,
+    store: &mut eos_store::Store,
+    gate: &AwsGate,
+) -> anyhow::Result<Option<u64>> {
+    if !eos_store::gate::pending_crls(store.conn())?.is_empty() {
+        return Ok(None);
+    }
+    let material = current_material(ctx, store).await?;
+    let Some((crl, _)) = material.material.crl() else {
+        return Ok(None);
+    };
+    let held = trust_store_records(ctx, store, &gate.gate_backend_id())?;
+    let behind = ctx.config.gate.trust_stores.iter().any(|name| {
+        held.get(name)
+            .and_then(|r| r.crl.as_ref())
+            .is_none_or(|c| c.number != crl.number)
+    });
+    if !behind {
+        return Ok(None);
+    }
+    let tx = store.transaction()?;
+    eos_store::gate::enqueue_crl(&tx, crl.number, time::OffsetDateTime::now_utc())?;
+    tx.commit()?;
+    Ok(Some(crl.number))
+}
+
+/// A queued row in words.
+fn queued(number: Option<u64>) -> String {
+    number.map_or_else(|| "the CA's next CRL".to_owned(), |n| format!("CRL {n}"))
+}
+
 /// `sync --watch`'s companion: re-issue the CRL before its nextUpdate
 /// ([`super::ca::refresh_crl`]) and deliver queued CRLs as they appear
 /// (polled every 500 ms), backing off after a failure (1 s doubling to 60 s).
 pub(crate) async fn watch_pending(ctx: &crate::Ctx, gate: AwsGate) -> anyhow::Result<()> {
     let mut store = ctx.store()?;
     let mut backoff = std::time::Duration::from_secs(1);
+    let mut private_ca_checked: Option<std::time::Instant> = None;
     loop {
+        if ctx.config.ca.backend == CaBackendKind::Acmpca
+            && private_ca_checked.is_none_or(|t| t.elapsed() >= PRIVATE_CA_CRL_POLL)
+        {
+            private_ca_checked = Some(std::time::Instant::now());
+            match queue_private_ca_crl(ctx, &mut store, &gate).await {
+                Ok(Some(n)) => {
+                    tracing::info!(crl = n, "certificate gate: AWS Private CA wrote a new CRL")
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "certificate gate: reading AWS Private CA's CRL failed")
+                }
+            }
+        }
         match super::ca::refresh_crl(ctx) {
             Ok(Some(n)) => tracing::info!(
                 crl = n,

@@ -82,6 +82,21 @@ impl State {
         let o = self.ok(&all);
         serde_json::from_str(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", o.stdout))
     }
+
+    /// Run `openssl args...` in the state's directory and require success
+    /// (the certificate oracle).
+    pub fn openssl(&self, args: &[&str]) {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(self.path())
+            .output()
+            .expect("openssl is required");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 /// The example usage log as events of CloudWatch Logs group `group` on
