@@ -339,15 +339,16 @@ impl Env {
     }
 
     fn audit_actions(&self) -> Vec<String> {
-        let mut stmt = self
+        // audit_log is newest first.
+        let mut actions: Vec<String> = self
             .store
-            .conn()
-            .prepare("SELECT action FROM audit_log ORDER BY id")
-            .unwrap();
-        stmt.query_map([], |r| r.get::<_, String>(0))
+            .audit_log(usize::MAX)
             .unwrap()
-            .map(Result::unwrap)
-            .collect()
+            .into_iter()
+            .map(|r| r.action)
+            .collect();
+        actions.reverse();
+        actions
     }
 }
 

@@ -346,10 +346,7 @@ async fn publish_targets(
 /// records it, when a `[gate]` bucket is configured: the CA's next CRL is
 /// to reach the edge (`sync` waits until it lists every recorded
 /// revocation).
-pub(crate) fn enqueue_ca_crl(
-    ctx: &crate::Ctx,
-    tx: &eos_store::rusqlite::Transaction<'_>,
-) -> anyhow::Result<()> {
+pub(crate) fn enqueue_ca_crl(ctx: &crate::Ctx, tx: &eos_store::Tx<'_>) -> anyhow::Result<()> {
     if ctx.config.gate.bucket.is_some() {
         eos_store::gate::enqueue_ca_crl(tx, time::OffsetDateTime::now_utc())?;
     }
