@@ -18,7 +18,62 @@ use eos_policy::gate::{
     sha256_hex,
 };
 
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use crate::AwsOptions;
+
+/// ELBv2's request throttling ("Request throttling for the Elastic Load
+/// Balancing API", Elastic Load Balancing User Guide): a token bucket per
+/// account and Region, shared with every other caller of the account; a
+/// call over it fails with `ThrottlingException` ("Rate exceeded"). eos-sec
+/// paces its own calls below the refill rates and retries a throttled call
+/// with the SDK's standard backoff.
+pub mod elb_limits {
+    use std::time::Duration;
+
+    /// `Describe*` (non-mutating) calls: the bucket holds 40 tokens and
+    /// refills 10 per second; eos-sec sends at most one per 100 ms, the
+    /// refill rate, so it never drains the bucket on its own.
+    pub const DESCRIBE_INTERVAL: Duration = Duration::from_millis(100);
+    /// Mutating calls (CreateTrustStore, ModifyTrustStore,
+    /// Add/RemoveTrustStoreRevocations, ModifyListener): at most two per
+    /// second, well below the 10 per second of the non-mutating bucket —
+    /// the per-action rows of the mutating buckets were not verified
+    /// (docs/MTLS.md).
+    pub const MUTATE_INTERVAL: Duration = Duration::from_millis(500);
+    /// Attempts per call (the first and four retries) for a throttled or
+    /// transient failure, with the standard strategy's exponential backoff
+    /// and jitter.
+    pub const ATTEMPTS: u32 = 5;
+    /// The first retry's backoff ceiling; it doubles per attempt.
+    pub const INITIAL_BACKOFF: Duration = Duration::from_millis(200);
+}
+
+/// One caller's spacing of calls: each waits until `interval` after the
+/// one before it (a pacer, not a bucket: eos-sec's calls come in short
+/// bursts and nothing is gained by sending them faster than the refill).
+#[derive(Debug, Default)]
+struct Pacer {
+    next: Mutex<Option<Instant>>,
+}
+
+impl Pacer {
+    async fn wait(&self, interval: Duration) {
+        let wait = {
+            let Ok(mut next) = self.next.lock() else {
+                return;
+            };
+            let now = Instant::now();
+            let at = next.map_or(now, |n| n.max(now));
+            *next = Some(at + interval);
+            at - now
+        };
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
 
 /// The AWS side of the certificate gate.
 #[derive(Debug, Clone)]
@@ -28,10 +83,15 @@ pub struct AwsGate {
     apigw: aws_sdk_apigatewayv2::Client,
     bucket: String,
     region: String,
+    describes: Arc<Pacer>,
+    mutations: Arc<Pacer>,
 }
 
 /// ELBv2's error code for a trust store name that does not exist.
 const TRUST_STORE_NOT_FOUND: &str = "TrustStoreNotFound";
+
+/// The error codes ELBv2 throttles with.
+const THROTTLING: [&str; 2] = ["ThrottlingException", "Throttling"];
 
 fn backend_error<E>(
     call: &str,
@@ -41,7 +101,14 @@ fn backend_error<E>(
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    GateError::Backend(format!("{call} {what}: {}", crate::client::describe(e)))
+    let detail = crate::client::describe(e);
+    if e.code().is_some_and(|c| THROTTLING.contains(&c)) {
+        return GateError::Backend(format!(
+            "{call} {what}: throttled by ELBv2 after {} attempts ({detail}); the account's ELBv2 API rate is shared with every other caller — retry later or ask AWS Support for a higher limit",
+            elb_limits::ATTEMPTS
+        ));
+    }
+    GateError::Backend(format!("{call} {what}: {detail}"))
 }
 
 impl AwsGate {
@@ -68,11 +135,31 @@ impl AwsGate {
         Ok(AwsGate {
             s3: crate::client::client!(aws_sdk_s3, sdk, |b: aws_sdk_s3::config::Builder| b
                 .force_path_style(path_style)),
-            elb: crate::client::client!(aws_sdk_elasticloadbalancingv2, sdk),
+            elb: crate::client::client!(
+                aws_sdk_elasticloadbalancingv2,
+                sdk,
+                |b: aws_sdk_elasticloadbalancingv2::config::Builder| b.retry_config(
+                    aws_smithy_types::retry::RetryConfig::standard()
+                        .with_max_attempts(elb_limits::ATTEMPTS)
+                        .with_initial_backoff(elb_limits::INITIAL_BACKOFF)
+                )
+            ),
             apigw: crate::client::client!(aws_sdk_apigatewayv2, sdk),
             bucket: bucket.to_owned(),
             region,
+            describes: Arc::default(),
+            mutations: Arc::default(),
         })
+    }
+
+    /// Wait for the next ELBv2 `Describe*` call's turn.
+    async fn describe_turn(&self) {
+        self.describes.wait(elb_limits::DESCRIBE_INTERVAL).await;
+    }
+
+    /// Wait for the next mutating ELBv2 call's turn.
+    async fn mutate_turn(&self) {
+        self.mutations.wait(elb_limits::MUTATE_INTERVAL).await;
     }
 
     /// The bucket objects go to.
@@ -108,6 +195,7 @@ impl AwsGate {
         let mut all = Vec::new();
         let mut marker: Option<String> = None;
         loop {
+            self.describe_turn().await;
             let out = self
                 .elb
                 .describe_trust_store_revocations()
@@ -197,6 +285,7 @@ impl GateBackend for AwsGate {
     }
 
     async fn trust_store(&self, name: &str) -> Result<Option<TrustStoreRead>, GateError> {
+        self.describe_turn().await;
         let out = match self.elb.describe_trust_stores().names(name).send().await {
             Ok(out) => out,
             Err(e) if e.code() == Some(TRUST_STORE_NOT_FOUND) => return Ok(None),
@@ -228,6 +317,7 @@ impl GateBackend for AwsGate {
         name: &str,
         bundle: &ObjectRef,
     ) -> Result<String, GateError> {
+        self.mutate_turn().await;
         let out = self
             .elb
             .create_trust_store()
@@ -246,6 +336,7 @@ impl GateBackend for AwsGate {
     }
 
     async fn modify_trust_store(&self, arn: &str, bundle: &ObjectRef) -> Result<(), GateError> {
+        self.mutate_turn().await;
         self.elb
             .modify_trust_store()
             .trust_store_arn(arn)
@@ -265,6 +356,7 @@ impl GateBackend for AwsGate {
             .set_s3_object_version(crl.version.clone())
             .revocation_type(RevocationType::Crl)
             .build();
+        self.mutate_turn().await;
         let out = self
             .elb
             .add_trust_store_revocations()
@@ -290,6 +382,7 @@ impl GateBackend for AwsGate {
     }
 
     async fn remove_revocations(&self, arn: &str, ids: &[i64]) -> Result<(), GateError> {
+        self.mutate_turn().await;
         self.elb
             .remove_trust_store_revocations()
             .trust_store_arn(arn)
@@ -343,6 +436,7 @@ impl GateBackend for AwsGate {
     }
 
     async fn listener(&self, arn: &str) -> Result<Option<ListenerAuth>, GateError> {
+        self.describe_turn().await;
         let out = match self
             .elb
             .describe_listeners()
@@ -407,6 +501,7 @@ impl GateBackend for AwsGate {
                 }
             }))
             .build();
+        self.mutate_turn().await;
         self.elb
             .modify_listener()
             .listener_arn(arn)

@@ -372,6 +372,86 @@ async fn an_api_error_names_the_call_and_code() {
     );
 }
 
+fn throttled() -> ReplayEvent {
+    response(
+        400,
+        format!(
+            "<ErrorResponse xmlns=\"{NS}\"><Error><Type>Sender</Type><Code>ThrottlingException</Code>\
+             <Message>Rate exceeded</Message></Error><RequestId>t</RequestId></ErrorResponse>"
+        ),
+    )
+}
+
+/// "Request throttling for the Elastic Load Balancing API": a throttled
+/// call is retried with backoff and then succeeds.
+#[tokio::test]
+async fn a_throttled_call_is_retried() {
+    let (gate, client) = gate(vec![
+        throttled(),
+        throttled(),
+        ok("DescribeTrustStores", &trust_store("ACTIVE", 1, 0)),
+        ok("DescribeTrustStoreRevocations", &revocations(&[])),
+    ]);
+    let read = gate.trust_store("eos-ca").await.unwrap().unwrap();
+    assert_eq!(read.arn, ARN);
+    assert_eq!(
+        actions(&sent(&client)),
+        [
+            "DescribeTrustStores",
+            "DescribeTrustStores",
+            "DescribeTrustStores",
+            "DescribeTrustStoreRevocations"
+        ]
+    );
+}
+
+/// Throttled on every attempt: the error says so, with the attempts made.
+#[tokio::test]
+async fn throttling_that_does_not_end_is_reported() {
+    let (material, published) = material(0);
+    let (gate, client) = gate((0..5).map(|_| throttled()).collect());
+    let err = sync_trust_store(&gate, "eos-ca", &published, &material, None)
+        .await
+        .unwrap_err();
+    assert_eq!(sent(&client).len(), 5);
+    let text = err.to_string();
+    assert!(
+        text.starts_with(
+            "DescribeTrustStores eos-ca: throttled by ELBv2 after 5 attempts (ThrottlingException: Rate exceeded)"
+        ),
+        "{text}"
+    );
+}
+
+/// Mutating calls are paced (eos_aws::gate::elb_limits): a new CRL's add
+/// and the superseded one's removal are at least MUTATE_INTERVAL apart.
+#[tokio::test]
+async fn mutating_calls_are_paced() {
+    let (material, published) = material(1);
+    let (gate, client) = gate(vec![
+        ok("DescribeTrustStores", &trust_store("ACTIVE", 1, 0)),
+        ok("DescribeTrustStoreRevocations", &revocations(&[(3, 0)])),
+        ok("ModifyTrustStore", &trust_store("ACTIVE", 1, 0)),
+        ok("DescribeTrustStores", &trust_store("ACTIVE", 1, 0)),
+        ok("DescribeTrustStoreRevocations", &revocations(&[(3, 0)])),
+        ok("AddTrustStoreRevocations", &revocations(&[(4, 1)])),
+        ok("RemoveTrustStoreRevocations", ""),
+        ok("DescribeTrustStores", &trust_store("ACTIVE", 1, 1)),
+        ok("DescribeTrustStoreRevocations", &revocations(&[(4, 1)])),
+    ]);
+    let started = std::time::Instant::now();
+    sync_trust_store(&gate, "eos-ca", &published, &material, None)
+        .await
+        .unwrap();
+    assert_eq!(sent(&client).len(), 9);
+    // Three mutating calls: two intervals between them at least.
+    assert!(
+        started.elapsed() >= eos_aws::gate::elb_limits::MUTATE_INTERVAL * 2,
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn a_stale_api_gateway_domain_is_updated_to_the_bundle_uri() {
     let (_, published) = material(0);
