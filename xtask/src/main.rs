@@ -1,7 +1,9 @@
 //! Project automation (the cargo-xtask pattern): `cargo xtask <task>`.
 //!
 //! - `ci`: everything CI checks — fmt, clippy with warnings denied, tests,
-//!   doc tests, examples, tidy.
+//!   doc tests, examples, tidy; then which outside oracles the tests ran
+//!   (moto, openssl, nginx, Chromium, ...), failing under `CI` when one did
+//!   not run.
 //! - `tidy`: architecture rules — which crate may depend on which, and every
 //!   crate described in docs/ARCHITECTURE.md.
 //! - `fuzz`: run the cargo-fuzz targets in `fuzz/` for a while each.
@@ -19,6 +21,7 @@ use anyhow::{Context, Result, bail};
 mod bench_peers;
 mod bench_revocation;
 mod fuzz;
+mod oracles;
 mod tidy;
 
 fn main() -> std::process::ExitCode {
@@ -85,11 +88,14 @@ fn ci() -> Result<()> {
     let mut clippy = with_locked(clippy);
     clippy.args(["--", "-D", "warnings"]);
     run_cmd(clippy)?;
+    let log = oracles::log_path();
+    oracles::reset(&log)?;
     let mut test = cargo();
     test.args(["test", "--workspace", "--all-targets"]);
+    test.env(oracles::LOG_ENV, &log);
     run_cmd(with_locked(test))?;
     let mut doc = cargo();
     doc.args(["test", "--workspace", "--doc"]);
     run_cmd(with_locked(doc))?;
-    Ok(())
+    oracles::report(&log, std::env::var_os("CI").is_some())
 }

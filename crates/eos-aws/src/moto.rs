@@ -26,6 +26,26 @@ pub fn oracles_required() -> bool {
         || std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false")
 }
 
+/// Record that a test used the outside oracle `name` (`ran`) or skipped
+/// for want of it, for `cargo xtask ci`'s oracle report: one line `NAME
+/// ran|skipped` appended to the file `EOS_SEC_ORACLE_LOG` names (nothing
+/// when it is unset); the protocol of `eos_store::testing::record_oracle`,
+/// which this crate cannot depend on.
+pub fn record_oracle(name: &str, ran: bool) {
+    use std::io::Write as _;
+    let Some(path) = std::env::var_os("EOS_SEC_ORACLE_LOG") else {
+        return;
+    };
+    let line = format!("{name} {}\n", if ran { "ran" } else { "skipped" });
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = f.write_all(line.as_bytes());
+    }
+}
+
 impl MotoServer {
     /// Start a server, or `None` (after a loud message) when moto is not
     /// installed and oracles are not required.
@@ -40,6 +60,7 @@ impl MotoServer {
         let child = match spawned {
             Ok(c) => c,
             Err(e) => {
+                record_oracle("moto", false);
                 if oracles_required() {
                     panic!(
                         "moto_server is required (EOS_SEC_REQUIRE_ORACLES/CI set) but could not start: {e}"
@@ -55,6 +76,7 @@ impl MotoServer {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                record_oracle("moto", true);
                 return Some(server);
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -108,12 +130,16 @@ impl MotoServer {
     /// failing script panics with its stderr.
     pub fn boto3(&self, script: &str) -> Option<String> {
         match self.boto3_command(script).output() {
-            Ok(o) if o.status.success() => Some(String::from_utf8_lossy(&o.stdout).into_owned()),
+            Ok(o) if o.status.success() => {
+                record_oracle("boto3", true);
+                Some(String::from_utf8_lossy(&o.stdout).into_owned())
+            }
             Ok(o) => panic!(
                 "boto3 script failed: {}\n{script}",
                 String::from_utf8_lossy(&o.stderr)
             ),
             Err(e) if !oracles_required() => {
+                record_oracle("boto3", false);
                 eprintln!("\n*** SKIPPING: python3 not available ({e}) ***\n");
                 None
             }

@@ -70,7 +70,9 @@ fn openssl(args: &[&str]) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn page_issues_a_certificate_as_a_pkcs12_that_chains_to_the_ca() {
-    if let Some(missing) = missing_oracle() {
+    let missing = missing_oracle();
+    eos_store::testing::record_oracle("chromium", missing.is_none());
+    if let Some(missing) = missing {
         if oracles_required() {
             panic!("the browser test needs {missing}, and oracles are required (CI)");
         }
@@ -271,13 +273,15 @@ fn browser_with_certificate(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn page_renews_the_certificate_the_browser_presents() {
-    if let Some(missing) = missing_oracle().or_else(|| {
+    let missing = missing_oracle().or_else(|| {
         Command::new("pk12util")
             .arg("-h")
             .output()
             .is_err()
             .then(|| "pk12util (apt-get install libnss3-tools)".to_owned())
-    }) {
+    });
+    eos_store::testing::record_oracle("chromium", missing.is_none());
+    if let Some(missing) = missing {
         if oracles_required() {
             panic!("the browser renewal test needs {missing}, and oracles are required (CI)");
         }

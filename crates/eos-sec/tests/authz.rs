@@ -34,11 +34,13 @@ fn oracles_available() -> bool {
 fn available(oracles: &[(&str, &str, &str)]) -> bool {
     let missing: Vec<&str> = oracles
         .iter()
-        .filter(|(_, cmd, arg)| {
-            !Command::new(cmd)
+        .filter(|(name, cmd, arg)| {
+            let ran = Command::new(cmd)
                 .arg(arg)
                 .output()
-                .is_ok_and(|o| o.status.success())
+                .is_ok_and(|o| o.status.success());
+            eos_store::testing::record_oracle(name, ran);
+            !ran
         })
         .map(|(n, _, _)| *n)
         .collect();

@@ -22,16 +22,18 @@ fn fixture(name: &str) -> PathBuf {
 /// openssl is an outside oracle: skip loudly when missing, unless CI or
 /// EOS_SEC_REQUIRE_ORACLES=1 make that a failure.
 fn openssl_available() -> bool {
-    oracle_available("openssl", &["version"], "openssl")
+    oracle_available("openssl", "openssl", &["version"], "openssl")
 }
 
 /// Whether `program args` runs; when not, a loud skip, or a failure under
 /// CI or EOS_SEC_REQUIRE_ORACLES=1.
-fn oracle_available(program: &str, args: &[&str], what: &str) -> bool {
+/// `name` is the oracle's name in `cargo xtask ci`'s oracle report.
+fn oracle_available(name: &str, program: &str, args: &[&str], what: &str) -> bool {
     let ok = Command::new(program)
         .args(args)
         .output()
         .is_ok_and(|o| o.status.success());
+    eos_store::testing::record_oracle(name, ok);
     if !ok {
         let required = std::env::var_os("CI").is_some()
             || std::env::var("EOS_SEC_REQUIRE_ORACLES").is_ok_and(|v| v == "1");
@@ -1075,6 +1077,7 @@ fn a_compressed_point_is_the_same_key() {
 /// loudly when missing, unless CI or EOS_SEC_REQUIRE_ORACLES=1.
 fn linters_available() -> bool {
     oracle_available(
+        "pkilint",
         "python3",
         &["-c", "import cryptography, pkilint"],
         "python3 with cryptography and pkilint",

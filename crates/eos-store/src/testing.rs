@@ -22,10 +22,36 @@ pub struct PgCluster {
     run_as: Option<&'static str>,
 }
 
-/// Whether a missing PostgreSQL must fail the test instead of skipping it.
-fn required() -> bool {
-    let set = |v: &str| std::env::var_os(v).is_some_and(|x| !x.is_empty() && x != "0");
+/// Whether a missing oracle must fail the test instead of skipping it
+/// (`EOS_SEC_REQUIRE_ORACLES` or `CI` set).
+pub fn oracles_required() -> bool {
+    let set =
+        |v: &str| std::env::var_os(v).is_some_and(|x| !x.is_empty() && x != "0" && x != "false");
     set("EOS_SEC_REQUIRE_ORACLES") || set("CI")
+}
+
+fn required() -> bool {
+    oracles_required()
+}
+
+/// Record that a test used the outside oracle `name` (`ran`) or skipped
+/// for want of it, for `cargo xtask ci`'s oracle report: one line `NAME
+/// ran|skipped` appended to the file `EOS_SEC_ORACLE_LOG` names (nothing
+/// when it is unset). The same protocol is written by
+/// `eos_aws::moto::record_oracle` (which cannot depend on this crate).
+pub fn record_oracle(name: &str, ran: bool) {
+    use std::io::Write as _;
+    let Some(path) = std::env::var_os("EOS_SEC_ORACLE_LOG") else {
+        return;
+    };
+    let line = format!("{name} {}\n", if ran { "ran" } else { "skipped" });
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = f.write_all(line.as_bytes());
+    }
 }
 
 /// The newest installed server's bin directory (`/usr/lib/postgresql/<n>/bin`).
@@ -51,6 +77,7 @@ impl PgCluster {
     /// server is installed and the oracles are not required.
     pub fn start() -> Option<PgCluster> {
         let Some(bin) = find_bin() else {
+            record_oracle("postgresql", false);
             assert!(
                 !required(),
                 "EOS_SEC_REQUIRE_ORACLES is set and no PostgreSQL server is installed (apt-get install postgresql)"
@@ -91,6 +118,7 @@ impl PgCluster {
             ],
         );
         cluster.start_server();
+        record_oracle("postgresql", true);
         Some(cluster)
     }
 
