@@ -25,6 +25,7 @@ const EXPECTED: &[&str] = &[
     "nginx",
     "chromium",
     "postgresql",
+    "caddy",
 ];
 
 /// Where the log goes: beside the build output.
