@@ -55,6 +55,9 @@ const OPERATIONAL: &[&str] = &[
     "eos_register::issuance::IssuanceError",
     "eos_register::renewal::RenewalError",
     "eos_authz::ReloadError",
+    // A CRL that AWS Private CA published and that does not check out
+    // against the CA (it reaches the CLI wrapped in a PrivateCaError).
+    "eos_ca::CrlError",
     "eos_aws::cloudwatch::CloudWatchError",
     "eos_aws::wafv2::ConnectError",
     "eos_aws::client::Unreachable",
