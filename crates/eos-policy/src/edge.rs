@@ -25,7 +25,8 @@ use crate::PolicyError;
 use crate::compile::{ListenerMode, listener_mode};
 use crate::enforce::{Guard, guard};
 use crate::gate::{
-    GateBackend, GateError, ListenerAuth, Revocation, TrustMaterial, TrustStoreRecord, sha256_hex,
+    GateBackend, GateError, ListenerAuth, Revocation, TrustMaterial, TrustStoreRead,
+    TrustStoreRecord, sha256_hex,
 };
 use crate::model::{Policy, Stage};
 
@@ -134,8 +135,18 @@ pub(crate) async fn read_trust_store<G: GateBackend>(
     record: Option<&TrustStoreRecord>,
 ) -> Result<TrustStoreSnapshot, PolicyError> {
     let live = backend.trust_store(name).await?;
+    Ok(trust_store_snapshot(name, live, record))
+}
+
+/// The trust store `name` as read (`live`, `None`: it does not exist) with
+/// what eos-sec recorded on it, when the record is for the same ARN.
+pub fn trust_store_snapshot(
+    name: &str,
+    live: Option<TrustStoreRead>,
+    record: Option<&TrustStoreRecord>,
+) -> TrustStoreSnapshot {
     let record = record.filter(|r| live.as_ref().is_some_and(|l| l.arn == r.arn));
-    Ok(TrustStoreSnapshot {
+    TrustStoreSnapshot {
         name: name.to_owned(),
         arn: live.as_ref().map(|l| l.arn.clone()),
         status: live.as_ref().map(|l| l.status.clone()),
@@ -144,7 +155,18 @@ pub(crate) async fn read_trust_store<G: GateBackend>(
         bundle_sha256: record.map(|r| r.bundle.sha256.clone()),
         crl_number: record.and_then(|r| r.crl.as_ref()).map(|c| c.number),
         revocations: live.map(|l| l.revocations).unwrap_or_default(),
-    })
+    }
+}
+
+/// Why `enforce` would refuse `verify` against this trust store as stale
+/// ([`guard::TRUST_STORE_STALE`]), `None` when it holds exactly the CA's
+/// current bundle and CRL — the same check, for `gate status`.
+pub fn trust_store_stale(
+    read: &TrustStoreSnapshot,
+    record: Option<&TrustStoreRecord>,
+    material: &TrustMaterial,
+) -> Option<String> {
+    stale_reason(read, record, material)
 }
 
 /// Why the trust store does not hold exactly the CA's current bundle and

@@ -413,3 +413,63 @@ fn sync_watch_reissues_the_crl_before_it_expires_and_delivers_it() {
         "{status}"
     );
 }
+
+/// `gate status` reads each `[[gate.listeners]]` entry (DescribeListeners
+/// on moto, whose listeners have no mutual TLS: mode off) beside its trust
+/// store (which moto cannot read: the row is stale and the command exits 1).
+#[test]
+fn status_shows_the_listeners_and_their_trust_store() {
+    let Some(moto) = MotoServer::start() else {
+        return;
+    };
+    let Some(arn) = moto.boto3(
+        "ec2 = boto3.client('ec2', **kw)\n\
+         vpc = ec2.create_vpc(CidrBlock='10.0.0.0/16')['Vpc']['VpcId']\n\
+         a = ec2.create_subnet(VpcId=vpc, CidrBlock='10.0.1.0/24', AvailabilityZone='us-east-1a')['Subnet']['SubnetId']\n\
+         b = ec2.create_subnet(VpcId=vpc, CidrBlock='10.0.2.0/24', AvailabilityZone='us-east-1b')['Subnet']['SubnetId']\n\
+         elb = boto3.client('elbv2', **kw)\n\
+         lb = elb.create_load_balancer(Name='edge', Subnets=[a, b])['LoadBalancers'][0]['LoadBalancerArn']\n\
+         tg = elb.create_target_group(Name='app', Protocol='HTTP', Port=80, VpcId=vpc)['TargetGroups'][0]['TargetGroupArn']\n\
+         l = elb.create_listener(LoadBalancerArn=lb, Protocol='HTTP', Port=80, DefaultActions=[{'Type': 'forward', 'TargetGroupArn': tg}])\n\
+         sys.stdout.write(l['Listeners'][0]['ListenerArn'])",
+    ) else {
+        return;
+    };
+    moto.boto3("boto3.client('s3', **kw).create_bucket(Bucket='trust')")
+        .unwrap();
+    let mut st = State::new(&format!(
+        "[backend]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n\
+         [gate]\nbucket = \"trust\"\ntrust_stores = [\"eos-ca\"]\n\
+         [[gate.listeners]]\narn = \"{arn}\"\nspaces = [\"acme\"]\n",
+        moto.endpoint()
+    ));
+    st.env = moto.env();
+    st.ok(&["ca", "init", "--env", "dev"]);
+    let o = st.run(&["--json", "gate", "status"]);
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    let status: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    let l = &status["listeners"][0];
+    assert_eq!(l["arn"], arn.as_str(), "{status}");
+    assert_eq!(l["mode"], "off");
+    assert_eq!(l["exists"], true);
+    assert_eq!(l["spaces"], serde_json::json!(["acme"]));
+    assert_eq!(l["trust_store"], "eos-ca");
+    assert_eq!(l["ca_crl_number"], 1);
+    assert_eq!(l["stale"], true);
+    assert!(
+        l["stale_reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("cannot read it now"),
+        "{l}"
+    );
+    let human = st.run(&["gate", "status"]);
+    assert!(
+        human
+            .stdout
+            .contains(&format!("listener {arn}: off (acme)")),
+        "{}\n{}",
+        human.stdout,
+        human.stderr
+    );
+}

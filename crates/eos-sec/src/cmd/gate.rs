@@ -9,10 +9,11 @@ use std::time::SystemTime;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use eos_aws::gate::AwsGate;
+use eos_policy::edge::{trust_store_snapshot, trust_store_stale};
 use eos_policy::gate::{
-    ApiGatewayWarning, CrlFile, DomainRecord, GateBackend, GateStep, ObjectKind, TrustMaterial,
-    TrustStoreRecord, api_gateway_warnings, check_material, check_trust_store_name, object_key,
-    publish_objects, sha256_hex, sync_domain, sync_trust_store,
+    ApiGatewayWarning, CrlFile, DomainRecord, GateBackend, GateStep, ListenerAuth, ObjectKind,
+    TrustMaterial, TrustStoreRecord, api_gateway_warnings, check_material, check_trust_store_name,
+    object_key, publish_objects, sha256_hex, sync_domain, sync_trust_store,
 };
 use eos_store::gate::{Target, TargetKind};
 use serde::Serialize;
@@ -29,8 +30,9 @@ pub enum GateCommand {
     /// keys) and attach them to the `[gate]` ALB trust stores and API
     /// Gateway domains, reading every change back
     Publish(GateArgs),
-    /// Per trust store and domain: bundle fingerprint, CRL number and age,
-    /// revocation ids, what the CA wants, last error
+    /// Per trust store, listener and domain: bundle fingerprint, CRL number
+    /// and age, revocation ids, listener mode, what the CA wants, stale or
+    /// not, last error
     Status(GateArgs),
 }
 
@@ -694,6 +696,8 @@ struct Wants {
     bundle_sha256: String,
     bundle_key: String,
     crl_number: Option<u64>,
+    /// Revoked serials the CA's CRL does not list yet (AWS Private CA).
+    missing_revocations: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -710,9 +714,83 @@ struct TrustStoreStatus {
     crl_age_seconds: Option<i64>,
     updated_at: Option<String>,
     in_sync: bool,
+    /// Why it does not hold exactly the CA's current bundle and CRL (what
+    /// `enforce` refuses `verify` for).
+    stale_reason: Option<String>,
     last_error: Option<String>,
     /// Reading it now failed.
     read_error: Option<String>,
+}
+
+/// One `[[gate.listeners]]` entry as it stands.
+#[derive(Debug, Serialize)]
+struct ListenerStatus {
+    arn: String,
+    spaces: Vec<String>,
+    /// `off`, `passthrough`, `verify` as read (`None`: unread or missing).
+    mode: Option<&'static str>,
+    exists: bool,
+    /// The trust store the listener verifies against, as read (mode
+    /// `verify` only).
+    verifies_against: Option<String>,
+    /// Its `[gate] trust_stores` entry, its ARN and status as read.
+    trust_store: String,
+    trust_store_arn: Option<String>,
+    trust_store_status: Option<String>,
+    /// The CRL number eos-sec put on that trust store.
+    crl_number: Option<u64>,
+    /// The CA's current CRL number.
+    ca_crl_number: Option<u64>,
+    /// `verify` would not (or does not) check exactly the CA's current
+    /// bundle and CRL.
+    stale: bool,
+    stale_reason: Option<String>,
+    read_error: Option<String>,
+}
+
+/// A listener's row from its read and its trust store's row.
+fn listener_status(
+    conf: &eos_policy::edge::ListenerConfig,
+    read: Result<Option<ListenerAuth>, eos_policy::gate::GateError>,
+    store: Option<&TrustStoreStatus>,
+    ca_crl_number: Option<u64>,
+) -> ListenerStatus {
+    let (auth, read_error) = live(read);
+    let auth = auth.map(|a| a.normalized());
+    let stale_reason = match (&auth, store) {
+        (None, _) if read_error.is_none() => Some("the listener does not exist".to_owned()),
+        (_, None) => Some(format!(
+            "trust store {} is not in [gate] trust_stores",
+            conf.trust_store
+        )),
+        (Some(a), Some(t))
+            if a.mode == eos_policy::compile::ListenerMode::Verify
+                && a.trust_store_arn != t.arn =>
+        {
+            Some(format!(
+                "it verifies against {}, not trust store {} ({})",
+                a.trust_store_arn.as_deref().unwrap_or("no trust store"),
+                t.name,
+                t.arn.as_deref().unwrap_or("missing")
+            ))
+        }
+        (_, Some(t)) => t.stale_reason.clone(),
+    };
+    ListenerStatus {
+        arn: conf.arn.clone(),
+        spaces: conf.spaces.iter().map(ToString::to_string).collect(),
+        mode: auth.as_ref().map(|a| a.mode.as_str()),
+        exists: auth.is_some(),
+        verifies_against: auth.and_then(|a| a.trust_store_arn),
+        trust_store: conf.trust_store.clone(),
+        trust_store_arn: store.and_then(|t| t.arn.clone()),
+        trust_store_status: store.and_then(|t| t.status.clone()),
+        crl_number: store.and_then(|t| t.crl_number),
+        ca_crl_number,
+        stale: stale_reason.is_some(),
+        stale_reason,
+        read_error,
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -734,6 +812,7 @@ struct StatusReport {
     backend: String,
     wants: Wants,
     trust_stores: Vec<TrustStoreStatus>,
+    listeners: Vec<ListenerStatus>,
     domains: Vec<DomainStatus>,
     warnings: Vec<String>,
 }
@@ -749,13 +828,17 @@ fn status(a: GateArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
     let bucket = bucket(conf)?;
     let warnings = warnings(&a, ctx)?;
     let store = ctx.store()?;
-    let material = material(ctx, &store)?;
+    let listeners = conf.listener_configs()?;
+    let rt = super::plan::runtime()?;
+    let current = rt.block_on(current_material(ctx, &store))?;
+    let incomplete = (!current.missing.is_empty()).then(|| current.missing_message());
+    let material = &current.material;
     let wants = Wants {
         bundle_sha256: sha256_hex(material.bundle()),
         bundle_key: object_key(prefix(conf), ObjectKind::Bundle, material.bundle()),
         crl_number: material.crl().map(|(c, _)| c.number),
+        missing_revocations: current.missing.clone(),
     };
-    let rt = super::plan::runtime()?;
     let opts = aws_options(&a.aws, &ctx.config.backend);
     let gate = rt.block_on(AwsGate::connect(&opts, bucket))?;
     let backend = gate.gate_backend_id();
@@ -782,16 +865,17 @@ fn status(a: GateArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
             .map(|l| l.revocations.iter().map(|r| r.id).collect())
             .unwrap_or_default();
         let crl = record.as_ref().and_then(|r| r.crl.as_ref());
-        let in_sync = match (&live, &record) {
-            (Some(l), Some(r)) => {
-                l.arn == r.arn
-                    && r.bundle.sha256 == wants.bundle_sha256
-                    && crl.map(|c| c.number) == wants.crl_number
-                    && revocation_ids
-                        == crl.map(|c| c.revocation_id).into_iter().collect::<Vec<_>>()
-            }
-            _ => false,
+        // The check enforce runs before verify (enforce-trust-store-stale).
+        let stale_reason = match (&read_error, &incomplete) {
+            (Some(e), _) => Some(format!("cannot read it now: {e}")),
+            (None, Some(m)) => Some(m.clone()),
+            (None, None) => trust_store_stale(
+                &trust_store_snapshot(name, live.clone(), record.as_ref()),
+                record.as_ref(),
+                material,
+            ),
         };
+        let in_sync = stale_reason.is_none();
         trust_stores.push(TrustStoreStatus {
             name: name.clone(),
             exists: live.is_some(),
@@ -805,6 +889,7 @@ fn status(a: GateArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
             crl_age_seconds: crl.and_then(|c| age_seconds(&c.this_update, now)),
             updated_at,
             in_sync,
+            stale_reason,
             last_error,
             read_error,
         });
@@ -837,10 +922,19 @@ fn status(a: GateArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
             read_error,
         });
     }
+    let listeners = listeners
+        .iter()
+        .map(|l| {
+            let read = rt.block_on(gate.listener(&l.arn));
+            let store = trust_stores.iter().find(|t| t.name == l.trust_store);
+            listener_status(l, read, store, wants.crl_number)
+        })
+        .collect();
     let report = StatusReport {
         backend,
         wants,
         trust_stores,
+        listeners,
         domains,
         warnings: warnings.iter().map(ToString::to_string).collect(),
     };
@@ -854,6 +948,11 @@ fn status(a: GateArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
         .iter()
         .filter(|t| t.read_error.is_some())
         .count()
+        + report
+            .listeners
+            .iter()
+            .filter(|l| l.read_error.is_some())
+            .count()
         + report
             .domains
             .iter()
@@ -878,6 +977,38 @@ fn short(sha: &str) -> &str {
     sha.get(..16).unwrap_or(sha)
 }
 
+fn render_listener(out: &mut String, l: &ListenerStatus) {
+    let number = |n: Option<u64>| n.map_or_else(|| "-".to_owned(), |n| n.to_string());
+    out.push_str(&format!(
+        "listener {}: {} ({})\n",
+        l.arn,
+        if l.read_error.is_some() {
+            "unknown"
+        } else {
+            l.mode.unwrap_or("missing")
+        },
+        l.spaces.join(", ")
+    ));
+    out.push_str(&format!(
+        "  trust store {} {} {}\n",
+        l.trust_store,
+        l.trust_store_arn.as_deref().unwrap_or("-"),
+        l.trust_store_status.as_deref().unwrap_or("-")
+    ));
+    out.push_str(&format!(
+        "  CRL {} on the trust store, CA's CRL {}: {}\n",
+        number(l.crl_number),
+        number(l.ca_crl_number),
+        match &l.stale_reason {
+            Some(why) => format!("STALE ({why})"),
+            None => "current".to_owned(),
+        }
+    ));
+    if let Some(e) = &l.read_error {
+        out.push_str(&format!("  cannot read it now: {e}\n"));
+    }
+}
+
 fn render_status(r: &StatusReport) -> String {
     let mut out = format!(
         "CA wants bundle sha256:{} and CRL {}\n",
@@ -886,6 +1017,12 @@ fn render_status(r: &StatusReport) -> String {
             .crl_number
             .map_or_else(|| "none".to_owned(), |n| n.to_string())
     );
+    if !r.wants.missing_revocations.is_empty() {
+        out.push_str(&format!(
+            "  its CRL does not list revoked {} yet\n",
+            r.wants.missing_revocations.join(", ")
+        ));
+    }
     for t in &r.trust_stores {
         out.push_str(&format!(
             "trust store {}: {}\n",
@@ -920,12 +1057,18 @@ fn render_status(r: &StatusReport) -> String {
                 .map_or_else(|| "age -".to_owned(), |s| format!("{s} s old")),
             ids.join(", ")
         ));
+        if let (Some(why), None) = (&t.stale_reason, &t.read_error) {
+            out.push_str(&format!("  stale: {why}\n"));
+        }
         if let Some(e) = &t.last_error {
             out.push_str(&format!("  last error: {e}\n"));
         }
         if let Some(e) = &t.read_error {
             out.push_str(&format!("  cannot read it now: {e}\n"));
         }
+    }
+    for l in &r.listeners {
+        render_listener(&mut out, l);
     }
     for d in &r.domains {
         out.push_str(&format!(
@@ -956,4 +1099,133 @@ fn render_status(r: &StatusReport) -> String {
         out.push_str(&format!("warning: {w}\n"));
     }
     out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use eos_policy::compile::ListenerMode;
+    use eos_policy::edge::ListenerConfig;
+    use eos_policy::gate::GateError;
+
+    use super::*;
+
+    const STORE: &str =
+        "arn:aws:elasticloadbalancing:eu-west-1:111122223333:truststore/eos-ca/3ym756xh7yj";
+    const OTHER: &str =
+        "arn:aws:elasticloadbalancing:eu-west-1:111122223333:truststore/old/0a1b2c3d";
+
+    fn listener(n: u32, space: &str) -> ListenerConfig {
+        ListenerConfig {
+            arn: format!(
+                "arn:aws:elasticloadbalancing:eu-west-1:111122223333:listener/app/edge/50dc6c495c0c9188/f2f7dc8efc52260{n}"
+            ),
+            spaces: vec![eos_identity::SpaceId::new(space).unwrap()],
+            trust_store: "eos-ca".to_owned(),
+            advertise_ca_names: false,
+            ignore_client_certificate_expiry: false,
+        }
+    }
+
+    fn store(crl_number: u64, stale_reason: Option<&str>) -> TrustStoreStatus {
+        TrustStoreStatus {
+            name: "eos-ca".to_owned(),
+            exists: true,
+            arn: Some(STORE.to_owned()),
+            status: Some("ACTIVE".to_owned()),
+            ca_certificates: Some(1),
+            revocation_ids: vec![4],
+            bundle_sha256: Some(
+                "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".to_owned(),
+            ),
+            crl_number: Some(crl_number),
+            crl_this_update: Some("2026-12-07T21:00:00Z".to_owned()),
+            crl_age_seconds: Some(120),
+            updated_at: Some("2026-12-07T21:00:05Z".to_owned()),
+            in_sync: stale_reason.is_none(),
+            stale_reason: stale_reason.map(str::to_owned),
+            last_error: None,
+            read_error: None,
+        }
+    }
+
+    fn report(store: TrustStoreStatus, ca_crl: u64) -> StatusReport {
+        let reads: Vec<(ListenerConfig, Result<Option<ListenerAuth>, GateError>)> = vec![
+            (listener(1, "acme"), Ok(Some(ListenerAuth::verify(STORE, false)))),
+            (
+                listener(2, "beta"),
+                Ok(Some(ListenerAuth::mode_only(ListenerMode::Passthrough))),
+            ),
+            (listener(3, "gamma"), Ok(Some(ListenerAuth::verify(OTHER, true)))),
+            (listener(4, "delta"), Ok(None)),
+            (
+                listener(5, "omega"),
+                Err(GateError::Backend(
+                    "DescribeListeners x: throttled by ELBv2 after 5 attempts (ThrottlingException: Rate exceeded)"
+                        .to_owned(),
+                )),
+            ),
+        ];
+        let listeners = reads
+            .into_iter()
+            .map(|(conf, read)| listener_status(&conf, read, Some(&store), Some(ca_crl)))
+            .collect();
+        StatusReport {
+            backend: "aws:eu-west-1".to_owned(),
+            wants: Wants {
+                bundle_sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".to_owned(),
+                bundle_key: "eos-sec/bundle/9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08.pem".to_owned(),
+                crl_number: Some(ca_crl),
+                missing_revocations: Vec::new(),
+            },
+            trust_stores: vec![store],
+            listeners,
+            domains: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// `gate status` per listener: mode, the trust store it verifies
+    /// against and its state, the CRL the store carries against the CA's,
+    /// stale or current.
+    #[test]
+    fn status_shows_each_listener_against_its_trust_store() {
+        let current = report(store(8, None), 8);
+        let stale = report(
+            store(
+                7,
+                Some(
+                    "it holds CRL 7, the CA's current one is 8: run `eos-sec sync` or `eos-sec gate publish`",
+                ),
+            ),
+            8,
+        );
+        let flags: Vec<(Option<&str>, bool)> = current
+            .listeners
+            .iter()
+            .map(|l| (l.mode, l.stale))
+            .collect();
+        assert_eq!(
+            flags,
+            [
+                (Some("verify"), false),
+                (Some("passthrough"), false),
+                (Some("verify"), true),
+                (None, true),
+                (None, false),
+            ]
+        );
+        assert!(
+            stale
+                .listeners
+                .iter()
+                .all(|l| l.stale || l.read_error.is_some())
+        );
+        insta::assert_snapshot!("status_listeners_current", render_status(&current));
+        insta::assert_snapshot!("status_listeners_stale", render_status(&stale));
+        insta::assert_json_snapshot!(
+            "status_listeners_json",
+            serde_json::to_value(&stale.listeners).unwrap()
+        );
+    }
 }
