@@ -54,8 +54,36 @@ pub enum CaCommand {
     /// Print the trust bundle (the CA chain) for an ALB trust store or an
     /// API Gateway truststore.
     Bundle(OutArgs),
-    /// Active certificates that expire within a duration.
+    /// Active certificates that expire within a duration, and whether each
+    /// was renewed (its successor's serial)
     Expiring(ExpiringArgs),
+    /// Disable an account: nothing is issued to it any more, by a security
+    /// code or by renewal, until `ca enable` (audited). Its certificates
+    /// stay valid until they expire; `ca revoke` cuts them off at once
+    Disable(DisableArgs),
+    /// Enable a disabled account again (audited)
+    Enable(AccountArgs),
+}
+
+/// The account `ca disable` and `ca enable` act on.
+#[derive(Debug, Args)]
+pub struct AccountArgs {
+    /// The account's space
+    #[arg(long)]
+    pub space: SpaceId,
+    /// The account's user
+    #[arg(long)]
+    pub user: UserId,
+}
+
+/// Arguments of `ca disable`.
+#[derive(Debug, Args)]
+pub struct DisableArgs {
+    #[command(flatten)]
+    pub account: AccountArgs,
+    /// Why (kept in the audit log and the account's record)
+    #[arg(long)]
+    pub reason: String,
 }
 
 /// Arguments of `ca init`.
@@ -182,6 +210,8 @@ pub fn run(cmd: CaCommand, ctx: &crate::Ctx) -> anyhow::Result<()> {
         CaCommand::Crl(a) => crl(a, ctx, &files, conf),
         CaCommand::Bundle(a) => bundle(a, ctx),
         CaCommand::Expiring(a) => expiring(a, ctx),
+        CaCommand::Disable(a) => disable(a, ctx),
+        CaCommand::Enable(a) => enable(a, ctx),
     }
 }
 
@@ -817,19 +847,29 @@ fn read_capped(path: &Path, max: usize) -> anyhow::Result<(Vec<u8>, Option<usize
 }
 
 fn table(records: &[CertRecord]) -> String {
+    table_with(records, "STATUS", |r| &r.status)
+}
+
+/// The certificate table, its last column `last` (`header`).
+fn table_with(records: &[CertRecord], header: &str, last: impl Fn(&CertRecord) -> &str) -> String {
     use std::fmt::Write;
     if records.is_empty() {
         return "no certificates\n".to_owned();
     }
     let mut out = format!(
-        "{:<32}  {:<16}  {:<24}  {:<8}  {:<20}  {}\n",
-        "SERIAL", "SPACE", "USER", "PROFILE", "NOT AFTER", "STATUS"
+        "{:<32}  {:<16}  {:<24}  {:<8}  {:<20}  {header}\n",
+        "SERIAL", "SPACE", "USER", "PROFILE", "NOT AFTER"
     );
     for r in records {
         let _ = writeln!(
             out,
             "{:<32}  {:<16}  {:<24}  {:<8}  {:<20}  {}",
-            r.serial, r.space, r.user, r.profile, r.not_after, r.status
+            r.serial,
+            r.space,
+            r.user,
+            r.profile,
+            r.not_after,
+            last(r)
         );
     }
     out
@@ -850,6 +890,124 @@ fn list(a: ListArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
         return emit_json(&records);
     }
     emit(&table(&records))
+}
+
+/// `ca expiring`'s table: the successor's serial in the last column (`-`
+/// when the certificate was not renewed), and a count of each.
+fn expiring_table(records: &[CertRecord]) -> String {
+    let mut out = table_with(records, "RENEWED BY", |r| {
+        r.renewed_by.as_deref().unwrap_or("-")
+    });
+    if !records.is_empty() {
+        let renewed = records.iter().filter(|r| r.renewed_by.is_some()).count();
+        out.push_str(&format!(
+            "{} expiring: {renewed} renewed, {} not renewed\n",
+            records.len(),
+            records.len() - renewed
+        ));
+    }
+    out
+}
+
+#[derive(Serialize)]
+struct AccountReport<'a> {
+    status: &'static str,
+    space: &'a str,
+    user: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    disabled: Option<&'a eos_store::accounts::DisabledAccount>,
+    active_certificates: usize,
+}
+
+/// The account's active certificates (`ca disable` says they stay valid).
+fn active_certificates(ctx: &crate::Ctx, a: &AccountArgs) -> anyhow::Result<usize> {
+    let store = ctx.store()?;
+    Ok(certs::list(
+        store.conn(),
+        &CertFilter {
+            space: Some(a.space.as_str()),
+            user: Some(a.user.as_str()),
+            status: Some("active"),
+            ..CertFilter::default()
+        },
+    )?
+    .len())
+}
+
+fn disable(a: DisableArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
+    let (space, user) = (a.account.space.as_str(), a.account.user.as_str());
+    if a.reason.trim().is_empty() {
+        return Err(bad_input!("--reason: say why the account is disabled"));
+    }
+    let actor = actor();
+    let mut store = ctx.store()?;
+    let tx = store.transaction()?;
+    let changed = eos_store::accounts::disable_in(&tx, space, user, &actor, &a.reason)?;
+    if changed {
+        let subject = eos_identity::account_uri(&a.account.space, &a.account.user);
+        audit_in(
+            &tx,
+            &AuditEntry::new(&actor, "account.disabled", &subject)
+                .with_detail(serde_json::json!({ "reason": a.reason })),
+        )?;
+    }
+    let record = eos_store::accounts::disabled(&tx, space, user)?;
+    tx.commit()?;
+    let active = active_certificates(ctx, &a.account)?;
+    let status = if changed {
+        "disabled"
+    } else {
+        "already-disabled"
+    };
+    if ctx.json {
+        return emit_json(&AccountReport {
+            status,
+            space,
+            user,
+            disabled: record.as_ref(),
+            active_certificates: active,
+        });
+    }
+    let since = record
+        .as_ref()
+        .map(|r| format!(" since {} by {}: {}", r.disabled_at, r.actor, r.reason))
+        .unwrap_or_default();
+    emit(&format!(
+        "{status} {space}/{user}{since}\nno certificate is issued to it or renewed for it until `eos-sec ca enable`; its {active} active certificate(s) stay valid until they expire (`eos-sec ca revoke` cuts one off now)\n"
+    ))
+}
+
+fn enable(a: AccountArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
+    let (space, user) = (a.space.as_str(), a.user.as_str());
+    let actor = actor();
+    let mut store = ctx.store()?;
+    let tx = store.transaction()?;
+    let was = eos_store::accounts::disabled(&tx, space, user)?;
+    let changed = eos_store::accounts::enable_in(&tx, space, user)?;
+    if changed {
+        let subject = eos_identity::account_uri(&a.space, &a.user);
+        let reason = was.as_ref().map(|w| w.reason.as_str());
+        audit_in(
+            &tx,
+            &AuditEntry::new(&actor, "account.enabled", &subject)
+                .with_detail(serde_json::json!({ "disabled_for": reason })),
+        )?;
+    }
+    tx.commit()?;
+    let active = active_certificates(ctx, &a)?;
+    let status = if changed { "enabled" } else { "not-disabled" };
+    if ctx.json {
+        return emit_json(&AccountReport {
+            status,
+            space,
+            user,
+            disabled: None,
+            active_certificates: active,
+        });
+    }
+    emit(&format!(
+        "{status} {space}/{user}\ncertificates are issued to it and renewed for it again\n"
+    ))
 }
 
 fn serial_arg(s: &str) -> anyhow::Result<String> {
@@ -1150,5 +1308,5 @@ fn expiring(a: ExpiringArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
     if ctx.json {
         return emit_json(&records);
     }
-    emit(&table(&records))
+    emit(&expiring_table(&records))
 }

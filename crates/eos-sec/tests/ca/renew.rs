@@ -28,7 +28,12 @@ tls_key = "server.key"
 /// the agent's `--ca-bundle`) and a first service certificate for
 /// acme/svc in `svc.pem`/`svc.key`; returns its serial.
 fn setup(env: &Env) -> String {
-    std::fs::write(env.path("eos-sec.toml"), CONFIG).unwrap();
+    setup_with(env, CONFIG)
+}
+
+/// [`setup`] with another config.
+fn setup_with(env: &Env, config: &str) -> String {
+    std::fs::write(env.path("eos-sec.toml"), config).unwrap();
     env.ok(&["ca", "init", "--env", "dev"]);
     env.openssl_ok(&[
         "req",
@@ -58,19 +63,25 @@ fn setup(env: &Env) -> String {
 fn eos(env: &Env) -> Command {
     let mut c = env.command();
     c.env("EOS_SEC_CONFIG", env.path("eos-sec.toml"))
-        .env("EOS_SEC_PEPPER", PEPPER);
+        .env("EOS_SEC_PEPPER", PEPPER)
+        .env("USER", "op");
     c
 }
 
 /// A new key and a service certificate for acme/`name` from the CA.
 fn issue(env: &Env, name: &str) -> String {
+    issue_profile(env, name, "service")
+}
+
+/// A new key and a `profile` certificate for acme/`name` from the CA.
+fn issue_profile(env: &Env, name: &str, profile: &str) -> String {
     env.openssl_csr(
         name,
         &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
     );
     let out = eos(env)
         .args(["--json", "ca", "sign", "--space", "acme", "--user", name])
-        .args(["--profile", "service", "--csr", &format!("{name}.csr")])
+        .args(["--profile", profile, "--csr", &format!("{name}.csr")])
         .args(["--out", &format!("{name}.pem")])
         .output()
         .unwrap();
@@ -332,4 +343,138 @@ fn a_backdate_longer_than_an_hour_or_a_lifetime_is_refused() {
         assert!(stderr.contains(want), "{config}: {stderr}");
         assert!(!env.path("svc.pem").exists());
     }
+}
+
+/// `ca expiring` says which certificates were renewed (the successor's
+/// serial); `ca disable` stops renewal (`account-disabled`) until `ca
+/// enable`, both audited. The service renews at once here (`[serve]
+/// renewal_window = 1.0`), with hour-long certificates.
+#[test]
+fn expiring_shows_renewals_and_a_disabled_account_renews_no_more() {
+    if !openssl_available() {
+        return;
+    }
+    let env = Env::new();
+    let old = setup_with(
+        &env,
+        &CONFIG
+            .replace("\"6s\"", "\"1h\"")
+            .replace("[serve]", "[serve]\nrenewal_window = 1.0"),
+    );
+    let bob = issue_profile(&env, "bob", "device");
+    let serving = Serving::start_tls(eos(&env));
+    let url = format!("https://127.0.0.1:{}", serving.port);
+    let run = |args: &[&str]| {
+        let out = eos(&env).args(args).output().unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let renew = || {
+        run(&[
+            "cert",
+            "renew",
+            "--cert",
+            "svc.pem",
+            "--key",
+            "svc.key",
+            "--url",
+            &url,
+            "--ca-bundle",
+            "server.pem",
+            "--json",
+        ])
+    };
+    // A successor whose notAfter is a second later than its predecessor's.
+    std::thread::sleep(Duration::from_millis(1100));
+    let (code, stdout, stderr) = renew();
+    assert_eq!(code, 0, "{stderr}");
+    let new: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let new = new["serial"].as_str().unwrap().to_owned();
+
+    let (code, expiring, _) = run(&["ca", "expiring", "--within", "3d"]);
+    assert_eq!(code, 0);
+    let rows: Vec<&str> = expiring.lines().collect();
+    assert!(
+        rows[1].starts_with(&old) && rows[1].ends_with(&new),
+        "{expiring}"
+    );
+    assert!(
+        rows[2].starts_with(&new) && rows[2].ends_with(" -"),
+        "{expiring}"
+    );
+    assert!(
+        rows[3].starts_with(&bob) && rows[3].ends_with(" -"),
+        "{expiring}"
+    );
+    let (_, json, _) = run(&["--json", "ca", "expiring", "--within", "3d"]);
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json[0]["renewed_by"], new.as_str());
+    assert_eq!(json[1]["renewed_from"], old.as_str());
+
+    let account = ["--space", "acme", "--user", "svc"];
+    let disable = [
+        &["ca", "disable"][..],
+        &account,
+        &["--reason", "left the team"],
+    ]
+    .concat();
+    let (code, disabled, stderr) = run(&disable);
+    assert_eq!(code, 0, "{stderr}");
+    let (_, again, _) = run(&[&["--json"][..], &disable].concat());
+    let again: serde_json::Value = serde_json::from_str(&again).unwrap();
+    assert_eq!(again["status"], "already-disabled");
+    assert_eq!(again["disabled"]["reason"], "left the team");
+    let (code, _, stderr) = renew();
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("account-disabled"), "{stderr}");
+    let (code, _, stderr) = run(&[&["ca", "disable"][..], &account, &["--reason", " "]].concat());
+    assert_eq!(code, 2, "{stderr}");
+
+    let (code, enabled, stderr) = run(&[&["ca", "enable"][..], &account].concat());
+    assert_eq!(code, 0, "{stderr}");
+    let (_, not_disabled, _) = run(&[&["ca", "enable"][..], &account].concat());
+    assert!(
+        not_disabled.starts_with("not-disabled acme/svc"),
+        "{not_disabled}"
+    );
+    let (code, _, stderr) = renew();
+    assert_eq!(code, 0, "{stderr}");
+    drop(serving);
+
+    insta::with_settings!({filters => vec![
+        (r"\b[0-9a-f]{16,40}\b", "[SERIAL]"),
+        (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", "[TIME]"),
+    ]}, {
+        insta::assert_snapshot!("expiring", expiring);
+        insta::assert_snapshot!("disable", disabled);
+        insta::assert_snapshot!("enable", enabled);
+    });
+
+    // Audited: who, what and why, on the account's URI.
+    let log = eos_store::Store::open(&env.state())
+        .unwrap()
+        .audit_log(100)
+        .unwrap();
+    let uri = "urn:entityos:space:acme:user:svc";
+    let entries: Vec<_> = log
+        .iter()
+        .filter(|e| e.action.starts_with("account."))
+        .map(|e| (e.action.as_str(), e.subject.as_str(), e.actor.as_str()))
+        .collect();
+    assert_eq!(
+        entries.len(),
+        2,
+        "one entry each, none for the no-op repeats: {entries:?}"
+    );
+    assert!(
+        entries.contains(&("account.disabled", uri, "op")),
+        "{entries:?}"
+    );
+    assert!(
+        entries.contains(&("account.enabled", uri, "op")),
+        "{entries:?}"
+    );
 }
