@@ -37,6 +37,15 @@ const FORBIDDEN_IN_DOMAIN: &[&str] = &[
 /// Only this crate may use the AWS SDK.
 const AWS_CRATE: &str = "eos-aws";
 
+/// The CLI crate: glue over the libraries.
+const CLI_CRATE: &str = "eos-sec";
+
+/// Database drivers the CLI must neither depend on nor reach through
+/// `eos_store`'s re-exports: SQL lives in `eos-store`, operations in
+/// `eos-ops`. (The CLI still depends on `eos-store` itself, for the
+/// commands not yet moved into operations: ca, code, rules, sync, gate.)
+const NOT_IN_CLI: &[&str] = &["rusqlite", "postgres"];
+
 pub fn run(root: &Path) -> Result<()> {
     let arch = std::fs::read_to_string(root.join("docs/ARCHITECTURE.md"))
         .context("reading docs/ARCHITECTURE.md")?;
@@ -75,6 +84,9 @@ pub fn run(root: &Path) -> Result<()> {
                 }
             }
         }
+        if name == CLI_CRATE {
+            problems.extend(database_in_cli(&entry.path(), &deps)?);
+        }
         if !manifest.contains("[lints]") || !manifest.contains("workspace = true") {
             problems.push(format!("crate {name} does not inherit [workspace.lints]"));
         }
@@ -89,6 +101,35 @@ pub fn run(root: &Path) -> Result<()> {
     }
     eprintln!("tidy: ok");
     Ok(())
+}
+
+/// The CLI names no database driver: not in its `[dependencies]`, not in
+/// its sources (`eos_store::rusqlite::...` would reach SQLite through the
+/// store's re-export).
+fn database_in_cli(dir: &Path, deps: &[String]) -> Result<Vec<String>> {
+    let mut problems: Vec<String> = deps
+        .iter()
+        .filter(|d| NOT_IN_CLI.contains(&d.as_str()))
+        .map(|d| {
+            format!("the CLI crate {CLI_CRATE} must not depend on {d} (SQL lives in eos-store)")
+        })
+        .collect();
+    let mut files = Vec::new();
+    rust_files(&dir.join("src"), &mut files)?;
+    for file in files {
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("reading {}", file.display()))?;
+        for (i, line) in text.lines().enumerate() {
+            if let Some(d) = NOT_IN_CLI.iter().find(|d| line.contains(&format!("{d}::"))) {
+                problems.push(format!(
+                    "{}:{}: the CLI uses {d} directly (SQL lives in eos-store, operations in eos-ops)",
+                    file.display(),
+                    i + 1
+                ));
+            }
+        }
+    }
+    Ok(problems)
 }
 
 /// Names under `[dependencies]` (not dev- or build-dependencies).
@@ -237,6 +278,27 @@ fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cli_may_not_reach_a_database_driver() {
+        let dir = tempfile_dir("eos-tidy-cli");
+        std::fs::create_dir_all(dir.join("src/cmd")).unwrap();
+        std::fs::write(dir.join("src/main.rs"), "fn main() {}\n").unwrap();
+        std::fs::write(
+            dir.join("src/cmd/x.rs"),
+            "fn f(tx: &eos_store::rusqlite::Transaction<'_>) {}\n",
+        )
+        .unwrap();
+        let problems = database_in_cli(&dir, &["postgres".to_owned(), "clap".to_owned()]).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("must not depend on postgres"));
+        assert!(problems[1].contains("x.rs:1: the CLI uses rusqlite"));
+    }
+
+    fn tempfile_dir(name: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("{name}-{}", std::process::id()))
+    }
 
     #[test]
     fn finds_error_types_behind_attributes_and_docs() {
