@@ -93,6 +93,9 @@ enum Command {
     /// Deliver declared rule changes to the IPSets (one pass, or --watch);
     /// `sync status`
     Sync(cmd::sync::SyncArgs),
+    /// The state store: copy the SQLite state directory into PostgreSQL
+    #[command(subcommand)]
+    Store(cmd::store::StoreCommand),
     /// The certificate gate at the edge: publish the CA's bundle and CRL to
     /// S3, ALB trust stores and API Gateway domains; `gate status`
     #[command(subcommand)]
@@ -220,6 +223,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Enforce(a) => cmd::enforce::run_enforce(a, &ctx),
         Command::Rollback(a) => cmd::enforce::run_rollback(a, &ctx),
         Command::Sync(a) => cmd::sync::run(a, &ctx),
+        Command::Store(c) => cmd::store::run(c, &ctx),
         Command::Gate(c) => cmd::gate::run(c, &ctx),
         Command::Serve(a) => cmd::serve::run(a, &ctx),
         Command::Authz(c) => cmd::authz::run(c, &ctx),

@@ -255,3 +255,110 @@ fn a_store_url_password_never_reaches_the_output() {
         assert!(!all.contains("s3cr3t-pw"), "{all}");
     }
 }
+
+/// Run `eos-sec` and expect success; its stdout.
+fn ok(mut cmd: Command, args: &[&str]) -> String {
+    let out = cmd.args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "eos-sec {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `store migrate --to` copies a SQLite state directory (codes, a
+/// registration with its rule and outbox row, a CA with its CRL, the audit
+/// log) into an empty PostgreSQL database, verified table by table; the
+/// copy serves at once (a code issued on SQLite registers through `serve`
+/// on PostgreSQL); a second migrate into the now non-empty database is
+/// refused with exit 2 and writes nothing.
+#[test]
+fn store_migrate_copies_a_sqlite_state_directory_into_an_empty_postgresql_database() {
+    let Some(cluster) = eos_store::testing::PgCluster::start() else {
+        return;
+    };
+    let url = cluster.create_database("eos");
+    let dir = tempfile::tempdir().unwrap();
+    let spent = issue_ip_code(eos_sec(dir.path()));
+    let serving = Serving::start(eos_sec(dir.path()));
+    let answer = serving.post_json("/v1/ip", &format!("{{\"code\":\"{spent}\"}}"));
+    assert_eq!(status_of(&answer), "200", "{answer}");
+    let (status, logs) = serving.stop();
+    assert!(status.success(), "exit {status}: {logs}");
+    let unspent = issue_ip_code(eos_sec(dir.path()));
+    ok(eos_sec(dir.path()), &["ca", "init", "--env", "dev"]);
+    ok(eos_sec(dir.path()), &["ca", "crl", "--out", "crl.pem"]);
+
+    let sqlite = eos_store::Store::open(&dir.path().join("state")).unwrap();
+    let count_in = |store: &eos_store::Store, table: &str| {
+        eos_store::Sql::query_one(
+            store.conn(),
+            &format!("SELECT COUNT(*) FROM {table}"),
+            &[],
+            |r| r.get::<i64>(0),
+        )
+        .unwrap()
+    };
+    let audit_before = sqlite.audit_log(usize::MAX).unwrap();
+
+    let report: serde_json::Value = serde_json::from_str(&ok(
+        eos_sec(dir.path()),
+        &["--json", "store", "migrate", "--to", &url],
+    ))
+    .unwrap();
+    let tables = report["tables"].as_array().unwrap();
+    for t in tables {
+        assert_eq!(t["source"], t["target"], "{t}");
+        let name = t["table"].as_str().unwrap();
+        assert_eq!(
+            t["source"].as_i64().unwrap(),
+            count_in(&sqlite, name),
+            "{name}"
+        );
+    }
+    let rows = |name: &str| {
+        tables
+            .iter()
+            .find(|t| t["table"] == name)
+            .unwrap_or_else(|| panic!("{name} not copied: {report}"))["target"]
+            .as_i64()
+            .unwrap()
+    };
+    assert_eq!(rows("codes"), 2);
+    assert_eq!(rows("rules"), 1);
+    assert_eq!(rows("registrations"), 1);
+    assert!(rows("crls") >= 1, "{report}");
+    assert_eq!(
+        report["audit_entries"].as_u64().unwrap(),
+        audit_before.len() as u64
+    );
+
+    // The copy, read back from PostgreSQL: the same audit log, entry by entry.
+    let pg = eos_store::Store::open_postgres(&eos_store::StoreUrl::parse(&url).unwrap()).unwrap();
+    assert_eq!(pg.audit_log(usize::MAX).unwrap(), audit_before);
+    for t in tables {
+        let name = t["table"].as_str().unwrap();
+        assert_eq!(count_in(&pg, name), count_in(&sqlite, name), "{name}");
+    }
+    // It serves: the unspent code registers, the spent one stays spent.
+    let serving = Serving::start(eos_sec_pg(dir.path(), &url));
+    let spent_again = serving.post_json("/v1/ip", &format!("{{\"code\":\"{spent}\"}}"));
+    assert_ne!(status_of(&spent_again), "200", "{spent_again}");
+    let fresh = serving.post_json("/v1/ip", &format!("{{\"code\":\"{unspent}\"}}"));
+    assert_eq!(status_of(&fresh), "200", "{fresh}");
+    let (status, logs) = serving.stop();
+    assert!(status.success(), "exit {status}: {logs}");
+
+    // Not empty any more: refused, exit 2, nothing written.
+    let audit_on_pg = pg.audit_log(usize::MAX).unwrap();
+    let again = eos_sec(dir.path())
+        .args(["store", "migrate", "--to", &url])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(again.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("is not empty (table "), "{stderr}");
+    assert_eq!(pg.audit_log(usize::MAX).unwrap(), audit_on_pg);
+    assert_eq!(count_in(&pg, "codes"), 2);
+}

@@ -30,6 +30,7 @@ pub mod rules;
 pub mod sync;
 #[cfg(feature = "test-support")]
 pub mod testing;
+pub mod transfer;
 
 pub use audit::{AuditEntry, AuditRecord};
 pub use db::{Conn, Engine, Param, Row, Sql, Tx};
@@ -210,6 +211,26 @@ pub enum StoreError {
         what: &'static str,
         /// Details.
         detail: String,
+    },
+    /// `store migrate`'s target already holds data: nothing was written.
+    #[error(
+        "target database {target} is not empty (table {table} has rows); store migrate copies into an empty database only"
+    )]
+    TargetNotEmpty {
+        /// The target, without its password.
+        target: String,
+        /// The first table found with rows.
+        table: String,
+    },
+    /// `store migrate`'s copy differs from its source: rolled back.
+    #[error("copy verification failed: {what}: source {source_value}, target {target_value}")]
+    CopyMismatch {
+        /// What was compared.
+        what: String,
+        /// On the source.
+        source_value: String,
+        /// On the target.
+        target_value: String,
     },
     /// A record that was asked for does not exist.
     #[error("{what} not found: {key}")]

@@ -53,6 +53,11 @@ impl StoreUrl {
     pub fn redacted(&self) -> &str {
         &self.shown
     }
+
+    /// The connection's configuration.
+    pub(crate) fn config(&self) -> &postgres::Config {
+        &self.config
+    }
 }
 
 impl std::fmt::Display for StoreUrl {

@@ -18,4 +18,5 @@ pub mod policy;
 pub mod rules;
 pub mod scan;
 pub mod serve;
+pub mod store;
 pub mod sync;
