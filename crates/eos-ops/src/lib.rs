@@ -22,7 +22,7 @@
 //! let mut store = eos_store::Store::open(dir)?;
 //! let backend = Backend::local(dir)?;
 //! let opts = eos_plan::PlanOptions::default().check()?;
-//! let (plan, delivers) = plan::replan(&store, &backend, &[], &opts, false).await?;
+//! let (plan, delivers) = plan::replan(&mut store, &backend, &[], &opts, false).await?;
 //! let report = plan::apply_and_record(&mut store, &backend, &plan, &delivers, "svc:me").await?;
 //! println!("{} set(s) written", report.applied.len());
 //! # Ok(()) }
