@@ -12,7 +12,6 @@
 //! DescribeTrustStoreRevocations) are not in the measured path.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
@@ -20,30 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-/// Kills the child on drop.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
-}
-
-fn check(mut cmd: Command) -> Result<String> {
-    let out = cmd.output().with_context(|| format!("spawning {cmd:?}"))?;
-    if !out.status.success() {
-        bail!(
-            "{cmd:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
+use crate::{Killed, check, free_port};
 
 struct Env {
     bin: PathBuf,
@@ -53,16 +29,11 @@ struct Env {
 
 impl Env {
     fn eos(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(&self.bin);
-        c.args(args)
-            .current_dir(&self.dir)
-            .env("EOS_SEC_STATE_DIR", self.dir.join("state"))
-            .env("EOS_SEC_CONFIG", self.dir.join("eos-sec.toml"))
-            .env("AWS_ACCESS_KEY_ID", "testing")
+        let mut c = crate::eos_sec(&self.bin, &self.dir, args);
+        c.env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env("AWS_REGION", "us-east-1")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env_remove("EOS_SEC_LOG");
+            .env("AWS_EC2_METADATA_DISABLED", "true");
         c
     }
 

@@ -9,15 +9,19 @@
 //! - `fuzz`: run the cargo-fuzz targets in `fuzz/` for a while each.
 //! - `bench-peers`: eos-sec against the tools a user would otherwise reach
 //!   for, on the same inputs in the same run (see docs/PERFORMANCE.md).
+//! - `bench-authz`: nginx with mutual TLS alone vs nginx + `auth_request`
+//!   to `eos-sec authz serve`, same run: requests/s and p99 (oha).
 //! - `bench-revocation`: the certificate gate's revocation lag (`ca revoke`
 //!   to the CRL delivered by `sync --watch`, on moto): p50/p90/p99/max.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command};
 
 use anyhow::{Context, Result, bail};
 
+mod bench_authz;
 mod bench_peers;
 mod bench_revocation;
 mod fuzz;
@@ -29,12 +33,13 @@ fn main() -> std::process::ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("tidy") => tidy::run(&root()),
+        Some("bench-authz") => bench_authz::run(&root(), &args[1..]),
         Some("bench-peers") => bench_peers::run(&root(), &args[1..]),
         Some("bench-revocation") => bench_revocation::run(&root(), &args[1..]),
         Some("fuzz") => fuzz::run(&root(), &args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci|tidy|fuzz [--target NAME] [--seconds N]|bench-peers [--quick]|bench-revocation [--samples N] [--debug]>"
+                "usage: cargo xtask <ci|tidy|fuzz [--target NAME] [--seconds N]|bench-peers [--quick]|bench-authz [--seconds N] [--connections N] [--debug]|bench-revocation [--samples N] [--debug]>"
             );
             return std::process::ExitCode::from(2);
         }
@@ -60,6 +65,45 @@ pub(crate) fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
     c.current_dir(root());
     c
+}
+
+/// Kills the child on drop.
+pub(crate) struct Killed(pub(crate) Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `eos-sec` (the binary `bin`) run in `dir` with its state and config
+/// there, `EOS_SEC_LOG` unset.
+pub(crate) fn eos_sec(bin: &Path, dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(bin);
+    c.args(args)
+        .current_dir(dir)
+        .env("EOS_SEC_STATE_DIR", dir.join("state"))
+        .env("EOS_SEC_CONFIG", dir.join("eos-sec.toml"))
+        .env_remove("EOS_SEC_LOG");
+    c
+}
+
+/// A port free on 127.0.0.1 now.
+pub(crate) fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
+}
+
+/// Run `cmd`; its stdout, or an error with its stderr.
+pub(crate) fn check(mut cmd: Command) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("spawning {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 pub(crate) fn run_cmd(mut cmd: Command) -> Result<()> {

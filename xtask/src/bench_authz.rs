@@ -1,0 +1,457 @@
+//! `cargo xtask bench-authz [--seconds N] [--connections N] [--debug]`:
+//! what the decision point costs behind nginx (issue 23). One nginx, one
+//! run, two TLS servers side by side, both proxying to the same upstream
+//! (a `return 200` server in the same nginx):
+//!
+//! - **alone**: nginx with mutual TLS alone (`ssl_verify_client optional`
+//!   against the entityOS CA and its CRL), no decision point;
+//! - **authz**: the configuration `eos-sec authz config nginx` prints,
+//!   `auth_request` to a release `eos-sec authz serve` (decision log on).
+//!
+//! Two spaces: `ipco` in mode `ip` (client 127.0.0.1 in its set, no
+//! certificate) and `certco` in mode `cert` (a client certificate from
+//! `eos-sec ca sign`). Two workloads: keep-alive, and a new TLS handshake
+//! per request. For each, `oha` first saturates both servers (requests/s),
+//! then sends half the lower of the two rates to each (latency at a fixed
+//! load, p50/p99). Every answer must be 200, or the run fails. Prints a
+//! Markdown table: throughput kept, p99 added. Needs nginx, openssl, and
+//! `oha` on PATH or in `$OHA` (`cargo install oha`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{Killed, check, free_port};
+
+fn wait_for_port(port: u16, what: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            bail!("{what} did not come up on port {port}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Result<T> {
+    match args.iter().position(|a| a == name) {
+        None => Ok(default),
+        Some(i) => args
+            .get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("{name} needs a number")),
+    }
+}
+
+struct Env {
+    bin: PathBuf,
+    dir: PathBuf,
+}
+
+impl Env {
+    fn eos(&self, args: &[&str]) -> Command {
+        crate::eos_sec(&self.bin, &self.dir, args)
+    }
+
+    fn openssl(&self, args: &[&str]) -> Result<String> {
+        let mut c = Command::new("openssl");
+        c.current_dir(&self.dir).args(args);
+        check(c)
+    }
+
+    fn p(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+}
+
+/// One oha run's figures.
+struct Run {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+/// The loaded machine, for the record.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
+}
+
+struct Workload<'a> {
+    space: &'a str,
+    cert: bool,
+    keepalive: bool,
+}
+
+impl Workload<'_> {
+    fn label(&self) -> String {
+        format!(
+            "{} ({}), {}",
+            self.space,
+            if self.cert {
+                "mode cert, client certificate"
+            } else {
+                "mode ip, address in the set"
+            },
+            if self.keepalive {
+                "keep-alive"
+            } else {
+                "new handshake per request"
+            }
+        )
+    }
+}
+
+struct Oha<'a> {
+    bin: PathBuf,
+    env: &'a Env,
+    seconds: u64,
+    connections: u64,
+}
+
+impl Oha<'_> {
+    /// `w` against nginx on `port`, saturated or at `rate` requests/s.
+    fn run(&self, w: &Workload<'_>, port: u16, rate: Option<f64>) -> Result<Run> {
+        let host = format!("{}.eos.test", w.space);
+        let mut c = Command::new(&self.bin);
+        c.args([
+            "--no-tui",
+            "--output-format",
+            "json",
+            "-z",
+            &format!("{}s", self.seconds),
+            "-c",
+            &self.connections.to_string(),
+            "--cacert",
+            &self.env.p("server.pem"),
+            "--connect-to",
+            &format!("{host}:{port}:127.0.0.1:{port}"),
+        ]);
+        if w.cert {
+            c.args([
+                "--cert",
+                &self.env.p("client.pem"),
+                "--key",
+                &self.env.p("client.key"),
+            ]);
+        }
+        if !w.keepalive {
+            c.arg("--disable-keepalive");
+        }
+        if let Some(q) = rate {
+            c.args(["-q", &format!("{q:.0}"), "--latency-correction"]);
+        }
+        c.arg(format!("https://{host}:{port}/"));
+        let out = check(c)?;
+        let v: serde_json::Value =
+            serde_json::from_str(&out).with_context(|| format!("oha's JSON: {out}"))?;
+        // Every answer 200: a refusal or an error would be measured as
+        // speed.
+        let codes = v["statusCodeDistribution"]
+            .as_object()
+            .context("no statusCodeDistribution")?;
+        let other: Vec<_> = codes.iter().filter(|(k, _)| *k != "200").collect();
+        let errors = v["errorDistribution"].as_object().map_or(0, |e| {
+            e.iter()
+                // The requests cut off by the end of the run.
+                .filter(|(k, _)| !k.contains("aborted due to deadline"))
+                .count()
+        });
+        if codes.get("200").is_none() || !other.is_empty() || errors > 0 {
+            bail!(
+                "{}: port {port}: answers {codes:?}, errors {}",
+                w.label(),
+                v["errorDistribution"]
+            );
+        }
+        let ms = |k: &str| v["latencyPercentiles"][k].as_f64().map(|s| s * 1000.0);
+        Ok(Run {
+            rps: v["summary"]["requestsPerSec"]
+                .as_f64()
+                .context("no requestsPerSec")?,
+            p50_ms: ms("p50").context("no p50")?,
+            p99_ms: ms("p99").context("no p99")?,
+        })
+    }
+}
+
+pub fn run(root: &Path, args: &[String]) -> Result<()> {
+    let seconds: u64 = flag(args, "--seconds", 10)?;
+    let connections: u64 = flag(args, "--connections", 32)?;
+    let profile = if args.iter().any(|a| a == "--debug") {
+        "debug"
+    } else {
+        "release"
+    };
+    let oha = std::env::var_os("OHA").map_or_else(|| PathBuf::from("oha"), PathBuf::from);
+    check({
+        let mut c = Command::new(&oha);
+        c.arg("--version");
+        c
+    })
+    .context("oha (cargo install oha; or OHA=/path/to/oha)")?;
+    let mut build = crate::cargo();
+    build.args(["build", "-p", "eos-sec"]);
+    if profile == "release" {
+        build.arg("--release");
+    }
+    crate::run_cmd(build)?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let dir = std::env::temp_dir().join(format!("eos-sec-bench-authz-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("nginx"))?;
+    let env = Env {
+        bin: target.join(profile).join("eos-sec"),
+        dir: dir.clone(),
+    };
+    let oha = Oha {
+        bin: oha,
+        env: &env,
+        seconds,
+        connections,
+    };
+    let result = bench(&env, &oha, profile);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn bench(env: &Env, oha: &Oha<'_>, profile: &str) -> Result<()> {
+    let authz_port = free_port()?;
+    std::fs::write(
+        env.dir.join("eos-sec.toml"),
+        format!(
+            "[authz]\nlisten = \"127.0.0.1:{authz_port}\"\ntrusted_proxies = [\"127.0.0.1\"]\n"
+        ),
+    )?;
+    check(env.eos(&["ca", "init", "--env", "dev"]))?;
+    check(env.eos(&[
+        "rules",
+        "add",
+        "--space",
+        "ipco",
+        "--cidr",
+        "127.0.0.1",
+        "--label",
+        "bench",
+        "--declared-by",
+        "admin@ipco.example",
+    ]))?;
+    check(env.eos(&["apply", "--yes"]))?;
+    std::fs::write(
+        env.dir.join("policy.toml"),
+        "[web_acl]\nname = \"eos-bench\"\n\n[routing]\nby = \"host-label\"\ndomain = \"eos.test\"\n\n\
+         [cert_gate]\nca_bundle = \"state/ca/ca.pem\"\ncrl = [\"state/ca/crl.pem\"]\n\n\
+         [spaces.ipco]\nmode = \"ip\"\nstage = \"enforce\"\n\n\
+         [spaces.certco]\nmode = \"cert\"\nstage = \"enforce\"\n",
+    )?;
+    // The client's certificate, from the CA, and nginx's own.
+    env.openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "client.key",
+        "-subj",
+        "/CN=bench",
+        "-out",
+        "client.csr",
+    ])?;
+    check(env.eos(&[
+        "ca",
+        "sign",
+        "--csr",
+        "client.csr",
+        "--space",
+        "certco",
+        "--user",
+        "bench",
+        "--profile",
+        "cli",
+        "--out",
+        "client.pem",
+    ]))?;
+    env.openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=eos.test",
+        "-addext",
+        "subjectAltName=DNS:*.eos.test",
+        "-addext",
+        "basicConstraints=critical,CA:FALSE",
+    ])?;
+
+    let log = std::fs::File::create(env.dir.join("authz.log"))?;
+    let _authz = Killed(
+        env.eos(&["authz", "serve", "--policy", "policy.toml"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("eos-sec authz serve")?,
+    );
+    wait_for_port(authz_port, "eos-sec authz serve")?;
+
+    let (with_port, alone_port, upstream_port) = (free_port()?, free_port()?, free_port()?);
+    let upstream = format!("http://127.0.0.1:{upstream_port}");
+    let generated = check(env.eos(&[
+        "authz",
+        "config",
+        "nginx",
+        "--listen",
+        &format!("127.0.0.1:{with_port}"),
+        "--server-name",
+        "*.eos.test",
+        "--tls-cert",
+        "server.pem",
+        "--tls-key",
+        "server.key",
+        "--client-ca",
+        "state/ca/ca.pem",
+        "--upstream",
+        &upstream,
+    ]))?;
+    std::fs::write(env.dir.join("eos-authz.conf"), generated)?;
+    let d = env.p("nginx");
+    std::fs::write(
+        env.dir.join("nginx/nginx.conf"),
+        format!(
+            r#"daemon off;
+worker_processes auto;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    # With the decision point: `eos-sec authz config nginx`, as printed.
+    include {conf};
+    # Mutual TLS alone: nginx verifies the chain and the CRL itself.
+    server {{
+        listen 127.0.0.1:{alone_port} ssl;
+        server_name *.eos.test;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_client_certificate {ca};
+        ssl_crl {crl};
+        ssl_verify_client optional;
+        location / {{
+            proxy_pass {upstream};
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $remote_addr;
+        }}
+    }}
+    server {{
+        listen 127.0.0.1:{upstream_port};
+        location / {{ return 200 "ok"; }}
+    }}
+}}
+"#,
+            conf = env.p("eos-authz.conf"),
+            cert = env.p("server.pem"),
+            key = env.p("server.key"),
+            ca = env.p("state/ca/ca.pem"),
+            crl = env.p("state/ca/crl.pem"),
+        ),
+    )?;
+    let _nginx = Killed(
+        Command::new("nginx")
+            .args([
+                "-p",
+                &d,
+                "-c",
+                &format!("{d}/nginx.conf"),
+                "-e",
+                &format!("{d}/error.log"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("nginx")?,
+    );
+    wait_for_port(with_port, "nginx")?;
+    wait_for_port(alone_port, "nginx")?;
+
+    println!(
+        "eos-sec ({profile}) authz serve behind nginx vs nginx with mutual TLS alone; \
+         oha -c {} for {} s per run; load average before: {}",
+        oha.connections,
+        oha.seconds,
+        loadavg()
+    );
+    println!();
+    println!(
+        "| workload | nginx alone req/s | + eos-sec req/s | throughput kept | \
+         at fixed req/s | p50 alone → + eos-sec (ms) | p99 alone → + eos-sec (ms) | p99 added (ms) |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (space, cert) in [("ipco", false), ("certco", true)] {
+        for keepalive in [true, false] {
+            let w = Workload {
+                space,
+                cert,
+                keepalive,
+            };
+            let alone = oha.run(&w, alone_port, None)?;
+            let with = oha.run(&w, with_port, None)?;
+            let rate = alone.rps.min(with.rps) / 2.0;
+            let alone_at = oha.run(&w, alone_port, Some(rate))?;
+            let with_at = oha.run(&w, with_port, Some(rate))?;
+            println!(
+                "| {} | {:.0} | {:.0} | {:.0}% | {:.0} | {:.2} → {:.2} | {:.2} → {:.2} | {:+.2} |",
+                w.label(),
+                alone.rps,
+                with.rps,
+                100.0 * with.rps / alone.rps,
+                rate,
+                alone_at.p50_ms,
+                with_at.p50_ms,
+                alone_at.p99_ms,
+                with_at.p99_ms,
+                with_at.p99_ms - alone_at.p99_ms,
+            );
+        }
+    }
+    println!();
+    let metrics = check({
+        let mut c = Command::new("curl");
+        c.args([
+            "--silent",
+            &format!("http://127.0.0.1:{authz_port}/metrics"),
+        ]);
+        c
+    })?;
+    for l in metrics
+        .lines()
+        .filter(|l| l.starts_with("eos_authz_decisions_total") || l.starts_with("eos_authz_chain_"))
+    {
+        println!("    {l}");
+    }
+    println!("load average after: {}", loadavg());
+    Ok(())
+}
