@@ -9,8 +9,14 @@
 //! `--ca-latency-ms` (default 1000, as AWS Private CA can): the address
 //! registrations' figures then show whether they wait for the CA.
 //!
+//! With `--postgres`, the store is a PostgreSQL database on a throwaway
+//! cluster (`eos_store::testing::PgCluster::start_durable`: on disk, fsync
+//! on, a Unix socket) instead of SQLite;
+//! `--instances N` starts N services on that one database and spreads the
+//! clients over them (the codes are issued once, into the shared store).
+//!
 //! cargo bench -p eos-register --bench load -- [--quick] [--clients N] [--requests N]
-//!     [--cert-clients K] [--ca-latency-ms MS]
+//!     [--cert-clients K] [--ca-latency-ms MS] [--postgres [--instances N]]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 #[path = "../tests/common/mod.rs"]
@@ -61,7 +67,32 @@ async fn main() {
     // The benchmark measures the service, not the limiter in front of it.
     setup.options.limits.global_per_second = 1_000_000.try_into().unwrap();
     setup.options.limits.global_burst = 1_000_000.try_into().unwrap();
+    let postgres = std::env::args().any(|a| a == "--postgres");
+    let instances = arg("--instances").unwrap_or(1).max(1);
+    assert!(postgres || instances == 1, "--instances needs --postgres");
+    // The cluster's set-up uses the synchronous driver: off the runtime.
+    let cluster = postgres.then(|| {
+        tokio::task::block_in_place(|| {
+            let c = eos_store::testing::PgCluster::start_durable()
+                .expect("--postgres needs a PostgreSQL server");
+            let url = c.create_database("bench");
+            (c, url)
+        })
+    });
+    if let Some((_, url)) = &cluster {
+        setup.store_url = Some(eos_store::StoreUrl::parse(url).unwrap());
+    }
+    let mut others = Vec::new();
+    for _ in 1..instances {
+        let mut more = Setup {
+            store_url: setup.store_url.clone(),
+            ..Setup::default()
+        };
+        more.options = setup.options.clone();
+        others.push(Arc::new(Harness::start_with(more).await));
+    }
     let h = Arc::new(Harness::start_with(setup).await);
+    let serving: Vec<Arc<Harness>> = std::iter::once(h.clone()).chain(others).collect();
     let codes: Vec<String> = (0..requests)
         .map(|i| h.issue_for(&format!("u{i}"), &[Purpose::RegisterIp]))
         .collect();
@@ -73,8 +104,15 @@ async fn main() {
         .collect();
     let cert_codes = Arc::new(tokio::sync::Mutex::new(cert_codes.into_iter()));
     let done = Arc::new(AtomicBool::new(false));
-    // Warm the connection pool.
-    let _ = h.client.get(format!("{}/healthz", h.url)).send().await;
+    // Warm the connection pools.
+    for s in &serving {
+        let _ = s.client.get(format!("{}/healthz", s.url)).send().await;
+    }
+    println!(
+        "store: {}, {} instance(s)",
+        if postgres { "postgresql" } else { "sqlite" },
+        serving.len()
+    );
     let mut cert_tasks = Vec::new();
     for _ in 0..cert_clients {
         let (h, codes, done) = (h.clone(), cert_codes.clone(), done.clone());
@@ -96,8 +134,8 @@ async fn main() {
     }
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let h = h.clone();
+    for c in 0..clients {
+        let h = serving[c % serving.len()].clone();
         let codes = codes.clone();
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();

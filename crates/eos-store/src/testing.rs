@@ -20,6 +20,8 @@ pub struct PgCluster {
     dir: tempfile::TempDir,
     bin: PathBuf,
     run_as: Option<&'static str>,
+    /// On disk with fsync on (benchmarks), or in memory without (tests).
+    durable: bool,
 }
 
 /// Whether a missing oracle must fail the test instead of skipping it
@@ -76,6 +78,17 @@ impl PgCluster {
     /// Start a cluster, or `None` (with a note on stderr) when no PostgreSQL
     /// server is installed and the oracles are not required.
     pub fn start() -> Option<PgCluster> {
+        Self::start_with(false)
+    }
+
+    /// A cluster as durable as SQLite's `synchronous = FULL`: on disk
+    /// (the temporary directory), `fsync` and `synchronous_commit` on — for
+    /// benchmarks that compare the two engines.
+    pub fn start_durable() -> Option<PgCluster> {
+        Self::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Option<PgCluster> {
         let Some(bin) = find_bin() else {
             record_oracle("postgresql", false);
             assert!(
@@ -90,7 +103,7 @@ impl PgCluster {
         let shm = Path::new("/dev/shm");
         let mut builder = tempfile::Builder::new();
         builder.prefix("eos-pg");
-        let dir = if shm.is_dir() {
+        let dir = if shm.is_dir() && !durable {
             builder.tempdir_in(shm)
         } else {
             builder.tempdir()
@@ -101,7 +114,12 @@ impl PgCluster {
         if root {
             chown_to_postgres(dir.path());
         }
-        let cluster = PgCluster { dir, bin, run_as };
+        let cluster = PgCluster {
+            dir,
+            bin,
+            run_as,
+            durable,
+        };
         let data = cluster.data();
         cluster.run(
             "initdb",
@@ -162,8 +180,9 @@ impl PgCluster {
     /// it accepts connections.
     pub fn start_server(&self) {
         let sock = self.socket_dir().to_str().unwrap().to_owned();
+        let fsync = if self.durable { "on" } else { "off" };
         let opts = format!(
-            "-c listen_addresses='' -c unix_socket_directories='{sock}' -c max_connections=200 -c fsync=off"
+            "-c listen_addresses='' -c unix_socket_directories='{sock}' -c max_connections=200 -c fsync={fsync}"
         );
         let log = self.dir.path().join("server.log");
         self.run(

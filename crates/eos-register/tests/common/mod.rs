@@ -58,6 +58,9 @@ pub struct Harness {
     pub server_chain: Vec<CertificateDer<'static>>,
     /// The CA's key, PEM (to issue test certificates into the store).
     pub ca_key_pem: String,
+    store_url: Option<eos_store::StoreUrl>,
+    /// On PostgreSQL, one connection for issuing codes (not one per code).
+    issuer: std::sync::Mutex<Option<Store>>,
     trigger: ShutdownTrigger,
     handle: Option<tokio::task::JoinHandle<Result<(), eos_register::RegisterError>>>,
 }
@@ -73,6 +76,10 @@ pub struct Setup {
     pub listen: SocketAddr,
     /// TLS (the default) or plain HTTP, as behind a load balancer.
     pub tls: bool,
+    /// The state store on PostgreSQL at this URL instead of SQLite in the
+    /// harness's directory (several harnesses on one URL: several
+    /// instances sharing one database).
+    pub store_url: Option<eos_store::StoreUrl>,
 }
 
 /// How the test CA signs.
@@ -192,6 +199,7 @@ impl Default for Setup {
             signing: Signing::Local,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             tls: true,
+            store_url: None,
         }
     }
 }
@@ -233,7 +241,12 @@ impl Harness {
         let (chain, key) = server_cert(&ca);
         let client_ca = setup.with_ca.then_some(ca_pem.as_str());
         let tls = eos_register::server_config(chain.clone(), key, client_ca).unwrap();
-        let store = Store::open(&dir.path().join("state")).unwrap();
+        let store = match &setup.store_url {
+            // The synchronous driver blocks on a runtime of its own: off
+            // this one's worker (a multi-threaded runtime: the benchmark).
+            Some(url) => tokio::task::block_in_place(|| Store::open_postgres(url)).unwrap(),
+            None => Store::open(&dir.path().join("state")).unwrap(),
+        };
         let ca_setup = setup.with_ca.then(|| {
             let info = ca.info().clone();
             let chain = ca.trust_bundle().unwrap();
@@ -274,6 +287,8 @@ impl Harness {
             ca_pem,
             server_chain: chain,
             ca_key_pem,
+            store_url: setup.store_url,
+            issuer: std::sync::Mutex::new(None),
             trigger,
             handle: Some(handle),
         }
@@ -285,15 +300,24 @@ impl Harness {
 
     /// A second connection to the service's store (WAL: reads see commits).
     pub fn store(&self) -> Store {
-        Store::open(&self.state_dir()).unwrap()
+        match &self.store_url {
+            Some(url) => tokio::task::block_in_place(|| Store::open_postgres(url)).unwrap(),
+            None => Store::open(&self.state_dir()).unwrap(),
+        }
     }
 
     pub fn issue(&self, req: &IssueRequest) -> String {
-        let (code, _) = self
-            .store()
-            .issue_code(&ring(), req, eos_codes::unix_now(), "test")
-            .unwrap();
-        code.reveal().to_string()
+        let issue = |store: &mut Store| {
+            let (code, _) = store
+                .issue_code(&ring(), req, eos_codes::unix_now(), "test")
+                .unwrap();
+            code.reveal().to_string()
+        };
+        if self.store_url.is_none() {
+            return issue(&mut self.store());
+        }
+        let mut issuer = self.issuer.lock().unwrap();
+        tokio::task::block_in_place(|| issue(issuer.get_or_insert_with(|| self.store())))
     }
 
     pub fn issue_for(&self, user: &str, purposes: &[Purpose]) -> String {
