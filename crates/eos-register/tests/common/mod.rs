@@ -391,6 +391,18 @@ impl Harness {
         (pem, serial, key)
     }
 
+    /// A client of its own (its own connections), verifying the service
+    /// with the CA, presenting no certificate.
+    pub fn client_without_identity(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(self.ca_pem.as_bytes()).unwrap())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap()
+    }
+
     /// A client that presents `cert_pem` with `key` in the TLS handshake.
     pub fn client_with(&self, cert_pem: &str, key: &rcgen::KeyPair) -> reqwest::Client {
         let identity =
@@ -505,4 +517,19 @@ pub async fn issue_into(
     .unwrap();
     tx.commit().unwrap();
     (issued.pem, issued.serial.to_string())
+}
+
+/// A benchmark's `--name N` argument (the load and renew benches).
+pub fn bench_arg(name: &str) -> Option<usize> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+}
+
+/// The `p` percentile of sorted latencies.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
 }
