@@ -1,12 +1,17 @@
 //! `cargo xtask bench-authz [--seconds N] [--connections N] [--debug]`:
 //! what the decision point costs behind nginx (issue 23). One nginx, one
-//! run, two TLS servers side by side, both proxying to the same upstream
+//! run, three TLS servers side by side, all proxying to the same upstream
 //! (a `return 200` server in the same nginx):
 //!
 //! - **alone**: nginx with mutual TLS alone (`ssl_verify_client optional`
 //!   against the entityOS CA and its CRL), no decision point;
 //! - **authz**: the configuration `eos-sec authz config nginx` prints,
-//!   `auth_request` to a release `eos-sec authz serve` (decision log on).
+//!   `auth_request` to a release `eos-sec authz serve` (decision log on);
+//! - **floor** (saturated runs only): "alone" plus an `auth_request` to a
+//!   stub in the same nginx that answers 204 at once, with the generated
+//!   configuration's subrequest settings: what any `auth_request` decision
+//!   point costs before it decides anything. The last column, eos-sec's
+//!   requests/s over the stub's, is the part of the cost that is eos-sec's.
 //!
 //! Two spaces: `ipco` in mode `ip` (client 127.0.0.1 in its set, no
 //! certificate) and `certco` in mode `cert` (a client certificate from
@@ -313,6 +318,7 @@ fn bench(env: &Env, oha: &Oha<'_>, profile: &str) -> Result<()> {
     wait_for_port(authz_port, "eos-sec authz serve")?;
 
     let (with_port, alone_port, upstream_port) = (free_port()?, free_port()?, free_port()?);
+    let (floor_port, stub_port) = (free_port()?, free_port()?);
     let upstream = format!("http://127.0.0.1:{upstream_port}");
     let generated = check(env.eos(&[
         "authz",
@@ -366,6 +372,41 @@ http {{
             proxy_set_header X-Forwarded-For $remote_addr;
         }}
     }}
+    # The floor: the same mutual TLS as "alone" plus an `auth_request` to a
+    # stub that answers 204 at once, with the generated configuration's
+    # subrequest settings. No decision point can cost less than this.
+    upstream floor_stub {{
+        server 127.0.0.1:{stub_port};
+        keepalive 16;
+    }}
+    server {{
+        listen 127.0.0.1:{floor_port} ssl;
+        server_name *.eos.test;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_client_certificate {ca};
+        ssl_crl {crl};
+        ssl_verify_client optional;
+        location / {{
+            auth_request /_floor;
+            proxy_pass {upstream};
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $remote_addr;
+        }}
+        location = /_floor {{
+            internal;
+            proxy_pass http://floor_stub;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+    server {{
+        listen 127.0.0.1:{stub_port};
+        location / {{ return 204; }}
+    }}
     server {{
         listen 127.0.0.1:{upstream_port};
         location / {{ return 200 "ok"; }}
@@ -396,6 +437,7 @@ http {{
     );
     wait_for_port(with_port, "nginx")?;
     wait_for_port(alone_port, "nginx")?;
+    wait_for_port(floor_port, "nginx")?;
 
     println!(
         "eos-sec ({profile}) authz serve behind nginx vs nginx with mutual TLS alone; \
@@ -407,9 +449,10 @@ http {{
     println!();
     println!(
         "| workload | nginx alone req/s | + eos-sec req/s | throughput kept | \
-         at fixed req/s | p50 alone → + eos-sec (ms) | p99 alone → + eos-sec (ms) | p99 added (ms) |"
+         at fixed req/s | p50 alone → + eos-sec (ms) | p99 alone → + eos-sec (ms) | p99 added (ms) | \
+         + 204 stub req/s | kept by the stub | eos-sec / stub |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (space, cert) in [("ipco", false), ("certco", true)] {
         for keepalive in [true, false] {
             let w = Workload {
@@ -419,11 +462,12 @@ http {{
             };
             let alone = oha.run(&w, alone_port, None)?;
             let with = oha.run(&w, with_port, None)?;
+            let floor = oha.run(&w, floor_port, None)?;
             let rate = alone.rps.min(with.rps) / 2.0;
             let alone_at = oha.run(&w, alone_port, Some(rate))?;
             let with_at = oha.run(&w, with_port, Some(rate))?;
             println!(
-                "| {} | {:.0} | {:.0} | {:.0}% | {:.0} | {:.2} → {:.2} | {:.2} → {:.2} | {:+.2} |",
+                "| {} | {:.0} | {:.0} | {:.0}% | {:.0} | {:.2} → {:.2} | {:.2} → {:.2} | {:+.2} | {:.0} | {:.0}% | {:.0}% |",
                 w.label(),
                 alone.rps,
                 with.rps,
@@ -434,6 +478,9 @@ http {{
                 alone_at.p99_ms,
                 with_at.p99_ms,
                 with_at.p99_ms - alone_at.p99_ms,
+                floor.rps,
+                100.0 * floor.rps / alone.rps,
+                100.0 * with.rps / floor.rps,
             );
         }
     }
