@@ -71,7 +71,16 @@ pub(crate) fn cargo() -> Command {
 pub(crate) struct Killed(pub(crate) Child);
 
 impl Drop for Killed {
+    /// SIGTERM first, so that nginx's master takes its workers down with it
+    /// (a SIGKILL of the master alone orphans them), SIGKILL after 5 s.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while matches!(self.0.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

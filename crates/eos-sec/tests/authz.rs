@@ -57,11 +57,20 @@ fn available(oracles: &[(&str, &str, &str)]) -> bool {
     false
 }
 
-/// A child process killed when the test ends.
+/// A child process stopped when the test ends: SIGTERM first, so that a
+/// master process (nginx, caddy) takes its workers down with it, then
+/// SIGKILL if it has not exited within 5 s.
 struct Proc(Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while matches!(self.0.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -721,6 +730,45 @@ fn drill_hanging(env: &Env, port: u16) -> (Child, String) {
     // Keep draining stderr so the drill never blocks on it.
     std::thread::spawn(move || lines.for_each(drop));
     (child, serial)
+}
+
+/// The pids of `pid`'s children (Linux `/proc/PID/task/PID/children`).
+fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// Ending a test stops nginx with its workers: a SIGKILL of the master
+/// alone left its workers running (orphaned, still holding the listening
+/// sockets and every file descriptor the test had) after each test run.
+#[test]
+fn a_stopped_nginx_leaves_no_worker_behind() {
+    if !oracles_available() {
+        return;
+    }
+    let s = stack();
+    let workers = children(s._nginx.0.id());
+    assert!(!workers.is_empty(), "nginx started no worker");
+    drop(s);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let alive = loop {
+        let alive: Vec<u32> = workers
+            .iter()
+            .copied()
+            .filter(|w| Path::new(&format!("/proc/{w}")).exists())
+            .collect();
+        if alive.is_empty() || Instant::now() > deadline {
+            break alive;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        alive.is_empty(),
+        "nginx workers {alive:?} outlived the test"
+    );
 }
 
 #[test]
