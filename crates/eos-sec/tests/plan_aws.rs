@@ -201,7 +201,14 @@ fn confirmed_apply_gets_through_a_writer_racing_at_20_writes_a_second() {
     assert!(racer.wait().unwrap().success());
     let rate = counts["writes"].as_f64().unwrap() / counts["seconds"].as_f64().unwrap();
     eprintln!("racing writer: {counts}, {rate:.1} writes/s; apply attempts {attempts:?}");
-    assert!(rate >= 10.0, "the other writer was not racing: {counts}");
+    // At least 8 writes/s over the window: when the ten applies finish in
+    // half a second the racer gets ~5 writes in, and its window (which ends
+    // when it sees the stop file) puts an honest 10/s a hair under 10.0
+    // (a fresh CI run measured 5 writes in 0.5001 s).
+    assert!(
+        rate >= 8.0 && counts["writes"].as_u64() >= Some(3),
+        "the other writer was not racing: {counts}"
+    );
     // Every declared address is in the set, and the other writer's entries
     // are left alone (drift), not removed.
     let entries = boto3_entries(&moto, "eos-acme-v4");
