@@ -327,27 +327,7 @@ stage = "enforce"
     );
     // nginx's own certificate, for *.eos.test: a leaf (rustls, the
     // drill's client, refuses a CA certificate as a server's).
-    env.openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.pem",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=eos.test",
-        "-addext",
-        "subjectAltName=DNS:*.eos.test",
-        "-addext",
-        "basicConstraints=critical,CA:FALSE",
-    ]);
+    common::server_leaf(env.st.path(), "/CN=eos.test", "DNS:*.eos.test");
 
     let log = std::fs::File::create(env.path("authz.log")).unwrap();
     let authz = Proc(

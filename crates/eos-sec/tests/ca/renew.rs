@@ -35,27 +35,7 @@ fn setup(env: &Env) -> String {
 fn setup_with(env: &Env, config: &str) -> String {
     std::fs::write(env.path("eos-sec.toml"), config).unwrap();
     env.ok(&["ca", "init", "--env", "dev"]);
-    env.openssl_ok(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.pem",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=register.test",
-        "-addext",
-        "subjectAltName=IP:127.0.0.1",
-        "-addext",
-        "basicConstraints=critical,CA:FALSE",
-    ]);
+    crate::common::server_leaf(&env.path(""), "/CN=register.test", "IP:127.0.0.1");
     issue(env, "svc")
 }
 

@@ -308,3 +308,40 @@ pub fn boto3_entries(moto: &eos_aws::moto::MotoServer, name: &str) -> Vec<String
     let out = boto3_waf(moto, &format!("print(json.dumps(ipset({name:?})[2]))"));
     serde_json::from_str(out.trim()).unwrap()
 }
+
+/// A self-signed server leaf (P-256, `basicConstraints CA:FALSE`, one day)
+/// written to `dir/server.key` and `dir/server.pem`: rustls refuses a CA
+/// certificate as a server's, so the TLS tests need a leaf.
+#[allow(dead_code)] // not every test binary runs a TLS server
+pub fn server_leaf(dir: &std::path::Path, subject: &str, san: &str) {
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.pem",
+            "-days",
+            "1",
+            "-subj",
+            subject,
+            "-addext",
+            &format!("subjectAltName={san}"),
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+        ])
+        .current_dir(dir)
+        .output()
+        .expect("openssl is required");
+    assert!(
+        out.status.success(),
+        "openssl req -x509 for {subject}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
