@@ -16,6 +16,19 @@ macro_rules! bad_input {
 }
 pub(crate) use bad_input;
 
+/// A refusal the CLI words itself, with its stable code (docs/CODES.md),
+/// carried into `--json`'s refusal document. An operational outcome (exit
+/// 1), like the open zone's answer to the same refusal: `code verify`'s
+/// rejected code.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Refused {
+    /// The stable code.
+    pub code: &'static str,
+    /// What was refused.
+    pub message: String,
+}
+
 /// A command ran and its report is printed, but its outcome is a failure
 /// with a code of its own (`drill revocation`: 3 SLA missed, 4 the target
 /// did not admit the drill certificate).

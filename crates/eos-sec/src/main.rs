@@ -247,9 +247,15 @@ fn main() -> ExitCode {
             };
         }
     };
+    let json = cli.json;
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
+            // A refusal is a result: with --json, its document is on stdout
+            // (one shape for every command), and the error on stderr.
+            if json && let Some(refusals) = output::refusals(&err) {
+                let _ = output::emit_json(&output::refusal_document(refusals, None));
+            }
             eprintln!("error: {err:#}");
             ExitCode::from(exit::exit_code(&err))
         }

@@ -230,7 +230,22 @@ fn verify_reads_stdin_and_spends_only_when_asked() {
     snapshot!("verify_rejected", again.stderr, env.dir);
     let wrong_space = verify(&["--space", "other"]);
     assert_eq!(wrong_space.stderr, again.stderr);
-    for o in [&ok, &spent, &again, &wrong_space] {
+    // With --json the rejection is the refusal document, as generic.
+    let json = env.run_with(
+        &["--json", "code", "verify", "--purpose", "register-ip"],
+        &format!("{code}\n"),
+        None,
+    );
+    assert_eq!((json.code, &json.stderr), (1, &again.stderr));
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"status": "refused", "refusals": [{
+            "code": "code-rejected",
+            "message": "security code not accepted (the reason is in the audit log: action code.reject)",
+        }]})
+    );
+    for o in [&ok, &spent, &again, &wrong_space, &json] {
         assert!(!o.stdout.contains(&code) && !o.stderr.contains(&code));
     }
 }
@@ -303,6 +318,11 @@ fn a_recover_code_for_a_non_administrator_is_not_issued() {
         assert_eq!(out.stdout, "");
         assert!(out.stderr.contains("[recover-not-admin]"), "{}", out.stderr);
     }
+    let json = env.run_issue(&["--purpose", "recover", "--json"]);
+    assert_eq!(json.code, 2, "{}", json.stderr);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v["status"], "refused", "{v}");
+    assert_eq!(v["refusals"][0]["code"], "recover-not-admin", "{v}");
     snapshot!(
         "issue_recover_not_admin",
         env.run_issue(&["--purpose", "recover"]).stderr,

@@ -154,7 +154,14 @@ fn rejects_each_guard_with_its_code() {
     );
     assert_eq!(o.code, 2, "{}", o.stderr);
     let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
-    assert_eq!(v["refused"][0]["code"], "enforce-operator-outside-set");
+    assert_eq!(v["status"], "refused", "{v}");
+    assert_eq!(v["refusals"][0]["code"], "enforce-operator-outside-set");
+    assert!(
+        v["refusals"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("192.0.2.99")),
+        "{v}"
+    );
     assert!(o.stderr.contains("192.0.2.99"), "{}", o.stderr);
     // No operator address at all.
     let o = run(d, &["enforce", "--space", "acme"]);
@@ -205,7 +212,8 @@ fn rejects_missing_sets() {
     let o = run(d, &args);
     assert_eq!(o.code, 2);
     let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
-    assert_eq!(v["refused"][0]["code"], "enforce-sets-missing");
+    assert_eq!(v["status"], "refused", "{v}");
+    assert_eq!(v["refusals"][0]["code"], "enforce-sets-missing");
 }
 
 #[test]

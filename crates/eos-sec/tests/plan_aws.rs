@@ -109,9 +109,10 @@ fn edited_saved_plan_removes_no_drift_and_adds_nothing_unasked() {
     let o = st.run(&["--json", "apply", "add.json"]);
     assert_eq!(o.code, 2, "{}", o.stderr);
     let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
-    assert_eq!(v["refused"][0]["code"], "plan-stale", "{v}");
-    assert_eq!(v["refused"][0]["cidr"], "8.8.8.8/32", "{v}");
-    assert_eq!(v["refused"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["status"], "refused", "{v}");
+    assert_eq!(v["refusals"][0]["code"], "plan-stale", "{v}");
+    assert_eq!(v["refusals"][0]["cidr"], "8.8.8.8/32", "{v}");
+    assert_eq!(v["refusals"].as_array().unwrap().len(), 1, "{v}");
     // Neither edit reached the set, nor the plan's real change.
     let entries = boto3_entries(&moto, "eos-acme-v4");
     assert!(has(&entries, "100.64.9.9/32"), "{entries:?}");

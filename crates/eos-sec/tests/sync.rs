@@ -92,6 +92,10 @@ fn a_refused_space_never_delays_another() {
     );
     assert_eq!(r["sets"][0]["outcome"], "refused", "{r}");
     assert_eq!(r["warnings"][0]["code"], "too-many-entries", "{r}");
+    // ... in the refusal document every refusing command prints.
+    assert_eq!(r["status"], "refused", "{r}");
+    assert_eq!(r["refusals"][0]["code"], "too-many-entries", "{r}");
+    assert_eq!(r["refusals"][0]["set"], "eos-big-v4", "{r}");
 }
 
 #[test]

@@ -16,9 +16,7 @@ use eos_store::rules::ImportCounts;
 use serde::Serialize;
 
 use crate::cmd::aws::{AwsArgs, aws_options};
-use crate::cmd::plan::{
-    BackendArgs, open_backend, plan_options, refusal_json, render_plan, runtime,
-};
+use crate::cmd::plan::{BackendArgs, open_backend, plan_options, render_plan, runtime};
 use crate::cmd::rules::{actor, read_rules_file};
 use crate::cmd::scan::ScanFlags;
 use crate::output::{emit, emit_json, paint, use_colour};
@@ -130,7 +128,7 @@ pub fn run(args: BootstrapArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
     };
     let done = rt
         .block_on(bootstrap(&mut store, &backend, &input))
-        .map_err(|e| refusal_json(e.into(), ctx.json))?;
+        .map_err(anyhow::Error::from)?;
     let (plan, staged, coverage) = (&done.plan, &done.staged, &done.coverage);
     let imported = args.rules.as_ref().map(|_| done.imported);
     if ctx.json {

@@ -445,9 +445,10 @@ fn verify(a: VerifyArgs, cfg: &CodesSection, ctx: &crate::Ctx) -> anyhow::Result
         Err(CheckError::Rejected(r)) => {
             // The operator gets the same answer as anyone; the reason is in
             // the audit log (`eos-sec` never prints it next to a code).
-            return Err(anyhow::anyhow!(
-                "{r} (the reason is in the audit log: action code.reject)"
-            ));
+            return Err(anyhow::Error::new(crate::exit::Refused {
+                code: "code-rejected",
+                message: format!("{r} (the reason is in the audit log: action code.reject)"),
+            }));
         }
         Err(e) => return Err(anyhow::Error::new(e)),
     };

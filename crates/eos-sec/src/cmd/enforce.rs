@@ -138,14 +138,6 @@ fn operator_ips(args: &[String], ctx: &crate::Ctx) -> anyhow::Result<Vec<IpAddr>
         .collect()
 }
 
-/// With `--json`, a refusal is also a JSON document on stdout.
-fn refusal_json(e: eos_ops::OpsError, json: bool) -> anyhow::Error {
-    if json && let eos_ops::OpsError::Policy(eos_policy::PolicyError::Refused { guards, .. }) = &e {
-        let _ = emit_json(&serde_json::json!({ "refused": guards }));
-    }
-    anyhow::Error::new(e)
-}
-
 pub fn run_enforce(args: EnforceArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
     let policy = load_policy(args.policy.as_deref(), ctx)?;
     policy.space(&args.space)?;
@@ -177,7 +169,7 @@ pub fn run_enforce(args: EnforceArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
     )?;
     let report = rt
         .block_on(ops::enforce(&mut store, &backend, &edge, &opts))
-        .map_err(|e| refusal_json(e, ctx.json))?;
+        .map_err(anyhow::Error::new)?;
     if ctx.json {
         return emit_json(&report);
     }
@@ -212,7 +204,7 @@ pub fn run_rollback(args: RollbackArgs, ctx: &crate::Ctx) -> anyhow::Result<()> 
     )?;
     let report = rt
         .block_on(ops::rollback(&mut store, &backend, &edge, &opts))
-        .map_err(|e| refusal_json(e, ctx.json))?;
+        .map_err(anyhow::Error::new)?;
     if ctx.json {
         return emit_json(&report);
     }

@@ -133,7 +133,7 @@ pub fn run_plan(args: PlanArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
             &opts,
             args.allow_large_change,
         ))
-        .map_err(|e| refusal_json(e.into(), ctx.json))?;
+        .map_err(anyhow::Error::from)?;
     let json = plan.to_json();
     if let Some(out) = &args.out {
         write_file(out, &format!("{json}\n"))?;
@@ -156,22 +156,6 @@ pub fn run_plan(args: PlanArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
         );
     }
     emit(&text)
-}
-
-/// With `--json`, a refusal is also a JSON document on stdout
-/// (`{"refused": [findings]}`) so scripts can match the stable codes.
-pub fn refusal_json(e: anyhow::Error, json: bool) -> anyhow::Error {
-    if json
-        && let Some(r) = e.chain().find_map(|c| {
-            c.downcast_ref::<eos_plan::Refused>().or_else(|| {
-                c.downcast_ref::<eos_ops::OpsError>()
-                    .and_then(eos_ops::OpsError::refused)
-            })
-        })
-    {
-        let _ = emit_json(&serde_json::json!({ "refused": r.findings }));
-    }
-    e
 }
 
 /// Write a file whole or not at all: a temp file beside it, then rename.
@@ -361,7 +345,7 @@ pub fn run_apply(args: ApplyArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
             &opts,
             allow_large_change,
         ))
-        .map_err(|e| refusal_json(e.into(), ctx.json))
+        .map_err(anyhow::Error::from)
     };
     let mut shown = String::new();
     let (plan, delivers) = match &args.plan {
@@ -379,9 +363,7 @@ pub fn run_apply(args: ApplyArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
                 return no_changes(ctx.json);
             }
             let (now, delivers) = replan(&saved.spaces(), saved.allow_large_change())?;
-            let plan = saved
-                .confirm(now, &name)
-                .map_err(|e| refusal_json(e.into(), ctx.json))?;
+            let plan = saved.confirm(now, &name).map_err(anyhow::Error::from)?;
             (plan, delivers)
         }
         None => {
@@ -408,9 +390,7 @@ pub fn run_apply(args: ApplyArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
                 }
                 // The answer may have taken minutes.
                 let (now, delivers) = replan(&args.space, args.allow_large_change)?;
-                let plan = plan
-                    .confirm(now)
-                    .map_err(|e| refusal_json(e.into(), ctx.json))?;
+                let plan = plan.confirm(now).map_err(anyhow::Error::from)?;
                 (plan, delivers)
             }
         }

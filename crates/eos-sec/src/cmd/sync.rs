@@ -14,7 +14,7 @@ use crate::cmd::plan::{
     Backend, BackendArgs, open_backend, plan_options, render_findings, runtime,
 };
 use crate::exit::bad_input;
-use crate::output::{emit, emit_json, use_colour, use_colour_on_stderr};
+use crate::output::{emit, emit_json, refusal_document, use_colour, use_colour_on_stderr};
 
 /// Arguments of `sync`.
 #[derive(Debug, Args)]
@@ -119,10 +119,24 @@ pub fn run(args: SyncArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
         tracing::error!(error = %format!("{e:#}"), "certificate gate: delivery failed");
     }
     // A failed pass: the report is the diagnosis, on stderr; stdout stays
-    // empty, except for --json, whose report scripts read (as a refusal's
-    // `{"refused": ...}` document).
+    // empty, except for --json, whose report scripts read: a refused set's
+    // findings make it the refusal document, with the report beside them.
+    let refusals: Vec<&eos_plan::Finding> = report
+        .warnings
+        .iter()
+        .filter(|f| f.severity == eos_plan::Severity::Refusal)
+        .collect();
     if ctx.json {
-        emit_json(&report)?;
+        let doc = serde_json::to_value(&report)?;
+        if refusals.is_empty() {
+            emit_json(&doc)?;
+        } else {
+            let refusals = refusals
+                .iter()
+                .map(serde_json::to_value)
+                .collect::<Result<_, _>>()?;
+            emit_json(&refusal_document(refusals, Some(doc)))?;
+        }
     } else {
         #[allow(clippy::print_stderr)]
         {
