@@ -15,6 +15,9 @@
 //! - [`bootstrap`]: scan results and rules → staged sets, all or nothing.
 //! - [`enforce`]: enforce and roll back a space on a backend, with the
 //!   certificate gate at the edge.
+//! - [`issuance`]: the one certificate issuance flow (validate, plan,
+//!   sign, check, record, audit), for `ca sign` and the registration
+//!   service.
 //!
 //! ```no_run
 //! # async fn demo(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
@@ -32,6 +35,7 @@ mod backend;
 pub mod bootstrap;
 pub mod enforce;
 mod error;
+pub mod issuance;
 pub mod plan;
 
 pub use backend::Backend;

@@ -36,7 +36,6 @@ mod conn;
 mod error;
 mod est;
 mod http;
-pub mod issuance;
 mod notify;
 pub mod page;
 mod registrar;
@@ -45,7 +44,6 @@ mod server;
 
 pub use config::{ConnectionLimits, NotifyHook, RateLimits, ServeConfig, ServeOptions};
 pub use error::{ApiError, RegisterError};
-pub use issuance::{CaSetup, IssuanceError};
 pub use notify::RecoveryEvent;
 pub use registrar::{Outcome, PresentedCode, Registrar, Registration};
 pub use server::{

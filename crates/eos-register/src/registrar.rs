@@ -34,8 +34,8 @@ use zeroize::Zeroizing;
 
 use crate::ApiError;
 use crate::config::ServeOptions;
-use crate::issuance::{self, CaSetup, IssuanceError, IssueAudit, IssueInput, drive};
 use crate::renewal::{self, Refusal, Renewal, RenewalError, Renewed};
+use eos_ops::issuance::{self, CaSetup, IssuanceError, IssueAudit, IssueInput};
 
 /// A security code as a client sent it. Never logged, never displayed;
 /// `Debug` redacts it and the memory is wiped on drop.
@@ -248,6 +248,20 @@ impl fmt::Debug for Registrar {
 pub(crate) fn internal(what: &str, e: impl fmt::Display) -> ApiError {
     tracing::error!(error = %e, "{what}");
     ApiError::internal()
+}
+
+/// Run an issuance future from synchronous code: on the current Tokio
+/// runtime when there is one (the service calls this from
+/// `spawn_blocking`, where the runtime's workers drive the AWS client's
+/// I/O), else on a small runtime of its own (the local key never waits).
+fn drive<F: std::future::Future>(f: F) -> Result<F::Output, std::io::Error> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => Ok(handle.block_on(f)),
+        Err(_) => Ok(tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(f)),
+    }
 }
 
 fn store_err(e: StoreError) -> ApiError {

@@ -38,7 +38,7 @@ use eos_store::StoreError;
 use eos_store::Tx;
 use eos_store::certs::{self, CertRecord};
 
-use crate::issuance::{self, CaSetup, IssuanceError, IssueAudit, IssueInput, Issued, Prepared};
+use eos_ops::issuance::{self, CaSetup, IssuanceError, IssueAudit, IssueInput, Issued, Prepared};
 
 /// When a certificate may be renewed: in the last `window` of its
 /// lifetime (notBefore to notAfter). The default is the last third, so a

@@ -65,7 +65,6 @@ const OPERATIONAL: &[&str] = &[
     "eos_codes::CheckError",
     "eos_codes::IssueError",
     "eos_codes::RandomError",
-    "eos_register::issuance::IssuanceError",
     "eos_register::renewal::RenewalError",
     "eos_authz::ReloadError",
     // A CRL that AWS Private CA published and that does not check out
@@ -99,6 +98,8 @@ fn is_bad_input(e: &(dyn std::error::Error + 'static)) -> bool {
                 .is_some_and(eos_ca::IssueError::is_bad_input)
             || e.downcast_ref::<eos_ops::OpsError>()
                 .is_some_and(eos_ops::OpsError::is_bad_input)
+            || e.downcast_ref::<eos_ops::issuance::IssuanceError>()
+                .is_some_and(eos_ops::issuance::IssuanceError::is_bad_input)
             || e.downcast_ref::<eos_policy::PolicyError>()
                 .is_some_and(eos_policy::PolicyError::is_bad_input)
             || e.downcast_ref::<eos_policy::gate::GateError>()

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use eos_ca::{CaEnv, CsrLimits, IssuancePolicy, LocalCa, Profile};
-use eos_register::CaSetup;
+use eos_ops::issuance::CaSetup;
 use eos_store::certs;
 use serde_json::json;
 

@@ -13,7 +13,8 @@ use eos_ca::{
 };
 use eos_codes::{BackoffPolicy, IssueRequest, Pepper, PepperRing, Purpose, Purposes};
 use eos_identity::{Role, SpaceId, UserId};
-use eos_register::{CaSetup, Registrar, ServeOptions, Service, ShutdownTrigger, shutdown_pair};
+use eos_ops::issuance::CaSetup;
+use eos_register::{Registrar, ServeOptions, Service, ShutdownTrigger, shutdown_pair};
 use eos_store::Store;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
@@ -497,16 +498,16 @@ pub async fn issue_into(
         user: UserId::new(user).unwrap(),
     };
     let tx = store.transaction().unwrap();
-    let issued = eos_register::issuance::issue_in(
+    let issued = eos_ops::issuance::issue_in(
         &tx,
         ca,
-        &eos_register::issuance::IssueInput {
+        &eos_ops::issuance::IssueInput {
             csr: csr.as_bytes(),
             account: &account,
             profile,
             lifetime: Some(lifetime),
         },
-        &eos_register::issuance::IssueAudit {
+        &eos_ops::issuance::IssueAudit {
             actor: "test",
             action: "ca.sign",
             extra: serde_json::Map::new(),

@@ -6,7 +6,7 @@
 //! Private CA `[ca] certificate_authority_arn` signs and revokes and
 //! publishes its own CRL. Either way the inventory lives in the state
 //! database and every certificate goes through the one issuance flow
-//! (`eos_register::issuance`).
+//! (`eos_ops::issuance`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -23,7 +23,7 @@ use eos_store::{AuditEntry, audit_in};
 use serde::Serialize;
 
 use eos_aws::acmpca::{IssueWait, PrivateCa};
-use eos_register::issuance::{CaSetup, IssuanceError, IssueAudit, IssueInput, issue_in, withdraw};
+use eos_ops::issuance::{CaSetup, IssuanceError, IssueAudit, IssueInput, issue_in, withdraw};
 
 use crate::cmd::aws::{AwsArgs, aws_options};
 use crate::config::{CaBackendKind, CaSection};

@@ -30,7 +30,7 @@ use clap::{Args, Subcommand};
 use eos_authz::probe::{DrillKey, Outcome, Prober, Refusal, Target};
 use eos_ca::{Account, Profile, RevocationReason};
 use eos_identity::{SpaceId, UserId};
-use eos_register::issuance::{IssueAudit, IssueInput, issue_in};
+use eos_ops::issuance::{IssueAudit, IssueInput, issue_in};
 use serde::Serialize;
 use tokio::sync::watch;
 

@@ -11,9 +11,36 @@
 //! registration would queue behind it (`registrar.rs`). Either way the
 //! caller commits what it records, or drops the transaction and nothing is
 //! recorded.
+//!
+//! Issuing a certificate as a Rust service would, with a local CA:
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::{Duration, SystemTime};
+//! use eos_ca::{Account, CaEnv, CsrLimits, IssuancePolicy, LocalCa, Profile};
+//! use eos_ops::issuance::{CaSetup, IssueAudit, IssueInput, issue_in};
+//!
+//! # let dir = tempfile::tempdir()?;
+//! let mut store = eos_store::Store::open(dir.path())?;
+//! let now = SystemTime::now();
+//! let ca = LocalCa::generate(CaEnv::Dev, Duration::from_secs(86400 * 365), now)?;
+//! let ca = CaSetup::local(ca, IssuancePolicy::default(), CsrLimits::default())?;
+//! // The client's CSR (it keeps its key); the identity comes from the account.
+//! let key = rcgen::KeyPair::generate()?;
+//! let csr = rcgen::CertificateParams::default().serialize_request(&key)?.pem()?;
+//! let account = Account { space: "acme".parse()?, user: "alice".parse()? };
+//! let input = IssueInput { csr: csr.as_bytes(), account: &account, profile: Profile::Device, lifetime: None };
+//! let audit = IssueAudit { actor: "svc:enrol", action: "svc.issue", extra: Default::default() };
+//! let tx = store.transaction()?;
+//! let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+//! let issued = runtime.block_on(issue_in(&tx, &ca, &input, &audit, now))?;
+//! tx.commit()?;
+//! assert!(issued.pem.starts_with("-----BEGIN CERTIFICATE-----"));
+//! println!("issued {} until {}", issued.serial, issued.not_after);
+//! # Ok(()) }
+//! ```
 
 use std::fmt;
-use std::future::Future;
 use std::time::{Duration, SystemTime};
 
 use eos_ca::{
@@ -25,6 +52,8 @@ use eos_identity::{SpaceId, UserId};
 use eos_store::{AuditEntry, StoreError, audit_in, certs};
 use eos_store::{Sql, Tx};
 use serde_json::json;
+
+use crate::ErrorKind;
 
 /// The CA certificates are issued with: a signer, what planning needs to
 /// know about the CA, the chain handed out with each certificate, the
@@ -182,6 +211,25 @@ pub enum IssuanceError {
 }
 
 impl IssuanceError {
+    /// What kind of failure this is: a refused request is bad input, the
+    /// rest failures (a certificate signed and then not recorded is one
+    /// whatever stopped its record; a disabled account is refused to the
+    /// client that asked, but `ca sign` exits 1 for it, as before).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            IssuanceError::Refused(_) => ErrorKind::BadInput,
+            IssuanceError::Failed(_)
+            | IssuanceError::Unrecorded { .. }
+            | IssuanceError::Store(_)
+            | IssuanceError::AccountDisabled { .. } => ErrorKind::Failure,
+        }
+    }
+
+    /// Whether this is bad input ([`ErrorKind::BadInput`]).
+    pub fn is_bad_input(&self) -> bool {
+        self.kind() == ErrorKind::BadInput
+    }
+
     fn of(e: IssueError) -> IssuanceError {
         if e.is_bad_input() {
             IssuanceError::Refused(e)
@@ -297,7 +345,7 @@ pub fn prepare_in(
 
 /// [`prepare_in`] for a CSR already validated ([`validate`]); `renews`
 /// names the certificate this one renews (recorded as its predecessor).
-pub(crate) fn prepare_validated_in(
+pub fn prepare_validated_in(
     tx: &Tx<'_>,
     ca: &CaSetup,
     csr: ValidatedCsr,
@@ -437,18 +485,4 @@ pub async fn withdraw(ca: &CaSetup, serial: &Serial) -> String {
         tracing::error!(%serial, signer = %ca.signer_id, error = %e, "a signed certificate that is not handed out could not be revoked at the CA: revoke it there by hand");
     }
     eos_ca::withdrawal_note(&outcome)
-}
-
-/// Run an issuance future from synchronous code: on the current Tokio
-/// runtime when there is one (the service calls this from
-/// `spawn_blocking`, where the runtime's workers drive the AWS client's
-/// I/O), else on a small runtime of its own (the local key never waits).
-pub fn drive<F: Future>(f: F) -> Result<F::Output, std::io::Error> {
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) => Ok(handle.block_on(f)),
-        Err(_) => Ok(tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?
-            .block_on(f)),
-    }
 }
