@@ -103,7 +103,7 @@ pub struct AppliedSet {
 pub const MAX_ATTEMPTS: u32 = 6;
 
 /// Apply a plan (made by planning; a saved plan only through
-/// [`SavedPlan::confirm`]). Every set is read first: a set deleted or
+/// [`SavedPlan::confirm`](crate::SavedPlan::confirm)). Every set is read first: a set deleted or
 /// created by someone else since the plan, or one in which another writer
 /// added or removed an entry this plan adds or removes, stops the apply
 /// before anything is written ([`ApplyError::ChangedSincePlan`]). Other
