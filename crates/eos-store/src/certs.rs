@@ -77,7 +77,7 @@ pub struct NewCert<'a> {
 
 const COLUMNS: &str = "serial, space, \"user\", profile, key_fingerprint, not_before, not_after, \
                        issued_at, signer, status, revoked_at, revocation_reason, pem, renewed_from, \
-                       (SELECT n.serial FROM certs n WHERE n.renewed_from = certs.serial)";
+                       (SELECT n.serial FROM certs n WHERE n.renewed_from = certs.serial) AS renewed_by";
 
 fn row(r: &Row<'_>) -> Result<CertRecord, StoreError> {
     Ok(CertRecord {
@@ -289,7 +289,7 @@ pub fn latest_crl(conn: &impl Sql) -> Result<Option<CrlRecord>, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Store;
+    use crate::testing::on_each_engine;
 
     fn cert<'a>(serial: &'a str, user: &'a str, fp: &'a str, not_after: &'a str) -> NewCert<'a> {
         NewCert {
@@ -308,118 +308,128 @@ mod tests {
 
     #[test]
     fn record_list_revoke_in_caller_transactions() {
-        let mut s = Store::open_in_memory().unwrap();
-        let tx = s.transaction().unwrap();
-        record_issued(
-            &tx,
-            &cert("0a", "alice", "sha256:aa", "2026-01-04T00:00:00Z"),
-        )
-        .unwrap();
-        record_issued(&tx, &cert("0b", "bob", "sha256:bb", "2026-02-01T00:00:00Z")).unwrap();
-        tx.commit().unwrap();
-
-        assert_eq!(
-            key_owner(s.conn(), "sha256:aa").unwrap(),
-            Some(("acme".into(), "alice".into()))
-        );
-        assert_eq!(key_owner(s.conn(), "sha256:cc").unwrap(), None);
-        let expiring = list(
-            s.conn(),
-            &CertFilter {
-                not_after_before: Some("2026-01-05T00:00:00Z"),
-                ..CertFilter::default()
-            },
-        )
-        .unwrap();
-        assert_eq!(expiring.len(), 1);
-        assert_eq!(expiring[0].serial, "0a");
-
-        let tx = s.transaction().unwrap();
-        let r = revoke(&tx, "0a", "2026-01-02T00:00:00Z", "key-compromise").unwrap();
-        assert!(matches!(r, Revoked::Now(ref c) if c.status == "revoked"));
-        let again = revoke(&tx, "0a", "2026-01-03T00:00:00Z", "superseded").unwrap();
-        assert!(
-            matches!(again, Revoked::Already(ref c) if c.revoked_at.as_deref() == Some("2026-01-02T00:00:00Z"))
-        );
-        assert!(matches!(
-            revoke(&tx, "ff", "x", "y"),
-            Err(StoreError::NotFound { .. })
-        ));
-        tx.commit().unwrap();
-        let revoked = revoked_unexpired(s.conn(), "2026-01-03T00:00:00Z").unwrap();
-        assert_eq!(revoked.len(), 1);
-        assert!(
-            revoked_unexpired(s.conn(), "2026-01-05T00:00:00Z")
-                .unwrap()
-                .is_empty()
-        );
-        // The trigger refuses reinstating.
-        let err = s
-            .conn()
-            .sqlite()
-            .unwrap()
-            .execute(
-                "UPDATE certs SET status = 'active', revoked_at = NULL WHERE serial = '0a'",
-                [],
+        on_each_engine(|mut s| {
+            let tx = s.transaction().unwrap();
+            record_issued(
+                &tx,
+                &cert("0a", "alice", "sha256:aa", "2026-01-04T00:00:00Z"),
             )
-            .unwrap_err();
-        assert!(err.to_string().contains("cannot be reinstated"), "{err}");
+            .unwrap();
+            record_issued(&tx, &cert("0b", "bob", "sha256:bb", "2026-02-01T00:00:00Z")).unwrap();
+            tx.commit().unwrap();
+
+            assert_eq!(
+                key_owner(s.conn(), "sha256:aa").unwrap(),
+                Some(("acme".into(), "alice".into()))
+            );
+            assert_eq!(key_owner(s.conn(), "sha256:cc").unwrap(), None);
+            let expiring = list(
+                s.conn(),
+                &CertFilter {
+                    not_after_before: Some("2026-01-05T00:00:00Z"),
+                    ..CertFilter::default()
+                },
+            )
+            .unwrap();
+            assert_eq!(expiring.len(), 1);
+            assert_eq!(expiring[0].serial, "0a");
+
+            let tx = s.transaction().unwrap();
+            let r = revoke(&tx, "0a", "2026-01-02T00:00:00Z", "key-compromise").unwrap();
+            assert!(matches!(r, Revoked::Now(ref c) if c.status == "revoked"));
+            let again = revoke(&tx, "0a", "2026-01-03T00:00:00Z", "superseded").unwrap();
+            assert!(
+                matches!(again, Revoked::Already(ref c) if c.revoked_at.as_deref() == Some("2026-01-02T00:00:00Z"))
+            );
+            assert!(matches!(
+                revoke(&tx, "ff", "x", "y"),
+                Err(StoreError::NotFound { .. })
+            ));
+            tx.commit().unwrap();
+            let revoked = revoked_unexpired(s.conn(), "2026-01-03T00:00:00Z").unwrap();
+            assert_eq!(revoked.len(), 1);
+            assert!(
+                revoked_unexpired(s.conn(), "2026-01-05T00:00:00Z")
+                    .unwrap()
+                    .is_empty()
+            );
+            // The trigger refuses reinstating, on either engine.
+            let err = s
+                .conn()
+                .execute(
+                    "UPDATE certs SET status = 'active', revoked_at = NULL WHERE serial = '0a'",
+                    &[],
+                )
+                .unwrap_err();
+            assert!(err.to_string().contains("cannot be reinstated"), "{err}");
+            assert_eq!(get(s.conn(), "0a").unwrap().status, "revoked");
+        });
     }
 
     #[test]
     fn a_certificate_has_at_most_one_successor() {
-        let mut s = Store::open_in_memory().unwrap();
-        let tx = s.transaction().unwrap();
-        record_issued(
-            &tx,
-            &cert("0a", "alice", "sha256:aa", "2026-01-04T00:00:00Z"),
-        )
-        .unwrap();
-        let renewal = |serial| NewCert {
-            renewed_from: Some("0a"),
-            ..cert(serial, "alice", "sha256:aa", "2026-01-05T00:00:00Z")
-        };
-        record_issued(&tx, &renewal("0b")).unwrap();
-        // A second renewal of 0a is refused by the database itself.
-        assert!(record_issued(&tx, &renewal("0c")).is_err());
-        tx.commit().unwrap();
-        let old = get(s.conn(), "0a").unwrap();
-        assert_eq!(old.renewed_by.as_deref(), Some("0b"));
-        assert_eq!(old.renewed_from, None);
-        let new = get(s.conn(), "0b").unwrap();
-        assert_eq!(new.renewed_from.as_deref(), Some("0a"));
-        assert_eq!(new.renewed_by, None);
+        on_each_engine(|mut s| {
+            let tx = s.transaction().unwrap();
+            record_issued(
+                &tx,
+                &cert("0a", "alice", "sha256:aa", "2026-01-04T00:00:00Z"),
+            )
+            .unwrap();
+            let renewal = |serial| NewCert {
+                renewed_from: Some("0a"),
+                ..cert(serial, "alice", "sha256:aa", "2026-01-05T00:00:00Z")
+            };
+            record_issued(&tx, &renewal("0b")).unwrap();
+            tx.commit().unwrap();
+            // A second renewal of 0a is refused by the database itself (the
+            // refused statement ends its transaction on PostgreSQL).
+            let tx = s.transaction().unwrap();
+            assert!(record_issued(&tx, &renewal("0c")).is_err());
+            drop(tx);
+            let old = get(s.conn(), "0a").unwrap();
+            assert_eq!(old.renewed_by.as_deref(), Some("0b"));
+            assert_eq!(old.renewed_from, None);
+            let new = get(s.conn(), "0b").unwrap();
+            assert_eq!(new.renewed_from.as_deref(), Some("0a"));
+            assert_eq!(new.renewed_by, None);
+            assert!(matches!(
+                get(s.conn(), "0c"),
+                Err(StoreError::NotFound { .. })
+            ));
+        });
     }
 
     #[test]
     fn a_rolled_back_transaction_records_nothing() {
-        let mut s = Store::open_in_memory().unwrap();
-        let tx = s.transaction().unwrap();
-        record_issued(
-            &tx,
-            &cert("0a", "alice", "sha256:aa", "2026-01-04T00:00:00Z"),
-        )
-        .unwrap();
-        drop(tx);
-        assert!(list(s.conn(), &CertFilter::default()).unwrap().is_empty());
+        on_each_engine(|mut s| {
+            let tx = s.transaction().unwrap();
+            record_issued(
+                &tx,
+                &cert("0a", "alice", "sha256:aa", "2026-01-04T00:00:00Z"),
+            )
+            .unwrap();
+            drop(tx);
+            assert!(list(s.conn(), &CertFilter::default()).unwrap().is_empty());
+        });
     }
 
     #[test]
     fn crl_numbers_only_grow() {
-        let mut s = Store::open_in_memory().unwrap();
-        let tx = s.transaction().unwrap();
-        assert_eq!(next_crl_number(&tx).unwrap(), 1);
-        let crl = |n| CrlRecord {
-            number: n,
-            this_update: "t".into(),
-            next_update: "n".into(),
-            pem: "p".into(),
-        };
-        record_crl(&tx, &crl(1)).unwrap();
-        assert_eq!(next_crl_number(&tx).unwrap(), 2);
-        assert!(record_crl(&tx, &crl(1)).is_err());
-        record_crl(&tx, &crl(2)).unwrap();
-        tx.commit().unwrap();
-        assert_eq!(latest_crl(s.conn()).unwrap().unwrap().number, 2);
+        on_each_engine(|mut s| {
+            let tx = s.transaction().unwrap();
+            assert_eq!(next_crl_number(&tx).unwrap(), 1);
+            let crl = |n| CrlRecord {
+                number: n,
+                this_update: "t".into(),
+                next_update: "n".into(),
+                pem: "p".into(),
+            };
+            record_crl(&tx, &crl(1)).unwrap();
+            assert_eq!(next_crl_number(&tx).unwrap(), 2);
+            assert!(record_crl(&tx, &crl(1)).is_err());
+            record_crl(&tx, &crl(2)).unwrap();
+            tx.commit().unwrap();
+            assert_eq!(latest_crl(s.conn()).unwrap().unwrap().number, 2);
+        });
     }
 }

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::db::Sql;
+use crate::db::{Engine, Param, Row, Sql, Tx};
 use eos_identity::SpaceId;
 use eos_plan::{BackendError, LockToken};
 use eos_policy::edge::GateSnapshot;
@@ -15,7 +15,6 @@ use eos_policy::enforce::{
 };
 use eos_policy::waf::WebAcl;
 use eos_policy::{AclRead, OwnedAcl, Stage, WebAclBackend, merge_document, owned_of_document};
-use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
 
 use crate::ipsets::LocalBackend;
@@ -35,63 +34,30 @@ fn owned_summary(o: &OwnedAcl) -> Value {
 const SNAPSHOT_COLUMNS: &str =
     "id, run, at, kind, space, backend, web_acl, lock_token, owned, document, sets, stages, gate";
 
-/// The columns after the first ten: sets, stages, gate.
-type SnapshotTail = (String, String, Option<String>);
-
-fn snapshot_tail(r: &rusqlite::Row<'_>) -> rusqlite::Result<SnapshotTail> {
-    Ok((r.get(10)?, r.get(11)?, r.get(12)?))
-}
-
-fn snapshot_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<[String; 10]> {
-    Ok([
-        r.get::<_, i64>(0)?.to_string(),
-        r.get::<_, i64>(1)?.to_string(),
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-        r.get(8)?,
-        r.get(9)?,
-    ])
-}
-
-fn decode_snapshot(row: [String; 10], tail: SnapshotTail) -> Result<Snapshot, StoreError> {
-    let (sets, stages, gate) = tail;
-    let [
-        id,
-        run,
-        at,
-        kind,
-        space,
-        backend,
-        web_acl,
-        lock,
-        owned,
-        document,
-    ] = row;
-    let kind = match kind.as_str() {
+fn decode_snapshot(r: &Row<'_>) -> Result<Snapshot, StoreError> {
+    let kind = match r.str(3)? {
         "enforce" => RunKind::Enforce,
         "rollback" => RunKind::Rollback,
         other => return Err(corrupt("snapshot kind", other)),
     };
+    let json = |idx: usize| r.str(idx);
     Ok(Snapshot {
-        id: id.parse().map_err(|e| corrupt("snapshot id", e))?,
-        run: run.parse().map_err(|e| corrupt("snapshot run", e))?,
-        at,
+        id: r.get(0)?,
+        run: r.get(1)?,
+        at: r.get(2)?,
         kind,
-        space: SpaceId::new(&space).map_err(|e| corrupt("snapshot space", e))?,
-        backend,
-        web_acl,
-        lock,
-        owned: serde_json::from_str(&owned).map_err(|e| corrupt("snapshot owned part", e))?,
-        document: serde_json::from_str(&document).map_err(|e| corrupt("snapshot document", e))?,
-        sets: serde_json::from_str::<BTreeMap<String, SetSnapshot>>(&sets)
+        space: SpaceId::new(r.str(4)?).map_err(|e| corrupt("snapshot space", e))?,
+        backend: r.get(5)?,
+        web_acl: r.get(6)?,
+        lock: r.get(7)?,
+        owned: serde_json::from_str(json(8)?).map_err(|e| corrupt("snapshot owned part", e))?,
+        document: serde_json::from_str(json(9)?).map_err(|e| corrupt("snapshot document", e))?,
+        sets: serde_json::from_str::<BTreeMap<String, SetSnapshot>>(json(10)?)
             .map_err(|e| corrupt("snapshot sets", e))?,
-        stages: serde_json::from_str::<BTreeMap<SpaceId, Stage>>(&stages)
+        stages: serde_json::from_str::<BTreeMap<SpaceId, Stage>>(json(11)?)
             .map_err(|e| corrupt("snapshot stages", e))?,
-        gate: gate
+        gate: r
+            .get::<Option<String>>(12)?
             .map(|g| serde_json::from_str::<GateSnapshot>(&g))
             .transpose()
             .map_err(|e| corrupt("snapshot gate", e))?,
@@ -99,16 +65,32 @@ fn decode_snapshot(row: [String; 10], tail: SnapshotTail) -> Result<Snapshot, St
 }
 
 fn query_snapshot(
-    conn: &Connection,
+    conn: &impl Sql,
     sql_where: &str,
-    args: &[&dyn rusqlite::ToSql],
+    args: &[&dyn Param],
 ) -> Result<Option<Snapshot>, StoreError> {
     let sql = format!("SELECT {SNAPSHOT_COLUMNS} FROM acl_snapshots WHERE {sql_where}");
-    let row = conn
-        .query_row(&sql, args, |r| Ok((snapshot_row(r)?, snapshot_tail(r)?)))
-        .optional()?;
-    row.map(|(row, tail)| decode_snapshot(row, tail))
-        .transpose()
+    conn.query_opt(&sql, args, decode_snapshot)
+}
+
+/// The id the next snapshot gets, inside the write transaction that
+/// inserts it: the first snapshot of a run names the run by this id.
+fn next_snapshot_id(tx: &Tx<'_>) -> Result<i64, StoreError> {
+    match tx.engine() {
+        // AUTOINCREMENT's counter: never reused, even for a rolled-back id.
+        Engine::Sqlite => tx.query_one(
+            "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'acl_snapshots'), 0) + 1",
+            &[],
+            |r| r.get(0),
+        ),
+        // The identity's own sequence, so an insert without an id (a
+        // copy by `store migrate`, a raw statement) never collides.
+        Engine::Postgres => tx.query_one(
+            "SELECT nextval(pg_get_serial_sequence('acl_snapshots', 'id'))",
+            &[],
+            |r| r.get(0),
+        ),
+    }
 }
 
 /// Every snapshot of a backend's Web ACL, newest first (for listing).
@@ -117,20 +99,10 @@ pub fn list_snapshots(
     backend: &str,
     web_acl: &str,
 ) -> Result<Vec<Snapshot>, StoreError> {
-    let conn = conn.sqlite()?;
     let sql = format!(
         "SELECT {SNAPSHOT_COLUMNS} FROM acl_snapshots WHERE backend = ?1 AND web_acl = ?2 ORDER BY id DESC"
     );
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(params![backend, web_acl], |r| {
-        Ok((snapshot_row(r)?, snapshot_tail(r)?))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (row, tail) = row?;
-        out.push(decode_snapshot(row, tail)?);
-    }
-    Ok(out)
+    conn.query(&sql, &[&backend, &web_acl], decode_snapshot)
 }
 
 impl EnforceJournal for Store {
@@ -141,54 +113,46 @@ impl EnforceJournal for Store {
         backend: &str,
         web_acl: &str,
     ) -> Result<BTreeMap<SpaceId, Stage>, StoreError> {
-        let mut stmt = self
-            .sqlite()?
-            .prepare("SELECT space, stage FROM space_stages WHERE backend = ?1 AND web_acl = ?2")?;
-        let rows = stmt.query_map(params![backend, web_acl], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })?;
-        let mut out = BTreeMap::new();
-        for row in rows {
-            let (space, stage) = row?;
-            out.insert(
-                SpaceId::new(&space).map_err(|e| corrupt("stage space", e))?,
-                stage.parse::<Stage>().map_err(|e| corrupt("stage", e))?,
-            );
-        }
-        Ok(out)
+        let rows = self.conn().query(
+            "SELECT space, stage FROM space_stages WHERE backend = ?1 AND web_acl = ?2",
+            &[&backend, &web_acl],
+            |r| {
+                Ok((
+                    SpaceId::new(r.str(0)?).map_err(|e| corrupt("stage space", e))?,
+                    r.str(1)?
+                        .parse::<Stage>()
+                        .map_err(|e| corrupt("stage", e))?,
+                ))
+            },
+        )?;
+        Ok(rows.into_iter().collect())
     }
 
     fn save_snapshot(&mut self, s: &NewSnapshot<'_>, actor: &str) -> Result<i64, StoreError> {
-        let tx = self.sqlite_transaction()?;
-        // The first snapshot of a run names the run: its own id, which is
-        // the next rowid (AUTOINCREMENT, inside this write transaction).
-        let next: i64 = tx.query_row(
-            "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'acl_snapshots'), 0) + 1",
-            [],
-            |r| r.get(0),
-        )?;
+        let tx = self.transaction()?;
+        let next = next_snapshot_id(&tx)?;
         let run = s.run.unwrap_or(next);
         tx.execute(
             "INSERT INTO acl_snapshots(id, run, at, kind, space, backend, web_acl, lock_token, owned, document, sets, stages, gate)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-            params![
-                next,
-                run,
-                now_rfc3339(),
-                s.kind.as_str(),
-                s.space.as_str(),
-                s.backend,
-                s.web_acl,
-                s.read.lock.0,
-                crate::to_json(&s.read.owned),
-                s.read.document.to_string(),
-                crate::to_json(s.sets),
-                crate::to_json(s.stages),
-                s.gate.map(crate::to_json),
+            &[
+                &next,
+                &run,
+                &now_rfc3339(),
+                &s.kind.as_str(),
+                &s.space.as_str(),
+                &s.backend,
+                &s.web_acl,
+                &s.read.lock.0,
+                &crate::to_json(&s.read.owned),
+                &s.read.document.to_string(),
+                &crate::to_json(s.sets),
+                &crate::to_json(s.stages),
+                &s.gate.map(crate::to_json),
             ],
         )?;
         audit_in(
-            &*tx,
+            &tx,
             &AuditEntry::new(actor, "webacl.snapshot", s.web_acl).with_detail(json!({
                 "snapshot": next,
                 "run": run,
@@ -206,7 +170,7 @@ impl EnforceJournal for Store {
     }
 
     fn snapshot(&mut self, id: i64) -> Result<Option<Snapshot>, StoreError> {
-        query_snapshot(self.sqlite()?, "id = ?1", &[&id])
+        query_snapshot(self.conn(), "id = ?1", &[&id])
     }
 
     fn latest_enforce_start(
@@ -216,16 +180,14 @@ impl EnforceJournal for Store {
         space: &SpaceId,
     ) -> Result<Option<Snapshot>, StoreError> {
         query_snapshot(
-            self.sqlite()?,
+            self.conn(),
             "id = (SELECT MAX(run) FROM acl_snapshots WHERE backend = ?1 AND web_acl = ?2 AND space = ?3 AND kind = 'enforce')",
             &[&backend, &web_acl, &space.as_str()],
         )
     }
 
     fn record_write(&mut self, w: &WriteRecord<'_>, actor: &str) -> Result<(), StoreError> {
-        let tx = self.sqlite_transaction()?;
-        audit_in(
-            &*tx,
+        self.audit(
             &AuditEntry::new(actor, "webacl.write", w.web_acl).with_detail(json!({
                 "backend": w.backend,
                 "snapshot": w.snapshot,
@@ -234,7 +196,6 @@ impl EnforceJournal for Store {
                 "after": owned_summary(w.after),
             })),
         )?;
-        tx.commit()?;
         Ok(())
     }
 
@@ -243,30 +204,27 @@ impl EnforceJournal for Store {
         w: &ListenerWrite<'_>,
         actor: &str,
     ) -> Result<(), StoreError> {
-        let tx = self.transaction()?;
-        audit_in(
-            &tx,
+        self.audit(
             &AuditEntry::new(actor, "listener.write", w.arn).with_detail(json!({
                 "snapshot": w.snapshot,
                 "before": w.before,
                 "after": w.after,
             })),
         )?;
-        tx.commit()?;
         Ok(())
     }
 
     fn record_stages(&mut self, c: &StageChange<'_>, actor: &str) -> Result<(), StoreError> {
-        let tx = self.sqlite_transaction()?;
+        let tx = self.transaction()?;
         tx.execute(
             "DELETE FROM space_stages WHERE backend = ?1 AND web_acl = ?2",
-            params![c.backend, c.web_acl],
+            &[&c.backend, &c.web_acl],
         )?;
         let now = now_rfc3339();
         for (space, stage) in c.stages {
             tx.execute(
                 "INSERT INTO space_stages(backend, web_acl, space, stage, updated) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![c.backend, c.web_acl, space.as_str(), stage.as_str(), now],
+                &[&c.backend, &c.web_acl, &space.as_str(), &stage.as_str(), &now],
             )?;
         }
         let mut detail = c.detail.clone();
@@ -275,7 +233,7 @@ impl EnforceJournal for Store {
             m.insert("web_acl".to_owned(), json!(c.web_acl));
         }
         audit_in(
-            &*tx,
+            &tx,
             &AuditEntry::new(actor, c.action, c.space.as_str()).with_detail(detail),
         )?;
         tx.commit()?;
@@ -288,14 +246,12 @@ pub fn local_set_arn(name: &str) -> String {
     format!("local:ipset/{name}")
 }
 
-fn read_acl_row(conn: &Connection, name: &str) -> Result<Option<(String, i64)>, StoreError> {
-    Ok(conn
-        .query_row(
-            "SELECT document, version FROM local_web_acls WHERE name = ?1",
-            params![name],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?)
+fn read_acl_row(conn: &impl Sql, name: &str) -> Result<Option<(String, i64)>, StoreError> {
+    conn.query_opt(
+        "SELECT document, version FROM local_web_acls WHERE name = ?1",
+        &[&name],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
 }
 
 impl LocalBackend {
@@ -303,16 +259,15 @@ impl LocalBackend {
     /// hold rules eos-sec does not own, custom response bodies, ...).
     pub fn create_acl_document(&self, name: &str, document: &Value) -> Result<(), BackendError> {
         self.with_acl_store(name, |s| {
-            let tx = s.sqlite_transaction()?;
-            if read_acl_row(&tx, name)?.is_some() {
-                return Ok(false);
-            }
-            tx.execute(
-                "INSERT INTO local_web_acls(name, document, version, updated) VALUES (?1, ?2, 1, ?3)",
-                params![name, document.to_string(), now_rfc3339()],
+            let tx = s.transaction()?;
+            // The primary key decides between two creators on any instance.
+            let created = tx.execute(
+                "INSERT INTO local_web_acls(name, document, version, updated) VALUES (?1, ?2, 1, ?3)
+                 ON CONFLICT(name) DO NOTHING",
+                &[&name, &document.to_string(), &now_rfc3339()],
             )?;
             tx.commit()?;
-            Ok(true)
+            Ok(created == 1)
         })?
         .then_some(())
         .ok_or_else(|| BackendError::AlreadyExists {
@@ -328,7 +283,7 @@ impl WebAclBackend for LocalBackend {
 
     async fn read_acl(&self, name: &str) -> Result<Option<AclRead>, BackendError> {
         let Some((document, version)) =
-            self.with_acl_store(name, |s| read_acl_row(s.sqlite()?, name))?
+            self.with_acl_store(name, |s| read_acl_row(s.conn(), name))?
         else {
             return Ok(None);
         };
@@ -368,7 +323,7 @@ impl WebAclBackend for LocalBackend {
             Written(i64),
         }
         let outcome = self.with_acl_store(name, |s| {
-            let tx = s.sqlite_transaction()?;
+            let tx = s.transaction()?;
             let Some((document, version)) = read_acl_row(&tx, name)? else {
                 return Ok(Outcome::Missing);
             };
@@ -384,10 +339,16 @@ impl WebAclBackend for LocalBackend {
                 Err(e) => return Ok(Outcome::Bad(e)),
             };
             let next = version + 1;
-            tx.execute(
-                "UPDATE local_web_acls SET document = ?2, version = ?3, updated = ?4 WHERE name = ?1",
-                params![name, merged.to_string(), next, now_rfc3339()],
+            // Compare-and-set on the version read: the lock token is kept
+            // by the statement itself, whatever else writes the row.
+            let written = tx.execute(
+                "UPDATE local_web_acls SET document = ?2, version = ?3, updated = ?4
+                 WHERE name = ?1 AND version = ?5",
+                &[&name, &merged.to_string(), &next, &now_rfc3339(), &version],
             )?;
+            if written != 1 {
+                return Ok(Outcome::Stale);
+            }
             tx.commit()?;
             Ok(Outcome::Written(next))
         })?;
@@ -408,13 +369,12 @@ impl WebAclBackend for LocalBackend {
 
     async fn ip_set_arn(&self, name: &str) -> Result<Option<String>, BackendError> {
         let exists = self.with_acl_store(name, |s| {
-            Ok(s.sqlite()?
-                .query_row(
+            Ok(s.conn()
+                .query_opt(
                     "SELECT 1 FROM local_ipsets WHERE name = ?1",
-                    params![name],
+                    &[&name],
                     |_| Ok(()),
-                )
-                .optional()?
+                )?
                 .is_some())
         })?;
         Ok(exists.then(|| local_set_arn(name)))
@@ -422,10 +382,16 @@ impl WebAclBackend for LocalBackend {
 
     async fn tag_ip_set_stage(&self, name: &str, value: &str) -> Result<(), BackendError> {
         self.with_acl_store(name, |s| {
-            s.sqlite()?.execute(
-                "UPDATE local_ipsets SET tags = json_set(tags, '$.' || ?2, ?3) WHERE name = ?1",
-                params![name, eos_plan::STAGE_TAG, value],
-            )?;
+            let tag = eos_plan::STAGE_TAG;
+            let sql = match s.engine() {
+                Engine::Sqlite => {
+                    "UPDATE local_ipsets SET tags = json_set(tags, '$.' || ?2, ?3) WHERE name = ?1"
+                }
+                Engine::Postgres => {
+                    "UPDATE local_ipsets SET tags = (tags::jsonb || jsonb_build_object(?2::text, ?3::text))::text WHERE name = ?1"
+                }
+            };
+            s.conn().execute(sql, &[&name, &tag, &value])?;
             Ok(())
         })
     }

@@ -3,8 +3,7 @@
 //! the backend read it back — and the last error. `eos-sec gate publish`
 //! writes it, `eos-sec gate status` reads it beside the live state.
 
-use crate::db::Sql;
-use rusqlite::{OptionalExtension, params};
+use crate::db::{Row, Sql};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
@@ -61,34 +60,12 @@ pub fn target<R: DeserializeOwned>(
     conn: &impl Sql,
     t: Target<'_>,
 ) -> Result<Option<TargetRow<R>>, StoreError> {
-    let conn = conn.sqlite()?;
-    let row = conn
-        .query_row(
-            "SELECT record, updated_at, last_error, last_error_at FROM gate_targets
-             WHERE backend = ?1 AND kind = ?2 AND name = ?3",
-            params![t.backend, t.kind.as_str(), t.name],
-            |r| {
-                Ok((
-                    r.get::<_, Option<String>>(0)?,
-                    r.get::<_, Option<String>>(1)?,
-                    r.get::<_, Option<String>>(2)?,
-                    r.get::<_, Option<String>>(3)?,
-                ))
-            },
-        )
-        .optional()?;
-    let Some((record, updated_at, last_error, last_error_at)) = row else {
-        return Ok(None);
-    };
-    let record = record
-        .map(|r| serde_json::from_str(&r).map_err(|e| corrupt("gate target", e)))
-        .transpose()?;
-    Ok(Some(TargetRow {
-        record,
-        updated_at,
-        last_error,
-        last_error_at,
-    }))
+    conn.query_opt(
+        "SELECT record, updated_at, last_error, last_error_at FROM gate_targets
+         WHERE backend = ?1 AND kind = ?2 AND name = ?3",
+        &[&t.backend, &t.kind.as_str(), &t.name],
+        |r| target_row(r, 0),
+    )
 }
 
 /// Record what was attached to a target after it was read back, clearing
@@ -102,17 +79,17 @@ pub fn record_success<R: Serialize>(
     now: OffsetDateTime,
 ) -> Result<(), StoreError> {
     let json = serde_json::to_string(record).map_err(|e| corrupt("gate target", e))?;
-    let tx = store.sqlite_transaction()?;
+    let tx = store.transaction()?;
     tx.execute(
         "INSERT INTO gate_targets(backend, kind, name, record, updated_at, last_error, last_error_at)
          VALUES (?1, ?2, ?3, ?4, ?5, NULL, NULL)
          ON CONFLICT(backend, kind, name) DO UPDATE SET
            record = excluded.record, updated_at = excluded.updated_at,
            last_error = NULL, last_error_at = NULL",
-        params![t.backend, t.kind.as_str(), t.name, json, format_rfc3339(now)],
+        &[&t.backend, &t.kind.as_str(), &t.name, &json, &format_rfc3339(now)],
     )?;
     audit_in(
-        &*tx,
+        &tx,
         &AuditEntry::new(
             actor,
             "gate.publish",
@@ -131,17 +108,17 @@ pub fn record_error(
     error: &str,
     now: OffsetDateTime,
 ) -> Result<(), StoreError> {
-    store.sqlite()?.execute(
+    store.conn().execute(
         "INSERT INTO gate_targets(backend, kind, name, last_error, last_error_at)
          VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT(backend, kind, name) DO UPDATE SET
            last_error = excluded.last_error, last_error_at = excluded.last_error_at",
-        params![
-            t.backend,
-            t.kind.as_str(),
-            t.name,
-            error,
-            format_rfc3339(now)
+        &[
+            &t.backend,
+            &t.kind.as_str(),
+            &t.name,
+            &error,
+            &format_rfc3339(now),
         ],
     )?;
     Ok(())
@@ -150,11 +127,10 @@ pub fn record_error(
 /// Queue CRL `number` for delivery to the edge, in the caller's transaction
 /// (the one that records the CRL).
 pub fn enqueue_crl(tx: &impl Sql, number: u64, now: OffsetDateTime) -> Result<(), StoreError> {
-    let tx = tx.sqlite()?;
     let number = i64::try_from(number).map_err(|_| corrupt("crl number", number))?;
     tx.execute(
         "INSERT INTO gate_outbox(at, crl_number) VALUES (?1, ?2)",
-        params![format_rfc3339(now), number],
+        &[&format_rfc3339(now), &number],
     )?;
     Ok(())
 }
@@ -168,10 +144,9 @@ const NEXT_CA_CRL: i64 = 0;
 /// in the caller's transaction (the one that records the revocation): the
 /// CA's next CRL is to reach the edge.
 pub fn enqueue_ca_crl(tx: &impl Sql, now: OffsetDateTime) -> Result<(), StoreError> {
-    let tx = tx.sqlite()?;
     tx.execute(
         "INSERT INTO gate_outbox(at, crl_number) VALUES (?1, ?2)",
-        params![format_rfc3339(now), NEXT_CA_CRL],
+        &[&format_rfc3339(now), &NEXT_CA_CRL],
     )?;
     Ok(())
 }
@@ -190,31 +165,22 @@ pub struct PendingCrl {
 
 /// The CRLs not yet delivered, oldest first.
 pub fn pending_crls(conn: &impl Sql) -> Result<Vec<PendingCrl>, StoreError> {
-    let conn = conn.sqlite()?;
-    let mut stmt = conn.prepare(
+    conn.query(
         "SELECT id, at, crl_number FROM gate_outbox WHERE delivered_at IS NULL ORDER BY id",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, i64>(2)?,
-        ))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (id, at, number) = row?;
-        out.push(PendingCrl {
-            id,
-            at,
-            crl_number: if number == NEXT_CA_CRL {
-                None
-            } else {
-                Some(u64::try_from(number).map_err(|_| corrupt("gate outbox", number))?)
-            },
-        });
-    }
-    Ok(out)
+        &[],
+        |r| {
+            let number: i64 = r.get(2)?;
+            Ok(PendingCrl {
+                id: r.get(0)?,
+                at: r.get(1)?,
+                crl_number: if number == NEXT_CA_CRL {
+                    None
+                } else {
+                    Some(u64::try_from(number).map_err(|_| corrupt("gate outbox", number))?)
+                },
+            })
+        },
+    )
 }
 
 /// Mark the queued CRLs up to row `up_to` delivered, with one audit entry
@@ -226,14 +192,14 @@ pub fn mark_crls_delivered(
     actor: &str,
     now: OffsetDateTime,
 ) -> Result<usize, StoreError> {
-    let tx = store.sqlite_transaction()?;
+    let tx = store.transaction()?;
     let n = tx.execute(
         "UPDATE gate_outbox SET delivered_at = ?1 WHERE delivered_at IS NULL AND id <= ?2",
-        params![format_rfc3339(now), up_to],
+        &[&format_rfc3339(now), &up_to],
     )?;
     if n > 0 {
         audit_in(
-            &*tx,
+            &tx,
             &AuditEntry::new(actor, "gate.delivered", &format!("crl {crl_number}"))
                 .with_detail(serde_json::json!({ "rows": n, "up_to": up_to })),
         )?;
@@ -248,100 +214,131 @@ pub type TargetListing = (String, String, String, TargetRow<serde_json::Value>);
 
 /// Every target eos-sec has a row for, by backend, kind and name.
 pub fn targets(conn: &impl Sql) -> Result<Vec<TargetListing>, StoreError> {
-    let conn = conn.sqlite()?;
-    let mut stmt = conn.prepare(
+    conn.query(
         "SELECT backend, kind, name, record, updated_at, last_error, last_error_at
          FROM gate_targets ORDER BY backend, kind, name",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, Option<String>>(3)?,
-            r.get::<_, Option<String>>(4)?,
-            r.get::<_, Option<String>>(5)?,
-            r.get::<_, Option<String>>(6)?,
-        ))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (backend, kind, name, record, updated_at, last_error, last_error_at) = row?;
-        let record = record
-            .map(|r| serde_json::from_str(&r).map_err(|e| corrupt("gate target", e)))
-            .transpose()?;
-        out.push((
-            backend,
-            kind,
-            name,
-            TargetRow {
-                record,
-                updated_at,
-                last_error,
-                last_error_at,
-            },
-        ));
-    }
-    Ok(out)
+        &[],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, target_row(r, 3)?)),
+    )
+}
+
+/// A target's row from column `from` on: record (JSON), updated_at,
+/// last_error, last_error_at.
+fn target_row<R: DeserializeOwned>(r: &Row<'_>, from: usize) -> Result<TargetRow<R>, StoreError> {
+    Ok(TargetRow {
+        record: r
+            .get::<Option<String>>(from)?
+            .map(|j| serde_json::from_str(&j).map_err(|e| corrupt("gate target", e)))
+            .transpose()?,
+        updated_at: r.get(from + 1)?,
+        last_error: r.get(from + 2)?,
+        last_error_at: r.get(from + 3)?,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::on_each_engine;
 
     #[test]
     fn success_replaces_the_record_and_clears_the_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(dir.path()).unwrap();
-        let now = OffsetDateTime::UNIX_EPOCH;
-        let t = Target {
-            backend: "aws:x",
-            kind: TargetKind::TrustStore,
-            name: "ts",
-        };
-        let domain = Target {
-            kind: TargetKind::Domain,
-            ..t
-        };
-        assert!(target::<serde_json::Value>(s.conn(), t).unwrap().is_none());
-        record_error(&mut s, t, "boom", now).unwrap();
-        let row = target::<serde_json::Value>(s.conn(), t).unwrap().unwrap();
-        assert_eq!(
-            (row.record, row.last_error.as_deref()),
-            (None, Some("boom"))
-        );
-        let rec = serde_json::json!({"arn": "a"});
-        record_success(&mut s, t, &rec, serde_json::json!({}), "t", now).unwrap();
-        record_error(&mut s, domain, "other", now).unwrap();
-        let row = target::<serde_json::Value>(s.conn(), t).unwrap().unwrap();
-        assert_eq!(row.record, Some(rec));
-        assert_eq!(row.last_error, None);
-        assert_eq!(row.updated_at.as_deref(), Some("1970-01-01T00:00:00Z"));
-        assert_eq!(targets(s.conn()).unwrap().len(), 2);
+        on_each_engine(|mut s| {
+            let now = OffsetDateTime::UNIX_EPOCH;
+            let t = Target {
+                backend: "aws:x",
+                kind: TargetKind::TrustStore,
+                name: "ts",
+            };
+            let domain = Target {
+                kind: TargetKind::Domain,
+                ..t
+            };
+            assert!(target::<serde_json::Value>(s.conn(), t).unwrap().is_none());
+            record_error(&mut s, t, "boom", now).unwrap();
+            let row = target::<serde_json::Value>(s.conn(), t).unwrap().unwrap();
+            assert_eq!(
+                (row.record, row.last_error.as_deref()),
+                (None, Some("boom"))
+            );
+            let rec = serde_json::json!({"arn": "a"});
+            record_success(&mut s, t, &rec, serde_json::json!({}), "t", now).unwrap();
+            record_error(&mut s, domain, "other", now).unwrap();
+            let row = target::<serde_json::Value>(s.conn(), t).unwrap().unwrap();
+            assert_eq!(row.record, Some(rec.clone()));
+            assert_eq!(row.last_error, None);
+            assert_eq!(row.updated_at.as_deref(), Some("1970-01-01T00:00:00Z"));
+            let all = targets(s.conn()).unwrap();
+            let keys: Vec<(&str, &str)> = all
+                .iter()
+                .map(|(_, kind, name, _)| (kind.as_str(), name.as_str()))
+                .collect();
+            assert_eq!(keys, [("domain", "ts"), ("trust-store", "ts")]);
+            assert_eq!(all[1].3.record, Some(rec));
+            assert_eq!(all[0].3.last_error.as_deref(), Some("other"));
+            // The success and its audit entry were one transaction.
+            assert_eq!(s.audit_log(10).unwrap()[0].action, "gate.publish");
+        });
     }
 
     #[test]
     fn queued_crls_stay_pending_until_marked() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(dir.path()).unwrap();
-        let now = OffsetDateTime::UNIX_EPOCH;
-        let tx = s.transaction().unwrap();
-        enqueue_crl(&tx, 2, now).unwrap();
-        enqueue_crl(&tx, 3, now).unwrap();
-        enqueue_ca_crl(&tx, now).unwrap();
-        tx.commit().unwrap();
-        let pending = pending_crls(s.conn()).unwrap();
-        let numbers: Vec<Option<u64>> = pending.iter().map(|p| p.crl_number).collect();
-        assert_eq!(numbers, [Some(2), Some(3), None]);
-        assert_eq!(
-            mark_crls_delivered(&mut s, pending[0].id, 2, "t", now).unwrap(),
-            1
-        );
-        assert_eq!(pending_crls(s.conn()).unwrap().len(), 2);
-        assert_eq!(
-            mark_crls_delivered(&mut s, pending[2].id, 3, "t", now).unwrap(),
-            2
-        );
-        assert!(pending_crls(s.conn()).unwrap().is_empty());
+        on_each_engine(|mut s| {
+            let now = OffsetDateTime::UNIX_EPOCH;
+            let tx = s.transaction().unwrap();
+            enqueue_crl(&tx, 2, now).unwrap();
+            enqueue_crl(&tx, 3, now).unwrap();
+            enqueue_ca_crl(&tx, now).unwrap();
+            tx.commit().unwrap();
+            let pending = pending_crls(s.conn()).unwrap();
+            let numbers: Vec<Option<u64>> = pending.iter().map(|p| p.crl_number).collect();
+            assert_eq!(numbers, [Some(2), Some(3), None]);
+            assert_eq!(
+                mark_crls_delivered(&mut s, pending[0].id, 2, "t", now).unwrap(),
+                1
+            );
+            assert_eq!(pending_crls(s.conn()).unwrap().len(), 2);
+            assert_eq!(
+                mark_crls_delivered(&mut s, pending[2].id, 3, "t", now).unwrap(),
+                2
+            );
+            assert!(pending_crls(s.conn()).unwrap().is_empty());
+            assert_eq!(
+                mark_crls_delivered(&mut s, pending[2].id, 3, "t", now).unwrap(),
+                0,
+                "nothing is delivered twice"
+            );
+        });
+    }
+
+    /// The outbox's record is kept by the database, whoever writes: a
+    /// delivery is never undone, moved or forgotten, and a queued CRL's
+    /// number never changes.
+    #[test]
+    fn a_delivered_crl_stays_delivered_even_for_a_raw_statement() {
+        on_each_engine(|mut s| {
+            let now = OffsetDateTime::UNIX_EPOCH;
+            let tx = s.transaction().unwrap();
+            enqueue_crl(&tx, 2, now).unwrap();
+            enqueue_crl(&tx, 3, now).unwrap();
+            tx.commit().unwrap();
+            let first = pending_crls(s.conn()).unwrap()[0].id;
+            mark_crls_delivered(&mut s, first, 2, "t", now).unwrap();
+            for sql in [
+                "UPDATE gate_outbox SET delivered_at = NULL",
+                "UPDATE gate_outbox SET delivered_at = 'later' WHERE delivered_at IS NOT NULL",
+                "UPDATE gate_outbox SET crl_number = 9",
+                "DELETE FROM gate_outbox",
+            ] {
+                let err = s.conn().execute(sql, &[]).unwrap_err();
+                assert!(
+                    err.to_string().contains("only marked delivered, once"),
+                    "{sql}: {err}"
+                );
+            }
+            let pending = pending_crls(s.conn()).unwrap();
+            assert_eq!(pending.len(), 1);
+            assert_eq!(pending[0].crl_number, Some(3));
+        });
     }
 }

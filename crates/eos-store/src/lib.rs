@@ -144,6 +144,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "invariants",
         sql: include_str!("migrations/0015_invariants.sql"),
     },
+    Migration {
+        version: 18,
+        name: "edge-invariants",
+        sql: include_str!("migrations/0018_edge_invariants.sql"),
+    },
 ];
 
 /// One schema step.

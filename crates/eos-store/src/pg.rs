@@ -165,6 +165,11 @@ pub const MIGRATIONS: &[crate::Migration] = &[
         "invariants",
         include_str!("migrations/pg/0015_invariants.sql"),
     ),
+    m(
+        18,
+        "edge-invariants",
+        include_str!("migrations/pg/0018_edge_invariants.sql"),
+    ),
 ];
 
 const fn m(version: i64, name: &'static str, sql: &'static str) -> crate::Migration {

@@ -56,6 +56,32 @@ pub fn record_oracle(name: &str, ran: bool) {
     }
 }
 
+/// Run `test` on an empty store of each engine: SQLite (in memory) and,
+/// when a PostgreSQL server is installed (required under
+/// `EOS_SEC_REQUIRE_ORACLES` or `CI`), a fresh database on a throwaway
+/// cluster of this test's own. The same test, parameterised by the engine
+/// (`Store::engine` says which one it runs on).
+pub fn on_each_engine(test: impl Fn(crate::Store)) {
+    test(crate::Store::open_in_memory().expect("in-memory store"));
+    if let Some(cluster) = PgCluster::start() {
+        let url = crate::StoreUrl::parse(&cluster.create_database("store_test")).unwrap();
+        test(crate::Store::open_postgres(&url).expect("postgresql store"));
+    }
+}
+
+/// Run `test` on where an empty store of each engine lives, for tests
+/// that open it more than once (several connections, as several processes
+/// or instances would): a temporary state directory, and a fresh database
+/// on a throwaway PostgreSQL cluster (as [`on_each_engine`]).
+pub fn on_each_location(test: impl Fn(&crate::StoreLocation)) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    test(&crate::StoreLocation::Dir(dir.path().join("state")));
+    if let Some(cluster) = PgCluster::start() {
+        let url = crate::StoreUrl::parse(&cluster.create_database("store_test")).unwrap();
+        test(&crate::StoreLocation::Postgres(url));
+    }
+}
+
 /// The newest installed server's bin directory (`/usr/lib/postgresql/<n>/bin`).
 fn find_bin() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("EOS_SEC_PG_BIN") {

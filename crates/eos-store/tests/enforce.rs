@@ -502,3 +502,197 @@ async fn sets_are_tagged_with_their_stage() {
     roll_back(&mut e, None).await;
     assert_eq!(stages(&e), ["staged", "staged"]);
 }
+
+/// A snapshot of the foreign Web ACL for `space`, starting a run when
+/// `run` is `None`.
+fn new_snapshot<'a>(
+    run: Option<i64>,
+    kind: eos_policy::enforce::RunKind,
+    space: &'a SpaceId,
+    read: &'a AclRead,
+    sets: &'a std::collections::BTreeMap<String, eos_policy::enforce::SetSnapshot>,
+    stages: &'a std::collections::BTreeMap<SpaceId, Stage>,
+    gate: Option<&'a eos_policy::edge::GateSnapshot>,
+) -> eos_policy::enforce::NewSnapshot<'a> {
+    eos_policy::enforce::NewSnapshot {
+        run,
+        kind,
+        space,
+        backend: "local",
+        web_acl: "eos-restricted",
+        read,
+        sets,
+        stages,
+        gate,
+    }
+}
+
+/// The enforce journal on each engine: snapshots read back exactly (the
+/// listener's part too), runs name their first snapshot, the newest run
+/// start is found, stages and audit entries are kept — and the database
+/// itself refuses a snapshot that would break a run or go back in ids, and
+/// any change to a recorded one.
+#[test]
+fn the_enforce_journal_keeps_its_invariants_on_each_engine() {
+    use eos_policy::compile::ListenerMode;
+    use eos_policy::edge::{GateSnapshot, TrustStoreSnapshot};
+    use eos_policy::enforce::{RunKind, SetSnapshot, StageChange};
+    use eos_policy::gate::ListenerAuth;
+    eos_store::testing::on_each_engine(|mut store| {
+        let engine = store.engine().as_str();
+        let acme = acme();
+        let globex = SpaceId::new("globex").unwrap();
+        let document = foreign_acl();
+        let read = AclRead {
+            owned: eos_policy::owned_of_document(&document).unwrap(),
+            document,
+            lock: LockToken("7".to_owned()),
+        };
+        let sets = [(
+            "eos-acme-v4".to_owned(),
+            SetSnapshot {
+                addresses: vec!["198.51.100.10/32".to_owned()],
+                lock: "3".to_owned(),
+            },
+        )]
+        .into();
+        let stages = [(acme.clone(), Stage::Staged)].into();
+        let gate = GateSnapshot {
+            listener_arn: "arn:aws:elasticloadbalancing:us-east-1:111122223333:listener/app/a/b/c"
+                .to_owned(),
+            listener: ListenerAuth {
+                mode: ListenerMode::Verify,
+                trust_store_arn: Some("arn:ts".to_owned()),
+                ignore_client_certificate_expiry: Some(false),
+                advertise_trust_store_ca_names: None,
+            },
+            trust_store: TrustStoreSnapshot {
+                name: "eos-ca".to_owned(),
+                arn: Some("arn:ts".to_owned()),
+                status: Some("ACTIVE".to_owned()),
+                ca_certificates: Some(1),
+                bundle_key: Some("bundle/ab.pem".to_owned()),
+                bundle_sha256: Some("ab".to_owned()),
+                crl_number: Some(4),
+                revocations: vec![],
+            },
+        };
+        let snap = |store: &mut Store, run, kind, space| {
+            store
+                .save_snapshot(
+                    &new_snapshot(run, kind, space, &read, &sets, &stages, Some(&gate)),
+                    "test",
+                )
+                .unwrap()
+        };
+        let first = snap(&mut store, None, RunKind::Enforce, &acme);
+        let second = snap(&mut store, Some(first), RunKind::Enforce, &acme);
+        let other = snap(&mut store, None, RunKind::Enforce, &globex);
+        let undo = snap(&mut store, None, RunKind::Rollback, &acme);
+        assert!(first < second && second < other && other < undo, "{engine}");
+
+        let got = store.snapshot(second).unwrap().unwrap();
+        assert_eq!(
+            (got.id, got.run, got.kind, &got.space),
+            (second, first, RunKind::Enforce, &acme)
+        );
+        assert_eq!(
+            (got.document, got.owned),
+            (read.document.clone(), read.owned.clone())
+        );
+        assert_eq!(
+            (got.lock.as_str(), got.sets, got.stages),
+            ("7", sets.clone(), stages.clone())
+        );
+        assert_eq!(got.gate.as_ref(), Some(&gate), "{engine}");
+        assert_eq!(store.snapshot(undo + 100).unwrap(), None);
+        let start = store
+            .latest_enforce_start("local", "eos-restricted", &acme)
+            .unwrap()
+            .unwrap();
+        assert_eq!(start.id, first, "{engine}");
+        let listed: Vec<i64> =
+            eos_store::enforce::list_snapshots(store.conn(), "local", "eos-restricted")
+                .unwrap()
+                .iter()
+                .map(|s| s.id)
+                .collect();
+        assert_eq!(listed, [undo, other, second, first]);
+
+        store
+            .record_stages(
+                &StageChange {
+                    backend: "local",
+                    web_acl: "eos-restricted",
+                    space: &acme,
+                    stages: &[
+                        (acme.clone(), Stage::Count),
+                        (globex.clone(), Stage::Staged),
+                    ]
+                    .into(),
+                    action: "enforce.stage",
+                    detail: json!({"to": "count"}),
+                },
+                "test",
+            )
+            .unwrap();
+        let recorded = store.stages("local", "eos-restricted").unwrap();
+        assert_eq!(recorded[&acme], Stage::Count);
+        assert_eq!(recorded[&globex], Stage::Staged);
+        let actions: Vec<String> = store
+            .audit_log(10)
+            .unwrap()
+            .into_iter()
+            .map(|a| a.action)
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                "enforce.stage",
+                "webacl.snapshot",
+                "webacl.snapshot",
+                "webacl.snapshot",
+                "webacl.snapshot"
+            ]
+        );
+
+        // Past the store's own code: raw statements the database refuses.
+        let insert = |id: i64, run: i64, kind: &str| {
+            format!(
+                "INSERT INTO acl_snapshots(id, run, at, kind, space, backend, web_acl, lock_token, owned, document, sets, stages)
+                 VALUES ({id}, {run}, 'x', '{kind}', 'acme', 'local', 'eos-restricted', '1', '{{}}', '{{}}', '{{}}', '{{}}')"
+            )
+        };
+        let refused = [
+            // An id below the newest.
+            (insert(0, 0, "enforce"), "id must exceed"),
+            // A run that is not a run's first snapshot.
+            (insert(undo + 1, second, "enforce"), "run must name"),
+            // Another space's run.
+            (insert(undo + 1, other, "enforce"), "run must name"),
+            // A rollback joining an enforce run.
+            (insert(undo + 1, first, "rollback"), "run must name"),
+            (
+                format!("UPDATE acl_snapshots SET document = '{{}}' WHERE id = {first}"),
+                "append-only",
+            ),
+            (
+                format!("DELETE FROM acl_snapshots WHERE id = {undo}"),
+                "append-only",
+            ),
+        ];
+        for (sql, why) in &refused {
+            let err = store.conn().execute(sql, &[]).unwrap_err();
+            assert!(err.to_string().contains(why), "{engine}: {sql}: {err}");
+        }
+        // The journal goes on after the refusals, ids still growing.
+        let next = snap(&mut store, Some(first), RunKind::Enforce, &acme);
+        assert!(next > undo, "{engine}: {next} after {undo}");
+        assert_eq!(
+            eos_store::enforce::list_snapshots(store.conn(), "local", "eos-restricted")
+                .unwrap()
+                .len(),
+            5
+        );
+    });
+}

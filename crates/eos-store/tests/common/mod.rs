@@ -135,8 +135,5 @@ impl Engines {
 
 /// Run `test` on an empty store of each engine.
 pub fn on_each_engine(test: impl Fn(Store)) {
-    let engines = Engines::start();
-    for (_engine, store) in engines.stores() {
-        test(store);
-    }
+    eos_store::testing::on_each_engine(test);
 }
