@@ -19,8 +19,8 @@ use eos_ipset::IpNet;
 use eos_plan::{ActualSet, BackendError, IpSetBackend, IpSetName, LockToken, NewIpSet};
 use eos_policy::waf::WebAcl;
 use eos_policy::{AclRead, OwnedAcl, WebAclBackend};
-use eos_store::StoreError;
 use eos_store::ipsets::LocalBackend;
+use eos_store::{StoreError, StoreLocation};
 
 /// A boxed `Send` future.
 type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -50,6 +50,12 @@ impl Backend {
     /// The local backend on its own connection to the state in `dir`.
     pub fn local(dir: &Path) -> Result<Backend, StoreError> {
         Ok(Backend::Local(LocalBackend::open(dir)?))
+    }
+
+    /// The local backend on its own connection to the store at `location`
+    /// (a state directory or a PostgreSQL database).
+    pub fn local_at(location: &StoreLocation) -> Result<Backend, StoreError> {
+        Ok(Backend::Local(LocalBackend::open_at(location)?))
     }
 
     /// AWS WAFv2 in `scope`, reached with `opts`.

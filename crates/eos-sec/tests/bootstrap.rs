@@ -434,3 +434,43 @@ fn a_bootstrap_that_cannot_reach_the_backend_keeps_nothing() {
     assert_eq!(o.code, 1, "{}", o.stderr);
     assert_kept_nothing(&st, &o);
 }
+
+/// `bootstrap` on a PostgreSQL store: the example's sets are staged in the
+/// database (the local backend lives in the store), its rules and plan
+/// recorded there, and a second bootstrap finds nothing to change.
+#[test]
+fn bootstrap_on_a_postgresql_store() {
+    use eos_store::Sql as _;
+    let Some(cluster) = eos_store::testing::PgCluster::start() else {
+        return;
+    };
+    let url = cluster.create_database("cli_bootstrap");
+    let mut st = example_state("");
+    st.env.push(("EOS_SEC_STORE_URL", url.clone()));
+    let args = bootstrap_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let first = st.json(&args);
+    let store =
+        eos_store::Store::open_postgres(&eos_store::StoreUrl::parse(&url).unwrap()).unwrap();
+    let sets: Vec<String> = store
+        .conn()
+        .query("SELECT name FROM local_ipsets ORDER BY name", &[], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert!(
+        sets.contains(&"eos-acme-v4".to_owned()),
+        "{sets:?}\n{first}"
+    );
+    let plans: i64 = store
+        .conn()
+        .query_one(
+            "SELECT count(*) FROM plans WHERE applied_at IS NOT NULL",
+            &[],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(plans, 1);
+    assert!(!st.json(&["rules", "list"]).as_array().unwrap().is_empty());
+    assert!(!st.path().join("state").join("state.db").exists());
+}

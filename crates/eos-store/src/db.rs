@@ -188,22 +188,44 @@ fn pg_params<'p>(params: &'p [&dyn Param]) -> Vec<&'p (dyn postgres::types::ToSq
     params.iter().map(|p| p.pg()).collect()
 }
 
-fn pg_execute<C: GenericClient>(
+/// Run `f`, which blocks on the synchronous PostgreSQL driver, where that
+/// is allowed. The driver drives its connection with a runtime of its own
+/// and panics on a thread that is already driving async tasks: the sync
+/// loop and the local backend call the store from async code (as they call
+/// SQLite, which blocks the same way). On a multi-threaded runtime's worker
+/// the worker is handed over first (`block_in_place`; on a blocking-pool
+/// thread, such as `serve`'s `spawn_blocking`, that costs nothing); on a
+/// current-thread runtime `f` runs on a scoped thread of its own.
+pub(crate) fn off_runtime<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Err(_) => f(),
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        Ok(_) => std::thread::scope(|scope| match scope.spawn(f).join() {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }),
+    }
+}
+
+fn pg_execute<C: GenericClient + Send>(
     c: &mut C,
     sql: &str,
     params: &[&dyn Param],
 ) -> Result<usize, StoreError> {
-    let n = c.execute(to_pg(sql).as_str(), &pg_params(params))?;
+    let (sql, params) = (to_pg(sql), pg_params(params));
+    let n = off_runtime(|| c.execute(sql.as_str(), &params))?;
     Ok(usize::try_from(n).unwrap_or(usize::MAX))
 }
 
-fn pg_query<C: GenericClient, T>(
+fn pg_query<C: GenericClient + Send, T>(
     c: &mut C,
     sql: &str,
     params: &[&dyn Param],
     mut f: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
 ) -> Result<Vec<T>, StoreError> {
-    let rows = c.query(to_pg(sql).as_str(), &pg_params(params))?;
+    let (sql, params) = (to_pg(sql), pg_params(params));
+    let rows = off_runtime(|| c.query(sql.as_str(), &params))?;
     rows.iter().map(|r| f(&Row::Postgres(r))).collect()
 }
 
@@ -327,6 +349,35 @@ impl Sql for rusqlite::Connection {
     }
 }
 
+/// A PostgreSQL transaction, rolled back when dropped (off the async
+/// runtime, see [`off_runtime`]). Always `Some` but while being committed.
+pub(crate) struct PgTx<'a>(pub(crate) Option<postgres::Transaction<'a>>);
+
+impl<'a> PgTx<'a> {
+    fn get(&mut self) -> Result<&mut postgres::Transaction<'a>, StoreError> {
+        self.0.as_mut().ok_or_else(|| StoreError::Unavailable {
+            reason: "transaction already ended".to_owned(),
+        })
+    }
+
+    fn end(mut self, commit: bool) -> Result<(), StoreError> {
+        let Some(t) = self.0.take() else {
+            return Ok(());
+        };
+        Ok(off_runtime(
+            move || if commit { t.commit() } else { t.rollback() },
+        )?)
+    }
+}
+
+impl Drop for PgTx<'_> {
+    fn drop(&mut self) {
+        if let Some(t) = self.0.take() {
+            off_runtime(move || drop(t));
+        }
+    }
+}
+
 /// A write transaction: committed by [`Tx::commit`], rolled back when
 /// dropped. On SQLite it is `BEGIN IMMEDIATE`; on PostgreSQL it holds the
 /// store's write lock (a transaction-scoped advisory lock) from its first
@@ -336,7 +387,8 @@ pub enum Tx<'a> {
     /// SQLite.
     Sqlite(rusqlite::Transaction<'a>),
     /// PostgreSQL.
-    Postgres(RefCell<postgres::Transaction<'a>>),
+    #[allow(private_interfaces)]
+    Postgres(RefCell<PgTx<'a>>),
 }
 
 impl std::fmt::Debug for Tx<'_> {
@@ -350,7 +402,7 @@ impl Tx<'_> {
     pub fn commit(self) -> Result<(), StoreError> {
         match self {
             Tx::Sqlite(t) => Ok(t.commit()?),
-            Tx::Postgres(t) => Ok(t.into_inner().commit()?),
+            Tx::Postgres(t) => t.into_inner().end(true),
         }
     }
 
@@ -358,7 +410,7 @@ impl Tx<'_> {
     pub fn rollback(self) -> Result<(), StoreError> {
         match self {
             Tx::Sqlite(t) => Ok(t.rollback()?),
-            Tx::Postgres(t) => Ok(t.into_inner().rollback()?),
+            Tx::Postgres(t) => t.into_inner().end(false),
         }
     }
 }
@@ -381,7 +433,7 @@ impl Sql for Tx<'_> {
     fn execute(&self, sql: &str, params: &[&dyn Param]) -> Result<usize, StoreError> {
         match self {
             Tx::Sqlite(t) => sqlite_execute(t, sql, params),
-            Tx::Postgres(t) => pg_execute(&mut *t.borrow_mut(), sql, params),
+            Tx::Postgres(t) => pg_execute(t.borrow_mut().get()?, sql, params),
         }
     }
 
@@ -393,7 +445,7 @@ impl Sql for Tx<'_> {
     ) -> Result<Vec<T>, StoreError> {
         match self {
             Tx::Sqlite(t) => sqlite_query(t, sql, params, f),
-            Tx::Postgres(t) => pg_query(&mut *t.borrow_mut(), sql, params, f),
+            Tx::Postgres(t) => pg_query(t.borrow_mut().get()?, sql, params, f),
         }
     }
 }

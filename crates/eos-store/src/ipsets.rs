@@ -9,10 +9,9 @@ use std::sync::Mutex;
 use crate::db::Sql;
 use eos_ipset::{IpNet, canonical, parse_net};
 use eos_plan::{ActualSet, AppliedSet, BackendError, IpSetBackend, IpSetName, LockToken, NewIpSet};
-use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::json;
 
-use crate::{AuditEntry, Store, StoreError, audit_in, now_rfc3339};
+use crate::{AuditEntry, Store, StoreError, StoreLocation, audit_in, now_rfc3339};
 
 /// Entries eos-sec wrote to `name` on `backend` and has not removed since.
 pub fn managed_entries(
@@ -20,11 +19,14 @@ pub fn managed_entries(
     backend: &str,
     name: &IpSetName,
 ) -> Result<BTreeSet<String>, StoreError> {
-    let conn = conn.sqlite()?;
-    let mut stmt =
-        conn.prepare("SELECT cidr FROM managed_entries WHERE backend = ?1 AND name = ?2")?;
-    let rows = stmt.query_map(params![backend, name.to_string()], |r| r.get(0))?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    Ok(conn
+        .query(
+            "SELECT cidr FROM managed_entries WHERE backend = ?1 AND name = ?2",
+            &[&backend, &name.to_string()],
+            |r| r.get(0),
+        )?
+        .into_iter()
+        .collect())
 }
 
 /// Save a plan as shown; its id.
@@ -34,8 +36,8 @@ pub fn save_plan(
     body: &str,
     actor: &str,
 ) -> Result<i64, StoreError> {
-    let tx = store.sqlite_transaction()?;
-    let id = save_plan_in(&*tx, backend, body, actor)?;
+    let tx = store.transaction()?;
+    let id = save_plan_in(&tx, backend, body, actor)?;
     tx.commit()?;
     Ok(id)
 }
@@ -47,12 +49,11 @@ pub fn save_plan_in(
     body: &str,
     actor: &str,
 ) -> Result<i64, StoreError> {
-    let tx = tx.sqlite()?;
-    tx.execute(
-        "INSERT INTO plans(created, backend, body) VALUES (?1, ?2, ?3)",
-        params![now_rfc3339(), backend, body],
+    let id: i64 = tx.query_one(
+        "INSERT INTO plans(created, backend, body) VALUES (?1, ?2, ?3) RETURNING id",
+        &[&now_rfc3339(), &backend, &body],
+        |r| r.get(0),
     )?;
-    let id = tx.last_insert_rowid();
     audit_in(
         tx,
         &AuditEntry::new(actor, "plan.create", &format!("plan {id}"))
@@ -60,6 +61,10 @@ pub fn save_plan_in(
     )?;
     Ok(id)
 }
+
+/// A managed entry, kept if it is already recorded (both engines' upsert).
+const INSERT_MANAGED: &str = "INSERT INTO managed_entries(backend, name, cidr, written_at)
+     VALUES (?1, ?2, ?3, ?4) ON CONFLICT(backend, name, cidr) DO NOTHING";
 
 /// Record, before writing, the entries eos-sec is about to add to each set
 /// (write-ahead): if the process dies after the backend took the write but
@@ -72,15 +77,12 @@ pub fn record_intent(
     backend: &str,
     changes: &[&eos_plan::SetChange],
 ) -> Result<(), StoreError> {
-    let tx = store.sqlite_transaction()?;
+    let tx = store.transaction()?;
     let now = now_rfc3339();
     for c in changes {
         let name = c.name.to_string();
         for e in &c.add {
-            tx.execute(
-                "INSERT OR IGNORE INTO managed_entries(backend, name, cidr, written_at) VALUES (?1, ?2, ?3, ?4)",
-                params![backend, name, e.cidr, now],
-            )?;
+            tx.execute(INSERT_MANAGED, &[&backend, &name, &e.cidr, &now])?;
         }
     }
     tx.commit()?;
@@ -97,8 +99,8 @@ pub fn record_apply(
     applied: &[AppliedSet],
     actor: &str,
 ) -> Result<(), StoreError> {
-    let tx = store.sqlite_transaction()?;
-    record_apply_in(&*tx, backend, plan_id, applied, actor)?;
+    let tx = store.transaction()?;
+    record_apply_in(&tx, backend, plan_id, applied, actor)?;
     tx.commit()?;
     Ok(())
 }
@@ -111,21 +113,17 @@ pub fn record_apply_in(
     applied: &[AppliedSet],
     actor: &str,
 ) -> Result<(), StoreError> {
-    let tx = tx.sqlite()?;
     let now = now_rfc3339();
     for a in applied {
         let name = a.name.to_string();
         for c in &a.removed {
             tx.execute(
                 "DELETE FROM managed_entries WHERE backend = ?1 AND name = ?2 AND cidr = ?3",
-                params![backend, name, c],
+                &[&backend, &name, c],
             )?;
         }
         for c in &a.added {
-            tx.execute(
-                "INSERT OR IGNORE INTO managed_entries(backend, name, cidr, written_at) VALUES (?1, ?2, ?3, ?4)",
-                params![backend, name, c, now],
-            )?;
+            tx.execute(INSERT_MANAGED, &[&backend, &name, c, &now])?;
         }
         audit_in(
             tx,
@@ -143,7 +141,7 @@ pub fn record_apply_in(
     if let Some(id) = plan_id {
         tx.execute(
             "UPDATE plans SET applied_at = ?2 WHERE id = ?1",
-            params![id, now],
+            &[&id, &now],
         )?;
     }
     Ok(())
@@ -162,8 +160,14 @@ impl LocalBackend {
 
     /// Open the local backend on its own connection to the state in `dir`.
     pub fn open(dir: &Path) -> Result<LocalBackend, StoreError> {
+        Self::open_at(&StoreLocation::Dir(dir.to_path_buf()))
+    }
+
+    /// Open the local backend on its own connection to the store at
+    /// `location` (its sets live in the store, on either engine).
+    pub fn open_at(location: &StoreLocation) -> Result<LocalBackend, StoreError> {
         Ok(LocalBackend {
-            store: Mutex::new(Store::open(dir)?),
+            store: Mutex::new(Store::open_at(location)?),
         })
     }
 
@@ -205,11 +209,11 @@ impl LocalBackend {
             what: "local backend",
             detail: "lock poisoned".into(),
         })?;
-        let mut stmt = guard
-            .sqlite()?
-            .prepare("SELECT name FROM local_ipsets ORDER BY name")?;
-        let rows = stmt.query_map([], |r| r.get(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        guard
+            .conn()
+            .query("SELECT name FROM local_ipsets ORDER BY name", &[], |r| {
+                r.get(0)
+            })
     }
 }
 
@@ -219,16 +223,14 @@ fn encode(addresses: &[IpNet]) -> String {
 }
 
 fn read_row(
-    conn: &Connection,
+    conn: &impl Sql,
     name: &IpSetName,
 ) -> Result<Option<(String, String, i64)>, StoreError> {
-    Ok(conn
-        .query_row(
-            "SELECT addresses, description, version FROM local_ipsets WHERE name = ?1",
-            params![name.to_string()],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()?)
+    conn.query_opt(
+        "SELECT addresses, description, version FROM local_ipsets WHERE name = ?1",
+        &[&name.to_string()],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
 }
 
 impl IpSetBackend for LocalBackend {
@@ -237,7 +239,7 @@ impl IpSetBackend for LocalBackend {
     }
 
     async fn read(&self, name: &IpSetName) -> Result<Option<ActualSet>, BackendError> {
-        let row = self.with_store(name, |s| read_row(s.sqlite()?, name))?;
+        let row = self.with_store(name, |s| read_row(s.conn(), name))?;
         let Some((addresses, description, version)) = row else {
             return Ok(None);
         };
@@ -266,7 +268,7 @@ impl IpSetBackend for LocalBackend {
     async fn create(&self, set: &NewIpSet) -> Result<LockToken, BackendError> {
         let name = &set.name;
         let outcome = self.with_store(name, |s| {
-            let tx = s.sqlite_transaction()?;
+            let tx = s.transaction()?;
             if read_row(&tx, name)?.is_some() {
                 return Ok(None);
             }
@@ -275,14 +277,14 @@ impl IpSetBackend for LocalBackend {
             tx.execute(
                 "INSERT INTO local_ipsets(name, space, family, description, tags, addresses, version, updated)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7)",
-                params![
-                    name.to_string(),
-                    set.space.as_str(),
-                    set.family.as_str(),
-                    set.description,
-                    serde_json::Value::Object(tags).to_string(),
-                    encode(&set.addresses),
-                    now_rfc3339()
+                &[
+                    &name.to_string(),
+                    &set.space.as_str(),
+                    &set.family.as_str(),
+                    &set.description,
+                    &serde_json::Value::Object(tags).to_string(),
+                    &encode(&set.addresses),
+                    &now_rfc3339(),
                 ],
             )?;
             tx.commit()?;
@@ -306,7 +308,7 @@ impl IpSetBackend for LocalBackend {
             Written(i64),
         }
         let outcome = self.with_store(name, |s| {
-            let tx = s.sqlite_transaction()?;
+            let tx = s.transaction()?;
             let Some((_, _, version)) = read_row(&tx, name)? else {
                 return Ok(Outcome::Missing);
             };
@@ -316,7 +318,7 @@ impl IpSetBackend for LocalBackend {
             let next = version + 1;
             tx.execute(
                 "UPDATE local_ipsets SET addresses = ?2, description = ?3, version = ?4, updated = ?5 WHERE name = ?1",
-                params![name.to_string(), encode(addresses), description, next, now_rfc3339()],
+                &[&name.to_string(), &encode(addresses), &description, &next, &now_rfc3339()],
             )?;
             tx.commit()?;
             Ok(Outcome::Written(next))

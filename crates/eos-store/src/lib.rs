@@ -304,11 +304,13 @@ impl Store {
 
     /// Connect to a PostgreSQL store, applying missing migrations.
     pub fn open_postgres(url: &StoreUrl) -> Result<Store, StoreError> {
-        let conn = pg::open(url)?;
-        pg::migrate(&conn, url.redacted())?;
-        Ok(Store {
-            conn: Conn::Postgres(Box::new(conn)),
-            path: url.redacted().to_owned(),
+        db::off_runtime(|| {
+            let conn = pg::open(url)?;
+            pg::migrate(&conn, url.redacted())?;
+            Ok(Store {
+                conn: Conn::Postgres(Box::new(conn)),
+                path: url.redacted().to_owned(),
+            })
         })
     }
 
@@ -379,9 +381,13 @@ impl Store {
                 c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?,
             )),
             Conn::Postgres(p) => {
-                let mut tx = p.client_mut()?.transaction()?;
-                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&pg::WRITE_LOCK])?;
-                Ok(Tx::Postgres(std::cell::RefCell::new(tx)))
+                let client = p.client_mut()?;
+                let tx = db::off_runtime(|| {
+                    let mut tx = client.transaction()?;
+                    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&pg::WRITE_LOCK])?;
+                    Ok::<_, StoreError>(tx)
+                })?;
+                Ok(Tx::Postgres(std::cell::RefCell::new(db::PgTx(Some(tx)))))
             }
         }
     }

@@ -94,6 +94,10 @@ fn shown(c: &postgres::Config) -> String {
 /// Connect, with every phase bounded: the connect itself, each lock wait
 /// and each statement.
 pub(crate) fn connect(config: &postgres::Config) -> Result<postgres::Client, StoreError> {
+    crate::db::off_runtime(|| connect_here(config))
+}
+
+fn connect_here(config: &postgres::Config) -> Result<postgres::Client, StoreError> {
     let mut config = config.clone();
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);

@@ -5,11 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::db::Sql;
+use crate::db::{Engine, Param, Sql};
 use eos_identity::SpaceId;
 use eos_ipset::Family;
 use eos_plan::{IpSetName, NetworkAccessRule};
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use serde_json::json;
 use time::OffsetDateTime;
@@ -43,12 +42,11 @@ impl OutboxRow {
 
 /// Pending (undelivered) rule changes, oldest first, at most `limit`.
 pub fn pending(conn: &impl Sql, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
-    let conn = conn.sqlite()?;
     outbox_rows(
         conn,
         "SELECT id, at, topic, space, payload FROM outbox
          WHERE delivered_at IS NULL ORDER BY id LIMIT ?1",
-        params![i64::try_from(limit).unwrap_or(i64::MAX)],
+        &[&i64::try_from(limit).unwrap_or(i64::MAX)],
     )
 }
 
@@ -57,12 +55,11 @@ pub fn pending(conn: &impl Sql, limit: usize) -> Result<Vec<OutboxRow>, StoreErr
 /// the space from every rule, so every pending row of a set that matches
 /// afterwards is delivered.
 pub fn pending_of_space(conn: &impl Sql, space: &SpaceId) -> Result<Vec<OutboxRow>, StoreError> {
-    let conn = conn.sqlite()?;
     outbox_rows(
         conn,
         "SELECT id, at, topic, space, payload FROM outbox
          WHERE delivered_at IS NULL AND space = ?1 ORDER BY id",
-        params![space.as_str()],
+        &[&space.as_str()],
     )
 }
 
@@ -87,70 +84,52 @@ const PENDING_SPACES: &str = "SELECT space, MIN(id), MAX(id), COUNT(*)
      FROM outbox INDEXED BY outbox_pending_space
      WHERE delivered_at IS NULL GROUP BY space ORDER BY MIN(id)";
 
+/// [`PENDING_SPACES`] on PostgreSQL, which has no `INDEXED BY` (its
+/// planner picks the partial index by the same `WHERE`).
+const PENDING_SPACES_PG: &str = "SELECT space, MIN(id), MAX(id), COUNT(*)
+     FROM outbox WHERE delivered_at IS NULL GROUP BY space ORDER BY MIN(id)";
+
 /// Every space with pending changes, the space waiting longest first: the
 /// order a pass serves them in, so no space waits behind another's backlog.
 pub fn pending_spaces(conn: &impl Sql) -> Result<Vec<PendingSpace>, StoreError> {
-    let conn = conn.sqlite()?;
-    let mut stmt = conn.prepare(PENDING_SPACES)?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, i64>(2)?,
-            r.get::<_, i64>(3)?,
-        ))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (space, oldest_id, newest_id, count) = row?;
-        out.push(PendingSpace {
-            space: SpaceId::new(&space).map_err(|e| corrupt("outbox", e))?,
-            oldest_id,
-            newest_id,
-            count: u64::try_from(count).unwrap_or(0),
-        });
-    }
-    Ok(out)
+    let sql = match conn.engine() {
+        Engine::Sqlite => PENDING_SPACES,
+        Engine::Postgres => PENDING_SPACES_PG,
+    };
+    conn.query(sql, &[], |r| {
+        Ok(PendingSpace {
+            space: SpaceId::new(r.str(0)?).map_err(|e| corrupt("outbox", e))?,
+            oldest_id: r.get(1)?,
+            newest_id: r.get(2)?,
+            count: u64::try_from(r.get::<i64>(3)?).unwrap_or(0),
+        })
+    })
 }
 
 /// How many rule changes are pending, over every space.
 pub fn count_pending(conn: &impl Sql) -> Result<u64, StoreError> {
-    let conn = conn.sqlite()?;
-    let n: i64 = conn.query_row(
+    let n: i64 = conn.query_one(
         "SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL",
-        [],
+        &[],
         |r| r.get(0),
     )?;
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
 fn outbox_rows(
-    conn: &Connection,
+    conn: &impl Sql,
     sql: &str,
-    params: impl rusqlite::Params,
+    params: &[&dyn Param],
 ) -> Result<Vec<OutboxRow>, StoreError> {
-    let mut stmt = conn.prepare(sql)?;
-    let rows = stmt.query_map(params, |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, String>(4)?,
-        ))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (id, at, topic, space, payload) = row?;
-        out.push(OutboxRow {
-            id,
-            at: parse_time(&at, "outbox")?,
-            topic,
-            space: SpaceId::new(&space).map_err(|e| corrupt("outbox", e))?,
-            rule: serde_json::from_str(&payload).map_err(|e| corrupt("outbox", e))?,
-        });
-    }
-    Ok(out)
+    conn.query(sql, params, |r| {
+        Ok(OutboxRow {
+            id: r.get(0)?,
+            at: parse_time(r.str(1)?, "outbox")?,
+            topic: r.get(2)?,
+            space: SpaceId::new(r.str(3)?).map_err(|e| corrupt("outbox", e))?,
+            rule: serde_json::from_str(r.str(4)?).map_err(|e| corrupt("outbox", e))?,
+        })
+    })
 }
 
 /// Mark rows delivered, with one audit entry for the batch.
@@ -164,8 +143,8 @@ pub fn mark_delivered(
     if ids.is_empty() {
         return Ok(());
     }
-    let tx = store.sqlite_transaction()?;
-    mark_delivered_in(&*tx, ids, backend, actor, now)?;
+    let tx = store.transaction()?;
+    mark_delivered_in(&tx, ids, backend, actor, now)?;
     tx.commit()?;
     Ok(())
 }
@@ -178,18 +157,15 @@ pub fn mark_delivered_in(
     actor: &str,
     now: OffsetDateTime,
 ) -> Result<(), StoreError> {
-    let tx = tx.sqlite()?;
     if ids.is_empty() {
         return Ok(());
     }
     let at = format_rfc3339_ms(now);
-    {
-        let mut stmt = tx.prepare(
+    for id in ids {
+        tx.execute(
             "UPDATE outbox SET delivered_at = ?2 WHERE id = ?1 AND delivered_at IS NULL",
+            &[id, &at],
         )?;
-        for id in ids {
-            stmt.execute(params![id, at])?;
-        }
     }
     audit_in(
         tx,
@@ -210,17 +186,12 @@ pub fn spaces_with_expiries(
     after: Option<OffsetDateTime>,
     upto: OffsetDateTime,
 ) -> Result<Vec<SpaceId>, StoreError> {
-    let conn = conn.sqlite()?;
-    let mut stmt = conn.prepare(SPACES_WITH_EXPIRIES)?;
     let after = after.map_or_else(|| "0000".to_owned(), format_rfc3339);
-    let rows = stmt.query_map(params![after, format_rfc3339(upto)], |r| {
-        r.get::<_, String>(0)
-    })?;
-    let mut out = Vec::new();
-    for s in rows {
-        out.push(SpaceId::new(&s?).map_err(|e| corrupt("rule", e))?);
-    }
-    Ok(out)
+    conn.query(
+        SPACES_WITH_EXPIRIES,
+        &[&after, &format_rfc3339(upto)],
+        |r| SpaceId::new(r.str(0)?).map_err(|e| corrupt("rule", e)),
+    )
 }
 
 fn expiry_key(backend: &str) -> String {
@@ -232,7 +203,6 @@ pub fn expiries_checked(
     conn: &impl Sql,
     backend: &str,
 ) -> Result<Option<OffsetDateTime>, StoreError> {
-    let conn = conn.sqlite()?;
     kv_get(conn, &expiry_key(backend))?
         .map(|s| parse_time(&s, "sync cursor"))
         .transpose()
@@ -244,8 +214,8 @@ pub fn set_expiries_checked(
     backend: &str,
     upto: OffsetDateTime,
 ) -> Result<(), StoreError> {
-    let tx = store.sqlite_transaction()?;
-    kv_set(&*tx, &expiry_key(backend), &format_rfc3339(upto))?;
+    let tx = store.transaction()?;
+    kv_set(&tx, &expiry_key(backend), &format_rfc3339(upto))?;
     tx.commit()?;
     Ok(())
 }
@@ -276,13 +246,13 @@ pub fn record_attempt(
     attempt: &Attempt,
     now: OffsetDateTime,
 ) -> Result<(), StoreError> {
-    let tx = store.sqlite_transaction()?;
+    let tx = store.transaction()?;
     let at = format_rfc3339_ms(now);
     let name = name.to_string();
     tx.execute(
         "INSERT INTO sync_state(backend, name, last_attempt) VALUES (?1, ?2, ?3)
          ON CONFLICT(backend, name) DO UPDATE SET last_attempt = excluded.last_attempt",
-        params![backend, name, at],
+        &[&backend, &name, &at],
     )?;
     match attempt {
         Attempt::Success { writes, lag_ms } => {
@@ -290,17 +260,17 @@ pub fn record_attempt(
                 "UPDATE sync_state SET last_success = ?3, writes = writes + ?4,
                      last_lag_ms = COALESCE(?5, last_lag_ms)
                  WHERE backend = ?1 AND name = ?2",
-                params![backend, name, at, writes, lag_ms],
+                &[&backend, &name, &at, &i64::from(*writes), lag_ms],
             )?;
         }
         Attempt::Failure { error } => {
             tx.execute(
                 "UPDATE sync_state SET last_error = ?3, last_error_at = ?4
                  WHERE backend = ?1 AND name = ?2",
-                params![backend, name, error, at],
+                &[&backend, &name, error, &at],
             )?;
             audit_in(
-                &*tx,
+                &tx,
                 &AuditEntry::new("eos-sec sync", "sync.error", &name)
                     .with_detail(json!({ "backend": backend, "error": error })),
             )?;
@@ -340,27 +310,26 @@ pub fn status(
     backend: &str,
     now: OffsetDateTime,
 ) -> Result<Vec<SetStatus>, StoreError> {
-    let conn = conn.sqlite()?;
     let mut by_name: BTreeMap<String, SetStatus> = BTreeMap::new();
-    let mut stmt = conn.prepare(
+    let rows = conn.query(
         "SELECT name, last_success, last_attempt, writes, last_lag_ms, last_error, last_error_at
          FROM sync_state WHERE backend = ?1",
+        &[&backend],
+        |r| {
+            Ok(SetStatus {
+                name: r.get(0)?,
+                last_success: r.get(1)?,
+                last_attempt: r.get(2)?,
+                pending: 0,
+                lag_ms: 0,
+                writes: u64::try_from(r.get::<i64>(3)?).unwrap_or(0),
+                last_lag_ms: r.get(4)?,
+                last_error: r.get(5)?,
+                last_error_at: r.get(6)?,
+            })
+        },
     )?;
-    let rows = stmt.query_map(params![backend], |r| {
-        Ok(SetStatus {
-            name: r.get(0)?,
-            last_success: r.get(1)?,
-            last_attempt: r.get(2)?,
-            pending: 0,
-            lag_ms: 0,
-            writes: r.get::<_, i64>(3).map(|w| u64::try_from(w).unwrap_or(0))?,
-            last_lag_ms: r.get(4)?,
-            last_error: r.get(5)?,
-            last_error_at: r.get(6)?,
-        })
-    })?;
-    for s in rows {
-        let mut s = s?;
+    for mut s in rows {
         // An error older than the last success is history, not state.
         if let (Some(ok), Some(err)) = (&s.last_success, &s.last_error_at)
             && ok >= err
@@ -445,14 +414,11 @@ pub fn prometheus(backend: &str, rows: &[SetStatus]) -> String {
 
 /// The oldest pending change's id, if any (cheap: the watcher polls it).
 pub fn oldest_pending(conn: &impl Sql) -> Result<Option<i64>, StoreError> {
-    let conn = conn.sqlite()?;
-    Ok(conn
-        .query_row(
-            "SELECT id FROM outbox WHERE delivered_at IS NULL ORDER BY id LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
-        .optional()?)
+    conn.query_opt(
+        "SELECT id FROM outbox WHERE delivered_at IS NULL ORDER BY id LIMIT 1",
+        &[],
+        |r| r.get(0),
+    )
 }
 
 #[cfg(test)]
@@ -462,6 +428,7 @@ mod tests {
     use crate::rules::{import_rules, remove_rules};
     use eos_identity::UserId;
     use eos_plan::{Label, RuleCidr};
+    use rusqlite::params;
     use time::macros::datetime;
 
     fn rule(space: &str, cidr: &str, expires: Option<OffsetDateTime>) -> NetworkAccessRule {

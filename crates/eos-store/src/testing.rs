@@ -228,7 +228,8 @@ impl PgCluster {
         );
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if postgres::Client::connect(&self.url("postgres"), postgres::NoTls).is_ok() {
+            let url = self.url("postgres");
+            if crate::db::off_runtime(|| postgres::Client::connect(&url, postgres::NoTls).is_ok()) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -258,12 +259,17 @@ impl PgCluster {
         format!("postgres://{USER}@{host}/{db}")
     }
 
-    /// Create a fresh, empty database and return its URL.
+    /// Create a fresh, empty database and return its URL (also from
+    /// async code).
     pub fn create_database(&self, name: &str) -> String {
-        let mut c = postgres::Client::connect(&self.url("postgres"), postgres::NoTls)
-            .expect("connect to the maintenance database");
-        c.batch_execute(&format!("CREATE DATABASE \"{name}\""))
-            .expect("create database");
+        let maintenance = self.url("postgres");
+        crate::db::off_runtime(|| {
+            let mut c = postgres::Client::connect(&maintenance, postgres::NoTls)
+                .expect("connect to the maintenance database");
+            c.batch_execute(&format!("CREATE DATABASE \"{name}\""))
+                .expect("create database");
+            drop(c);
+        });
         self.url(name)
     }
 }

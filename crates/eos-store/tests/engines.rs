@@ -212,3 +212,84 @@ fn a_rule_its_outbox_row_registration_and_audit_commit_together_or_not_at_all() 
         assert_eq!(rules::pending_outbox(store.conn(), 10).unwrap().len(), 1);
     });
 }
+
+/// The syncer's tables on both engines: pending work space by space, the
+/// longest waiting first; delivery once; attempts and status; the expiry
+/// cursor; managed entries moved by an apply's delta; plans saved.
+#[test]
+fn the_outbox_and_the_syncer_record_behave_alike() {
+    use eos_identity::{SpaceId, UserId};
+    use eos_plan::rules::{Label, NetworkAccessRule, RuleCidr};
+    use eos_store::{ipsets, sync};
+    let rule = |space: &str, cidr: &str, expires| {
+        NetworkAccessRule::new(
+            SpaceId::new(space).unwrap(),
+            RuleCidr::parse(cidr).unwrap(),
+            Label::new("x").unwrap(),
+            UserId::new("alice").unwrap(),
+            time::macros::datetime!(2026-01-05 09:00 UTC),
+            expires,
+        )
+        .unwrap()
+    };
+    on_each_engine(|mut s| {
+        let june = time::macros::datetime!(2026-06-01 00:00 UTC);
+        rules::import_rules(&mut s, &[rule("zeta", "192.0.2.1/32", Some(june))], "op").unwrap();
+        rules::import_rules(
+            &mut s,
+            &[
+                rule("acme", "192.0.2.2/32", None),
+                rule("acme", "2001:db8::/48", None),
+            ],
+            "op",
+        )
+        .unwrap();
+        let spaces = sync::pending_spaces(s.conn()).unwrap();
+        let got: Vec<(&str, u64)> = spaces.iter().map(|p| (p.space.as_str(), p.count)).collect();
+        assert_eq!(got, [("zeta", 1), ("acme", 2)]);
+        let acme = sync::pending_of_space(s.conn(), &SpaceId::new("acme").unwrap()).unwrap();
+        assert_eq!(acme.len(), 2);
+        let now = time::OffsetDateTime::now_utc();
+        sync::mark_delivered(&mut s, &[acme[0].id, acme[0].id], "local", "op", now).unwrap();
+        assert_eq!(sync::count_pending(s.conn()).unwrap(), 2);
+        let v4 = acme[0].set_name();
+        let ok = sync::Attempt::Success {
+            writes: 2,
+            lag_ms: Some(15),
+        };
+        sync::record_attempt(&mut s, "local", &v4, &ok, now).unwrap();
+        let status = sync::status(s.conn(), "local", now).unwrap();
+        let row = status.iter().find(|r| r.name == "eos-acme-v4").unwrap();
+        assert_eq!((row.pending, row.writes, row.last_lag_ms), (0, 2, Some(15)));
+        assert_eq!(status.iter().map(|r| r.pending).sum::<u64>(), 2);
+        assert_eq!(
+            sync::oldest_pending(s.conn()).unwrap(),
+            Some(spaces[0].oldest_id)
+        );
+        let expiring = sync::spaces_with_expiries(s.conn(), None, june).unwrap();
+        assert_eq!(expiring, [SpaceId::new("zeta").unwrap()]);
+        sync::set_expiries_checked(&mut s, "local", june).unwrap();
+        assert_eq!(
+            sync::expiries_checked(s.conn(), "local").unwrap(),
+            Some(june)
+        );
+
+        let plan = ipsets::save_plan(&mut s, "local", "{}", "op").unwrap();
+        assert_eq!(
+            ipsets::save_plan(&mut s, "local", "{}", "op").unwrap(),
+            plan + 1
+        );
+        let applied = eos_plan::AppliedSet {
+            name: v4.clone(),
+            space: SpaceId::new("acme").unwrap(),
+            outcome: eos_plan::ApplyOutcome::Updated,
+            entries: vec!["192.0.2.2/32".into()],
+            added: vec!["192.0.2.2/32".into(), "192.0.2.2/32".into()],
+            removed: vec!["192.0.2.9/32".into()],
+            attempts: 1,
+        };
+        ipsets::record_apply(&mut s, "local", Some(plan), &[applied], "op").unwrap();
+        let managed = ipsets::managed_entries(s.conn(), "local", &v4).unwrap();
+        assert_eq!(managed.into_iter().collect::<Vec<_>>(), ["192.0.2.2/32"]);
+    });
+}

@@ -20,6 +20,7 @@ use eos_plan::{
 use eos_store::Store;
 use eos_store::ipsets::LocalBackend;
 use eos_store::rules::{import_rules, remove_rules, replace_observations};
+use eos_store::testing::PgCluster;
 use eos_sync::{Pacer, PassReport, SyncOptions, sync_once};
 use time::{Duration, OffsetDateTime};
 
@@ -306,6 +307,42 @@ async fn local_concurrent_writer_survives() {
 async fn local_crash_mid_write_converges() {
     let (_d, mut s, b) = local();
     crash_mid_write_converges(&mut s, &b).await;
+}
+
+// ---- the local backend on a PostgreSQL store ----
+
+/// A fresh database on `cluster`: the syncer's store and, on a connection
+/// of its own, the local backend (its sets live in the same database).
+fn pg_local(cluster: &PgCluster, db: &str) -> (Store, LocalBackend) {
+    let url = eos_store::StoreUrl::parse(&cluster.create_database(db)).unwrap();
+    let location = eos_store::StoreLocation::Postgres(url.clone());
+    let store = Store::open_postgres(&url).unwrap();
+    (store, LocalBackend::open_at(&location).unwrap())
+}
+
+/// Every scenario of the local backend, on PostgreSQL: the outbox, the
+/// syncer's record, managed entries and the sets themselves, each scenario
+/// in a database of its own on one throwaway cluster.
+#[tokio::test]
+async fn postgres_store_syncs_like_sqlite() {
+    let Some(cluster) = PgCluster::start() else {
+        return;
+    };
+    let (mut s, b) = pg_local(&cluster, "reaches");
+    rule_reaches_set(&mut s, &b).await;
+    let (mut s, b) = pg_local(&cluster, "burst");
+    burst_is_batched(&mut s, &b).await;
+    let (mut s, b) = pg_local(&cluster, "race");
+    concurrent_writer_survives(&mut s, &b).await;
+    let (mut s, b) = pg_local(&cluster, "crash");
+    crash_mid_write_converges(&mut s, &b).await;
+    let status = eos_store::sync::status(s.conn(), "local", OffsetDateTime::now_utc()).unwrap();
+    let crash = status.iter().find(|x| x.name == "eos-crash-v4").unwrap();
+    assert_eq!(crash.pending, 0, "{crash:?}");
+    assert!(
+        crash.writes >= 2 && crash.last_success.is_some(),
+        "{crash:?}"
+    );
 }
 
 #[tokio::test]

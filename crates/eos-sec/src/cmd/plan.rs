@@ -92,7 +92,9 @@ pub async fn open_backend(ctx: &crate::Ctx, args: &BackendArgs) -> anyhow::Resul
                     "--endpoint-url, --region and --scope apply to the aws backend; set `[backend] kind = \"aws\"` in the config"
                 ));
             }
-            Ok(Backend::local(&ctx.state_dir).context("opening the local backend")?)
+            // The local sets live in the state store, on either engine.
+            let location = ctx.store_location()?;
+            Ok(Backend::local_at(&location).context("opening the local backend")?)
         }
         BackendKind::Aws => {
             let scope = match args.scope.unwrap_or(cfg.scope) {
