@@ -74,23 +74,24 @@ pub fn enable_in(tx: &Tx<'_>, space: &str, user: &str) -> Result<bool, StoreErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Store;
+    use crate::testing::on_each_engine;
 
     #[test]
     fn disable_and_enable_are_idempotent() {
-        let mut s = Store::open_in_memory().unwrap();
-        assert_eq!(disabled(s.conn(), "acme", "alice").unwrap(), None);
-        let tx = s.transaction().unwrap();
-        assert!(disable_in(&tx, "acme", "alice", "op", "left").unwrap());
-        assert!(!disable_in(&tx, "acme", "alice", "op", "again").unwrap());
-        tx.commit().unwrap();
-        let d = disabled(s.conn(), "acme", "alice").unwrap().unwrap();
-        assert_eq!(d.reason, "left");
-        assert_eq!(disabled(s.conn(), "acme", "bob").unwrap(), None);
-        let tx = s.transaction().unwrap();
-        assert!(enable_in(&tx, "acme", "alice").unwrap());
-        assert!(!enable_in(&tx, "acme", "alice").unwrap());
-        tx.commit().unwrap();
-        assert_eq!(disabled(s.conn(), "acme", "alice").unwrap(), None);
+        on_each_engine(|mut s| {
+            assert_eq!(disabled(s.conn(), "acme", "alice").unwrap(), None);
+            let tx = s.transaction().unwrap();
+            assert!(disable_in(&tx, "acme", "alice", "op", "left").unwrap());
+            assert!(!disable_in(&tx, "acme", "alice", "op", "again").unwrap());
+            tx.commit().unwrap();
+            let d = disabled(s.conn(), "acme", "alice").unwrap().unwrap();
+            assert_eq!(d.reason, "left");
+            assert_eq!(disabled(s.conn(), "acme", "bob").unwrap(), None);
+            let tx = s.transaction().unwrap();
+            assert!(enable_in(&tx, "acme", "alice").unwrap());
+            assert!(!enable_in(&tx, "acme", "alice").unwrap());
+            tx.commit().unwrap();
+            assert_eq!(disabled(s.conn(), "acme", "alice").unwrap(), None);
+        });
     }
 }

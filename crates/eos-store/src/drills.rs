@@ -55,7 +55,6 @@ pub fn is_drill(conn: &impl Sql, serial: &str) -> Result<bool, StoreError> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::Store;
     use crate::certs::{NewCert, record_issued, revoke};
 
     fn cert(serial: &str) -> NewCert<'_> {
@@ -75,22 +74,29 @@ mod tests {
 
     #[test]
     fn an_unrevoked_drill_certificate_is_a_leftover_until_revoked() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(dir.path()).unwrap();
-        let tx = store.transaction().unwrap();
-        record_issued(&tx, &cert("0a")).unwrap();
-        record_issued(&tx, &cert("0b")).unwrap();
-        let id = record_in(&tx, "0a", "https://x/").unwrap();
-        tx.commit().unwrap();
-        assert!(is_drill(store.conn(), "0a").unwrap());
-        assert!(!is_drill(store.conn(), "0b").unwrap());
-        let left = live_leftovers(store.conn()).unwrap();
-        assert_eq!(left.len(), 1);
-        assert_eq!(left[0].serial, "0a");
-        let tx = store.transaction().unwrap();
-        revoke(&tx, "0a", "2026-01-01T00:01:00Z", "cessation-of-operation").unwrap();
-        tx.commit().unwrap();
-        assert!(live_leftovers(store.conn()).unwrap().is_empty());
-        finish(store.conn(), id, &serde_json::json!({"status": "passed"})).unwrap();
+        crate::testing::on_each_engine(|mut store| {
+            let tx = store.transaction().unwrap();
+            record_issued(&tx, &cert("0a")).unwrap();
+            record_issued(&tx, &cert("0b")).unwrap();
+            let id = record_in(&tx, "0a", "https://x/").unwrap();
+            tx.commit().unwrap();
+            assert!(is_drill(store.conn(), "0a").unwrap());
+            assert!(!is_drill(store.conn(), "0b").unwrap());
+            let left = live_leftovers(store.conn()).unwrap();
+            assert_eq!(left.len(), 1);
+            assert_eq!(left[0].serial, "0a");
+            let tx = store.transaction().unwrap();
+            revoke(&tx, "0a", "2026-01-01T00:01:00Z", "cessation-of-operation").unwrap();
+            tx.commit().unwrap();
+            assert!(live_leftovers(store.conn()).unwrap().is_empty());
+            finish(store.conn(), id, &serde_json::json!({"status": "passed"})).unwrap();
+            let outcome = store
+                .conn()
+                .query_one("SELECT outcome FROM drills WHERE id = ?1", &[&id], |r| {
+                    r.get::<String>(0)
+                })
+                .unwrap();
+            assert_eq!(outcome, r#"{"status":"passed"}"#);
+        });
     }
 }

@@ -409,6 +409,7 @@ pub fn pending_outbox(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::testing::on_each_engine;
     use time::macros::datetime;
 
     fn rule(space: &str, cidr: &str, label: &str) -> NetworkAccessRule {
@@ -447,188 +448,193 @@ mod tests {
 
     #[test]
     fn rules_of_some_spaces_are_those_of_every_space_in_the_same_order() {
-        let mut s = Store::open_in_memory().unwrap();
-        let rules = [
-            rule("zeta", "2001:db8::/48", "v6"),
-            rule("acme", "198.51.100.0/24", "HQ"),
-            rule("zeta", "192.0.2.0/24", "office"),
-            rule("acme", "2001:db8:1::/48", "v6"),
-            rule("beta", "203.0.113.7/32", "home"),
-            rule("acme", "192.0.2.128/25", "lab"),
-        ];
-        import_rules(&mut s, &rules, "op").unwrap();
-        let all = list_rules(s.conn(), &[]).unwrap();
-        let names: Vec<(&str, String)> = all
-            .iter()
-            .map(|r| (r.rule.space.as_str(), r.rule.cidr.to_string()))
-            .collect();
-        // By space, then family (v4 first), then CIDR text.
-        assert_eq!(
-            names,
-            [
-                ("acme", "192.0.2.128/25".to_owned()),
-                ("acme", "198.51.100.0/24".to_owned()),
-                ("acme", "2001:db8:1::/48".to_owned()),
-                ("beta", "203.0.113.7/32".to_owned()),
-                ("zeta", "192.0.2.0/24".to_owned()),
-                ("zeta", "2001:db8::/48".to_owned()),
-            ]
-        );
-        for asked in [
-            &["zeta", "acme"][..],
-            &["beta"],
-            &["zeta", "zeta"],
-            &["nobody"],
-        ] {
-            let spaces: Vec<SpaceId> = asked.iter().map(|x| SpaceId::new(x).unwrap()).collect();
-            let some = list_rules(s.conn(), &spaces).unwrap();
-            let expected: Vec<&StoredRule> = all
+        on_each_engine(|mut s| {
+            let rules = [
+                rule("zeta", "2001:db8::/48", "v6"),
+                rule("acme", "198.51.100.0/24", "HQ"),
+                rule("zeta", "192.0.2.0/24", "office"),
+                rule("acme", "2001:db8:1::/48", "v6"),
+                rule("beta", "203.0.113.7/32", "home"),
+                rule("acme", "192.0.2.128/25", "lab"),
+            ];
+            import_rules(&mut s, &rules, "op").unwrap();
+            let all = list_rules(s.conn(), &[]).unwrap();
+            let names: Vec<(&str, String)> = all
                 .iter()
-                .filter(|r| spaces.contains(&r.rule.space))
+                .map(|r| (r.rule.space.as_str(), r.rule.cidr.to_string()))
                 .collect();
-            assert_eq!(some.iter().collect::<Vec<_>>(), expected, "{asked:?}");
-        }
+            // By space, then family (v4 first), then CIDR text.
+            assert_eq!(
+                names,
+                [
+                    ("acme", "192.0.2.128/25".to_owned()),
+                    ("acme", "198.51.100.0/24".to_owned()),
+                    ("acme", "2001:db8:1::/48".to_owned()),
+                    ("beta", "203.0.113.7/32".to_owned()),
+                    ("zeta", "192.0.2.0/24".to_owned()),
+                    ("zeta", "2001:db8::/48".to_owned()),
+                ]
+            );
+            for asked in [
+                &["zeta", "acme"][..],
+                &["beta"],
+                &["zeta", "zeta"],
+                &["nobody"],
+            ] {
+                let spaces: Vec<SpaceId> = asked.iter().map(|x| SpaceId::new(x).unwrap()).collect();
+                let some = list_rules(s.conn(), &spaces).unwrap();
+                let expected: Vec<&StoredRule> = all
+                    .iter()
+                    .filter(|r| spaces.contains(&r.rule.space))
+                    .collect();
+                assert_eq!(some.iter().collect::<Vec<_>>(), expected, "{asked:?}");
+            }
+        });
     }
 
     #[test]
     fn rules_round_trip_with_outbox_and_audit() {
-        let mut s = Store::open_in_memory().unwrap();
-        let rules = [
-            rule("acme", "198.51.100.0/24", "HQ"),
-            rule("globex", "2001:db8::/48", "v6"),
-        ];
-        let c = import_rules(&mut s, &rules, "op").unwrap();
-        assert_eq!((c.added, c.updated, c.unchanged), (2, 0, 0));
-        let c = import_rules(&mut s, &[rule("acme", "198.51.100.0/24", "HQ 2")], "op").unwrap();
-        assert_eq!((c.added, c.updated, c.unchanged), (0, 1, 0));
-        let c = import_rules(&mut s, &[rule("acme", "198.51.100.0/24", "HQ 2")], "op").unwrap();
-        assert_eq!(c.unchanged, 1);
-        let listed = list_rules(s.conn(), &[]).unwrap();
-        assert_eq!(listed.len(), 2);
-        assert_eq!(listed[0].rule.label.as_str(), "HQ 2");
-        assert_eq!(listed[1].rule, rules[1]);
-        assert_eq!(pending_outbox(s.conn(), 10).unwrap().len(), 3);
-        let acme = SpaceId::new("acme").unwrap();
-        let e = remove_rules(
-            &mut s,
-            &acme,
-            &[
-                RuleCidr::parse("198.51.100.0/24").unwrap(),
-                RuleCidr::parse("10.0.0.0/8").unwrap(),
-            ],
-            "op",
-        )
-        .unwrap_err();
-        assert!(matches!(e, StoreError::NotFound { .. }));
-        assert_eq!(
-            list_rules(s.conn(), std::slice::from_ref(&acme))
+        on_each_engine(|mut s| {
+            let rules = [
+                rule("acme", "198.51.100.0/24", "HQ"),
+                rule("globex", "2001:db8::/48", "v6"),
+            ];
+            let c = import_rules(&mut s, &rules, "op").unwrap();
+            assert_eq!((c.added, c.updated, c.unchanged), (2, 0, 0));
+            let c = import_rules(&mut s, &[rule("acme", "198.51.100.0/24", "HQ 2")], "op").unwrap();
+            assert_eq!((c.added, c.updated, c.unchanged), (0, 1, 0));
+            let c = import_rules(&mut s, &[rule("acme", "198.51.100.0/24", "HQ 2")], "op").unwrap();
+            assert_eq!(c.unchanged, 1);
+            let listed = list_rules(s.conn(), &[]).unwrap();
+            assert_eq!(listed.len(), 2);
+            assert_eq!(listed[0].rule.label.as_str(), "HQ 2");
+            assert_eq!(listed[1].rule, rules[1]);
+            assert_eq!(pending_outbox(s.conn(), 10).unwrap().len(), 3);
+            let acme = SpaceId::new("acme").unwrap();
+            let e = remove_rules(
+                &mut s,
+                &acme,
+                &[
+                    RuleCidr::parse("198.51.100.0/24").unwrap(),
+                    RuleCidr::parse("10.0.0.0/8").unwrap(),
+                ],
+                "op",
+            )
+            .unwrap_err();
+            assert!(matches!(e, StoreError::NotFound { .. }));
+            assert_eq!(
+                list_rules(s.conn(), std::slice::from_ref(&acme))
+                    .unwrap()
+                    .len(),
+                1,
+                "nothing half-removed"
+            );
+            remove_rules(
+                &mut s,
+                &acme,
+                &[RuleCidr::parse("198.51.100.0/24").unwrap()],
+                "op",
+            )
+            .unwrap();
+            assert!(list_rules(s.conn(), &[acme]).unwrap().is_empty());
+            let out = pending_outbox(s.conn(), 10).unwrap();
+            assert_eq!(out.last().unwrap().1, "rule.removed");
+            let actions: Vec<String> = s
+                .audit_log(10)
                 .unwrap()
-                .len(),
-            1,
-            "nothing half-removed"
-        );
-        remove_rules(
-            &mut s,
-            &acme,
-            &[RuleCidr::parse("198.51.100.0/24").unwrap()],
-            "op",
-        )
-        .unwrap();
-        assert!(list_rules(s.conn(), &[acme]).unwrap().is_empty());
-        let out = pending_outbox(s.conn(), 10).unwrap();
-        assert_eq!(out.last().unwrap().1, "rule.removed");
-        let actions: Vec<String> = s
-            .audit_log(10)
-            .unwrap()
-            .into_iter()
-            .map(|a| a.action)
-            .collect();
-        assert_eq!(
-            actions,
-            ["rule.removed", "rule.updated", "rule.added", "rule.added"]
-        );
+                .into_iter()
+                .map(|a| a.action)
+                .collect();
+            assert_eq!(
+                actions,
+                ["rule.removed", "rule.updated", "rule.added", "rule.added"]
+            );
+        });
     }
 
     #[test]
     fn observations_round_trip() {
-        let mut s = Store::open_in_memory().unwrap();
-        let o = Observation {
-            space: SpaceId::new("acme").unwrap(),
-            ip: "2001:db8::7".parse().unwrap(),
-            requests: 42,
-            first_seen: datetime!(2026-02-01 08:00 UTC),
-            last_seen: datetime!(2026-02-20 18:00 UTC),
-            distinct_days: 7,
-            distinct_users: 2,
-            example_users: vec![UserId::new("bob").unwrap()],
-            status: StatusCounts {
-                s2xx: 40,
-                s4xx: 2,
-                ..Default::default()
-            },
-            flag: eos_ipset::classify_addr("2001:db8::7".parse().unwrap()),
-        };
-        replace_observations(&mut s, std::slice::from_ref(&o), "op").unwrap();
-        assert_eq!(load_observations(s.conn(), &[]).unwrap(), vec![o.clone()]);
-        replace_observations(&mut s, std::slice::from_ref(&o), "op").unwrap();
-        assert_eq!(load_observations(s.conn(), &[]).unwrap().len(), 1);
+        on_each_engine(|mut s| {
+            let o = Observation {
+                space: SpaceId::new("acme").unwrap(),
+                ip: "2001:db8::7".parse().unwrap(),
+                requests: 42,
+                first_seen: datetime!(2026-02-01 08:00 UTC),
+                last_seen: datetime!(2026-02-20 18:00 UTC),
+                distinct_days: 7,
+                distinct_users: 2,
+                example_users: vec![UserId::new("bob").unwrap()],
+                status: StatusCounts {
+                    s2xx: 40,
+                    s4xx: 2,
+                    ..Default::default()
+                },
+                flag: eos_ipset::classify_addr("2001:db8::7".parse().unwrap()),
+            };
+            replace_observations(&mut s, std::slice::from_ref(&o), "op").unwrap();
+            assert_eq!(load_observations(s.conn(), &[]).unwrap(), vec![o.clone()]);
+            replace_observations(&mut s, std::slice::from_ref(&o), "op").unwrap();
+            assert_eq!(load_observations(s.conn(), &[]).unwrap().len(), 1);
+        });
     }
 
     #[test]
     fn observations_of_some_spaces_come_in_space_then_address_order() {
-        let mut s = Store::open_in_memory().unwrap();
-        let obs: Vec<Observation> = [
-            ("zeta", "192.0.2.9"),
-            ("acme", "198.51.100.1"),
-            ("beta", "192.0.2.1"),
-            ("acme", "192.0.2.10"),
-            ("zeta", "192.0.2.1"),
-        ]
-        .iter()
-        .map(|(space, ip)| Observation {
-            space: SpaceId::new(space).unwrap(),
-            ip: ip.parse().unwrap(),
-            requests: 1,
-            first_seen: datetime!(2026-02-01 08:00 UTC),
-            last_seen: datetime!(2026-02-01 08:00 UTC),
-            distinct_days: 1,
-            distinct_users: 0,
-            example_users: vec![],
-            status: StatusCounts::default(),
-            flag: eos_ipset::classify_addr(ip.parse().unwrap()),
-        })
-        .collect();
-        replace_observations(&mut s, &obs, "op").unwrap();
-        let keys = |spaces: &[&str]| -> Vec<(String, String)> {
-            let spaces: Vec<SpaceId> = spaces.iter().map(|x| SpaceId::new(x).unwrap()).collect();
-            load_observations(s.conn(), &spaces)
-                .unwrap()
-                .iter()
-                .map(|o| (o.space.to_string(), o.ip.to_string()))
-                .collect()
-        };
-        let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
-        // Every space: ordered as stored text, space then address.
-        assert_eq!(
-            keys(&[]),
-            [
-                pair("acme", "192.0.2.10"),
-                pair("acme", "198.51.100.1"),
-                pair("beta", "192.0.2.1"),
-                pair("zeta", "192.0.2.1"),
-                pair("zeta", "192.0.2.9"),
+        on_each_engine(|mut s| {
+            let obs: Vec<Observation> = [
+                ("zeta", "192.0.2.9"),
+                ("acme", "198.51.100.1"),
+                ("beta", "192.0.2.1"),
+                ("acme", "192.0.2.10"),
+                ("zeta", "192.0.2.1"),
             ]
-        );
-        // Some spaces, asked in any order and twice: the same order, once.
-        assert_eq!(
-            keys(&["zeta", "acme", "zeta", "nobody"]),
-            [
-                pair("acme", "192.0.2.10"),
-                pair("acme", "198.51.100.1"),
-                pair("zeta", "192.0.2.1"),
-                pair("zeta", "192.0.2.9"),
-            ]
-        );
-        assert_eq!(keys(&["nobody"]), []);
+            .iter()
+            .map(|(space, ip)| Observation {
+                space: SpaceId::new(space).unwrap(),
+                ip: ip.parse().unwrap(),
+                requests: 1,
+                first_seen: datetime!(2026-02-01 08:00 UTC),
+                last_seen: datetime!(2026-02-01 08:00 UTC),
+                distinct_days: 1,
+                distinct_users: 0,
+                example_users: vec![],
+                status: StatusCounts::default(),
+                flag: eos_ipset::classify_addr(ip.parse().unwrap()),
+            })
+            .collect();
+            replace_observations(&mut s, &obs, "op").unwrap();
+            let keys = |spaces: &[&str]| -> Vec<(String, String)> {
+                let spaces: Vec<SpaceId> =
+                    spaces.iter().map(|x| SpaceId::new(x).unwrap()).collect();
+                load_observations(s.conn(), &spaces)
+                    .unwrap()
+                    .iter()
+                    .map(|o| (o.space.to_string(), o.ip.to_string()))
+                    .collect()
+            };
+            let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+            // Every space: ordered as stored text, space then address.
+            assert_eq!(
+                keys(&[]),
+                [
+                    pair("acme", "192.0.2.10"),
+                    pair("acme", "198.51.100.1"),
+                    pair("beta", "192.0.2.1"),
+                    pair("zeta", "192.0.2.1"),
+                    pair("zeta", "192.0.2.9"),
+                ]
+            );
+            // Some spaces, asked in any order and twice: the same order, once.
+            assert_eq!(
+                keys(&["zeta", "acme", "zeta", "nobody"]),
+                [
+                    pair("acme", "192.0.2.10"),
+                    pair("acme", "198.51.100.1"),
+                    pair("zeta", "192.0.2.1"),
+                    pair("zeta", "192.0.2.9"),
+                ]
+            );
+            assert_eq!(keys(&["nobody"]), []);
+        });
     }
 }
