@@ -362,3 +362,75 @@ fn store_migrate_copies_a_sqlite_state_directory_into_an_empty_postgresql_databa
     assert_eq!(pg.audit_log(usize::MAX).unwrap(), audit_on_pg);
     assert_eq!(count_in(&pg, "codes"), 2);
 }
+
+/// `store migrate` verifies the copy before it commits: a target that does
+/// not keep what was copied (a trigger of the target's own that drops the
+/// codes' rows, then one that rewrites an audit entry) fails the migrate
+/// with exit 1 naming the difference, and rolls it back — no row anywhere
+/// on the target, so the same migrate succeeds once the target is sound.
+#[test]
+fn store_migrate_rolls_the_target_back_when_the_copy_does_not_verify() {
+    let Some(cluster) = eos_store::testing::PgCluster::start() else {
+        return;
+    };
+    let url = cluster.create_database("eos");
+    let dir = tempfile::tempdir().unwrap();
+    issue_ip_code(eos_sec(dir.path()));
+    ok(eos_sec(dir.path()), &["ca", "init", "--env", "dev"]);
+    let pg = eos_store::Store::open_postgres(&eos_store::StoreUrl::parse(&url).unwrap()).unwrap();
+    let sql = |s: &str| {
+        eos_store::Sql::execute(pg.conn(), s, &[]).unwrap();
+    };
+    let count_in = |table: &str| {
+        eos_store::Sql::query_one(
+            pg.conn(),
+            &format!("SELECT COUNT(*) FROM {table}"),
+            &[],
+            |r| r.get::<i64>(0),
+        )
+        .unwrap()
+    };
+    sql(
+        "CREATE FUNCTION test_drop_row() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$",
+    );
+    sql(
+        "CREATE FUNCTION test_rewrite_detail() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN NEW.detail := '{}'; RETURN NEW; END $$",
+    );
+    for (trigger, table, found) in [
+        (
+            "test_drop_row",
+            "codes",
+            "copy verification failed: rows of codes",
+        ),
+        (
+            "test_rewrite_detail",
+            "audit_log",
+            "copy verification failed: audit log",
+        ),
+    ] {
+        sql(&format!(
+            "CREATE TRIGGER {trigger} BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION {trigger}()"
+        ));
+        let out = eos_sec(dir.path())
+            .args(["store", "migrate", "--to", &url])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{trigger}: {stderr}");
+        assert!(stderr.contains(found), "{trigger}: {stderr}");
+        for t in ["codes", "audit_log", "kv", "certs", "crls"] {
+            assert_eq!(count_in(t), 0, "{trigger}: {t} half-written");
+        }
+        sql(&format!("DROP TRIGGER {trigger} ON {table}"));
+    }
+    // Nothing was left behind: the target is still empty, so the same
+    // migrate now copies everything.
+    let report: serde_json::Value = serde_json::from_str(&ok(
+        eos_sec(dir.path()),
+        &["--json", "store", "migrate", "--to", &url],
+    ))
+    .unwrap();
+    assert_eq!(count_in("codes"), 1, "{report}");
+    assert!(count_in("audit_log") >= 2, "{report}");
+}

@@ -405,17 +405,6 @@ impl Store {
         self.conn.sqlite()
     }
 
-    /// A SQLite write transaction (`BEGIN IMMEDIATE`), for the modules
-    /// still on SQLite only; [`StoreError::Unsupported`] on PostgreSQL.
-    pub(crate) fn sqlite_transaction(&mut self) -> Result<rusqlite::Transaction<'_>, StoreError> {
-        match &mut self.conn {
-            Conn::Sqlite(c) => {
-                Ok(c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?)
-            }
-            Conn::Postgres(_) => Err(StoreError::Unsupported),
-        }
-    }
-
     /// Append one audit entry in its own transaction.
     pub fn audit(&mut self, entry: &AuditEntry<'_>) -> Result<i64, StoreError> {
         let tx = self.transaction()?;
