@@ -74,11 +74,52 @@ pub fn on_each_engine(test: impl Fn(crate::Store)) {
 /// or instances would): a temporary state directory, and a fresh database
 /// on a throwaway PostgreSQL cluster (as [`on_each_engine`]).
 pub fn on_each_location(test: impl Fn(&crate::StoreLocation)) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    test(&crate::StoreLocation::Dir(dir.path().join("state")));
+    on_each_fresh(|fresh| test(&fresh.location()));
+}
+
+/// Run `test` once per engine with a maker of empty stores of that engine,
+/// for tests that need several separate stores.
+pub fn on_each_fresh(test: impl Fn(&FreshStores)) {
+    test(&FreshStores::Sqlite(tempfile::tempdir().expect("temp dir")));
     if let Some(cluster) = PgCluster::start() {
-        let url = crate::StoreUrl::parse(&cluster.create_database("store_test")).unwrap();
-        test(&crate::StoreLocation::Postgres(url));
+        test(&FreshStores::Postgres(cluster));
+    }
+}
+
+/// Empty stores of one engine, as many as a test asks for: a new state
+/// directory each (SQLite), or a new database each on one throwaway cluster
+/// (PostgreSQL). Removed with `self`.
+#[derive(Debug)]
+pub enum FreshStores {
+    /// State directories under this one.
+    Sqlite(tempfile::TempDir),
+    /// Databases on this cluster.
+    Postgres(PgCluster),
+}
+
+impl FreshStores {
+    /// Where a new, empty store is.
+    pub fn location(&self) -> crate::StoreLocation {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        match self {
+            FreshStores::Sqlite(dir) => {
+                crate::StoreLocation::Dir(dir.path().join(format!("state{n}")))
+            }
+            FreshStores::Postgres(cluster) => crate::StoreLocation::Postgres(
+                crate::StoreUrl::parse(&cluster.create_database(&format!("store_test_{n}")))
+                    .unwrap(),
+            ),
+        }
+    }
+
+    /// Which engine.
+    pub fn engine(&self) -> crate::Engine {
+        match self {
+            FreshStores::Sqlite(_) => crate::Engine::Sqlite,
+            FreshStores::Postgres(_) => crate::Engine::Postgres,
+        }
     }
 }
 

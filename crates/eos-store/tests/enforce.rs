@@ -19,6 +19,7 @@ use eos_policy::waf::WebAcl;
 use eos_policy::{AclRead, OwnedAcl, Policy, PolicyError, Stage, WebAclBackend};
 use eos_store::Store;
 use eos_store::ipsets::LocalBackend;
+use eos_store::testing::FreshStores;
 use serde_json::json;
 
 const POLICY: &str = r#"
@@ -72,16 +73,29 @@ fn foreign_acl() -> serde_json::Value {
 }
 
 struct Env {
-    _dir: tempfile::TempDir,
     store: Store,
     backend: LocalBackend,
     policy: Policy,
 }
 
-async fn env(addresses: &[&str]) -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    let backend = LocalBackend::open(dir.path()).unwrap();
+/// Run `test` on each engine, with fresh stores of it.
+fn on_each_engine(test: impl AsyncFn(&FreshStores)) {
+    eos_store::testing::on_each_fresh(|fresh| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(test(fresh))
+    });
+}
+
+/// A fresh store with acme's sets holding `addresses` and the foreign Web
+/// ACL, on the local backend (its own connection to the store, as the CLI
+/// has).
+async fn env(fresh: &FreshStores, addresses: &[&str]) -> Env {
+    let at = fresh.location();
+    let store = Store::open_at(&at).unwrap();
+    let backend = LocalBackend::open_at(&at).unwrap();
     for family in [Family::V4, Family::V6] {
         let name = IpSetName::staged(&acme(), family);
         let nets = addresses
@@ -99,7 +113,6 @@ async fn env(addresses: &[&str]) -> Env {
         .unwrap();
     let policy = Policy::from_toml(POLICY, "policy.toml").unwrap();
     Env {
-        _dir: dir,
         store,
         backend,
         policy,
@@ -172,126 +185,126 @@ async fn to_count(e: &mut Env) {
 
 const SETS: [&str; 3] = ["198.51.100.10/32", "198.51.100.11/32", "2001:db8:10::/48"];
 
-#[tokio::test]
-async fn staged_count_enforce_rollback_round_trip() {
-    let mut e = env(&SETS).await;
-    let before = document(&e.backend).await;
+#[test]
+fn staged_count_enforce_rollback_round_trip() {
+    on_each_engine(async |fresh| {
+        let mut e = env(fresh, &SETS).await;
+        let before = document(&e.backend).await;
 
-    let r = enforce(&e.backend, &e.backend, &mut e.store, &opts(&e.policy, None))
-        .await
-        .unwrap();
-    assert_eq!((r.from, r.to), (Stage::Off, Stage::Staged));
-    // The policy's standard rules arrive first; no gate yet.
-    assert_eq!(r.steps.len(), 1);
-    assert_eq!(r.steps[0].rules, ["eos-rate-per-ip"]);
-    let staged = document(&e.backend).await;
-    assert_eq!(staged["DefaultAction"], json!({"Allow": {}}));
-    assert_eq!(staged["Rules"][0], before["Rules"][0]);
+        let r = enforce(&e.backend, &e.backend, &mut e.store, &opts(&e.policy, None))
+            .await
+            .unwrap();
+        assert_eq!((r.from, r.to), (Stage::Off, Stage::Staged));
+        // The policy's standard rules arrive first; no gate yet.
+        assert_eq!(r.steps.len(), 1);
+        assert_eq!(r.steps[0].rules, ["eos-rate-per-ip"]);
+        let staged = document(&e.backend).await;
+        assert_eq!(staged["DefaultAction"], json!({"Allow": {}}));
+        assert_eq!(staged["Rules"][0], before["Rules"][0]);
 
-    let r = enforce(&e.backend, &e.backend, &mut e.store, &opts(&e.policy, None))
-        .await
-        .unwrap();
-    assert_eq!((r.from, r.to), (Stage::Staged, Stage::Count));
-    assert_eq!(r.steps.len(), 1);
-    let count_doc = document(&e.backend).await;
-    let names: Vec<&str> = count_doc["Rules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["Name"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        names,
-        ["corp-geo-block", "eos-rate-per-ip", "eos-acme-ip-count"]
-    );
-    assert_eq!(count_doc["DefaultAction"], json!({"Allow": {}}));
-
-    let r = enforce(&e.backend, &e.backend, &mut e.store, &opts(&e.policy, None))
-        .await
-        .unwrap();
-    assert_eq!((r.from, r.to), (Stage::Count, Stage::Enforce));
-    let kinds: Vec<StepKind> = r.steps.iter().map(|s| s.kind).collect();
-    assert_eq!(
-        kinds,
-        [StepKind::Rules, StepKind::DefaultBlock],
-        "rules before BLOCK"
-    );
-    let enforced = document(&e.backend).await;
-    assert_eq!(enforced["DefaultAction"], json!({"Block": {}}));
-    // Everything eos-sec does not own is carried through unchanged.
-    for key in [
-        "CustomResponseBodies",
-        "TokenDomains",
-        "Description",
-        "VisibilityConfig",
-    ] {
-        assert_eq!(enforced[key], before[key], "{key}");
-    }
-    assert_eq!(enforced["Rules"][0], before["Rules"][0]);
-    let run = r.run.unwrap();
-
-    // Already enforced: nothing further.
-    let err = enforce(&e.backend, &e.backend, &mut e.store, &opts(&e.policy, None))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, PolicyError::Stage(_)), "{err}");
-
-    let rb = roll_back(&mut e, None).await;
-    assert_eq!(rb.snapshot, run);
-    let kinds: Vec<StepKind> = rb.steps.iter().map(|s| s.kind).collect();
-    assert_eq!(
-        kinds,
-        [StepKind::DefaultAllow, StepKind::Rules],
-        "ALLOW first"
-    );
-    assert_eq!(
-        document(&e.backend).await,
-        count_doc,
-        "exactly the snapshot"
-    );
-    assert_eq!(
-        e.store.stages("local", "eos-restricted").unwrap()[&acme()],
-        Stage::Count
-    );
-    // Idempotent.
-    let again = roll_back(&mut e, None).await;
-    assert!(again.was_noop(), "{again:?}");
-    assert_eq!(document(&e.backend).await, count_doc);
-
-    // Back to before any enforce, by snapshot id.
-    let first = e
-        .store
-        .conn()
-        .sqlite()
-        .unwrap()
-        .query_row("SELECT MIN(id) FROM acl_snapshots", [], |r| {
-            r.get::<_, i64>(0)
-        })
-        .unwrap();
-    roll_back(&mut e, Some(first)).await;
-    assert_eq!(document(&e.backend).await, before);
-    assert!(
-        e.store
-            .stages("local", "eos-restricted")
+        let r = enforce(&e.backend, &e.backend, &mut e.store, &opts(&e.policy, None))
+            .await
+            .unwrap();
+        assert_eq!((r.from, r.to), (Stage::Staged, Stage::Count));
+        assert_eq!(r.steps.len(), 1);
+        let count_doc = document(&e.backend).await;
+        let names: Vec<&str> = count_doc["Rules"]
+            .as_array()
             .unwrap()
-            .is_empty()
-    );
+            .iter()
+            .map(|r| r["Name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            ["corp-geo-block", "eos-rate-per-ip", "eos-acme-ip-count"]
+        );
+        assert_eq!(count_doc["DefaultAction"], json!({"Allow": {}}));
 
-    let actions: Vec<String> = e
-        .store
-        .audit_log(100)
-        .unwrap()
-        .into_iter()
-        .map(|a| a.action)
-        .collect();
-    for a in [
-        "webacl.snapshot",
-        "webacl.write",
-        "enforce.stage",
-        "enforce.rollback",
-    ] {
-        assert!(actions.iter().any(|x| x == a), "{a} audited: {actions:?}");
-    }
+        let r = enforce(&e.backend, &e.backend, &mut e.store, &opts(&e.policy, None))
+            .await
+            .unwrap();
+        assert_eq!((r.from, r.to), (Stage::Count, Stage::Enforce));
+        let kinds: Vec<StepKind> = r.steps.iter().map(|s| s.kind).collect();
+        assert_eq!(
+            kinds,
+            [StepKind::Rules, StepKind::DefaultBlock],
+            "rules before BLOCK"
+        );
+        let enforced = document(&e.backend).await;
+        assert_eq!(enforced["DefaultAction"], json!({"Block": {}}));
+        // Everything eos-sec does not own is carried through unchanged.
+        for key in [
+            "CustomResponseBodies",
+            "TokenDomains",
+            "Description",
+            "VisibilityConfig",
+        ] {
+            assert_eq!(enforced[key], before[key], "{key}");
+        }
+        assert_eq!(enforced["Rules"][0], before["Rules"][0]);
+        let run = r.run.unwrap();
+
+        // Already enforced: nothing further.
+        let err = enforce(&e.backend, &e.backend, &mut e.store, &opts(&e.policy, None))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, PolicyError::Stage(_)), "{err}");
+
+        let rb = roll_back(&mut e, None).await;
+        assert_eq!(rb.snapshot, run);
+        let kinds: Vec<StepKind> = rb.steps.iter().map(|s| s.kind).collect();
+        assert_eq!(
+            kinds,
+            [StepKind::DefaultAllow, StepKind::Rules],
+            "ALLOW first"
+        );
+        assert_eq!(
+            document(&e.backend).await,
+            count_doc,
+            "exactly the snapshot"
+        );
+        assert_eq!(
+            e.store.stages("local", "eos-restricted").unwrap()[&acme()],
+            Stage::Count
+        );
+        // Idempotent.
+        let again = roll_back(&mut e, None).await;
+        assert!(again.was_noop(), "{again:?}");
+        assert_eq!(document(&e.backend).await, count_doc);
+
+        // Back to before any enforce, by snapshot id.
+        let first = e
+            .store
+            .conn()
+            .query_one("SELECT MIN(id) FROM acl_snapshots", &[], |r| {
+                r.get::<i64>(0)
+            })
+            .unwrap();
+        roll_back(&mut e, Some(first)).await;
+        assert_eq!(document(&e.backend).await, before);
+        assert!(
+            e.store
+                .stages("local", "eos-restricted")
+                .unwrap()
+                .is_empty()
+        );
+
+        let actions: Vec<String> = e
+            .store
+            .audit_log(100)
+            .unwrap()
+            .into_iter()
+            .map(|a| a.action)
+            .collect();
+        for a in [
+            "webacl.snapshot",
+            "webacl.write",
+            "enforce.stage",
+            "enforce.rollback",
+        ] {
+            assert!(actions.iter().any(|x| x == a), "{a} audited: {actions:?}");
+        }
+    });
 }
 
 /// The local backend, failing every write after the first `ok` ones: a
@@ -337,170 +350,177 @@ impl WebAclBackend for CrashAfter<'_> {
     }
 }
 
-#[tokio::test]
-async fn crash_between_rules_and_default_block_is_rolled_back_exactly() {
-    let mut e = env(&SETS).await;
-    to_count(&mut e).await;
-    let count_doc = document(&e.backend).await;
-    let crashing = CrashAfter {
-        inner: &e.backend,
-        ok: Cell::new(1),
-    };
-    let err = enforce(&crashing, &e.backend, &mut e.store, &opts(&e.policy, None))
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("injected crash"), "{err}");
-    // Half way: ALLOW rules in, default still ALLOW, stage not recorded.
-    let half = document(&e.backend).await;
-    assert_eq!(half["DefaultAction"], json!({"Allow": {}}));
-    assert_ne!(half, count_doc);
-    assert_eq!(
-        e.store.stages("local", "eos-restricted").unwrap()[&acme()],
-        Stage::Count
-    );
-    let rb = roll_back(&mut e, None).await;
-    assert_eq!(rb.steps.len(), 1);
-    assert_eq!(document(&e.backend).await, count_doc);
-    let snap = e.store.snapshot(rb.snapshot).unwrap().unwrap();
-    assert_eq!(snap.document, count_doc, "the snapshot holds the whole ACL");
-    assert_eq!(snap.sets["eos-acme-v4"].addresses.len(), 2);
-}
-
-#[tokio::test]
-async fn guards_refuse_enforce_and_force_is_audited() {
-    // 198.51.100.10 (the declared admin) is missing from the sets.
-    let mut e = env(&["198.51.100.11/32", "198.51.100.12/32"]).await;
-    to_count(&mut e).await;
-    let before = document(&e.backend).await;
-    let err = enforce(&e.backend, &e.backend, &mut e.store, &opts(&e.policy, None))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        codes(err),
-        [guard::OPERATOR_OUTSIDE, guard::ADMIN_OUTSIDE],
-        "operator 198.51.100.10 and admin 198.51.100.10"
-    );
-    assert_eq!(document(&e.backend).await, before, "nothing written");
-
-    let mut o = opts(&e.policy, None);
-    o.operator_ips.clear();
-    o.operator_ips.push(ip("198.51.100.11"));
-    let err = enforce(&e.backend, &e.backend, &mut e.store, &o)
-        .await
-        .unwrap_err();
-    assert_eq!(codes(err), [guard::ADMIN_OUTSIDE]);
-
-    o.operator_ips.clear();
-    let err = enforce(&e.backend, &e.backend, &mut e.store, &o)
-        .await
-        .unwrap_err();
-    assert!(codes(err).contains(&guard::OPERATOR_UNKNOWN));
-
-    o.operator_ips.push(ip("198.51.100.11"));
-    o.force = true;
-    let r = enforce(&e.backend, &e.backend, &mut e.store, &o)
-        .await
-        .unwrap();
-    assert_eq!(r.forced.len(), 1);
-    let forced = e
-        .store
-        .audit_log(100)
-        .unwrap()
-        .into_iter()
-        .find(|a| a.action == "enforce.stage" && a.detail["to"] == "enforce")
-        .unwrap();
-    assert_eq!(
-        forced.detail["forced"][0]["code"],
-        guard::ADMIN_OUTSIDE.as_str()
-    );
-    assert_eq!(forced.actor, "test");
-}
-
-#[tokio::test]
-async fn refuses_empty_small_and_missing_sets() {
-    for (sets, code) in [
-        (&[][..], guard::SET_EMPTY),
-        (&["198.51.100.10/32"][..], guard::SET_BELOW_MINIMUM),
-    ] {
-        let mut e = env(sets).await;
+#[test]
+fn crash_between_rules_and_default_block_is_rolled_back_exactly() {
+    on_each_engine(async |fresh| {
+        let mut e = env(fresh, &SETS).await;
         to_count(&mut e).await;
+        let count_doc = document(&e.backend).await;
+        let crashing = CrashAfter {
+            inner: &e.backend,
+            ok: Cell::new(1),
+        };
+        let err = enforce(&crashing, &e.backend, &mut e.store, &opts(&e.policy, None))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("injected crash"), "{err}");
+        // Half way: ALLOW rules in, default still ALLOW, stage not recorded.
+        let half = document(&e.backend).await;
+        assert_eq!(half["DefaultAction"], json!({"Allow": {}}));
+        assert_ne!(half, count_doc);
+        assert_eq!(
+            e.store.stages("local", "eos-restricted").unwrap()[&acme()],
+            Stage::Count
+        );
+        let rb = roll_back(&mut e, None).await;
+        assert_eq!(rb.steps.len(), 1);
+        assert_eq!(document(&e.backend).await, count_doc);
+        let snap = e.store.snapshot(rb.snapshot).unwrap().unwrap();
+        assert_eq!(snap.document, count_doc, "the snapshot holds the whole ACL");
+        assert_eq!(snap.sets["eos-acme-v4"].addresses.len(), 2);
+    });
+}
+
+#[test]
+fn guards_refuse_enforce_and_force_is_audited() {
+    on_each_engine(async |fresh| {
+        // 198.51.100.10 (the declared admin) is missing from the sets.
+        let mut e = env(fresh, &["198.51.100.11/32", "198.51.100.12/32"]).await;
+        to_count(&mut e).await;
+        let before = document(&e.backend).await;
         let err = enforce(&e.backend, &e.backend, &mut e.store, &opts(&e.policy, None))
             .await
             .unwrap_err();
-        assert!(codes(err).contains(&code), "{code}");
-    }
-    // No sets at all: refused at the first step, never forced.
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(dir.path()).unwrap();
-    let backend = LocalBackend::open(dir.path()).unwrap();
-    let policy = Policy::from_toml(POLICY, "policy.toml").unwrap();
-    let mut o = opts(&policy, None);
-    o.force = true;
-    let err = enforce(&backend, &backend, &mut store, &o)
-        .await
-        .unwrap_err();
-    assert_eq!(codes(err), [guard::SETS_MISSING]);
+        assert_eq!(
+            codes(err),
+            [guard::OPERATOR_OUTSIDE, guard::ADMIN_OUTSIDE],
+            "operator 198.51.100.10 and admin 198.51.100.10"
+        );
+        assert_eq!(document(&e.backend).await, before, "nothing written");
+
+        let mut o = opts(&e.policy, None);
+        o.operator_ips.clear();
+        o.operator_ips.push(ip("198.51.100.11"));
+        let err = enforce(&e.backend, &e.backend, &mut e.store, &o)
+            .await
+            .unwrap_err();
+        assert_eq!(codes(err), [guard::ADMIN_OUTSIDE]);
+
+        o.operator_ips.clear();
+        let err = enforce(&e.backend, &e.backend, &mut e.store, &o)
+            .await
+            .unwrap_err();
+        assert!(codes(err).contains(&guard::OPERATOR_UNKNOWN));
+
+        o.operator_ips.push(ip("198.51.100.11"));
+        o.force = true;
+        let r = enforce(&e.backend, &e.backend, &mut e.store, &o)
+            .await
+            .unwrap();
+        assert_eq!(r.forced.len(), 1);
+        let forced = e
+            .store
+            .audit_log(100)
+            .unwrap()
+            .into_iter()
+            .find(|a| a.action == "enforce.stage" && a.detail["to"] == "enforce")
+            .unwrap();
+        assert_eq!(
+            forced.detail["forced"][0]["code"],
+            guard::ADMIN_OUTSIDE.as_str()
+        );
+        assert_eq!(forced.actor, "test");
+    });
 }
 
-#[tokio::test]
-async fn refuses_skipping_a_stage_and_going_back() {
-    let mut e = env(&SETS).await;
-    let err = enforce(
-        &e.backend,
-        &e.backend,
-        &mut e.store,
-        &opts(&e.policy, Some(Stage::Enforce)),
-    )
-    .await
-    .unwrap_err();
-    assert!(err.to_string().contains("one stage at a time"), "{err}");
-    enforce(&e.backend, &e.backend, &mut e.store, &opts(&e.policy, None))
+#[test]
+fn refuses_empty_small_and_missing_sets() {
+    on_each_engine(async |fresh| {
+        for (sets, code) in [
+            (&[][..], guard::SET_EMPTY),
+            (&["198.51.100.10/32"][..], guard::SET_BELOW_MINIMUM),
+        ] {
+            let mut e = env(fresh, sets).await;
+            to_count(&mut e).await;
+            let err = enforce(&e.backend, &e.backend, &mut e.store, &opts(&e.policy, None))
+                .await
+                .unwrap_err();
+            assert!(codes(err).contains(&code), "{code}");
+        }
+        // No sets at all: refused at the first step, never forced.
+        let at = fresh.location();
+        let mut store = Store::open_at(&at).unwrap();
+        let backend = LocalBackend::open_at(&at).unwrap();
+        let policy = Policy::from_toml(POLICY, "policy.toml").unwrap();
+        let mut o = opts(&policy, None);
+        o.force = true;
+        let err = enforce(&backend, &backend, &mut store, &o)
+            .await
+            .unwrap_err();
+        assert_eq!(codes(err), [guard::SETS_MISSING]);
+    });
+}
+
+#[test]
+fn refuses_skipping_a_stage_and_going_back() {
+    on_each_engine(async |fresh| {
+        let mut e = env(fresh, &SETS).await;
+        let err = enforce(
+            &e.backend,
+            &e.backend,
+            &mut e.store,
+            &opts(&e.policy, Some(Stage::Enforce)),
+        )
         .await
-        .unwrap();
-    let err = enforce(
-        &e.backend,
-        &e.backend,
-        &mut e.store,
-        &opts(&e.policy, Some(Stage::Off)),
-    )
-    .await
-    .unwrap_err();
-    assert!(err.to_string().contains("eos-sec rollback"), "{err}");
-    let err = rollback(
-        &e.backend,
-        &e.backend,
-        &mut e.store,
-        &RollbackOptions {
-            space: SpaceId::new("globex").unwrap(),
-            ..rollback_opts(&e.policy, None)
-        },
-    )
-    .await
-    .unwrap_err();
-    assert!(err.to_string().contains("nothing to roll back"), "{err}");
+        .unwrap_err();
+        assert!(err.to_string().contains("one stage at a time"), "{err}");
+        enforce(&e.backend, &e.backend, &mut e.store, &opts(&e.policy, None))
+            .await
+            .unwrap();
+        let err = enforce(
+            &e.backend,
+            &e.backend,
+            &mut e.store,
+            &opts(&e.policy, Some(Stage::Off)),
+        )
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("eos-sec rollback"), "{err}");
+        let err = rollback(
+            &e.backend,
+            &e.backend,
+            &mut e.store,
+            &RollbackOptions {
+                space: SpaceId::new("globex").unwrap(),
+                ..rollback_opts(&e.policy, None)
+            },
+        )
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("nothing to roll back"), "{err}");
+    });
 }
 
 /// The local sets' `stage` tag follows their space, as on AWS.
-#[tokio::test]
-async fn sets_are_tagged_with_their_stage() {
-    let mut e = env(&SETS).await;
-    let stages = |e: &Env| -> Vec<String> {
-        e.store
-            .conn()
-            .sqlite()
-            .unwrap()
-            .prepare("SELECT json_extract(tags, '$.stage') FROM local_ipsets ORDER BY name")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
-    };
-    assert_eq!(stages(&e), ["staged", "staged"]);
-    to_count(&mut e).await;
-    assert_eq!(stages(&e), ["count", "count"]);
-    roll_back(&mut e, None).await;
-    assert_eq!(stages(&e), ["staged", "staged"]);
+#[test]
+fn sets_are_tagged_with_their_stage() {
+    on_each_engine(async |fresh| {
+        let mut e = env(fresh, &SETS).await;
+        let stages = |e: &Env| -> Vec<String> {
+            e.store
+                .conn()
+                .query("SELECT tags FROM local_ipsets ORDER BY name", &[], |r| {
+                    let tags: serde_json::Value = serde_json::from_str(r.str(0)?).unwrap();
+                    Ok(tags["stage"].as_str().unwrap().to_owned())
+                })
+                .unwrap()
+        };
+        assert_eq!(stages(&e), ["staged", "staged"]);
+        to_count(&mut e).await;
+        assert_eq!(stages(&e), ["count", "count"]);
+        roll_back(&mut e, None).await;
+        assert_eq!(stages(&e), ["staged", "staged"]);
+    });
 }
 
 /// A snapshot of the foreign Web ACL for `space`, starting a run when
@@ -693,6 +713,90 @@ fn the_enforce_journal_keeps_its_invariants_on_each_engine() {
                 .unwrap()
                 .len(),
             5
+        );
+    });
+}
+/// The local backend's Web ACLs on each engine: one creator wins, a write
+/// carries the lock token of its read and moves it by one, a stale token
+/// is refused — by the statement itself, and for a raw statement by the
+/// database — and a set's stage tag is set beside its other tags.
+#[test]
+fn local_web_acls_keep_their_lock_token_on_each_engine() {
+    on_each_engine(async |fresh| {
+        let at = fresh.location();
+        // A second connection: another process or instance on the store.
+        let other = Store::open_at(&at).unwrap();
+        let engine = other.engine().as_str();
+        let b = LocalBackend::open_at(&at).unwrap();
+        b.create_acl_document("eos-restricted", &foreign_acl())
+            .unwrap();
+        assert!(matches!(
+            b.create_acl_document("eos-restricted", &foreign_acl()),
+            Err(BackendError::AlreadyExists { .. })
+        ));
+        let read = b.read_acl("eos-restricted").await.unwrap().unwrap();
+        assert_eq!(read.lock.0, "1", "{engine}");
+        assert_eq!(read.document, foreign_acl());
+        let owned = read
+            .owned
+            .with_default(eos_policy::waf::DefaultAction::block());
+        let lock = b
+            .write_acl("eos-restricted", &owned, &read.lock)
+            .await
+            .unwrap();
+        assert_eq!(lock.0, "2");
+        assert!(matches!(
+            b.write_acl("eos-restricted", &owned, &read.lock).await,
+            Err(BackendError::StaleLock { .. })
+        ));
+        assert!(matches!(
+            b.write_acl("nothing-here", &owned, &lock).await,
+            Err(BackendError::NotFound { .. })
+        ));
+        let now = b.read_acl("eos-restricted").await.unwrap().unwrap();
+        assert_eq!(now.owned, owned, "{engine}");
+        // The foreign rule and the custom response body survive.
+        assert_eq!(now.document["Rules"][0]["Name"], "corp-geo-block");
+        assert_eq!(
+            now.document["CustomResponseBodies"],
+            foreign_acl()["CustomResponseBodies"]
+        );
+
+        assert_eq!(b.ip_set_arn("eos-acme-v4").await.unwrap(), None);
+        b.tag_ip_set_stage("eos-acme-v4", "count").await.unwrap();
+        for sql in [
+            "UPDATE local_web_acls SET document = '{}'",
+            "UPDATE local_web_acls SET version = version + 2",
+            "UPDATE local_web_acls SET version = 1",
+        ] {
+            let err = other.conn().execute(sql, &[]).unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains("moves the version up by exactly one"),
+                "{engine}: {sql}: {err}"
+            );
+        }
+        other.conn()
+                .execute(
+                    "INSERT INTO local_ipsets(name, space, family, description, tags, addresses, version, updated)
+                     VALUES ('eos-acme-v4', 'acme', 'v4', 'd', '{\"owner\":\"eos-sec\",\"stage\":\"staged\"}', '[]', 1, 'x')",
+                    &[],
+                )
+                .unwrap();
+        assert_eq!(
+            b.ip_set_arn("eos-acme-v4").await.unwrap().as_deref(),
+            Some("local:ipset/eos-acme-v4")
+        );
+        b.tag_ip_set_stage("eos-acme-v4", "count").await.unwrap();
+        let tags = other
+            .conn()
+            .query_one("SELECT tags FROM local_ipsets", &[], |r| r.get::<String>(0))
+            .unwrap();
+        let tags: serde_json::Value = serde_json::from_str(&tags).unwrap();
+        assert_eq!(
+            tags,
+            json!({"owner": "eos-sec", "stage": "count"}),
+            "{engine}"
         );
     });
 }
