@@ -1,4 +1,4 @@
-//! `cargo xtask bench-authz [--seconds N] [--connections N] [--debug]`:
+//! `cargo xtask bench-authz [--seconds N] [--connections N] [--debug] [--no-decision-log]`:
 //! what the decision point costs behind nginx (issue 23). One nginx, one
 //! run, three TLS servers side by side, all proxying to the same upstream
 //! (a `return 200` server in the same nginx):
@@ -19,7 +19,10 @@
 //! per request. For each, `oha` first saturates both servers (requests/s),
 //! then sends half the lower of the two rates to each (latency at a fixed
 //! load, p50/p99). Every answer must be 200, or the run fails. Prints a
-//! Markdown table: throughput kept, p99 added. Needs nginx, openssl, and
+//! Markdown table: throughput kept, p99 added, and the CPU time (user +
+//! system, from `/proc`) that nginx's workers spent per request in each
+//! saturated run and the service per decision — figures that hold however
+//! busy the cores were with other work, where requests/s do not. Needs nginx, openssl, and
 //! `oha` on PATH or in `$OHA` (`cargo install oha`).
 
 use std::path::{Path, PathBuf};
@@ -75,8 +78,46 @@ impl Env {
 /// One oha run's figures.
 struct Run {
     rps: f64,
+    /// Requests answered in the run.
+    requests: f64,
     p50_ms: f64,
     p99_ms: f64,
+}
+
+/// CPU time (user + system) used so far by the processes `pids`, in
+/// seconds: from `/proc/<pid>/stat`, so the cost per request does not
+/// depend on what else the cores were doing.
+fn cpu_seconds(pids: &[u32], tick: f64) -> f64 {
+    pids.iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
+        .filter_map(|s| {
+            // Fields after the command name (which may hold spaces) in
+            // parentheses: state is the 1st, utime the 12th, stime the 13th.
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+            Some(ticks / tick)
+        })
+        .sum()
+}
+
+/// The processes whose parent is `parent` (nginx's workers).
+fn children(parent: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// The kernel's clock ticks per second (`getconf CLK_TCK`).
+fn clock_tick() -> Result<f64> {
+    let out = check({
+        let mut c = Command::new("getconf");
+        c.arg("CLK_TCK");
+        c
+    })?;
+    out.trim().parse().context("getconf CLK_TCK")
 }
 
 /// The loaded machine, for the record.
@@ -179,6 +220,7 @@ impl Oha<'_> {
             rps: v["summary"]["requestsPerSec"]
                 .as_f64()
                 .context("no requestsPerSec")?,
+            requests: codes.get("200").and_then(|n| n.as_f64()).unwrap_or(0.0),
             p50_ms: ms("p50").context("no p50")?,
             p99_ms: ms("p99").context("no p99")?,
         })
@@ -221,12 +263,13 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         seconds,
         connections,
     };
-    let result = bench(&env, &oha, profile);
+    let decision_log = !args.iter().any(|a| a == "--no-decision-log");
+    let result = bench(&env, &oha, profile, decision_log);
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
 
-fn bench(env: &Env, oha: &Oha<'_>, profile: &str) -> Result<()> {
+fn bench(env: &Env, oha: &Oha<'_>, profile: &str, decision_log: bool) -> Result<()> {
     let authz_port = free_port()?;
     std::fs::write(
         env.dir.join("eos-sec.toml"),
@@ -310,6 +353,8 @@ fn bench(env: &Env, oha: &Oha<'_>, profile: &str) -> Result<()> {
     let log = std::fs::File::create(env.dir.join("authz.log"))?;
     let _authz = Killed(
         env.eos(&["authz", "serve", "--policy", "policy.toml"])
+            // `--no-decision-log`: what the log costs, by its absence.
+            .args(if decision_log { &[][..] } else { &["-q"][..] })
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -438,10 +483,17 @@ http {{
     wait_for_port(with_port, "nginx")?;
     wait_for_port(alone_port, "nginx")?;
     wait_for_port(floor_port, "nginx")?;
+    let tick = clock_tick()?;
+    let workers = children(_nginx.0.id());
+    if workers.is_empty() {
+        bail!("nginx has no worker processes to measure");
+    }
+    let authz_pid = _authz.0.id();
 
     println!(
-        "eos-sec ({profile}) authz serve behind nginx vs nginx with mutual TLS alone; \
+        "eos-sec ({profile}) authz serve (decision log {}) behind nginx vs nginx with mutual TLS alone; \
          oha -c {} for {} s per run; load average before: {}",
+        if decision_log { "on" } else { "off" },
         oha.connections,
         oha.seconds,
         loadavg()
@@ -450,9 +502,10 @@ http {{
     println!(
         "| workload | nginx alone req/s | + eos-sec req/s | throughput kept | \
          at fixed req/s | p50 alone → + eos-sec (ms) | p99 alone → + eos-sec (ms) | p99 added (ms) | \
-         + 204 stub req/s | kept by the stub | eos-sec / stub |"
+         + 204 stub req/s | kept by the stub | eos-sec / stub | \
+         nginx CPU µs/req alone / + stub / + eos-sec | eos-sec CPU µs/decision |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (space, cert) in [("ipco", false), ("certco", true)] {
         for keepalive in [true, false] {
             let w = Workload {
@@ -460,14 +513,24 @@ http {{
                 cert,
                 keepalive,
             };
-            let alone = oha.run(&w, alone_port, None)?;
-            let with = oha.run(&w, with_port, None)?;
-            let floor = oha.run(&w, floor_port, None)?;
+            // CPU per request: nginx's workers in every run, the
+            // service's in the run through it.
+            let measured = |port: u16| -> Result<(Run, f64, f64)> {
+                let (n0, a0) = (cpu_seconds(&workers, tick), cpu_seconds(&[authz_pid], tick));
+                let r = oha.run(&w, port, None)?;
+                let (n1, a1) = (cpu_seconds(&workers, tick), cpu_seconds(&[authz_pid], tick));
+                let per = |cpu: f64| 1e6 * cpu / r.requests.max(1.0);
+                let (nginx_us, authz_us) = (per(n1 - n0), per(a1 - a0));
+                Ok((r, nginx_us, authz_us))
+            };
+            let (alone, alone_nginx_us, _) = measured(alone_port)?;
+            let (with, with_nginx_us, authz_us) = measured(with_port)?;
+            let (floor, floor_nginx_us, _) = measured(floor_port)?;
             let rate = alone.rps.min(with.rps) / 2.0;
             let alone_at = oha.run(&w, alone_port, Some(rate))?;
             let with_at = oha.run(&w, with_port, Some(rate))?;
             println!(
-                "| {} | {:.0} | {:.0} | {:.0}% | {:.0} | {:.2} → {:.2} | {:.2} → {:.2} | {:+.2} | {:.0} | {:.0}% | {:.0}% |",
+                "| {} | {:.0} | {:.0} | {:.0}% | {:.0} | {:.2} → {:.2} | {:.2} → {:.2} | {:+.2} | {:.0} | {:.0}% | {:.0}% | {:.0} / {:.0} / {:.0} | {:.1} |",
                 w.label(),
                 alone.rps,
                 with.rps,
@@ -481,6 +544,10 @@ http {{
                 floor.rps,
                 100.0 * floor.rps / alone.rps,
                 100.0 * with.rps / floor.rps,
+                alone_nginx_us,
+                floor_nginx_us,
+                with_nginx_us,
+                authz_us,
             );
         }
     }

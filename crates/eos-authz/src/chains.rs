@@ -51,6 +51,16 @@ pub enum ChainLookup {
     Verified,
 }
 
+impl ChainLookup {
+    /// `hit` or `verified` (the decision log's `chain`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChainLookup::Hit => "hit",
+            ChainLookup::Verified => "verified",
+        }
+    }
+}
+
 fn key(chain: &[CertificateDer<'_>]) -> Key {
     let mut h = Sha256::new();
     for der in chain {

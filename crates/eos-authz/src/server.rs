@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use eos_logs::TrustedProxies;
-use eos_policy::UnixTime;
+use eos_policy::{CertStatus, UnixTime};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -24,7 +24,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
-use crate::{Live, Metrics, decide};
+use crate::{ChainLookup, Live, Metrics, decide};
 
 /// How the service listens and whom it believes.
 #[derive(Debug, Clone)]
@@ -77,25 +77,40 @@ async fn decision(
     );
     s.metrics.record(&a);
     let d = a.decision.as_ref();
+    // Each field is a plain string, number or flag, which log tooling can
+    // match (`"cert":"invalid","cert_reason":"revoked"`), not a `Debug`
+    // rendering (`Some(Invalid { reason: "revoked" })`); absent values are
+    // left out.
+    let (cert, cert_reason, cert_uri) = match d.map(|d| &d.cert) {
+        None => (None, None, None),
+        Some(CertStatus::Absent) => (Some("absent"), None, None),
+        Some(CertStatus::Valid { uri }) => (Some("valid"), None, Some(uri.as_str())),
+        Some(CertStatus::Invalid { reason }) => (Some("invalid"), Some(reason.as_str()), None),
+    };
     tracing::info!(
         target: "eos_authz::decision",
         status = a.status.as_u16(),
-        client = ?a.client,
+        client = a.client.map(tracing::field::display),
         peer = %a.peer,
         trusted_peer = a.trusted_peer,
-        ignored_headers = ?a.ignored_headers,
+        ignored_headers = (!a.ignored_headers.is_empty())
+            .then(|| tracing::field::debug(&a.ignored_headers)),
         space = a.space.as_ref().map(|s| s.as_str()),
         mode = d.and_then(|d| d.mode).map(|m| m.as_str()),
         stage = d.and_then(|d| d.stage).map(|m| m.as_str()),
         layer = d.map(|d| d.now.layer.as_str()),
         rule = d.map(|d| d.now.rule.as_str()),
-        counted = ?d.map(|d| &d.now.counted),
+        counted = d
+            .filter(|d| !d.now.counted.is_empty())
+            .map(|d| tracing::field::debug(&d.now.counted)),
         would_refuse = a.would_refuse(),
         gate = a.gate.as_str(),
         user = a.user.as_ref().map(|u| u.as_str()),
-        ip_in_set = ?d.and_then(|d| d.ip_in_set),
-        cert = ?d.map(|d| &d.cert),
-        chain = ?a.chain,
+        ip_in_set = d.and_then(|d| d.ip_in_set),
+        cert,
+        cert_reason,
+        cert_uri,
+        chain = a.chain.map(ChainLookup::as_str),
         "decision"
     );
     let mut resp = a.status.into_response();

@@ -599,9 +599,23 @@ fn nginx_auth_request_enforces_either_cert_and_revocation() {
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|v| v["fields"]["message"] == "decision")
         .collect();
-    assert!(decisions.iter().any(|d| d["fields"]["user"] == "alice"
-        && d["fields"]["gate"] == "cert"
-        && d["fields"]["space"] == "acme"));
+    assert!(decisions.iter().any(|d| {
+        d["fields"]["user"] == "alice"
+            && d["fields"]["gate"] == "cert"
+            && d["fields"]["space"] == "acme"
+            && d["fields"]["cert"] == "valid"
+            && d["fields"]["cert_uri"]
+                .as_str()
+                .is_some_and(|u| u.contains("alice"))
+            && (d["fields"]["chain"] == "hit" || d["fields"]["chain"] == "verified")
+    }));
+    // A refused certificate says why, as a plain string.
+    assert!(decisions.iter().any(|d| {
+        d["fields"]["cert"] == "invalid"
+            && d["fields"]["cert_reason"]
+                .as_str()
+                .is_some_and(|r| !r.is_empty() && !r.contains('{'))
+    }));
     assert!(
         decisions
             .iter()
