@@ -31,6 +31,7 @@
 //! (per client address and global, `governor`), and shuts down gracefully.
 
 pub mod agent;
+mod commit;
 mod config;
 mod conn;
 mod error;
@@ -38,6 +39,7 @@ mod est;
 mod http;
 mod notify;
 pub mod page;
+mod pool;
 mod registrar;
 pub mod renewal;
 mod server;

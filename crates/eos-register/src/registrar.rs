@@ -17,23 +17,25 @@
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 use std::net::IpAddr;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use eos_ca::{Account, IssueError};
 use eos_codes::{Attempt, BackoffPolicy, CheckError, Grant, PepperRing, Purpose};
 use eos_identity::{SpaceId, UserId};
 use eos_plan::rules::{Label, NetworkAccessRule, RuleCidr};
-use eos_store::codes::SpendError;
+use eos_store::codes::{self, SpendError};
 use eos_store::registrations::{self, NewRegistration, RegistrationKind};
-use eos_store::{AuditEntry, Store, StoreError, Tx, audit_in, rules};
+use eos_store::{AuditEntry, Engine, Store, StoreError, Tx, audit_in, rules};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use zeroize::Zeroizing;
 
 use crate::ApiError;
+use crate::commit::GroupCommit;
 use crate::config::ServeOptions;
+use crate::pool::{Pool, Pooled};
 use crate::renewal::{self, Refusal, Renewal, RenewalError, Renewed};
 use eos_ops::issuance::{self, CaSetup, IssuanceError, IssueAudit, IssueInput};
 
@@ -113,6 +115,14 @@ impl Registration {
     }
 }
 
+/// An address registration or recovery waiting for its transaction.
+#[derive(Debug)]
+struct Job {
+    request: Registration,
+    client: IpAddr,
+    now: i64,
+}
+
 /// What a registration did (the response body).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "status", rename_all = "lowercase")]
@@ -184,7 +194,9 @@ pub enum Outcome {
 /// The registration service's state: the store, the pepper ring, the
 /// backoff policy and, when certificates are issued, the CA.
 pub struct Registrar {
-    store: Mutex<Store>,
+    stores: Pool,
+    /// SQLite's address registrations and recoveries, several per commit.
+    group: GroupCommit<Job, Result<Outcome, ApiError>>,
     ring: PepperRing,
     backoff: BackoffPolicy,
     ca: Option<CaSetup>,
@@ -344,7 +356,8 @@ impl Registrar {
         options: ServeOptions,
     ) -> Registrar {
         Registrar {
-            store: Mutex::new(store),
+            stores: Pool::new(store),
+            group: GroupCommit::new(),
             ring,
             backoff,
             ca,
@@ -371,7 +384,9 @@ impl Registrar {
     /// watcher; `None` otherwise (`/metrics` then serves the renewal figures only).
     pub fn sync_metrics(&self) -> Option<Result<String, StoreError>> {
         let backend = self.sync_backend.as_deref()?;
-        let rows = eos_store::sync::status(self.store().conn(), backend, now_utc());
+        let rows = self
+            .store()
+            .and_then(|store| eos_store::sync::status(store.conn(), backend, now_utc()));
         Some(rows.map(|rows| eos_store::sync::prometheus(backend, &rows)))
     }
 
@@ -390,20 +405,20 @@ impl Registrar {
         self.ca.as_ref().map(|c| c.chain_pem().to_owned())
     }
 
-    fn store(&self) -> MutexGuard<'_, Store> {
-        // A panic while holding the lock dropped its transaction, which
-        // rolled back: the store is consistent, so the lock can be reused.
-        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    /// A store connection for this request (waits for one when all are
+    /// in use).
+    fn store(&self) -> Result<Pooled<'_>, StoreError> {
+        self.stores.get()
     }
 
     /// Can the store be read? (readiness)
     pub fn ready(&self) -> bool {
-        self.store().ping().is_ok()
+        self.store().and_then(|s| s.ping()).is_ok()
     }
 
     /// Append an audit entry in its own transaction.
     pub fn audit(&self, entry: &AuditEntry<'_>) -> Result<(), StoreError> {
-        self.store().audit(entry).map(|_| ())
+        self.store()?.audit(entry).map(|_| ())
     }
 
     /// Check the code, then do what the request asks, in one transaction.
@@ -426,24 +441,105 @@ impl Registrar {
             }
             _ => {}
         }
+        if let Registration::Cert { code, csr } = &request {
+            // Signed between two transactions.
+            let attempt = Attempt {
+                presented: code.expose(),
+                purpose: Purpose::RegisterCert,
+                source: client,
+                space: None,
+            };
+            return self.issue(&attempt, csr, client, now);
+        }
+        let job = Job {
+            request,
+            client,
+            now,
+        };
+        let mut store = self.store().map_err(store_err)?;
+        if store.engine() == Engine::Postgres {
+            // Side by side with the other connections and instances: the
+            // transaction locks only the code, source and rule it touches,
+            // and the database's own group commit shares the fsyncs.
+            let tx = store.concurrent_transaction().map_err(store_err)?;
+            let out = self.spend(&tx, &job);
+            if codes::keeps_writes(&out) {
+                tx.commit().map_err(store_err)?;
+            }
+            return out.map(|(_, outcome)| outcome).map_err(spend_error);
+        }
+        // SQLite: one writer, so the requests that queue behind a commit
+        // share the next one.
+        drop(store);
+        self.group
+            .submit(job, |jobs| self.commit_together(jobs))
+            .unwrap_or_else(|| Err(internal("group commit", "a batch was lost")))
+    }
+
+    /// A batch of address registrations and recoveries in one transaction,
+    /// each in a savepoint: one that fails is undone alone (its code not
+    /// spent), a refusal keeps its failure count and audit entry, as it
+    /// would in a transaction of its own. The results are returned after
+    /// the commit; if the commit fails, every one is that failure.
+    fn commit_together(&self, jobs: Vec<Job>) -> Vec<Result<Outcome, ApiError>> {
+        let fail_all = |jobs: usize, e: StoreError| -> Vec<Result<Outcome, ApiError>> {
+            let e = store_err(e);
+            (0..jobs).map(|_| Err(e.clone())).collect()
+        };
+        let mut store = match self.store() {
+            Ok(store) => store,
+            Err(e) => return fail_all(jobs.len(), e),
+        };
+        let tx = match store.concurrent_transaction() {
+            Ok(tx) => tx,
+            Err(e) => return fail_all(jobs.len(), e),
+        };
+        let mut results = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            let step = (|| {
+                let savepoint = tx.savepoint()?;
+                let out = self.spend(&tx, job);
+                if codes::keeps_writes(&out) {
+                    savepoint.release()?;
+                } else {
+                    savepoint.rollback()?;
+                }
+                Ok(out)
+            })();
+            match step {
+                Ok(out) => results.push(out.map(|(_, outcome)| outcome).map_err(spend_error)),
+                // The transaction itself failed: nothing of it commits.
+                Err(e) => return fail_all(jobs.len(), e),
+            }
+        }
+        match tx.commit() {
+            Ok(()) => results,
+            Err(e) => fail_all(jobs.len(), e),
+        }
+    }
+
+    /// Check and spend `job`'s code and do what it asks, in `tx`
+    /// ([`codes::spend_in`]: the caller keeps or undoes the writes).
+    fn spend(&self, tx: &Tx<'_>, job: &Job) -> Result<(Grant, Outcome), SpendError<ApiError>> {
         let attempt = Attempt {
-            presented: request.code().expose(),
-            purpose: request.purpose(),
-            source: client,
+            presented: job.request.code().expose(),
+            purpose: job.request.purpose(),
+            source: job.client,
             space: None,
         };
         type Action = fn(&Registrar, &Tx<'_>, &Grant, IpAddr) -> Result<Outcome, ApiError>;
-        let action: Action = match &request {
-            Registration::Ip { .. } => Registrar::register_ip,
+        let action: Action = match &job.request {
             Registration::Recover { .. } => Registrar::recover,
-            // Signed between two transactions.
-            Registration::Cert { csr, .. } => return self.issue(&attempt, csr, client, now),
+            _ => Registrar::register_ip,
         };
-        self.store()
-            .spend_code(&self.ring, &self.backoff, &attempt, now, |tx, grant| {
-                action(self, tx, grant, client)
-            })
-            .map_err(spend_error)
+        codes::spend_in(
+            tx,
+            &self.ring,
+            &self.backoff,
+            &attempt,
+            job.now,
+            |tx, grant| action(self, tx, grant, job.client),
+        )
     }
 
     fn label(
@@ -474,7 +570,7 @@ impl Registrar {
     ) -> Result<(i64, RuleCidr, bool), ApiError> {
         let cidr = host_cidr(client)?;
         let now = now_utc();
-        let existing = rules::get_rule(tx, &grant.space, &cidr).map_err(store_err)?;
+        let existing = rules::rule_for_update(tx, &grant.space, &cidr).map_err(store_err)?;
         let wrote = match existing {
             Some(r) if !r.rule.is_expired(now) => false,
             _ => {
@@ -539,8 +635,8 @@ impl Registrar {
     fn recover(&self, tx: &Tx<'_>, grant: &Grant, client: IpAddr) -> Result<Outcome, ApiError> {
         // Only an administrator's code gets here: the check refuses `recover`
         // for any other role (`recover-not-admin`, audited and counted).
-        let previous =
-            registrations::current_recovery(tx, &grant.space, &grant.user).map_err(store_err)?;
+        let previous = registrations::current_recovery_for_update(tx, &grant.space, &grant.user)
+            .map_err(store_err)?;
         let prev_cidr = previous
             .as_ref()
             .and_then(|p| p.cidr.as_deref())
@@ -558,7 +654,7 @@ impl Registrar {
                 // Remove the old rule only if it is still the one recovery
                 // wrote; a rule declared since is left alone.
                 let ours = self.label(RegistrationKind::Recover, &grant.user, &prev.code_id)?;
-                let current = rules::get_rule(tx, &grant.space, &old).map_err(store_err)?;
+                let current = rules::rule_for_update(tx, &grant.space, &old).map_err(store_err)?;
                 if prev.wrote_rule
                     && current
                         .is_some_and(|r| r.rule.label == ours && r.rule.declared_by == grant.user)
@@ -631,6 +727,7 @@ impl Registrar {
         let profile = self.options.cert_profile;
         let (grant, prepared) = self
             .store()
+            .map_err(store_err)?
             .spend_code_keeping_grant(&self.ring, &self.backoff, attempt, now, |tx, grant| {
                 let input = IssueInput {
                     csr: csr_pem.as_bytes(),
@@ -687,7 +784,8 @@ impl Registrar {
             Ok(done) => done,
             Err((reason, e)) => {
                 let code_id = grant.code_id.clone();
-                let given_back = self.store().transaction().and_then(|tx| {
+                let given_back = self.store().and_then(|mut store| {
+                    let tx = store.transaction()?;
                     eos_store::codes::return_use_in(&tx, grant, &reason)?;
                     tx.commit()
                 });
@@ -745,7 +843,7 @@ impl Registrar {
         let Some(ca) = &self.ca else {
             return Err(ApiError::ca_unavailable());
         };
-        let mut store = self.store();
+        let mut store = self.store().map_err(store_err)?;
         let tx = store.transaction().map_err(store_err)?;
         renewal::status_in(
             &tx,
@@ -769,7 +867,7 @@ impl Registrar {
         };
         let policy = &self.options.renewal;
         let prepared = {
-            let mut store = self.store();
+            let mut store = self.store().map_err(store_err)?;
             let tx = store.transaction().map_err(store_err)?;
             renewal::prepare_in(&tx, ca, policy, presented, csr, SystemTime::now())
             // Read only: the transaction is dropped.
@@ -789,7 +887,7 @@ impl Registrar {
             Ok(Ok(cert)) => cert,
         };
         let recorded = (|| {
-            let mut store = self.store();
+            let mut store = self.store()?;
             let tx = store.transaction().map_err(RenewalError::from)?;
             let mut extra = serde_json::Map::new();
             extra.insert("source".into(), json!(client.to_string()));
@@ -866,7 +964,7 @@ impl Registrar {
         prepared: &issuance::Prepared,
         cert: &eos_ca::Certificate,
     ) -> Result<(issuance::Issued, i64), ApiError> {
-        let mut store = self.store();
+        let mut store = self.store().map_err(store_err)?;
         let tx = store.transaction().map_err(store_err)?;
         let mut extra = serde_json::Map::new();
         extra.insert("source".into(), json!(client.to_string()));

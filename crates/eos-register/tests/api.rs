@@ -867,6 +867,54 @@ async fn two_concurrent_uses_of_a_single_use_code_make_one_success() {
     assert_eq!(rules(&h).len(), 5);
 }
 
+/// Requests that arrive together share one SQLite commit (group commit),
+/// each in a savepoint of its own: every one still gets its own outcome —
+/// each code registers once, a second use of one and a wrong secret are
+/// refused (and audited) without undoing the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_that_share_a_commit_keep_their_own_outcomes() {
+    let mut setup = Setup::default();
+    setup.options.trusted_proxies = eos_logs::TrustedProxies::parse(&["127.0.0.0/8"]).unwrap();
+    let h = Arc::new(Harness::start_with(setup).await);
+    let codes: Vec<String> = (0..20)
+        .map(|i| h.issue_for(&format!("user{i}"), &[Purpose::RegisterIp]))
+        .collect();
+    let mut tasks = Vec::new();
+    for (i, code) in codes.iter().enumerate() {
+        // Each code twice, and a wrong secret for it, all at once.
+        for (n, presented) in [code.clone(), code.clone(), common::guess(code, 1)]
+            .into_iter()
+            .enumerate()
+        {
+            let h = h.clone();
+            tasks.push(tokio::spawn(async move {
+                let xff = format!("198.51.{n}.{i}");
+                let (status, body) = h
+                    .post_from("/v1/ip", json!({ "code": presented }), Some(&xff))
+                    .await;
+                (n, status, body)
+            }));
+        }
+    }
+    let (mut ok, mut refused) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            (0 | 1, 200, _) => ok += 1,
+            (_, 403, body) => {
+                assert_eq!(body["error"], "code-rejected");
+                refused += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((ok, refused), (20, 40));
+    assert_eq!(rules(&h).len(), 20);
+    let actions = actions(&h);
+    let count = |a: &str| actions.iter().filter(|x| *x == a).count();
+    assert_eq!(count("register.ip"), 20);
+    assert_eq!(count("code.reject"), 40);
+}
+
 #[tokio::test]
 async fn shutdown_is_graceful() {
     let h = Harness::start().await;

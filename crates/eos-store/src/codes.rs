@@ -5,7 +5,7 @@
 //! Tables (migration 0003): `codes` (keyed hash + binding, immutable but for
 //! revocation), `code_uses` (uses per purpose), `code_throttle` (backoff).
 
-use crate::db::{Engine, Row, Sql, Tx};
+use crate::db::{Engine, KeyLock, Row, Sql, Tx};
 use eos_codes::{
     Attempt, BackoffPolicy, Binding, CheckError, CodeEvent, CodeHash, CodeId, CodeInfo, CodeKind,
     CodeState, CodeStore, CodeUse, Grant, IssueError, IssueRequest, PepperId, PepperRing, Purpose,
@@ -134,9 +134,18 @@ impl CodeRow {
     }
 }
 
-fn load(conn: &impl Sql, id: &CodeId) -> Result<Option<CodeState>, StoreError> {
+/// A code with its uses. `lock`: inside a write transaction that goes on
+/// to spend, return or revoke — on PostgreSQL the code's row is locked
+/// (`FOR UPDATE`) before its uses are read, so transactions on one code
+/// take turns across instances and each reads the uses the one before it
+/// committed. (SQLite's write transaction excludes every other writer.)
+fn load(conn: &impl Sql, id: &CodeId, lock: bool) -> Result<Option<CodeState>, StoreError> {
+    let for_update = match conn.engine() {
+        Engine::Postgres if lock => " FOR UPDATE",
+        _ => "",
+    };
     let row = conn.query_opt(
-        &format!("SELECT {CODE_COLUMNS} FROM codes WHERE code_id = ?1"),
+        &format!("SELECT {CODE_COLUMNS} FROM codes WHERE code_id = ?1{for_update}"),
         &[&id.as_str()],
         CodeRow::read,
     )?;
@@ -172,7 +181,7 @@ impl CodeStore for SqlCodeStore<'_, '_> {
     }
 
     fn load_code(&mut self, id: &CodeId) -> Result<Option<CodeState>, StoreError> {
-        load(self.tx, id)
+        load(self.tx, id, true)
     }
 
     fn record_use(
@@ -219,6 +228,9 @@ impl CodeStore for SqlCodeStore<'_, '_> {
     }
 
     fn throttle(&mut self, key: &ThrottleKey) -> Result<Option<ThrottleState>, StoreError> {
+        // Read now, written after a refusal (`set_throttle`): two refusals
+        // of one source on two instances must both count.
+        self.tx.lock_key(KeyLock::Throttle, &key.as_stored())?;
         let row = self.tx.query_opt(
             "SELECT failures, last_failure_at, blocked_until FROM code_throttle WHERE key = ?1",
             &[&key.as_stored()],
@@ -434,16 +446,26 @@ pub fn revoke_in(
 /// endpoint cannot grow the table without bound.
 fn prune_throttle(tx: &Tx<'_>, policy: &BackoffPolicy, now: i64) -> Result<(), StoreError> {
     let reset = i64::try_from(policy.reset_after.as_secs()).unwrap_or(i64::MAX);
-    tx.execute(
-        "DELETE FROM code_throttle WHERE last_failure_at < ?1 AND blocked_until <= ?2",
-        &[&now.saturating_sub(reset), &now],
-    )?;
+    // On PostgreSQL rows another transaction holds are left for a later
+    // prune: concurrent checks never wait for (or deadlock over) each
+    // other's housekeeping.
+    let sql = match tx.engine() {
+        Engine::Sqlite => {
+            "DELETE FROM code_throttle WHERE last_failure_at < ?1 AND blocked_until <= ?2"
+        }
+        Engine::Postgres => {
+            "DELETE FROM code_throttle WHERE key IN (
+                 SELECT key FROM code_throttle WHERE last_failure_at < ?1 AND blocked_until <= ?2
+                 FOR UPDATE SKIP LOCKED)"
+        }
+    };
+    tx.execute(sql, &[&now.saturating_sub(reset), &now])?;
     Ok(())
 }
 
 /// One code's metadata by id.
 pub fn code_info(conn: &impl Sql, id: &CodeId, now: i64) -> Result<Option<CodeInfo>, StoreError> {
-    Ok(load(conn, id)?.map(|s| s.info(now)))
+    Ok(load(conn, id, false)?.map(|s| s.info(now)))
 }
 
 /// Which codes `code list` shows.
@@ -543,6 +565,39 @@ pub fn revoke_pepper_in(
     Ok(out)
 }
 
+/// Check a code, spend one use and run `action` with the grant, inside the
+/// caller's transaction (or savepoint): [`Store::spend_code_keeping_grant`]
+/// without its transaction, for callers that choose the transaction (one
+/// without the store's write lock, [`Store::concurrent_transaction`]) or
+/// share one between several requests (group commit, each request in a
+/// savepoint). What was written must be kept exactly when
+/// [`keeps_writes`] says so: on success (the use, the action's writes, the
+/// audit entries) and on a refusal (its failure count and audit entry);
+/// after an action or store error it must be rolled back.
+pub fn spend_in<T, E>(
+    tx: &Tx<'_>,
+    ring: &PepperRing,
+    policy: &BackoffPolicy,
+    attempt: &Attempt<'_>,
+    now: i64,
+    action: impl FnOnce(&Tx<'_>, &Grant) -> Result<T, E>,
+) -> Result<(Grant, T), SpendError<E>> {
+    match check_and_spend_in(tx, ring, policy, attempt, now) {
+        Ok(grant) => {
+            let out = action(tx, &grant).map_err(SpendError::Action)?;
+            Ok((grant, out))
+        }
+        Err(CheckError::Store(e)) => Err(SpendError::Store(e)),
+        Err(refused) => Err(SpendError::Check(refused)),
+    }
+}
+
+/// Whether [`spend_in`]'s writes are to be committed: after a success or
+/// a refusal, not after an action's or the store's error.
+pub fn keeps_writes<T, E>(outcome: &Result<T, SpendError<E>>) -> bool {
+    matches!(outcome, Ok(_) | Err(SpendError::Check(_)))
+}
+
 /// Why [`Store::spend_code`] did not run the action to completion.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -608,18 +663,11 @@ impl Store {
         action: impl FnOnce(&Tx<'_>, &Grant) -> Result<T, E>,
     ) -> Result<(Grant, T), SpendError<E>> {
         let tx = self.transaction()?;
-        match check_and_spend_in(&tx, ring, policy, attempt, now) {
-            Ok(grant) => {
-                let out = action(&tx, &grant).map_err(SpendError::Action)?;
-                tx.commit()?;
-                Ok((grant, out))
-            }
-            Err(CheckError::Store(e)) => Err(SpendError::Store(e)),
-            Err(refused) => {
-                tx.commit()?;
-                Err(SpendError::Check(refused))
-            }
+        let out = spend_in(&tx, ring, policy, attempt, now, action);
+        if keeps_writes(&out) {
+            tx.commit()?;
         }
+        out
     }
 
     /// Check a code without spending it, committing the outcome's audit

@@ -379,10 +379,13 @@ impl Drop for PgTx<'_> {
 }
 
 /// A write transaction: committed by [`Tx::commit`], rolled back when
-/// dropped. On SQLite it is `BEGIN IMMEDIATE`; on PostgreSQL it holds the
-/// store's write lock (a transaction-scoped advisory lock) from its first
-/// statement, so writers on every instance take turns exactly as they do on
-/// one SQLite file, and a read-then-write inside it cannot be raced.
+/// dropped. On SQLite it is `BEGIN IMMEDIATE`; on PostgreSQL one from
+/// [`crate::Store::transaction`] holds the store's write lock (a
+/// transaction-scoped advisory lock) from its first statement, so writers
+/// on every instance take turns exactly as they do on one SQLite file, and
+/// a read-then-write inside it cannot be raced; one from
+/// [`crate::Store::concurrent_transaction`] does not, and locks what it
+/// reads-then-writes itself (row locks, [`Tx::lock_key`]).
 pub enum Tx<'a> {
     /// SQLite.
     Sqlite(rusqlite::Transaction<'a>),
@@ -411,6 +414,126 @@ impl Tx<'_> {
         match self {
             Tx::Sqlite(t) => Ok(t.rollback()?),
             Tx::Postgres(t) => t.into_inner().end(false),
+        }
+    }
+}
+
+/// What a [`Tx::lock_key`] lock is about: each kind is its own key space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyLock {
+    /// A source address's failure count (`code_throttle`): read, then
+    /// written after a refusal.
+    Throttle,
+    /// A Network Access Rule by (space, CIDR): read, then inserted,
+    /// updated or deleted.
+    Rule,
+    /// An administrator's current recovery registration: read, then
+    /// replaced.
+    Recovery,
+}
+
+impl KeyLock {
+    /// The first half of PostgreSQL's two-key advisory lock. The two-key
+    /// form is a key space of its own, apart from the one-key
+    /// [`crate::pg::WRITE_LOCK`] ("the two key spaces do not overlap",
+    /// PostgreSQL manual, Advisory Lock Functions).
+    fn class(self) -> i32 {
+        match self {
+            KeyLock::Throttle => 1,
+            KeyLock::Rule => 2,
+            KeyLock::Recovery => 3,
+        }
+    }
+}
+
+/// The second half: 32 bits of SHA-256 of the key, the same on every
+/// instance and every build. Two keys that collide only wait for each
+/// other; they never share a row.
+fn key_hash(key: &str) -> i32 {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(key.as_bytes());
+    let mut first = [0u8; 4];
+    first.copy_from_slice(&digest[..4]);
+    i32::from_be_bytes(first)
+}
+
+/// A savepoint inside a [`Tx`]: [`Savepoint::release`] keeps what was
+/// written since, [`Savepoint::rollback`] (or dropping it) undoes only
+/// that, and the transaction goes on either way.
+#[derive(Debug)]
+pub struct Savepoint<'t, 'a> {
+    tx: &'t Tx<'a>,
+    open: bool,
+}
+
+impl Savepoint<'_, '_> {
+    /// Keep what was written since the savepoint.
+    pub fn release(mut self) -> Result<(), StoreError> {
+        self.open = false;
+        self.tx.batch("RELEASE SAVEPOINT eos_step")
+    }
+
+    /// Undo what was written since the savepoint.
+    pub fn rollback(mut self) -> Result<(), StoreError> {
+        self.open = false;
+        self.tx
+            .batch("ROLLBACK TO SAVEPOINT eos_step; RELEASE SAVEPOINT eos_step")
+    }
+}
+
+impl Drop for Savepoint<'_, '_> {
+    fn drop(&mut self) {
+        if self.open {
+            let _ = self
+                .tx
+                .batch("ROLLBACK TO SAVEPOINT eos_step; RELEASE SAVEPOINT eos_step");
+        }
+    }
+}
+
+impl<'a> Tx<'a> {
+    /// Serialise with every other transaction that locks the same `key` of
+    /// the same `kind`, until this one ends: the lock of a read-then-write
+    /// on rows that may not exist yet (a row lock, `FOR UPDATE`, needs the
+    /// row). PostgreSQL: a transaction-scoped advisory lock on (kind,
+    /// hash of key), bounded by the connection's `lock_timeout`. SQLite: a
+    /// no-op — its write transaction (`BEGIN IMMEDIATE`) holds the
+    /// database's one write lock already.
+    pub fn lock_key(&self, kind: KeyLock, key: &str) -> Result<(), StoreError> {
+        match self {
+            Tx::Sqlite(_) => Ok(()),
+            Tx::Postgres(t) => {
+                let mut t = t.borrow_mut();
+                let t = t.get()?;
+                let (class, hash) = (kind.class(), key_hash(key));
+                off_runtime(|| {
+                    t.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&class, &hash])
+                })?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Open a savepoint: one step of a transaction that several steps
+    /// share (group commit), undone alone if it fails.
+    pub fn savepoint(&self) -> Result<Savepoint<'_, 'a>, StoreError> {
+        self.batch("SAVEPOINT eos_step")?;
+        Ok(Savepoint {
+            tx: self,
+            open: true,
+        })
+    }
+
+    /// Statements without parameters or results.
+    fn batch(&self, sql: &str) -> Result<(), StoreError> {
+        match self {
+            Tx::Sqlite(t) => Ok(t.execute_batch(sql)?),
+            Tx::Postgres(t) => {
+                let mut t = t.borrow_mut();
+                let t = t.get()?;
+                Ok(off_runtime(|| t.batch_execute(sql))?)
+            }
         }
     }
 }

@@ -33,7 +33,7 @@ pub mod testing;
 pub mod transfer;
 
 pub use audit::{AuditEntry, AuditRecord};
-pub use db::{Conn, Engine, Param, Row, Sql, Tx};
+pub use db::{Conn, Engine, KeyLock, Param, Row, Savepoint, Sql, Tx};
 pub use pg::StoreUrl;
 pub use rusqlite;
 
@@ -286,6 +286,35 @@ pub enum StoreLocation {
     Postgres(StoreUrl),
 }
 
+/// Opens more connections to an open PostgreSQL store
+/// ([`Store::connector`]); its `Debug` never shows the password.
+#[derive(Clone)]
+pub struct Connector {
+    config: postgres::Config,
+    path: String,
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Connector({})", self.path)
+    }
+}
+
+impl Connector {
+    /// One more connection to the same database (migrated already by the
+    /// store it came from).
+    pub fn connect(&self) -> Result<Store, StoreError> {
+        let client = pg::connect(&self.config)?;
+        Ok(Store {
+            conn: Conn::Postgres(Box::new(db::PgConn {
+                client: std::cell::RefCell::new(Some(client)),
+                config: self.config.clone(),
+            })),
+            path: self.path.clone(),
+        })
+    }
+}
+
 /// An open state store.
 #[derive(Debug)]
 pub struct Store {
@@ -389,6 +418,43 @@ impl Store {
                 })?;
                 Ok(Tx::Postgres(std::cell::RefCell::new(db::PgTx(Some(tx)))))
             }
+        }
+    }
+
+    /// Begin a write transaction that does **not** take the store's write
+    /// lock on PostgreSQL, so that it runs beside other instances' and
+    /// other connections' transactions: for writers that lock what they
+    /// read-then-write themselves — a code's row (`FOR UPDATE`), keys with
+    /// [`Tx::lock_key`] — and whose other writes only append (the
+    /// registration path: code check and spend, rule, outbox, registration,
+    /// audit). A writer that needs store-wide order (CRL numbers, the
+    /// inventory's key check, enforce, sync) uses [`Store::transaction`],
+    /// whose lock these transactions never wait for, so the two kinds
+    /// cannot deadlock over it. SQLite: the same `BEGIN IMMEDIATE` as
+    /// [`Store::transaction`] (one writer at a time is all a file allows).
+    pub fn concurrent_transaction(&mut self) -> Result<Tx<'_>, StoreError> {
+        match &mut self.conn {
+            Conn::Sqlite(c) => Ok(Tx::Sqlite(
+                c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?,
+            )),
+            Conn::Postgres(p) => {
+                let client = p.client_mut()?;
+                let tx = db::off_runtime(|| client.transaction())?;
+                Ok(Tx::Postgres(std::cell::RefCell::new(db::PgTx(Some(tx)))))
+            }
+        }
+    }
+
+    /// What it takes to open more connections to this store, on
+    /// PostgreSQL (a service's pool); `None` on SQLite, where writers take
+    /// turns on one file and a second connection would only wait.
+    pub fn connector(&self) -> Option<Connector> {
+        match &self.conn {
+            Conn::Sqlite(_) => None,
+            Conn::Postgres(p) => Some(Connector {
+                config: p.config.clone(),
+                path: self.path.clone(),
+            }),
         }
     }
 

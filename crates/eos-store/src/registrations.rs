@@ -7,7 +7,7 @@
 
 use std::net::IpAddr;
 
-use crate::db::{Row, Sql, Tx};
+use crate::db::{KeyLock, Row, Sql, Tx};
 use eos_identity::{SpaceId, UserId};
 use serde::Serialize;
 
@@ -161,6 +161,20 @@ pub fn current_recovery(
     )?
     .map(decode)
     .transpose()
+}
+
+/// [`current_recovery`] inside a write transaction that goes on to replace
+/// it: the account's recovery is locked first ([`Tx::lock_key`]), so two
+/// recoveries of one administrator on two instances take turns and the
+/// second replaces the first's address, instead of both replacing the same
+/// old one.
+pub fn current_recovery_for_update(
+    tx: &Tx<'_>,
+    space: &SpaceId,
+    user: &UserId,
+) -> Result<Option<Registration>, StoreError> {
+    tx.lock_key(KeyLock::Recovery, &format!("{space} {user}"))?;
+    current_recovery(tx, space, user)
 }
 
 /// Mark `old` as replaced by `new` (inside the caller's transaction).

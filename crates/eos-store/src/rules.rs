@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::str::FromStr;
 
-use crate::db::{Row, Sql, Tx};
+use crate::db::{KeyLock, Row, Sql, Tx};
 use eos_identity::{SpaceId, UserId};
 use eos_logs::{Observation, StatusCounts};
 use eos_plan::rules::{Label, NetworkAccessRule, RuleCidr, Timestamp, rfc3339};
@@ -80,7 +80,7 @@ pub fn put_rule(
     rule: &NetworkAccessRule,
     actor: &str,
 ) -> Result<RuleChange, StoreError> {
-    let existing = rule_by_key(tx, &rule.space, &rule.cidr)?;
+    let existing = rule_for_update(tx, &rule.space, &rule.cidr)?;
     let change = match existing {
         Some(old) if old.rule == *rule => return Ok(RuleChange::Unchanged),
         Some(_) => {
@@ -189,7 +189,7 @@ pub fn remove_rule_in(
     cidr: &RuleCidr,
     actor: &str,
 ) -> Result<Option<NetworkAccessRule>, StoreError> {
-    let Some(old) = rule_by_key(tx, space, cidr)? else {
+    let Some(old) = rule_for_update(tx, space, cidr)? else {
         return Ok(None);
     };
     tx.execute(
@@ -212,6 +212,20 @@ pub fn get_rule(
     cidr: &RuleCidr,
 ) -> Result<Option<StoredRule>, StoreError> {
     rule_by_key(conn, space, cidr)
+}
+
+/// The rule for a space and CIDR, read inside a write transaction that may
+/// go on to write it: the key is locked first ([`Tx::lock_key`]), so two
+/// transactions without the store's write lock (registrations on two
+/// instances) cannot both find it missing and both insert it, or both
+/// remove it.
+pub fn rule_for_update(
+    tx: &Tx<'_>,
+    space: &SpaceId,
+    cidr: &RuleCidr,
+) -> Result<Option<StoredRule>, StoreError> {
+    tx.lock_key(KeyLock::Rule, &format!("{space} {cidr}"))?;
+    rule_by_key(tx, space, cidr)
 }
 
 fn rule_by_key(

@@ -429,6 +429,94 @@ fn concurrent_uses_on(location: &StoreLocation) {
     }
 }
 
+/// Registrations without the store's write lock
+/// (`Store::concurrent_transaction`, what `serve` uses on PostgreSQL): two
+/// connections spending different codes from different addresses do not
+/// wait for each other, while two spending the same code take turns on its
+/// row and the second finds it spent. Before, every write transaction took
+/// one store-wide lock, and the second connection waited for the first.
+#[test]
+fn registrations_on_two_postgresql_connections_run_side_by_side_and_take_turns_on_a_code() {
+    let engines = Engines::start();
+    let Some(url) = engines.pg_url("side_by_side") else {
+        return;
+    };
+    let (mut a, mut b) = (
+        Store::open_postgres(&url).unwrap(),
+        Store::open_postgres(&url).unwrap(),
+    );
+    let ring = ring_a();
+    let policy = BackoffPolicy::default();
+    let mut issue = || {
+        a.issue_code(&ring, &onboarding(&[Purpose::RegisterIp]), T0, "op")
+            .unwrap()
+            .0
+            .reveal()
+            .to_string()
+    };
+    let (first, second) = (issue(), issue());
+    let spend_in = |tx: &eos_store::Tx<'_>, code: &str, source: &str| {
+        eos_store::codes::spend_in(
+            tx,
+            &ring,
+            &policy,
+            &attempt(code, Purpose::RegisterIp, source),
+            T0 + 1,
+            |tx, grant| {
+                tx.execute(
+                    "INSERT INTO kv(key, value) VALUES (?1, 'done')",
+                    &[&format!("action:{}", grant.code_id)],
+                )
+            },
+        )
+    };
+    let held = a.concurrent_transaction().unwrap();
+    let _spent = spend_in(&held, &first, "192.0.2.1").unwrap();
+    // Another code from another address, while `held` is open: no wait.
+    let started = std::time::Instant::now();
+    let tx = b.concurrent_transaction().unwrap();
+    let _spent = spend_in(&tx, &second, "192.0.2.2").unwrap();
+    tx.commit().unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "waited {:?} for another registration's transaction",
+        started.elapsed()
+    );
+    // The same code: waits for `held`, then finds its one use spent.
+    std::thread::scope(|s| {
+        let racer = s.spawn(|| {
+            let tx = b.concurrent_transaction().unwrap();
+            let out = spend_in(&tx, &first, "192.0.2.3");
+            tx.commit().unwrap();
+            out
+        });
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(!racer.is_finished(), "the code's row was not locked");
+        held.commit().unwrap();
+        match racer.join().unwrap() {
+            Err(SpendError::Check(CheckError::Rejected(r))) => {
+                assert_eq!(r.audit_reason(), RefusalReason::Spent);
+            }
+            other => panic!("{other:?}"),
+        }
+    });
+    let store = Store::open_postgres(&url).unwrap();
+    let count = |sql: &str| {
+        store
+            .conn()
+            .query_one(sql, &[], |r| r.get::<i64>(0))
+            .unwrap()
+    };
+    assert_eq!(
+        count("SELECT count(*) FROM kv WHERE key LIKE 'action:%'"),
+        2
+    );
+    assert_eq!(
+        count("SELECT COALESCE(SUM(uses), 0)::bigint FROM code_uses"),
+        2
+    );
+}
+
 #[test]
 fn failed_action_rolls_back_the_use() {
     on_each_engine(|mut store| {
