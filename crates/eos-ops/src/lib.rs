@@ -15,6 +15,8 @@
 //! - [`bootstrap`]: scan results and rules → staged sets, all or nothing.
 //! - [`enforce`]: enforce and roll back a space on a backend, with the
 //!   certificate gate at the edge.
+//! - [`ca`]: the CA's lifecycle — install, sign, revoke with its CRL and
+//!   audit, CRLs, accounts — and its inventory as typed records.
 //! - [`issuance`]: the one certificate issuance flow (validate, plan,
 //!   sign, check, record, audit), for `ca sign` and the registration
 //!   service.
@@ -33,6 +35,7 @@
 
 mod backend;
 pub mod bootstrap;
+pub mod ca;
 pub mod enforce;
 mod error;
 pub mod issuance;

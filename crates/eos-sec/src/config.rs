@@ -311,6 +311,103 @@ pub struct CaSection {
     pub profiles: CaProfiles,
 }
 
+/// A `[ca]` duration (whole seconds), its key named in the error.
+fn ca_duration(s: &str, what: &str) -> anyhow::Result<std::time::Duration> {
+    eos_codes::duration::parse_seconds(s).map_err(|e| bad_input!("{what}: {e}"))
+}
+
+impl CaSection {
+    /// The key passphrase from `key_passphrase_env`, `None` when unset.
+    pub fn passphrase(&self) -> anyhow::Result<Option<eos_ca::Passphrase>> {
+        let Some(var) = &self.key_passphrase_env else {
+            return Ok(None);
+        };
+        let value = std::env::var(var).map_err(|_| {
+            bad_input!(
+                "[ca] key_passphrase_env names {var}, but {var} is not set (or not UTF-8); export it before running eos-sec"
+            )
+        })?;
+        Ok(Some(eos_ca::Passphrase::new(value)?))
+    }
+
+    /// The issuance policy: lifetimes per profile, backdate, CRL URL.
+    pub fn issuance_policy(&self) -> anyhow::Result<eos_ca::IssuancePolicy> {
+        let mut p = eos_ca::IssuancePolicy::default();
+        let set = |slot: &mut eos_ca::Lifetime,
+                   c: &Option<ProfileLifetime>,
+                   name: &str|
+         -> anyhow::Result<()> {
+            if let Some(c) = c {
+                if let Some(l) = &c.lifetime {
+                    slot.default = ca_duration(l, &format!("[ca.profiles.{name}] lifetime"))?;
+                }
+                if let Some(m) = &c.max {
+                    slot.max = ca_duration(m, &format!("[ca.profiles.{name}] max"))?;
+                }
+            }
+            Ok(())
+        };
+        set(&mut p.service, &self.profiles.service, "service")?;
+        set(&mut p.device, &self.profiles.device, "device")?;
+        set(&mut p.cli, &self.profiles.cli, "cli")?;
+        set(&mut p.browser, &self.profiles.browser, "browser")?;
+        if let Some(b) = &self.backdate {
+            p.backdate = ca_duration(b, "[ca] backdate")?;
+        }
+        p.crl_url = self.crl_url.clone();
+        p.check().map_err(|e| bad_input!("[ca]: {e}"))?;
+        Ok(p)
+    }
+
+    /// `crl_validity`, between 1 s and 24 h.
+    pub fn crl_validity(&self) -> anyhow::Result<std::time::Duration> {
+        let d = match &self.crl_validity {
+            Some(s) => ca_duration(s, "[ca] crl_validity")?,
+            None => eos_ca::MAX_CRL_VALIDITY,
+        };
+        if d > eos_ca::MAX_CRL_VALIDITY || d.is_zero() {
+            return Err(bad_input!("[ca] crl_validity must be between 1s and 24h"));
+        }
+        Ok(d)
+    }
+
+    /// The lifetime of a root made by `ca init`.
+    pub fn root_lifetime(&self) -> anyhow::Result<std::time::Duration> {
+        match &self.root_lifetime {
+            Some(s) => ca_duration(s, "[ca] root_lifetime"),
+            None => Ok(std::time::Duration::from_secs(3650 * 86400)),
+        }
+    }
+
+    /// The CSR limits (`max_csr_bytes`).
+    pub fn csr_limits(&self) -> eos_ca::CsrLimits {
+        eos_ca::CsrLimits {
+            max_bytes: self
+                .max_csr_bytes
+                .unwrap_or(eos_ca::CsrLimits::default().max_bytes),
+            ..eos_ca::CsrLimits::default()
+        }
+    }
+
+    /// The Private CA's ARN (`backend = "acmpca"`).
+    pub fn arn(&self) -> anyhow::Result<&str> {
+        self.certificate_authority_arn.as_deref().ok_or_else(|| {
+            bad_input!(
+                "[ca] backend = \"acmpca\" needs [ca] certificate_authority_arn (the AWS Private CA's ARN)"
+            )
+        })
+    }
+
+    /// How long to wait for Private CA to issue (`issue_wait`).
+    pub fn issue_wait(&self) -> anyhow::Result<eos_aws::acmpca::IssueWait> {
+        let mut wait = eos_aws::acmpca::IssueWait::default();
+        if let Some(s) = &self.issue_wait {
+            wait.max = ca_duration(s, "[ca] issue_wait")?;
+        }
+        Ok(wait)
+    }
+}
+
 /// Which CA signs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -8,22 +8,18 @@
 //! database and every certificate goes through the one issuance flow
 //! (`eos_ops::issuance`).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use eos_ca::{
-    Account, CaEnv, CsrLimits, LocalCa, Passphrase, Profile, RevocationReason, RevokedEntry, Serial,
-};
+use eos_aws::acmpca::PrivateCa;
+use eos_ca::{Account, CaEnv, LocalCa, Profile, RevocationReason, Serial};
 use eos_identity::{SpaceId, UserId};
-use eos_store::certs::{self, CertFilter, CertRecord, CrlRecord};
-use eos_store::{AuditEntry, audit_in};
+use eos_ops::ca::inventory::{self, CertStatus, InventoryRecord};
+use eos_ops::ca::{Audit, Ca, CaError, CaFiles, CrlPolicy, Revocation, SignError, SignRequest};
+use eos_ops::issuance::CaSetup;
 use serde::Serialize;
-
-use eos_aws::acmpca::{IssueWait, PrivateCa};
-use eos_ops::issuance::{CaSetup, IssuanceError, IssueAudit, IssueInput, issue_in, withdraw};
 
 use crate::cmd::aws::{AwsArgs, aws_options};
 use crate::config::{CaBackendKind, CaSection};
@@ -185,7 +181,7 @@ pub fn run(cmd: CaCommand, ctx: &crate::Ctx) -> anyhow::Result<()> {
     let files = CaFiles::new(&ctx.state_dir);
     let conf = &ctx.config.ca;
     if conf.backend == CaBackendKind::Acmpca {
-        let arn = private_arn(conf)?;
+        let arn = conf.arn()?;
         match &cmd {
             CaCommand::Init(_) | CaCommand::Import(_) => {
                 return Err(bad_input!(
@@ -215,95 +211,24 @@ pub fn run(cmd: CaCommand, ctx: &crate::Ctx) -> anyhow::Result<()> {
     }
 }
 
-struct CaFiles {
-    dir: PathBuf,
-    key: PathBuf,
-    cert: PathBuf,
-    crl: PathBuf,
-}
-
-impl CaFiles {
-    fn new(state_dir: &Path) -> CaFiles {
-        let dir = state_dir.join("ca");
-        CaFiles {
-            key: dir.join("ca.key"),
-            cert: dir.join("ca.pem"),
-            crl: dir.join("crl.pem"),
-            dir,
-        }
-    }
-}
-
 fn duration(s: &str, what: &str) -> anyhow::Result<Duration> {
     eos_codes::duration::parse_seconds(s).map_err(|e| bad_input!("{what}: {e}"))
 }
 
-fn passphrase(conf: &CaSection) -> anyhow::Result<Option<Passphrase>> {
-    let Some(var) = &conf.key_passphrase_env else {
-        return Ok(None);
-    };
-    let value = std::env::var(var).map_err(|_| {
-        bad_input!(
-            "[ca] key_passphrase_env names {var}, but {var} is not set (or not UTF-8); export it before running eos-sec"
-        )
-    })?;
-    Ok(Some(Passphrase::new(value)?))
-}
-
-pub(crate) fn policy(conf: &CaSection) -> anyhow::Result<eos_ca::IssuancePolicy> {
-    let mut p = eos_ca::IssuancePolicy::default();
-    let set = |slot: &mut eos_ca::Lifetime,
-               c: &Option<crate::config::ProfileLifetime>,
-               name: &str|
-     -> anyhow::Result<()> {
-        if let Some(c) = c {
-            if let Some(l) = &c.lifetime {
-                slot.default = duration(l, &format!("[ca.profiles.{name}] lifetime"))?;
-            }
-            if let Some(m) = &c.max {
-                slot.max = duration(m, &format!("[ca.profiles.{name}] max"))?;
-            }
-        }
-        Ok(())
-    };
-    set(&mut p.service, &conf.profiles.service, "service")?;
-    set(&mut p.device, &conf.profiles.device, "device")?;
-    set(&mut p.cli, &conf.profiles.cli, "cli")?;
-    set(&mut p.browser, &conf.profiles.browser, "browser")?;
-    if let Some(b) = &conf.backdate {
-        p.backdate = duration(b, "[ca] backdate")?;
-    }
-    p.crl_url = conf.crl_url.clone();
-    p.check().map_err(|e| bad_input!("[ca]: {e}"))?;
-    Ok(p)
-}
-
-fn crl_validity(conf: &CaSection) -> anyhow::Result<Duration> {
-    let d = match &conf.crl_validity {
-        Some(s) => duration(s, "[ca] crl_validity")?,
-        None => eos_ca::MAX_CRL_VALIDITY,
-    };
-    if d > eos_ca::MAX_CRL_VALIDITY || d.is_zero() {
-        return Err(bad_input!("[ca] crl_validity must be between 1s and 24h"));
-    }
-    Ok(d)
+/// `[ca] crl_validity` and whether `[gate]` hears of each CRL.
+fn crl_policy(ctx: &crate::Ctx) -> anyhow::Result<CrlPolicy> {
+    Ok(CrlPolicy {
+        validity: ctx.config.ca.crl_validity()?,
+        gate: ctx.config.gate.bucket.is_some(),
+    })
 }
 
 fn load_ca(files: &CaFiles, conf: &CaSection) -> anyhow::Result<LocalCa> {
-    if !files.key.exists() {
-        return Err(bad_input!(
-            "no CA in {}: run `eos-sec ca init --env dev|staging|prod` or `eos-sec ca import` first",
-            files.dir.display()
-        ));
+    if !files.exists() {
+        // Before the passphrase: a missing CA is the first thing to say.
+        return Ok(eos_ops::ca::load_local(files, None)?);
     }
-    let key = zeroize::Zeroizing::new(
-        std::fs::read_to_string(&files.key)
-            .with_context(|| format!("reading {}", files.key.display()))?,
-    );
-    let cert = std::fs::read_to_string(&files.cert)
-        .with_context(|| format!("reading {}", files.cert.display()))?;
-    let pass = passphrase(conf)?;
-    Ok(LocalCa::from_pem(&key, &cert, pass.as_ref())?)
+    Ok(eos_ops::ca::load_local(files, conf.passphrase()?.as_ref())?)
 }
 
 /// The configured CA ready to issue, for `eos-sec serve`: `None` when the
@@ -315,61 +240,33 @@ pub(crate) fn load_setup(
     rt: &tokio::runtime::Runtime,
 ) -> anyhow::Result<Option<CaSetup>> {
     let files = CaFiles::new(&ctx.state_dir);
-    let conf = &ctx.config.ca;
-    if conf.backend == CaBackendKind::Local && !files.key.exists() {
+    if ctx.config.ca.backend == CaBackendKind::Local && !files.exists() {
         return Ok(None);
     }
-    let ca = open_ca(ctx, &files, rt)?;
-    Ok(Some(setup(ca, conf)?))
+    Ok(Some(issuing_setup(ctx, rt)?))
 }
 
-/// The configured CA ready to issue (local key or AWS Private CA), for
-/// commands that issue outside `ca sign` (`drill`).
+/// The configured CA ready to issue (local key or AWS Private CA).
 pub(crate) fn issuing_setup(
     ctx: &crate::Ctx,
     rt: &tokio::runtime::Runtime,
 ) -> anyhow::Result<CaSetup> {
     let files = CaFiles::new(&ctx.state_dir);
-    setup(open_ca(ctx, &files, rt)?, &ctx.config.ca)
-}
-
-/// The CA that signs, as configured.
-enum Ca {
-    Local(Box<LocalCa>),
-    Private(Box<PrivateCa>),
-}
-
-fn private_arn(conf: &CaSection) -> anyhow::Result<&str> {
-    conf.certificate_authority_arn.as_deref().ok_or_else(|| {
-        bad_input!(
-            "[ca] backend = \"acmpca\" needs [ca] certificate_authority_arn (the AWS Private CA's ARN)"
-        )
-    })
-}
-
-fn issue_wait(conf: &CaSection) -> anyhow::Result<IssueWait> {
-    let mut wait = IssueWait::default();
-    if let Some(s) = &conf.issue_wait {
-        wait.max = duration(s, "[ca] issue_wait")?;
-    }
-    Ok(wait)
+    let conf = &ctx.config.ca;
+    Ok(open_ca(ctx, &files, rt)?.setup(conf.issuance_policy()?, conf.csr_limits())?)
 }
 
 /// Connect to AWS Private CA `[ca] certificate_authority_arn`, reached as
 /// every AWS command reaches AWS: `[backend]` region, profile and
 /// endpoint_url over the standard AWS configuration (`ca sign` has its own
-/// `--profile`, so the CA commands take no AWS flags).
-fn open_private(ctx: &crate::Ctx, rt: &tokio::runtime::Runtime) -> anyhow::Result<PrivateCa> {
-    rt.block_on(connect_private(ctx))
-}
-
-/// [`open_private`] for a caller already inside the async runtime (the
-/// certificate gate reads the Private CA's CRL there).
+/// `--profile`, so the CA commands take no AWS flags). Also for a caller
+/// already inside the async runtime (the certificate gate reads the
+/// Private CA's CRL there).
 pub(crate) async fn connect_private(ctx: &crate::Ctx) -> anyhow::Result<PrivateCa> {
     let conf = &ctx.config.ca;
-    let arn = private_arn(conf)?;
+    let arn = conf.arn()?;
     let opts = aws_options(&AwsArgs::default(), &ctx.config.backend);
-    PrivateCa::connect(&opts, arn, issue_wait(conf)?)
+    PrivateCa::connect(&opts, arn, conf.issue_wait()?)
         .await
         .with_context(|| format!("[ca] certificate_authority_arn {arn}"))
 }
@@ -378,177 +275,44 @@ pub(crate) async fn connect_private(ctx: &crate::Ctx) -> anyhow::Result<PrivateC
 fn open_ca(ctx: &crate::Ctx, files: &CaFiles, rt: &tokio::runtime::Runtime) -> anyhow::Result<Ca> {
     match ctx.config.ca.backend {
         CaBackendKind::Local => Ok(Ca::Local(Box::new(load_ca(files, &ctx.config.ca)?))),
-        CaBackendKind::Acmpca => Ok(Ca::Private(Box::new(open_private(ctx, rt)?))),
+        CaBackendKind::Acmpca => Ok(Ca::Private(Box::new(rt.block_on(connect_private(ctx))?))),
     }
-}
-
-/// A CA with its issuance policy and CSR limits. AWS Private CA writes its
-/// own CRL distribution point into what it issues, so the plan carries that
-/// URL (`[ca] crl_url`, when set, is taken as what the CA writes).
-fn setup(ca: Ca, conf: &CaSection) -> anyhow::Result<CaSetup> {
-    let mut policy = policy(conf)?;
-    let limits = csr_limits(conf);
-    match ca {
-        Ca::Local(ca) => Ok(CaSetup::local(*ca, policy, limits)?),
-        Ca::Private(ca) => {
-            if policy.crl_url.is_none() {
-                policy.crl_url = ca.crl_url().map(str::to_owned);
-            }
-            let info = ca.info().clone();
-            let id = ca.arn().to_owned();
-            let chain = ca.trust_bundle();
-            Ok(CaSetup::new(*ca, info, id, chain, policy, limits))
-        }
-    }
-}
-
-fn csr_limits(conf: &CaSection) -> CsrLimits {
-    CsrLimits {
-        max_bytes: conf.max_csr_bytes.unwrap_or(CsrLimits::default().max_bytes),
-        ..CsrLimits::default()
-    }
-}
-
-/// Write a file atomically (temp file in the same directory, then rename)
-/// with `mode`; nothing is left half-written.
-fn write_atomic(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(&dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    set_mode(tmp.as_file(), mode)?;
-    tmp.write_all(data)
-        .and_then(|()| tmp.as_file().sync_all())
-        .with_context(|| format!("writing {}", path.display()))?;
-    tmp.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
-}
-
-#[cfg(unix)]
-fn set_mode(f: &std::fs::File, mode: u32) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    f.set_permissions(std::fs::Permissions::from_mode(mode))?;
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn set_mode(_f: &std::fs::File, _mode: u32) -> anyhow::Result<()> {
-    Ok(())
-}
-
-fn create_ca_dir(files: &CaFiles) -> anyhow::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&files.dir)
-            .with_context(|| format!("creating {}", files.dir.display()))?;
-    }
-    #[cfg(not(unix))]
-    std::fs::create_dir_all(&files.dir)?;
-    Ok(())
 }
 
 fn actor() -> String {
     std::env::var("USER").unwrap_or_else(|_| "operator".to_owned())
 }
 
-#[derive(Serialize)]
-struct CaReport {
-    subject: String,
-    key_fingerprint: String,
-    not_after: String,
-    key_encrypted: bool,
-    key: String,
-    certificate: String,
-    crl: String,
-    crl_number: u64,
-}
-
-/// Store a new CA: key, certificate, audit entry and a first CRL.
-fn install(
-    ca: &LocalCa,
-    action: &str,
-    ctx: &crate::Ctx,
-    files: &CaFiles,
-    conf: &CaSection,
-) -> anyhow::Result<()> {
-    if files.key.exists() || files.cert.exists() {
-        return Err(bad_input!(
-            "a CA already exists in {}; refusing to replace it",
-            files.dir.display()
-        ));
+/// Install a new local CA and print what was written.
+fn install(ca: &LocalCa, action: &str, ctx: &crate::Ctx, files: &CaFiles) -> anyhow::Result<()> {
+    if files.exists() || files.cert.exists() {
+        // Before the passphrase: an existing CA is the first thing to say.
+        let dir = files.dir.clone();
+        return Err(CaError::Exists { dir }.into());
     }
-    let pass = passphrase(conf)?;
-    let validity = crl_validity(conf)?;
-    create_ca_dir(files)?;
-    let key_pem = ca.key_pem(pass.as_ref())?;
-    let cert_pem = ca.certificate_pem()?;
+    let pass = ctx.config.ca.passphrase()?;
+    let crls = crl_policy(ctx)?;
     let mut store = ctx.store()?;
-    let tx = store.transaction()?;
-    let (number, crl_pem) = issue_crl(ca, &tx, validity)?;
-    let info = ca.info();
-    let subject = info.subject().to_string();
-    audit_in(
-        &tx,
-        &AuditEntry::new(&actor(), action, &subject).with_detail(serde_json::json!({
-            "key_fingerprint": info.fingerprint().to_string(),
-            "not_after": eos_ca::rfc3339(info.not_after()),
-        })),
-    )?;
-    write_atomic(&files.key, key_pem.as_bytes(), 0o600)?;
-    write_atomic(&files.cert, cert_pem.as_bytes(), 0o644)?;
-    write_atomic(&files.crl, crl_pem.as_bytes(), 0o644)?;
-    tx.commit()?;
-    let report = CaReport {
-        subject,
-        key_fingerprint: info.fingerprint().to_string(),
-        not_after: eos_ca::rfc3339(info.not_after()),
-        key_encrypted: pass.is_some(),
-        key: files.key.display().to_string(),
-        certificate: files.cert.display().to_string(),
-        crl: files.crl.display().to_string(),
-        crl_number: number,
-    };
+    let r = eos_ops::ca::install(&mut store, files, ca, pass.as_ref(), crls, &actor(), action)?;
     if ctx.json {
-        return emit_json(&report);
+        return emit_json(&r);
     }
     emit(&format!(
         "CA ready: {}\n  key fingerprint  {}\n  valid until      {}\n  key              {} (0600{})\n  certificate      {}\n  crl              {} (number {})\n",
-        report.subject,
-        report.key_fingerprint,
-        report.not_after,
-        report.key,
-        if report.key_encrypted {
-            ", encrypted"
-        } else {
-            ""
-        },
-        report.certificate,
-        report.crl,
-        report.crl_number
+        r.subject,
+        r.key_fingerprint,
+        eos_store::format_rfc3339(r.not_after),
+        r.key.display(),
+        if r.key_encrypted { ", encrypted" } else { "" },
+        r.certificate.display(),
+        r.crl.display(),
+        r.crl_number
     ))
 }
 
 fn init(a: InitArgs, ctx: &crate::Ctx, files: &CaFiles, conf: &CaSection) -> anyhow::Result<()> {
-    if files.key.exists() {
-        return Err(bad_input!(
-            "a CA already exists in {}; refusing to replace it",
-            files.dir.display()
-        ));
-    }
-    let lifetime = match &conf.root_lifetime {
-        Some(s) => duration(s, "[ca] root_lifetime")?,
-        None => Duration::from_secs(3650 * 86400),
-    };
-    let ca = LocalCa::generate(a.env, lifetime, SystemTime::now())?;
-    install(&ca, "ca.init", ctx, files, conf)
+    let ca = LocalCa::generate(a.env, conf.root_lifetime()?, SystemTime::now())?;
+    install(&ca, "ca.init", ctx, files)
 }
 
 fn import(
@@ -563,7 +327,7 @@ fn import(
     );
     let cert = std::fs::read_to_string(&a.cert)
         .map_err(|e| bad_input!("{}: cannot read: {e}", a.cert.display()))?;
-    let pass = passphrase(conf)?;
+    let pass = conf.passphrase()?;
     let ca = LocalCa::from_pem(&key, &cert, pass.as_ref()).map_err(|e| {
         bad_input!(
             "importing {} and {}: {e}",
@@ -571,57 +335,7 @@ fn import(
             a.cert.display()
         )
     })?;
-    install(&ca, "ca.import", ctx, files, conf)
-}
-
-/// Build and record the next CRL inside `tx`; returns its number and PEM.
-fn issue_crl(
-    ca: &LocalCa,
-    tx: &eos_store::Tx<'_>,
-    validity: Duration,
-) -> anyhow::Result<(u64, String)> {
-    let now = SystemTime::now();
-    let revoked = certs::revoked_unexpired(tx, &eos_ca::rfc3339(now))?;
-    let mut entries = Vec::with_capacity(revoked.len());
-    // Only the local CA's own certificates: AWS Private CA lists its own.
-    for r in revoked.iter().filter(|r| r.signer == certs::LOCAL_SIGNER) {
-        entries.push(revoked_entry(r)?);
-    }
-    let number = certs::next_crl_number(tx)?;
-    let crl = ca.crl(number, &entries, now, validity)?;
-    let pem = eos_ca::crl_pem(&crl)?;
-    let this_update = crl.tbs_cert_list.this_update.to_system_time();
-    certs::record_crl(
-        tx,
-        &CrlRecord {
-            number,
-            this_update: eos_ca::rfc3339(this_update),
-            next_update: eos_ca::rfc3339(now + validity),
-            pem: pem.clone(),
-        },
-    )?;
-    Ok((number, pem))
-}
-
-fn revoked_entry(r: &CertRecord) -> anyhow::Result<RevokedEntry> {
-    let corrupt =
-        |what: &str| anyhow::anyhow!("state database: certificate {}: bad {what}", r.serial);
-    let at = r
-        .revoked_at
-        .as_deref()
-        .ok_or_else(|| corrupt("revoked_at"))?;
-    let at = time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
-        .map_err(|_| corrupt("revoked_at"))?;
-    Ok(RevokedEntry {
-        serial: Serial::from_hex(&r.serial).map_err(|_| corrupt("serial"))?,
-        revoked_at: at.into(),
-        reason: r
-            .revocation_reason
-            .as_deref()
-            .unwrap_or("unspecified")
-            .parse()
-            .map_err(|_| corrupt("revocation_reason"))?,
-    })
+    install(&ca, "ca.import", ctx, files)
 }
 
 #[derive(Serialize)]
@@ -635,73 +349,37 @@ struct Refusal<'a> {
 struct SignReport<'a> {
     status: &'static str,
     #[serde(flatten)]
-    record: &'a CertRecord,
+    record: &'a InventoryRecord,
     ignored_requests: &'a [eos_ca::IgnoredRequest],
     out: Option<String>,
     pem: Option<&'a str>,
 }
 
-/// A refused request: an audit entry (the code, the account asked for and
-/// the file name; never the CSR body), JSON on stdout with `--json`, and an
-/// error whose message starts with the file, what was refused and the
-/// stable code (`csr refused [csr-weak-hash]`, `lifetime refused
-/// [lifetime-over-cap]`). The caller holds no open transaction.
-fn refuse(ctx: &crate::Ctx, a: &SignArgs, err: eos_ca::IssueError) -> anyhow::Error {
-    let path = &a.csr;
-    let what = match err {
-        eos_ca::IssueError::Csr(_) => "csr",
-        eos_ca::IssueError::LifetimeOverCap { .. } | eos_ca::IssueError::LifetimeZero { .. } => {
-            "lifetime"
-        }
-        _ => "request",
-    };
-    let context = format!("{}: {what} refused [{}]", path.display(), err.code());
-    if let Err(e) = audit_refusal(ctx, a, "ca.csr-refused", err.code(), None) {
-        return e.context(format!(
-            "{context}; recording the refusal in the audit log failed"
-        ));
-    }
-    if ctx.json {
+/// A refused or failed `ca sign` (audited by the operation): JSON on stdout
+/// with `--json` for a refusal, and an error whose message starts with the
+/// file, what was refused and the stable code (`csr refused
+/// [csr-weak-hash]`, `lifetime refused [lifetime-over-cap]`).
+fn sign_error(ctx: &crate::Ctx, a: &SignArgs, e: SignError) -> anyhow::Error {
+    if ctx.json
+        && let Some(refusal) = e.refusal()
+    {
         let _ = emit_json(&Refusal {
             status: "refused",
-            code: err.code(),
-            reason: err.to_string(),
+            code: refusal.code(),
+            reason: refusal.to_string(),
         });
     }
-    anyhow::Error::new(err).context(context)
-}
-
-/// Audit a refused or failed `ca sign`; `error` is the failure's message
-/// when it says more than its code (the serial of a certificate the CA
-/// signed and what became of it).
-fn audit_refusal(
-    ctx: &crate::Ctx,
-    a: &SignArgs,
-    action: &str,
-    code: &str,
-    error: Option<String>,
-) -> anyhow::Result<()> {
-    let mut store = ctx.store()?;
-    let tx = store.transaction()?;
-    let mut detail = serde_json::json!({
-        "space": a.space,
-        "user": a.user,
-        "profile": a.profile,
-        "csr": a.csr.display().to_string(),
-    });
-    if let Some(error) = error {
-        detail["error"] = serde_json::json!(error);
+    match &e {
+        SignError::Refused(_) | SignError::Failed { .. } | SignError::Unaudited { .. } => {
+            let context = format!("{}: {e}", a.csr.display());
+            anyhow::Error::new(e).context(context)
+        }
+        _ => anyhow::Error::new(e),
     }
-    audit_in(
-        &tx,
-        &AuditEntry::new(&actor(), action, code).with_detail(detail),
-    )?;
-    tx.commit()?;
-    Ok(())
 }
 
 fn sign(a: SignArgs, ctx: &crate::Ctx, files: &CaFiles, conf: &CaSection) -> anyhow::Result<()> {
-    let limits = csr_limits(conf);
+    let limits = conf.csr_limits();
     let lifetime = a
         .lifetime
         .as_deref()
@@ -710,101 +388,44 @@ fn sign(a: SignArgs, ctx: &crate::Ctx, files: &CaFiles, conf: &CaSection) -> any
     // Read at most one byte over the cap: a huge file is refused without
     // being read whole, with its size when the file system knows it.
     let (input, size) = read_capped(&a.csr, limits.max_bytes)?;
-    if input.len() > limits.max_bytes {
-        let err = eos_ca::CsrError::TooLarge {
-            size,
-            max: limits.max_bytes,
-        };
-        return Err(refuse(ctx, &a, err.into()));
-    }
-    let rt = super::plan::runtime()?;
-    let ca = setup(open_ca(ctx, files, &rt)?, conf)?;
     let account = Account {
         space: a.space.clone(),
         user: a.user.clone(),
     };
-    let mut store = ctx.store()?;
-    let tx = store.transaction()?;
+    let csr_name = a.csr.display().to_string();
+    let req = SignRequest {
+        csr: &input,
+        csr_size: size,
+        csr_name: &csr_name,
+        account: &account,
+        profile: a.profile,
+        lifetime,
+        out: a.out.as_deref(),
+    };
     let actor = actor();
-    let mut extra = serde_json::Map::new();
-    extra.insert("csr".into(), serde_json::json!(a.csr.display().to_string()));
-    let issued = rt.block_on(issue_in(
-        &tx,
-        &ca,
-        &IssueInput {
-            csr: &input,
-            account: &account,
-            profile: a.profile,
-            lifetime,
-        },
-        &IssueAudit {
-            actor: &actor,
-            action: "ca.sign",
-            extra,
-        },
-        SystemTime::now(),
-    ));
-    let issued = match issued {
-        Ok(issued) => issued,
-        Err(e) => {
-            // Roll back before the refusal or failure is audited.
-            drop(tx);
-            return Err(match e {
-                IssuanceError::Refused(e) => refuse(ctx, &a, e),
-                IssuanceError::Failed(e) => {
-                    let code = e.code();
-                    let message = e.to_string();
-                    let err = anyhow::Error::new(e).context(format!(
-                        "{}: not issued by {} [{code}]; nothing recorded",
-                        a.csr.display(),
-                        ca.signer_id()
-                    ));
-                    match audit_refusal(ctx, &a, "ca.sign-failed", code, Some(message)) {
-                        Ok(()) => err,
-                        Err(audit) => audit.context(format!("{err:#}")),
-                    }
-                }
-                other => anyhow::Error::new(other),
-            });
-        }
-    };
-    let pem = issued.pem.as_str();
-    let serial = issued.serial.to_string();
-    let serial = serial.as_str();
-    // The output file is written before the commit: if it cannot be
-    // written, nothing is recorded; the rename is the last step, and a
-    // failed commit removes the file again. A certificate signed but not
-    // recorded is withdrawn from the signer (AWS Private CA revokes it), and
-    // the error says so.
-    let unrecorded = |e: anyhow::Error| {
-        let withdrawal = rt.block_on(withdraw(&ca, &issued.serial));
-        e.context(format!(
-            "certificate {serial} was signed but not recorded; {withdrawal}"
+    let mut store = ctx.store()?;
+    // Refused before the CA is opened (AWS Private CA is not asked).
+    eos_ops::ca::check_size(&mut store, &req, limits.max_bytes, &actor)
+        .map_err(|e| sign_error(ctx, &a, e))?;
+    let rt = super::plan::runtime()?;
+    let ca = open_ca(ctx, files, &rt)?.setup(conf.issuance_policy()?, limits)?;
+    let signed = rt
+        .block_on(eos_ops::ca::sign(
+            &mut store,
+            &ca,
+            &req,
+            &actor,
+            SystemTime::now(),
         ))
-    };
-    if let Some(out) = &a.out {
-        write_atomic(out, pem.as_bytes(), 0o644).map_err(unrecorded)?;
-    }
-    if let Err(e) = tx.commit() {
-        let mut e = anyhow::Error::from(e);
-        if let Some(out) = &a.out
-            && let Err(rm) = std::fs::remove_file(out)
-        {
-            e = e.context(format!(
-                "{} holds the unrecorded certificate and could not be removed: {rm}",
-                out.display()
-            ));
-        }
-        return Err(unrecorded(e));
-    }
-    let record = certs::get(store.conn(), serial)?;
+        .map_err(|e| sign_error(ctx, &a, e))?;
+    let record = &signed.record;
     if ctx.json {
         return emit_json(&SignReport {
             status: "issued",
-            record: &record,
-            ignored_requests: &issued.ignored,
+            record,
+            ignored_requests: &signed.ignored,
             out: a.out.as_ref().map(|p| p.display().to_string()),
-            pem: a.out.is_none().then_some(pem),
+            pem: a.out.is_none().then_some(signed.pem.as_str()),
         });
     }
     match &a.out {
@@ -814,16 +435,16 @@ fn sign(a: SignArgs, ctx: &crate::Ctx, files: &CaFiles, conf: &CaSection) -> any
                 record.serial,
                 record.space,
                 record.user,
-                record.profile,
-                record.not_after,
+                record.profile.as_str(),
+                eos_store::format_rfc3339(record.not_after),
                 out.display()
             );
-            if issued.requested_ca {
+            if signed.requested_ca {
                 s.push_str("note: the CSR asked for CA powers; ignored and logged\n");
             }
             emit(&s)
         }
-        None => emit(pem),
+        None => emit(&signed.pem),
     }
 }
 
@@ -846,12 +467,12 @@ fn read_capped(path: &Path, max: usize) -> anyhow::Result<(Vec<u8>, Option<usize
     Ok((buf, size.filter(|n| *n >= read)))
 }
 
-fn table(records: &[CertRecord]) -> String {
-    table_with(records, "STATUS", |r| &r.status)
-}
-
 /// The certificate table, its last column `last` (`header`).
-fn table_with(records: &[CertRecord], header: &str, last: impl Fn(&CertRecord) -> &str) -> String {
+fn table(
+    records: &[InventoryRecord],
+    header: &str,
+    last: impl Fn(&InventoryRecord) -> String,
+) -> String {
     use std::fmt::Write;
     if records.is_empty() {
         return "no certificates\n".to_owned();
@@ -864,11 +485,11 @@ fn table_with(records: &[CertRecord], header: &str, last: impl Fn(&CertRecord) -
         let _ = writeln!(
             out,
             "{:<32}  {:<16}  {:<24}  {:<8}  {:<20}  {}",
-            r.serial,
-            r.space,
-            r.user,
-            r.profile,
-            r.not_after,
+            r.serial.to_string(),
+            r.space.as_str(),
+            r.user.as_str(),
+            r.profile.as_str(),
+            eos_store::format_rfc3339(r.not_after),
             last(r)
         );
     }
@@ -876,27 +497,33 @@ fn table_with(records: &[CertRecord], header: &str, last: impl Fn(&CertRecord) -
 }
 
 fn list(a: ListArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
+    let status = match a.status.as_deref() {
+        Some("revoked") => Some(CertStatus::Revoked),
+        Some(_) => Some(CertStatus::Active),
+        None => None,
+    };
     let store = ctx.store()?;
-    let records = certs::list(
+    let records = inventory::list(
         store.conn(),
-        &CertFilter {
-            space: a.space.as_ref().map(SpaceId::as_str),
-            user: a.user.as_ref().map(UserId::as_str),
-            status: a.status.as_deref(),
-            ..CertFilter::default()
+        &inventory::Query {
+            space: a.space.as_ref(),
+            user: a.user.as_ref(),
+            status,
         },
     )?;
     if ctx.json {
         return emit_json(&records);
     }
-    emit(&table(&records))
+    emit(&table(&records, "STATUS", |r| r.status.as_str().to_owned()))
 }
 
 /// `ca expiring`'s table: the successor's serial in the last column (`-`
 /// when the certificate was not renewed), and a count of each.
-fn expiring_table(records: &[CertRecord]) -> String {
-    let mut out = table_with(records, "RENEWED BY", |r| {
-        r.renewed_by.as_deref().unwrap_or("-")
+fn expiring_table(records: &[InventoryRecord]) -> String {
+    let mut out = table(records, "RENEWED BY", |r| {
+        r.renewed_by
+            .as_ref()
+            .map_or_else(|| "-".to_owned(), ToString::to_string)
     });
     if !records.is_empty() {
         let renewed = records.iter().filter(|r| r.renewed_by.is_some()).count();
@@ -919,42 +546,22 @@ struct AccountReport<'a> {
     active_certificates: usize,
 }
 
-/// The account's active certificates (`ca disable` says they stay valid).
-fn active_certificates(ctx: &crate::Ctx, a: &AccountArgs) -> anyhow::Result<usize> {
-    let store = ctx.store()?;
-    Ok(certs::list(
-        store.conn(),
-        &CertFilter {
-            space: Some(a.space.as_str()),
-            user: Some(a.user.as_str()),
-            status: Some("active"),
-            ..CertFilter::default()
-        },
-    )?
-    .len())
+fn account_of(a: &AccountArgs) -> Account {
+    Account {
+        space: a.space.clone(),
+        user: a.user.clone(),
+    }
 }
 
 fn disable(a: DisableArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
     let (space, user) = (a.account.space.as_str(), a.account.user.as_str());
-    if a.reason.trim().is_empty() {
-        return Err(bad_input!("--reason: say why the account is disabled"));
-    }
-    let actor = actor();
     let mut store = ctx.store()?;
-    let tx = store.transaction()?;
-    let changed = eos_store::accounts::disable_in(&tx, space, user, &actor, &a.reason)?;
-    if changed {
-        let subject = eos_identity::account_uri(&a.account.space, &a.account.user);
-        audit_in(
-            &tx,
-            &AuditEntry::new(&actor, "account.disabled", &subject)
-                .with_detail(serde_json::json!({ "reason": a.reason })),
-        )?;
-    }
-    let record = eos_store::accounts::disabled(&tx, space, user)?;
-    tx.commit()?;
-    let active = active_certificates(ctx, &a.account)?;
-    let status = if changed {
+    let r = eos_ops::ca::disable(&mut store, &account_of(&a.account), &a.reason, &actor())
+        .map_err(|e| match e {
+            CaError::NoReason => bad_input!("--reason: {e}"),
+            other => other.into(),
+        })?;
+    let status = if r.changed {
         "disabled"
     } else {
         "already-disabled"
@@ -964,45 +571,33 @@ fn disable(a: DisableArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
             status,
             space,
             user,
-            disabled: record.as_ref(),
-            active_certificates: active,
+            disabled: r.disabled.as_ref(),
+            active_certificates: r.active_certificates,
         });
     }
-    let since = record
+    let since = r
+        .disabled
         .as_ref()
         .map(|r| format!(" since {} by {}: {}", r.disabled_at, r.actor, r.reason))
         .unwrap_or_default();
     emit(&format!(
-        "{status} {space}/{user}{since}\nno certificate is issued to it or renewed for it until `eos-sec ca enable`; its {active} active certificate(s) stay valid until they expire (`eos-sec ca revoke` cuts one off now)\n"
+        "{status} {space}/{user}{since}\nno certificate is issued to it or renewed for it until `eos-sec ca enable`; its {} active certificate(s) stay valid until they expire (`eos-sec ca revoke` cuts one off now)\n",
+        r.active_certificates
     ))
 }
 
 fn enable(a: AccountArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
     let (space, user) = (a.space.as_str(), a.user.as_str());
-    let actor = actor();
     let mut store = ctx.store()?;
-    let tx = store.transaction()?;
-    let was = eos_store::accounts::disabled(&tx, space, user)?;
-    let changed = eos_store::accounts::enable_in(&tx, space, user)?;
-    if changed {
-        let subject = eos_identity::account_uri(&a.space, &a.user);
-        let reason = was.as_ref().map(|w| w.reason.as_str());
-        audit_in(
-            &tx,
-            &AuditEntry::new(&actor, "account.enabled", &subject)
-                .with_detail(serde_json::json!({ "disabled_for": reason })),
-        )?;
-    }
-    tx.commit()?;
-    let active = active_certificates(ctx, &a)?;
-    let status = if changed { "enabled" } else { "not-disabled" };
+    let r = eos_ops::ca::enable(&mut store, &account_of(&a), &actor())?;
+    let status = if r.changed { "enabled" } else { "not-disabled" };
     if ctx.json {
         return emit_json(&AccountReport {
             status,
             space,
             user,
             disabled: None,
-            active_certificates: active,
+            active_certificates: r.active_certificates,
         });
     }
     emit(&format!(
@@ -1010,15 +605,26 @@ fn enable(a: AccountArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
     ))
 }
 
-fn serial_arg(s: &str) -> anyhow::Result<String> {
-    Ok(Serial::from_hex(s)
-        .map_err(|e| bad_input!("{e}"))?
-        .to_string())
+fn serial_arg(s: &str) -> anyhow::Result<Serial> {
+    Serial::from_hex(s).map_err(|e| bad_input!("{e}"))
+}
+
+/// A serial the inventory does not have is bad input, with where to look.
+fn not_found(e: impl Into<anyhow::Error>) -> anyhow::Error {
+    let e = e.into();
+    let missing = matches!(
+        e.downcast_ref::<eos_store::StoreError>(),
+        Some(eos_store::StoreError::NotFound { .. })
+    ) || matches!(e.downcast_ref::<CaError>(), Some(CaError::NotFound { .. }));
+    if missing {
+        return bad_input!("{e}; see `eos-sec ca list`");
+    }
+    e
 }
 
 fn show(a: ShowArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
     let store = ctx.store()?;
-    let r = certs::get(store.conn(), &serial_arg(&a.serial)?).map_err(not_found)?;
+    let r = inventory::get(store.conn(), &serial_arg(&a.serial)?).map_err(not_found)?;
     if a.pem {
         return emit(&r.pem);
     }
@@ -1030,25 +636,22 @@ fn show(a: ShowArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
         r.serial,
         r.space,
         r.user,
-        r.profile,
+        r.profile.as_str(),
         r.key_fingerprint,
-        r.not_before,
-        r.not_after,
-        r.issued_at,
+        eos_store::format_rfc3339(r.not_before),
+        eos_store::format_rfc3339(r.not_after),
+        eos_store::format_rfc3339(r.issued_at),
         r.signer,
-        r.status
+        r.status.as_str()
     );
-    if let (Some(at), Some(why)) = (&r.revoked_at, &r.revocation_reason) {
-        s.push_str(&format!("revoked          {at} ({why})\n"));
+    if let (Some(at), Some(why)) = (r.revoked_at, r.revocation_reason) {
+        s.push_str(&format!(
+            "revoked          {} ({})\n",
+            eos_store::format_rfc3339(at),
+            why.as_str()
+        ));
     }
     emit(&s)
-}
-
-fn not_found(e: eos_store::StoreError) -> anyhow::Error {
-    match e {
-        eos_store::StoreError::NotFound { .. } => bad_input!("{e}; see `eos-sec ca list`"),
-        other => anyhow::Error::new(other),
-    }
 }
 
 #[derive(Serialize)]
@@ -1057,229 +660,124 @@ struct RevokeReport<'a> {
     status: &'static str,
     /// The inventory record after the revocation (its own `status` is the
     /// certificate's, hence not flattened into the report).
-    certificate: &'a CertRecord,
+    certificate: &'a InventoryRecord,
     crl_number: Option<u64>,
     /// The CRL file (local CA); AWS Private CA publishes its own.
     crl: Option<String>,
 }
 
-/// What a revocation did.
-pub(crate) struct Revocation {
-    /// The inventory record after it.
-    pub record: CertRecord,
-    /// The CRL it produced (local CA).
-    pub crl_number: Option<u64>,
-    /// Whether it was revoked now (not already).
-    pub changed: bool,
-    /// The CRL file (local CA); AWS Private CA publishes its own.
-    pub crl: Option<String>,
-    /// The configured signer.
-    pub signer: String,
-}
-
-/// Revoke `serial` (hex, canonical) with the configured CA: recorded and
-/// audited as `action` with `extra` in its detail; for the local CA a new
-/// CRL is written and queued for the gate in the same transaction, for AWS
-/// Private CA RevokeCertificate is called first.
+/// Revoke `serial` with the configured CA, audited as `action` with
+/// `extra` in its detail ([`eos_ops::ca::revoke`]).
 pub(crate) fn revoke_serial(
     ctx: &crate::Ctx,
-    serial: &str,
+    serial: &Serial,
     reason: RevocationReason,
     action: &str,
     extra: serde_json::Map<String, serde_json::Value>,
 ) -> anyhow::Result<Revocation> {
     let files = CaFiles::new(&ctx.state_dir);
-    let conf = &ctx.config.ca;
-    let (ca, rt) = match conf.backend {
-        CaBackendKind::Local => (Ca::Local(Box::new(load_ca(&files, conf)?)), None),
-        CaBackendKind::Acmpca => {
-            let rt = super::plan::runtime()?;
-            (Ca::Private(Box::new(open_private(ctx, &rt)?)), Some(rt))
-        }
-    };
-    let signer_id = match &ca {
-        Ca::Local(_) => certs::LOCAL_SIGNER,
-        Ca::Private(p) => p.arn(),
-    };
+    let rt = super::plan::runtime()?;
+    let ca = open_ca(ctx, &files, &rt)?;
+    let crls = crl_policy(ctx)?;
     let mut store = ctx.store()?;
-    let tx = store.transaction()?;
-    let known = certs::get(&tx, serial).map_err(not_found)?;
-    if known.signer != signer_id {
-        return Err(bad_input!(
-            "{serial} was issued by {}, not by the configured CA ({signer_id}); revoke it with the [ca] backend that issued it",
-            known.signer
-        ));
-    }
-    let now = eos_ca::rfc3339(SystemTime::now());
-    let outcome = certs::revoke(&tx, serial, &now, reason.as_str()).map_err(not_found)?;
-    let (record, number, changed) = match outcome {
-        certs::Revoked::Already(r) => (r, None, false),
-        certs::Revoked::Now(r) => {
-            let mut detail = serde_json::json!({
-                "space": r.space, "user": r.user, "reason": reason, "signer": signer_id,
-            });
-            let number = match (&ca, &rt) {
-                (Ca::Local(local), _) => {
-                    let (number, pem) = issue_crl(local, &tx, crl_validity(conf)?)?;
-                    super::gate::enqueue_crl(ctx, &tx, number)?;
-                    write_atomic(&files.crl, pem.as_bytes(), 0o644)?;
-                    detail["crl_number"] = serde_json::json!(number);
-                    Some(number)
-                }
-                (Ca::Private(private), Some(rt)) => {
-                    // AWS first: if it refuses, the inventory is not
-                    // changed (the transaction is dropped). Revoked there
-                    // already (an earlier run that failed to commit) is
-                    // the same outcome.
-                    let serial = Serial::from_hex(serial).map_err(|e| bad_input!("{e}"))?;
-                    let done = rt.block_on(private.revoke(&serial, reason))?;
-                    detail["aws"] = serde_json::json!(match done {
-                        eos_aws::acmpca::Revocation::Revoked => "revoked",
-                        _ => "already-revoked",
-                    });
-                    // Private CA signs the CRL; sync carries it to the edge
-                    // once it lists this serial.
-                    super::gate::enqueue_ca_crl(ctx, &tx)?;
-                    None
-                }
-                (Ca::Private(_), None) => None,
-            };
-            if let Some(d) = detail.as_object_mut() {
-                d.extend(extra);
-            }
-            audit_in(
-                &tx,
-                &AuditEntry::new(&actor(), action, serial).with_detail(detail),
-            )?;
-            (r, number, true)
-        }
+    let actor = actor();
+    let audit = Audit {
+        actor: &actor,
+        action,
+        extra,
     };
-    tx.commit()?;
-    Ok(Revocation {
-        record,
-        crl_number: number,
-        changed,
-        crl: matches!(ca, Ca::Local(_)).then(|| files.crl.display().to_string()),
-        signer: signer_id.to_owned(),
-    })
+    rt.block_on(eos_ops::ca::revoke(
+        &mut store, &ca, &files, crls, serial, reason, audit,
+    ))
+    .map_err(not_found)
 }
 
 fn revoke(a: RevokeArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
     let serial = serial_arg(&a.serial)?;
-    let Revocation {
-        record,
-        crl_number: number,
-        changed,
-        crl,
-        signer: signer_id,
-    } = revoke_serial(ctx, &serial, a.reason, "ca.revoke", serde_json::Map::new())?;
+    let r = revoke_serial(ctx, &serial, a.reason, "ca.revoke", serde_json::Map::new())?;
+    let crl = r.crl.as_ref().map(|p| p.display().to_string());
     if ctx.json {
         return emit_json(&RevokeReport {
-            status: if changed {
+            status: if r.changed {
                 "revoked"
             } else {
                 "already-revoked"
             },
-            certificate: &record,
-            crl_number: number,
+            certificate: &r.record,
+            crl_number: r.crl_number,
             crl,
         });
     }
-    emit(&match (changed, number, &crl) {
+    let c = &r.record;
+    emit(&match (r.changed, r.crl_number, &crl) {
         (true, Some(n), Some(crl)) => format!(
             "revoked {} ({}/{}, {}); CRL {n} written to {crl}\n",
-            record.serial, record.space, record.user, a.reason
+            c.serial, c.space, c.user, a.reason
         ),
         (true, _, _) => format!(
-            "revoked {} ({}/{}, {}) in AWS Private CA {signer_id}; it publishes the revocation in its own CRL\n",
-            record.serial, record.space, record.user, a.reason
+            "revoked {} ({}/{}, {}) in AWS Private CA {}; it publishes the revocation in its own CRL\n",
+            c.serial, c.space, c.user, a.reason, r.signer
         ),
         (false, _, _) => format!(
             "{} was already revoked at {}; nothing changed\n",
-            record.serial,
-            record.revoked_at.as_deref().unwrap_or("?")
+            c.serial,
+            c.revoked_at
+                .map_or_else(|| "?".to_owned(), eos_store::format_rfc3339)
         ),
     })
 }
 
 fn crl(a: OutArgs, ctx: &crate::Ctx, files: &CaFiles, conf: &CaSection) -> anyhow::Result<()> {
     let ca = load_ca(files, conf)?;
-    let validity = crl_validity(conf)?;
+    let crls = crl_policy(ctx)?;
     let mut store = ctx.store()?;
-    let tx = store.transaction()?;
-    let (number, pem) = issue_crl(&ca, &tx, validity)?;
-    super::gate::enqueue_crl(ctx, &tx, number)?;
-    write_atomic(&files.crl, pem.as_bytes(), 0o644)?;
-    if let Some(out) = &a.out {
-        write_atomic(out, pem.as_bytes(), 0o644)?;
-    }
-    tx.commit()?;
+    let c = eos_ops::ca::issue_crl(&mut store, &ca, files, crls, a.out.as_deref())?;
     if ctx.json {
         return emit_json(&serde_json::json!({
-            "crl_number": number, "crl": files.crl.display().to_string(), "pem": pem,
+            "crl_number": c.crl_number, "crl": c.crl.display().to_string(), "pem": c.pem,
         }));
     }
-    emit(&pem)
+    emit(&c.pem)
 }
 
 /// For `sync --watch`: issue the next CRL (queued for the certificate gate)
-/// once the latest has less than half its validity left, so an edge never
-/// holds an expired CRL even when nothing is revoked. The number issued, or
-/// `None` when the latest is fresh or the CA is not local (AWS Private CA
-/// publishes its own CRL).
+/// once the latest has less than half its validity left. The number
+/// issued, or `None` when the latest is fresh or the CA is not local (AWS
+/// Private CA publishes its own CRL).
 pub(crate) fn refresh_crl(ctx: &crate::Ctx) -> anyhow::Result<Option<u64>> {
     let conf = &ctx.config.ca;
     if conf.backend != CaBackendKind::Local {
         return Ok(None);
     }
-    let validity = crl_validity(conf)?;
+    let crls = crl_policy(ctx)?;
     let mut store = ctx.store()?;
-    if let Some(latest) = certs::latest_crl(store.conn())? {
-        let next = time::OffsetDateTime::parse(
-            &latest.next_update,
-            &time::format_description::well_known::Rfc3339,
-        )
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "state database: CRL {}: bad next_update: {e}",
-                latest.number
-            )
-        })?;
-        let left = next - time::OffsetDateTime::now_utc();
-        if left > validity / 2 {
-            return Ok(None);
-        }
+    if !eos_ops::ca::crl_due(store.conn(), crls)? {
+        return Ok(None);
     }
     let files = CaFiles::new(&ctx.state_dir);
     let ca = load_ca(&files, conf)?;
-    let tx = store.transaction()?;
-    let (number, pem) = issue_crl(&ca, &tx, validity)?;
-    super::gate::enqueue_crl(ctx, &tx, number)?;
-    write_atomic(&files.crl, pem.as_bytes(), 0o644)?;
-    tx.commit()?;
-    Ok(Some(number))
+    let c = eos_ops::ca::issue_crl(&mut store, &ca, &files, crls, None)?;
+    Ok(Some(c.crl_number))
 }
 
 /// The configured CA's subject and trust bundle (PEM): the local root, or
 /// the Private CA's certificate and chain (`ca bundle`, `gate publish`).
 pub(crate) fn trust_bundle(ctx: &crate::Ctx) -> anyhow::Result<(String, String)> {
-    let conf = &ctx.config.ca;
-    Ok(match conf.backend {
-        CaBackendKind::Local => {
-            let ca = load_ca(&CaFiles::new(&ctx.state_dir), conf)?;
-            (ca.info().subject().to_string(), ca.trust_bundle()?)
-        }
+    let files = CaFiles::new(&ctx.state_dir);
+    let ca = match ctx.config.ca.backend {
+        CaBackendKind::Local => Ca::Local(Box::new(load_ca(&files, &ctx.config.ca)?)),
         CaBackendKind::Acmpca => {
-            let ca = open_private(ctx, &super::plan::runtime()?)?;
-            (ca.info().subject().to_string(), ca.trust_bundle())
+            let rt = super::plan::runtime()?;
+            Ca::Private(Box::new(rt.block_on(connect_private(ctx))?))
         }
-    })
+    };
+    Ok(ca.trust_bundle()?)
 }
 
 fn bundle(a: OutArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
     let (subject, pem) = trust_bundle(ctx)?;
     if let Some(out) = &a.out {
-        write_atomic(out, pem.as_bytes(), 0o644)?;
+        eos_ops::ca::write_pem(out, &pem)?;
     }
     if ctx.json {
         return emit_json(&serde_json::json!({
@@ -1292,19 +790,8 @@ fn bundle(a: OutArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
 
 fn expiring(a: ExpiringArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
     let within = duration(&a.within, "--within")?;
-    let now = SystemTime::now();
     let store = ctx.store()?;
-    let from = eos_ca::rfc3339(now);
-    let until = eos_ca::rfc3339(now + within);
-    let records = certs::list(
-        store.conn(),
-        &CertFilter {
-            status: Some("active"),
-            not_after_from: Some(&from),
-            not_after_before: Some(&until),
-            ..CertFilter::default()
-        },
-    )?;
+    let records = inventory::expiring(store.conn(), within, SystemTime::now())?;
     if ctx.json {
         return emit_json(&records);
     }

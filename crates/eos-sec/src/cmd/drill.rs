@@ -363,9 +363,11 @@ fn revoke_leftovers(ctx: &crate::Ctx) -> anyhow::Result<Vec<String>> {
     drop(store);
     let mut revoked = Vec::new();
     for c in leftovers {
+        let serial =
+            eos_ca::Serial::from_hex(&c.serial).map_err(|e| anyhow::anyhow!("drill table: {e}"))?;
         super::ca::revoke_serial(
             ctx,
-            &c.serial,
+            &serial,
             RevocationReason::CessationOfOperation,
             "drill.revoke-leftover",
             serde_json::Map::from_iter([("drill".to_owned(), serde_json::json!(true))]),
@@ -438,9 +440,11 @@ fn issue(
 
 /// Revoke the drill certificate; returns the moment it was revoked.
 fn revoke(ctx: &crate::Ctx, drill: &Drill, report: &mut Report) -> anyhow::Result<Instant> {
+    let serial =
+        eos_ca::Serial::from_hex(&drill.serial).map_err(|e| anyhow::anyhow!("drill: {e}"))?;
     let r = super::ca::revoke_serial(
         ctx,
-        &drill.serial,
+        &serial,
         RevocationReason::CessationOfOperation,
         "drill.revoke",
         serde_json::Map::from_iter([
@@ -454,7 +458,7 @@ fn revoke(ctx: &crate::Ctx, drill: &Drill, report: &mut Report) -> anyhow::Resul
     report.crl_number = r.crl_number;
     report.published = match &r.crl {
         Some(crl) => Published::LocalCrl {
-            crl: Some(crl.clone()),
+            crl: Some(crl.display().to_string()),
         },
         None => Published::PrivateCa { signer: r.signer },
     };

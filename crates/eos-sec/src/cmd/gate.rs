@@ -218,7 +218,7 @@ fn warnings(a: &GateArgs, ctx: &crate::Ctx) -> anyhow::Result<Vec<ApiGatewayWarn
     }
     let policy = super::policy::load_policy(a.policy.as_deref(), ctx)
         .context("[[gate.domains]] spaces: reading the policy for their modes")?;
-    let lifetimes = super::ca::policy(&ctx.config.ca)?;
+    let lifetimes = ctx.config.ca.issuance_policy()?;
     let max = [
         lifetimes.service.max,
         lifetimes.device.max,
@@ -342,30 +342,6 @@ async fn publish_targets(
         targets,
         warnings: Vec::new(),
     })
-}
-
-/// Queue a revocation at AWS Private CA for `sync` in the transaction that
-/// records it, when a `[gate]` bucket is configured: the CA's next CRL is
-/// to reach the edge (`sync` waits until it lists every recorded
-/// revocation).
-pub(crate) fn enqueue_ca_crl(ctx: &crate::Ctx, tx: &eos_store::Tx<'_>) -> anyhow::Result<()> {
-    if ctx.config.gate.bucket.is_some() {
-        eos_store::gate::enqueue_ca_crl(tx, time::OffsetDateTime::now_utc())?;
-    }
-    Ok(())
-}
-
-/// Queue CRL `number` for `sync` in the transaction that records it, when
-/// a `[gate]` bucket is configured (`ca revoke`, `ca crl`).
-pub(crate) fn enqueue_crl(
-    ctx: &crate::Ctx,
-    tx: &eos_store::Tx<'_>,
-    number: u64,
-) -> anyhow::Result<()> {
-    if ctx.config.gate.bucket.is_some() {
-        eos_store::gate::enqueue_crl(tx, number, time::OffsetDateTime::now_utc())?;
-    }
-    Ok(())
 }
 
 /// The gate's AWS side for `enforce` and `rollback`, `None` when no
