@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 thread_local! {
-    /// AWS environment for the process under test (the moto test only).
-    static MOTO_ENV: RefCell<Option<Vec<(&'static str, String)>>> = const { RefCell::new(None) };
+    /// More environment for the process under test: AWS for the moto
+    /// test, the PostgreSQL store's URL for the PostgreSQL test.
+    static EXTRA_ENV: RefCell<Option<Vec<(&'static str, String)>>> = const { RefCell::new(None) };
 }
 
 fn examples() -> PathBuf {
@@ -35,7 +36,7 @@ fn run(state: &Path, args: &[&str]) -> Out {
     }
     full.extend(&args[cmd + 1..]);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_eos-sec"));
-    if let Some(moto) = MOTO_ENV.with(|m| m.borrow().clone()) {
+    if let Some(moto) = EXTRA_ENV.with(|m| m.borrow().clone()) {
         cmd.envs(moto);
     }
     let out = cmd
@@ -247,7 +248,7 @@ fn staged_count_enforce_rollback_against_moto() {
     let Some(moto) = eos_aws::moto::MotoServer::start() else {
         return;
     };
-    MOTO_ENV.with(|m| *m.borrow_mut() = Some(moto.env()));
+    EXTRA_ENV.with(|m| *m.borrow_mut() = Some(moto.env()));
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::write(
@@ -320,7 +321,7 @@ fn staged_count_enforce_rollback_against_moto() {
     let again: serde_json::Value =
         serde_json::from_str(&ok(run(d, &["--json", "rollback", "--space", "acme"]))).unwrap();
     assert_eq!(again["steps"], serde_json::json!([]));
-    MOTO_ENV.with(|m| *m.borrow_mut() = None);
+    EXTRA_ENV.with(|m| *m.borrow_mut() = None);
 }
 
 /// `[gate]` (with `extra` lines) and one listener serving acme.
@@ -372,4 +373,78 @@ fn a_bad_gate_listener_or_operator_certificate_is_refused_before_anything_is_wri
     )))
     .unwrap();
     assert_eq!(v, serde_json::json!([]), "no snapshot");
+}
+
+/// The same staged → count → enforce → rollback from the CLI with the state
+/// store on PostgreSQL (`EOS_SEC_STORE_URL`, the local backend's sets and
+/// Web ACL in that database too): every command prints what it prints on
+/// SQLite, and the snapshots, stages and audit entries are read back from
+/// the database — nothing is written to a state.db.
+#[test]
+fn staged_count_enforce_rollback_on_postgresql() {
+    let Some(cluster) = eos_store::testing::PgCluster::start() else {
+        return;
+    };
+    let url = cluster.create_database("eos");
+    let steps = |d: &Path| {
+        let mut outs = forward(d, 3);
+        outs.push_str(&ok(run(d, &["rollback", "--space", "acme"])));
+        outs.push_str(&ok(run(d, &["rollback", "--space", "acme", "--list"])));
+        outs
+    };
+    let sqlite = setup();
+    let on_sqlite = steps(sqlite.path());
+    EXTRA_ENV.with(|m| *m.borrow_mut() = Some(vec![("EOS_SEC_STORE_URL", url.clone())]));
+    let pg = setup();
+    let on_pg = steps(pg.path());
+    let refused = run(
+        pg.path(),
+        &["enforce", "--space", "acme", "--stage", "staged"],
+    );
+    EXTRA_ENV.with(|m| *m.borrow_mut() = None);
+    // The same, but for the times the snapshots were taken.
+    let untimed = |out: &str| {
+        out.split(' ')
+            .map(
+                |w| match w.len() == 20 && w.ends_with('Z') && w.contains('T') {
+                    true => "<time>",
+                    false => w,
+                },
+            )
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(untimed(&on_pg), untimed(&on_sqlite));
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(refused.stderr.contains("rollback"), "{}", refused.stderr);
+    assert!(!pg.path().join("state.db").exists());
+
+    let store =
+        eos_store::Store::open_postgres(&eos_store::StoreUrl::parse(&url).unwrap()).unwrap();
+    let list = eos_store::enforce::list_snapshots(store.conn(), "local", "eos-restricted").unwrap();
+    // Three enforce runs (the last with two writes) and the rollback's two
+    // writes, each write after its snapshot; every run named by its first.
+    let runs: Vec<(i64, i64)> = list.iter().map(|s| (s.id, s.run)).collect();
+    assert_eq!(runs, [(6, 5), (5, 5), (4, 3), (3, 3), (2, 2), (1, 1)]);
+    let mut store = store;
+    use eos_policy::enforce::EnforceJournal as _;
+    let stages = store.stages("local", "eos-restricted").unwrap();
+    assert_eq!(
+        stages[&eos_identity::SpaceId::new("acme").unwrap()].as_str(),
+        "count"
+    );
+    let actions: Vec<String> = store
+        .audit_log(usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|a| a.action)
+        .collect();
+    for a in [
+        "webacl.snapshot",
+        "webacl.write",
+        "enforce.stage",
+        "enforce.rollback",
+    ] {
+        assert!(actions.iter().any(|x| x == a), "{a} audited: {actions:?}");
+    }
 }

@@ -8,8 +8,8 @@
 //! [`Param`] (anything both drivers can bind) and come back through
 //! [`Row::get`] (anything both can read).
 //!
-//! A module not yet ported to PostgreSQL reaches SQLite through
-//! [`Sql::sqlite`], which on PostgreSQL is a clear
+//! What is SQLite's own (`store migrate`'s source, SQLite-only tests)
+//! reaches SQLite through [`Sql::sqlite`], which on PostgreSQL is a clear
 //! [`StoreError::Unsupported`] rather than a wrong answer.
 
 use std::cell::{RefCell, RefMut};
@@ -111,7 +111,7 @@ pub trait Sql {
     /// The engine underneath.
     fn engine(&self) -> Engine;
 
-    /// The SQLite connection, for a module not yet ported to PostgreSQL.
+    /// The SQLite connection, for what is SQLite's own.
     fn sqlite(&self) -> Result<&rusqlite::Connection, StoreError>;
 
     /// Run a statement; the number of rows it changed.

@@ -465,7 +465,7 @@ impl Store {
         Ok(())
     }
 
-    /// The SQLite connection, for the modules still on SQLite only;
+    /// The SQLite connection, for what is SQLite's own (`store migrate`'s source);
     /// [`StoreError::Unsupported`] on PostgreSQL.
     pub(crate) fn sqlite(&self) -> Result<&Connection, StoreError> {
         self.conn.sqlite()
