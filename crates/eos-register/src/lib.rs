@@ -26,6 +26,7 @@
 //! refusals carry a stable `error` code. `GET /` serves the page (assets
 //! compiled into the binary, strict CSP, same-origin script only).
 //!
+//! [`Launch`] assembles and runs the whole service as `eos-sec serve` does.
 //! [`Service::serve`] listens with rustls (ring) or plain HTTP behind a
 //! TLS-terminating load balancer, limits body size, request time and rate
 //! (per client address and global, `governor`), and shuts down gracefully.
@@ -37,6 +38,7 @@ mod conn;
 mod error;
 mod est;
 mod http;
+mod launch;
 mod notify;
 pub mod page;
 mod pool;
@@ -46,6 +48,7 @@ mod server;
 
 pub use config::{ConnectionLimits, NotifyHook, RateLimits, ServeConfig, ServeOptions};
 pub use error::{ApiError, RegisterError};
+pub use launch::{Bound, Launch, SyncTask};
 pub use notify::RecoveryEvent;
 pub use registrar::{Outcome, PresentedCode, Registrar, Registration};
 pub use server::{

@@ -8,6 +8,8 @@ mod agent;
 mod common;
 #[path = "api/est.rs"]
 mod est;
+#[path = "api/launch.rs"]
+mod launch;
 #[path = "api/renew.rs"]
 mod renew;
 

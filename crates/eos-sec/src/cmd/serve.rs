@@ -1,12 +1,13 @@
 //! `eos-sec serve`: the registration service (open zone) on the state
-//! store, the security codes' pepper and, when one exists, the local CA.
+//! store, the security codes' pepper and, when one exists, the local CA —
+//! `[serve]`, `[codes]` and `[ca]` turned into an `eos_register::Launch`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use eos_register::{BackgroundTask, Registrar, Service, shutdown_pair};
+use eos_register::{Launch, SyncTask, shutdown_pair};
 
 use crate::exit::bad_input;
 
@@ -27,9 +28,9 @@ pub struct ServeArgs {
 }
 
 /// With `[serve] sync = true`, the sync watcher (docs/SYNC.md) on the
-/// configured backend, beside the server and stopped with it; and the id of
-/// that backend, whose figures `/metrics` serves.
-fn background_task(ctx: &crate::Ctx) -> anyhow::Result<Option<(BackgroundTask, String)>> {
+/// configured backend, beside the server and stopped with it, its figures
+/// on `/metrics`.
+fn sync_task(ctx: &crate::Ctx) -> anyhow::Result<Option<SyncTask>> {
     if !ctx.config.serve.sync {
         return Ok(None);
     }
@@ -41,7 +42,7 @@ fn background_task(ctx: &crate::Ctx) -> anyhow::Result<Option<(BackgroundTask, S
     opts.write_interval = super::sync::default_write_interval(&backend);
     let id = eos_plan::IpSetBackend::id(&backend);
     let store = ctx.store()?;
-    let task: BackgroundTask = Box::new(move |shutdown| {
+    let task: eos_register::BackgroundTask = Box::new(move |shutdown| {
         Box::pin(super::sync::watch_on_thread(
             store,
             backend,
@@ -49,7 +50,7 @@ fn background_task(ctx: &crate::Ctx) -> anyhow::Result<Option<(BackgroundTask, S
             shutdown.wait(),
         ))
     });
-    Ok(Some((task, id)))
+    Ok(Some(SyncTask { task, backend: id }))
 }
 
 pub fn run(a: ServeArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
@@ -81,46 +82,22 @@ pub fn run(a: ServeArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     let ca = super::ca::load_setup(ctx, &runtime)?;
-    // With a CA, the listener asks for an optional client certificate of
-    // it: `/v1/renew` renews the one presented.
-    let client_ca = ca.as_ref().map(|ca| ca.chain_pem());
-    let tls = tls_files
-        .as_ref()
-        .map(|(c, k)| eos_register::load_tls(c, k, client_ca))
-        .transpose()?;
-    let store = ctx.store()?;
+    let mut launch = Launch::new(listen, ctx.store()?, ring, backoff, options);
+    if let Some((cert, key)) = tls_files {
+        launch = launch.tls(cert, key);
+    }
+    if let Some(ca) = ca {
+        launch = launch.ca(ca);
+    }
     init_logging(ctx);
-    match &ca {
-        Some(ca) => tracing::info!(signer = ca.signer_id(), "/v1/cert issues certificates"),
-        None => tracing::warn!("no CA in the state directory: /v1/cert answers ca-unavailable"),
+    if let Some(sync) = sync_task(ctx)? {
+        launch = launch.sync(sync);
     }
-    if options.notify == eos_register::NotifyHook::None {
-        tracing::warn!(
-            "no recovery notification hook configured ([serve] recovery_notify_command or recovery_notify_webhook)"
-        );
-    }
-    let mut registrar = Registrar::new(store, ring, backoff, ca, options);
-    let background = match background_task(ctx)? {
-        Some((task, backend)) => {
-            tracing::info!(%backend, "sync watcher runs beside the service; figures on /metrics");
-            registrar = registrar.with_sync_metrics(backend);
-            Some(task)
-        }
-        None => None,
-    };
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .map_err(|e| bad_input!("cannot listen on {listen}: {e}"))?;
-        let local = listener.local_addr().unwrap_or(listen);
-        tracing::info!(address = %local, tls = tls.is_some(), "eos-sec serve listening");
+        let bound = launch.bind().await?;
         let (trigger, shutdown) = shutdown_pair();
         trigger.on_signals();
-        Service::new(registrar)
-            .serve(listener, tls, shutdown, background)
-            .await?;
-        tracing::info!("eos-sec serve stopped");
-        Ok(())
+        Ok(bound.serve(shutdown).await?)
     })
 }
 
