@@ -5,6 +5,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
+mod codes;
+
 /// Crates that must stay importable by any Rust service: no I/O frameworks.
 const DOMAIN_CRATES: &[&str] = &[
     "eos-identity",
@@ -92,6 +94,7 @@ pub fn run(root: &Path) -> Result<()> {
         }
     }
     problems.extend(unclassified_errors(root)?);
+    problems.extend(codes::check(root)?);
     if !problems.is_empty() {
         bail!(
             "tidy found {} problem(s):\n  {}",

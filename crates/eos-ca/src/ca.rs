@@ -38,6 +38,7 @@ use x509_cert::serial_number::SerialNumber;
 use x509_cert::time::{Time, Validity};
 use zeroize::Zeroizing;
 
+use crate::Code;
 use crate::csr::{CsrError, KeyFingerprint, ValidatedCsr};
 use crate::key::CaKey;
 use crate::oids;
@@ -122,14 +123,14 @@ impl IssueError {
     pub fn code(&self) -> &'static str {
         match self {
             IssueError::Csr(e) => e.code(),
-            IssueError::LifetimeOverCap { .. } => "lifetime-over-cap",
-            IssueError::LifetimeZero { .. } => "lifetime-zero",
-            IssueError::CaNotValid { .. } => "ca-not-valid",
-            IssueError::BadCa(_) => "ca-unusable",
-            IssueError::BadPolicy(_) => "policy-invalid",
-            IssueError::PolicyViolation { .. } => "cert-policy-violation",
-            IssueError::Encoding(_) => "encoding",
-            IssueError::Signer(_) => "signer-failed",
+            IssueError::LifetimeOverCap { .. } => Code::LifetimeOverCap.as_str(),
+            IssueError::LifetimeZero { .. } => Code::LifetimeZero.as_str(),
+            IssueError::CaNotValid { .. } => Code::CaNotValid.as_str(),
+            IssueError::BadCa(_) => Code::CaUnusable.as_str(),
+            IssueError::BadPolicy(_) => Code::PolicyInvalid.as_str(),
+            IssueError::PolicyViolation { .. } => Code::CertPolicyViolation.as_str(),
+            IssueError::Encoding(_) => Code::Encoding.as_str(),
+            IssueError::Signer(_) => Code::SignerFailed.as_str(),
             IssueError::Rejected { violation, .. } => violation.code(),
         }
     }

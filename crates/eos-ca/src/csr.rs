@@ -28,6 +28,7 @@ use x509_cert::ext::Extension;
 use x509_cert::ext::pkix::{BasicConstraints, KeyUsage, KeyUsages, SubjectAltName};
 use x509_cert::request::CertReqInfo;
 
+use crate::Code;
 use crate::oids;
 
 /// Limits for CSR validation. The defaults are written down here and only
@@ -199,28 +200,32 @@ impl CsrError {
     /// The stable refusal code, for scripts and JSON output.
     pub fn code(&self) -> &'static str {
         match self {
-            CsrError::Empty => "csr-empty",
-            CsrError::TooLarge { .. } => "csr-too-large",
-            CsrError::BadPem { .. } => "csr-bad-pem",
-            CsrError::WrongPemLabel { .. } => "csr-wrong-pem-label",
-            CsrError::TrailingBytes { .. } => "csr-trailing-bytes",
-            CsrError::Malformed { .. } => "csr-malformed",
-            CsrError::BadVersion { .. } => "csr-bad-version",
-            CsrError::SubjectTooLarge { .. } => "csr-subject-too-large",
-            CsrError::UnsupportedKey { .. } => "csr-unsupported-key",
-            CsrError::UnsupportedCurve { .. } => "csr-unsupported-curve",
-            CsrError::ExplicitCurveParameters => "csr-explicit-curve-params",
-            CsrError::InvalidKey { .. } => "csr-invalid-key",
-            CsrError::RsaKeySize { .. } => "csr-rsa-key-size",
-            CsrError::RsaExponent { .. } => "csr-rsa-exponent",
-            CsrError::WeakHash { .. } => "csr-weak-hash",
-            CsrError::UnsupportedSignatureAlgorithm { .. } => "csr-unsupported-signature-algorithm",
-            CsrError::SignatureAlgorithmMismatch { .. } => "csr-signature-algorithm-mismatch",
-            CsrError::BadSignature => "csr-bad-signature",
-            CsrError::DuplicateExtension { .. } => "csr-duplicate-extension",
-            CsrError::MalformedExtension { .. } => "csr-malformed-extension",
-            CsrError::CaKey => "csr-ca-key",
-            CsrError::KeyReuse { .. } => "csr-key-reuse",
+            CsrError::Empty => Code::CsrEmpty.as_str(),
+            CsrError::TooLarge { .. } => Code::CsrTooLarge.as_str(),
+            CsrError::BadPem { .. } => Code::CsrBadPem.as_str(),
+            CsrError::WrongPemLabel { .. } => Code::CsrWrongPemLabel.as_str(),
+            CsrError::TrailingBytes { .. } => Code::CsrTrailingBytes.as_str(),
+            CsrError::Malformed { .. } => Code::CsrMalformed.as_str(),
+            CsrError::BadVersion { .. } => Code::CsrBadVersion.as_str(),
+            CsrError::SubjectTooLarge { .. } => Code::CsrSubjectTooLarge.as_str(),
+            CsrError::UnsupportedKey { .. } => Code::CsrUnsupportedKey.as_str(),
+            CsrError::UnsupportedCurve { .. } => Code::CsrUnsupportedCurve.as_str(),
+            CsrError::ExplicitCurveParameters => Code::CsrExplicitCurveParams.as_str(),
+            CsrError::InvalidKey { .. } => Code::CsrInvalidKey.as_str(),
+            CsrError::RsaKeySize { .. } => Code::CsrRsaKeySize.as_str(),
+            CsrError::RsaExponent { .. } => Code::CsrRsaExponent.as_str(),
+            CsrError::WeakHash { .. } => Code::CsrWeakHash.as_str(),
+            CsrError::UnsupportedSignatureAlgorithm { .. } => {
+                Code::CsrUnsupportedSignatureAlgorithm.as_str()
+            }
+            CsrError::SignatureAlgorithmMismatch { .. } => {
+                Code::CsrSignatureAlgorithmMismatch.as_str()
+            }
+            CsrError::BadSignature => Code::CsrBadSignature.as_str(),
+            CsrError::DuplicateExtension { .. } => Code::CsrDuplicateExtension.as_str(),
+            CsrError::MalformedExtension { .. } => Code::CsrMalformedExtension.as_str(),
+            CsrError::CaKey => Code::CsrCaKey.as_str(),
+            CsrError::KeyReuse { .. } => Code::CsrKeyReuse.as_str(),
         }
     }
 }

@@ -12,6 +12,7 @@
 
 mod boxed;
 mod ca;
+mod codes;
 mod crl;
 mod csr;
 mod key;
@@ -25,6 +26,7 @@ pub use ca::{
     Signer, Strictness, WITHDRAWAL_REASON, Withdrawal, certificate_from_pem, certificate_pem,
     check_issued, check_tbs, crl_pem, issue, plan_certificate, rfc3339, serial_of, withdrawal_note,
 };
+pub use codes::Code;
 pub use crl::{CheckedCrl, CrlError, check_ca_crl};
 pub use csr::{
     CsrError, CsrLimits, IgnoredRequest, KeyFingerprint, KeyKind, ValidatedCsr, validate_csr,

@@ -13,20 +13,25 @@ use eos_ca::{
 };
 use eos_identity::{SpaceId, UserId};
 
-/// A fresh dev CA (every dev CA has the same name) and one certificate it
-/// issued at `now` for acme/alice.
-fn setup(now: SystemTime) -> (eos_ca::CertificatePlan, Certificate) {
-    let ca = LocalCa::generate(CaEnv::Dev, Duration::from_secs(86400 * 365), now).unwrap();
+/// The example P-256 CSR, validated, and the account acme/alice.
+fn csr_and_account() -> (eos_ca::ValidatedCsr, Account) {
     let pem = std::fs::read(format!(
         "{}/../../examples/data/csr/p256.csr",
         env!("CARGO_MANIFEST_DIR")
     ))
     .unwrap();
-    let csr = validate_csr(&pem, &CsrLimits::default()).unwrap();
     let account = Account {
         space: SpaceId::new("acme").unwrap(),
         user: UserId::new("alice").unwrap(),
     };
+    (validate_csr(&pem, &CsrLimits::default()).unwrap(), account)
+}
+
+/// A fresh dev CA (every dev CA has the same name) and one certificate it
+/// issued at `now` for acme/alice.
+fn setup(now: SystemTime) -> (eos_ca::CertificatePlan, Certificate) {
+    let ca = LocalCa::generate(CaEnv::Dev, Duration::from_secs(86400 * 365), now).unwrap();
+    let (csr, account) = csr_and_account();
     let req = IssueRequest {
         csr: &csr,
         account: &account,
@@ -205,4 +210,45 @@ fn a_remote_certificate_may_carry_the_same_key_compressed() {
     eos_ca::check_tbs(&tbs, &plan, Strictness::Remote).unwrap();
     let err = eos_ca::check_tbs(&tbs, &plan, Strictness::Exact).unwrap_err();
     assert!(err.to_string().contains("public-key"), "{err}");
+}
+
+/// Every code of [`eos_ca::Code`] that planning or a CA can refuse with,
+/// produced the way a caller meets it (the `csr-*` codes are in
+/// tests/validate.rs, one `rejects_*` test each).
+#[test]
+fn issue_refusals_carry_their_codes() {
+    let now = SystemTime::now();
+    let ca = LocalCa::generate(CaEnv::Dev, Duration::from_secs(86400), now).unwrap();
+    let (csr, account) = csr_and_account();
+    let request = |lifetime| IssueRequest {
+        csr: &csr,
+        account: &account,
+        profile: Profile::Cli,
+        lifetime,
+    };
+    let policy = IssuancePolicy::default();
+    let code = |r: Result<eos_ca::CertificatePlan, IssueError>| r.unwrap_err().code();
+    let plan = |lifetime, policy: &IssuancePolicy, at| {
+        plan_certificate(ca.info(), &request(lifetime), policy, None, at)
+    };
+    assert_eq!(
+        code(plan(Some(Duration::ZERO), &policy, now)),
+        "lifetime-zero"
+    );
+    assert_eq!(
+        code(plan(Some(Duration::from_secs(86400 * 400)), &policy, now)),
+        "lifetime-over-cap"
+    );
+    // The CA expired a day from now; planning two days on.
+    let later = now + Duration::from_secs(2 * 86400);
+    assert_eq!(code(plan(None, &policy, later)), "ca-not-valid");
+    let incoherent = IssuancePolicy {
+        backdate: Duration::from_secs(2 * 3600),
+        ..IssuancePolicy::default()
+    };
+    assert_eq!(code(plan(None, &incoherent, now)), "policy-invalid");
+    // A client certificate is no CA.
+    let leaf = ca.sign(&plan(None, &policy, now).unwrap()).unwrap();
+    let err = eos_ca::CaInfo::from_certificate(&leaf).unwrap_err();
+    assert_eq!(err.code(), "ca-unusable", "{err}");
 }

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use eos_identity::{Role, SpaceId, UserId};
 
+use crate::Code;
+
 /// Default lifetime of an onboarding code.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(14 * 24 * 3600);
 /// Default lifetime of an administrator's recovery code.
@@ -60,12 +62,12 @@ impl BindingError {
     /// The stable refusal code, for scripts and error messages.
     pub fn code(&self) -> &'static str {
         match self {
-            BindingError::Purpose(_) => "unknown-purpose",
-            BindingError::NoPurpose => "no-purpose",
-            BindingError::Ttl { .. } => "ttl-out-of-range",
-            BindingError::TtlSyntax(_) => "ttl-syntax",
-            BindingError::ZeroUses => "zero-uses",
-            BindingError::RecoveryNotAdmin { .. } => "recover-not-admin",
+            BindingError::Purpose(_) => Code::UnknownPurpose.as_str(),
+            BindingError::NoPurpose => Code::NoPurpose.as_str(),
+            BindingError::Ttl { .. } => Code::TtlOutOfRange.as_str(),
+            BindingError::TtlSyntax(_) => Code::TtlSyntax.as_str(),
+            BindingError::ZeroUses => Code::ZeroUses.as_str(),
+            BindingError::RecoveryNotAdmin { .. } => Code::RecoverNotAdmin.as_str(),
         }
     }
 }
@@ -435,5 +437,36 @@ mod tests {
         let b = r.binding(1000);
         assert_eq!(b.expires_at, 1000 + 14 * 86_400);
         assert_eq!(b.max_uses, Some(1));
+    }
+
+    /// Every code of [`crate::Code`]: what a refused issue request says.
+    #[test]
+    fn every_refusal_has_its_code() {
+        let s = SpaceId::new("acme").unwrap();
+        let u = UserId::new("bob").unwrap();
+        let all = Purposes::new(Purpose::ALL).unwrap();
+        let r = IssueRequest::onboarding(s.clone(), u.clone(), Role::Admin, all).unwrap();
+        let codes = [
+            "register-everything".parse::<Purpose>().unwrap_err(),
+            Purposes::parse("").unwrap_err(),
+            r.clone().with_ttl(Duration::ZERO).unwrap_err(),
+            parse_duration("two weeks").unwrap_err(),
+            r.with_max_uses(Some(0)).unwrap_err(),
+            IssueRequest::recovery(s, u, Role::User).unwrap_err(),
+        ]
+        .map(|e| e.code());
+        let registry: Vec<&str> = crate::Code::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(
+            codes,
+            [
+                "unknown-purpose",
+                "no-purpose",
+                "ttl-out-of-range",
+                "ttl-syntax",
+                "zero-uses",
+                "recover-not-admin"
+            ]
+        );
+        assert_eq!(codes.as_slice(), registry.as_slice());
     }
 }

@@ -23,6 +23,7 @@
 
 pub mod binding;
 mod check;
+mod codes;
 pub mod duration;
 pub mod format;
 pub mod pepper;
@@ -37,5 +38,6 @@ pub use check::{
     StoredCode, ThrottleKey, ThrottleState, check_and_spend, issue, return_use, revoke, rfc3339,
     unix_now, verify,
 };
+pub use codes::Code;
 pub use format::{CodeId, FormatError, RandomError, SecurityCode};
 pub use pepper::{PEPPER_ENV, Pepper, PepperError, PepperId, PepperRing, PepperSources};

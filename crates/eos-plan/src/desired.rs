@@ -148,6 +148,18 @@ pub enum FindingCode {
 }
 
 impl FindingCode {
+    /// Every code, in the order of docs/CODES.md (this crate's registry).
+    pub const ALL: &[FindingCode] = &[
+        FindingCode::ZeroPrefix,
+        FindingCode::BroadPrefix,
+        FindingCode::SpecialRange,
+        FindingCode::TooManyEntries,
+        FindingCode::LargeChange,
+        FindingCode::Drift,
+        FindingCode::ExpiredRule,
+        FindingCode::PlanStale,
+    ];
+
     /// The kebab-case code.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -7,6 +7,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::Code;
+
 /// Why the service could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -90,7 +92,7 @@ impl ApiError {
     pub fn code_rejected() -> ApiError {
         ApiError::new(
             StatusCode::FORBIDDEN,
-            "code-rejected",
+            Code::CodeRejected.as_str(),
             eos_codes::GENERIC_REJECTION,
         )
     }
@@ -101,7 +103,7 @@ impl ApiError {
             retry_after: Some(retry_after),
             ..ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                "throttled",
+                Code::Throttled.as_str(),
                 "too many failed attempts from this address; wait before trying again",
             )
         }
@@ -113,7 +115,7 @@ impl ApiError {
             retry_after: Some(retry_after),
             ..ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                "rate-limited",
+                Code::RateLimited.as_str(),
                 "too many requests; slow down",
             )
         }
@@ -121,14 +123,14 @@ impl ApiError {
 
     /// The body is not the JSON the endpoint takes.
     pub fn bad_request(message: &str) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, "bad-request", message)
+        ApiError::new(StatusCode::BAD_REQUEST, Code::BadRequest.as_str(), message)
     }
 
     /// Not `Content-Type: application/json`.
     pub fn unsupported_media_type() -> ApiError {
         ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
+            Code::UnsupportedMediaType.as_str(),
             "send the request as Content-Type: application/json",
         )
     }
@@ -137,7 +139,7 @@ impl ApiError {
     pub fn unsupported_media_type_of(expected: &str) -> ApiError {
         ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
+            Code::UnsupportedMediaType.as_str(),
             format!("send the request as Content-Type: {expected}"),
         )
     }
@@ -147,7 +149,7 @@ impl ApiError {
     pub fn credentials_required() -> ApiError {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "credentials-required",
+            Code::CredentialsRequired.as_str(),
             "send the security code as the password of HTTP Basic authentication",
         )
     }
@@ -167,7 +169,7 @@ impl ApiError {
     pub fn payload_too_large(limit: usize) -> ApiError {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "payload-too-large",
+            Code::PayloadTooLarge.as_str(),
             format!("the request body is over {limit} bytes"),
         )
     }
@@ -176,7 +178,7 @@ impl ApiError {
     pub fn timeout() -> ApiError {
         ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
-            "timeout",
+            Code::Timeout.as_str(),
             "the request took too long",
         )
     }
@@ -185,7 +187,7 @@ impl ApiError {
     pub fn address_mismatch() -> ApiError {
         ApiError::new(
             StatusCode::BAD_REQUEST,
-            "address-mismatch",
+            Code::AddressMismatch.as_str(),
             "the address given is not the address this request comes from; omit it to register the address the request comes from",
         )
     }
@@ -194,7 +196,7 @@ impl ApiError {
     pub fn unknown_client() -> ApiError {
         ApiError::new(
             StatusCode::BAD_REQUEST,
-            "unknown-client-address",
+            Code::UnknownClientAddress.as_str(),
             "the client address cannot be determined from the forwarded headers",
         )
     }
@@ -205,7 +207,7 @@ impl ApiError {
     pub fn unroutable_client() -> ApiError {
         ApiError::new(
             StatusCode::BAD_REQUEST,
-            "unroutable-client-address",
+            Code::UnroutableClientAddress.as_str(),
             "the forwarded client address is not an address a client can connect from",
         )
     }
@@ -226,8 +228,8 @@ impl ApiError {
         retry_after: Option<Duration>,
     ) -> ApiError {
         let status = match code {
-            "renewal-no-certificate" => StatusCode::UNAUTHORIZED,
-            "renewal-too-early" => StatusCode::TOO_EARLY,
+            c if c == Code::RenewalNoCertificate.as_str() => StatusCode::UNAUTHORIZED,
+            c if c == Code::RenewalTooEarly.as_str() => StatusCode::TOO_EARLY,
             _ => StatusCode::FORBIDDEN,
         };
         ApiError {
@@ -240,7 +242,7 @@ impl ApiError {
     pub fn ca_unavailable() -> ApiError {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "ca-unavailable",
+            Code::CaUnavailable.as_str(),
             "this service does not issue certificates",
         )
     }
@@ -251,7 +253,7 @@ impl ApiError {
     pub fn store_unavailable() -> ApiError {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "store-unavailable",
+            Code::StoreUnavailable.as_str(),
             "the service cannot reach its database; nothing was changed, try again later",
         )
     }
@@ -260,7 +262,7 @@ impl ApiError {
     pub fn internal() -> ApiError {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            Code::Internal.as_str(),
             "the request could not be completed; try again later",
         )
     }

@@ -32,6 +32,7 @@
 //! (per client address and global, `governor`), and shuts down gracefully.
 
 pub mod agent;
+mod codes;
 mod commit;
 mod config;
 mod conn;
@@ -46,6 +47,7 @@ mod registrar;
 pub mod renewal;
 mod server;
 
+pub use codes::Code;
 pub use config::{ConnectionLimits, NotifyHook, RateLimits, ServeConfig, ServeOptions};
 pub use error::{ApiError, RegisterError};
 pub use launch::{Bound, Launch, SyncTask};

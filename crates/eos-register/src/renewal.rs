@@ -40,6 +40,8 @@ use eos_store::certs::{self, CertRecord};
 
 use eos_ops::issuance::{self, CaSetup, IssuanceError, IssueAudit, IssueInput, Issued, Prepared};
 
+use crate::Code;
+
 /// When a certificate may be renewed: in the last `window` of its
 /// lifetime (notBefore to notAfter). The default is the last third, so a
 /// client that renews at about two thirds is never early.
@@ -133,29 +135,29 @@ pub enum Refusal {
 impl Refusal {
     /// Every code, for metrics and docs.
     pub const CODES: [&'static str; 9] = [
-        "renewal-no-certificate",
-        "renewal-bad-certificate",
-        "renewal-foreign-ca",
-        "renewal-unknown-certificate",
-        "renewal-revoked",
-        "renewal-expired",
-        "renewal-too-early",
-        "renewal-superseded",
-        "account-disabled",
+        Code::RenewalNoCertificate.as_str(),
+        Code::RenewalBadCertificate.as_str(),
+        Code::RenewalForeignCa.as_str(),
+        Code::RenewalUnknownCertificate.as_str(),
+        Code::RenewalRevoked.as_str(),
+        Code::RenewalExpired.as_str(),
+        Code::RenewalTooEarly.as_str(),
+        Code::RenewalSuperseded.as_str(),
+        Code::AccountDisabled.as_str(),
     ];
 
     /// The stable code.
     pub fn code(&self) -> &'static str {
         match self {
-            Refusal::NoCertificate => "renewal-no-certificate",
-            Refusal::BadCertificate => "renewal-bad-certificate",
-            Refusal::ForeignCa => "renewal-foreign-ca",
-            Refusal::UnknownCertificate => "renewal-unknown-certificate",
-            Refusal::Revoked { .. } => "renewal-revoked",
-            Refusal::Expired { .. } => "renewal-expired",
-            Refusal::TooEarly { .. } => "renewal-too-early",
-            Refusal::Superseded { .. } => "renewal-superseded",
-            Refusal::AccountDisabled { .. } => "account-disabled",
+            Refusal::NoCertificate => Code::RenewalNoCertificate.as_str(),
+            Refusal::BadCertificate => Code::RenewalBadCertificate.as_str(),
+            Refusal::ForeignCa => Code::RenewalForeignCa.as_str(),
+            Refusal::UnknownCertificate => Code::RenewalUnknownCertificate.as_str(),
+            Refusal::Revoked { .. } => Code::RenewalRevoked.as_str(),
+            Refusal::Expired { .. } => Code::RenewalExpired.as_str(),
+            Refusal::TooEarly { .. } => Code::RenewalTooEarly.as_str(),
+            Refusal::Superseded { .. } => Code::RenewalSuperseded.as_str(),
+            Refusal::AccountDisabled { .. } => Code::AccountDisabled.as_str(),
         }
     }
 

@@ -167,6 +167,37 @@ async fn connections_that_say_nothing_are_closed() {
 }
 
 #[tokio::test]
+async fn a_body_slower_than_the_request_timeout_is_answered_timeout() {
+    let mut setup = short_deadlines(false);
+    setup.options.request_timeout = Duration::from_millis(300);
+    let h = Harness::start_with(setup).await;
+    let mut s = TcpStream::connect(h.addr).await.unwrap();
+    // The headers promise 100 bytes; the body stops after 7.
+    s.write_all(
+        b"POST /v1/ip HTTP/1.1\r\nHost: eos\r\nContent-Type: application/json\r\n\
+          Content-Length: 100\r\n\r\n{\"code\"",
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&answer).contains('}') {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("an answer within 5 s")
+            .unwrap();
+        assert_ne!(n, 0, "closed without an answer");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains(r#""error":"timeout""#), "{answer}");
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    h.stop().await;
+}
+
+#[tokio::test]
 async fn a_tls_session_that_says_nothing_is_closed() {
     let h = Harness::start_with(short_deadlines(true)).await;
     let limit = Duration::from_secs(4);

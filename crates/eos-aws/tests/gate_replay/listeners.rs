@@ -682,6 +682,24 @@ async fn a_stale_trust_store_blocks_enforce_even_with_force() {
 }
 
 #[tokio::test]
+async fn a_listener_shared_by_spaces_that_need_different_modes_is_refused() {
+    let pki = pki();
+    let (material, record) = pki.material(&[]);
+    let mut e = env();
+    // acme (mode ip) needs no client certificate on the listener that
+    // globex's `cert` needs: a warning at count, a refusal of verify that
+    // --force does not override.
+    e.listeners[0].spaces.push(SpaceId::new("acme").unwrap());
+    let warnings = at_count(&mut e, &material, &record, 0).await;
+    assert_eq!(
+        warnings,
+        [guard::LISTENER_SHARED, guard::OPERATOR_CERT_UNKNOWN]
+    );
+    let codes = refused(&mut e, &material, &record, Some(&pki.operator), true, 0).await;
+    assert_eq!(codes, [guard::LISTENER_SHARED]);
+}
+
+#[tokio::test]
 async fn verify_ignoring_expiry_is_refused() {
     let pki = pki();
     let (material, record) = pki.material(&[]);

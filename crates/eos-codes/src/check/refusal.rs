@@ -38,6 +38,20 @@ pub enum RefusalReason {
 }
 
 impl RefusalReason {
+    /// Every reason, in the order of docs/CODES.md.
+    pub const ALL: &[RefusalReason] = &[
+        RefusalReason::Malformed,
+        RefusalReason::UnknownCode,
+        RefusalReason::WrongSecret,
+        RefusalReason::Expired,
+        RefusalReason::Spent,
+        RefusalReason::Revoked,
+        RefusalReason::WrongPurpose,
+        RefusalReason::WrongSpace,
+        RefusalReason::PepperUnavailable,
+        RefusalReason::RecoverNotAdmin,
+    ];
+
     /// The stable name, as in the audit log.
     pub fn as_str(self) -> &'static str {
         match self {

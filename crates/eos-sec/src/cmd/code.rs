@@ -446,7 +446,7 @@ fn verify(a: VerifyArgs, cfg: &CodesSection, ctx: &crate::Ctx) -> anyhow::Result
             // The operator gets the same answer as anyone; the reason is in
             // the audit log (`eos-sec` never prints it next to a code).
             return Err(anyhow::Error::new(crate::exit::Refused {
-                code: "code-rejected",
+                code: eos_register::Code::CodeRejected.as_str(),
                 message: format!("{r} (the reason is in the audit log: action code.reject)"),
             }));
         }
