@@ -1,4 +1,4 @@
-//! `cargo xtask bench-authz [--seconds N] [--connections N] [--debug] [--no-decision-log]`:
+//! `cargo xtask bench-authz [--seconds N] [--connections N] [--debug] [--no-decision-log] [--tcp]`:
 //! what the decision point costs behind nginx (issue 23). One nginx, one
 //! run, three TLS servers side by side, all proxying to the same upstream
 //! (a `return 200` server in the same nginx):
@@ -6,9 +6,11 @@
 //! - **alone**: nginx with mutual TLS alone (`ssl_verify_client optional`
 //!   against the entityOS CA and its CRL), no decision point;
 //! - **authz**: the configuration `eos-sec authz config nginx` prints,
-//!   `auth_request` to a release `eos-sec authz serve` (decision log on);
+//!   `auth_request` to a release `eos-sec authz serve` (decision log on)
+//!   on a Unix socket (`--tcp`: on loopback TCP);
 //! - **floor** (saturated runs only): "alone" plus an `auth_request` to a
-//!   stub in the same nginx that answers 204 at once, with the generated
+//!   stub in the same nginx that answers 204 at once, on the same
+//!   transport, with the generated
 //!   configuration's subrequest settings: what any `auth_request` decision
 //!   point costs before it decides anything. The last column, eos-sec's
 //!   requests/s over the stub's, is the part of the cost that is eos-sec's.
@@ -264,18 +266,28 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         connections,
     };
     let decision_log = !args.iter().any(|a| a == "--no-decision-log");
-    let result = bench(&env, &oha, profile, decision_log);
+    let tcp = args.iter().any(|a| a == "--tcp");
+    let result = bench(&env, &oha, profile, decision_log, tcp);
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
 
-fn bench(env: &Env, oha: &Oha<'_>, profile: &str, decision_log: bool) -> Result<()> {
+fn bench(env: &Env, oha: &Oha<'_>, profile: &str, decision_log: bool, tcp: bool) -> Result<()> {
     let authz_port = free_port()?;
+    let (authz_listen, stub_listen) = if tcp {
+        (
+            format!("127.0.0.1:{authz_port}"),
+            format!("127.0.0.1:{}", free_port()?),
+        )
+    } else {
+        (
+            format!("unix:{}", env.p("authz.sock")),
+            format!("unix:{}", env.p("stub.sock")),
+        )
+    };
     std::fs::write(
         env.dir.join("eos-sec.toml"),
-        format!(
-            "[authz]\nlisten = \"127.0.0.1:{authz_port}\"\ntrusted_proxies = [\"127.0.0.1\"]\n"
-        ),
+        format!("[authz]\nlisten = \"{authz_listen}\"\ntrusted_proxies = [\"127.0.0.1\"]\n"),
     )?;
     check(env.eos(&["ca", "init", "--env", "dev"]))?;
     check(env.eos(&[
@@ -360,10 +372,20 @@ fn bench(env: &Env, oha: &Oha<'_>, profile: &str, decision_log: bool) -> Result<
             .spawn()
             .context("eos-sec authz serve")?,
     );
-    wait_for_port(authz_port, "eos-sec authz serve")?;
+    if tcp {
+        wait_for_port(authz_port, "eos-sec authz serve")?;
+    } else {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::os::unix::net::UnixStream::connect(env.dir.join("authz.sock")).is_err() {
+            if Instant::now() > deadline {
+                bail!("eos-sec authz serve did not come up on {authz_listen}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 
     let (with_port, alone_port, upstream_port) = (free_port()?, free_port()?, free_port()?);
-    let (floor_port, stub_port) = (free_port()?, free_port()?);
+    let floor_port = free_port()?;
     let upstream = format!("http://127.0.0.1:{upstream_port}");
     let generated = check(env.eos(&[
         "authz",
@@ -421,7 +443,7 @@ http {{
     # stub that answers 204 at once, with the generated configuration's
     # subrequest settings. No decision point can cost less than this.
     upstream floor_stub {{
-        server 127.0.0.1:{stub_port};
+        server {stub_listen};
         keepalive 16;
     }}
     server {{
@@ -449,7 +471,7 @@ http {{
         }}
     }}
     server {{
-        listen 127.0.0.1:{stub_port};
+        listen {stub_listen};
         location / {{ return 204; }}
     }}
     server {{
@@ -491,8 +513,9 @@ http {{
     let authz_pid = _authz.0.id();
 
     println!(
-        "eos-sec ({profile}) authz serve (decision log {}) behind nginx vs nginx with mutual TLS alone; \
+        "eos-sec ({profile}) authz serve on {} (decision log {}) behind nginx vs nginx with mutual TLS alone; \
          oha -c {} for {} s per run; load average before: {}",
+        if tcp { "loopback TCP" } else { "a Unix socket" },
         if decision_log { "on" } else { "off" },
         oha.connections,
         oha.seconds,
@@ -554,10 +577,13 @@ http {{
     println!();
     let metrics = check({
         let mut c = Command::new("curl");
-        c.args([
-            "--silent",
-            &format!("http://127.0.0.1:{authz_port}/metrics"),
-        ]);
+        c.arg("--silent");
+        if tcp {
+            c.args(["--connect-to", &format!("authz:80:127.0.0.1:{authz_port}")]);
+        } else {
+            c.args(["--unix-socket", &env.p("authz.sock")]);
+        }
+        c.arg("http://authz/metrics");
         c
     })?;
     for l in metrics

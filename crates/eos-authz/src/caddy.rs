@@ -4,8 +4,8 @@
 
 use std::fmt::Write as _;
 
-use crate::CERT_HEADERS;
 use crate::nginx::{IDENTITY_HEADERS, ProxyConfig, title_case};
+use crate::{CERT_HEADERS, Listen};
 
 /// The Caddyfile (global options and one site) for the same inputs as
 /// [`crate::nginx_config`].
@@ -85,7 +85,12 @@ pub fn caddy_config(c: &ProxyConfig) -> String {
     {
         let _ = writeln!(w, "        request_header -{h}");
     }
-    let _ = writeln!(w, "        forward_auth {} {{", c.authz);
+    // Caddy's upstream syntax: `unix//path` for a Unix socket.
+    let authz = match &c.authz {
+        Listen::Tcp(a) => a.to_string(),
+        Listen::Unix(p) => format!("unix/{}", p.display()),
+    };
+    let _ = writeln!(w, "        forward_auth {authz} {{");
     let _ = writeln!(w, "            uri /_eos_authz");
     let _ = writeln!(w, "            header_up X-Original-URI {{uri}}");
     let _ = writeln!(

@@ -10,16 +10,18 @@ use std::time::Duration;
 use eos_logs::TrustedProxies;
 use serde::{Deserialize, Deserializer};
 
-use crate::ServeOptions;
+use crate::{Listen, ServeOptions};
 
 /// `[authz]`: the decision service (`eos-sec authz serve`); its flags
 /// override each field.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthzConfig {
-    /// Address to listen on (plain HTTP, for the proxy only) [default:
-    /// 127.0.0.1:9180]; also the address `authz config` wires the proxy to.
-    pub listen: SocketAddr,
+    /// Address to listen on (plain HTTP, for the proxy only): `host:port`,
+    /// or `unix:` and an absolute path for a proxy on the same host
+    /// [default: 127.0.0.1:9180]; also the address `authz config` wires the
+    /// proxy to.
+    pub listen: Listen,
     /// Proxies whose `X-Forwarded-For` and certificate headers are believed
     /// [default: `[logs] trusted_proxies`].
     pub trusted_proxies: Option<TrustedProxies>,
@@ -48,7 +50,7 @@ impl Default for AuthzConfig {
     fn default() -> Self {
         let o = ServeOptions::default();
         AuthzConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 9180)),
+            listen: Listen::Tcp(SocketAddr::from(([127, 0, 0, 1], 9180))),
             trusted_proxies: None,
             reload_interval: Duration::from_secs(1),
             max_connections: NonZeroUsize::new(o.max_connections).unwrap_or(NonZeroUsize::MIN),
@@ -152,7 +154,16 @@ mod tests {
                 "fortnights",
             ),
             ("[authz]\nmax_connections = 0\n", 2, "nonzero"),
-            ("[authz]\nlisten = \"localhost\"\n", 2, "socket address"),
+            (
+                "[authz]\nlisten = \"localhost\"\n",
+                2,
+                "expected an address and port",
+            ),
+            (
+                "[authz]\nlisten = \"unix:authz.sock\"\n",
+                2,
+                "absolute path",
+            ),
             (
                 "[authz]\ntrusted_proxies = [\"10.0.0.0/33\"]\n",
                 2,

@@ -12,7 +12,7 @@ use eos_policy::{
 };
 use serde::Serialize;
 
-use crate::{ChainCache, ChainLookup};
+use crate::{ChainCache, ChainLookup, Peer};
 
 /// Headers that carry the client certificate, read only from a trusted
 /// proxy, and at most one of them per request:
@@ -92,8 +92,8 @@ pub struct Answer {
     pub status: StatusCode,
     /// The client address decided on.
     pub client: Option<IpAddr>,
-    /// The TCP peer.
-    pub peer: IpAddr,
+    /// Who sent the subrequest.
+    pub peer: Peer,
     /// Whether the peer is a trusted proxy (its headers were read).
     pub trusted_peer: bool,
     /// Address or certificate headers sent by an untrusted peer, ignored.
@@ -133,28 +133,60 @@ pub fn decide(
     headers: &HeaderMap,
     now: UnixTime,
 ) -> Answer {
-    let peer = peer.to_canonical();
-    let trusted_peer = trusted.contains(peer);
+    decide_from(evaluator, chains, trusted, Peer::Ip(peer), headers, now)
+}
+
+/// [`decide`] for a subrequest from `peer`, which may be a process on the
+/// Unix socket ([`Peer::Local`]): trusted like a configured proxy, with
+/// the client address taken from the `X-Forwarded-For` it sends — a
+/// subrequest without one is refused, there being no address to fall
+/// back on.
+pub fn decide_from(
+    evaluator: &Evaluator<'_>,
+    chains: &ChainCache,
+    trusted: &TrustedProxies,
+    peer: Peer,
+    headers: &HeaderMap,
+    now: UnixTime,
+) -> Answer {
+    let peer = match peer {
+        Peer::Ip(ip) => Peer::Ip(ip.to_canonical()),
+        Peer::Local => Peer::Local,
+    };
+    let trusted_peer = match peer {
+        Peer::Ip(ip) => trusted.contains(ip),
+        Peer::Local => true,
+    };
     let mut ignored_headers = Vec::new();
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let (client, chain) = if trusted_peer {
-        let xff: Vec<&str> = headers
-            .get_all(FORWARDED_FOR)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        let xff = (!xff.is_empty()).then(|| xff.join(","));
-        (
-            trusted.client_address(peer, xff.as_deref()),
-            presented_chain(headers),
-        )
-    } else {
-        for name in std::iter::once(FORWARDED_FOR).chain(CERT_HEADERS) {
-            if headers.contains_key(name) {
-                ignored_headers.push(name);
+    let (client, chain) = match peer {
+        Peer::Ip(ip) if !trusted_peer => {
+            for name in std::iter::once(FORWARDED_FOR).chain(CERT_HEADERS) {
+                if headers.contains_key(name) {
+                    ignored_headers.push(name);
+                }
             }
+            (Some(ip), None)
         }
-        (Some(peer), None)
+        _ => {
+            let xff: Vec<&str> = headers
+                .get_all(FORWARDED_FOR)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            let xff = (!xff.is_empty()).then(|| xff.join(","));
+            let client = match peer {
+                Peer::Ip(ip) => trusted.client_address(ip, xff.as_deref()),
+                // The right-most entry is the address the local proxy saw;
+                // from there the same rule as for a TCP peer.
+                Peer::Local => xff.as_deref().and_then(|x| {
+                    let (rest, last) = x.rsplit_once(',').unwrap_or(("", x));
+                    let seen: IpAddr = last.trim().parse().ok()?;
+                    trusted.client_address(seen, Some(rest))
+                }),
+            };
+            (client, presented_chain(headers))
+        }
     };
     let refused = |status, space, decision| Answer {
         status,

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use crate::CERT_HEADERS;
+use crate::{CERT_HEADERS, Listen};
 
 /// What a generated proxy configuration needs (nginx, Caddy).
 #[derive(Debug, Clone)]
@@ -22,7 +22,7 @@ pub struct ProxyConfig {
     /// The entityOS CA bundle, whose names the proxy advertises to clients.
     pub client_ca: PathBuf,
     /// The decision service (`eos-sec authz serve --listen`).
-    pub authz: SocketAddr,
+    pub authz: Listen,
     /// The application the proxy protects, e.g. `http://127.0.0.1:8080`.
     pub upstream: String,
 }

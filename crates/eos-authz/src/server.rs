@@ -6,7 +6,6 @@
 //! and shutdown waits `shutdown_grace`.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,10 +20,10 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
 use tower::ServiceExt;
 
-use crate::{ChainLookup, Live, Metrics, decide};
+use crate::decide::decide_from;
+use crate::{ChainLookup, Listener, Live, Metrics, Peer};
 
 /// How the service listens and whom it believes.
 #[derive(Debug, Clone)]
@@ -63,15 +62,15 @@ struct AppState {
 
 async fn decision(
     State(s): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     headers: HeaderMap,
 ) -> Response {
     let current = s.live.get();
-    let a = decide(
+    let a = decide_from(
         &current.evaluator,
         &current.chains,
         &s.trusted,
-        peer.ip(),
+        peer,
         &headers,
         UnixTime::now(),
     );
@@ -144,9 +143,9 @@ async fn metrics_page(State(s): State<AppState>) -> Response {
 
 /// Serve decisions on `listener` from `live` until `shutdown` resolves:
 /// `GET /metrics` answers the counters, every other request is a
-/// subrequest to decide.
+/// subrequest to decide. A Unix socket's file is removed at the end.
 pub async fn serve(
-    listener: TcpListener,
+    listener: Listener,
     live: Arc<Live>,
     metrics: Arc<Metrics>,
     options: ServeOptions,
@@ -164,55 +163,40 @@ pub async fn serve(
         .with_state(state);
     let slots = Arc::new(tokio::sync::Semaphore::new(options.max_connections));
     let graceful = GracefulShutdown::new();
+    let conn = Conn {
+        router,
+        request_timeout,
+        header_timeout: options.header_timeout,
+    };
     tokio::pin!(shutdown);
     loop {
-        tokio::select! {
+        let accepted = tokio::select! {
             () = &mut shutdown => break,
-            accepted = listener.accept() => {
-                let (tcp, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let Ok(slot) = slots.clone().try_acquire_owned() else {
-                    tracing::warn!(peer = %peer.ip(), max = options.max_connections, "connection limit reached; closing");
-                    continue;
-                };
-                let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
-                let _ = tcp.set_nodelay(true);
-                let router = router.clone();
-                let watcher = graceful.watcher();
-                let header_timeout = options.header_timeout;
-                tokio::spawn(async move {
-                    let _slot = slot;
-                    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-                        req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-                        let router = router.clone();
-                        async move {
-                            match tokio::time::timeout(request_timeout, router.oneshot(req)).await {
-                                Ok(r) => r,
-                                Err(_) => Ok(StatusCode::SERVICE_UNAVAILABLE.into_response()),
-                            }
-                        }
-                    });
-                    let mut builder = auto::Builder::new(TokioExecutor::new());
-                    builder
-                        .http1()
-                        .timer(TokioTimer::new())
-                        .header_read_timeout(header_timeout);
-                    builder
-                        .http2()
-                        .timer(TokioTimer::new())
-                        .keep_alive_interval(Some(header_timeout))
-                        .keep_alive_timeout(header_timeout);
-                    let conn = builder.serve_connection(TokioIo::new(tcp), service).into_owned();
-                    let _ = watcher.watch(conn).await;
-                });
+            accepted = accept(&listener) => accepted,
+        };
+        let (io, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
             }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, max = options.max_connections, "connection limit reached; closing");
+            continue;
+        };
+        let watcher = graceful.watcher();
+        match io {
+            Stream::Tcp(tcp) => {
+                let _ = tcp.set_nodelay(true);
+                conn.spawn(tcp, peer, slot, watcher);
+            }
+            Stream::Unix(unix) => conn.spawn(unix, peer, slot, watcher),
         }
+    }
+    if let Listener::Unix(_, path) = &listener {
+        let _ = std::fs::remove_file(path);
     }
     drop(listener);
     if tokio::time::timeout(options.shutdown_grace, graceful.shutdown())
@@ -220,5 +204,75 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("requests still in flight after the grace time; closing them");
+    }
+}
+
+/// An accepted connection.
+enum Stream {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+async fn accept(listener: &Listener) -> std::io::Result<(Stream, Peer)> {
+    match listener {
+        Listener::Tcp(l) => {
+            let (tcp, peer) = l.accept().await?;
+            Ok((Stream::Tcp(tcp), Peer::Ip(peer.ip().to_canonical())))
+        }
+        Listener::Unix(l, _) => {
+            let (unix, _) = l.accept().await?;
+            Ok((Stream::Unix(unix), Peer::Local))
+        }
+    }
+}
+
+/// What each connection is served with.
+struct Conn {
+    router: Router,
+    request_timeout: Duration,
+    header_timeout: Duration,
+}
+
+impl Conn {
+    /// Serve one connection on its own task, HTTP/1.1 or HTTP/2, within
+    /// the timeouts, holding its `slot` until it closes.
+    fn spawn<S>(
+        &self,
+        io: S,
+        peer: Peer,
+        slot: tokio::sync::OwnedSemaphorePermit,
+        watcher: hyper_util::server::graceful::Watcher,
+    ) where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let router = self.router.clone();
+        let (request_timeout, header_timeout) = (self.request_timeout, self.header_timeout);
+        tokio::spawn(async move {
+            let _slot = slot;
+            let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+                req.extensions_mut().insert(ConnectInfo::<Peer>(peer));
+                let router = router.clone();
+                async move {
+                    match tokio::time::timeout(request_timeout, router.oneshot(req)).await {
+                        Ok(r) => r,
+                        Err(_) => Ok(StatusCode::SERVICE_UNAVAILABLE.into_response()),
+                    }
+                }
+            });
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .keep_alive_interval(Some(header_timeout))
+                .keep_alive_timeout(header_timeout);
+            let conn = builder
+                .serve_connection(TokioIo::new(io), service)
+                .into_owned();
+            let _ = watcher.watch(conn).await;
+        });
     }
 }

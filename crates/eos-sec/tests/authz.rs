@@ -282,15 +282,39 @@ impl Stack {
 }
 
 fn stack() -> Stack {
-    // The decision service is configured by `[authz]`: only 127.0.0.1
-    // (nginx) is a trusted proxy; `authz config nginx` wires nginx to its
-    // `listen`.
+    stack_on(Transport::Tcp)
+}
+
+/// How nginx reaches the decision service.
+#[derive(PartialEq)]
+enum Transport {
+    /// Loopback TCP; only 127.0.0.1 (nginx) is a trusted proxy.
+    Tcp,
+    /// A Unix socket in the state directory (`authz.sock`), whose peers
+    /// are trusted by its mode; no trusted proxy is configured at all.
+    Unix,
+}
+
+fn stack_on(transport: Transport) -> Stack {
+    // The decision service is configured by `[authz]`; `authz config
+    // nginx` wires nginx to its `listen`.
     let authz_port = free_port();
-    let env = Env {
-        st: State::new(&format!(
-            "[authz]\nlisten = \"127.0.0.1:{authz_port}\"\ntrusted_proxies = [\"127.0.0.1\"]\nreload_interval = \"1s\"\n"
-        )),
+    let st = State::new("");
+    let listen = match transport {
+        Transport::Tcp => {
+            format!("listen = \"127.0.0.1:{authz_port}\"\ntrusted_proxies = [\"127.0.0.1\"]\n")
+        }
+        Transport::Unix => format!(
+            "listen = \"unix:{}\"\n",
+            st.path().join("authz.sock").display()
+        ),
     };
+    std::fs::write(
+        st.path().join("eos-sec.toml"),
+        format!("[authz]\n{listen}reload_interval = \"1s\"\n"),
+    )
+    .unwrap();
+    let env = Env { st };
     env.eos(&["ca", "init", "--env", "dev"]);
     // acme's set: 127.0.0.3 only.
     env.allow_acme("127.0.0.3", "office");
@@ -339,7 +363,16 @@ stage = "enforce"
             .spawn()
             .unwrap(),
     );
-    wait_for_port(authz_port, "eos-sec authz serve");
+    match transport {
+        Transport::Tcp => wait_for_port(authz_port, "eos-sec authz serve"),
+        Transport::Unix => {
+            let start = Instant::now();
+            while std::os::unix::net::UnixStream::connect(env.path("authz.sock")).is_err() {
+                assert!(start.elapsed() < Duration::from_secs(30), "no authz.sock");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
 
     let nginx_port = free_port();
     let upstream_port = free_port();
@@ -1115,4 +1148,86 @@ fn authz_config_errors_name_the_file_and_line() {
             out.stderr
         );
     }
+}
+
+#[test]
+fn nginx_over_a_unix_socket_enforces_either() {
+    if !oracles_available() {
+        return;
+    }
+    let stack = stack_on(Transport::Unix);
+    let env = &stack.env;
+    env.issue("alice", "acme", "alice");
+    env.issue("bob", "globex", "bob");
+    let conf = std::fs::read_to_string(env.path("eos-authz.conf")).unwrap();
+    let sock = env.path("authz.sock");
+    assert!(
+        conf.contains(&format!("server unix:{};", sock.display())),
+        "{conf}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660);
+
+    // nginx's workers run as nobody:nogroup when nginx starts as root: the
+    // operator gives the proxy's user the socket's group (systemd's
+    // `Group=`), here by hand. Without it nginx cannot connect at all.
+    let root = Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
+    let c = stack.client();
+    if root {
+        assert_eq!(c.get("acme", "127.0.0.3", None, &[]).0, 500);
+        let chgrp = Command::new("chgrp")
+            .arg("nogroup")
+            .arg(&sock)
+            .status()
+            .unwrap();
+        assert!(chgrp.success());
+    }
+    // The address nginx saw is the client, though no proxy is configured
+    // as trusted: the socket's peer is nginx.
+    let (code, body) = c.get("acme", "127.0.0.3", None, &[]);
+    assert_eq!(
+        (code, body.as_str()),
+        (200, "space=acme user= gate=ip forged=")
+    );
+    let (code, body) = c.get("acme", "127.0.0.4", Some("alice"), &[]);
+    assert_eq!(
+        (code, body.as_str()),
+        (200, "space=acme user=alice gate=cert forged=")
+    );
+    assert_eq!(c.get("acme", "127.0.0.4", None, &[]).0, 403);
+    assert_eq!(c.get("acme", "127.0.0.4", Some("bob"), &[]).0, 403);
+    // nginx overwrites what a client claims.
+    let forged = c.get(
+        "acme",
+        "127.0.0.4",
+        None,
+        &["X-Forwarded-For: 127.0.0.3", "X-SSL-Client-Cert: x"],
+    );
+    assert_eq!(forged.0, 403);
+    // A subrequest on the socket without an address is refused, not
+    // admitted as some default client.
+    let out = Command::new("curl")
+        .args([
+            "--silent",
+            "--max-time",
+            "10",
+            "--unix-socket",
+            &sock.display().to_string(),
+            "--output",
+            "/dev/null",
+            "--write-out",
+            "%{http_code}",
+            "--header",
+            "Host: acme.eos.test",
+            "http://authz/_eos_authz",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "403");
+
+    // Stopped, the service removes its socket.
+    let Stack { _authz, .. } = stack;
+    drop(_authz);
+    assert!(!sock.exists(), "the socket outlived the service");
 }

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use eos_authz::{Live, Metrics, Source};
+use eos_authz::{Listen, Listener, Live, Metrics, Source};
 use eos_logs::TrustedProxies;
 
 use crate::cmd::plan::{open_backend, runtime};
@@ -58,10 +58,10 @@ pub struct ProxyArgs {
     /// The entityOS CA bundle (`eos-sec ca bundle`), advertised to clients
     #[arg(long, value_name = "FILE")]
     pub client_ca: PathBuf,
-    /// The decision service's address [default: `[authz] listen`, else
-    /// 127.0.0.1:9180]
-    #[arg(long)]
-    pub authz: Option<SocketAddr>,
+    /// The decision service's address, `host:port` or `unix:/path`
+    /// [default: `[authz] listen`, else 127.0.0.1:9180]
+    #[arg(long, value_name = "ADDRESS")]
+    pub authz: Option<Listen>,
     /// The protected application, e.g. http://127.0.0.1:8080
     #[arg(long, value_name = "URL")]
     pub upstream: String,
@@ -70,10 +70,12 @@ pub struct ProxyArgs {
 /// Arguments of `authz serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on (plain HTTP, for the proxy only) [default:
-    /// `[authz] listen`, else 127.0.0.1:9180]
-    #[arg(long)]
-    pub listen: Option<SocketAddr>,
+    /// Address to listen on (plain HTTP, for the proxy only): `host:port`,
+    /// or `unix:/path` for a proxy on this host — a socket of mode 0660,
+    /// whose every peer is a trusted proxy [default: `[authz] listen`, else
+    /// 127.0.0.1:9180]
+    #[arg(long, value_name = "ADDRESS")]
+    pub listen: Option<Listen>,
     #[command(flatten)]
     pub source: PolicySource,
     /// A proxy whose X-Forwarded-For and client-certificate headers are
@@ -129,7 +131,7 @@ fn serve(a: ServeArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
         }
         options.max_connections = max;
     }
-    let listen = a.listen.unwrap_or(conf.listen);
+    let listen = a.listen.unwrap_or_else(|| conf.listen.clone());
     let policy = a
         .source
         .policy
@@ -165,10 +167,10 @@ fn serve(a: ServeArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(listen)
+        let listener = Listener::bind(&listen)
             .await
-            .map_err(|e| bad_input!("cannot listen on {}: {e}", listen))?;
-        let local = listener.local_addr().unwrap_or(listen);
+            .map_err(|e| bad_input!("{e}"))?;
+        let local = listener.local();
         tracing::info!(
             address = %local,
             reload_interval_s = interval.as_secs(),
@@ -227,7 +229,7 @@ fn proxy_config(a: ProxyArgs, ctx: &crate::Ctx) -> anyhow::Result<eos_authz::Pro
         tls_cert: file("--tls-cert", &a.tls_cert)?,
         tls_key: file("--tls-key", &a.tls_key)?,
         client_ca: file("--client-ca", &a.client_ca)?,
-        authz: a.authz.unwrap_or(ctx.config.authz.listen),
+        authz: a.authz.unwrap_or_else(|| ctx.config.authz.listen.clone()),
         upstream: a.upstream,
     };
     Ok(config)
