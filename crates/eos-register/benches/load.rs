@@ -15,6 +15,14 @@
 //! `--instances N` starts N services on that one database and spreads the
 //! clients over them (the codes are issued once, into the shared store).
 //!
+//! CPU per registration is measured over the timed run only: the
+//! services run on a runtime of their own whose threads are named
+//! `eos-serve` (their user + system time from `/proc/self/task`), the
+//! PostgreSQL server's processes are the postmaster's children (from
+//! `/proc`), and the load generator is the rest of this process. The load
+//! average is printed before and after: other work on the machine shows
+//! there.
+//!
 //! cargo bench -p eos-register --bench load -- [--quick] [--clients N] [--requests N]
 //!     [--cert-clients K] [--ca-latency-ms MS] [--postgres [--instances N]]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
@@ -30,6 +38,81 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use common::{Harness, Setup, Signing, bench_arg as arg, csr, percentile};
 use eos_codes::Purpose;
 use serde_json::json;
+
+/// Thread names of the services' runtime.
+const SERVE_THREADS: &str = "eos-serve";
+
+/// Clock ticks per second of `/proc`'s CPU times.
+fn clock_ticks() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// (parent pid, user + system ticks) of a `/proc/.../stat` line.
+fn stat_ticks(stat: &str) -> Option<(u32, u64)> {
+    // The command name is in parentheses and may hold spaces.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ppid = fields.get(1)?.parse().ok()?;
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((ppid, utime + stime))
+}
+
+/// CPU ticks of this process's threads named `name`, and of all of it.
+fn own_ticks(name: &str) -> (u64, u64) {
+    let mut named = 0;
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        if comm.trim_end().starts_with(name)
+            && let Some((_, t)) = stat_ticks(&stat)
+        {
+            named += t;
+        }
+    }
+    let all = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| stat_ticks(&s))
+        .map_or(0, |(_, t)| t);
+    (named, all)
+}
+
+/// CPU ticks of the processes whose parent is `ppid` (a PostgreSQL
+/// server's backends and helpers), and of `ppid` itself.
+fn children_ticks(ppid: u32) -> u64 {
+    let mut sum = 0;
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        if let Some((parent, t)) = stat_ticks(&stat)
+            && (parent == ppid || pid == ppid)
+        {
+            sum += t;
+        }
+    }
+    sum
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
 
 #[tokio::main]
 async fn main() {
@@ -69,6 +152,16 @@ async fn main() {
     if let Some((_, url)) = &cluster {
         setup.store_url = Some(eos_store::StoreUrl::parse(url).unwrap());
     }
+    // The services on a runtime of their own, so that their CPU time can
+    // be told from the clients': its threads (workers and the blocking pool
+    // where store work runs) are named, and kept for the whole run.
+    let serve_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(SERVE_THREADS)
+        .thread_keep_alive(Duration::from_secs(3600))
+        .enable_all()
+        .build()
+        .unwrap();
     let mut others = Vec::new();
     for _ in 1..instances {
         let mut more = Setup {
@@ -76,9 +169,11 @@ async fn main() {
             ..Setup::default()
         };
         more.options = setup.options.clone();
-        others.push(Arc::new(Harness::start_with(more).await));
+        others.push(Arc::new(
+            serve_rt.spawn(Harness::start_with(more)).await.unwrap(),
+        ));
     }
-    let h = Arc::new(Harness::start_with(setup).await);
+    let h = Arc::new(serve_rt.spawn(Harness::start_with(setup)).await.unwrap());
     let serving: Vec<Arc<Harness>> = std::iter::once(h.clone()).chain(others).collect();
     let codes: Vec<String> = (0..requests)
         .map(|i| h.issue_for(&format!("u{i}"), &[Purpose::RegisterIp]))
@@ -91,10 +186,22 @@ async fn main() {
         .collect();
     let cert_codes = Arc::new(tokio::sync::Mutex::new(cert_codes.into_iter()));
     let done = Arc::new(AtomicBool::new(false));
-    // Warm the connection pools.
-    for s in &serving {
-        let _ = s.client.get(format!("{}/healthz", s.url)).send().await;
+    // Warm the connection pools: one connection per client, so the timed
+    // run measures registrations, not the first TLS handshakes.
+    let mut warm = Vec::new();
+    for c in 0..clients {
+        let s = serving[c % serving.len()].clone();
+        warm.push(tokio::spawn(async move {
+            let _ = s.client.get(format!("{}/healthz", s.url)).send().await;
+        }));
     }
+    for w in warm {
+        w.await.unwrap();
+    }
+    let postmaster: Option<u32> = cluster.as_ref().map(|(c, _)| {
+        let pid = std::fs::read_to_string(c.socket_dir().join("data/postmaster.pid")).unwrap();
+        pid.lines().next().unwrap().trim().parse().unwrap()
+    });
     println!(
         "store: {}, {} instance(s)",
         if postgres { "postgresql" } else { "sqlite" },
@@ -119,6 +226,9 @@ async fn main() {
             lat
         }));
     }
+    let load_before = load_average();
+    let (serve_before, all_before) = own_ticks(SERVE_THREADS);
+    let pg_before = postmaster.map(children_ticks);
     let start = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..clients {
@@ -145,6 +255,9 @@ async fn main() {
         lat.extend(t.await.unwrap());
     }
     let elapsed = start.elapsed();
+    let (serve_after, all_after) = own_ticks(SERVE_THREADS);
+    let pg_after = postmaster.map(children_ticks);
+    let load_after = load_average();
     done.store(true, Ordering::Relaxed);
     let mut cert_lat = Vec::new();
     for t in cert_tasks {
@@ -162,6 +275,23 @@ async fn main() {
         percentile(&lat, 0.99).as_secs_f64() * 1e3,
         lat.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
     );
+    let per_registration = |ticks: u64| ticks as f64 / clock_ticks() / lat.len() as f64 * 1e3;
+    let serve = serve_after - serve_before;
+    let clients_cpu = (all_after - all_before).saturating_sub(serve);
+    let db = pg_before
+        .zip(pg_after)
+        .map(|(b, a)| {
+            format!(
+                ", PostgreSQL {:.2} ms",
+                per_registration(a.saturating_sub(b))
+            )
+        })
+        .unwrap_or_default();
+    println!(
+        "CPU per registration: service {:.2} ms{db}, load generator {:.2} ms; load average {load_before} before, {load_after} after",
+        per_registration(serve),
+        per_registration(clients_cpu),
+    );
     if cert_clients > 0 && !cert_lat.is_empty() {
         println!(
             "meanwhile {cert_clients} clients on /v1/cert through a CA taking {} ms: {} certificates; latency p50 {:.1} ms, max {:.1} ms",
@@ -171,4 +301,7 @@ async fn main() {
             cert_lat.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
         );
     }
+    // The services' runtime ends without waiting for its threads (this
+    // is an async context, where a runtime may not be dropped).
+    serve_rt.shutdown_background();
 }

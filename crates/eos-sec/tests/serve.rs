@@ -48,6 +48,82 @@ fn serve_registers_an_address_and_stops_on_sigterm() {
     assert!(!logs.contains(&code), "the code reached the logs");
 }
 
+/// kill -9 of `serve` in the middle of a burst of registrations: every
+/// registration it answered 200 is in the store afterwards. On SQLite the
+/// requests that queue behind a commit share the next one (group commit),
+/// and each answer is sent only after that commit returned (`synchronous =
+/// FULL`): an answer never runs ahead of its durable commit.
+#[test]
+fn every_registration_answered_before_kill_9_is_in_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("eos-sec.toml");
+    std::fs::write(
+        &config,
+        "[serve]\nper_source_per_minute = 60000\nper_source_burst = 1000\n",
+    )
+    .unwrap();
+    let cmd = || {
+        let mut c = eos_sec(dir.path());
+        c.env("EOS_SEC_CONFIG", &config);
+        c
+    };
+    let codes: Vec<String> = (0..40)
+        .map(|i| issue_ip_code_for(cmd(), &format!("u{i}")))
+        .collect();
+    let serving = Serving::start(cmd());
+    let port = serving.port;
+    let (answered, first) = std::sync::mpsc::channel();
+    let barrier = std::sync::Barrier::new(codes.len());
+    let answers: Vec<std::io::Result<String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = codes
+            .iter()
+            .map(|code| {
+                let (barrier, answered) = (&barrier, answered.clone());
+                s.spawn(move || {
+                    let body = format!("{{\"code\":\"{code}\"}}");
+                    barrier.wait();
+                    let answer = common::http(
+                        port,
+                        &format!(
+                            "POST /v1/ip HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        ),
+                    );
+                    let _ = answered.send(());
+                    answer
+                })
+            })
+            .collect();
+        // The first answer is in: kill -9 while the rest are in flight.
+        first.recv().unwrap();
+        drop(serving);
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let ok: Vec<&String> = answers
+        .iter()
+        .flatten()
+        .filter(|a| status_of(a) == "200")
+        .collect();
+    assert!(!ok.is_empty(), "{answers:#?}");
+    let store = eos_store::Store::open(&dir.path().join("state")).unwrap();
+    let registered: Vec<String> = eos_store::registrations::list(store.conn(), None)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.user)
+        .collect();
+    for answer in &ok {
+        let user = answer
+            .split(r#""user":""#)
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap();
+        assert!(
+            registered.iter().any(|r| r == user),
+            "{user} was answered 200 but is not in the store: {registered:?}"
+        );
+    }
+}
+
 /// `-q`/`-v` set the log level: `serve` logs at info by default (its
 /// warnings about what it cannot serve among them); `-q` logs nothing, while
 /// the failure itself is still reported; `-v` logs more, never less.
@@ -97,18 +173,14 @@ fn eos_sec_pg(dir: &std::path::Path, url: &str) -> Command {
 }
 
 fn issue_ip_code(cmd: Command) -> String {
-    let mut cmd = cmd;
+    issue_ip_code_for(cmd, "alice")
+}
+
+/// A `register-ip` code of `user` in space acme, issued by the CLI.
+fn issue_ip_code_for(mut cmd: Command, user: &str) -> String {
     let issued = cmd
-        .args([
-            "code",
-            "issue",
-            "--space",
-            "acme",
-            "--user",
-            "alice",
-            "--purpose",
-            "register-ip",
-        ])
+        .args(["code", "issue", "--space", "acme", "--user", user])
+        .args(["--purpose", "register-ip"])
         .output()
         .unwrap();
     assert!(
