@@ -71,6 +71,10 @@ fn refusals_of(e: &(dyn std::error::Error + 'static)) -> Option<Vec<Value>> {
     if let Some(p) = e.downcast_ref::<eos_policy::PolicyError>() {
         return policy_refusals(p);
     }
+    if let Some(s) = e.downcast_ref::<eos_ops::ca::SignError>() {
+        // A refused request (its CSR, its lifetime), not a signer's failure.
+        return s.refusal().and_then(|r| one(r.code(), r.to_string()));
+    }
     if let Some(b) = e.downcast_ref::<eos_codes::BindingError>() {
         return one(b.code(), b.to_string());
     }

@@ -399,8 +399,10 @@ fn refused_csrs_exit_2_with_the_code_and_write_nothing() {
             "cli",
         ]);
         let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
-        assert_eq!(v["code"], code);
-        assert_eq!(v["status"], "refused");
+        assert_eq!(v["status"], "refused", "{v}");
+        assert_eq!(v["refusals"].as_array().map(Vec::len), Some(1), "{v}");
+        assert_eq!(v["refusals"][0]["code"], code, "{v}");
+        assert!(v["refusals"][0]["message"].is_string(), "{v}");
     }
     assert_eq!(env.ok(&["ca", "list"]), "no certificates\n");
     // Every refusal is audited with its code and the account, never the CSR.

@@ -339,13 +339,6 @@ fn import(
 }
 
 #[derive(Serialize)]
-struct Refusal<'a> {
-    status: &'static str,
-    code: &'a str,
-    reason: String,
-}
-
-#[derive(Serialize)]
 struct SignReport<'a> {
     status: &'static str,
     #[serde(flatten)]
@@ -355,20 +348,11 @@ struct SignReport<'a> {
     pem: Option<&'a str>,
 }
 
-/// A refused or failed `ca sign` (audited by the operation): JSON on stdout
-/// with `--json` for a refusal, and an error whose message starts with the
-/// file, what was refused and the stable code (`csr refused
-/// [csr-weak-hash]`, `lifetime refused [lifetime-over-cap]`).
-fn sign_error(ctx: &crate::Ctx, a: &SignArgs, e: SignError) -> anyhow::Error {
-    if ctx.json
-        && let Some(refusal) = e.refusal()
-    {
-        let _ = emit_json(&Refusal {
-            status: "refused",
-            code: refusal.code(),
-            reason: refusal.to_string(),
-        });
-    }
+/// A refused or failed `ca sign` (audited by the operation): an error whose
+/// message starts with the file, what was refused and the stable code (`csr
+/// refused [csr-weak-hash]`, `lifetime refused [lifetime-over-cap]`); with
+/// `--json` a refusal is the refusal document (`output::refusals`).
+fn sign_error(a: &SignArgs, e: SignError) -> anyhow::Error {
     match &e {
         SignError::Refused(_) | SignError::Failed { .. } | SignError::Unaudited { .. } => {
             let context = format!("{}: {e}", a.csr.display());
@@ -406,7 +390,7 @@ fn sign(a: SignArgs, ctx: &crate::Ctx, files: &CaFiles, conf: &CaSection) -> any
     let mut store = ctx.store()?;
     // Refused before the CA is opened (AWS Private CA is not asked).
     eos_ops::ca::check_size(&mut store, &req, limits.max_bytes, &actor)
-        .map_err(|e| sign_error(ctx, &a, e))?;
+        .map_err(|e| sign_error(&a, e))?;
     let rt = super::plan::runtime()?;
     let ca = open_ca(ctx, files, &rt)?.setup(conf.issuance_policy()?, limits)?;
     let signed = rt
@@ -417,7 +401,7 @@ fn sign(a: SignArgs, ctx: &crate::Ctx, files: &CaFiles, conf: &CaSection) -> any
             &actor,
             SystemTime::now(),
         ))
-        .map_err(|e| sign_error(ctx, &a, e))?;
+        .map_err(|e| sign_error(&a, e))?;
     let record = &signed.record;
     if ctx.json {
         return emit_json(&SignReport {
