@@ -8,7 +8,7 @@ use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use eos_logs::TrustedProxies;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use crate::{Listen, ServeOptions};
 
@@ -27,7 +27,7 @@ pub struct AuthzConfig {
     pub trusted_proxies: Option<TrustedProxies>,
     /// How often the policy, trust bundle, CRLs and sets are checked; a
     /// revocation is enforced within it [default: 1s].
-    #[serde(deserialize_with = "positive")]
+    #[serde(deserialize_with = "eos_codes::duration::deserialize_positive")]
     pub reload_interval: Duration,
     /// Most connections served at once [default: 1024].
     pub max_connections: NonZeroUsize,
@@ -36,13 +36,13 @@ pub struct AuthzConfig {
     pub chain_cache: usize,
     /// For a request's headers, and for the next request on an idle
     /// kept-alive connection [default: 5s].
-    #[serde(deserialize_with = "positive")]
+    #[serde(deserialize_with = "eos_codes::duration::deserialize_positive")]
     pub header_timeout: Duration,
     /// To answer a request once its headers are in [default: 5s].
-    #[serde(deserialize_with = "positive")]
+    #[serde(deserialize_with = "eos_codes::duration::deserialize_positive")]
     pub request_timeout: Duration,
     /// How long shutdown waits for requests in flight [default: 5s].
-    #[serde(deserialize_with = "positive")]
+    #[serde(deserialize_with = "eos_codes::duration::deserialize_positive")]
     pub shutdown_grace: Duration,
 }
 
@@ -77,19 +77,6 @@ impl AuthzConfig {
             shutdown_grace: self.shutdown_grace,
         }
     }
-}
-
-/// A duration in eos-sec's grammar (`eos_codes::duration`), more than zero.
-fn positive<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(d)?;
-    let v = eos_codes::duration::parse(&text).map_err(serde::de::Error::custom)?;
-    if v.is_zero() {
-        return Err(serde::de::Error::custom(format!(
-            "duration `{}` must be more than zero",
-            text.trim()
-        )));
-    }
-    Ok(v)
 }
 
 #[cfg(test)]

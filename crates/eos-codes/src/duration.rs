@@ -45,6 +45,22 @@ pub fn parse_seconds(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// A config file's duration (serde `deserialize_with`), in this grammar and
+/// more than zero; the error carries the file's line through the TOML
+/// reader.
+pub fn deserialize_positive<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    use serde::Deserialize as _;
+    let text = String::deserialize(d)?;
+    let v = parse(&text).map_err(serde::de::Error::custom)?;
+    if v.is_zero() {
+        return Err(serde::de::Error::custom(format!(
+            "duration `{}` must be more than zero",
+            text.trim()
+        )));
+    }
+    Ok(v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

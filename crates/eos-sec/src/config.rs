@@ -55,6 +55,29 @@ pub struct Config {
     /// `[authz]`: the decision service (`eos-sec authz serve`; docs/MTLS.md).
     #[serde(default)]
     pub authz: eos_authz::AuthzConfig,
+    /// `[sync]`: the sync workers (docs/SYNC.md).
+    #[serde(default)]
+    pub sync: SyncSection,
+}
+
+/// `[sync]`: how sync workers share the spaces (docs/SYNC.md, "Several
+/// workers").
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncSection {
+    /// How long a worker's claim on a space holds after its last renewal:
+    /// when a worker dies, another takes its spaces over within this plus a
+    /// poll [default: 15s].
+    #[serde(deserialize_with = "eos_codes::duration::deserialize_positive")]
+    pub lease: std::time::Duration,
+}
+
+impl Default for SyncSection {
+    fn default() -> Self {
+        SyncSection {
+            lease: eos_sync::DEFAULT_LEASE,
+        }
+    }
 }
 
 /// `[gate]`: the S3 bucket for the CA's trust bundle and CRL, and the ALB

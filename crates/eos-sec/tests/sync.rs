@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "sync/takeover.rs"]
+mod takeover;
 
 use std::time::{Duration, Instant};
 
@@ -208,23 +210,14 @@ fn plan_apply_and_sync_run_on_a_postgresql_store() {
     assert_eq!(local_set(&store, "eos-acme-v4"), ["198.51.100.7/32"]);
 
     add_acme_address(&st, "198.51.100.9");
-    // `sync status` also reads the certificate gate's tables (ported to
-    // PostgreSQL with the gate): the syncer's record is read here directly.
-    let pending = |store: &eos_store::Store| -> Vec<(String, u64)> {
-        eos_store::sync::status(store.conn(), "local", time::OffsetDateTime::now_utc())
-            .unwrap()
-            .into_iter()
-            .map(|s| (s.name, s.pending))
-            .collect()
-    };
-    assert_eq!(pending(&store), [("eos-acme-v4".to_owned(), 1)]);
+    assert_eq!(pending(&st), [("eos-acme-v4".to_owned(), 1)]);
     let report = st.json(&["sync"]);
     assert_eq!(report["delivered"], 1, "{report}");
     assert_eq!(
         local_set(&store, "eos-acme-v4"),
         ["198.51.100.7/32", "198.51.100.9/32"]
     );
-    assert_eq!(pending(&store), [("eos-acme-v4".to_owned(), 0)]);
+    assert_eq!(pending(&st), [("eos-acme-v4".to_owned(), 0)]);
     assert!(
         !st.path().join("state").join("state.db").exists(),
         "nothing is written to a SQLite file beside the PostgreSQL store"

@@ -145,6 +145,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("migrations/0015_invariants.sql"),
     },
     Migration {
+        version: 16,
+        name: "sync-leases",
+        sql: include_str!("migrations/0016_sync_leases.sql"),
+    },
+    Migration {
         version: 18,
         name: "edge-invariants",
         sql: include_str!("migrations/0018_edge_invariants.sql"),

@@ -170,6 +170,11 @@ pub const MIGRATIONS: &[crate::Migration] = &[
         include_str!("migrations/pg/0015_invariants.sql"),
     ),
     m(
+        16,
+        "sync-leases",
+        include_str!("migrations/pg/0016_sync_leases.sql"),
+    ),
+    m(
         18,
         "edge-invariants",
         include_str!("migrations/pg/0018_edge_invariants.sql"),

@@ -5,7 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::db::{Engine, Param, Sql};
+use std::time::Duration;
+
+use crate::db::{Engine, Param, Sql, Tx};
 use eos_identity::SpaceId;
 use eos_ipset::Family;
 use eos_plan::{IpSetName, NetworkAccessRule};
@@ -161,17 +163,154 @@ pub fn mark_delivered_in(
         return Ok(());
     }
     let at = format_rfc3339_ms(now);
+    // Only the rows this call delivered are audited: a row another writer
+    // delivered first appears in that writer's entry, so every outbox row
+    // is in exactly one `sync.deliver` entry.
+    let mut delivered = Vec::with_capacity(ids.len());
     for id in ids {
-        tx.execute(
+        let n = tx.execute(
             "UPDATE outbox SET delivered_at = ?2 WHERE id = ?1 AND delivered_at IS NULL",
             &[id, &at],
         )?;
+        if n == 1 {
+            delivered.push(*id);
+        }
+    }
+    if delivered.is_empty() {
+        return Ok(());
     }
     audit_in(
         tx,
-        &AuditEntry::new(actor, "sync.deliver", backend).with_detail(json!({ "outbox_ids": ids })),
+        &AuditEntry::new(actor, "sync.deliver", backend)
+            .with_detail(json!({ "outbox_ids": delivered })),
     )?;
     Ok(())
+}
+
+/// The database's clock in milliseconds since the Unix epoch (leases are
+/// timed by it, so workers whose clocks differ agree on an expiry). On
+/// PostgreSQL the wall clock now, not the transaction's start.
+fn db_now_ms(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
+        Engine::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
+    }
+}
+
+fn ttl_ms(ttl: Duration) -> i64 {
+    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A sync worker's claim on one space of one backend (migration 16): the
+/// worker `holder` writes the space's IPSets only while its lease holds,
+/// and renews it as it goes; `ttl` after its last renewal another worker
+/// may take the space over.
+#[derive(Debug, Clone, Copy)]
+pub struct Lease<'a> {
+    /// The backend's id.
+    pub backend: &'a str,
+    /// The space.
+    pub space: &'a SpaceId,
+    /// The worker.
+    pub holder: &'a str,
+    /// How long a renewal holds.
+    pub ttl: Duration,
+}
+
+/// Take or renew `lease`: true when `lease.holder` holds it now, until
+/// `ttl` from now (it was free, expired, or already its own); false when
+/// another worker holds it. One conditional upsert, so two workers racing
+/// for a free space cannot both win, whatever else the transaction locks.
+pub fn take_lease(store: &mut Store, lease: &Lease<'_>) -> Result<bool, StoreError> {
+    let tx = store.transaction()?;
+    let now = db_now_ms(tx.engine());
+    let taken = tx.execute(
+        &format!(
+            "INSERT INTO sync_leases(backend, space, holder, expires_ms)
+             VALUES (?1, ?2, ?3, {now} + ?4)
+             ON CONFLICT(backend, space) DO UPDATE
+                 SET holder = excluded.holder, expires_ms = excluded.expires_ms
+                 WHERE sync_leases.holder = excluded.holder OR sync_leases.expires_ms <= {now}"
+        ),
+        &[
+            &lease.backend,
+            &lease.space.as_str(),
+            &lease.holder,
+            &ttl_ms(lease.ttl),
+        ],
+    )?;
+    tx.commit()?;
+    Ok(taken == 1)
+}
+
+/// Inside the caller's transaction: whether `lease.holder` still holds
+/// `lease`, renewing it if so. The renewal locks the lease's row until the
+/// transaction ends, so no other worker can take the space over between
+/// this check and the commit: what the transaction records was done under
+/// the lease (fencing).
+pub fn renew_lease_in(tx: &Tx<'_>, lease: &Lease<'_>) -> Result<bool, StoreError> {
+    let now = db_now_ms(tx.engine());
+    let held = tx.execute(
+        &format!(
+            "UPDATE sync_leases SET expires_ms = {now} + ?4
+             WHERE backend = ?1 AND space = ?2 AND holder = ?3 AND expires_ms > {now}"
+        ),
+        &[
+            &lease.backend,
+            &lease.space.as_str(),
+            &lease.holder,
+            &ttl_ms(lease.ttl),
+        ],
+    )?;
+    Ok(held == 1)
+}
+
+/// Give up every lease `holder` holds on `backend` (a worker stopping), so
+/// another worker need not wait for them to expire.
+pub fn release_leases(store: &mut Store, backend: &str, holder: &str) -> Result<(), StoreError> {
+    let tx = store.transaction()?;
+    tx.execute(
+        "DELETE FROM sync_leases WHERE backend = ?1 AND holder = ?2",
+        &[&backend, &holder],
+    )?;
+    tx.commit()
+}
+
+/// A space's lease: who holds it and for how many milliseconds more
+/// (negative: expired), if anyone took it.
+pub fn lease_holder(
+    conn: &impl Sql,
+    backend: &str,
+    space: &SpaceId,
+) -> Result<Option<(String, i64)>, StoreError> {
+    let now = db_now_ms(conn.engine());
+    conn.query_opt(
+        &format!(
+            "SELECT holder, expires_ms - {now} FROM sync_leases WHERE backend = ?1 AND space = ?2"
+        ),
+        &[&backend, &space.as_str()],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+}
+
+/// [`mark_delivered`] only while `lease` holds, checked and renewed in the
+/// transaction that marks the rows: false (nothing marked) when the worker
+/// lost the space, so a worker that was paused past its lease cannot
+/// record a delivery the worker that took over records too.
+pub fn mark_delivered_under(
+    store: &mut Store,
+    lease: &Lease<'_>,
+    ids: &[i64],
+    actor: &str,
+    now: OffsetDateTime,
+) -> Result<bool, StoreError> {
+    let tx = store.transaction()?;
+    if !renew_lease_in(&tx, lease)? {
+        return Ok(false);
+    }
+    mark_delivered_in(&tx, ids, lease.backend, actor, now)?;
+    tx.commit()?;
+    Ok(true)
 }
 
 /// Asked on every poll of the sync watcher: served by the `rules_expires`

@@ -293,3 +293,86 @@ fn the_outbox_and_the_syncer_record_behave_alike() {
         assert_eq!(managed.into_iter().collect::<Vec<_>>(), ["192.0.2.2/32"]);
     });
 }
+
+/// Sync workers' leases (migration 16) on both engines, each worker on a
+/// connection of its own: one holder at a time, renewal by the holder only,
+/// takeover after expiry, and a delivery recorded only under the lease —
+/// a worker paused past its lease records nothing.
+#[test]
+fn a_space_has_one_sync_worker_at_a_time_and_deliveries_are_fenced() {
+    use eos_identity::{SpaceId, UserId};
+    use eos_plan::rules::{Label, NetworkAccessRule, RuleCidr};
+    use eos_store::sync::{self, Lease};
+    use std::time::Duration;
+    eos_store::testing::on_each_location(|location| {
+        let mut a = eos_store::Store::open_at(location).unwrap();
+        let mut b = eos_store::Store::open_at(location).unwrap();
+        let acme = SpaceId::new("acme").unwrap();
+        let lease = |holder, ttl| Lease {
+            backend: "local",
+            space: &acme,
+            holder,
+            ttl,
+        };
+        let short = Duration::from_millis(300);
+        assert!(sync::take_lease(&mut a, &lease("a", short)).unwrap());
+        assert!(
+            sync::take_lease(&mut a, &lease("a", short)).unwrap(),
+            "renewed"
+        );
+        assert!(
+            !sync::take_lease(&mut b, &lease("b", short)).unwrap(),
+            "held by a"
+        );
+        let (holder, left) = sync::lease_holder(b.conn(), "local", &acme)
+            .unwrap()
+            .unwrap();
+        assert_eq!(holder, "a");
+        assert!(left > 0 && left <= 300, "{left}");
+
+        let rule = NetworkAccessRule::new(
+            acme.clone(),
+            RuleCidr::parse("192.0.2.1/32").unwrap(),
+            Label::new("x").unwrap(),
+            UserId::new("alice").unwrap(),
+            time::macros::datetime!(2026-01-05 09:00 UTC),
+            None,
+        )
+        .unwrap();
+        rules::import_rules(&mut a, &[rule], "op").unwrap();
+        let ids: Vec<i64> = sync::pending(a.conn(), 10)
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        let now = time::OffsetDateTime::now_utc();
+
+        // a pauses past its lease; b takes the space over and delivers.
+        std::thread::sleep(Duration::from_millis(400));
+        assert!(sync::take_lease(&mut b, &lease("b", Duration::from_secs(30))).unwrap());
+        assert!(!sync::mark_delivered_under(&mut a, &lease("a", short), &ids, "a", now).unwrap());
+        assert_eq!(
+            sync::count_pending(a.conn()).unwrap(),
+            1,
+            "a recorded nothing"
+        );
+        assert!(sync::mark_delivered_under(&mut b, &lease("b", short), &ids, "b", now).unwrap());
+        assert!(
+            !sync::take_lease(&mut a, &lease("a", short)).unwrap(),
+            "renewed by b"
+        );
+        let delivers: Vec<String> = a
+            .conn()
+            .query(
+                "SELECT actor FROM audit_log WHERE action = 'sync.deliver'",
+                &[],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(delivers, ["b"]);
+
+        // A stopping worker hands its spaces over at once.
+        sync::release_leases(&mut b, "local", "b").unwrap();
+        assert!(sync::take_lease(&mut a, &lease("a", short)).unwrap());
+    });
+}

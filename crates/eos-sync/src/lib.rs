@@ -23,6 +23,13 @@
 //! backend's rate (WAF: about one write per second per account and region),
 //! and backs off per space: a space that keeps failing is retried later (or
 //! at its next change) while the others are served at once.
+//!
+//! Several workers (processes, hosts) may run on one store: each space is
+//! served under a lease ([`SyncOptions::lease`], `eos_store::sync::Lease`),
+//! taken or renewed when a pass starts the space and before each write,
+//! and renewed again in the transaction that marks its rows delivered, so a
+//! worker that lost the space records nothing; a dead worker's spaces are
+//! taken over once its lease expires (docs/SYNC.md, "Several workers").
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -35,8 +42,9 @@ use eos_plan::{
 use eos_store::ipsets::{managed_entries, record_apply, record_intent};
 use eos_store::rules::{list_rules, load_observations};
 use eos_store::sync::{
-    Attempt, OutboxRow, count_pending, expiries_checked, mark_delivered, pending_of_space,
-    pending_spaces, record_attempt, set_expiries_checked, spaces_with_expiries,
+    Attempt, Lease, OutboxRow, count_pending, expiries_checked, mark_delivered_under,
+    pending_of_space, pending_spaces, record_attempt, release_leases, set_expiries_checked,
+    spaces_with_expiries, take_lease,
 };
 use eos_store::{Store, StoreError};
 use serde::Serialize;
@@ -62,6 +70,27 @@ pub struct SyncOptions {
     pub batch_window: Duration,
     /// A removed rule whose addresses had evidence this recently is reported.
     pub recent_evidence: time::Duration,
+    /// How long a worker's claim on a space holds after its last renewal:
+    /// when the worker dies, another takes the space over within this
+    /// (plus a poll and a batch window).
+    pub lease: Duration,
+    /// This worker, as its leases name it ([`worker_id`]).
+    pub holder: String,
+}
+
+/// The default [`SyncOptions::lease`].
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(15);
+
+/// A name for this worker that no other worker has: host, process id and
+/// start time.
+pub fn worker_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    let start = OffsetDateTime::now_utc().unix_timestamp_nanos();
+    format!("{host}:{}:{start:x}", std::process::id())
 }
 
 impl SyncOptions {
@@ -75,6 +104,8 @@ impl SyncOptions {
             poll_interval: Duration::from_millis(250),
             batch_window: Duration::from_millis(200),
             recent_evidence: time::Duration::days(30),
+            lease: DEFAULT_LEASE,
+            holder: worker_id(),
         }
     }
 }
@@ -135,6 +166,9 @@ pub struct PassReport {
     pub warnings: Vec<Finding>,
     /// Removed rules with recent evidence.
     pub removed_but_seen: Vec<RemovedButSeen>,
+    /// Spaces with pending work that another worker holds (it serves them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub leased_elsewhere: Vec<SpaceId>,
 }
 
 impl PassReport {
@@ -182,9 +216,10 @@ pub async fn sync_once<B: IpSetBackend>(
     opts: &SyncOptions,
     pacer: &mut Pacer,
 ) -> Result<PassReport, SyncError> {
-    Ok(sync_pass(store, backend, opts, pacer, &Holds::default())
-        .await?
-        .report)
+    let pass = sync_pass(store, backend, opts, pacer, &Holds::default()).await;
+    // A one-shot pass keeps no space from a watcher once it is done.
+    release_leases(store, &backend.id(), &opts.holder)?;
+    Ok(pass?.report)
 }
 
 /// The desired sets of `spaces` (all when empty) from the rules and
@@ -269,6 +304,13 @@ async fn sync_pass<B: IpSetBackend>(
             expiries_ok &= !expired.contains(space);
             continue;
         }
+        let lease = lease_of(opts, &id, space);
+        if !take_lease(store, &lease)? {
+            // Another worker serves it (and its expiries).
+            report.leased_elsewhere.push(space.clone());
+            expiries_ok &= !expired.contains(space);
+            continue;
+        }
         pass.served.push(space.clone());
         let rows = pending_of_space(store.conn(), space)?;
         let failed = sync_space(store, backend, opts, pacer, space, &rows, now, report).await?;
@@ -277,7 +319,17 @@ async fn sync_pass<B: IpSetBackend>(
             .filter(|r| !failed.contains(&r.set_name()))
             .collect();
         let ids: Vec<i64> = delivered.iter().map(|r| r.id).collect();
-        mark_delivered(store, &ids, &id, ACTOR, OffsetDateTime::now_utc())?;
+        if !ids.is_empty()
+            && !mark_delivered_under(store, &lease, &ids, ACTOR, OffsetDateTime::now_utc())?
+        {
+            // Paused past the lease: the worker that took the space over
+            // delivers these rows; nothing is recorded twice.
+            tracing::warn!(%space, "lost this space's lease before recording its delivery; the worker that took it over delivers its changes");
+            report.leased_elsewhere.push(space.clone());
+            pass.failed.push((space.clone(), w.newest_id));
+            expiries_ok &= !expired.contains(space);
+            continue;
+        }
         report.delivered += ids.len();
         report
             .removed_but_seen
@@ -293,6 +345,16 @@ async fn sync_pass<B: IpSetBackend>(
         set_expiries_checked(store, &id, now)?;
     }
     Ok(pass)
+}
+
+/// This worker's lease on `space` of `backend`.
+fn lease_of<'a>(opts: &'a SyncOptions, backend: &'a str, space: &'a SpaceId) -> Lease<'a> {
+    Lease {
+        backend,
+        space,
+        holder: &opts.holder,
+        ttl: opts.lease,
+    }
 }
 
 /// Sync one space's sets, each planned on its own; the sets that do not
@@ -319,6 +381,7 @@ async fn sync_space<B: IpSetBackend>(
             .min();
         let one = SetWork {
             name: &name,
+            space,
             desired: &desired,
             oldest,
             now,
@@ -333,6 +396,7 @@ async fn sync_space<B: IpSetBackend>(
 /// One set of a space in a pass.
 struct SetWork<'a> {
     name: &'a IpSetName,
+    space: &'a SpaceId,
     /// The desired sets of its space.
     desired: &'a Desired,
     /// Its oldest pending change.
@@ -441,8 +505,16 @@ async fn sync_set<B: IpSetBackend>(
             report.sets.push(outcome(&c.name, "unchanged", None));
             continue;
         }
-        record_intent(store, &id, &[c])?;
         pacer.wait().await;
+        // Renewed right before the write: a worker paused past its lease
+        // (the space taken over meanwhile) does not write the set at all.
+        if !take_lease(store, &lease_of(opts, &id, work.space))? {
+            let error = "another worker took this space over".to_owned();
+            report.sets.push(outcome(&c.name, "failed", Some(error)));
+            all_ok = false;
+            continue;
+        }
+        record_intent(store, &id, &[c])?;
         let read = actual.get(&c.name).and_then(|a| a.set.clone());
         match apply_change(backend, c, read).await {
             Ok(applied) => {
@@ -636,11 +708,25 @@ pub async fn watch<B: IpSetBackend>(
     shutdown: impl std::future::Future<Output = ()>,
     mut on_pass: impl FnMut(&PassReport),
 ) -> Result<(), SyncError> {
+    tokio::pin!(shutdown);
+    let result = watch_until(store, backend, opts, shutdown, &mut on_pass).await;
+    // A worker stopping hands its spaces over at once, not at expiry.
+    release_leases(store, &backend.id(), &opts.holder)?;
+    result
+}
+
+/// [`watch`]'s loop.
+async fn watch_until<B: IpSetBackend>(
+    store: &mut Store,
+    backend: &B,
+    opts: &SyncOptions,
+    mut shutdown: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    on_pass: &mut impl FnMut(&PassReport),
+) -> Result<(), SyncError> {
     let mut pacer = Pacer::new(opts.write_interval);
     let id = backend.id();
     let backoff = opts.write_interval.max(Duration::from_secs(1)) * 5;
     let mut holds = Holds::default();
-    tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => return Ok(()),

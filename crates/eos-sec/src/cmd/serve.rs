@@ -35,6 +35,7 @@ fn sync_task(ctx: &crate::Ctx) -> anyhow::Result<Option<SyncTask>> {
         return Ok(None);
     }
     let mut opts = eos_sync::SyncOptions::new(super::plan::plan_options(ctx)?);
+    opts.lease = ctx.config.sync.lease;
     let backend = super::plan::runtime()?.block_on(super::plan::open_backend(
         ctx,
         &super::plan::BackendArgs::default(),

@@ -59,6 +59,7 @@ pub fn run(args: SyncArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
     }
     let mut opts = SyncOptions::new(plan_options(ctx)?);
     opts.allow_large_change = args.allow_large_change;
+    opts.lease = ctx.config.sync.lease;
     let mut store = ctx.store()?;
     let rt = runtime()?;
     let backend = rt.block_on(open_backend(ctx, &args.backend))?;
@@ -236,7 +237,7 @@ async fn shutdown_signal() {
 /// The human report of one pass.
 pub fn render_pass(r: &PassReport, colour: bool) -> String {
     let mut out = String::new();
-    if r.sets.is_empty() && r.delivered == 0 {
+    if r.sets.is_empty() && r.delivered == 0 && r.leased_elsewhere.is_empty() {
         out.push_str("Nothing to sync: no pending rule changes or expiries.\n");
         return out;
     }
@@ -264,6 +265,12 @@ pub fn render_pass(r: &PassReport, colour: bool) -> String {
             (None, _) => {}
         }
         out.push('\n');
+    }
+    for s in &r.leased_elsewhere {
+        let _ = writeln!(
+            out,
+            "{s}: served by another sync worker (its lease; docs/SYNC.md, \"Several workers\")"
+        );
     }
     for s in &r.expired_spaces {
         let _ = writeln!(out, "expired rules removed from the sets of {s}");
