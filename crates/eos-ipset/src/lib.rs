@@ -15,6 +15,7 @@
 //! assert!(set.contains("192.0.2.3".parse().unwrap()));
 //! ```
 
+pub mod canonical_serde;
 mod parse;
 mod ranges;
 mod set;

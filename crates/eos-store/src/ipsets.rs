@@ -82,7 +82,8 @@ pub fn record_intent(
     for c in changes {
         let name = c.name.to_string();
         for e in &c.add {
-            tx.execute(INSERT_MANAGED, &[&backend, &name, &e.cidr, &now])?;
+            let cidr = canonical(&e.cidr);
+            tx.execute(INSERT_MANAGED, &[&backend, &name, &cidr, &now])?;
         }
     }
     tx.commit()?;

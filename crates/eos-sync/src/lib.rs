@@ -35,6 +35,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use eos_identity::SpaceId;
+use eos_ipset::canonical;
 use eos_plan::{
     ActualInput, AppliedSet, CheckedOptions, Desired, Finding, IpSetBackend, IpSetName, SetAction,
     apply_change, desired_sets, names_in_scope, plan_changes,
@@ -478,10 +479,10 @@ async fn sync_set<B: IpSetBackend>(
     };
     // Findings about entries this pass writes, and set-wide ones (drift):
     // not the flags of every entry already in the set, pass after pass.
-    let adding: BTreeSet<&str> = plan
+    let adding: BTreeSet<String> = plan
         .changes()
         .iter()
-        .flat_map(|c| c.add.iter().map(|e| e.cidr.as_str()))
+        .flat_map(|c| c.add.iter().map(|e| canonical(&e.cidr)))
         .collect();
     report.warnings.extend(
         plan.warnings()

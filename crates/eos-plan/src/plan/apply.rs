@@ -6,10 +6,10 @@
 use std::collections::BTreeSet;
 
 use eos_identity::SpaceId;
-use eos_ipset::{IpNet, canonical, parse_net};
+use eos_ipset::{IpNet, canonical};
 use serde::{Deserialize, Serialize};
 
-use super::{Plan, PlanEntry, SetAction, SetChange};
+use super::{Plan, SetAction, SetChange};
 use crate::backend::{ActualSet, BackendError, IpSetBackend, LockToken, NewIpSet};
 use crate::naming::IpSetName;
 
@@ -158,14 +158,15 @@ pub async fn apply_plan<B: IpSetBackend>(
 /// would claim an entry another writer added as eos-sec's own (to be removed
 /// later), or report removing one eos-sec did not remove.
 fn check_untouched(c: &SetChange, now: &ActualSet) -> Result<(), ApplyError> {
-    let before: BTreeSet<&str> = c.before.iter().map(String::as_str).collect();
-    let now: BTreeSet<String> = now.addresses.iter().map(canonical).collect();
-    let touched: Vec<&str> = c
+    let before: BTreeSet<&IpNet> = c.before.iter().collect();
+    let now: BTreeSet<IpNet> = now.addresses.iter().map(IpNet::trunc).collect();
+    let touched: Vec<String> = c
         .add
         .iter()
         .chain(&c.remove)
-        .map(|e| e.cidr.as_str())
+        .map(|e| &e.cidr)
         .filter(|e| before.contains(e) != now.contains(*e))
+        .map(canonical)
         .collect();
     if touched.is_empty() {
         return Ok(());
@@ -177,12 +178,6 @@ fn check_untouched(c: &SetChange, now: &ActualSet) -> Result<(), ApplyError> {
             touched.join(", ")
         ),
     })
-}
-
-fn parse_all(list: &[PlanEntry]) -> Vec<IpNet> {
-    list.iter()
-        .filter_map(|e| parse_net(&e.cidr).ok().map(|p| p.net))
-        .collect()
 }
 
 /// Apply one set's delta (its adds and removes) starting from `current`,
@@ -197,15 +192,17 @@ pub async fn apply_change<B: IpSetBackend>(
     c: &SetChange,
     mut current: Option<ActualSet>,
 ) -> Result<AppliedSet, ApplyError> {
-    let add = parse_all(&c.add);
-    let remove: BTreeSet<String> = c.remove.iter().map(|e| e.cidr.clone()).collect();
+    let add: Vec<IpNet> = c.add.iter().map(|e| e.cidr).collect();
+    let remove: BTreeSet<IpNet> = c.remove.iter().map(|e| e.cidr).collect();
+    // The report lists entries by their canonical text, in its order.
+    let removed: BTreeSet<String> = remove.iter().map(canonical).collect();
     let done = |outcome, entries: Vec<IpNet>, attempts| AppliedSet {
         name: c.name.clone(),
         space: c.name.space().clone(),
         outcome,
         entries: entries.iter().map(canonical).collect(),
-        added: c.add.iter().map(|e| e.cidr.clone()).collect(),
-        removed: remove.iter().cloned().collect(),
+        added: c.add.iter().map(|e| canonical(&e.cidr)).collect(),
+        removed: removed.iter().cloned().collect(),
         attempts,
     };
     for attempt in 1..=MAX_ATTEMPTS {
@@ -228,7 +225,7 @@ pub async fn apply_change<B: IpSetBackend>(
         let mut next: BTreeSet<IpNet> = actual
             .addresses
             .iter()
-            .filter(|n| !remove.contains(&canonical(n)))
+            .filter(|n| !remove.contains(&n.trunc()))
             .copied()
             .collect();
         next.extend(add.iter().copied());

@@ -2,14 +2,14 @@
 //! saved plan read back: `/0` and breadth of what it adds, the set's size
 //! after the change, and the large-change guard.
 
-use eos_ipset::{IpSet, parse_net};
+use eos_ipset::{IpNet, IpSet, canonical};
 
 use super::SetChange;
 use crate::desired::{Finding, FindingCode, Severity, Source};
 use crate::options::CheckedOptions;
 
-fn nets(list: &[String]) -> IpSet {
-    IpSet::from_nets(list.iter().filter_map(|s| parse_net(s).ok().map(|p| p.net)))
+fn nets<'a>(list: impl IntoIterator<Item = &'a IpNet>) -> IpSet {
+    IpSet::from_nets(list.into_iter().copied())
 }
 
 fn addresses(s: &IpSet) -> f64 {
@@ -17,7 +17,10 @@ fn addresses(s: &IpSet) -> f64 {
     s.v4_len() as f64 + s.v6_len() as f64
 }
 
-pub(super) fn removed_percent(before: &[String], after: &[String]) -> f64 {
+pub(super) fn removed_percent<'a>(
+    before: &[IpNet],
+    after: impl IntoIterator<Item = &'a IpNet>,
+) -> f64 {
     let b = nets(before);
     let removed = b.difference(&nets(after));
     if removed.is_empty() {
@@ -45,20 +48,19 @@ pub(super) fn guard_change(
             sources,
         };
     for e in &c.add {
-        let Ok(p) = parse_net(&e.cidr) else { continue };
-        if p.net.prefix_len() == 0 {
+        if e.cidr.prefix_len() == 0 {
             refusals.push(finding(
                 FindingCode::ZeroPrefix,
                 Severity::Refusal,
-                Some(e.cidr.clone()),
+                Some(canonical(&e.cidr)),
                 "a /0 admits every address; refused always".into(),
                 e.sources.clone(),
             ));
-        } else if opts.too_broad(&p.net) {
+        } else if opts.too_broad(&e.cidr) {
             refusals.push(finding(
                 FindingCode::BroadPrefix,
                 Severity::Refusal,
-                Some(e.cidr.clone()),
+                Some(canonical(&e.cidr)),
                 "broader than the configured bound and not in [plan] allow_broad".into(),
                 e.sources.clone(),
             ));

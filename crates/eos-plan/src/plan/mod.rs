@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use eos_identity::SpaceId;
-use eos_ipset::{Family, SpecialRange, canonical, classify_net, parse_net};
+use eos_ipset::{Family, IpNet, SpecialRange, canonical, classify_net};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -50,8 +50,10 @@ pub enum SetAction {
 /// One entry in a plan, with why it is there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanEntry {
-    /// Canonical CIDR.
-    pub cidr: String,
+    /// The network, host bits zero; written as its canonical text
+    /// ([`eos_ipset::canonical`]) and read back only in that form.
+    #[serde(with = "eos_ipset::canonical_serde")]
+    pub cidr: IpNet,
     /// The rules and observations behind it (empty for removals and drift).
     #[serde(default)]
     pub sources: Vec<Source>,
@@ -67,9 +69,11 @@ pub struct SetChange {
     pub name: IpSetName,
     /// Create, update or nothing.
     pub action: SetAction,
-    /// The entries the set held when planned (canonical, sorted): a saved
-    /// plan is refused when the set no longer holds exactly these.
-    pub before: Vec<String>,
+    /// The entries the set held when planned (host bits zero, in the order
+    /// of their canonical text): a saved plan is refused when the set no
+    /// longer holds exactly these.
+    #[serde(with = "eos_ipset::canonical_serde::vec")]
+    pub before: Vec<IpNet>,
     /// Entries to add.
     pub add: Vec<PlanEntry>,
     /// Entries eos-sec wrote that are no longer desired.
@@ -84,12 +88,12 @@ pub struct SetChange {
 
 impl SetChange {
     /// The entries after the change: unchanged, added and drift.
-    pub fn after(&self) -> Vec<String> {
-        let mut v: BTreeSet<String> = BTreeSet::new();
-        v.extend(self.unchanged.iter().map(|e| e.cidr.clone()));
-        v.extend(self.add.iter().map(|e| e.cidr.clone()));
-        v.extend(self.drift.iter().map(|e| e.cidr.clone()));
-        v.into_iter().collect()
+    pub fn after(&self) -> BTreeSet<IpNet> {
+        let mut v = BTreeSet::new();
+        v.extend(self.unchanged.iter().map(|e| e.cidr));
+        v.extend(self.add.iter().map(|e| e.cidr));
+        v.extend(self.drift.iter().map(|e| e.cidr));
+        v
     }
 }
 
@@ -130,7 +134,8 @@ fn list(f: &[Finding]) -> String {
 pub struct ActualInput {
     /// The set, if it exists.
     pub set: Option<ActualSet>,
-    /// Entries eos-sec wrote to it and has not removed since.
+    /// Entries eos-sec wrote to it and has not removed since, as their
+    /// canonical text (as recorded).
     pub managed: BTreeSet<String>,
 }
 
@@ -227,11 +232,10 @@ pub fn plan_changes(
                 d.entries
                     .iter()
                     .map(|e| {
-                        let c = canonical(&e.cidr);
                         (
-                            c.clone(),
+                            canonical(&e.cidr),
                             PlanEntry {
-                                cidr: c,
+                                cidr: e.cidr.trunc(),
                                 sources: e.sources.clone(),
                                 flags: e.flags.clone(),
                             },
@@ -240,51 +244,56 @@ pub fn plan_changes(
                     .collect()
             })
             .unwrap_or_default();
-        let have: BTreeSet<String> = act
+        // Keyed by canonical text: equal networks meet, and the plan lists
+        // entries in the order of their text, as printed.
+        let have: BTreeMap<String, IpNet> = act
             .set
             .as_ref()
-            .map(|s| s.addresses.iter().map(canonical).collect())
+            .map(|s| {
+                s.addresses
+                    .iter()
+                    .map(|n| (canonical(n), n.trunc()))
+                    .collect()
+            })
             .unwrap_or_default();
         if act.set.is_none() && want.is_empty() {
             continue;
         }
-        let entry = |c: &str| PlanEntry {
-            cidr: c.to_owned(),
+        let entry = |net: &IpNet| PlanEntry {
+            cidr: *net,
             sources: Vec::new(),
-            flags: parse_net(c)
-                .map(|p| classify_net(&p.net))
-                .unwrap_or_default(),
+            flags: classify_net(net),
         };
         let mut c = SetChange {
             name: name.clone(),
             action: SetAction::NoChange,
-            before: have.iter().cloned().collect(),
+            before: have.values().copied().collect(),
             add: want
                 .iter()
-                .filter(|(k, _)| !have.contains(*k))
+                .filter(|(k, _)| !have.contains_key(*k))
                 .map(|(_, v)| v.clone())
                 .collect(),
             unchanged: want
                 .iter()
-                .filter(|(k, _)| have.contains(*k))
+                .filter(|(k, _)| have.contains_key(*k))
                 .map(|(_, v)| v.clone())
                 .collect(),
             remove: have
                 .iter()
-                .filter(|h| !want.contains_key(*h) && act.managed.contains(*h))
-                .map(|h| entry(h))
+                .filter(|(k, _)| !want.contains_key(*k) && act.managed.contains(*k))
+                .map(|(_, h)| entry(h))
                 .collect(),
             drift: have
                 .iter()
-                .filter(|h| !want.contains_key(*h) && !act.managed.contains(*h))
-                .map(|h| entry(h))
+                .filter(|(k, _)| !want.contains_key(*k) && !act.managed.contains(*k))
+                .map(|(_, h)| entry(h))
                 .collect(),
             removed_percent: 0.0,
         };
         c.action = action_for(act.set.is_none(), &c);
         c.removed_percent = removed_percent(&c.before, &c.after());
         if !c.drift.is_empty() {
-            let shown: Vec<&str> = c.drift.iter().take(5).map(|e| e.cidr.as_str()).collect();
+            let shown: Vec<String> = c.drift.iter().take(5).map(|e| canonical(&e.cidr)).collect();
             warnings.push(Finding {
                 code: FindingCode::Drift,
                 severity: Severity::Warning,
@@ -413,12 +422,13 @@ mod tests {
         let p = plan(&["8.8.8.0/24", "7.7.7.0/24"], &act, false).unwrap();
         let c = &p.changes()[0];
         assert_eq!(c.action, SetAction::Update);
-        let cidrs = |v: &[PlanEntry]| v.iter().map(|e| e.cidr.clone()).collect::<Vec<_>>();
+        let cidrs = |v: &[PlanEntry]| v.iter().map(|e| canonical(&e.cidr)).collect::<Vec<_>>();
         assert_eq!(cidrs(&c.add), ["7.7.7.0/24"]);
         assert_eq!(cidrs(&c.remove), ["9.9.9.9/32"]);
         assert_eq!(cidrs(&c.unchanged), ["8.8.8.0/24"]);
         assert_eq!(cidrs(&c.drift), ["1.2.3.4/32"]);
-        assert_eq!(c.after(), ["1.2.3.4/32", "7.7.7.0/24", "8.8.8.0/24"]);
+        let after: Vec<String> = c.after().iter().map(canonical).collect();
+        assert_eq!(after, ["1.2.3.4/32", "7.7.7.0/24", "8.8.8.0/24"]);
         assert!(p.warnings().iter().any(|w| w.code == FindingCode::Drift));
     }
 
@@ -435,5 +445,63 @@ mod tests {
         let e = p.confirm(now).unwrap_err();
         assert_eq!(e.findings[0].cidr.as_deref(), Some("7.7.7.7/32"), "{e}");
         assert!(e.findings[0].message.contains("holds it already"), "{e}");
+    }
+
+    /// Any network, host bits set or not: a plan entry holds it with host
+    /// bits zero.
+    fn any_net() -> impl proptest::strategy::Strategy<Value = IpNet> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (any::<u32>(), 0u8..=32)
+                .prop_map(|(a, p)| { IpNet::V4(eos_ipset::Ipv4Net::new(a.into(), p).unwrap()) }),
+            (any::<u128>(), 0u8..=128)
+                .prop_map(|(a, p)| { IpNet::V6(eos_ipset::Ipv6Net::new(a.into(), p).unwrap()) }),
+        ]
+    }
+
+    proptest::proptest! {
+        /// A plan entry and a set's `before` are written as canonical text
+        /// and read back as the same networks; a spelling with host bits
+        /// is refused, never read as another network.
+        #[test]
+        fn plan_entries_round_trip_through_their_saved_form(
+            nets in proptest::collection::vec(any_net(), 1..6),
+        ) {
+            let entries: Vec<PlanEntry> = nets
+                .iter()
+                .map(|n| PlanEntry {
+                    cidr: n.trunc(),
+                    sources: Vec::new(),
+                    flags: Vec::new(),
+                })
+                .collect();
+            let change = SetChange {
+                name: name(),
+                action: SetAction::Update,
+                before: entries.iter().map(|e| e.cidr).collect(),
+                add: Vec::new(),
+                remove: entries.clone(),
+                unchanged: Vec::new(),
+                drift: Vec::new(),
+                removed_percent: 0.0,
+            };
+            let json = serde_json::to_value(&change).unwrap();
+            for (e, v) in entries.iter().zip(json["remove"].as_array().unwrap()) {
+                let text = canonical(&e.cidr);
+                proptest::prop_assert_eq!(v["cidr"].as_str(), Some(text.as_str()));
+            }
+            let back: SetChange = serde_json::from_value(json).unwrap();
+            proptest::prop_assert_eq!(&back, &change);
+            for n in &nets {
+                let text = format!("{}/{}", n.addr(), n.prefix_len());
+                let json = serde_json::json!({"cidr": text});
+                let read = serde_json::from_value::<PlanEntry>(json);
+                if *n == n.trunc() {
+                    proptest::prop_assert_eq!(read.unwrap().cidr, *n);
+                } else {
+                    proptest::prop_assert!(read.is_err(), "{} was read", text);
+                }
+            }
+        }
     }
 }

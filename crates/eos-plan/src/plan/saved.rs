@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use eos_identity::SpaceId;
-use eos_ipset::{Family, canonical, classify_net, parse_net};
+use eos_ipset::{Family, IpNet, canonical, classify_net};
 use serde::Deserialize;
 use time::OffsetDateTime;
 
@@ -143,26 +143,19 @@ impl SavedPlan {
                 .chain(c.unchanged.iter_mut())
                 .chain(c.drift.iter_mut())
             {
-                let net = parse_net(&e.cidr)
-                    .map_err(|err| invalid(format!("entry {}: {err}", e.cidr)))?
-                    .net;
-                if canonical(&net) != e.cidr || Family::of(&net) != c.name.family() {
+                // Every entry was read in its canonical text (anything else
+                // is a syntax error naming it): only its family is left.
+                if Family::of(&e.cidr) != c.name.family() {
                     return Err(invalid(format!(
                         "entry {} is not a canonical {} CIDR",
-                        e.cidr,
+                        canonical(&e.cidr),
                         c.name.family()
                     )));
                 }
-                e.flags = classify_net(&net);
+                e.flags = classify_net(&e.cidr);
             }
-            for b in &c.before {
-                let ok = parse_net(b).is_ok_and(|p| canonical(&p.net) == *b);
-                if !ok {
-                    return Err(invalid(format!("entry {b} is not a canonical CIDR")));
-                }
-            }
-            let before: BTreeSet<&String> = c.before.iter().collect();
-            let kept: BTreeSet<&String> = c
+            let before: BTreeSet<&IpNet> = c.before.iter().collect();
+            let kept: BTreeSet<&IpNet> = c
                 .unchanged
                 .iter()
                 .chain(&c.remove)
@@ -284,14 +277,19 @@ pub(super) fn differences(planned: &[SetChange], now: &[SetChange]) -> Vec<Findi
             };
             out.push(stale(None, message.to_owned(), Vec::new()));
         }
+        // Keyed by canonical text: findings come in the order printed.
         let cidrs = |c: Option<&SetChange>,
                      f: fn(&SetChange) -> &Vec<PlanEntry>|
          -> BTreeMap<String, PlanEntry> {
-            c.map(|c| f(c).iter().map(|e| (e.cidr.clone(), e.clone())).collect())
-                .unwrap_or_default()
+            c.map(|c| {
+                f(c).iter()
+                    .map(|e| (canonical(&e.cidr), e.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
         };
         let holds = |c: Option<&SetChange>, cidr: &str, f: fn(&SetChange) -> &Vec<PlanEntry>| {
-            c.is_some_and(|c| f(c).iter().any(|e| e.cidr == cidr))
+            c.is_some_and(|c| f(c).iter().any(|e| canonical(&e.cidr) == cidr))
         };
         let (p_add, q_add) = (cidrs(p, |c| &c.add), cidrs(q, |c| &c.add));
         let (p_rm, q_rm) = (cidrs(p, |c| &c.remove), cidrs(q, |c| &c.remove));
@@ -354,6 +352,11 @@ mod tests {
         assert!(!e.to_string().contains("broad-prefix"), "{e}");
         let edited = json.replace("8.8.8.0/24", "0.0.0.0/0");
         assert!(SavedPlan::parse(&edited, "p.json", &opts()).is_err());
+        // An entry spelt otherwise than eos-sec writes it names its line.
+        let edited = json.replace("8.8.8.0/24", "8.8.8.1/24");
+        let e = SavedPlan::parse(&edited, "p.json", &opts()).unwrap_err();
+        assert!(matches!(e, SavedPlanError::Syntax { .. }), "{e}");
+        assert!(e.to_string().contains("write `8.8.8.0/24`"), "{e}");
         let e = SavedPlan::parse("{", "p.json", &opts()).unwrap_err();
         assert!(e.to_string().starts_with("p.json:1:"), "{e}");
     }
@@ -383,7 +386,7 @@ mod tests {
     fn rejects_saved_plan_removing_drift() {
         let act = actual(&["8.8.8.0/24", "100.64.9.9/32"], &["8.8.8.0/24"]);
         let p = plan(&["8.8.8.0/24", "7.7.7.7/32"], &act, false).unwrap();
-        assert_eq!(p.changes()[0].drift[0].cidr, "100.64.9.9/32");
+        assert_eq!(canonical(&p.changes()[0].drift[0].cidr), "100.64.9.9/32");
         let edited = edit(&p, |c| {
             let drift = c["drift"].as_array_mut().unwrap().remove(0);
             c["remove"].as_array_mut().unwrap().push(drift);

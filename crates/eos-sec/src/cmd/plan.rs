@@ -205,7 +205,8 @@ fn entry_lines(out: &mut String, colour: bool, sym: &str, e: &PlanEntry, note: &
         out,
         "      {} {:<22}{flags}  {first}",
         mark(colour, sym),
-        e.cidr
+        // ipnet's Display ignores width: pad the canonical text.
+        eos_ipset::canonical(&e.cidr)
     );
     for s in e.sources.iter().skip(1) {
         let _ = writeln!(
