@@ -158,8 +158,8 @@ mod tests {
 
     /// The point of the boxed futures: work on a backend chosen at run time
     /// can be spawned on a multi-threaded runtime — a plan, an apply, and
-    /// the sync watcher itself (which `eos-sec serve` could then spawn
-    /// instead of running it on a thread of its own).
+    /// the sync watcher itself (which `eos-sec serve` runs as a task on its
+    /// runtime, with no thread of its own).
     #[test]
     fn work_on_a_backend_is_send() {
         let dir = tempfile::tempdir().unwrap();
@@ -205,6 +205,13 @@ mod tests {
             &sync,
             std::future::pending(),
             |_| {},
+        ));
+        // The watcher as `serve` runs it: a task on the service's runtime.
+        assert_send(&crate::sync::watch(
+            store,
+            backend,
+            sync,
+            std::future::pending(),
         ));
     }
 }

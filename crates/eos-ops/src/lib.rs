@@ -15,6 +15,8 @@
 //! - [`bootstrap`]: scan results and rules → staged sets, all or nothing.
 //! - [`enforce`]: enforce and roll back a space on a backend, with the
 //!   certificate gate at the edge.
+//! - [`sync`]: the sync watcher on a backend chosen at run time, as one
+//!   `Send` future.
 //! - [`ca`]: the CA's lifecycle — install, sign, revoke with its CRL and
 //!   audit, CRLs, accounts — and its inventory as typed records.
 //! - [`issuance`]: the one certificate issuance flow (validate, plan,
@@ -40,6 +42,7 @@ pub mod enforce;
 mod error;
 pub mod issuance;
 pub mod plan;
+pub mod sync;
 
 pub use backend::Backend;
 pub use error::{ErrorKind, OpsError};

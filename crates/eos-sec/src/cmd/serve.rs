@@ -34,22 +34,21 @@ fn sync_task(ctx: &crate::Ctx) -> anyhow::Result<Option<SyncTask>> {
     if !ctx.config.serve.sync {
         return Ok(None);
     }
-    let mut opts = eos_sync::SyncOptions::new(super::plan::plan_options(ctx)?);
-    opts.lease = ctx.config.sync.lease;
     let backend = super::plan::runtime()?.block_on(super::plan::open_backend(
         ctx,
         &super::plan::BackendArgs::default(),
     ))?;
-    opts.write_interval = super::sync::default_write_interval(&backend);
+    let mut opts = eos_ops::sync::options(super::plan::plan_options(ctx)?, &backend, None);
+    opts.lease = ctx.config.sync.lease;
     let id = eos_plan::IpSetBackend::id(&backend);
     let store = ctx.store()?;
+    // A task on the service's runtime: the watcher's future is `Send`.
     let task: eos_register::BackgroundTask = Box::new(move |shutdown| {
-        Box::pin(super::sync::watch_on_thread(
-            store,
-            backend,
-            opts,
-            shutdown.wait(),
-        ))
+        Box::pin(async move {
+            eos_ops::sync::watch(store, backend, opts, shutdown.wait())
+                .await
+                .map_err(|e| format!("sync stopped: {e}"))
+        })
     });
     Ok(Some(SyncTask { task, backend: id }))
 }

@@ -6,13 +6,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use eos_store::Store;
 use eos_store::sync::status;
-use eos_sync::{PassReport, SyncOptions, sync_once, watch};
+use eos_sync::{PassReport, sync_once};
 
-use crate::cmd::plan::{
-    Backend, BackendArgs, open_backend, plan_options, render_findings, runtime,
-};
+use crate::cmd::plan::{BackendArgs, open_backend, plan_options, render_findings, runtime};
 use crate::exit::bad_input;
 use crate::output::{emit, emit_json, refusal_document, use_colour, use_colour_on_stderr};
 
@@ -57,15 +54,12 @@ pub fn run(args: SyncArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
     if let Some(SyncCommand::Status(a)) = args.command {
         return run_status(&a, ctx);
     }
-    let mut opts = SyncOptions::new(plan_options(ctx)?);
-    opts.allow_large_change = args.allow_large_change;
-    opts.lease = ctx.config.sync.lease;
     let mut store = ctx.store()?;
     let rt = runtime()?;
     let backend = rt.block_on(open_backend(ctx, &args.backend))?;
-    opts.write_interval = args
-        .write_interval
-        .unwrap_or_else(|| default_write_interval(&backend));
+    let mut opts = eos_ops::sync::options(plan_options(ctx)?, &backend, args.write_interval);
+    opts.allow_large_change = args.allow_large_change;
+    opts.lease = ctx.config.sync.lease;
     let aws = super::aws::AwsArgs {
         region: args.backend.region.clone(),
         profile: None,
@@ -73,8 +67,7 @@ pub fn run(args: SyncArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
     };
     let gate = rt.block_on(super::gate::connect_for_sync(ctx, &aws))?;
     if args.watch {
-        tracing::info!(backend = %eos_plan::IpSetBackend::id(&backend), "sync watching for rule changes");
-        let ip = watch(&mut store, &backend, &opts, shutdown_signal(), log_pass);
+        let ip = eos_ops::sync::watch(store, backend, opts, shutdown_signal());
         return rt
             .block_on(async {
                 match gate {
@@ -151,65 +144,6 @@ pub fn run(args: SyncArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
     } else {
         anyhow::anyhow!(msg)
     })
-}
-
-/// WAF allows about one write per second per account and region; the
-/// local store has no such limit.
-pub fn default_write_interval(backend: &Backend) -> Duration {
-    match backend {
-        Backend::Local(_) => Duration::ZERO,
-        Backend::Aws(_) => Duration::from_secs(1),
-    }
-}
-
-/// What a watcher logs after each pass (the passes themselves log each
-/// write).
-fn log_pass(r: &PassReport) {
-    for w in &r.warnings {
-        tracing::warn!(finding = %w, "sync");
-    }
-    for s in &r.removed_but_seen {
-        tracing::warn!(space = %s.space, cidr = %s.cidr, addresses = ?s.addresses,
-            "rule removed while its addresses still appear in recent evidence");
-    }
-}
-
-/// Run the watcher on a thread of its own (the backends' futures are not
-/// `Send`) until `stop` resolves; for `eos-sec serve`, which runs it beside
-/// the service. An error ends it (and the service with it).
-pub async fn watch_on_thread(
-    mut store: Store,
-    backend: Backend,
-    opts: SyncOptions,
-    stop: impl std::future::Future<Output = ()> + Send,
-) -> Result<(), String> {
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
-    std::thread::Builder::new()
-        .name("eos-sync".into())
-        .spawn(move || {
-            let result = runtime().map_err(|e| format!("{e:#}")).and_then(|rt| {
-                rt.block_on(watch(
-                    &mut store,
-                    &backend,
-                    &opts,
-                    async {
-                        let _ = stop_rx.await;
-                    },
-                    log_pass,
-                ))
-                .map_err(|e| format!("sync stopped: {e}"))
-            });
-            let _ = done_tx.send(result);
-        })
-        .map_err(|e| format!("starting the sync thread: {e}"))?;
-    tokio::select! {
-        () = stop => {
-            let _ = stop_tx.send(());
-            done_rx.await.unwrap_or_else(|_| Err("the sync thread ended without a result".into()))
-        }
-        r = &mut done_rx => r.unwrap_or_else(|_| Err("the sync thread ended without a result".into())),
-    }
 }
 
 /// SIGINT or SIGTERM.
