@@ -388,3 +388,19 @@ fn a_scan_with_no_usable_line_exits_2_naming_what_to_check() {
     ]);
     assert!(ok(&out).contains("unusable lines"));
 }
+
+/// `--insights-wait` takes the one duration grammar, as `--write-interval`
+/// and the config file's durations do (it took bare seconds before).
+#[test]
+fn insights_wait_takes_the_duration_grammar() {
+    let file = ["--format", "usage", "examples/data/usage.jsonl"];
+    for wait in ["5m", "90s", "1h 30m"] {
+        let out = scan(&[&["--insights-wait", wait][..], &file].concat());
+        ok(&out);
+    }
+    let out = scan(&[&["--insights-wait", "300"][..], &file].concat());
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("--insights-wait"), "{err}");
+    assert!(err.contains("duration `300`"), "{err}");
+}

@@ -70,10 +70,10 @@ pub struct ScanFlags {
     /// read only its result rows instead of every event (usage log only)
     #[arg(long)]
     pub insights: bool,
-    /// Longest wait for the Logs Insights query, in seconds; it is stopped
-    /// after that
-    #[arg(long, value_name = "SECS", default_value_t = 300)]
-    pub insights_wait: u64,
+    /// Longest wait for the Logs Insights query, e.g. 90s, 5m; it is
+    /// stopped after that
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = eos_codes::duration::parse)]
+    pub insights_wait: Duration,
 }
 
 /// The SOURCE prefix naming a CloudWatch Logs log group.
@@ -152,7 +152,7 @@ impl ScanFlags {
         if self.insights {
             let query = eos_logs::insights_query(opts).map_err(|e| bad_input!("{e}"))?;
             let wait = InsightsWait {
-                max: Duration::from_secs(self.insights_wait),
+                max: self.insights_wait,
                 ..InsightsWait::default()
             };
             let rows = crate::cmd::plan::runtime()?
