@@ -118,6 +118,9 @@ fn is_bad_input(e: &(dyn std::error::Error + 'static)) -> bool {
             || e.is::<eos_plan::SavedPlanError>()
             || e.is::<eos_plan::OptionsError>()
             || e.is::<eos_plan::rules::RuleFieldError>()
+            // The listen address in the config or on the command line
+            // cannot be used (taken, not a socket, not permitted).
+            || e.is::<eos_authz::BindError>()
             || e.downcast_ref::<eos_authz::probe::ProbeError>()
                 .is_some_and(eos_authz::probe::ProbeError::is_bad_input)
             || e.downcast_ref::<eos_register::agent::AgentError>()
