@@ -13,6 +13,7 @@
 //! [`StoreError::Unsupported`] rather than a wrong answer.
 
 use std::cell::{RefCell, RefMut};
+use std::collections::HashMap;
 
 use postgres::GenericClient;
 
@@ -210,29 +211,93 @@ pub(crate) fn off_runtime<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 
 fn pg_execute<C: GenericClient + Send>(
     c: &mut C,
+    statements: &mut Statements,
     sql: &str,
     params: &[&dyn Param],
 ) -> Result<usize, StoreError> {
-    let (sql, params) = (to_pg(sql), pg_params(params));
-    let n = off_runtime(|| c.execute(sql.as_str(), &params))?;
+    let (stmt, params) = (statements.prepared(c, sql)?, pg_params(params));
+    let n = off_runtime(|| c.execute(&stmt, &params))?;
     Ok(usize::try_from(n).unwrap_or(usize::MAX))
 }
 
 fn pg_query<C: GenericClient + Send, T>(
     c: &mut C,
+    statements: &mut Statements,
     sql: &str,
     params: &[&dyn Param],
     mut f: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
 ) -> Result<Vec<T>, StoreError> {
-    let (sql, params) = (to_pg(sql), pg_params(params));
-    let rows = off_runtime(|| c.query(sql.as_str(), &params))?;
+    let (stmt, params) = (statements.prepared(c, sql)?, pg_params(params));
+    let rows = off_runtime(|| c.query(&stmt, &params))?;
     rows.iter().map(|r| f(&Row::Postgres(r))).collect()
+}
+
+/// How many prepared statements one connection keeps. The store's SQL is
+/// a fixed set of texts (a few hundred at most, counting the per-engine
+/// and per-shape variants); the bound only keeps a caller that builds
+/// texts from data from growing the server's memory without end.
+const STATEMENTS_KEPT: usize = 512;
+
+/// The statements prepared on one PostgreSQL connection, by their SQL text
+/// (SQLite's placeholders, as the domain modules write it): each is parsed
+/// and planned by the server once per connection, and then only bound and
+/// run — one round trip instead of two, and no parse. A statement belongs
+/// to the connection that prepared it, so the cache lives in [`PgClient`]
+/// beside it and goes when a dropped connection is made again.
+#[derive(Default)]
+pub(crate) struct Statements(HashMap<String, postgres::Statement>);
+
+impl Statements {
+    /// `sql`'s statement on `c`, prepared now if it is not yet.
+    fn prepared<C: GenericClient + Send>(
+        &mut self,
+        c: &mut C,
+        sql: &str,
+    ) -> Result<postgres::Statement, StoreError> {
+        if let Some(stmt) = self.0.get(sql) {
+            return Ok(stmt.clone());
+        }
+        let text = to_pg(sql);
+        let stmt = off_runtime(|| c.prepare(&text))?;
+        if self.0.len() >= STATEMENTS_KEPT {
+            // Dropping a statement closes it on the server.
+            self.0.clear();
+        }
+        self.0.insert(sql.to_owned(), stmt.clone());
+        Ok(stmt)
+    }
+}
+
+/// A live PostgreSQL connection and the statements prepared on it.
+pub(crate) struct PgClient {
+    pub(crate) client: postgres::Client,
+    statements: Statements,
+}
+
+impl PgClient {
+    pub(crate) fn new(client: postgres::Client) -> PgClient {
+        PgClient {
+            client,
+            statements: Statements::default(),
+        }
+    }
+
+    /// Begin a transaction on this connection; its statements are prepared
+    /// (and kept) on it.
+    pub(crate) fn transaction(&mut self) -> Result<PgTx<'_>, StoreError> {
+        let PgClient { client, statements } = self;
+        let tx = off_runtime(|| client.transaction())?;
+        Ok(PgTx {
+            tx: Some(tx),
+            statements,
+        })
+    }
 }
 
 /// A PostgreSQL connection and what it takes to make it again.
 pub(crate) struct PgConn {
     /// Always `Some` but while being dropped (see `Drop`).
-    pub(crate) client: RefCell<Option<postgres::Client>>,
+    pub(crate) client: RefCell<Option<PgClient>>,
     pub(crate) config: postgres::Config,
 }
 
@@ -247,10 +312,12 @@ impl PgConn {
     /// The client, connected again first if the server dropped it (a
     /// restarted server, a failed-over RDS instance): a lost connection
     /// fails the requests that were using it and recovers without a restart.
-    pub(crate) fn client(&self) -> Result<RefMut<'_, postgres::Client>, StoreError> {
+    /// The connection made again starts with no prepared statements: those
+    /// of the dropped one are gone with it.
+    pub(crate) fn client(&self) -> Result<RefMut<'_, PgClient>, StoreError> {
         let mut client = self.client.borrow_mut();
-        if client.as_ref().is_none_or(postgres::Client::is_closed) {
-            *client = Some(crate::pg::connect(&self.config)?);
+        if client.as_ref().is_none_or(|c| c.client.is_closed()) {
+            *client = Some(PgClient::new(crate::pg::connect(&self.config)?));
         }
         RefMut::filter_map(client, Option::as_mut).map_err(|_| StoreError::Unavailable {
             reason: "no connection".to_owned(),
@@ -258,10 +325,10 @@ impl PgConn {
     }
 
     /// [`PgConn::client`] through `&mut`.
-    pub(crate) fn client_mut(&mut self) -> Result<&mut postgres::Client, StoreError> {
+    pub(crate) fn client_mut(&mut self) -> Result<&mut PgClient, StoreError> {
         let client = self.client.get_mut();
-        if client.as_ref().is_none_or(postgres::Client::is_closed) {
-            *client = Some(crate::pg::connect(&self.config)?);
+        if client.as_ref().is_none_or(|c| c.client.is_closed()) {
+            *client = Some(PgClient::new(crate::pg::connect(&self.config)?));
         }
         client.as_mut().ok_or_else(|| StoreError::Unavailable {
             reason: "no connection".to_owned(),
@@ -308,7 +375,11 @@ impl Sql for Conn {
     fn execute(&self, sql: &str, params: &[&dyn Param]) -> Result<usize, StoreError> {
         match self {
             Conn::Sqlite(c) => sqlite_execute(c, sql, params),
-            Conn::Postgres(p) => pg_execute(&mut *p.client()?, sql, params),
+            Conn::Postgres(p) => {
+                let mut pc = p.client()?;
+                let PgClient { client, statements } = &mut *pc;
+                pg_execute(client, statements, sql, params)
+            }
         }
     }
 
@@ -320,7 +391,11 @@ impl Sql for Conn {
     ) -> Result<Vec<T>, StoreError> {
         match self {
             Conn::Sqlite(c) => sqlite_query(c, sql, params, f),
-            Conn::Postgres(p) => pg_query(&mut *p.client()?, sql, params, f),
+            Conn::Postgres(p) => {
+                let mut pc = p.client()?;
+                let PgClient { client, statements } = &mut *pc;
+                pg_query(client, statements, sql, params, f)
+            }
         }
     }
 }
@@ -350,18 +425,25 @@ impl Sql for rusqlite::Connection {
 }
 
 /// A PostgreSQL transaction, rolled back when dropped (off the async
-/// runtime, see [`off_runtime`]). Always `Some` but while being committed.
-pub(crate) struct PgTx<'a>(pub(crate) Option<postgres::Transaction<'a>>);
+/// runtime, see [`off_runtime`]), and its connection's prepared statements.
+pub(crate) struct PgTx<'a> {
+    /// Always `Some` but while being committed.
+    tx: Option<postgres::Transaction<'a>>,
+    statements: &'a mut Statements,
+}
 
 impl<'a> PgTx<'a> {
-    fn get(&mut self) -> Result<&mut postgres::Transaction<'a>, StoreError> {
-        self.0.as_mut().ok_or_else(|| StoreError::Unavailable {
-            reason: "transaction already ended".to_owned(),
-        })
+    fn get(&mut self) -> Result<(&mut postgres::Transaction<'a>, &mut Statements), StoreError> {
+        match self.tx.as_mut() {
+            Some(tx) => Ok((tx, &mut *self.statements)),
+            None => Err(StoreError::Unavailable {
+                reason: "transaction already ended".to_owned(),
+            }),
+        }
     }
 
     fn end(mut self, commit: bool) -> Result<(), StoreError> {
-        let Some(t) = self.0.take() else {
+        let Some(t) = self.tx.take() else {
             return Ok(());
         };
         Ok(off_runtime(
@@ -372,7 +454,7 @@ impl<'a> PgTx<'a> {
 
 impl Drop for PgTx<'_> {
     fn drop(&mut self) {
-        if let Some(t) = self.0.take() {
+        if let Some(t) = self.tx.take() {
             off_runtime(move || drop(t));
         }
     }
@@ -503,13 +585,9 @@ impl<'a> Tx<'a> {
     pub fn lock_key(&self, kind: KeyLock, key: &str) -> Result<(), StoreError> {
         match self {
             Tx::Sqlite(_) => Ok(()),
-            Tx::Postgres(t) => {
-                let mut t = t.borrow_mut();
-                let t = t.get()?;
+            Tx::Postgres(_) => {
                 let (class, hash) = (kind.class(), key_hash(key));
-                off_runtime(|| {
-                    t.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&class, &hash])
-                })?;
+                self.execute("SELECT pg_advisory_xact_lock(?1, ?2)", &[&class, &hash])?;
                 Ok(())
             }
         }
@@ -531,7 +609,7 @@ impl<'a> Tx<'a> {
             Tx::Sqlite(t) => Ok(t.execute_batch(sql)?),
             Tx::Postgres(t) => {
                 let mut t = t.borrow_mut();
-                let t = t.get()?;
+                let (t, _) = t.get()?;
                 Ok(off_runtime(|| t.batch_execute(sql))?)
             }
         }
@@ -556,7 +634,11 @@ impl Sql for Tx<'_> {
     fn execute(&self, sql: &str, params: &[&dyn Param]) -> Result<usize, StoreError> {
         match self {
             Tx::Sqlite(t) => sqlite_execute(t, sql, params),
-            Tx::Postgres(t) => pg_execute(t.borrow_mut().get()?, sql, params),
+            Tx::Postgres(t) => {
+                let mut t = t.borrow_mut();
+                let (t, statements) = t.get()?;
+                pg_execute(t, statements, sql, params)
+            }
         }
     }
 
@@ -568,7 +650,11 @@ impl Sql for Tx<'_> {
     ) -> Result<Vec<T>, StoreError> {
         match self {
             Tx::Sqlite(t) => sqlite_query(t, sql, params, f),
-            Tx::Postgres(t) => pg_query(t.borrow_mut().get()?, sql, params, f),
+            Tx::Postgres(t) => {
+                let mut t = t.borrow_mut();
+                let (t, statements) = t.get()?;
+                pg_query(t, statements, sql, params, f)
+            }
         }
     }
 }

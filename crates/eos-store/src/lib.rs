@@ -312,7 +312,7 @@ impl Connector {
         let client = pg::connect(&self.config)?;
         Ok(Store {
             conn: Conn::Postgres(Box::new(db::PgConn {
-                client: std::cell::RefCell::new(Some(client)),
+                client: std::cell::RefCell::new(Some(db::PgClient::new(client))),
                 config: self.config.clone(),
             })),
             path: self.path.clone(),
@@ -415,13 +415,9 @@ impl Store {
                 c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?,
             )),
             Conn::Postgres(p) => {
-                let client = p.client_mut()?;
-                let tx = db::off_runtime(|| {
-                    let mut tx = client.transaction()?;
-                    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&pg::WRITE_LOCK])?;
-                    Ok::<_, StoreError>(tx)
-                })?;
-                Ok(Tx::Postgres(std::cell::RefCell::new(db::PgTx(Some(tx)))))
+                let tx = Tx::Postgres(std::cell::RefCell::new(p.client_mut()?.transaction()?));
+                tx.execute("SELECT pg_advisory_xact_lock(?1)", &[&pg::WRITE_LOCK])?;
+                Ok(tx)
             }
         }
     }
@@ -442,11 +438,9 @@ impl Store {
             Conn::Sqlite(c) => Ok(Tx::Sqlite(
                 c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?,
             )),
-            Conn::Postgres(p) => {
-                let client = p.client_mut()?;
-                let tx = db::off_runtime(|| client.transaction())?;
-                Ok(Tx::Postgres(std::cell::RefCell::new(db::PgTx(Some(tx)))))
-            }
+            Conn::Postgres(p) => Ok(Tx::Postgres(std::cell::RefCell::new(
+                p.client_mut()?.transaction()?,
+            ))),
         }
     }
 

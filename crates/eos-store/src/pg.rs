@@ -118,7 +118,7 @@ fn connect_here(config: &postgres::Config) -> Result<postgres::Client, StoreErro
 pub(crate) fn open(url: &StoreUrl) -> Result<PgConn, StoreError> {
     let client = connect(&url.config)?;
     Ok(PgConn {
-        client: std::cell::RefCell::new(Some(client)),
+        client: std::cell::RefCell::new(Some(crate::db::PgClient::new(client))),
         config: url.config.clone(),
     })
 }
@@ -189,7 +189,8 @@ const fn m(version: i64, name: &'static str, sql: &'static str) -> crate::Migrat
 /// version row, under the write lock (two instances starting together on a
 /// fresh database run each migration once).
 pub(crate) fn migrate(conn: &PgConn, shown: &str) -> Result<(), StoreError> {
-    let mut client = conn.client()?;
+    let mut guard = conn.client()?;
+    let client = &mut guard.client;
     let mut tx = client.transaction()?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
     tx.batch_execute(

@@ -376,3 +376,59 @@ fn a_space_has_one_sync_worker_at_a_time_and_deliveries_are_fenced() {
         assert!(sync::take_lease(&mut a, &lease("a", short)).unwrap());
     });
 }
+
+/// PostgreSQL parses and plans each statement once per connection and
+/// keeps it (the server lists it in `pg_prepared_statements` after use,
+/// once however often it ran, in reads and in write transactions alike).
+/// When the server drops the connection, the store connects again and
+/// prepares afresh: the dropped connection's statements are never sent to
+/// the new one.
+#[test]
+fn postgresql_prepares_a_statement_once_per_connection_and_again_after_a_reconnect() {
+    let Some(cluster) = eos_store::testing::PgCluster::start() else {
+        return;
+    };
+    let url = eos_store::StoreUrl::parse(&cluster.create_database("eos")).unwrap();
+    let mut store = eos_store::Store::open_postgres(&url).unwrap();
+    const COUNT: &str = "SELECT count(*) FROM rules WHERE space = ?1";
+    let rules_in = |sql: &dyn SqlCount| sql.count(COUNT, "acme");
+    let prepared = |store: &eos_store::Store| {
+        store
+            .conn()
+            .query_one(
+                "SELECT count(*) FROM pg_prepared_statements WHERE statement = ?1",
+                &[&"SELECT count(*) FROM rules WHERE space = $1"],
+                |r| r.get::<i64>(0),
+            )
+            .unwrap()
+    };
+    assert_eq!(prepared(&store), 0);
+    for _ in 0..3 {
+        assert_eq!(rules_in(store.conn()).unwrap(), 0);
+    }
+    assert_eq!(prepared(&store), 1, "prepared once and kept");
+    let tx = store.transaction().unwrap();
+    assert_eq!(rules_in(&tx).unwrap(), 0);
+    tx.commit().unwrap();
+    assert_eq!(prepared(&store), 1, "the transaction used it too");
+
+    cluster.stop();
+    assert!(rules_in(store.conn()).is_err(), "the server is down");
+    cluster.start_server();
+    assert_eq!(rules_in(store.conn()).unwrap(), 0, "connected again");
+    let tx = store.transaction().unwrap();
+    assert_eq!(rules_in(&tx).unwrap(), 0);
+    tx.commit().unwrap();
+    assert_eq!(prepared(&store), 1, "prepared once on the new connection");
+}
+
+/// A count on either a read handle or a transaction.
+trait SqlCount {
+    fn count(&self, sql: &str, key: &str) -> Result<i64, eos_store::StoreError>;
+}
+
+impl<S: Sql> SqlCount for S {
+    fn count(&self, sql: &str, key: &str) -> Result<i64, eos_store::StoreError> {
+        self.query_one(sql, &[&key], |r| r.get(0))
+    }
+}
