@@ -571,7 +571,7 @@ impl Registrar {
         let cidr = host_cidr(client)?;
         let now = now_utc();
         let existing = rules::rule_for_update(tx, &grant.space, &cidr).map_err(store_err)?;
-        let wrote = match existing {
+        let wrote = match &existing {
             Some(r) if !r.rule.is_expired(now) => false,
             _ => {
                 let rule = NetworkAccessRule::new(
@@ -583,8 +583,13 @@ impl Registrar {
                     None,
                 )
                 .map_err(|e| internal("rule", e))?;
-                rules::put_rule(tx, &rule, &format!("code:{}", grant.code_id))
-                    .map_err(store_err)?;
+                rules::put_rule_over(
+                    tx,
+                    &rule,
+                    existing.as_ref(),
+                    &format!("code:{}", grant.code_id),
+                )
+                .map_err(store_err)?;
                 true
             }
         } || inherits_rule;

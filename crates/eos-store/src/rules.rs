@@ -81,6 +81,19 @@ pub fn put_rule(
     actor: &str,
 ) -> Result<RuleChange, StoreError> {
     let existing = rule_for_update(tx, &rule.space, &rule.cidr)?;
+    put_rule_over(tx, rule, existing.as_ref(), actor)
+}
+
+/// [`put_rule`] for a caller that has already locked and read the rule's
+/// key in this transaction with [`rule_for_update`] (the lock holds until
+/// the transaction ends): `existing` is what that read returned, so the
+/// key is not locked and read a second time.
+pub fn put_rule_over(
+    tx: &Tx<'_>,
+    rule: &NetworkAccessRule,
+    existing: Option<&StoredRule>,
+    actor: &str,
+) -> Result<RuleChange, StoreError> {
     let change = match existing {
         Some(old) if old.rule == *rule => return Ok(RuleChange::Unchanged),
         Some(_) => {
