@@ -382,6 +382,20 @@ fn bench(env: &Env, oha: &Oha<'_>, profile: &str, decision_log: bool, tcp: bool)
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        // nginx started as root runs its workers as nobody:nogroup; the
+        // socket (mode 0660) is for its group, as an operator would set it.
+        let root = check({
+            let mut c = Command::new("id");
+            c.arg("-u");
+            c
+        })?;
+        if root.trim() == "0" {
+            check({
+                let mut c = Command::new("chgrp");
+                c.arg("nogroup").arg(env.dir.join("authz.sock"));
+                c
+            })?;
+        }
     }
 
     let (with_port, alone_port, upstream_port) = (free_port()?, free_port()?, free_port()?);
