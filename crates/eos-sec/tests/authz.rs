@@ -463,22 +463,7 @@ fn nginx_auth_request_enforces_either_cert_and_revocation() {
     env.issue("carol", "globex", "carol");
     let c = stack.client();
 
-    // Mode `either` (acme): address in the set, no certificate.
-    let (code, body) = c.get("acme", "127.0.0.3", None, &[]);
-    assert_eq!(
-        (code, body.as_str()),
-        (200, "space=acme user= gate=ip forged=")
-    );
-    // A certificate of the space from an address outside the set.
-    let (code, body) = c.get("acme", "127.0.0.4", Some("alice"), &[]);
-    assert_eq!(
-        (code, body.as_str()),
-        (200, "space=acme user=alice gate=cert forged=")
-    );
-    // Neither.
-    assert_eq!(c.get("acme", "127.0.0.4", None, &[]).0, 403);
-    // Another space's certificate from outside the set.
-    assert_eq!(c.get("acme", "127.0.0.4", Some("bob"), &[]).0, 403);
+    assert_either_admits_address_or_certificate(&c);
     // A client cannot claim an address or identity through headers.
     let (code, _) = c.get(
         "acme",
@@ -654,6 +639,24 @@ fn nginx_auth_request_enforces_either_cert_and_revocation() {
             .iter()
             .any(|d| d["fields"]["rule"] == "either" && d["fields"]["status"] == 403)
     );
+}
+
+/// Mode `either` (acme, set 127.0.0.3): the address in the set without a
+/// certificate, or the space's certificate from outside it; neither, or
+/// another space's certificate (bob's, globex), is refused.
+fn assert_either_admits_address_or_certificate(c: &Client<'_>) {
+    let (code, body) = c.get("acme", "127.0.0.3", None, &[]);
+    assert_eq!(
+        (code, body.as_str()),
+        (200, "space=acme user= gate=ip forged=")
+    );
+    let (code, body) = c.get("acme", "127.0.0.4", Some("alice"), &[]);
+    assert_eq!(
+        (code, body.as_str()),
+        (200, "space=acme user=alice gate=cert forged=")
+    );
+    assert_eq!(c.get("acme", "127.0.0.4", None, &[]).0, 403);
+    assert_eq!(c.get("acme", "127.0.0.4", Some("bob"), &[]).0, 403);
 }
 
 /// Poll `status` while it answers `before` until it answers `after`,
@@ -1185,18 +1188,7 @@ fn nginx_over_a_unix_socket_enforces_either() {
     }
     // The address nginx saw is the client, though no proxy is configured
     // as trusted: the socket's peer is nginx.
-    let (code, body) = c.get("acme", "127.0.0.3", None, &[]);
-    assert_eq!(
-        (code, body.as_str()),
-        (200, "space=acme user= gate=ip forged=")
-    );
-    let (code, body) = c.get("acme", "127.0.0.4", Some("alice"), &[]);
-    assert_eq!(
-        (code, body.as_str()),
-        (200, "space=acme user=alice gate=cert forged=")
-    );
-    assert_eq!(c.get("acme", "127.0.0.4", None, &[]).0, 403);
-    assert_eq!(c.get("acme", "127.0.0.4", Some("bob"), &[]).0, 403);
+    assert_either_admits_address_or_certificate(&c);
     // nginx overwrites what a client claims.
     let forged = c.get(
         "acme",
