@@ -201,69 +201,76 @@ pub fn list(conn: &impl Sql, space: Option<&SpaceId>) -> Result<Vec<Registration
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Store;
+    use crate::testing::on_each_engine;
 
     #[test]
     fn recovery_is_replaced_not_accumulated() {
-        let mut s = Store::open_in_memory().unwrap();
-        let space = SpaceId::new("acme").unwrap();
-        let user = UserId::new("root").unwrap();
-        let reg = |cidr: &'static str| NewRegistration {
-            kind: RegistrationKind::Recover,
-            space: &space,
-            user: &user,
-            code_id: "ABCDEFGHJ",
-            source: "192.0.2.1".parse().unwrap(),
-            cidr: Some(cidr),
-            wrote_rule: true,
-            serial: None,
-        };
-        let tx = s.transaction().unwrap();
-        let first = record_in(&tx, &reg("192.0.2.1/32")).unwrap();
-        tx.commit().unwrap();
-        assert_eq!(
-            current_recovery(s.conn(), &space, &user)
-                .unwrap()
-                .unwrap()
-                .id,
-            first
-        );
-        let tx = s.transaction().unwrap();
-        let second = record_in(&tx, &reg("198.51.100.1/32")).unwrap();
-        mark_replaced_in(&tx, first, second).unwrap();
-        tx.commit().unwrap();
-        let cur = current_recovery(s.conn(), &space, &user).unwrap().unwrap();
-        assert_eq!(cur.id, second);
-        assert_eq!(cur.cidr.as_deref(), Some("198.51.100.1/32"));
-        let all = list(s.conn(), Some(&space)).unwrap();
-        assert_eq!(all.len(), 2);
-        assert_eq!(all[0].replaced_by, Some(second));
+        on_each_engine(|mut s| {
+            let space = SpaceId::new("acme").unwrap();
+            let user = UserId::new("root").unwrap();
+            let reg = |cidr: &'static str| NewRegistration {
+                kind: RegistrationKind::Recover,
+                space: &space,
+                user: &user,
+                code_id: "ABCDEFGHJ",
+                source: "192.0.2.1".parse().unwrap(),
+                cidr: Some(cidr),
+                wrote_rule: true,
+                serial: None,
+            };
+            let tx = s.transaction().unwrap();
+            let first = record_in(&tx, &reg("192.0.2.1/32")).unwrap();
+            tx.commit().unwrap();
+            assert_eq!(
+                current_recovery(s.conn(), &space, &user)
+                    .unwrap()
+                    .unwrap()
+                    .id,
+                first
+            );
+            let tx = s.transaction().unwrap();
+            let second = record_in(&tx, &reg("198.51.100.1/32")).unwrap();
+            mark_replaced_in(&tx, first, second).unwrap();
+            tx.commit().unwrap();
+            let cur = current_recovery(s.conn(), &space, &user).unwrap().unwrap();
+            assert_eq!(cur.id, second);
+            assert_eq!(cur.cidr.as_deref(), Some("198.51.100.1/32"));
+            let all = list(s.conn(), Some(&space)).unwrap();
+            assert_eq!(all.len(), 2);
+            assert_eq!(all[0].replaced_by, Some(second));
+        });
     }
 
     #[test]
     fn cert_rows_carry_a_serial_and_no_cidr() {
-        let mut s = Store::open_in_memory().unwrap();
-        let space = SpaceId::new("acme").unwrap();
-        let user = UserId::new("alice").unwrap();
-        let tx = s.transaction().unwrap();
-        let bad = NewRegistration {
-            kind: RegistrationKind::Cert,
-            space: &space,
-            user: &user,
-            code_id: "ABCDEFGHJ",
-            source: "192.0.2.1".parse().unwrap(),
-            cidr: None,
-            wrote_rule: false,
-            serial: None,
-        };
-        assert!(record_in(&tx, &bad).is_err());
-        record_in(
-            &tx,
-            &NewRegistration {
-                serial: Some("0a"),
-                ..bad
-            },
-        )
-        .unwrap();
+        on_each_engine(|mut s| {
+            let space = SpaceId::new("acme").unwrap();
+            let user = UserId::new("alice").unwrap();
+            let bad = NewRegistration {
+                kind: RegistrationKind::Cert,
+                space: &space,
+                user: &user,
+                code_id: "ABCDEFGHJ",
+                source: "192.0.2.1".parse().unwrap(),
+                cidr: None,
+                wrote_rule: false,
+                serial: None,
+            };
+            // The refused row in a transaction of its own: on PostgreSQL a
+            // failed statement aborts its transaction (callers roll back on
+            // any error), on SQLite only the statement.
+            let tx = s.transaction().unwrap();
+            assert!(record_in(&tx, &bad).is_err());
+            tx.rollback().unwrap();
+            let tx = s.transaction().unwrap();
+            record_in(
+                &tx,
+                &NewRegistration {
+                    serial: Some("0a"),
+                    ..bad
+                },
+            )
+            .unwrap();
+        });
     }
 }

@@ -565,6 +565,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::rules::{import_rules, remove_rules};
+    use crate::testing::on_each_engine;
     use eos_identity::UserId;
     use eos_plan::{Label, RuleCidr};
     use rusqlite::params;
@@ -582,6 +583,7 @@ mod tests {
         .unwrap()
     }
 
+    // SQLite only: reads SQLite's query plan (EXPLAIN QUERY PLAN).
     #[test]
     fn the_expiry_poll_reads_the_index_not_every_rule() {
         let s = Store::open_in_memory().unwrap();
@@ -604,6 +606,7 @@ mod tests {
         assert!(!plan.iter().any(|step| step == "SCAN rules"), "{plan:?}");
     }
 
+    // SQLite only: reads SQLite's query plan (EXPLAIN QUERY PLAN).
     #[test]
     fn pending_spaces_are_read_from_the_partial_index_of_pending_rows() {
         let s = Store::open_in_memory().unwrap();
@@ -627,26 +630,27 @@ mod tests {
 
     #[test]
     fn pending_spaces_come_longest_waiting_first_with_their_counts() {
-        let mut s = Store::open_in_memory().unwrap();
-        import_rules(&mut s, &[rule("zeta", "192.0.2.1/32", None)], "op").unwrap();
-        import_rules(
-            &mut s,
-            &[
-                rule("acme", "192.0.2.2/32", None),
-                rule("acme", "192.0.2.3/32", None),
-            ],
-            "op",
-        )
-        .unwrap();
-        import_rules(&mut s, &[rule("zeta", "192.0.2.4/32", None)], "op").unwrap();
-        let p = pending_spaces(s.conn()).unwrap();
-        let got: Vec<(&str, u64)> = p.iter().map(|x| (x.space.as_str(), x.count)).collect();
-        assert_eq!(got, [("zeta", 2), ("acme", 2)]);
-        assert!(p[0].oldest_id < p[1].oldest_id && p[0].newest_id > p[1].newest_id);
-        let acme = pending_of_space(s.conn(), &SpaceId::new("acme").unwrap()).unwrap();
-        assert_eq!(acme.len(), 2);
-        assert!(acme.iter().all(|r| r.space.as_str() == "acme"));
-        assert_eq!(count_pending(s.conn()).unwrap(), 4);
+        on_each_engine(|mut s| {
+            import_rules(&mut s, &[rule("zeta", "192.0.2.1/32", None)], "op").unwrap();
+            import_rules(
+                &mut s,
+                &[
+                    rule("acme", "192.0.2.2/32", None),
+                    rule("acme", "192.0.2.3/32", None),
+                ],
+                "op",
+            )
+            .unwrap();
+            import_rules(&mut s, &[rule("zeta", "192.0.2.4/32", None)], "op").unwrap();
+            let p = pending_spaces(s.conn()).unwrap();
+            let got: Vec<(&str, u64)> = p.iter().map(|x| (x.space.as_str(), x.count)).collect();
+            assert_eq!(got, [("zeta", 2), ("acme", 2)]);
+            assert!(p[0].oldest_id < p[1].oldest_id && p[0].newest_id > p[1].newest_id);
+            let acme = pending_of_space(s.conn(), &SpaceId::new("acme").unwrap()).unwrap();
+            assert_eq!(acme.len(), 2);
+            assert!(acme.iter().all(|r| r.space.as_str() == "acme"));
+            assert_eq!(count_pending(s.conn()).unwrap(), 4);
+        });
     }
 
     /// `outbox.at` is stored to the millisecond, and `sync status` reports
@@ -654,37 +658,38 @@ mod tests {
     /// 1,000 or 1,100.
     #[test]
     fn outbox_times_and_lag_have_millisecond_precision() {
-        let mut s = Store::open_in_memory().unwrap();
-        let now = OffsetDateTime::now_utc();
-        let before = now
-            .replace_nanosecond(now.nanosecond() / 1_000_000 * 1_000_000)
+        on_each_engine(|mut s| {
+            let now = OffsetDateTime::now_utc();
+            let before = now
+                .replace_nanosecond(now.nanosecond() / 1_000_000 * 1_000_000)
+                .unwrap();
+            import_rules(&mut s, &[rule("acme", "192.0.2.1/32", None)], "op").unwrap();
+            let after = OffsetDateTime::now_utc();
+            let row = pending(s.conn(), 10).unwrap().remove(0);
+            assert!(
+                before <= row.at && row.at <= after,
+                "{before} <= {} <= {after}",
+                row.at
+            );
+            let st = status(
+                s.conn(),
+                "local",
+                row.at + time::Duration::milliseconds(263),
+            )
             .unwrap();
-        import_rules(&mut s, &[rule("acme", "192.0.2.1/32", None)], "op").unwrap();
-        let after = OffsetDateTime::now_utc();
-        let row = pending(s.conn(), 10).unwrap().remove(0);
-        assert!(
-            before <= row.at && row.at <= after,
-            "{before} <= {} <= {after}",
-            row.at
-        );
-        let st = status(
-            s.conn(),
-            "local",
-            row.at + time::Duration::milliseconds(263),
-        )
-        .unwrap();
-        assert_eq!(st[0].lag_ms, 263);
-        let stored: String = s
-            .conn()
-            .sqlite()
-            .unwrap()
-            .query_row("SELECT at FROM outbox", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(stored.len(), "2026-01-05T09:00:00.263Z".len(), "{stored}");
+            assert_eq!(st[0].lag_ms, 263);
+            let stored: String = s
+                .conn()
+                .query_one("SELECT at FROM outbox", &[], |r| r.get(0))
+                .unwrap();
+            assert_eq!(stored.len(), "2026-01-05T09:00:00.263Z".len(), "{stored}");
+        });
     }
 
     /// Rows written before migration 9 (whole seconds) are converted: one
-    /// format, read back as the same time.
+    /// format, read back as the same time. SQLite only: PostgreSQL's
+    /// outbox was written in milliseconds from the start (its migration 9
+    /// only adds an index), so there is nothing to convert there.
     #[test]
     fn migration_9_converts_second_stamps() {
         let dir = tempfile::tempdir().unwrap();
@@ -732,119 +737,121 @@ mod tests {
 
     #[test]
     fn pending_rows_are_delivered_once_and_status_follows() {
-        let mut s = Store::open_in_memory().unwrap();
-        import_rules(
-            &mut s,
-            &[
-                rule("acme", "198.51.100.0/24", None),
-                rule("acme", "2001:db8::/48", None),
-            ],
-            "op",
-        )
-        .unwrap();
-        let rows = pending(s.conn(), 10).unwrap();
-        assert_eq!(rows.len(), 2);
-        assert_eq!(rows[0].set_name().to_string(), "eos-acme-v4");
-        assert_eq!(rows[1].set_name().to_string(), "eos-acme-v6");
-        let now = OffsetDateTime::now_utc();
-        let st = status(s.conn(), "local", now).unwrap();
-        assert_eq!(st.len(), 2);
-        assert!(
-            st.iter()
-                .all(|x| x.pending == 1 && x.last_success.is_none())
-        );
+        on_each_engine(|mut s| {
+            import_rules(
+                &mut s,
+                &[
+                    rule("acme", "198.51.100.0/24", None),
+                    rule("acme", "2001:db8::/48", None),
+                ],
+                "op",
+            )
+            .unwrap();
+            let rows = pending(s.conn(), 10).unwrap();
+            assert_eq!(rows.len(), 2);
+            assert_eq!(rows[0].set_name().to_string(), "eos-acme-v4");
+            assert_eq!(rows[1].set_name().to_string(), "eos-acme-v6");
+            let now = OffsetDateTime::now_utc();
+            let st = status(s.conn(), "local", now).unwrap();
+            assert_eq!(st.len(), 2);
+            assert!(
+                st.iter()
+                    .all(|x| x.pending == 1 && x.last_success.is_none())
+            );
 
-        let v4 = rows[0].set_name();
-        record_attempt(
-            &mut s,
-            "local",
-            &v4,
-            &Attempt::Failure {
-                error: "boom".into(),
-            },
-            now,
-        )
-        .unwrap();
-        let st = status(s.conn(), "local", now).unwrap();
-        assert_eq!(st[0].last_error.as_deref(), Some("boom"));
+            let v4 = rows[0].set_name();
+            record_attempt(
+                &mut s,
+                "local",
+                &v4,
+                &Attempt::Failure {
+                    error: "boom".into(),
+                },
+                now,
+            )
+            .unwrap();
+            let st = status(s.conn(), "local", now).unwrap();
+            assert_eq!(st[0].last_error.as_deref(), Some("boom"));
 
-        mark_delivered(&mut s, &[rows[0].id], "local", "op", now).unwrap();
-        record_attempt(
-            &mut s,
-            "local",
-            &v4,
-            &Attempt::Success {
-                writes: 1,
-                lag_ms: Some(1200),
-            },
-            now + time::Duration::seconds(1),
-        )
-        .unwrap();
-        let st = status(s.conn(), "local", now).unwrap();
-        let v4s = st.iter().find(|x| x.name == "eos-acme-v4").unwrap();
-        assert_eq!(
-            (v4s.pending, v4s.writes, v4s.last_lag_ms),
-            (0, 1, Some(1200))
-        );
-        assert_eq!(
-            v4s.last_error, None,
-            "an error older than the success is history"
-        );
-        assert_eq!(pending(s.conn(), 10).unwrap().len(), 1);
-        assert_eq!(oldest_pending(s.conn()).unwrap(), Some(rows[1].id));
+            mark_delivered(&mut s, &[rows[0].id], "local", "op", now).unwrap();
+            record_attempt(
+                &mut s,
+                "local",
+                &v4,
+                &Attempt::Success {
+                    writes: 1,
+                    lag_ms: Some(1200),
+                },
+                now + time::Duration::seconds(1),
+            )
+            .unwrap();
+            let st = status(s.conn(), "local", now).unwrap();
+            let v4s = st.iter().find(|x| x.name == "eos-acme-v4").unwrap();
+            assert_eq!(
+                (v4s.pending, v4s.writes, v4s.last_lag_ms),
+                (0, 1, Some(1200))
+            );
+            assert_eq!(
+                v4s.last_error, None,
+                "an error older than the success is history"
+            );
+            assert_eq!(pending(s.conn(), 10).unwrap().len(), 1);
+            assert_eq!(oldest_pending(s.conn()).unwrap(), Some(rows[1].id));
 
-        // Removal is a change too.
-        remove_rules(
-            &mut s,
-            &SpaceId::new("acme").unwrap(),
-            &[RuleCidr::parse("198.51.100.0/24").unwrap()],
-            "op",
-        )
-        .unwrap();
-        let rows = pending(s.conn(), 10).unwrap();
-        assert_eq!(rows.last().unwrap().topic, "rule.removed");
+            // Removal is a change too.
+            remove_rules(
+                &mut s,
+                &SpaceId::new("acme").unwrap(),
+                &[RuleCidr::parse("198.51.100.0/24").unwrap()],
+                "op",
+            )
+            .unwrap();
+            let rows = pending(s.conn(), 10).unwrap();
+            assert_eq!(rows.last().unwrap().topic, "rule.removed");
+        });
     }
 
     #[test]
     fn expiries_in_a_window() {
-        let mut s = Store::open_in_memory().unwrap();
-        import_rules(
-            &mut s,
-            &[
-                rule(
-                    "acme",
-                    "198.51.100.0/24",
-                    Some(datetime!(2026-06-01 00:00 UTC)),
-                ),
-                rule(
-                    "globex",
-                    "192.0.2.0/24",
-                    Some(datetime!(2026-07-01 00:00 UTC)),
-                ),
-                rule("initech", "203.0.113.0/24", None),
-            ],
-            "op",
-        )
-        .unwrap();
-        let ids = |v: Vec<SpaceId>| v.iter().map(|s| s.as_str().to_owned()).collect::<Vec<_>>();
-        assert_eq!(
-            ids(spaces_with_expiries(s.conn(), None, datetime!(2026-06-15 00:00 UTC)).unwrap()),
-            ["acme"]
-        );
-        assert_eq!(
-            ids(spaces_with_expiries(
-                s.conn(),
-                Some(datetime!(2026-06-01 00:00 UTC)),
-                datetime!(2026-08-01 00:00 UTC)
+        on_each_engine(|mut s| {
+            import_rules(
+                &mut s,
+                &[
+                    rule(
+                        "acme",
+                        "198.51.100.0/24",
+                        Some(datetime!(2026-06-01 00:00 UTC)),
+                    ),
+                    rule(
+                        "globex",
+                        "192.0.2.0/24",
+                        Some(datetime!(2026-07-01 00:00 UTC)),
+                    ),
+                    rule("initech", "203.0.113.0/24", None),
+                ],
+                "op",
             )
-            .unwrap()),
-            ["globex"]
-        );
-        assert_eq!(expiries_checked(s.conn(), "local").unwrap(), None);
-        set_expiries_checked(&mut s, "local", datetime!(2026-06-15 00:00 UTC)).unwrap();
-        assert_eq!(
-            expiries_checked(s.conn(), "local").unwrap(),
-            Some(datetime!(2026-06-15 00:00 UTC))
-        );
+            .unwrap();
+            let ids = |v: Vec<SpaceId>| v.iter().map(|s| s.as_str().to_owned()).collect::<Vec<_>>();
+            assert_eq!(
+                ids(spaces_with_expiries(s.conn(), None, datetime!(2026-06-15 00:00 UTC)).unwrap()),
+                ["acme"]
+            );
+            assert_eq!(
+                ids(spaces_with_expiries(
+                    s.conn(),
+                    Some(datetime!(2026-06-01 00:00 UTC)),
+                    datetime!(2026-08-01 00:00 UTC)
+                )
+                .unwrap()),
+                ["globex"]
+            );
+            assert_eq!(expiries_checked(s.conn(), "local").unwrap(), None);
+            set_expiries_checked(&mut s, "local", datetime!(2026-06-15 00:00 UTC)).unwrap();
+            assert_eq!(
+                expiries_checked(s.conn(), "local").unwrap(),
+                Some(datetime!(2026-06-15 00:00 UTC))
+            );
+        });
     }
 }
