@@ -8,6 +8,9 @@
 use std::fmt;
 use std::sync::Arc;
 
+mod when;
+pub use when::{rfc3339, rfc3339_exact, rfc3339_ms};
+
 /// Why an identifier was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

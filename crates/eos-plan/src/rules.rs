@@ -229,13 +229,8 @@ impl NetworkAccessRule {
 }
 
 /// RFC 3339 UTC with second precision, the format of every timestamp eos-sec
-/// writes.
-pub fn rfc3339(t: OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-    t.format(&fmt)
-        .unwrap_or_else(|_| t.unix_timestamp().to_string())
-}
+/// writes (eos-identity's).
+pub use eos_identity::rfc3339;
 
 /// The file formats rules are imported from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

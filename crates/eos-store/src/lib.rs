@@ -556,25 +556,14 @@ pub fn now_rfc3339() -> String {
     format_rfc3339(time::OffsetDateTime::now_utc())
 }
 
-/// Format a time as RFC 3339 UTC with second precision.
-pub fn format_rfc3339(t: time::OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-    t.format(&fmt)
-        .unwrap_or_else(|_| t.unix_timestamp().to_string())
-}
+/// Format a time as RFC 3339 UTC with second precision (eos-identity's
+/// one format).
+pub use eos_identity::rfc3339 as format_rfc3339;
 
 /// Format a time as RFC 3339 UTC with milliseconds
 /// (`2026-01-05T09:00:00.263Z`): for times whose differences are reported
-/// in milliseconds (the outbox, the syncer's attempts), where whole seconds
-/// would overstate a lag by up to a second, or tie two events.
-pub fn format_rfc3339_ms(t: time::OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    let fmt = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    t.format(&fmt).unwrap_or_else(|_| format_rfc3339(t))
-}
+/// in milliseconds (the outbox, the syncer's attempts); eos-identity's.
+pub use eos_identity::rfc3339_ms as format_rfc3339_ms;
 
 fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
     let err = |source| StoreError::Dir {

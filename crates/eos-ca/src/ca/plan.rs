@@ -183,12 +183,10 @@ pub(super) fn seconds(t: SystemTime) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(secs)
 }
 
-/// RFC 3339 UTC text of a time (for messages and the inventory).
-pub fn rfc3339(t: SystemTime) -> String {
-    let dt = time::OffsetDateTime::from(t);
-    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-    dt.format(&fmt).unwrap_or_else(|_| format!("{t:?}"))
-}
+/// RFC 3339 UTC text of a time to the second (for messages and the
+/// inventory): eos-identity's one format, re-exported where the CA's
+/// callers have always found it.
+pub use eos_identity::rfc3339;
 
 /// Decide everything about a certificate before anything is signed.
 ///

@@ -169,11 +169,8 @@ pub struct CodeInfo {
 
 /// Format Unix seconds as RFC 3339 UTC.
 pub fn rfc3339(t: i64) -> String {
-    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
     time::OffsetDateTime::from_unix_timestamp(t)
-        .ok()
-        .and_then(|d| d.format(&fmt).ok())
-        .unwrap_or_else(|| t.to_string())
+        .map_or_else(|_| t.to_string(), eos_identity::rfc3339)
 }
 
 /// The current time in Unix seconds.

@@ -196,8 +196,9 @@ fn display_opt<S: Serializer, T: std::fmt::Display>(
     }
 }
 
-fn rfc3339<S: Serializer>(t: &OffsetDateTime, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&eos_store::format_rfc3339(*t))
+/// Serialise a time in the inventory's stored form (RFC 3339 UTC, seconds).
+pub(crate) fn rfc3339<S: Serializer>(t: &OffsetDateTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&eos_identity::rfc3339(*t))
 }
 
 fn rfc3339_opt<S: Serializer>(t: &Option<OffsetDateTime>, s: S) -> Result<S::Ok, S::Error> {

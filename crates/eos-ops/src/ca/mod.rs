@@ -304,7 +304,7 @@ pub struct Installed {
     /// Its key's fingerprint.
     pub key_fingerprint: String,
     /// Its notAfter.
-    #[serde(serialize_with = "rfc3339")]
+    #[serde(serialize_with = "inventory::rfc3339")]
     pub not_after: OffsetDateTime,
     /// Whether the key file is encrypted.
     pub key_encrypted: bool,
@@ -316,10 +316,6 @@ pub struct Installed {
     pub crl: PathBuf,
     /// The first CRL's number.
     pub crl_number: u64,
-}
-
-fn rfc3339<S: serde::Serializer>(t: &OffsetDateTime, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&eos_store::format_rfc3339(*t))
 }
 
 /// Install `ca` in `files` (refused when a CA is there): key (0600,
@@ -352,7 +348,7 @@ pub fn install(
         &tx,
         &AuditEntry::new(actor, action, &subject).with_detail(serde_json::json!({
             "key_fingerprint": info.fingerprint().to_string(),
-            "not_after": eos_store::format_rfc3339(not_after),
+            "not_after": eos_identity::rfc3339(not_after),
         })),
     )?;
     write_atomic(&files.key, key_pem.as_bytes(), 0o600)?;

@@ -228,8 +228,8 @@ fn csv_row(o: &Observation) -> CsvRow<'_> {
         space: o.space.as_str(),
         ip: o.ip.to_string(),
         requests: o.requests,
-        first_seen: rfc3339(o.first_seen),
-        last_seen: rfc3339(o.last_seen),
+        first_seen: eos_identity::rfc3339_exact(o.first_seen),
+        last_seen: eos_identity::rfc3339_exact(o.last_seen),
         distinct_days: o.distinct_days,
         distinct_users: o.distinct_users,
         example_users: users.join(";"),
@@ -247,11 +247,6 @@ fn csv_row(o: &Observation) -> CsvRow<'_> {
 fn short_time(t: OffsetDateTime) -> String {
     let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]Z");
     t.format(&f).unwrap_or_else(|_| t.to_string())
-}
-
-fn rfc3339(t: OffsetDateTime) -> String {
-    use time::format_description::well_known::Rfc3339;
-    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
 }
 
 /// `1234567` → `1.2 MiB`.
