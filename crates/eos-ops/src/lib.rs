@@ -40,9 +40,11 @@ pub mod bootstrap;
 pub mod ca;
 pub mod enforce;
 mod error;
+pub mod file;
 pub mod issuance;
 pub mod plan;
 pub mod sync;
 
 pub use backend::Backend;
 pub use error::{ErrorKind, OpsError};
+pub use file::{WriteError, write_atomic};

@@ -10,12 +10,12 @@
 //! and the server is verified with the given CA or the system's roots —
 //! there is no way to skip verification.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use der::{Decode, DecodePem};
 use eos_ca::Certificate;
+use eos_ops::write_atomic;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
@@ -116,6 +116,15 @@ pub enum AgentError {
     /// retrying).
     #[error("renewal failed: {0}")]
     Transport(String),
+}
+
+impl From<eos_ops::WriteError> for AgentError {
+    fn from(e: eos_ops::WriteError) -> Self {
+        AgentError::Io {
+            path: e.path.display().to_string(),
+            source: e.source,
+        }
+    }
 }
 
 impl AgentError {
@@ -453,37 +462,6 @@ fn describe(e: &reqwest::Error) -> String {
         source = cause.source();
     }
     s
-}
-
-/// Write `data` to `path` atomically with `mode`: a temporary file in the
-/// same directory, fsync, rename over `path`, fsync of the directory.
-pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), AgentError> {
-    let io = |source| AgentError::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(mode))
-            .map_err(io)?;
-    }
-    #[cfg(not(unix))]
-    let _ = mode;
-    tmp.write_all(data).map_err(io)?;
-    tmp.as_file().sync_all().map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    #[cfg(unix)]
-    std::fs::File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io)?;
-    Ok(())
 }
 
 /// A command run after each renewal (`eos-sec cert renew --exec`), to

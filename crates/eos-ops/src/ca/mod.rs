@@ -11,7 +11,6 @@
 pub mod inventory;
 mod sign;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -24,8 +23,8 @@ use eos_store::certs::{self, CrlRecord};
 use eos_store::{AuditEntry, Store, StoreError, Tx, audit_in};
 use time::OffsetDateTime;
 
-use crate::ErrorKind;
 use crate::issuance::CaSetup;
+use crate::{ErrorKind, write_atomic};
 pub use inventory::{CertStatus, InventoryRecord};
 pub use sign::{SignError, SignRequest, Signed, check_size, sign};
 
@@ -155,6 +154,16 @@ impl CaFiles {
     }
 }
 
+impl From<crate::WriteError> for CaError {
+    fn from(e: crate::WriteError) -> Self {
+        CaError::File {
+            what: e.what,
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 fn read(path: &Path) -> Result<String, CaError> {
     std::fs::read_to_string(path).map_err(|source| CaError::File {
         what: "reading",
@@ -248,40 +257,6 @@ pub struct Audit<'a> {
     pub action: &'a str,
     /// Fields added to the entry's detail.
     pub extra: serde_json::Map<String, serde_json::Value>,
-}
-
-/// Write a file atomically (temp file in the same directory, then rename)
-/// with `mode`; nothing is left half-written.
-pub(crate) fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), CaError> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let file = |what, path: &Path| {
-        let path = path.to_owned();
-        move |source| CaError::File { what, path, source }
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(&dir)
-        .map_err(file("creating a temporary file in", &dir))?;
-    set_mode(tmp.as_file(), mode).map_err(file("writing", path))?;
-    tmp.write_all(data)
-        .and_then(|()| tmp.as_file().sync_all())
-        .map_err(file("writing", path))?;
-    tmp.persist(path)
-        .map_err(|e| e.error)
-        .map_err(file("writing", path))?;
-    Ok(())
-}
-
-#[cfg(unix)]
-fn set_mode(f: &std::fs::File, mode: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    f.set_permissions(std::fs::Permissions::from_mode(mode))
-}
-
-#[cfg(not(unix))]
-fn set_mode(_f: &std::fs::File, _mode: u32) -> std::io::Result<()> {
-    Ok(())
 }
 
 fn create_dir(dir: &Path) -> Result<(), CaError> {
@@ -447,7 +422,7 @@ pub fn crl_due(conn: &impl eos_store::Sql, crls: CrlPolicy) -> Result<bool, CaEr
 /// Write a PEM file others read (a CRL, a trust bundle) whole or not at
 /// all, mode 0644.
 pub fn write_pem(path: &Path, pem: &str) -> Result<(), CaError> {
-    write_atomic(path, pem.as_bytes(), 0o644)
+    Ok(write_atomic(path, pem.as_bytes(), 0o644)?)
 }
 
 /// What a revocation did.

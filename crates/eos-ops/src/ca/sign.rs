@@ -237,7 +237,7 @@ pub async fn sign(
     let serial = issued.serial.to_string();
     let mut left_in = None;
     let recorded = match req.out {
-        Some(out) => write_atomic(out, issued.pem.as_bytes(), 0o644),
+        Some(out) => write_atomic(out, issued.pem.as_bytes(), 0o644).map_err(CaError::from),
         None => Ok(()),
     }
     .and_then(|()| {
