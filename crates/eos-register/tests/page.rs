@@ -124,6 +124,9 @@ async fn page_issues_a_certificate_as_a_pkcs12_that_chains_to_the_ca() {
         "the page must not log the code"
     );
     assert_eq!(report["filename"], "eos-acme-alice.p12", "{report}");
+    // A click after the answer sends nothing: the code is spent and the
+    // button stays disabled until the form is edited.
+    assert_eq!(report["cert_requests_after_late_click"], 1, "{report}");
     // No client certificate in this browser: nothing to renew is offered.
     assert_eq!(report["renew_shown"], false, "{report}");
     // Each button was double-clicked: one request each, so no second use

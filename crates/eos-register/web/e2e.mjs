@@ -105,6 +105,11 @@ async function enrol(page) {
   // A second request, if any, is answered after the first: let it land.
   await page.waitForTimeout(500);
   result.cert_requests = countOf("/v1/cert");
+  // A click that comes after the answer (a slow double click): the spent code
+  // must not be sent again.
+  await page.click("#cert-submit", { force: true, timeout: 2000 }).catch(() => {});
+  await page.waitForTimeout(300);
+  result.cert_requests_after_late_click = countOf("/v1/cert");
   if (await page.isVisible("#cert-download")) await download(page, "#cert-download");
   if (ipCode) {
     // A typo (the check symbol changed) is caught in the page: an error,

@@ -217,20 +217,30 @@ function explain(json) {
 /** Run `handler` on the form's submit, one at a time: its button is disabled
  * until the handler is done, so a double click sends one request (a second
  * use of a single-use code would be a failed attempt that counts towards the
- * address's backoff). */
+ * address's backoff). A handler that returns `true` has used what the form
+ * holds (the code is spent, the certificate renewed): the button stays
+ * disabled until the form is edited, so a click that comes late — after the
+ * answer — cannot send the spent code again. */
 function onSubmit(form, handler) {
   const button = form.querySelector("button[type=submit]");
   let busy = false;
+  let spent = false;
+  form.addEventListener("input", () => {
+    if (spent && !busy) {
+      spent = false;
+      button.disabled = false;
+    }
+  });
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
-    if (busy) return;
+    if (busy || spent) return;
     busy = true;
     button.disabled = true;
     try {
-      await handler();
+      spent = (await handler()) === true;
     } finally {
       busy = false;
-      button.disabled = false;
+      button.disabled = spent;
     }
   });
 }
@@ -248,7 +258,7 @@ async function issueAndPack(status, link, password, request) {
     const { ok, json } = await request(csr);
     if (!ok) {
       say(status, explain(json), "error");
-      return;
+      return false;
     }
     say(status, "Packing the certificate and key…", "busy");
     const name = `entityOS ${json.space} ${json.user}`;
@@ -263,8 +273,10 @@ async function issueAndPack(status, link, password, request) {
       `Certificate ${json.serial} for ${json.user} in ${json.space}, valid until ${json.not_after}. Download it and import it with your password.`,
       "ok",
     );
+    return true;
   } catch (e) {
     say(status, `This browser could not make the key or the file: ${e.message ?? e}`, "error");
+    return false;
   }
 }
 
@@ -285,7 +297,7 @@ function wireCertificate(doc) {
       say(status, problem, "error");
       return;
     }
-    await issueAndPack(status, link, password, (csr) => post("/v1/cert", { code, csr }));
+    return issueAndPack(status, link, password, (csr) => post("/v1/cert", { code, csr }));
   });
 }
 
@@ -333,7 +345,7 @@ async function wireRenewal(doc) {
       say(status, problem, "error");
       return;
     }
-    await issueAndPack(status, link, password, (csr) =>
+    return issueAndPack(status, link, password, (csr) =>
       post("/v1/renew", { csr }, "same-origin"),
     );
   });
@@ -353,8 +365,10 @@ function wireSimple(doc, prefix, path, describe) {
     try {
       const { ok, json } = await post(path, { code });
       say(status, ok ? describe(json) : explain(json), ok ? "ok" : "error");
+      return ok;
     } catch (e) {
       say(status, `The request failed: ${e.message ?? e}`, "error");
+      return false;
     }
   });
 }
