@@ -689,7 +689,7 @@ fn spawn_notification(registrar: Arc<Registrar>, outcome: &Outcome) {
             }
         };
         let subject = format!("{} {}", event.space, event.user);
-        let actor = format!("code:{}", event.code_id);
+        let actor = eos_store::Actor::Code(event.code_id.as_str()).to_string();
         let _ = tokio::task::spawn_blocking(move || {
             let action = format!("register.recover.notify.{outcome}");
             let entry = eos_store::AuditEntry::new(&actor, &action, &subject).with_detail(detail);

@@ -587,7 +587,7 @@ impl Registrar {
                     tx,
                     &rule,
                     existing.as_ref(),
-                    &format!("code:{}", grant.code_id),
+                    &eos_store::Actor::Code(grant.code_id.as_str()).to_string(),
                 )
                 .map_err(store_err)?;
                 true
@@ -616,7 +616,7 @@ impl Registrar {
         audit_in(
             tx,
             &AuditEntry::new(
-                &format!("code:{}", grant.code_id),
+                &eos_store::Actor::Code(grant.code_id.as_str()).to_string(),
                 "register.ip",
                 &format!("{} {cidr}", grant.space),
             )
@@ -668,7 +668,7 @@ impl Registrar {
                         tx,
                         &grant.space,
                         &old,
-                        &format!("code:{}", grant.code_id),
+                        &eos_store::Actor::Code(grant.code_id.as_str()).to_string(),
                     )
                     .map_err(store_err)?;
                 }
@@ -678,7 +678,7 @@ impl Registrar {
         audit_in(
             tx,
             &AuditEntry::new(
-                &format!("code:{}", grant.code_id),
+                &eos_store::Actor::Code(grant.code_id.as_str()).to_string(),
                 "register.recover",
                 &format!("{} {}", grant.space, grant.user),
             )
@@ -977,7 +977,7 @@ impl Registrar {
             &tx,
             ca,
             &IssueAudit {
-                actor: &format!("code:{}", grant.code_id),
+                actor: &eos_store::Actor::Code(grant.code_id.as_str()).to_string(),
                 action: "register.cert",
                 extra,
             },

@@ -543,7 +543,7 @@ fn replay(old: &CertRecord, successor: &CertRecord) -> Result<Renewed, RenewalEr
 
 /// The actor a renewal is audited under: the presented certificate.
 pub fn actor(serial: &str) -> String {
-    format!("cert:{serial}")
+    eos_store::Actor::Cert(serial).to_string()
 }
 
 /// Renew inside `tx` in one go (prepare, sign, record), for callers that

@@ -631,3 +631,49 @@ fn help() {
     assert_eq!(out.code, 0);
     snapshot!("issue_help", out.stdout, env.dir);
 }
+
+/// Every command names its operator in the audit log one way, `cli:<user>`
+/// (issue 21: it was `operator:<user>`, `cli:<user>` and a bare name).
+#[test]
+fn the_operator_is_named_one_way_in_the_audit_log() {
+    let env = Env::new();
+    env.issue(&["--purpose", "register-ip"]);
+    let state = env.path("state");
+    let out = env.run(&[
+        "rules",
+        "add",
+        "--space",
+        "acme",
+        "--cidr",
+        "198.51.100.7",
+        "--label",
+        "desk",
+        "--declared-by",
+        "alice",
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = env.run(&[
+        "ca", "disable", "--space", "acme", "--user", "alice", "--reason", "left",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let log = eos_store::Store::open(&env.path("state"))
+        .unwrap()
+        .audit_log(100)
+        .unwrap();
+    let actors: Vec<_> = log
+        .iter()
+        .map(|e| (e.action.as_str(), e.actor.as_str()))
+        .collect();
+    for action in ["code.issue", "rule.added", "account.disabled"] {
+        assert!(
+            actors.iter().any(|(a, _)| *a == action),
+            "{action}: {actors:?}"
+        );
+    }
+    assert!(
+        actors.iter().all(|(_, who)| *who == "cli:tester"),
+        "{actors:?}"
+    );
+}

@@ -4,11 +4,40 @@ use serde::Serialize;
 
 use crate::{Conn, Sql, StoreError, now_rfc3339};
 
+/// Who did it, in the one form the audit log's `actor` column (and a
+/// code's `issued_by`) is written: `<kind>:<name>`. Rows written before
+/// this form (`operator:alice`, a bare `alice`) are kept as they are: the
+/// log is append-only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Actor<'a> {
+    /// An operator at the command line, by OS user name: `cli:alice`.
+    Cli(&'a str),
+    /// The holder of a security code, by its public id: `code:<id>`.
+    Code(&'a str),
+    /// The holder of a certificate, by its serial: `cert:<serial>`.
+    Cert(&'a str),
+    /// A client address (a refused code attempt): `src:<address>`.
+    Source(&'a str),
+}
+
+impl std::fmt::Display for Actor<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (kind, name) = match self {
+            Actor::Cli(n) => ("cli", n),
+            Actor::Code(n) => ("code", n),
+            Actor::Cert(n) => ("cert", n),
+            Actor::Source(n) => ("src", n),
+        };
+        write!(f, "{kind}:{name}")
+    }
+}
+
 /// An entry to append. `detail` is JSON and must never carry a secret (code,
 /// pepper, key, passphrase): callers pass ids and fingerprints instead.
 #[derive(Debug, Clone)]
 pub struct AuditEntry<'a> {
-    /// Who: OS user, service name, or a code id.
+    /// Who: an [`Actor`]'s text (`cli:alice`, `code:<id>`, …).
     pub actor: &'a str,
     /// Stable dotted action name, e.g. `ipset.apply`.
     pub action: &'a str,

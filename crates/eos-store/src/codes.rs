@@ -313,7 +313,7 @@ impl CodeStore for SqlCodeStore<'_, '_> {
                 source,
                 dry_run,
             } => {
-                let actor = format!("src:{source}");
+                let actor = crate::Actor::Source(&source.to_string()).to_string();
                 let subject = code_id.map(CodeId::as_str).unwrap_or("");
                 audit_in(
                     self.tx,
@@ -417,7 +417,7 @@ fn audit_use(
     if let Some(fields) = detail.as_object_mut() {
         fields.insert(key.to_owned(), value);
     }
-    let actor = format!("code:{}", usage.code_id);
+    let actor = crate::Actor::Code(usage.code_id.as_str()).to_string();
     audit_in(
         tx,
         &AuditEntry::new(&actor, action, usage.space.as_str()).with_detail(detail),

@@ -32,7 +32,7 @@ pub mod sync;
 pub mod testing;
 pub mod transfer;
 
-pub use audit::{AuditEntry, AuditRecord};
+pub use audit::{Actor, AuditEntry, AuditRecord};
 pub use db::{Conn, Engine, KeyLock, Param, Row, Savepoint, Sql, Tx};
 pub use pg::StoreUrl;
 pub use rusqlite;

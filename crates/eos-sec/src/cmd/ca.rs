@@ -11,6 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use super::rules::actor;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use eos_aws::acmpca::PrivateCa;
@@ -277,10 +278,6 @@ fn open_ca(ctx: &crate::Ctx, files: &CaFiles, rt: &tokio::runtime::Runtime) -> a
         CaBackendKind::Local => Ok(Ca::Local(Box::new(load_ca(files, &ctx.config.ca)?))),
         CaBackendKind::Acmpca => Ok(Ca::Private(Box::new(rt.block_on(connect_private(ctx))?))),
     }
-}
-
-fn actor() -> String {
-    std::env::var("USER").unwrap_or_else(|_| "operator".to_owned())
 }
 
 /// Install a new local CA and print what was written.

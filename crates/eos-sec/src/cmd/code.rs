@@ -140,15 +140,6 @@ pub(crate) fn load_ring(cfg: &CodesSection) -> anyhow::Result<PepperRing> {
     Ok(PepperRing::load(&sources)?)
 }
 
-/// Who is acting, for the audit log.
-fn operator() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .ok()
-        .filter(|u| UserId::new(u).is_ok())
-        .map_or_else(|| "operator".to_owned(), |u| format!("operator:{u}"))
-}
-
 fn parse_space(s: &str) -> anyhow::Result<SpaceId> {
     SpaceId::new(s).map_err(|e| bad_input!("--space: {e}"))
 }
@@ -206,7 +197,7 @@ fn issue(a: IssueArgs, cfg: &CodesSection, ctx: &crate::Ctx) -> anyhow::Result<(
     let ring = load_ring(cfg)?;
     let mut store = ctx.store()?;
     let (code, info) = store
-        .issue_code(&ring, &request, unix_now(), &operator())
+        .issue_code(&ring, &request, unix_now(), &super::rules::actor())
         .context("issuing a security code")?;
     let written = code.reveal();
     if ctx.json {
@@ -328,7 +319,7 @@ struct Revoked {
 }
 
 fn revoke(a: RevokeArgs, cfg: &CodesSection, ctx: &crate::Ctx) -> anyhow::Result<()> {
-    let by = operator();
+    let by = super::rules::actor();
     let now = unix_now();
     let mut store = ctx.store()?;
     let report = if let Some(pepper) = &a.pepper {
@@ -498,13 +489,16 @@ fn rotate_pepper(a: RotatePepperArgs, cfg: &CodesSection, ctx: &crate::Ctx) -> a
     let tx = store.transaction()?;
     audit_in(
         &tx,
-        &AuditEntry::new(&operator(), "code.pepper.rotate", new.id().as_str()).with_detail(
-            serde_json::json!({
-                "new_pepper_id": new.id(),
-                "new_pepper_file": a.new_pepper_file.display().to_string(),
-                "previous_pepper_id": ring.current().id(),
-            }),
-        ),
+        &AuditEntry::new(
+            &super::rules::actor(),
+            "code.pepper.rotate",
+            new.id().as_str(),
+        )
+        .with_detail(serde_json::json!({
+            "new_pepper_id": new.id(),
+            "new_pepper_file": a.new_pepper_file.display().to_string(),
+            "previous_pepper_id": ring.current().id(),
+        })),
     )?;
     tx.commit().context("recording the rotation")?;
     let usage = pepper_usage(store.conn(), unix_now())?;

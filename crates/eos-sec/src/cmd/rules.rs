@@ -97,10 +97,14 @@ pub fn run(cmd: RulesCommand, ctx: &crate::Ctx) -> anyhow::Result<()> {
     }
 }
 
-/// Who is acting, for the audit log.
+/// Who is acting, for the audit log and a code's `issued_by`: the OS user
+/// (`USER`, then `LOGNAME`) as `cli:<user>`, `cli:unknown` without one.
 pub fn actor() -> String {
-    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned());
-    format!("cli:{user}")
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()
+        .filter(|u| !u.is_empty() && !u.chars().any(char::is_control));
+    eos_store::Actor::Cli(user.as_deref().unwrap_or("unknown")).to_string()
 }
 
 fn cidr(s: &str) -> anyhow::Result<RuleCidr> {

@@ -450,11 +450,11 @@ fn expiring_shows_renewals_and_a_disabled_account_renews_no_more() {
         "one entry each, none for the no-op repeats: {entries:?}"
     );
     assert!(
-        entries.contains(&("account.disabled", uri, "op")),
+        entries.contains(&("account.disabled", uri, "cli:op")),
         "{entries:?}"
     );
     assert!(
-        entries.contains(&("account.enabled", uri, "op")),
+        entries.contains(&("account.enabled", uri, "cli:op")),
         "{entries:?}"
     );
 }
