@@ -70,6 +70,10 @@ const OPERATIONAL: &[&str] = &[
     // A CRL that AWS Private CA published and that does not check out
     // against the CA (it reaches the CLI wrapped in a PrivateCaError).
     "eos_ca::CrlError",
+    // A file that could not be written whole (it reaches the CLI inside the
+    // CA's or the renew agent's errors, which say whether it was the user's
+    // path).
+    "eos_ops::WriteError",
     "eos_aws::cloudwatch::CloudWatchError",
     "eos_aws::wafv2::ConnectError",
     "eos_aws::client::Unreachable",
