@@ -15,9 +15,10 @@ use eos_plan::{AppliedSet, Plan, SpaceCoverage};
 use eos_store::rules::ImportCounts;
 use serde::Serialize;
 
+use crate::cmd::actor;
 use crate::cmd::aws::{AwsArgs, aws_options};
 use crate::cmd::plan::{BackendArgs, open_backend, plan_options, render_plan, runtime};
-use crate::cmd::rules::{actor, read_rules_file};
+use crate::cmd::rules::read_rules_file;
 use crate::cmd::scan::ScanFlags;
 use crate::output::{emit, emit_json, paint, use_colour};
 

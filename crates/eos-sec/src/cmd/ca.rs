@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use super::rules::actor;
+use super::actor;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use eos_aws::acmpca::PrivateCa;

@@ -197,7 +197,7 @@ fn issue(a: IssueArgs, cfg: &CodesSection, ctx: &crate::Ctx) -> anyhow::Result<(
     let ring = load_ring(cfg)?;
     let mut store = ctx.store()?;
     let (code, info) = store
-        .issue_code(&ring, &request, unix_now(), &super::rules::actor())
+        .issue_code(&ring, &request, unix_now(), &super::actor())
         .context("issuing a security code")?;
     let written = code.reveal();
     if ctx.json {
@@ -319,7 +319,7 @@ struct Revoked {
 }
 
 fn revoke(a: RevokeArgs, cfg: &CodesSection, ctx: &crate::Ctx) -> anyhow::Result<()> {
-    let by = super::rules::actor();
+    let by = super::actor();
     let now = unix_now();
     let mut store = ctx.store()?;
     let report = if let Some(pepper) = &a.pepper {
@@ -489,16 +489,13 @@ fn rotate_pepper(a: RotatePepperArgs, cfg: &CodesSection, ctx: &crate::Ctx) -> a
     let tx = store.transaction()?;
     audit_in(
         &tx,
-        &AuditEntry::new(
-            &super::rules::actor(),
-            "code.pepper.rotate",
-            new.id().as_str(),
-        )
-        .with_detail(serde_json::json!({
-            "new_pepper_id": new.id(),
-            "new_pepper_file": a.new_pepper_file.display().to_string(),
-            "previous_pepper_id": ring.current().id(),
-        })),
+        &AuditEntry::new(&super::actor(), "code.pepper.rotate", new.id().as_str()).with_detail(
+            serde_json::json!({
+                "new_pepper_id": new.id(),
+                "new_pepper_file": a.new_pepper_file.display().to_string(),
+                "previous_pepper_id": ring.current().id(),
+            }),
+        ),
     )?;
     tx.commit().context("recording the rotation")?;
     let usage = pepper_usage(store.conn(), unix_now())?;

@@ -403,7 +403,7 @@ fn issue(
     };
     let mut store = ctx.store()?;
     let tx = store.transaction()?;
-    let actor = super::rules::actor();
+    let actor = super::actor();
     let extra = serde_json::Map::from_iter([
         ("drill".to_owned(), serde_json::json!(true)),
         ("target".to_owned(), serde_json::json!(target.url)),
@@ -572,18 +572,14 @@ fn finish(ctx: &crate::Ctx, drill: &Drill, report: &Report) -> anyhow::Result<()
     let tx = store.transaction()?;
     eos_store::audit_in(
         &tx,
-        &eos_store::AuditEntry::new(
-            &super::rules::actor(),
-            "drill.revocation",
-            report.status.as_str(),
-        )
-        .with_detail(serde_json::json!({
-            "drill": drill.id,
-            "serial": drill.serial,
-            "target": report.target,
-            "time_to_refuse_ms": report.time_to_refuse_ms,
-            "sla_ms": report.sla_ms,
-        })),
+        &eos_store::AuditEntry::new(&super::actor(), "drill.revocation", report.status.as_str())
+            .with_detail(serde_json::json!({
+                "drill": drill.id,
+                "serial": drill.serial,
+                "target": report.target,
+                "time_to_refuse_ms": report.time_to_refuse_ms,
+                "sla_ms": report.sla_ms,
+            })),
     )?;
     tx.commit()?;
     Ok(())

@@ -17,9 +17,9 @@ use eos_policy::enforce::{
 };
 use eos_policy::gate::GateBackend;
 
+use crate::cmd::actor;
 use crate::cmd::plan::{BackendArgs, open_backend, runtime};
 use crate::cmd::policy::{LogArgs, backend_sets, load_policy, simulate_logs};
-use crate::cmd::rules::actor;
 use crate::exit::bad_input;
 use crate::output::{emit, emit_json, paint, use_colour};
 

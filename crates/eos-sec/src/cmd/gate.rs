@@ -310,7 +310,7 @@ async fn publish_targets(
     let published = publish_objects(gate, prefix(conf), material)
         .await
         .with_context(|| format!("publishing to s3://{}", gate.bucket()))?;
-    let actor = super::rules::actor();
+    let actor = super::actor();
     let mut targets = Vec::new();
     for name in &conf.trust_stores {
         let t = Target {
@@ -458,7 +458,7 @@ pub(crate) async fn deliver_pending(
         store,
         last.id,
         crl_number.or(last.crl_number).unwrap_or(0),
-        &super::rules::actor(),
+        &super::actor(),
         now,
     )?;
     let lag_ms = age_seconds(&first.at, now).map_or(0, |s| s * 1000);

@@ -76,7 +76,7 @@ fn scan(args: ScanArgs, ctx: &crate::Ctx) -> anyhow::Result<()> {
         eos_store::rules::replace_observations(
             &mut store,
             &report.observations,
-            &crate::cmd::rules::actor(),
+            &crate::cmd::actor(),
         )
         .context("recording the observations")?;
     }

@@ -20,3 +20,13 @@ pub mod scan;
 pub mod serve;
 pub mod store;
 pub mod sync;
+
+/// Who is acting, for the audit log and a code's `issued_by`: the OS user
+/// (`USER`, then `LOGNAME`) as `cli:<user>`, `cli:unknown` without one.
+pub fn actor() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()
+        .filter(|u| !u.is_empty() && !u.chars().any(char::is_control));
+    eos_store::Actor::Cli(user.as_deref().unwrap_or("unknown")).to_string()
+}

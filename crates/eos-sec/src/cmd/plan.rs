@@ -14,7 +14,7 @@ use eos_plan::{
 };
 use eos_store::ipsets::save_plan;
 
-use crate::cmd::rules::actor;
+use crate::cmd::actor;
 use crate::config::{BackendKind, WafScope};
 use crate::exit::bad_input;
 use crate::output::{emit, emit_json, paint, use_colour};

@@ -1,5 +1,6 @@
 //! `eos-sec rules ...`: declared Network Access Rules in the state store.
 
+use super::actor;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -95,16 +96,6 @@ pub fn run(cmd: RulesCommand, ctx: &crate::Ctx) -> anyhow::Result<()> {
         RulesCommand::Remove(a) => remove(a, ctx),
         RulesCommand::Import(a) => import(a, ctx),
     }
-}
-
-/// Who is acting, for the audit log and a code's `issued_by`: the OS user
-/// (`USER`, then `LOGNAME`) as `cli:<user>`, `cli:unknown` without one.
-pub fn actor() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .ok()
-        .filter(|u| !u.is_empty() && !u.chars().any(char::is_control));
-    eos_store::Actor::Cli(user.as_deref().unwrap_or("unknown")).to_string()
 }
 
 fn cidr(s: &str) -> anyhow::Result<RuleCidr> {
